@@ -1,0 +1,146 @@
+// The agent's run time: builds the worker (bot), keeps it connected to the master, and stops in stages.
+// SIGTERM/SIGINT: the first lets running commands finish, the second interrupts them, the third exits at once.
+
+import path from 'node:path';
+import { currentPlatform } from '../platforms/index.js';
+import type { Platform } from '../platforms/types.js';
+import { COMMAND_TABLE } from './commands/index.js';
+import type { AgentConfig } from './config/schema.js';
+import { Bot } from './connection/bot.js';
+import { ConnectionManager, type LiveSession } from './connection/manager.js';
+import { connectMsgpack } from './connection/msgpack/connect.js';
+import { MsgpackSession } from './connection/msgpack/session.js';
+import { AgentError } from './errors.js';
+import { collectWorkerInfo, systemFacts } from './info/worker-info.js';
+import type { Logger } from './log.js';
+import { VERSION } from './version.js';
+
+/** How long the second signal waits for interrupted commands to report before exiting anyway. */
+export const INTERRUPT_GRACE_MS = 10_000;
+/** The master's handshake must finish within this time. */
+const HANDSHAKE_TIMEOUT_MS = 30_000;
+
+export interface RunAgentOptions {
+  logger: Logger;
+  platform?: Platform;
+  /** Install SIGTERM/SIGINT handlers (off in tests that drive stop() themselves). */
+  handleSignals?: boolean;
+}
+
+export interface RunningAgent {
+  /** Resolves with the exit code once the agent stopped. */
+  readonly exited: Promise<number>;
+  /** One shutdown stage, as one signal would. */
+  stop(): void;
+  readonly bot: Bot;
+}
+
+export function startAgent(config: AgentConfig, opts: RunAgentOptions): RunningAgent {
+  const { logger } = opts;
+  const platform = opts.platform ?? currentPlatform();
+  const basedir = path.resolve(config.basedir);
+  if (config.umask !== null) process.umask(config.umask);
+  const environ: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) if (v !== undefined) environ[k] = v;
+  let facts: Promise<Record<string, string | number>> | undefined;
+
+  let resolveExit!: (code: number) => void;
+  const exited = new Promise<number>((r) => (resolveExit = r));
+  let stage = 0;
+  let finished = false;
+
+  const bot: Bot = new Bot({
+    env: { basedir, platform, logger, environ, now: () => Date.now() / 1000 },
+    commands: COMMAND_TABLE,
+    logger,
+    collectInfo: () =>
+      collectWorkerInfo({
+        basedir,
+        platform,
+        commands: COMMAND_TABLE,
+        environ,
+        numcpus: config.numcpus,
+        version: `bbagent ${VERSION}`,
+        deleteLeftoverDirs: config.deleteLeftoverDirs,
+        logger,
+        hostFacts: () => (facts ??= systemFacts()),
+      }),
+    onShutdownRequest: () => finish(0),
+  });
+
+  if (config.protocol !== 'msgpack') {
+    throw new AgentError('E_CONFIG', `protocol '${config.protocol}' is not available yet in this build; use --protocol msgpack`);
+  }
+  const manager = new ConnectionManager({
+    describe: `${config.masterHost}:${config.masterPort} (msgpack)`,
+    maxdelayS: config.maxdelay,
+    maxretries: config.maxretries,
+    logger,
+    connect: async (): Promise<LiveSession> => {
+      const ws = await connectMsgpack({
+        host: config.masterHost,
+        port: config.masterPort,
+        name: config.name,
+        password: config.password,
+        tls: config.useTls,
+        handshakeTimeoutMs: HANDSHAKE_TIMEOUT_MS,
+      });
+      bot.resetSettings();
+      return new MsgpackSession(ws, bot, logger);
+    },
+  });
+
+  function finish(code: number): void {
+    if (finished) return;
+    finished = true;
+    manager.stop();
+    bot.host.abandonAll();
+    logger.info('bbagent stopped');
+    resolveExit(code);
+  }
+
+  void manager.run().then((how) => {
+    if (how === 'gave-up') finish(1);
+    else finish(0);
+  });
+
+  const stop = (): void => {
+    stage++;
+    if (stage === 1) {
+      logger.info(`shutting down: waiting for ${bot.host.runningCount} running command(s) to finish (signal again to interrupt them)`);
+      void bot.host.idle().then(() => finish(0));
+    } else if (stage === 2) {
+      logger.info('shutting down: interrupting running commands (signal again to exit at once)');
+      bot.host.interruptAll('worker shutting down');
+      const t = setTimeout(() => finish(0), INTERRUPT_GRACE_MS);
+      t.unref();
+    } else {
+      logger.info('shutting down now');
+      finish(0);
+    }
+  };
+
+  if (opts.handleSignals !== false) {
+    const onSignal = (sig: NodeJS.Signals): void => {
+      logger.info(`received ${sig}`);
+      stop();
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+    void exited.then(() => {
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
+    });
+  }
+  return { exited, stop, bot };
+}
+
+/** Runs the agent in the foreground; resolves with the process exit code. */
+export function runAgent(config: AgentConfig, opts: RunAgentOptions): Promise<number> {
+  logStart(config, opts.logger);
+  return startAgent(config, opts).exited;
+}
+
+function logStart(config: AgentConfig, logger: Logger): void {
+  logger.info(`Starting bbagent ${VERSION} -- worker '${config.name}' in ${config.basedir}, protocol ${config.protocol}`);
+}

@@ -1,0 +1,50 @@
+// `cpdir`: copies a directory tree with the platform's copy command (cp -R -P -p -v on POSIX), as buildbot-worker.
+
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { RunProcess } from '../process/run-process.js';
+import { argBool, argOptNumber, argString } from './args.js';
+import { resolvePath } from './paths.js';
+import type { CommandDefinition } from './types.js';
+
+export const cpdirCommand: CommandDefinition = {
+  names: ['cpdir'],
+  requiredArgs: ['to_path', 'from_path'],
+  create(args, io, env) {
+    let proc: RunProcess | undefined;
+    return {
+      async run() {
+        const from = resolvePath(env, argString(args, 'from_path'));
+        const to = resolvePath(env, argString(args, 'to_path'));
+        mkdirSync(path.dirname(to), { recursive: true });
+        proc = new RunProcess(
+          {
+            command: env.platform.copyTreeArgv(from, to),
+            workdir: env.basedir,
+            environ: env.environ,
+            sendStdout: true,
+            sendStderr: true,
+            sendRC: false,
+            timeout: argOptNumber(args, 'timeout') ?? 120,
+            maxTime: argOptNumber(args, 'maxTime') ?? null,
+            sigtermTime: null,
+            initialStdin: null,
+            logEnviron: argBool(args, 'logEnviron', true),
+            logfiles: {},
+            usePTY: false,
+            interruptSignal: 'KILL',
+          },
+          io,
+          env.platform,
+          env.logger,
+          env.now,
+        );
+        const rc = await proc.start();
+        io.status('rc', rc);
+      },
+      interrupt() {
+        proc?.kill('command interrupted');
+      },
+    };
+  },
+};

@@ -1,0 +1,47 @@
+// Turns an error thrown by a command into the failure sent in `complete`, with Python's exception names so
+// the master shows what buildbot-worker would.
+
+import type { CommandFailure } from './types.js';
+
+const ERRNO_TYPES: Record<string, string> = {
+  ENOENT: 'FileNotFoundError',
+  EEXIST: 'FileExistsError',
+  ENOTDIR: 'NotADirectoryError',
+  EISDIR: 'IsADirectoryError',
+  EACCES: 'PermissionError',
+  EPERM: 'PermissionError',
+};
+
+const STRERROR: Record<string, [number, string]> = {
+  ENOENT: [2, 'No such file or directory'],
+  EEXIST: [17, 'File exists'],
+  ENOTDIR: [20, 'Not a directory'],
+  EISDIR: [21, 'Is a directory'],
+  EACCES: [13, 'Permission denied'],
+  EPERM: [1, 'Operation not permitted'],
+  ENOTEMPTY: [39, 'Directory not empty'],
+  ENOSPC: [28, 'No space left on device'],
+};
+
+/** Python's str(OSError) for a Node fs error: "[Errno 2] No such file or directory: '/x'". */
+export function pythonOsErrorMessage(err: NodeJS.ErrnoException): string {
+  const known = err.code ? STRERROR[err.code] : undefined;
+  if (!known) return err.message;
+  const where = err.path ? `: '${err.path}'` : '';
+  return `[Errno ${known[0]}] ${known[1]}${where}`;
+}
+
+export function toFailure(err: unknown): CommandFailure {
+  if (err instanceof Error) {
+    const e = err as NodeJS.ErrnoException & { pyType?: string };
+    const type = e.pyType ?? (e.code && ERRNO_TYPES[e.code]) ?? (e.code ? 'OSError' : 'Exception');
+    const message = e.pyType ? e.message : e.code ? pythonOsErrorMessage(e) : e.message;
+    return { type, message, traceback: e.stack ?? `${type}: ${message}` };
+  }
+  return { type: 'Exception', message: String(err), traceback: String(err) };
+}
+
+/** The text msgpack carries in `complete`: str(Failure) of the Python worker. */
+export function failureText(f: CommandFailure): string {
+  return `[Failure instance: Traceback: <class '${f.type}'>: ${f.message}\n${f.traceback}\n]`;
+}

@@ -1,0 +1,141 @@
+// Runs commands for one connection: checks the name and required arguments synchronously (as buildbot-worker
+// does, so the master's start request fails), then drives the command's life cycle: run, `elapsed` unless
+// interrupted, flush partial lines, `complete`. Protocols call it; it never knows which protocol calls.
+
+import { CommandArgsError, UnknownCommandError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { CommandOutput } from '../output/command-output.js';
+import type { OutputSettings } from '../output/settings.js';
+import { toFailure } from './failure.js';
+import type { CommandArgs, CommandChannel, CommandDefinition, CommandEnv, CommandIO, WorkerCommand } from './types.js';
+
+export interface StartRequest {
+  name: string;
+  id: string;
+  args: CommandArgs;
+  channel: CommandChannel;
+  settings: OutputSettings;
+}
+
+class RunningCommand {
+  interrupted = false;
+  /** Set when the connection went away: nothing more may be sent for this command. */
+  abandoned = false;
+  readonly done: Promise<void>;
+  private readonly output: CommandOutput;
+  private readonly command: WorkerCommand;
+
+  constructor(
+    readonly id: string,
+    readonly name: string,
+    def: CommandDefinition,
+    req: StartRequest,
+    env: CommandEnv,
+    private readonly logger: Logger,
+  ) {
+    const channel = req.channel;
+    this.output = new CommandOutput(req.settings, (items) => {
+      if (!this.abandoned) channel.sendUpdate(items);
+    }, env.now);
+    const io: CommandIO = {
+      text: (stream, text) => this.output.text(stream, text),
+      log: (name, text) => this.output.log(name, text),
+      status: (key, value) => this.output.status(key, value),
+      writer: () => {
+        if (!channel.writer) throw new CommandArgsError(`${name}: the master gave no file writer`);
+        return channel.writer;
+      },
+      reader: () => {
+        if (!channel.reader) throw new CommandArgsError(`${name}: the master gave no file reader`);
+        return channel.reader;
+      },
+    };
+    this.command = def.create(req.args, io, env);
+    const start = env.now();
+    this.done = this.command
+      .run()
+      .then(
+        () => null,
+        (err: unknown) => {
+          this.logger.warn(`command ${name} (${id}) failed: ${err instanceof Error ? err.message : String(err)}`);
+          return toFailure(err);
+        },
+      )
+      .then(async (failure) => {
+        if (this.abandoned) return;
+        if (!this.interrupted) this.output.status('elapsed', env.now() - start);
+        this.output.flush();
+        await channel.complete(failure);
+      })
+      .catch((err: unknown) => this.logger.warn(`command ${name} (${id}): could not report completion: ${String(err)}`));
+  }
+
+  interrupt(flushFirst: boolean): void {
+    if (flushFirst) this.output.flushBuffer();
+    this.interrupted = true;
+    this.command.interrupt();
+  }
+
+  abandon(): void {
+    this.abandoned = true;
+    this.output.dispose();
+    this.interrupted = true;
+    this.command.interrupt();
+  }
+}
+
+export class CommandHost {
+  private readonly byName = new Map<string, CommandDefinition>();
+  private readonly running = new Map<string, RunningCommand>();
+
+  constructor(
+    table: readonly CommandDefinition[],
+    private readonly env: CommandEnv,
+  ) {
+    for (const def of table) for (const n of def.names) this.byName.set(n, def);
+  }
+
+  /** Starts a command; throws UnknownCommandError / CommandArgsError before anything runs. */
+  start(req: StartRequest): Promise<void> {
+    const def = this.byName.get(req.name);
+    if (!def) throw new UnknownCommandError(req.name);
+    const missing = def.requiredArgs.filter((a) => !(a in req.args));
+    if (missing.length) throw new CommandArgsError(`${req.name} is missing args: ${missing.join(', ')}`);
+    this.env.logger.info(`starting command ${req.name} (${req.id})`);
+    const cmd = new RunningCommand(req.id, req.name, def, req, this.env, this.env.logger);
+    this.running.set(req.id, cmd);
+    void cmd.done.finally(() => {
+      if (this.running.get(req.id) === cmd) this.running.delete(req.id);
+    });
+    return cmd.done;
+  }
+
+  /** Interrupts a running command; unknown ids are only logged (as buildbot-worker). */
+  interrupt(id: string, why: string, flushFirst: boolean): void {
+    const cmd = this.running.get(id);
+    this.env.logger.info(`asked to interrupt command ${id}: ${why}`);
+    if (!cmd) {
+      this.env.logger.info(`no command ${id} is running; nothing to interrupt`);
+      return;
+    }
+    cmd.interrupt(flushFirst);
+  }
+
+  /** The connection is gone: kill everything silently. */
+  abandonAll(): void {
+    for (const cmd of this.running.values()) cmd.abandon();
+  }
+
+  get runningCount(): number {
+    return this.running.size;
+  }
+
+  /** Resolves when no command is running. */
+  async idle(): Promise<void> {
+    while (this.running.size) await Promise.allSettled([...this.running.values()].map((c) => c.done));
+  }
+
+  interruptAll(why: string): void {
+    for (const id of [...this.running.keys()]) this.interrupt(id, why, true);
+  }
+}

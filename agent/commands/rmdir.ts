@@ -1,0 +1,60 @@
+// `rmdir`: removes directory trees with the platform's remove command, retrying once after making the tree
+// writable, with shell headers in the log as buildbot-worker (rm -rf on POSIX).
+
+import { RunProcess } from '../process/run-process.js';
+import { argBool, argOptNumber, argPaths } from './args.js';
+import { resolvePath } from './paths.js';
+import type { CommandDefinition } from './types.js';
+
+export const rmdirCommand: CommandDefinition = {
+  names: ['rmdir'],
+  requiredArgs: ['paths'],
+  create(args, io, env) {
+    let current: RunProcess | undefined;
+    let interrupted = false;
+    const run = (argv: string[]): Promise<number> => {
+      current = new RunProcess(
+        {
+          command: argv,
+          workdir: env.basedir,
+          environ: env.environ,
+          sendStdout: true,
+          sendStderr: true,
+          sendRC: false,
+          timeout: argOptNumber(args, 'timeout') ?? 120,
+          maxTime: argOptNumber(args, 'maxTime') ?? null,
+          sigtermTime: null,
+          initialStdin: null,
+          logEnviron: argBool(args, 'logEnviron', true),
+          logfiles: {},
+          usePTY: false,
+          interruptSignal: 'KILL',
+        },
+        io,
+        env.platform,
+        env.logger,
+        env.now,
+      );
+      return current.start();
+    };
+    return {
+      async run() {
+        let rc = 0;
+        for (const p of argPaths(args, 'paths').map((x) => resolvePath(env, x))) {
+          if (interrupted) break;
+          let res = await run(env.platform.removeTreeArgv(p));
+          if (res !== 0 && !interrupted) {
+            await run(env.platform.chmodTreeArgv(p));
+            res = await run(env.platform.removeTreeArgv(p));
+          }
+          if (res !== 0) rc = res;
+        }
+        io.status('rc', rc);
+      },
+      interrupt() {
+        interrupted = true;
+        current?.kill('command interrupted');
+      },
+    };
+  },
+};

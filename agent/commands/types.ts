@@ -1,0 +1,102 @@
+// The one command interface every protocol drives: a command gets its arguments, a CommandIO to report
+// through, and an environment; it never knows which protocol carries it.
+
+import type { Logger } from '../log.js';
+import type { Platform } from '../../platforms/types.js';
+
+export type TextStream = 'stdout' | 'stderr' | 'header';
+
+/** A run of whole lines: `text` ends in '\n'; `indexes` are the positions of each '\n'; `times` the arrival time of each line. */
+export interface LineChunk {
+  text: string;
+  indexes: number[];
+  times: number[];
+}
+
+export type StatusValue = number | string | boolean | null | StatusValue[] | { [k: string]: StatusValue };
+
+/** One status item of a running command, in protocol-neutral form. */
+export type UpdateItem =
+  | { kind: 'text'; key: TextStream; chunk: LineChunk }
+  | { kind: 'log'; name: string; chunk: LineChunk }
+  | { kind: 'status'; key: string; value: StatusValue };
+
+/** A command's failure, sent in `complete` (the step ends in EXCEPTION). */
+export interface CommandFailure {
+  /** Python-style exception class name, e.g. 'FileNotFoundError'. */
+  type: string;
+  message: string;
+  traceback: string;
+}
+
+/** Master-side file writer behind upload commands. Each call resolves when the master acknowledged it. */
+export interface RemoteWriter {
+  write(data: Uint8Array): Promise<void>;
+  close(): Promise<void>;
+  utime(accessTime: number, modifiedTime: number): Promise<void>;
+  unpack(): Promise<void>;
+}
+
+/** Master-side file reader behind download commands. `read` resolves to null or an empty array at EOF. */
+export interface RemoteReader {
+  read(length: number): Promise<Uint8Array | null>;
+  close(): Promise<void>;
+}
+
+/** What a protocol provides for one running command. */
+export interface CommandChannel {
+  /** Sends one flushed batch of items, in order. Must not reorder with `complete`. */
+  sendUpdate(items: UpdateItem[]): void;
+  complete(failure: CommandFailure | null): Promise<void>;
+  readonly writer: RemoteWriter | undefined;
+  readonly reader: RemoteReader | undefined;
+}
+
+/** How a running command reports to the master. Text goes through line splitting and batching. */
+export interface CommandIO {
+  text(stream: TextStream, text: string): void;
+  log(name: string, text: string): void;
+  status(key: string, value: StatusValue): void;
+  /** The master-side writer (uploads); throws if the master gave none. */
+  writer(): RemoteWriter;
+  /** The master-side reader (downloads); throws if the master gave none. */
+  reader(): RemoteReader;
+}
+
+export interface CommandEnv {
+  /** The worker's base directory (absolute). */
+  basedir: string;
+  /** The builder's directory, where relative paths of a command resolve (PB); absent: basedir. */
+  builderDir?: string;
+  /** The worker's own environment, the base of every child's. */
+  environ: Record<string, string>;
+  platform: Platform;
+  logger: Logger;
+  /** Wall clock in seconds (float), injectable for tests. */
+  now(): number;
+}
+
+export type CommandArgs = Record<string, unknown>;
+
+/** A Python tuple in command arguments, where the protocol keeps tuples apart from lists (PB does; msgpack cannot). */
+export class PyTuple {
+  constructor(readonly items: readonly unknown[]) {}
+}
+
+/** A running command. `run` resolves when the command is done (its rc was reported); a rejection fails it. */
+export interface WorkerCommand {
+  run(): Promise<void>;
+  /** The master asked to interrupt; may be called more than once. */
+  interrupt(): void;
+}
+
+export interface CommandDefinition {
+  /** Wire names, e.g. ['upload_file', 'uploadFile']; all are advertised to the master. */
+  names: readonly string[];
+  /** Arguments that must be present (checked before the command is created). */
+  requiredArgs: readonly string[];
+  create(args: CommandArgs, io: CommandIO, env: CommandEnv): WorkerCommand;
+}
+
+/** The version advertised for every command (buildbot_worker.commands.base.command_version). */
+export const COMMAND_VERSION = '3.1';

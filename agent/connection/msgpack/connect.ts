@@ -1,0 +1,60 @@
+// Opens the msgpack worker WebSocket: HTTP Basic auth on the upgrade request, binary messages, no extensions
+// (the 3.7 master's autobahn server accepts none). A refused password is an error value with code E_AUTH.
+
+import WebSocket from 'ws';
+import { AgentError } from '../../errors.js';
+
+export interface MsgpackEndpoint {
+  host: string;
+  port: number;
+  name: string;
+  password: string;
+  tls: boolean;
+  /** Give up on an unanswered handshake after this long. */
+  handshakeTimeoutMs: number;
+}
+
+export function msgpackUrl(e: Pick<MsgpackEndpoint, 'host' | 'port' | 'tls'>): string {
+  const host = e.host.includes(':') ? `[${e.host}]` : e.host;
+  return `${e.tls ? 'wss' : 'ws'}://${host}:${e.port}/`;
+}
+
+export function connectMsgpack(e: MsgpackEndpoint): Promise<WebSocket> {
+  if (e.name.includes(':')) {
+    return Promise.reject(new AgentError('E_CONFIG', `worker name '${e.name}' contains ':', which HTTP Basic auth cannot carry`));
+  }
+  const url = msgpackUrl(e);
+  const auth = Buffer.from(`${e.name}:${e.password}`, 'utf8').toString('base64');
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, {
+      headers: { Authorization: `Basic ${auth}` },
+      perMessageDeflate: false,
+      handshakeTimeout: e.handshakeTimeoutMs,
+      maxPayload: 256 * 1024 * 1024,
+    });
+    let settled = false;
+    const fail = (err: AgentError): void => {
+      if (settled) return;
+      settled = true;
+      ws.removeAllListeners();
+      ws.on('error', () => {});
+      ws.terminate();
+      reject(err);
+    };
+    ws.once('open', () => {
+      settled = true;
+      ws.removeAllListeners('unexpected-response');
+      resolve(ws);
+    });
+    ws.once('unexpected-response', (_req, res) => {
+      const code = res.statusCode ?? 0;
+      res.resume();
+      if (code === 401) fail(new AgentError('E_AUTH', `master at ${url} refused worker '${e.name}': wrong worker name or password (HTTP 401)`));
+      else fail(new AgentError('E_HANDSHAKE', `master at ${url} refused the WebSocket upgrade with HTTP ${code}`));
+    });
+    ws.once('error', (err: NodeJS.ErrnoException) => {
+      fail(new AgentError(err.code === 'ECONNREFUSED' ? 'E_REFUSED' : 'E_CONNECT', `cannot connect to master at ${url}: ${err.message}`));
+    });
+    ws.once('close', () => fail(new AgentError('E_CONNECT', `master at ${url} closed the connection during the handshake`)));
+  });
+}

@@ -1,0 +1,144 @@
+// Batches a command's status items into messages, as buildbot-worker's BufferManager does: a message goes out
+// when the buffered size would exceed buffer_size, buffer_timeout after the first buffered item, and on flush.
+// The sender is injected, so tests pass a recording one.
+
+import type { LineChunk, UpdateItem } from '../commands/types.js';
+
+export type MessageSender = (items: UpdateItem[]) => void;
+
+export interface Timers {
+  setTimeout(cb: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+export const realTimers: Timers = {
+  setTimeout: (cb, ms) => setTimeout(cb, ms),
+  clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
+};
+
+/** Size of an item by buildbot-worker's rule: text length plus 8 per index and time; 20 for other items. */
+export function itemSize(item: UpdateItem): number {
+  if (item.kind === 'status') return 20;
+  return chunkSize(item.chunk);
+}
+
+function chunkSize(c: LineChunk): number {
+  return c.text.length + 8 * (c.indexes.length + c.times.length);
+}
+
+function joinChunks(a: LineChunk, b: LineChunk): LineChunk {
+  const shift = a.text.length;
+  return {
+    text: a.text + b.text,
+    indexes: a.indexes.concat(b.indexes.map((i) => i + shift)),
+    times: a.times.concat(b.times),
+  };
+}
+
+function sameStream(a: UpdateItem, b: UpdateItem): boolean {
+  if (a.kind === 'text' && b.kind === 'text') return a.key === b.key;
+  if (a.kind === 'log' && b.kind === 'log') return a.name === b.name;
+  return false;
+}
+
+function withChunk(item: UpdateItem, chunk: LineChunk): UpdateItem {
+  if (item.kind === 'status') return item;
+  return { ...item, chunk };
+}
+
+/** Cuts a chunk at line boundaries into pieces of at most `limit` (by the size rule); a single longer line stays whole. */
+export function splitChunk(chunk: LineChunk, limit: number): LineChunk[] {
+  const out: LineChunk[] = [];
+  const n = chunk.indexes.length;
+  let start = 0;
+  while (start < n) {
+    const textStart = start === 0 ? 0 : chunk.indexes[start - 1]! + 1;
+    let end = start + 1;
+    while (end < n) {
+      const size = chunk.indexes[end]! + 1 - textStart + 16 * (end + 1 - start);
+      if (size > limit) break;
+      end++;
+    }
+    const textEnd = chunk.indexes[end - 1]! + 1;
+    out.push({
+      text: chunk.text.slice(textStart, textEnd),
+      indexes: chunk.indexes.slice(start, end).map((i) => i - textStart),
+      times: chunk.times.slice(start, end),
+    });
+    start = end;
+  }
+  return out;
+}
+
+export class BufferManager {
+  private buffered: UpdateItem[] = [];
+  private buflen = 0;
+  private timer: unknown = undefined;
+
+  constructor(
+    private readonly send: MessageSender,
+    private readonly bufferSize: number,
+    private readonly bufferTimeoutMs: number,
+    private readonly timers: Timers = realTimers,
+  ) {}
+
+  append(item: UpdateItem): void {
+    const size = itemSize(item);
+    if (size <= this.bufferSize - this.buflen) {
+      this.pushJoined(item);
+      this.buflen += size;
+      this.armTimer();
+      return;
+    }
+    this.flush();
+    if (size <= this.bufferSize) {
+      this.buffered.push(item);
+      this.buflen += size;
+      this.armTimer();
+      return;
+    }
+    if (item.kind === 'status') {
+      this.send([item]);
+      return;
+    }
+    for (const piece of splitChunk(item.chunk, this.bufferSize)) this.send([withChunk(item, piece)]);
+  }
+
+  flush(): void {
+    if (this.timer !== undefined) {
+      this.timers.clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+    if (this.buffered.length === 0) return;
+    const items = this.buffered;
+    this.buffered = [];
+    this.buflen = 0;
+    this.send(items);
+  }
+
+  /** Stops the timer without sending (the command was abandoned). */
+  dispose(): void {
+    if (this.timer !== undefined) this.timers.clearTimeout(this.timer);
+    this.timer = undefined;
+    this.buffered = [];
+    this.buflen = 0;
+  }
+
+  private pushJoined(item: UpdateItem): void {
+    const last = this.buffered[this.buffered.length - 1];
+    if (last && last.kind !== 'status' && item.kind !== 'status' && sameStream(last, item)) {
+      this.buffered[this.buffered.length - 1] = withChunk(last, joinChunks(last.chunk, item.chunk));
+      return;
+    }
+    this.buffered.push(item);
+  }
+
+  private armTimer(): void {
+    if (this.timer === undefined) {
+      this.timer = this.timers.setTimeout(() => {
+        this.timer = undefined;
+        this.flush();
+      }, this.bufferTimeoutMs);
+    }
+  }
+}

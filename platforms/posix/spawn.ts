@@ -1,0 +1,135 @@
+// POSIX process start: a pipe-connected child that leads its own process group, or a child under a PTY
+// (node-pty, its own session). Launch problems are found before spawning and thrown as SpawnError values.
+
+import { spawn as cpSpawn } from 'node:child_process';
+import { accessSync, constants, statSync } from 'node:fs';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+import { SpawnError, type ExitStatus, type ProcessHandle, type SpawnRequest } from '../types.js';
+import { osConstants } from './signals.js';
+
+/** Where a name without a slash resolves on PATH, as execvp would find it; undefined when nowhere. */
+export function resolveExecutable(file: string, envPath: string | undefined): string | undefined {
+  const isExec = (p: string): boolean => {
+    try {
+      accessSync(p, constants.X_OK);
+      return statSync(p).isFile();
+    } catch {
+      return false;
+    }
+  };
+  if (file.includes('/')) return isExec(file) ? file : undefined;
+  for (const dir of (envPath ?? '/usr/local/bin:/usr/bin:/bin').split(':')) {
+    const candidate = path.join(dir || '.', file);
+    if (isExec(candidate)) return candidate;
+  }
+  return undefined;
+}
+
+function checkLaunch(req: SpawnRequest): string {
+  try {
+    if (!statSync(req.cwd).isDirectory()) throw new SpawnError('ENOTDIR', `[Errno 20] Not a directory: '${req.cwd}'`, 20);
+  } catch (err) {
+    if (err instanceof SpawnError) throw err;
+    throw new SpawnError('ENOENT', `[Errno 2] No such file or directory: '${req.cwd}'`, 2);
+  }
+  const file = req.argv[0];
+  if (file === undefined || file === '') throw new SpawnError('ENOENT', 'empty command', 2);
+  const resolved = resolveExecutable(file, req.env['PATH']);
+  if (!resolved) throw new SpawnError('ENOENT', `[Errno 2] No such file or directory: '${file}'`, 2);
+  return resolved;
+}
+
+function pipeSpawn(req: SpawnRequest, file: string): ProcessHandle {
+  const child = cpSpawn(file, req.argv.slice(1), {
+    cwd: req.cwd,
+    env: req.env,
+    argv0: req.argv[0],
+    detached: true, // setsid(): the child leads a new process group, so kills reach the whole group
+    stdio: ['pipe', 'pipe', 'pipe'],
+    windowsHide: true,
+  });
+  if (child.pid === undefined) throw new SpawnError('ESPAWN', `could not start '${req.argv[0]}'`);
+  const stdin = child.stdin!;
+  stdin.on('error', () => {}); // EPIPE when the child exits without reading its stdin
+  if (!req.stdinPipe) stdin.end();
+  let exitCb: ((s: ExitStatus) => void) | undefined;
+  let status: ExitStatus | undefined;
+  child.on('close', (code, signal) => {
+    status = { code, signal: signal ? (osConstants.signals[signal] ?? null) : null };
+    exitCb?.(status);
+  });
+  child.on('error', () => {}); // launch errors were checked before; later ones surface through 'close'
+  return {
+    pid: child.pid,
+    onStdout: (cb) => child.stdout!.on('data', cb),
+    onStderr: (cb) => child.stderr!.on('data', cb),
+    onExit: (cb) => {
+      exitCb = cb;
+      if (status) cb(status);
+    },
+    writeStdin: (data) => stdin.write(data),
+    closeStdin: () => stdin.end(),
+    pause: () => {
+      child.stdout!.pause();
+      child.stderr!.pause();
+    },
+    resume: () => {
+      child.stdout!.resume();
+      child.stderr!.resume();
+    },
+    closeOutput: () => {
+      child.stdout!.destroy();
+      child.stderr!.destroy();
+    },
+  };
+}
+
+type NodePty = typeof import('node-pty');
+let nodePty: NodePty | undefined;
+function loadNodePty(): NodePty {
+  // Loaded on first use only: most workers never run a PTY step, and the native module costs start-up time.
+  nodePty ??= createRequire(typeof __filename === 'string' ? __filename : import.meta.url)('node-pty') as NodePty;
+  return nodePty;
+}
+
+/**
+ * buildbot-worker runs PTY children with a 0x0 window and without adding TERM. node-pty always sets a size
+ * (0 means its default, 80x24) and TERM, so a tiny sh prologue restores both before exec'ing the real program.
+ */
+const PTY_PROLOGUE = 'stty rows 0 cols 0 2>/dev/null; [ -n "$BBAGENT_UNSET_TERM" ] && unset TERM; unset BBAGENT_UNSET_TERM; exec "$@"';
+
+function ptySpawn(req: SpawnRequest, file: string): ProcessHandle {
+  const env = { ...req.env };
+  if (env['TERM'] === undefined) env['BBAGENT_UNSET_TERM'] = '1';
+  const term = loadNodePty().spawn('/bin/sh', ['-c', PTY_PROLOGUE, req.argv[0] ?? file, file, ...req.argv.slice(1)], {
+    cwd: req.cwd,
+    env,
+    encoding: null,
+  } as import('node-pty').IPtyForkOptions);
+  let exitCb: ((s: ExitStatus) => void) | undefined;
+  let status: ExitStatus | undefined;
+  term.onExit(({ exitCode, signal }) => {
+    status = signal ? { code: null, signal } : { code: exitCode, signal: null };
+    exitCb?.(status);
+  });
+  return {
+    pid: term.pid,
+    onStdout: (cb) => term.onData((d) => cb(typeof d === 'string' ? Buffer.from(d) : Buffer.from(d as Uint8Array))),
+    onStderr: () => {}, // a PTY merges stderr into stdout
+    onExit: (cb) => {
+      exitCb = cb;
+      if (status) cb(status);
+    },
+    writeStdin: (data) => term.write(typeof data === 'string' ? data : data.toString('binary')),
+    closeStdin: () => {},
+    pause: () => term.pause(),
+    resume: () => term.resume(),
+    closeOutput: () => {},
+  };
+}
+
+export function posixSpawn(req: SpawnRequest): ProcessHandle {
+  const file = checkLaunch(req);
+  return req.pty ? ptySpawn(req, file) : pipeSpawn(req, file);
+}

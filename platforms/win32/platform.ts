@@ -1,0 +1,69 @@
+// The Windows platform: cmd.exe, taskkill /T for trees. Not yet exercised on a real Windows host.
+
+import { execFileSync, spawn as cpSpawn } from 'node:child_process';
+import { SpawnError, type ExitStatus, type Platform } from '../types.js';
+
+export function win32Platform(): Platform {
+  return {
+    id: 'win32',
+    osName: 'nt',
+    pathListSeparator: ';',
+    shellArgv: (command) => [process.env['COMSPEC'] ?? 'cmd.exe', '/c', command],
+    spawn(req) {
+      if (req.pty) throw new SpawnError('ENOTSUP', 'usePTY is not supported on Windows yet');
+      const child = cpSpawn(req.argv[0] ?? '', req.argv.slice(1), {
+        cwd: req.cwd,
+        env: req.env,
+        stdio: ['pipe', 'pipe', 'pipe'],
+        windowsHide: true,
+      });
+      if (child.pid === undefined) throw new SpawnError('ENOENT', `could not start '${req.argv[0]}'`, 2);
+      if (!req.stdinPipe) child.stdin!.end();
+      child.stdin!.on('error', () => {});
+      let cb: ((s: ExitStatus) => void) | undefined;
+      let status: ExitStatus | undefined;
+      child.on('close', (code) => {
+        status = { code: code ?? 1, signal: null };
+        cb?.(status);
+      });
+      return {
+        pid: child.pid,
+        onStdout: (f) => child.stdout!.on('data', f),
+        onStderr: (f) => child.stderr!.on('data', f),
+        onExit: (f) => {
+          cb = f;
+          if (status) f(status);
+        },
+        writeStdin: (d) => child.stdin!.write(d),
+        closeStdin: () => child.stdin!.end(),
+        pause: () => child.stdout!.pause(),
+        resume: () => child.stdout!.resume(),
+        closeOutput: () => {
+          child.stdout!.destroy();
+          child.stderr!.destroy();
+        },
+      };
+    },
+    killTree(pid) {
+      try {
+        execFileSync('taskkill', ['/PID', String(pid), '/T', '/F'], { stdio: 'ignore' });
+      } catch {
+        // already gone
+      }
+      return [pid];
+    },
+    treeAlive(pid) {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    signalNumber: (name) => ({ KILL: 9, TERM: 15, INT: 2 })[name],
+    removeTreeArgv: (p) => ['cmd.exe', '/c', 'rmdir', '/s', '/q', p],
+    chmodTreeArgv: (p) => ['attrib', '-R', `${p}\\*`, '/S'],
+    copyTreeArgv: (from, to) => ['xcopy', '/E', '/I', '/H', '/K', '/Y', from, to],
+    osRelease: () => ({}),
+  };
+}

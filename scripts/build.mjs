@@ -1,0 +1,21 @@
+// Bundles the agent into build/bbagent.cjs (one CommonJS file; node-pty stays external because it is native).
+import { build } from 'esbuild';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+const root = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
+const pkg = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8'));
+
+await build({
+  entryPoints: [path.join(root, 'agent', 'main.ts')],
+  outfile: path.join(root, 'build', 'bbagent.cjs'),
+  bundle: true,
+  platform: 'node',
+  format: 'cjs',
+  target: 'node20',
+  sourcemap: 'linked',
+  external: ['node-pty', 'bufferutil', 'utf-8-validate'],
+  define: { BBAGENT_VERSION: JSON.stringify(pkg.version) },
+  logLevel: 'warning',
+});

@@ -1,0 +1,80 @@
+import { describe, expect, it } from 'vitest';
+import { BufferManager, type Timers } from '../../agent/output/buffer.js';
+import type { LineChunk, UpdateItem } from '../../agent/commands/types.js';
+
+function fakeTimers() {
+  const pending: { cb: () => void; ms: number; id: number }[] = [];
+  let next = 0;
+  const timers: Timers = {
+    setTimeout: (cb, ms) => {
+      const id = next++;
+      pending.push({ cb, ms, id });
+      return id;
+    },
+    clearTimeout: (h) => {
+      const i = pending.findIndex((p) => p.id === h);
+      if (i >= 0) pending.splice(i, 1);
+    },
+  };
+  return { timers, fire: () => pending.splice(0).forEach((p) => p.cb()), pending };
+}
+
+function lines(n: number, width: number, start = 0): LineChunk {
+  let text = '';
+  const indexes: number[] = [];
+  for (let i = 0; i < n; i++) {
+    text += `line${String(start + i).padStart(width - 5, '0')}\n`;
+    indexes.push(text.length - 1);
+  }
+  return { text, indexes, times: indexes.map(() => 1.0) };
+}
+
+describe('BufferManager', () => {
+  it('splits a big stdout item like buildbot-worker (worker-internals-experiments.txt)', () => {
+    const sent: UpdateItem[][] = [];
+    const t = fakeTimers();
+    const b = new BufferManager((m) => sent.push(m), 65536, 5000, t.timers);
+    b.append({ kind: 'text', key: 'stdout', chunk: lines(10000, 10) });
+    b.append({ kind: 'status', key: 'rc', value: 0 });
+    b.append({ kind: 'text', key: 'stdout', chunk: { text: 'x\ny\n', indexes: [1, 3], times: [2, 3] } });
+    b.append({ kind: 'text', key: 'header', chunk: { text: 'hdr\n', indexes: [3], times: [4] } });
+    b.flush();
+    const sizes = sent.slice(0, 4).map((m) => (m[0] as { chunk: LineChunk }).chunk.indexes.length);
+    expect(sizes).toEqual([2520, 2520, 2520, 2440]);
+    expect(sent[4]!.map((i) => (i.kind === 'status' ? i.key : i.kind === 'text' ? i.key : 'log'))).toEqual(['rc', 'stdout', 'header']);
+    const all = sent.slice(0, 4).map((m) => (m[0] as { chunk: LineChunk }).chunk.text).join('');
+    expect(all).toBe(lines(10000, 10).text);
+  });
+
+  it('joins consecutive items of the same stream and shifts indexes', () => {
+    const sent: UpdateItem[][] = [];
+    const t = fakeTimers();
+    const b = new BufferManager((m) => sent.push(m), 65536, 5000, t.timers);
+    b.append({ kind: 'text', key: 'stdout', chunk: { text: 'a\n', indexes: [1], times: [1] } });
+    b.append({ kind: 'text', key: 'stdout', chunk: { text: 'bc\n', indexes: [2], times: [2] } });
+    b.append({ kind: 'log', name: 'l1', chunk: { text: 'x\n', indexes: [1], times: [3] } });
+    b.append({ kind: 'log', name: 'l2', chunk: { text: 'y\n', indexes: [1], times: [3] } });
+    expect(sent).toHaveLength(0);
+    t.fire();
+    expect(sent).toEqual([
+      [
+        { kind: 'text', key: 'stdout', chunk: { text: 'a\nbc\n', indexes: [1, 4], times: [1, 2] } },
+        { kind: 'log', name: 'l1', chunk: { text: 'x\n', indexes: [1], times: [3] } },
+        { kind: 'log', name: 'l2', chunk: { text: 'y\n', indexes: [1], times: [3] } },
+      ],
+    ]);
+  });
+
+  it('flushes on timeout once, and the timer restarts for the next item', () => {
+    const sent: UpdateItem[][] = [];
+    const t = fakeTimers();
+    const b = new BufferManager((m) => sent.push(m), 65536, 5000, t.timers);
+    b.append({ kind: 'status', key: 'rc', value: 0 });
+    expect(t.pending).toHaveLength(1);
+    expect(t.pending[0]!.ms).toBe(5000);
+    t.fire();
+    expect(sent).toHaveLength(1);
+    b.append({ kind: 'status', key: 'elapsed', value: 0.5 });
+    expect(t.pending).toHaveLength(1);
+  });
+});
