@@ -76,18 +76,21 @@ export function startAgent(config: AgentConfig, opts: RunAgentOptions): RunningA
     maxdelayS: config.maxdelay,
     maxretries: config.maxretries,
     logger,
-    connect: async (): Promise<LiveSession> => {
-      const ws = await connectMsgpack({
-        host: config.masterHost,
-        port: config.masterPort,
-        name: config.name,
-        password: config.password,
-        tls: config.useTls,
-        handshakeTimeoutMs: HANDSHAKE_TIMEOUT_MS,
-      });
-      bot.resetSettings();
-      return new MsgpackSession(ws, bot, logger);
-    },
+    connect: (): Promise<LiveSession> =>
+      connectMsgpack(
+        {
+          host: config.masterHost,
+          port: config.masterPort,
+          name: config.name,
+          password: config.password,
+          tls: config.useTls,
+          handshakeTimeoutMs: HANDSHAKE_TIMEOUT_MS,
+        },
+        (ws) => {
+          bot.resetSettings();
+          return new MsgpackSession(ws, bot, logger);
+        },
+      ),
   });
 
   function finish(code: number): void {

@@ -7,9 +7,7 @@ import path from 'node:path';
 const root = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
 const pkg = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8'));
 
-await build({
-  entryPoints: [path.join(root, 'agent', 'main.ts')],
-  outfile: path.join(root, 'build', 'bbagent.cjs'),
+const common = {
   bundle: true,
   platform: 'node',
   format: 'cjs',
@@ -18,4 +16,13 @@ await build({
   external: ['node-pty', 'bufferutil', 'utf-8-validate'],
   define: { BBAGENT_VERSION: JSON.stringify(pkg.version) },
   logLevel: 'warning',
-});
+  // node-pty is loaded with createRequire(__filename ?? import.meta.url): the import.meta branch is for vitest (ESM)
+  logOverride: { 'empty-import-meta': 'silent' },
+};
+
+await Promise.all([
+  // the agent itself
+  build({ ...common, entryPoints: [path.join(root, 'agent', 'main.ts')], outfile: path.join(root, 'build', 'bbagent.cjs') }),
+  // the demo driver (a local master + a sample build)
+  build({ ...common, entryPoints: [path.join(root, 'scripts', 'demo.ts')], outfile: path.join(root, 'build', 'demo.cjs') }),
+]);

@@ -1,7 +1,9 @@
 // Typed readers for command arguments: each names the argument and what was wrong with it.
 
 import { CommandArgsError } from '../errors.js';
-import type { CommandArgs } from './types.js';
+import type { CommandArgs, CommandEnv } from './types.js';
+import { isAbsolute } from 'node:path';
+import { pathJoin } from '../fs/pyos.js';
 
 export function argString(args: CommandArgs, name: string): string {
   const v = args[name];
@@ -45,4 +47,36 @@ export function describe(v: unknown): string {
   if (v === undefined) return 'nothing';
   if (Array.isArray(v)) return 'a list';
   return `${typeof v} ${JSON.stringify(v)?.slice(0, 60) ?? ''}`.trim();
+}
+
+/** Python's `args[name]` (not `.get`): the key must be there, though its value may be None. */
+export function argPresent(args: CommandArgs, name: string): void {
+  if (!Object.prototype.hasOwnProperty.call(args, name)) throw new CommandArgsError(`argument '${name}' is missing`);
+}
+
+/** An integer argument (msgpack may deliver big ones as bigint). */
+export function argInt(args: CommandArgs, name: string): number {
+  const v = argOptInt(args, name);
+  if (v === undefined) throw new CommandArgsError(`argument '${name}' must be an integer, got ${describe(args[name])}`);
+  return v;
+}
+
+export function argOptInt(args: CommandArgs, name: string): number | undefined {
+  const v = argOptNumber(args, name);
+  if (v !== undefined && !Number.isInteger(v)) throw new CommandArgsError(`argument '${name}' must be an integer, got ${describe(v)}`);
+  return v;
+}
+
+/**
+ * The path a file command works on. Absolute paths (msgpack masters) are used exactly as sent, like
+ * buildbot-worker does ('/x/' and '/x' differ, so no normalising); relative ones are joined onto the builder
+ * directory (or basedir) as os.path.join would. PB's join(builder dir, workdir, workersrc) belongs here too.
+ */
+export function commandPath(env: CommandEnv, p: string): string {
+  return isAbsolute(p) ? p : pathJoin(env.builderDir ?? env.basedir, p);
+}
+
+/** A path argument, resolved by commandPath. */
+export function argPath(args: CommandArgs, name: string, env: CommandEnv): string {
+  return commandPath(env, argString(args, name));
 }

@@ -3,8 +3,7 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { RunProcess } from '../process/run-process.js';
-import { argBool, argOptNumber, argString } from './args.js';
-import { resolvePath } from './paths.js';
+import { argBool, argOptNumber, argString, commandPath } from './args.js';
 import type { CommandDefinition } from './types.js';
 
 export const cpdirCommand: CommandDefinition = {
@@ -14,8 +13,8 @@ export const cpdirCommand: CommandDefinition = {
     let proc: RunProcess | undefined;
     return {
       async run() {
-        const from = resolvePath(env, argString(args, 'from_path'));
-        const to = resolvePath(env, argString(args, 'to_path'));
+        const from = commandPath(env, argString(args, 'from_path'));
+        const to = commandPath(env, argString(args, 'to_path'));
         mkdirSync(path.dirname(to), { recursive: true });
         proc = new RunProcess(
           {

@@ -31,12 +31,22 @@ export function pythonOsErrorMessage(err: NodeJS.ErrnoException): string {
   return `[Errno ${known[0]}] ${known[1]}${where}`;
 }
 
+/** A JS stack as Twisted prints a Failure's frames: one `file:line:function` per line. */
+function stackFrames(stack: string | undefined): string {
+  const frames: string[] = [];
+  for (const line of (stack ?? '').split('\n')) {
+    const m = /^\s+at (?:(.*?) \()?(.*?):(\d+):\d+\)?$/.exec(line);
+    if (m) frames.push(`${m[2]}:${m[3]}:${m[1] ?? '<anonymous>'}`);
+  }
+  return frames.join('\n');
+}
+
 export function toFailure(err: unknown): CommandFailure {
   if (err instanceof Error) {
     const e = err as NodeJS.ErrnoException & { pyType?: string };
     const type = e.pyType ?? (e.code && ERRNO_TYPES[e.code]) ?? (e.code ? 'OSError' : 'Exception');
     const message = e.pyType ? e.message : e.code ? pythonOsErrorMessage(e) : e.message;
-    return { type, message, traceback: e.stack ?? `${type}: ${message}` };
+    return { type, message, traceback: stackFrames(e.stack) };
   }
   return { type: 'Exception', message: String(err), traceback: String(err) };
 }

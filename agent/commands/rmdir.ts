@@ -2,8 +2,7 @@
 // writable, with shell headers in the log as buildbot-worker (rm -rf on POSIX).
 
 import { RunProcess } from '../process/run-process.js';
-import { argBool, argOptNumber, argPaths } from './args.js';
-import { resolvePath } from './paths.js';
+import { argBool, argOptNumber, argPaths, commandPath } from './args.js';
 import type { CommandDefinition } from './types.js';
 
 export const rmdirCommand: CommandDefinition = {
@@ -40,7 +39,7 @@ export const rmdirCommand: CommandDefinition = {
     return {
       async run() {
         let rc = 0;
-        for (const p of argPaths(args, 'paths').map((x) => resolvePath(env, x))) {
+        for (const p of argPaths(args, 'paths').map((x) => commandPath(env, x))) {
           if (interrupted) break;
           let res = await run(env.platform.removeTreeArgv(p));
           if (res !== 0 && !interrupted) {

@@ -3,9 +3,8 @@
 import { RunProcess, type LogfileSpec } from '../process/run-process.js';
 import { buildEnvironment } from '../process/environment.js';
 import { CommandArgsError } from '../errors.js';
-import { argBool, argOptNumber, argOptString, describe } from './args.js';
+import { argBool, argOptNumber, argOptString, argPath, describe } from './args.js';
 import { PyTuple, type CommandArgs, type CommandDefinition } from './types.js';
-import { resolveWorkdir } from './paths.js';
 
 /** Real and displayed argv: a ('obfuscated', real, fake) tuple shows `fake` in the header. */
 function parseCommand(v: unknown): { real: string | string[]; fake: string | string[] } {
@@ -68,7 +67,7 @@ export const shellCommand: CommandDefinition = {
           {
             command: real,
             fakeCommand: fake,
-            workdir: resolveWorkdir(env, args),
+            workdir: argPath(args, 'workdir', env),
             environ: buildEnvironment(env.environ, args['env'], env.platform.pathListSeparator),
             sendStdout: argBool(args, 'want_stdout', true),
             sendStderr: argBool(args, 'want_stderr', true),

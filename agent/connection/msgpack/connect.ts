@@ -19,7 +19,11 @@ export function msgpackUrl(e: Pick<MsgpackEndpoint, 'host' | 'port' | 'tls'>): s
   return `${e.tls ? 'wss' : 'ws'}://${host}:${e.port}/`;
 }
 
-export function connectMsgpack(e: MsgpackEndpoint): Promise<WebSocket> {
+/**
+ * Connects; `attach` runs synchronously when the socket opens, because the master speaks first and its first
+ * message can arrive with the handshake response, before a promise continuation would run.
+ */
+export function connectMsgpack<T = WebSocket>(e: MsgpackEndpoint, attach: (ws: WebSocket) => T = (ws) => ws as T): Promise<T> {
   if (e.name.includes(':')) {
     return Promise.reject(new AgentError('E_CONFIG', `worker name '${e.name}' contains ':', which HTTP Basic auth cannot carry`));
   }
@@ -44,7 +48,9 @@ export function connectMsgpack(e: MsgpackEndpoint): Promise<WebSocket> {
     ws.once('open', () => {
       settled = true;
       ws.removeAllListeners('unexpected-response');
-      resolve(ws);
+      ws.removeAllListeners('error');
+      ws.removeAllListeners('close');
+      resolve(attach(ws));
     });
     ws.once('unexpected-response', (_req, res) => {
       const code = res.statusCode ?? 0;

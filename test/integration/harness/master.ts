@@ -2,11 +2,16 @@
 // directory, driven through its REST API (force builds, watch workers, read step logs).
 //
 // Findings (Buildbot 3.7.0 Debian, Twisted 22.4, checked on this machine):
-// - Start-up time: ~0.7-0.9 s from spawn to "BuildMaster is running" with REST answering. `buildbot
-//   create-master` alone costs ~1 s (it builds the sqlite schema with alembic), so the harness runs it once
-//   per buildbot install, caches the pristine state.sqlite under os.tmpdir()/bbagent-harness and copies it
-//   into every master dir; buildbot.tac is written directly. No `upgrade-master` is needed (the copied
-//   schema is current); a missing/empty db makes the master stop with "upgrade-master is required".
+// - Timing: BuildbotMaster.start() takes ~1.0-1.3 s (almost all of it Python importing buildbot; calling
+//   twistd directly is no faster). stop() of an idle master ~0.3 s; restart() ~1.3 s, after which
+//   buildbot-worker needs ~0.5-1 s (its reconnect back-off) to be connected again. ReferenceWorker.start()
+//   ~0.5 s, and the worker shows as connected in REST ~10 ms later. `buildbot create-master` alone costs
+//   ~1 s (alembic builds the sqlite schema), so the harness runs it once per buildbot install, caches the
+//   pristine state.sqlite under os.tmpdir()/bbagent-harness and copies it into every master dir;
+//   buildbot.tac is written directly. No `upgrade-master` is needed (the copied schema is current); a
+//   master without a current schema stops with "upgrade-master is required".
+// - buildbot-worker buffers output and sends it at most 5 s (buffer_timeout) after the first buffered
+//   line, so log text of a running step may show up late (waitForLogText).
 // - `buildbot start --nodaemon <dir>` runs twistd in-process (same pid, `--pidfile=`), so SIGTERM reaches
 //   twistd directly. Use Debian's `/usr/bin/buildbot`: a `python3` found first on PATH (pyenv) may not have
 //   buildbot at all, so nothing here runs `python3` by name.
@@ -32,12 +37,12 @@
 //   Python's str.splitlines() (also splitting on \r, \v, \f, \x1c-\x1e, \x85, \u2028...) and drops the
 //   final newline, so it is lossy; the harness uses /contents. Header lines of buildbot-worker start with
 //   a space after the `h` ("h in dir ..."), except the first (the command line itself).
-// - "program finished with exit code N" and "elapsedTime=..." header lines come from the master.
+// - The "program finished with exit code N" header line is written by the master (from the `rc` update);
+//   the "elapsedTime=..." header line after it is sent by buildbot-worker.
 // - REST `workerinfo` holds only admin, host, access_uri, version (the rest of the worker info stays in
 //   the master's memory / worker properties).
 // - The msgpack port must be a plain int (a strports string raises "portstr unsupported") and listens on
 //   all interfaces; PB takes a strports string, so it is bound to 127.0.0.1 only.
-// - SIGTERM stops an idle master in well under a second.
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, statSync, writeFileSync, realpathSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -479,7 +484,7 @@ export class BuildbotMaster {
 
   /**
    * Waits until the log `logName` of step `step` contains `pattern` (matched against the plain text, i.e.
-   * without stdio channel prefixes). Note buildbot-worker flushes output only every few seconds.
+   * without stdio channel prefixes). buildbot-worker sends buffered output up to 5 s late.
    */
   async waitForLogText(
     buildid: number,

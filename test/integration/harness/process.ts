@@ -50,6 +50,8 @@ export class ManagedProcess {
     const keep = (chunk: Buffer): void => {
       this.output = (this.output + chunk.toString('utf8')).slice(-OUTPUT_KEEP_CHARS);
     };
+    // Late errors (a failed kill) must not crash the test run; the exit status tells the story.
+    child.on('error', () => undefined);
     child.stdout?.on('data', keep);
     child.stderr?.on('data', keep);
     this.exited = new Promise((resolve) => {

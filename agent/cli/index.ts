@@ -1,0 +1,57 @@
+// The command line: picks the subcommand and hands it the rest of argv. Exit codes: 0 done, 1 failed,
+// 2 bad invocation or configuration (nothing was created or started).
+
+import { VERSION } from '../version.js';
+import { createWorkerCommand } from './create-worker.js';
+import { EXIT_OK, EXIT_USAGE, processIO, type CliIO } from './io.js';
+import { restartCommand } from './restart.js';
+import { startCommand } from './start.js';
+import { stopCommand } from './stop.js';
+
+export const USAGE = `Usage: bbagent <command> [options]
+
+Commands:
+  create-worker [options] BASEDIR MASTERHOST[:PORT] WORKERNAME PASSWORD
+                                  create a worker directory with bbagent.json and info/ files
+  start [--nodaemon] [BASEDIR]    start the worker (in the background unless --nodaemon)
+  stop [BASEDIR]                  stop the worker
+  restart [--nodaemon] [BASEDIR]  stop the worker if it is running, then start it
+
+Options:
+  -h, --help       show this help (bbagent <command> --help for a command's options)
+      --version    print the version
+
+Settings in BASEDIR/bbagent.json can be overridden with BBAGENT_<FIELD> environment variables
+(e.g. BBAGENT_MASTER_HOST, BBAGENT_MAXDELAY).`;
+
+type Subcommand = (argv: string[], io: CliIO) => Promise<number>;
+
+const COMMANDS: Record<string, Subcommand> = {
+  'create-worker': createWorkerCommand,
+  start: startCommand,
+  stop: stopCommand,
+  restart: restartCommand,
+};
+
+export async function runCli(argv: string[], io: CliIO = processIO()): Promise<number> {
+  const [first, ...rest] = argv;
+  if (first === undefined) {
+    io.out(USAGE);
+    return EXIT_USAGE;
+  }
+  if (first === '--help' || first === '-h' || first === 'help') {
+    io.out(USAGE);
+    return EXIT_OK;
+  }
+  if (first === '--version') {
+    io.out(`bbagent ${VERSION}`);
+    return EXIT_OK;
+  }
+  const command = Object.hasOwn(COMMANDS, first) ? COMMANDS[first] : undefined;
+  if (command === undefined) {
+    const what = first.startsWith('-') ? `unknown option '${first}'` : `unknown command '${first}'`;
+    io.err(`bbagent: ${what} (see 'bbagent --help')`);
+    return EXIT_USAGE;
+  }
+  return command(rest, io);
+}

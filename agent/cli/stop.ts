@@ -1,0 +1,94 @@
+// `bbagent stop`: signals the process named in <basedir>/bbagent.pid with SIGTERM and waits for it to exit,
+// as buildbot-worker's stop does with twistd.pid. It needs no valid config, so a broken one can still be stopped.
+
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { AgentError } from '../errors.js';
+import { EXIT_FAILED, EXIT_OK, parseCommandLine, reportErrors, type CliIO, type OptionSpec } from './io.js';
+import { PIDFILE, isProcessAlive, pidfilePath, readPidfile, releasePidfile, removePidfile } from './pidfile.js';
+
+const COMMAND = 'bbagent stop';
+
+export const STOP_USAGE = `Usage: bbagent stop [--quiet] [BASEDIR]
+
+Stops the worker running in BASEDIR (default: the current directory): sends it SIGTERM and waits up to 10 s.
+The agent first lets running commands finish; run stop again to interrupt them.
+
+Options:
+  -q, --quiet   print nothing but errors
+  -h, --help    show this help`;
+
+const OPTIONS: OptionSpec = {
+  quiet: { type: 'boolean', short: 'q' },
+  help: { type: 'boolean', short: 'h' },
+};
+
+/** How long stop waits for the process to go away (buildbot-worker: 10 polls, 1 s apart). */
+export const STOP_WAIT_MS = 10_000;
+const STOP_POLL_MS = 100;
+
+export type StopResult =
+  | { kind: 'stopped'; pid: number }
+  | { kind: 'not-running'; reason: string }
+  | { kind: 'timeout'; pid: number };
+
+/** Stops the agent in `basedir`; prints nothing (callers word the result for their context). */
+export async function stopWorker(basedir: string, waitMs: number = STOP_WAIT_MS): Promise<StopResult> {
+  const dir = path.resolve(basedir);
+  const pidfile = pidfilePath(dir);
+  const pid = readPidfile(pidfile);
+  if (pid === null) return { kind: 'not-running', reason: `bbagent is not running in ${dir} (no ${PIDFILE})` };
+  if (!isProcessAlive(pid)) {
+    removePidfile(pidfile);
+    return { kind: 'not-running', reason: `bbagent is not running in ${dir} (removed stale ${PIDFILE} naming process ${pid})` };
+  }
+  try {
+    process.kill(pid, 'SIGTERM');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ESRCH') {
+      releasePidfile(pidfile, pid);
+      return { kind: 'not-running', reason: `bbagent is not running in ${dir} (process ${pid} already exited)` };
+    }
+    throw new AgentError('E_SIGNAL', `${COMMAND}: cannot signal process ${pid} (from ${pidfile}): ${(err as Error).message}`);
+  }
+  const deadline = Date.now() + waitMs;
+  while (Date.now() < deadline) {
+    await sleep(STOP_POLL_MS);
+    if (!isProcessAlive(pid)) {
+      // The agent removes its pidfile on exit; this covers one that was killed before it could.
+      releasePidfile(pidfile, pid);
+      return { kind: 'stopped', pid };
+    }
+  }
+  return { kind: 'timeout', pid };
+}
+
+export function describeTimeout(pid: number, waitMs: number = STOP_WAIT_MS): string {
+  return (
+    `bbagent process ${pid} has not exited after ${waitMs / 1000} s ` +
+    `(it may be letting running commands finish; run stop again to interrupt them)`
+  );
+}
+
+export async function stopCommand(argv: string[], io: CliIO): Promise<number> {
+  return reportErrors(io, async () => {
+    const { values, positionals } = parseCommandLine(COMMAND, argv, OPTIONS, 1);
+    if (values['help']) {
+      io.out(STOP_USAGE);
+      return EXIT_OK;
+    }
+    const result = await stopWorker(positionals[0] ?? '.');
+    switch (result.kind) {
+      case 'stopped':
+        if (values['quiet'] !== true) io.out(`bbagent process ${result.pid} is dead`);
+        return EXIT_OK;
+      case 'not-running':
+        io.err(result.reason);
+        return EXIT_FAILED;
+      case 'timeout':
+        io.err(describeTimeout(result.pid));
+        return EXIT_FAILED;
+    }
+  });
+}

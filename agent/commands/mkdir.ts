@@ -1,0 +1,41 @@
+// mkdir: creates each directory of `paths` with its parents (os.makedirs), as buildbot-worker's MakeDirectory;
+// the first failure is reported as a header and its errno as rc.
+
+import { argPaths, commandPath } from './args.js';
+import type { CommandDefinition, CommandIO, WorkerCommand } from './types.js';
+import { reportOSError } from '../fs/pyerrors.js';
+import { isdir, makedirs } from '../fs/pyos.js';
+
+class MakeDirectory implements WorkerCommand {
+  constructor(
+    private readonly paths: string[],
+    private readonly io: CommandIO,
+  ) {}
+
+  async run(): Promise<void> {
+    for (const dirname of this.paths) {
+      try {
+        if (!isdir(dirname)) makedirs(dirname);
+      } catch (err) {
+        reportOSError(this.io, 'mkdir', dirname, err);
+        return;
+      }
+    }
+    this.io.status('rc', 0);
+  }
+
+  interrupt(): void {
+    // runs to completion synchronously, like buildbot-worker's
+  }
+}
+
+export const mkdirCommand: CommandDefinition = {
+  names: ['mkdir'],
+  requiredArgs: ['paths'],
+  create(args, io, env) {
+    return new MakeDirectory(
+      argPaths(args, 'paths').map((p) => commandPath(env, p)),
+      io,
+    );
+  },
+};

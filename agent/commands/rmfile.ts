@@ -1,0 +1,37 @@
+// rmfile: os.remove(path) of one file, as buildbot-worker's RemoveFile (errors: header + errno as rc).
+
+import { unlinkSync } from 'node:fs';
+import { argPath } from './args.js';
+import type { CommandDefinition, CommandIO, WorkerCommand } from './types.js';
+import { reportOSError } from '../fs/pyerrors.js';
+import { checkNul, fsPath } from '../fs/pyos.js';
+
+class RemoveFile implements WorkerCommand {
+  constructor(
+    private readonly path: string,
+    private readonly io: CommandIO,
+  ) {}
+
+  async run(): Promise<void> {
+    checkNul(this.path);
+    try {
+      unlinkSync(fsPath(this.path));
+    } catch (err) {
+      reportOSError(this.io, 'rmfile', this.path, err);
+      return;
+    }
+    this.io.status('rc', 0);
+  }
+
+  interrupt(): void {
+    // nothing to stop
+  }
+}
+
+export const rmfileCommand: CommandDefinition = {
+  names: ['rmfile'],
+  requiredArgs: ['path'],
+  create(args, io, env) {
+    return new RemoveFile(argPath(args, 'path', env), io);
+  },
+};

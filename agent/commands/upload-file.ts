@@ -1,0 +1,167 @@
+// upload_file / uploadFile: sends one worker file to the master's FileWriter block by block, as
+// buildbot-worker's WorkerFileUploadCommand does; the block loop and rc/stderr reporting are shared with
+// upload_directory.
+
+import { open, stat } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import { argBool, argInt, argOptInt, argPresent, argPath } from './args.js';
+import type { CommandArgs, CommandDefinition, CommandEnv, CommandIO, RemoteWriter, WorkerCommand } from './types.js';
+import { FileBlockReader } from '../fs/block-reader.js';
+import type { BlockSource } from '../fs/block-reader.js';
+import { errorMessage } from '../errors.js';
+import { fsPath, timeFloat } from '../fs/pyos.js';
+
+/** rc / stderr / interrupt bookkeeping of buildbot-worker's TransferCommand. */
+export class TransferState {
+  rc = 0;
+  stderr: string | null = null;
+  interrupted = false;
+
+  /** The loop notices it before its next block; rc becomes 1 (no stderr). */
+  interrupt(): void {
+    if (this.interrupted) return;
+    this.rc = 1;
+    this.interrupted = true;
+  }
+
+  /** TransferCommand.finished: ('rc', rc) then ('stderr', text) when set - also after an interrupt. */
+  report(io: CommandIO): void {
+    io.status('rc', this.rc);
+    if (this.stderr) io.text('stderr', this.stderr);
+  }
+
+  maxSizeReached(path: string): void {
+    if (this.stderr === null) {
+      this.stderr = `Maximum filesize reached, truncating file '${path}'`;
+      this.rc = 1;
+    }
+  }
+}
+
+/**
+ * The _loop/_writeBlock cycle: blocks of min(blocksize, remaining) bytes, each written and acknowledged
+ * before the next is read; stops at EOF, on interrupt, or (with an error in stderr) when maxsize is used up.
+ */
+export async function sendBlocks(
+  state: TransferState,
+  path: string,
+  source: BlockSource | null,
+  blocksize: number,
+  maxsize: number | null,
+  write: (data: Uint8Array) => Promise<void>,
+): Promise<void> {
+  let remaining = maxsize;
+  for (;;) {
+    if (state.interrupted || source === null) return;
+    let length = blocksize;
+    if (remaining !== null && length > remaining) length = remaining;
+    if (length <= 0) {
+      // note: a file of exactly maxsize bytes ends here too, as in buildbot-worker
+      state.maxSizeReached(path);
+      return;
+    }
+    const data = await source.read(length);
+    if (data.length === 0) return;
+    if (remaining !== null) remaining -= data.length;
+    await write(data);
+  }
+}
+
+class UploadFile implements WorkerCommand {
+  private readonly state = new TransferState();
+
+  constructor(
+    private readonly path: string,
+    private readonly blocksize: number,
+    private readonly maxsize: number | null,
+    private readonly keepstamp: boolean,
+    private readonly io: CommandIO,
+    private readonly env: CommandEnv,
+  ) {}
+
+  async run(): Promise<void> {
+    const { state, io, path } = this;
+    const writer: RemoteWriter = io.writer();
+    let times: [number, number] | null = null;
+    let fh: FileHandle | null = null;
+    try {
+      if (this.keepstamp) {
+        const st = await stat(fsPath(path), { bigint: true });
+        times = [timeFloat(st.atimeNs), timeFloat(st.mtimeNs)];
+      }
+      fh = await openForReading(path);
+    } catch {
+      state.stderr = `Cannot open file '${path}' for upload`;
+      state.rc = 1;
+    }
+
+    io.text('header', `sending ${path}\n`);
+
+    let failure: { error: unknown } | null = null;
+    try {
+      await sendBlocks(state, path, fh && new FileBlockReader(fh), this.blocksize, this.maxsize, (d) => writer.write(d));
+    } catch (error) {
+      failure = { error };
+    }
+    if (failure === null) {
+      // _close_ok: close, then the timestamps (a failure here leaves rc as it is)
+      try {
+        await closeQuietly(fh);
+        fh = null;
+        await writer.close();
+        // buildbot-worker would send utime(None, None) when the file could not even be stat'ed (the master then
+        // fails); our writer takes numbers, so that case sends no utime and the step fails on rc 1 alone
+        if (this.keepstamp && times) await writer.utime(times[0], times[1]);
+      } catch (error) {
+        failure = { error };
+      }
+    } else {
+      // _close_err: rc 1, the master's close() is still called and its own errors ignored
+      state.rc = 1;
+      await closeQuietly(fh);
+      try {
+        await writer.close();
+      } catch (err) {
+        this.env.logger.warn(`upload_file: ignoring error from remote close(): ${errorMessage(err)}`);
+      }
+    }
+    state.report(io);
+    if (failure) throw failure.error;
+  }
+
+  interrupt(): void {
+    this.state.interrupt();
+  }
+}
+
+/** open(path, 'rb'); Node opens directories for reading too, Python does not (IsADirectoryError). */
+async function openForReading(path: string): Promise<FileHandle> {
+  const fh = await open(fsPath(path), 'r');
+  try {
+    if ((await fh.stat()).isDirectory()) throw Object.assign(new Error('EISDIR'), { code: 'EISDIR' });
+  } catch (err) {
+    await closeQuietly(fh);
+    throw err;
+  }
+  return fh;
+}
+
+async function closeQuietly(fh: FileHandle | null): Promise<void> {
+  if (fh) await fh.close().catch(() => undefined);
+}
+
+/** Python's args['maxsize'] (present, int or None). */
+export function maxsizeArg(args: CommandArgs): number | null {
+  argPresent(args, 'maxsize');
+  return argOptInt(args, 'maxsize') ?? null;
+}
+
+export const uploadFileCommand: CommandDefinition = {
+  names: ['upload_file', 'uploadFile'],
+  // buildbot-worker also requires 'writer'; here the writer comes through CommandIO, not the args (msgpack
+  // masters never send one), so checking for it would reject every msgpack upload
+  requiredArgs: ['path', 'blocksize'],
+  create(args, io, env) {
+    return new UploadFile(argPath(args, 'path', env), argInt(args, 'blocksize'), maxsizeArg(args), argBool(args, 'keepstamp', false), io, env);
+  },
+};

@@ -1,0 +1,103 @@
+// Runs bbagent as a real worker process (the built bundle, through its CLI: create-worker, then
+// start --nodaemon), so integration tests drive it exactly as an operator would.
+import { existsSync, mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Protocol } from './harness/master.js';
+import { ManagedProcess, pollUntil, runCommand } from './harness/process.js';
+
+/** The repository root: the nearest folder up with package.json (from test/integration, or from build/ when bundled). */
+function findRepoRoot(): string {
+  let dir = typeof __dirname === 'string' ? __dirname : path.dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(path.join(dir, 'package.json')) && path.dirname(dir) !== dir) dir = path.dirname(dir);
+  return dir;
+}
+
+export const REPO_ROOT = findRepoRoot();
+export const BUNDLE = path.join(REPO_ROOT, 'build', 'bbagent.cjs');
+
+export interface BbagentWorkerOptions {
+  dir: string;
+  masterPort: number;
+  name: string;
+  password: string;
+  protocol: Protocol;
+  createArgs?: string[];
+  env?: Record<string, string>;
+}
+
+export class BbagentWorker {
+  private constructor(
+    readonly dir: string,
+    readonly name: string,
+    private proc: ManagedProcess,
+    private readonly opts: BbagentWorkerOptions,
+  ) {}
+
+  static async create(opts: BbagentWorkerOptions): Promise<void> {
+    mkdirSync(path.dirname(path.resolve(opts.dir)), { recursive: true });
+    await runCommand(process.execPath, [
+      BUNDLE,
+      'create-worker',
+      '--quiet',
+      '--force',
+      `--protocol=${opts.protocol}`,
+      '--maxdelay=2',
+      ...(opts.createArgs ?? []),
+      path.resolve(opts.dir),
+      `127.0.0.1:${opts.masterPort}`,
+      opts.name,
+      opts.password,
+    ]);
+  }
+
+  static async start(opts: BbagentWorkerOptions): Promise<BbagentWorker> {
+    await BbagentWorker.create(opts);
+    const proc = await BbagentWorker.spawn(opts);
+    return new BbagentWorker(path.resolve(opts.dir), opts.name, proc, opts);
+  }
+
+  private static spawn(opts: BbagentWorkerOptions): Promise<ManagedProcess> {
+    return ManagedProcess.spawn({
+      command: process.execPath,
+      args: [BUNDLE, 'start', '--nodaemon', path.resolve(opts.dir)],
+      cwd: path.resolve(opts.dir),
+      env: { ...process.env, ...opts.env },
+      label: `bbagent ${opts.name}`,
+    });
+  }
+
+  get pid(): number {
+    return this.proc.pid;
+  }
+
+  get running(): boolean {
+    return this.proc.running;
+  }
+
+  get exited(): Promise<number | string> {
+    return this.proc.exited;
+  }
+
+  /** What the agent printed (its log, in the foreground). */
+  get output(): string {
+    return this.proc.capturedOutput;
+  }
+
+  async waitForOutput(re: RegExp, timeoutMs = 30_000): Promise<string> {
+    return pollUntil(() => re.exec(this.output)?.[0], { timeoutMs, what: `bbagent output matching ${re}` });
+  }
+
+  signal(sig: NodeJS.Signals): void {
+    this.proc.signal(sig);
+  }
+
+  async stop(): Promise<number | string> {
+    return this.proc.stop(15_000);
+  }
+
+  async restart(): Promise<void> {
+    await this.stop();
+    this.proc = await BbagentWorker.spawn(this.opts);
+  }
+}

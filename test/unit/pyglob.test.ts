@@ -1,0 +1,205 @@
+// Checks the glob port against python3's own glob.glob(recursive=True) and fnmatch on a real tree.
+
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fnmatchcase, pyGlob } from '../../agent/fs/pyglob.js';
+
+let root: string;
+
+function python(code: string, arg: unknown): unknown {
+  const out = execFileSync('python3', ['-c', code, JSON.stringify(arg)], { encoding: 'utf8' });
+  return JSON.parse(out);
+}
+
+beforeAll(() => {
+  root = mkdtempSync(join(tmpdir(), 'pyglob-'));
+  const files = [
+    'a.txt',
+    'b.txt',
+    'c.py',
+    '.hidden',
+    '.hdir/x.txt',
+    '.hdir/.y',
+    'sub/c.txt',
+    'sub/.d.txt',
+    'sub/deep/e.py',
+    'sub/deep/f.txt',
+    'sub/deep/deeper/g.txt',
+    'we ird[1].txt',
+    'ab?c',
+    'x-y',
+    'x]y',
+    'Z',
+    'ünï.txt',
+    'star*name',
+    'back\\slash',
+    '^caret',
+    'amp&and',
+    'new\nline',
+    '😀.txt',
+    '\uE000.txt',
+  ];
+  for (const f of files) {
+    mkdirSync(join(root, f, '..'), { recursive: true });
+    writeFileSync(join(root, f), f);
+  }
+  mkdirSync(join(root, 'emptydir'));
+  mkdirSync(join(root, 'sub', '.hiddendir', 'in'), { recursive: true });
+  symlinkSync('sub', join(root, 'link-to-sub'));
+  symlinkSync('nowhere', join(root, 'broken-link'));
+  symlinkSync('a.txt', join(root, 'link-to-file'));
+});
+
+afterAll(() => {
+  rmSync(root, { recursive: true, force: true });
+});
+
+const PATTERNS = [
+  '*',
+  '*.txt',
+  '.*',
+  '*/',
+  '*/*',
+  '*/*.txt',
+  '**',
+  '**/',
+  '**/*',
+  '**/*.txt',
+  '**/*.py',
+  '**/.*',
+  '**/deep',
+  '**/deep/',
+  '**/**',
+  '**/**/*.txt',
+  '*/**',
+  '*/**/',
+  'sub/**',
+  'sub/**/',
+  'sub/**/*.py',
+  'sub/**/**/*.txt',
+  'sub/**/.*',
+  'sub/*/',
+  'sub/.*/*',
+  '.hdir/*',
+  '.hdir/.*',
+  '.*/*',
+  'sub',
+  'sub/',
+  'a.txt',
+  'a.txt/',
+  'nonexist',
+  'nonexist/*',
+  'nonexist/**',
+  'broken-link',
+  'link-to-sub/*',
+  'link-to-sub/**',
+  'link-to-file/',
+  '?',
+  '??',
+  '?.txt',
+  '[ab].txt',
+  '[!a].txt',
+  '[a-c].txt',
+  '[a-c].*',
+  '[!a-c]*',
+  '[]',
+  '[!]',
+  '[]]',
+  '[!]]*',
+  'x[]]y',
+  'x[-]y',
+  'x[!-]y',
+  '[--z]*',
+  '[a-]*',
+  '[z-a]*',
+  '[a-c-e]*',
+  '[a--z]*',
+  'we ird[[]1].txt',
+  'we ird[1].txt',
+  'ab[?]c',
+  'star[*]name',
+  'back[\\]slash',
+  'back\\slash',
+  '[\\]*',
+  '[^]*',
+  '^*',
+  '[&]*',
+  'amp[&&]and',
+  '[[]*',
+  '[',
+  '*[',
+  'a*[',
+  '*.t?t',
+  '*x*',
+  '*a*t*',
+  '**.txt',
+  'a**',
+  'sub/**/deep/**',
+  '**/deep/**/*.txt',
+  '*ï*',
+  '[ü]*',
+  '?nï.txt',
+  '?.txt',
+  '[😀].txt',
+  '[\uE000-\uF000].txt',
+  '[😀-😁]*',
+  'new?line',
+  'new*',
+  'Z*',
+  'z*',
+  '',
+];
+
+describe('pyGlob', () => {
+  it('matches python3 glob.glob(recursive=True) exactly (order included)', () => {
+    const pats = PATTERNS.map((p) => (p === '' ? root + '/' : join(root, p) + (p.endsWith('/') ? '/' : '')));
+    const expected = python(
+      'import glob, json, sys\nprint(json.dumps([glob.glob(p, recursive=True) for p in json.loads(sys.argv[1])]))',
+      pats,
+    ) as string[][];
+    pats.forEach((p, i) => {
+      expect({ pattern: p, files: pyGlob(p, true) }).toEqual({ pattern: p, files: expected[i] });
+    });
+  });
+
+  it('handles patterns on the root directory itself', () => {
+    const pats = [root, `${root}/`, `${root}/**`, `${root}//*.py`, `${root}/./*.py`, `${root}/sub/../*.py`, '/', '/*/'];
+    const expected = python(
+      'import glob, json, sys\nprint(json.dumps([sorted(glob.glob(p, recursive=True)) for p in json.loads(sys.argv[1])]))',
+      pats,
+    ) as string[][];
+    pats.forEach((p, i) => {
+      expect({ pattern: p, files: [...pyGlob(p, true)].sort() }).toEqual({ pattern: p, files: [...expected[i]!].sort() });
+    });
+  });
+
+  it('without recursive, ** is a plain *', () => {
+    const pats = [join(root, '**'), join(root, '**/*.txt')];
+    const expected = python(
+      'import glob, json, sys\nprint(json.dumps([glob.glob(p) for p in json.loads(sys.argv[1])]))',
+      pats,
+    ) as string[][];
+    pats.forEach((p, i) => expect(pyGlob(p, false)).toEqual(expected[i]));
+  });
+});
+
+describe('fnmatchcase', () => {
+  it('agrees with python3 fnmatch.fnmatchcase', () => {
+    const names = ['abc', 'a', '', '.x', 'a-b', 'a]b', 'a\\b', 'a[b', 'x\ny', 'aXbXc', 'ab', 'é', '😀', '^', '!', '-', ']', 'b', 'z', 'aab', 'abab'];
+    const pats = [
+      '*', '?', 'a*', '*b', 'a*b*c', '*a*b', 'a?b', '[a-c]', '[!a-c]', '[]]', '[!]]', '[]-]', '[!]-]', '[-]', '[a-]',
+      '[--b]', '[z-a]', '[a-c-]', 'a[\\]b', 'a\\b', '[\\-^]', '[^a]', '[!^]', 'x?y', 'x*y', '[é]', '[😀]', '?', '[!]',
+      '[]', '[', 'a[', '[[]', '*a*a*', '*ab', 'a*ab', '*b*b', '[&&]', '[~]', '[|]', '[a-z&&[^b]]',
+    ];
+    const expected = python(
+      'import fnmatch, json, sys\nd = json.loads(sys.argv[1])\nprint(json.dumps([[fnmatch.fnmatchcase(n, p) for n in d["names"]] for p in d["pats"]]))',
+      { names, pats },
+    ) as boolean[][];
+    pats.forEach((p, i) => {
+      expect({ p, got: names.map((n) => fnmatchcase(n, p)) }).toEqual({ p, got: expected[i] });
+    });
+  });
+});

@@ -1,0 +1,314 @@
+// Checks the streaming tar writer: python3's tarfile must extract it in stream mode (plain, gz, bz2) into the
+// same tree, and the plain archive must be byte-identical to what tarfile.open('w').add(path, '') writes.
+
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import {
+  chmodSync,
+  linkSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  rmSync,
+  symlinkSync,
+  truncateSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BZIP2_MISSING, openTarStream, paxHeader, pyFloatRepr, roundHalfEven } from '../../agent/transfer/tar.js';
+
+let tmp: string;
+let src: string;
+const LONG_DIR = 'd'.repeat(60);
+const LONG_FILE = 'f'.repeat(70) + '.txt';
+
+async function archive(root: string, compress: string | null, readChunkSize?: number): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const c of await openTarStream(root, compress, readChunkSize ? { readChunkSize } : {})) parts.push(c);
+  return Buffer.concat(parts);
+}
+
+function extract(tarFile: string, mode: string, dest: string): void {
+  mkdirSync(dest, { recursive: true });
+  // exactly as the master's DirectoryWriter.remote_unpack does it
+  execFileSync('python3', ['-c', 'import tarfile,sys; tarfile.open(sys.argv[1], sys.argv[3]).extractall(sys.argv[2])', tarFile, dest, mode]);
+}
+
+interface Entry {
+  type: string;
+  mode?: number;
+  mtime?: number;
+  content?: string;
+  link?: string;
+}
+
+function snapshot(root: string): Record<string, Entry> {
+  const out: Record<string, Entry> = {};
+  const walk = (rel: string): void => {
+    const p = rel ? join(root, rel) : root;
+    const st = lstatSync(p);
+    if (st.isSymbolicLink()) {
+      out[rel] = { type: 'link', link: readlinkSync(p) };
+      return;
+    }
+    const base = { mode: st.mode & 0o7777, mtime: Math.floor(st.mtimeMs / 1000) };
+    if (st.isDirectory()) {
+      out[rel] = { type: 'dir', ...base };
+      for (const n of readdirSync(p)) walk(rel ? `${rel}/${n}` : n);
+    } else {
+      out[rel] = { type: 'file', ...base, content: readFileSync(p).toString('base64') };
+    }
+  };
+  walk('');
+  return out;
+}
+
+beforeAll(() => {
+  tmp = mkdtempSync(join(tmpdir(), 'tar-test-'));
+  src = join(tmp, 'src');
+  const files: Record<string, Buffer | string> = {
+    'a.txt': 'hello\n',
+    'empty': '',
+    'sub/b.txt': 'b'.repeat(513),
+    'sub/deeper/c.bin': randomBytes(1000),
+    [`${LONG_DIR}/${LONG_FILE}`]: 'long name\n',
+    'ünïcødé/файл.txt': 'unicode\n',
+    '日本.txt': 'nihon',
+    'big.bin': randomBytes(3 * 1024 * 1024 + 123),
+    'exec.sh': '#!/bin/sh\n',
+  };
+  for (const [name, data] of Object.entries(files)) {
+    mkdirSync(join(src, name, '..'), { recursive: true });
+    writeFileSync(join(src, name), data);
+  }
+  mkdirSync(join(src, 'emptydir'));
+  chmodSync(join(src, 'exec.sh'), 0o755);
+  chmodSync(join(src, 'a.txt'), 0o640);
+  chmodSync(join(src, 'emptydir'), 0o750);
+  symlinkSync('a.txt', join(src, 'link-to-a'));
+  symlinkSync('sub', join(src, 'link-to-sub'));
+  symlinkSync('does/not/exist', join(src, 'dangling'));
+  symlinkSync('x'.repeat(120), join(src, 'long-target'));
+  linkSync(join(src, 'sub', 'b.txt'), join(src, 'hardlink-b'));
+  // fractional times, one exactly on a half second (Python rounds halves to even in the ustar field)
+  utimesSync(join(src, 'a.txt'), 1700000000.25, 1700000000.5);
+  utimesSync(join(src, 'sub', 'b.txt'), 1600000000, 1600000001.75);
+  utimesSync(join(src, 'emptydir'), 1500000000, 1500000000);
+  utimesSync(join(src, 'ünïcødé'), 1500000000, 1500000002.123456);
+});
+
+afterAll(() => {
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+describe('tar writer', () => {
+  it('writes the same bytes as python tarfile (PAX, plain)', async () => {
+    const ours = await archive(src, null);
+    const pyFile = join(tmp, 'py.tar');
+    execFileSync('python3', ['-c', "import tarfile,sys\nt=tarfile.open(sys.argv[2],'w')\nt.add(sys.argv[1],'')\nt.close()", src, pyFile]);
+    const theirs = readFileSync(pyFile);
+    expect(ours.length % 10240).toBe(0);
+    expect(ours.length).toBe(theirs.length);
+    // compare block by block for a readable failure
+    for (let off = 0; off < ours.length; off += 512) {
+      if (!ours.subarray(off, off + 512).equals(theirs.subarray(off, off + 512))) {
+        expect({ off, block: ours.subarray(off, off + 512).toString('latin1') }).toEqual({
+          off,
+          block: theirs.subarray(off, off + 512).toString('latin1'),
+        });
+      }
+    }
+  });
+
+  it('matches python byte for byte for odd names and types', async () => {
+    const odd = join(tmp, 'odd');
+    mkdirSync(odd);
+    const raw = (name: Buffer | string): Buffer => Buffer.concat([Buffer.from(`${odd}/`), Buffer.from(name)]);
+    writeFileSync(raw(Buffer.from([0x62, 0x61, 0x64, 0xff, 0x2e, 0x74])), 'not utf-8');
+    writeFileSync(raw(Buffer.from([0xc3, 0xa9, 0xed, 0xa0, 0x80])), 'half utf-8');
+    writeFileSync(raw('n'.repeat(99)), '99');
+    writeFileSync(raw('m'.repeat(100)), '100');
+    mkdirSync(raw('k'.repeat(99)));
+    writeFileSync(raw('new\nline'), 'nl');
+    writeFileSync(raw('😀'), 'astral');
+    writeFileSync(raw('\uE000'), 'private use');
+    symlinkSync(Buffer.from([0x74, 0xfe]), raw('link-to-bytes'));
+    execFileSync('mkfifo', [join(odd, 'fifo')]);
+    execFileSync('python3', ['-c', 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.bind(sys.argv[1])', join(odd, 'sock')]);
+    writeFileSync(join(odd, 'h1'), 'hard');
+    linkSync(join(odd, 'h1'), join(odd, 'h2'));
+    linkSync(join(odd, 'h1'), join(odd, 'h0'));
+    const ours = await archive(odd, null);
+    const pyFile = join(tmp, 'odd.tar');
+    execFileSync('python3', ['-c', "import tarfile,sys\nt=tarfile.open(sys.argv[2],'w')\nt.add(sys.argv[1],'')\nt.close()", odd, pyFile]);
+    const theirs = readFileSync(pyFile);
+    expect(ours.toString('latin1')).toBe(theirs.toString('latin1'));
+  });
+
+  it('matches python byte for byte with small read chunks too', async () => {
+    expect((await archive(src, null, 1000)).equals(await archive(src, null))).toBe(true);
+  });
+
+  for (const [compress, modes] of [
+    [null, ['r|', 'r']],
+    ['gz', ['r|gz', 'r:gz']],
+    ['bz2', ['r|bz2']],
+  ] as const) {
+    it(`is extracted by python tarfile into the same tree (compress=${String(compress)})`, async () => {
+      const data = await archive(src, compress);
+      const file = join(tmp, `out-${String(compress)}.tar`);
+      writeFileSync(file, data);
+      if (compress === 'gz') expect(data.subarray(0, 2).toString('hex')).toBe('1f8b');
+      if (compress === 'bz2') expect(data.subarray(0, 3).toString('latin1')).toBe('BZh');
+      const want = snapshot(src);
+      for (const mode of modes) {
+        const dest = join(tmp, `x-${String(compress)}-${mode.replace(/\W/g, '_')}`);
+        extract(file, mode, dest);
+        const got = snapshot(dest);
+        // the root directory's attributes come from the '' member too
+        expect(got).toEqual(want);
+      }
+    });
+  }
+
+  it('stores the root as "/" with a PAX mtime record, members relative', async () => {
+    const data = await archive(src, null);
+    expect(data.subarray(0, 14).toString('latin1')).toBe('././@PaxHeader');
+    expect(data[156]).toBe('x'.charCodeAt(0));
+    expect(data.subarray(512, 512 + 40).toString('latin1')).toMatch(/^\d+ mtime=\d+(\.\d+)?\n/);
+    expect(data.subarray(1024, 1026).toString('latin1')).toBe('/\0');
+    const names = execFileSync('python3', ['-c', "import tarfile,sys\nprint('\\n'.join(repr(m.name) for m in tarfile.open(sys.argv[1],'r|')))", join(tmp, 'out-null.tar')], {
+      encoding: 'utf8',
+    }).split('\n');
+    expect(names[0]).toBe("''");
+    expect(names).toContain("'sub/b.txt'");
+    expect(names).toContain(`'${LONG_DIR}/${LONG_FILE}'`);
+  });
+
+  it('a missing directory fails before any byte, as FileNotFoundError', async () => {
+    const missing = join(tmp, 'nope');
+    await expect(openTarStream(missing, 'gz')).rejects.toMatchObject({
+      pyType: 'FileNotFoundError',
+      message: `[Errno 2] No such file or directory: '${missing}'`,
+    });
+  });
+
+  it('bz2 without a bzip2 program fails clearly', async () => {
+    await expect(openTarStream(src, 'bz2', { environ: { PATH: join(tmp, 'no-such-bin') } })).rejects.toThrow(BZIP2_MISSING);
+  });
+
+  for (const compress of [null, 'gz', 'bz2']) {
+    it(`can be stopped early, releasing files and processes (compress=${String(compress)})`, async () => {
+      const fds = (): number => readdirSync('/proc/self/fd').length;
+      const children = (): string => {
+        try {
+          return execFileSync('pgrep', ['-P', String(process.pid), 'bzip2'], { encoding: 'utf8' }).trim();
+        } catch {
+          return ''; // pgrep exits 1 when nothing matches
+        }
+      };
+      const before = fds();
+      const tar = await openTarStream(src, compress, { readChunkSize: 4096 });
+      // read into big.bin so a file is open
+      let n = 0;
+      for (let r = await tar.next(); !r.done && n < 200; r = await tar.next()) n++;
+      await tar.return();
+      expect((await tar.next()).done).toBe(true);
+      for (let i = 0; i < 50 && (fds() > before || children()); i++) await new Promise((r) => setTimeout(r, 20));
+      expect(fds()).toBeLessThanOrEqual(before);
+      expect(children()).toBe('');
+    });
+  }
+
+  for (const compress of [null, 'gz', 'bz2']) {
+    it(`a file shrinking while archived fails the stream, not a short archive (compress=${String(compress)})`, async () => {
+      const dir = join(tmp, `shrink-${String(compress)}`);
+      mkdirSync(dir);
+      writeFileSync(join(dir, 'f.bin'), randomBytes(8 * 1024 * 1024));
+      const tar = await openTarStream(dir, compress, { readChunkSize: 4096 });
+      // into the file's data (plain: root header, file header, first data chunk)
+      for (let i = 0; i < 3; i++) expect((await tar.next()).done).toBe(false);
+      truncateSync(join(dir, 'f.bin'), 1000);
+      const drain = async (): Promise<void> => {
+        for (let r = await tar.next(); !r.done; r = await tar.next()) void r;
+      };
+      await expect(drain()).rejects.toMatchObject({ pyType: 'OSError', message: 'unexpected end of data' });
+    });
+  }
+
+  it('an unreadable file fails the stream (PermissionError)', async () => {
+    if (process.getuid?.() === 0) return; // root reads everything
+    const dir = join(tmp, 'unreadable');
+    mkdirSync(dir);
+    writeFileSync(join(dir, 'secret'), 'x');
+    chmodSync(join(dir, 'secret'), 0);
+    const run = async (): Promise<void> => {
+      for await (const _ of await openTarStream(dir, 'gz')) void _;
+    };
+    await expect(run()).rejects.toMatchObject({ pyType: 'PermissionError' });
+  });
+
+  it('a file that is not a directory is archived as one member named ""', async () => {
+    const data = await archive(join(src, 'a.txt'), null);
+    const out = execFileSync('python3', ['-c', "import tarfile,sys\nprint([(m.name, m.size, m.isfile()) for m in tarfile.open(fileobj=sys.stdin.buffer, mode='r|')])"], {
+      input: data,
+      encoding: 'utf8',
+    });
+    expect(out.trim()).toBe("[('', 6, True)]");
+  });
+});
+
+describe('tar headers', () => {
+  const info = {
+    name: 'big.iso',
+    mode: 0o644,
+    uid: 1000,
+    gid: 3000000,
+    size: 8 ** 11,
+    mtime: -1.5,
+    type: '0',
+    linkname: '',
+    uname: 'u',
+    gname: 'g',
+    devmajor: 0,
+    devminor: 0,
+  };
+
+  it('moves sizes >= 8 GiB, big ids and negative times to PAX records', () => {
+    const h = paxHeader(info);
+    const records = h.subarray(512, 1024).toString('latin1');
+    expect(records).toContain(' gid=3000000\n');
+    expect(records).toContain(' size=8589934592\n');
+    expect(records).toContain(' mtime=-1.5\n');
+    const ustar = h.subarray(1024, 1536);
+    expect(ustar.subarray(124, 136).toString('latin1')).toBe('00000000000\0');
+    expect(ustar.subarray(116, 124).toString('latin1')).toBe('0000000\0');
+    // python agrees on what the header means
+    const parsed = execFileSync(
+      'python3',
+      ['-c', "import tarfile,sys,io\nb=sys.stdin.buffer.read()\nt=tarfile.open(fileobj=io.BytesIO(b+bytes(10240)),mode='r:')\nm=t.next()\nprint(m.name,m.size,m.gid,m.mtime)"],
+      { input: h, encoding: 'utf8' },
+    );
+    expect(parsed.trim()).toBe('big.iso 8589934592 3000000 -1.5');
+  });
+
+  it('float repr and rounding match python', () => {
+    const vals = [1795561837.2578204, 1700000000, 1e16, 1.5e16, 1e-5, 0.0001, 123, -1.5, 5e-324, 1.7976931348623157e308, 0.1, 12345678901234567, 2.5, 3.5, 1795561837.5, 0.5, 1.0000000000000002];
+    for (let i = 0; i < 50; i++) vals.push(Math.random() * 2e9, (Math.random() - 0.5) * 10 ** Math.floor(Math.random() * 40 - 20));
+    const py = JSON.parse(
+      execFileSync('python3', ['-c', 'import json,sys\nv=json.loads(sys.argv[1])\nprint(json.dumps([[repr(float(x)), round(float(x))] for x in v]))', JSON.stringify(vals)], {
+        encoding: 'utf8',
+      }),
+    ) as [string, number][];
+    vals.forEach((v, i) => {
+      expect([v, pyFloatRepr(v)]).toEqual([v, py[i]![0]]);
+      if (Math.abs(v) < 1e15) expect([v, roundHalfEven(v)]).toEqual([v, py[i]![1]]);
+    });
+  });
+});

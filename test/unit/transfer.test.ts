@@ -1,0 +1,469 @@
+// Checks upload_file, upload_directory and download_file against buildbot-worker's transfer.py: block sizes,
+// maxsize, interrupt, the order of rc / stderr and which master calls are made.
+
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type {
+  CommandArgs,
+  CommandDefinition,
+  CommandEnv,
+  CommandIO,
+  RemoteReader,
+  RemoteWriter,
+  StatusValue,
+} from '../../agent/commands/types.js';
+import { downloadFileCommand } from '../../agent/commands/download-file.js';
+import { uploadDirectoryCommand } from '../../agent/commands/upload-directory.js';
+import { uploadFileCommand } from '../../agent/commands/upload-file.js';
+import type { Logger } from '../../agent/log.js';
+import { openTarStream } from '../../agent/transfer/tar.js';
+import type { Platform } from '../../platforms/types.js';
+
+type Event = ['text', string, string] | ['status', string, StatusValue];
+type Call = [string, ...unknown[]];
+
+/** A master-side FileWriter that records calls; `gate` makes write() wait, `fail` makes a method reject. */
+class FakeWriter implements RemoteWriter {
+  calls: Call[] = [];
+  data: Buffer[] = [];
+  fail: Partial<Record<'write' | 'close' | 'utime' | 'unpack', Error>> = {};
+  gate: Promise<void> | null = null;
+  onWrite: (() => void) | null = null;
+
+  async write(data: Uint8Array): Promise<void> {
+    this.calls.push(['write', data.length]);
+    this.data.push(Buffer.from(data));
+    this.onWrite?.();
+    if (this.gate) await this.gate;
+    if (this.fail.write) throw this.fail.write;
+  }
+  async close(): Promise<void> {
+    this.calls.push(['close']);
+    if (this.fail.close) throw this.fail.close;
+  }
+  async utime(a: number, m: number): Promise<void> {
+    this.calls.push(['utime', a, m]);
+    if (this.fail.utime) throw this.fail.utime;
+  }
+  async unpack(): Promise<void> {
+    this.calls.push(['unpack']);
+    if (this.fail.unpack) throw this.fail.unpack;
+  }
+}
+
+/** A master-side FileReader serving `content` (or a scripted list of answers). */
+class FakeReader implements RemoteReader {
+  calls: Call[] = [];
+  private pos = 0;
+  answers: (Uint8Array | null)[] | null = null;
+  gate: Promise<void> | null = null;
+  onRead: (() => void) | null = null;
+  failClose: Error | null = null;
+  constructor(private readonly content: Buffer = Buffer.alloc(0)) {}
+
+  async read(length: number): Promise<Uint8Array | null> {
+    this.calls.push(['read', length]);
+    this.onRead?.();
+    if (this.gate) await this.gate;
+    if (this.answers) return this.answers.shift() ?? null;
+    const out = this.content.subarray(this.pos, this.pos + length);
+    this.pos += out.length;
+    return out;
+  }
+  async close(): Promise<void> {
+    this.calls.push(['close']);
+    if (this.failClose) throw this.failClose;
+  }
+}
+
+interface Harness {
+  io: CommandIO;
+  events: Event[];
+  writer: FakeWriter;
+  reader: FakeReader;
+  warnings: string[];
+  environ: Record<string, string>;
+}
+
+function harness(reader = new FakeReader()): Harness {
+  const events: Event[] = [];
+  const writer = new FakeWriter();
+  const warnings: string[] = [];
+  const io: CommandIO = {
+    text: (stream, text) => void events.push(['text', stream, text]),
+    log: () => {
+      throw new Error('no logs expected');
+    },
+    status: (key, value) => void events.push(['status', key, value]),
+    writer: () => writer,
+    reader: () => reader,
+  };
+  return { io, events, writer, reader, warnings, environ: { ...(process.env as Record<string, string>) } };
+}
+
+function envFor(h: Harness): CommandEnv {
+  const logger: Logger = { info() {}, debug() {}, error: (m) => void h.warnings.push(m), warn: (m) => void h.warnings.push(m) };
+  return { basedir: '/nonexistent', environ: h.environ, platform: {} as Platform, logger, now: () => Date.now() / 1000 };
+}
+
+function start(def: CommandDefinition, args: CommandArgs, h: Harness) {
+  return def.create(args, h.io, envFor(h));
+}
+
+let tmp: string;
+let file10k: string;
+let content10k: Buffer;
+
+beforeAll(() => {
+  tmp = mkdtempSync(join(tmpdir(), 'transfer-'));
+  file10k = join(tmp, 'ten-k.bin');
+  content10k = randomBytes(10000);
+  writeFileSync(file10k, content10k);
+  utimesSync(file10k, 1700000000.123456, 1700000100.987654);
+});
+
+afterAll(() => {
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+const up = (path: string, extra: CommandArgs = {}): CommandArgs => ({ path, blocksize: 4096, maxsize: null, workdir: 'wd', workersrc: 'x', ...extra });
+
+describe('upload_file', () => {
+  it('is registered under both names with its required args', () => {
+    expect(uploadFileCommand.names).toEqual(['upload_file', 'uploadFile']);
+    expect(uploadFileCommand.requiredArgs).toEqual(['path', 'blocksize']);
+  });
+
+  it('sends the file in blocksize blocks, then closes; header then rc 0', async () => {
+    const h = harness();
+    await start(uploadFileCommand, up(file10k), h).run();
+    expect(h.writer.calls).toEqual([['write', 4096], ['write', 4096], ['write', 1808], ['close']]);
+    expect(Buffer.concat(h.writer.data).equals(content10k)).toBe(true);
+    expect(h.events).toEqual([
+      ['text', 'header', `sending ${file10k}\n`],
+      ['status', 'rc', 0],
+    ]);
+  });
+
+  it('keepstamp sends utime(atime, mtime) after close, with python float times', async () => {
+    const h = harness();
+    await start(uploadFileCommand, up(file10k, { keepstamp: true }), h).run();
+    const [a, m] = JSON.parse(
+      execFileSync('python3', ['-c', 'import os,sys,json; print(json.dumps([os.path.getatime(sys.argv[1]), os.path.getmtime(sys.argv[1])]))', file10k], {
+        encoding: 'utf8',
+      }),
+    ) as [number, number];
+    expect(h.writer.calls.slice(-2)).toEqual([['close'], ['utime', a, m]]);
+  });
+
+  it('a file that cannot be opened: header, close, rc 1, stderr', async () => {
+    for (const p of [join(tmp, 'missing'), tmp]) {
+      const h = harness();
+      await start(uploadFileCommand, up(p), h).run();
+      expect(h.writer.calls).toEqual([['close']]);
+      expect(h.events).toEqual([
+        ['text', 'header', `sending ${p}\n`],
+        ['status', 'rc', 1],
+        ['text', 'stderr', `Cannot open file '${p}' for upload`],
+      ]);
+    }
+  });
+
+  it('keepstamp on a missing file sends no utime', async () => {
+    const h = harness();
+    await start(uploadFileCommand, up(join(tmp, 'missing'), { keepstamp: true }), h).run();
+    expect(h.writer.calls).toEqual([['close']]);
+  });
+
+  it('maxsize truncates with an error (also when the file is exactly maxsize)', async () => {
+    for (const [maxsize, writes] of [
+      [5000, [4096, 904]],
+      [10000, [4096, 4096, 1808]],
+    ] as const) {
+      const h = harness();
+      await start(uploadFileCommand, up(file10k, { maxsize }), h).run();
+      expect(h.writer.calls).toEqual([...writes.map((n) => ['write', n]), ['close']]);
+      expect(h.events.slice(1)).toEqual([
+        ['status', 'rc', 1],
+        ['text', 'stderr', `Maximum filesize reached, truncating file '${file10k}'`],
+      ]);
+    }
+    const h = harness();
+    await start(uploadFileCommand, up(file10k, { maxsize: 10001 }), h).run();
+    expect(h.events.slice(1)).toEqual([['status', 'rc', 0]]);
+  });
+
+  it('interrupt stops before the next block: close, rc 1, no stderr', async () => {
+    const h = harness();
+    let release!: () => void;
+    h.writer.gate = new Promise((r) => (release = r));
+    const cmd = start(uploadFileCommand, up(file10k), h);
+    h.writer.onWrite = () => {
+      cmd.interrupt();
+      cmd.interrupt();
+      release();
+    };
+    await cmd.run();
+    expect(h.writer.calls).toEqual([['write', 4096], ['close']]);
+    expect(h.events.slice(1)).toEqual([['status', 'rc', 1]]);
+  });
+
+  it('a failed write fails the command after close and rc 1', async () => {
+    const h = harness();
+    const boom = Object.assign(new Error('remote write failed'), { pyType: 'RuntimeError' });
+    h.writer.fail.write = boom;
+    h.writer.fail.close = new Error('ignored');
+    await expect(start(uploadFileCommand, up(file10k, { keepstamp: true }), h).run()).rejects.toBe(boom);
+    expect(h.writer.calls).toEqual([['write', 4096], ['close']]);
+    expect(h.events.slice(1)).toEqual([['status', 'rc', 1]]);
+    expect(h.warnings.join()).toContain('ignored');
+  });
+
+  it('a failed close fails the command with rc unchanged, no utime', async () => {
+    const h = harness();
+    const boom = new Error('close failed');
+    h.writer.fail.close = boom;
+    await expect(start(uploadFileCommand, up(file10k, { keepstamp: true }), h).run()).rejects.toBe(boom);
+    expect(h.writer.calls.at(-1)).toEqual(['close']);
+    expect(h.events.slice(1)).toEqual([['status', 'rc', 0]]);
+  });
+
+  it('a failed utime (msgpack master bug) fails the command after rc 0', async () => {
+    const h = harness();
+    const boom = new Error('FileWriter.remote_utime() takes 2 positional arguments but 3 were given');
+    h.writer.fail.utime = boom;
+    await expect(start(uploadFileCommand, up(file10k, { keepstamp: true }), h).run()).rejects.toBe(boom);
+    expect(h.events.slice(1)).toEqual([['status', 'rc', 0]]);
+  });
+
+  it('needs maxsize present (None is fine) and an integer blocksize', () => {
+    const h = harness();
+    expect(() => start(uploadFileCommand, { path: file10k, blocksize: 10 }, h)).toThrow(/maxsize/);
+    expect(() => start(uploadFileCommand, { path: file10k, blocksize: 'x', maxsize: null }, h)).toThrow(/blocksize/);
+  });
+});
+
+describe('upload_directory', () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = join(tmp, 'updir');
+    mkdirSync(join(dir, 'sub'), { recursive: true });
+    writeFileSync(join(dir, 'a.txt'), 'a\n');
+    writeFileSync(join(dir, 'sub', 'b.txt'), 'b\n');
+    writeFileSync(join(dir, 'sub', 'big.bin'), randomBytes(200_000));
+  });
+
+  const updir = (extra: CommandArgs = {}): CommandArgs => ({ path: dir, blocksize: 16384, maxsize: null, compress: null, ...extra });
+
+  it('is registered under both names', () => {
+    expect(uploadDirectoryCommand.names).toEqual(['upload_directory', 'uploadDirectory']);
+    expect(uploadDirectoryCommand.requiredArgs).toEqual(['path', 'blocksize']);
+  });
+
+  for (const compress of [null, 'gz', 'bz2']) {
+    it(`streams the archive in full blocks, then unpacks (compress=${String(compress)})`, async () => {
+      const h = harness();
+      await start(uploadDirectoryCommand, updir({ compress }), h).run();
+      const writes = h.writer.calls.filter((c) => c[0] === 'write').map((c) => c[1] as number);
+      expect(writes.slice(0, -1).every((n) => n === 16384)).toBe(true);
+      expect(writes.at(-1)!).toBeLessThanOrEqual(16384);
+      expect(h.writer.calls.at(-1)).toEqual(['unpack']);
+      expect(h.writer.calls.some((c) => c[0] === 'close')).toBe(false);
+      expect(h.events).toEqual([
+        ['text', 'header', `sending ${dir}\n`],
+        ['status', 'rc', 0],
+      ]);
+      const sent = Buffer.concat(h.writer.data);
+      const direct: Buffer[] = [];
+      for await (const c of await openTarStream(dir, compress)) direct.push(c);
+      expect(sent.equals(Buffer.concat(direct))).toBe(true);
+      // the master extracts it
+      const tarFile = join(tmp, `sent-${String(compress)}.tar`);
+      writeFileSync(tarFile, sent);
+      const dest = join(tmp, `dest-${String(compress)}`);
+      mkdirSync(dest);
+      const mode = compress ? `r|${compress}` : 'r';
+      execFileSync('python3', ['-c', 'import tarfile,sys; tarfile.open(sys.argv[1], sys.argv[3]).extractall(sys.argv[2])', tarFile, dest, mode]);
+      expect(readFileSync(join(dest, 'sub', 'big.bin')).equals(readFileSync(join(dir, 'sub', 'big.bin')))).toBe(true);
+    });
+  }
+
+  it('a missing directory fails the command with nothing sent', async () => {
+    const h = harness();
+    const missing = join(tmp, 'no-dir');
+    await expect(start(uploadDirectoryCommand, updir({ path: missing }), h).run()).rejects.toMatchObject({
+      pyType: 'FileNotFoundError',
+      message: `[Errno 2] No such file or directory: '${missing}'`,
+    });
+    expect(h.events).toEqual([]);
+    expect(h.writer.calls).toEqual([]);
+  });
+
+  it('maxsize truncates (counting compressed bytes), then still unpacks', async () => {
+    const h = harness();
+    await start(uploadDirectoryCommand, updir({ compress: 'gz', maxsize: 1000, blocksize: 512 }), h).run();
+    expect(h.writer.calls).toEqual([['write', 512], ['write', 488], ['unpack']]);
+    expect(h.events.slice(1)).toEqual([
+      ['status', 'rc', 1],
+      ['text', 'stderr', `Maximum filesize reached, truncating file '${dir}'`],
+    ]);
+  });
+
+  it('a failed unpack sets rc 1 and fails the command', async () => {
+    const h = harness();
+    const boom = new Error('tarfile.ReadError');
+    h.writer.fail.unpack = boom;
+    await expect(start(uploadDirectoryCommand, updir(), h).run()).rejects.toBe(boom);
+    expect(h.events.slice(1)).toEqual([['status', 'rc', 1]]);
+  });
+
+  it('a failed write fails the command without unpack (rc stays 0, as in buildbot-worker)', async () => {
+    const h = harness();
+    const boom = new Error('write failed');
+    h.writer.fail.write = boom;
+    await expect(start(uploadDirectoryCommand, updir({ compress: 'bz2' }), h).run()).rejects.toBe(boom);
+    expect(h.writer.calls).toEqual([['write', 16384]]);
+    expect(h.events.slice(1)).toEqual([['status', 'rc', 0]]);
+  });
+
+  it('an archive error midway fails the command: no unpack, no rc', async () => {
+    const shrinking = join(tmp, 'shrinking');
+    mkdirSync(shrinking);
+    writeFileSync(join(shrinking, 'f.bin'), randomBytes(1024 * 1024));
+    const h = harness();
+    let writes = 0;
+    h.writer.onWrite = () => {
+      if (++writes === 3) truncateSync(join(shrinking, 'f.bin'), 10);
+    };
+    await expect(start(uploadDirectoryCommand, updir({ path: shrinking, blocksize: 1024 }), h).run()).rejects.toMatchObject({
+      pyType: 'OSError',
+      message: 'unexpected end of data',
+    });
+    expect(h.writer.calls.some((c) => c[0] === 'unpack' || c[0] === 'close')).toBe(false);
+    expect(h.events).toEqual([['text', 'header', `sending ${shrinking}\n`]]);
+  });
+
+  it('interrupt stops the stream, unpacks, rc 1', async () => {
+    const h = harness();
+    const cmd = start(uploadDirectoryCommand, updir({ blocksize: 1024 }), h);
+    h.writer.onWrite = () => cmd.interrupt();
+    await cmd.run();
+    expect(h.writer.calls).toEqual([['write', 1024], ['unpack']]);
+    expect(h.events.slice(1)).toEqual([['status', 'rc', 1]]);
+  });
+
+  it('bz2 without bzip2 fails with a clear error, nothing sent', async () => {
+    const h = harness();
+    // the worker's environment decides, not the agent's own
+    h.environ.PATH = join(tmp, 'no-bin');
+    await expect(start(uploadDirectoryCommand, updir({ compress: 'bz2' }), h).run()).rejects.toMatchObject({
+      message: 'bz2 compression needs the bzip2 program on this worker',
+      code: 'E_NO_BZIP2',
+    });
+    expect(h.events).toEqual([]);
+  });
+
+  it('needs compress present', () => {
+    expect(() => start(uploadDirectoryCommand, { path: dir, blocksize: 10, maxsize: null }, harness())).toThrow(/compress/);
+  });
+});
+
+describe('download_file', () => {
+  const down = (path: string, extra: CommandArgs = {}): CommandArgs => ({ path, blocksize: 4096, maxsize: null, mode: null, workdir: 'w', workerdest: 'x', ...extra });
+
+  it('is registered under both names', () => {
+    expect(downloadFileCommand.names).toEqual(['download_file', 'downloadFile']);
+    expect(downloadFileCommand.requiredArgs).toEqual(['path', 'blocksize']);
+  });
+
+  it('makes the parents, writes what the reader gives, applies mode, closes; rc 0 and no header', async () => {
+    const h = harness(new FakeReader(content10k));
+    const p = join(tmp, 'dl', 'a', 'b', 'file.bin');
+    await start(downloadFileCommand, down(p, { mode: 0o640 }), h).run();
+    expect(readFileSync(p).equals(content10k)).toBe(true);
+    expect(statSync(p).mode & 0o777).toBe(0o640);
+    expect(h.reader.calls).toEqual([['read', 4096], ['read', 4096], ['read', 4096], ['read', 4096], ['close']]);
+    expect(h.events).toEqual([['status', 'rc', 0]]);
+  });
+
+  it('a None answer reads as EOF: empty file, rc 0 (msgpack master bug)', async () => {
+    const r = new FakeReader();
+    r.answers = [null];
+    const h = harness(r);
+    const p = join(tmp, 'dl', 'empty.txt');
+    writeFileSync(p, 'old content');
+    await start(downloadFileCommand, down(p), h).run();
+    expect(readFileSync(p).length).toBe(0);
+    expect(h.events).toEqual([['status', 'rc', 0]]);
+  });
+
+  it('maxsize truncates with an error', async () => {
+    const h = harness(new FakeReader(content10k));
+    const p = join(tmp, 'dl', 'trunc.bin');
+    await start(downloadFileCommand, down(p, { maxsize: 5000 }), h).run();
+    expect(h.reader.calls).toEqual([['read', 4096], ['read', 904], ['close']]);
+    expect(readFileSync(p).equals(content10k.subarray(0, 5000))).toBe(true);
+    expect(h.events).toEqual([
+      ['status', 'rc', 1],
+      ['text', 'stderr', `Maximum filesize reached, truncating file '${p}'`],
+    ]);
+  });
+
+  it('more data than asked with a maxsize is an AssertionError', async () => {
+    const r = new FakeReader();
+    r.answers = [Buffer.alloc(200)];
+    const h = harness(r);
+    await expect(start(downloadFileCommand, down(join(tmp, 'dl', 'x.bin'), { maxsize: 100 }), h).run()).rejects.toMatchObject({
+      pyType: 'AssertionError',
+    });
+    expect(h.reader.calls.at(-1)).toEqual(['close']);
+    expect(h.events).toEqual([['status', 'rc', 0]]);
+  });
+
+  it('a file that cannot be opened: rc 1 and stderr, reader closed', async () => {
+    const h = harness(new FakeReader(content10k));
+    const p = join(tmp, 'dl');
+    await start(downloadFileCommand, down(p), h).run();
+    expect(h.reader.calls).toEqual([['close']]);
+    expect(h.events).toEqual([
+      ['status', 'rc', 1],
+      ['text', 'stderr', `Cannot open file '${p}' for download`],
+    ]);
+  });
+
+  it('a parent that cannot be made fails the command (python makedirs error), no rc', async () => {
+    const h = harness(new FakeReader(content10k));
+    const parent = join(file10k, 'sub');
+    await expect(start(downloadFileCommand, down(join(parent, 'f')), h).run()).rejects.toMatchObject({
+      pyType: 'NotADirectoryError',
+      message: `[Errno 20] Not a directory: '${parent}'`,
+    });
+    expect(h.events).toEqual([]);
+  });
+
+  it('interrupt stops before the next read: rc 1, reader closed', async () => {
+    const h = harness(new FakeReader(content10k));
+    const cmd = start(downloadFileCommand, down(join(tmp, 'dl', 'int.bin')), h);
+    h.reader.onRead = () => cmd.interrupt();
+    await cmd.run();
+    expect(h.reader.calls).toEqual([['read', 4096], ['close']]);
+    expect(h.events).toEqual([['status', 'rc', 1]]);
+  });
+
+  it('errors closing the reader are only logged', async () => {
+    const h = harness(new FakeReader(Buffer.from('abc')));
+    h.reader.failClose = new Error('close went wrong');
+    await start(downloadFileCommand, down(join(tmp, 'dl', 'c.bin')), h).run();
+    expect(h.events).toEqual([['status', 'rc', 0]]);
+    expect(h.warnings.join()).toContain('close went wrong');
+  });
+
+  it('needs mode and maxsize present', () => {
+    expect(() => start(downloadFileCommand, { path: '/x', blocksize: 1, maxsize: null }, harness())).toThrow(/mode/);
+    expect(() => start(downloadFileCommand, { path: '/x', blocksize: 1, mode: null }, harness())).toThrow(/maxsize/);
+  });
+});
