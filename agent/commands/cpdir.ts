@@ -5,10 +5,12 @@ import path from 'node:path';
 import { RunProcess } from '../process/run-process.js';
 import { argBool, argOptNumber, argString, commandPath } from './args.js';
 import type { CommandDefinition } from './types.js';
+import { join, relArgString, rewrite } from './relative-args.js';
 
 export const cpdirCommand: CommandDefinition = {
   names: ['cpdir'],
   requiredArgs: ['to_path', 'from_path'],
+  relativeArgs: (args, builderDir) => rewrite(args, ['fromdir', 'todir'], { from_path: join(builderDir, relArgString(args, 'fromdir')), to_path: join(builderDir, relArgString(args, 'todir')) }),
   create(args, io, env) {
     let proc: RunProcess | undefined;
     return {

@@ -9,6 +9,7 @@ import { TransferState, maxsizeArg } from './upload-file.js';
 import { errorMessage } from '../errors.js';
 import { PyError, isSystemError, toPyError } from '../fs/pyerrors.js';
 import { exists, fsPath, makedirs, pathDirname } from '../fs/pyos.js';
+import { transferPath } from './relative-args.js';
 
 class DownloadFile implements WorkerCommand {
   private readonly state = new TransferState();
@@ -113,6 +114,7 @@ export const downloadFileCommand: CommandDefinition = {
   names: ['download_file', 'downloadFile'],
   // buildbot-worker also requires 'reader', which travels in CommandIO here (see upload_file)
   requiredArgs: ['path', 'blocksize'],
+  relativeArgs: transferPath('workerdest'),
   create(args, io, env) {
     argPresent(args, 'mode');
     return new DownloadFile(argPath(args, 'path', env), argInt(args, 'blocksize'), maxsizeArg(args), argOptInt(args, 'mode') ?? null, io, env);

@@ -5,6 +5,7 @@ import { argPath } from './args.js';
 import type { CommandDefinition, CommandIO, WorkerCommand } from './types.js';
 import { pyGlob } from '../fs/pyglob.js';
 import { reportOSError } from '../fs/pyerrors.js';
+import { relPath } from './relative-args.js';
 
 class GlobPath implements WorkerCommand {
   constructor(
@@ -32,6 +33,7 @@ class GlobPath implements WorkerCommand {
 export const globCommand: CommandDefinition = {
   names: ['glob'],
   requiredArgs: ['path'],
+  relativeArgs: relPath('path', 'path'),
   create(args, io, env) {
     return new GlobPath(argPath(args, 'path', env), io);
   },

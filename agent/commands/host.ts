@@ -15,6 +15,11 @@ export interface StartRequest {
   args: CommandArgs;
   channel: CommandChannel;
   settings: OutputSettings;
+  /**
+   * Set when the master sent paths relative to a builder directory (PB): the command's `relativeArgs`
+   * turns them into the absolute form, and relative paths resolve there.
+   */
+  builderDir?: string;
 }
 
 class RunningCommand {
@@ -99,10 +104,12 @@ export class CommandHost {
   start(req: StartRequest): Promise<void> {
     const def = this.byName.get(req.name);
     if (!def) throw new UnknownCommandError(req.name);
-    const missing = def.requiredArgs.filter((a) => !(a in req.args));
+    const env: CommandEnv = req.builderDir === undefined ? this.env : { ...this.env, builderDir: req.builderDir };
+    const args = req.builderDir !== undefined && def.relativeArgs ? def.relativeArgs(req.args, req.builderDir, env) : req.args;
+    const missing = def.requiredArgs.filter((a) => !(a in args));
     if (missing.length) throw new CommandArgsError(`${req.name} is missing args: ${missing.join(', ')}`);
     this.env.logger.info(`starting command ${req.name} (${req.id})`);
-    const cmd = new RunningCommand(req.id, req.name, def, req, this.env, this.env.logger);
+    const cmd = new RunningCommand(req.id, req.name, def, { ...req, args }, env, this.env.logger);
     this.running.set(req.id, cmd);
     void cmd.done.finally(() => {
       if (this.running.get(req.id) === cmd) this.running.delete(req.id);
@@ -119,6 +126,15 @@ export class CommandHost {
       return;
     }
     cmd.interrupt(flushFirst);
+  }
+
+  isRunning(id: string): boolean {
+    return this.running.has(id);
+  }
+
+  /** Kills one command silently: nothing more is sent for it. */
+  abandon(id: string): void {
+    this.running.get(id)?.abandon();
   }
 
   /** The connection is gone: kill everything silently. */

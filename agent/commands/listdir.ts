@@ -4,6 +4,7 @@ import { argPath } from './args.js';
 import type { CommandDefinition, CommandIO, WorkerCommand } from './types.js';
 import { reportOSError } from '../fs/pyerrors.js';
 import { listdir } from '../fs/pyos.js';
+import { relPath } from './relative-args.js';
 
 class ListDir implements WorkerCommand {
   constructor(
@@ -32,6 +33,7 @@ export const listdirCommand: CommandDefinition = {
   names: ['listdir'],
   // buildbot-worker misspells requiredArgs on this command, so nothing is checked up front
   requiredArgs: [],
+  relativeArgs: relPath('dir', 'path'),
   create(args, io, env) {
     return new ListDir(argPath(args, 'path', env), io);
   },

@@ -5,6 +5,7 @@ import { argPaths, commandPath } from './args.js';
 import type { CommandDefinition, CommandIO, WorkerCommand } from './types.js';
 import { reportOSError } from '../fs/pyerrors.js';
 import { isdir, makedirs } from '../fs/pyos.js';
+import { join, relArgString, rewrite } from './relative-args.js';
 
 class MakeDirectory implements WorkerCommand {
   constructor(
@@ -32,6 +33,7 @@ class MakeDirectory implements WorkerCommand {
 export const mkdirCommand: CommandDefinition = {
   names: ['mkdir'],
   requiredArgs: ['paths'],
+  relativeArgs: (args, builderDir) => rewrite(args, ['dir'], { paths: [join(builderDir, relArgString(args, 'dir'))] }),
   create(args, io, env) {
     return new MakeDirectory(
       argPaths(args, 'paths').map((p) => commandPath(env, p)),

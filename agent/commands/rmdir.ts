@@ -4,10 +4,16 @@
 import { RunProcess } from '../process/run-process.js';
 import { argBool, argOptNumber, argPaths, commandPath } from './args.js';
 import type { CommandDefinition } from './types.js';
+import { join, rewrite } from './relative-args.js';
 
 export const rmdirCommand: CommandDefinition = {
   names: ['rmdir'],
   requiredArgs: ['paths'],
+  relativeArgs: (args, builderDir) => {
+    const dir = args['dir'];
+    const dirs = Array.isArray(dir) ? dir : [dir];
+    return rewrite(args, ['dir'], { paths: dirs.map((d) => join(builderDir, typeof d === 'string' ? d : String(d))) });
+  },
   create(args, io, env) {
     let current: RunProcess | undefined;
     let interrupted = false;

@@ -5,6 +5,7 @@ import { argPath } from './args.js';
 import type { CommandDefinition, CommandIO, WorkerCommand } from './types.js';
 import { reportOSError } from '../fs/pyerrors.js';
 import { checkNul, fsPath } from '../fs/pyos.js';
+import { relPath } from './relative-args.js';
 
 class RemoveFile implements WorkerCommand {
   constructor(
@@ -31,6 +32,7 @@ class RemoveFile implements WorkerCommand {
 export const rmfileCommand: CommandDefinition = {
   names: ['rmfile'],
   requiredArgs: ['path'],
+  relativeArgs: relPath('path', 'path'),
   create(args, io, env) {
     return new RemoveFile(argPath(args, 'path', env), io);
   },

@@ -5,6 +5,7 @@ import { buildEnvironment } from '../process/environment.js';
 import { CommandArgsError } from '../errors.js';
 import { argBool, argOptNumber, argOptString, argPath, describe } from './args.js';
 import { PyTuple, type CommandArgs, type CommandDefinition } from './types.js';
+import { relPath } from './relative-args.js';
 
 /** Real and displayed argv: a ('obfuscated', real, fake) tuple shows `fake` in the header. */
 function parseCommand(v: unknown): { real: string | string[]; fake: string | string[] } {
@@ -53,6 +54,7 @@ function parseLogfiles(v: unknown): Record<string, LogfileSpec> {
 export const shellCommand: CommandDefinition = {
   names: ['shell'],
   requiredArgs: ['workdir', 'command'],
+  relativeArgs: relPath('workdir', 'workdir'),
   create(args: CommandArgs, io, env) {
     let proc: RunProcess | undefined;
     let interrupted = false;

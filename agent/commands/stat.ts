@@ -6,6 +6,7 @@ import { argPath } from './args.js';
 import type { CommandDefinition, CommandIO, WorkerCommand } from './types.js';
 import { reportOSError } from '../fs/pyerrors.js';
 import { checkNul, fsPath, timeSeconds } from '../fs/pyos.js';
+import { join, relArgString, rewrite } from './relative-args.js';
 
 class StatFile implements WorkerCommand {
   constructor(
@@ -48,6 +49,7 @@ export const statCommand: CommandDefinition = {
   names: ['stat'],
   // buildbot-worker misspells requiredArgs on this command, so nothing is checked up front
   requiredArgs: [],
+  relativeArgs: (args, builderDir) => rewrite(args, ['file'], { path: join(builderDir, typeof args['workdir'] === 'string' ? args['workdir'] : '', relArgString(args, 'file')) }),
   create(args, io, env) {
     return new StatFile(argPath(args, 'path', env), io);
   },

@@ -96,6 +96,12 @@ export interface CommandDefinition {
   /** Arguments that must be present (checked before the command is created). */
   requiredArgs: readonly string[];
   create(args: CommandArgs, io: CommandIO, env: CommandEnv): WorkerCommand;
+  /**
+   * The master-relative form of this command's arguments (what PB masters send, e.g. uploadFile's
+   * `workdir` + `workersrc`) turned into the absolute form (what msgpack masters send, e.g. `path`).
+   * Absent: the arguments are the same in both forms.
+   */
+  relativeArgs?(args: CommandArgs, builderDir: string, env: CommandEnv): CommandArgs;
 }
 
 /** The version advertised for every command (buildbot_worker.commands.base.command_version). */

@@ -7,6 +7,7 @@ import type { CommandDefinition, CommandEnv, CommandIO, RemoteWriter, WorkerComm
 import { TransferState, maxsizeArg, sendBlocks } from './upload-file.js';
 import { IteratorBlockReader } from '../fs/block-reader.js';
 import { openTarStream } from '../transfer/tar.js';
+import { transferPath } from './relative-args.js';
 
 class UploadDirectory implements WorkerCommand {
   private readonly state = new TransferState();
@@ -84,6 +85,7 @@ export const uploadDirectoryCommand: CommandDefinition = {
   names: ['upload_directory', 'uploadDirectory'],
   // buildbot-worker also requires 'writer', which travels in CommandIO here (see upload_file)
   requiredArgs: ['path', 'blocksize'],
+  relativeArgs: transferPath('workersrc'),
   create(args, io, env) {
     argPresent(args, 'compress');
     return new UploadDirectory(argPath(args, 'path', env), argInt(args, 'blocksize'), maxsizeArg(args), argOptString(args, 'compress') ?? null, io, env);

@@ -10,6 +10,7 @@ import { FileBlockReader } from '../fs/block-reader.js';
 import type { BlockSource } from '../fs/block-reader.js';
 import { errorMessage } from '../errors.js';
 import { fsPath, timeFloat } from '../fs/pyos.js';
+import { transferPath } from './relative-args.js';
 
 /** rc / stderr / interrupt bookkeeping of buildbot-worker's TransferCommand. */
 export class TransferState {
@@ -161,6 +162,7 @@ export const uploadFileCommand: CommandDefinition = {
   // buildbot-worker also requires 'writer'; here the writer comes through CommandIO, not the args (msgpack
   // masters never send one), so checking for it would reject every msgpack upload
   requiredArgs: ['path', 'blocksize'],
+  relativeArgs: transferPath('workersrc'),
   create(args, io, env) {
     return new UploadFile(argPath(args, 'path', env), argInt(args, 'blocksize'), maxsizeArg(args), argBool(args, 'keepstamp', false), io, env);
   },

@@ -1,10 +1,14 @@
 // The protocol-neutral worker a master talks to: worker info, output settings, commands, interrupts and
 // shutdown. Each protocol translates its wire calls into these and nothing else.
 
+import { mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import path from 'node:path';
 import { CommandHost } from '../commands/host.js';
 import type { CommandArgs, CommandChannel, CommandDefinition, CommandEnv } from '../commands/types.js';
+import { workerCommands } from '../info/worker-info.js';
 import type { Logger } from '../log.js';
 import { defaultOutputSettings, parseWorkerSettings, type OutputSettings } from '../output/settings.js';
+import { AgentError } from '../errors.js';
 
 export type WorkerInfo = Record<string, unknown>;
 
@@ -16,12 +20,25 @@ export interface BotOptions {
   logger: Logger;
   /** The master asked the worker to shut down. */
   onShutdownRequest: () => void;
+  /** Delete directories in basedir that no builder uses (setBuilderList); otherwise only log them. */
+  deleteLeftoverDirs?: boolean;
+  /** The version string reported to the master. */
+  version?: string;
+}
+
+/** Where a command started on a builder (PB) runs: relative paths resolve against the builder directory. */
+export interface BuilderScope {
+  builder: string;
 }
 
 /** One connection's view of the worker: settings are per connection, the command host is shared. */
 export class Bot {
   readonly host: CommandHost;
   private settings: OutputSettings = defaultOutputSettings();
+  /** builder name -> builddir (relative to basedir), from the last setBuilderList. */
+  private readonly builders = new Map<string, string>();
+  /** builder name -> id of its current command (PB runs one command per builder). */
+  private readonly builderCommand = new Map<string, string>();
 
   constructor(private readonly opts: BotOptions) {
     this.host = new CommandHost(opts.commands, opts.env);
@@ -44,12 +61,89 @@ export class Bot {
     this.settings = defaultOutputSettings();
   }
 
-  startCommand(name: string, id: string, args: CommandArgs, channel: CommandChannel): Promise<void> {
-    return this.host.start({ name, id, args, channel, settings: this.settings });
+  /**
+   * Starts a command. With a builder scope (PB), the master sent paths relative to the builder directory
+   * and a builder runs one command at a time: a leftover command is dropped, as buildbot-worker does.
+   */
+  startCommand(name: string, id: string, args: CommandArgs, channel: CommandChannel, scope?: BuilderScope): Promise<void> {
+    if (!scope) return this.host.start({ name, id, args, channel, settings: this.settings });
+    const builddir = this.builders.get(scope.builder);
+    if (builddir === undefined) throw new AgentError('E_NO_BUILDER', `no builder named '${scope.builder}' on this worker`);
+    const previous = this.builderCommand.get(scope.builder);
+    if (previous !== undefined && this.host.isRunning(previous)) {
+      this.opts.logger.warn(`builder ${scope.builder}: leftover command ${previous}, dropping it`);
+      this.host.abandon(previous);
+    }
+    this.builderCommand.set(scope.builder, id);
+    const builderDir = path.join(this.opts.env.basedir, builddir);
+    return this.host.start({ name, id, args, channel, settings: this.settings, builderDir });
   }
 
   interruptCommand(id: string, why: string, flushFirst: boolean): void {
     this.host.interrupt(id, why, flushFirst);
+  }
+
+  /** Interrupts the current command of a builder (PB's interruptCommand ignores the step id). */
+  interruptBuilderCommand(builder: string, why: string): void {
+    const id = this.builderCommand.get(builder);
+    if (id === undefined) {
+      this.opts.logger.info(`builder ${builder}: asked to interrupt, but no command is running`);
+      return;
+    }
+    this.host.interrupt(id, why, false);
+  }
+
+  /**
+   * Sets the builders the master will use (PB): creates their directories, silently kills the commands of
+   * builders no longer wanted, and deletes or logs leftover directories. Returns the wanted builder names.
+   */
+  setBuilderList(wanted: readonly (readonly [string, string])[]): string[] {
+    const basedir = this.opts.env.basedir;
+    const wantedNames = new Set(wanted.map(([n]) => n));
+    const wantedDirs = new Set([...wanted.map(([, d]) => d), 'info']);
+    for (const [name, builddir] of wanted) {
+      const old = this.builders.get(name);
+      if (old !== undefined && old !== builddir) this.opts.logger.info(`changing builddir for builder ${name} from ${old} to ${builddir}`);
+      this.builders.set(name, builddir);
+      mkdirSync(path.join(basedir, builddir), { recursive: true });
+    }
+    for (const name of [...this.builders.keys()]) {
+      if (wantedNames.has(name)) continue;
+      const id = this.builderCommand.get(name);
+      if (id !== undefined) this.host.abandon(id);
+      this.builders.delete(name);
+      this.builderCommand.delete(name);
+    }
+    for (const entry of readdirSync(basedir)) {
+      const full = path.join(basedir, entry);
+      let isDir = false;
+      try {
+        isDir = statSync(full).isDirectory();
+      } catch {
+        continue;
+      }
+      if (!isDir || wantedDirs.has(entry)) continue;
+      if (this.opts.deleteLeftoverDirs) {
+        this.opts.logger.info(`Deleting directory '${entry}' that is not being used by the buildmaster`);
+        try {
+          rmSync(full, { recursive: true, force: true });
+        } catch (err) {
+          this.opts.logger.warn(`Cannot remove directory '${entry}': ${(err as Error).message}`);
+        }
+      } else {
+        this.opts.logger.info(`I have a leftover directory '${entry}' that is not being used by the buildmaster: you can delete it now`);
+      }
+    }
+    return wanted.map(([n]) => n);
+  }
+
+  /** name -> version of every command (PB's getCommands). */
+  commandVersions(): Record<string, string> {
+    return workerCommands(this.opts.commands);
+  }
+
+  get version(): string {
+    return this.opts.version ?? 'bbagent';
   }
 
   shutdown(): void {
@@ -63,7 +157,4 @@ export class Bot {
     this.host.abandonAll();
   }
 
-  get commandNames(): string[] {
-    return this.opts.commands.flatMap((c) => [...c.names]);
-  }
 }
