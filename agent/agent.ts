@@ -15,6 +15,11 @@ import { collectWorkerInfo, systemFacts } from './info/worker-info.js';
 import type { Logger } from './log.js';
 import { VERSION } from './version.js';
 
+/**
+ * After the first signal, how long the worker must stay without a running command before it disconnects:
+ * the master starts a build's next step within milliseconds, and disconnecting mid-build makes it RETRY.
+ */
+export const DRAIN_QUIET_MS = 2000;
 /** How long the second signal waits for interrupted commands to report before exiting anyway. */
 export const INTERRUPT_GRACE_MS = 10_000;
 /** The master's handshake must finish within this time. */
@@ -107,11 +112,21 @@ export function startAgent(config: AgentConfig, opts: RunAgentOptions): RunningA
     else finish(0);
   });
 
+  /** Resolves once no command has run for DRAIN_QUIET_MS. */
+  const drain = async (): Promise<void> => {
+    for (;;) {
+      await bot.host.idle();
+      const started = bot.host.startedCount;
+      await new Promise((r) => setTimeout(r, DRAIN_QUIET_MS));
+      if (bot.host.runningCount === 0 && bot.host.startedCount === started) return;
+    }
+  };
+
   const stop = (): void => {
     stage++;
     if (stage === 1) {
       logger.info(`shutting down: waiting for ${bot.host.runningCount} running command(s) to finish (signal again to interrupt them)`);
-      void bot.host.idle().then(() => finish(0));
+      void drain().then(() => finish(0));
     } else if (stage === 2) {
       logger.info('shutting down: interrupting running commands (signal again to exit at once)');
       bot.host.interruptAll('worker shutting down');

@@ -92,6 +92,7 @@ class RunningCommand {
 export class CommandHost {
   private readonly byName = new Map<string, CommandDefinition>();
   private readonly running = new Map<string, RunningCommand>();
+  private started = 0;
 
   constructor(
     table: readonly CommandDefinition[],
@@ -111,6 +112,7 @@ export class CommandHost {
     this.env.logger.info(`starting command ${req.name} (${req.id})`);
     const cmd = new RunningCommand(req.id, req.name, def, { ...req, args }, env, this.env.logger);
     this.running.set(req.id, cmd);
+    this.started++;
     void cmd.done.finally(() => {
       if (this.running.get(req.id) === cmd) this.running.delete(req.id);
     });
@@ -140,6 +142,11 @@ export class CommandHost {
   /** The connection is gone: kill everything silently. */
   abandonAll(): void {
     for (const cmd of this.running.values()) cmd.abandon();
+  }
+
+  /** Commands started since the agent started. */
+  get startedCount(): number {
+    return this.started;
   }
 
   get runningCount(): number {

@@ -92,6 +92,9 @@ describe.each(protocols)('builds over %s', (protocol) => {
         steps: `[steps.ShellCommand(name='sleepy', command='sleep 300 & echo $! > gc.pid; setsid sh -c "echo \\\\$\\\\$ > gc2.pid; sleep 300" & echo started; sleep 300', logEnviron=False)]`,
       },
       { name: 'trivial-bb', workernames: ['bb'], steps: `[steps.ShellCommand(name='hello', command='echo hello', logEnviron=False)]` },
+      { name: 'info-bb', workernames: ['bb'], steps: `[WorkerInfoProbe(name='info')]` },
+      { name: 'drain', workernames: ['stopper'], steps: `[steps.ShellCommand(name='work', command='echo started; sleep 8; echo finished', logEnviron=False), steps.ShellCommand(name='next', command='echo next step', logEnviron=False)]` },
+      { name: 'long', workernames: ['stopper'], steps: `[steps.ShellCommand(name='work', command='echo started; sleep 300', logEnviron=False)]` },
     );
     master = await BuildbotMaster.start({
       dir: masterDir,
@@ -99,6 +102,7 @@ describe.each(protocols)('builds over %s', (protocol) => {
       workers: [
         { name: 'ref', password: PASSWORD },
         { name: 'bb', password: PASSWORD },
+        { name: 'stopper', password: PASSWORD },
       ],
       builders,
       pythonPreamble: PYTHON_PREAMBLE,
@@ -134,6 +138,7 @@ describe.each(protocols)('builds over %s', (protocol) => {
       expect(readFileSync(path.join(up, 'transfer-bb', 'up.txt'), 'utf8')).toBe('upload me\n');
       expect(existsSync(path.join(up, 'transfer-bb', 'out', 'emptydir'))).toBe(true);
     }
+    if (name === 'pty') expect(channelText(findLog(findStep(b, 'pty')), 'o')).toMatch(/^\/dev\/pts\/\d+\n0 0\n/);
     if (name === 'shell') {
       const env = channelText(findLog(findStep(b, 'env-log')), 'h');
       expect(env).toContain('  BB_TEST_VAR=v\n');
@@ -172,6 +177,50 @@ describe.each(protocols)('builds over %s', (protocol) => {
     } finally {
       await wrong.stop();
     }
+  });
+
+  it('sends worker info, with host facts under extra keys', async () => {
+    const build = await master.runBuild('info-bb');
+    const p = JSON.parse(findLog(findStep(build, 'info'), 'info').content) as Record<string, unknown>;
+    expect(p['numcpus']).toBeGreaterThan(0);
+    expect(p['basedir']).toBe(bb.dir);
+    expect(p['system']).toBe('posix');
+    expect(p['os_id']).toBe('debian');
+    expect(p['delete_leftover_dirs']).toBe(false);
+    expect(typeof p['bbagent_os_distro']).toBe('string');
+    expect(typeof p['bbagent_cpu_model']).toBe('string');
+    expect(p['bbagent_mem_total']).toBeGreaterThan(0);
+    const info = await master.workerInfo('bb');
+    expect(info['admin']).toMatch(/admin/);
+    expect(info['version']).toMatch(/^bbagent /);
+  });
+
+  it('SIGTERM: the first lets the running command finish, the second interrupts it', async () => {
+    const dir = path.join(scratch, 'stopper');
+    let w = await BbagentWorker.start({ dir, masterPort: master.protocolPort, name: 'stopper', password: PASSWORD, protocol });
+    await master.waitForWorker('stopper');
+    const brid = await master.forceBuild('drain');
+    const buildid = await master.waitForBuildStarted(brid);
+    await master.waitForLogText(buildid, 'work', /started/);
+    w.signal('SIGTERM');
+    const drained = await master.waitForBuild(brid);
+    expect(drained.results).toBe(Results.SUCCESS);
+    expect(channelText(findLog(findStep(drained, 'next')), 'o')).toBe('next step\n');
+    expect(channelText(findLog(findStep(drained, 'work')), 'o')).toBe('started\nfinished\n');
+    expect(await w.exited).toBe(0);
+
+    w = await BbagentWorker.start({ dir, masterPort: master.protocolPort, name: 'stopper', password: PASSWORD, protocol });
+    await master.waitForWorker('stopper');
+    const brid2 = await master.forceBuild('long');
+    const buildid2 = await master.waitForBuildStarted(brid2);
+    await master.waitForLogText(buildid2, 'work', /started/);
+    w.signal('SIGTERM');
+    await w.waitForOutput(/waiting for 1 running command/);
+    w.signal('SIGTERM');
+    const interrupted = await master.waitForBuild(brid2);
+    expect(channelText(findLog(findStep(interrupted, 'work')), 'h')).toContain('command interrupted, attempting to kill');
+    expect(interrupted.results).not.toBe(Results.SUCCESS);
+    expect(await w.exited).toBe(0);
   });
 
   it('re-attaches by itself after a master restart', async () => {

@@ -42,6 +42,15 @@ class FsProbe(buildstep.BuildStep, CompositeStepMixin):
                 out.append('mkdir %s -> %r' % (arg, res))
         yield self.addCompleteLog('result', '\n'.join(out) + '\n')
         return 0
+
+class WorkerInfoProbe(buildstep.BuildStep):
+    """Writes the worker info the master keeps in memory (worker.info) to an 'info' log, as JSON."""
+    @defer.inlineCallbacks
+    def run(self):
+        import json
+        info = self.build.workerforbuilder.worker.info
+        yield self.addCompleteLog('info', json.dumps({k: info.getProperty(k) for k in info.properties}, sort_keys=True, default=str))
+        return 0
 `;
 
 export interface Scenario {
