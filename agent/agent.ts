@@ -7,6 +7,7 @@ import type { Platform } from '../platforms/types.js';
 import { COMMAND_TABLE } from './commands/index.js';
 import type { AgentConfig } from './config/schema.js';
 import { Bot } from './connection/bot.js';
+import { masterEndpoint } from './connection/endpoint.js';
 import { ConnectionManager, type LiveSession } from './connection/manager.js';
 import { connectMsgpack } from './connection/msgpack/connect.js';
 import { MsgpackSession } from './connection/msgpack/session.js';
@@ -76,19 +77,21 @@ export function startAgent(config: AgentConfig, opts: RunAgentOptions): RunningA
   if (config.protocol !== 'msgpack') {
     throw new AgentError('E_CONFIG', `protocol '${config.protocol}' is not available yet in this build; use --protocol msgpack`);
   }
+  const endpoint = masterEndpoint(config);
   const manager = new ConnectionManager({
-    describe: `${config.masterHost}:${config.masterPort} (msgpack)`,
+    describe: `${endpoint.host}:${endpoint.port} (${config.protocol}${endpoint.tls ? ', TLS' : ''})`,
     maxdelayS: config.maxdelay,
     maxretries: config.maxretries,
     logger,
     connect: (): Promise<LiveSession> =>
       connectMsgpack(
         {
-          host: config.masterHost,
-          port: config.masterPort,
+          host: endpoint.host,
+          port: endpoint.port,
           name: config.name,
           password: config.password,
-          tls: config.useTls,
+          tls: endpoint.tls,
+          ca: endpoint.ca,
           handshakeTimeoutMs: HANDSHAKE_TIMEOUT_MS,
         },
         (ws) => {

@@ -39,6 +39,7 @@ Options:
       --protocol PROTOCOL     pb or msgpack (also msgpack_experimental_v7) (default msgpack)
       --connection-string S   Twisted-style client endpoint overriding MASTERHOST:PORT (e.g. tls:host:port)
       --use-tls               connect to the master over TLS
+      --tls-ca-file FILE      trust the CA in this PEM file for the master's certificate (with --use-tls)
       --delete-leftover-dirs  delete build directories the master no longer needs
   -a, --allow-shutdown HOW    let the worker request a graceful shutdown: signal (SIGHUP) or file
   -q, --quiet                 print nothing but errors
@@ -58,6 +59,7 @@ const OPTIONS: OptionSpec = {
   protocol: { type: 'string' },
   'connection-string': { type: 'string' },
   'use-tls': { type: 'boolean' },
+  'tls-ca-file': { type: 'string' },
   'delete-leftover-dirs': { type: 'boolean' },
   'allow-shutdown': { type: 'string', short: 'a' },
   quiet: { type: 'boolean', short: 'q' },
@@ -76,6 +78,7 @@ const FIELD_OPTIONS: Partial<Record<string, ConfigField>> = {
   protocol: 'protocol',
   'connection-string': 'connectionString',
   'use-tls': 'useTls',
+  'tls-ca-file': 'tlsCaFile',
   'delete-leftover-dirs': 'deleteLeftoverDirs',
   'allow-shutdown': 'allowShutdown',
 };

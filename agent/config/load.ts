@@ -124,6 +124,7 @@ const RULES: { [K in ConfigField]: FieldRule<AgentConfig[K]> } = {
   deleteLeftoverDirs: bool(),
   numcpus: nullable(int(1, Number.MAX_SAFE_INTEGER, ''), 'an integer >= 1 or null (detect)'),
   useTls: bool(),
+  tlsCaFile: nullable(text('', (s) => s.length > 0), 'a path to a PEM file or null'),
   connectionString: nullable(text('', (s) => s.length > 0), 'a non-empty endpoint string or null'),
   logSize: int(0, Number.MAX_SAFE_INTEGER, 'an integer number of bytes >= 0 (0 never rotates)'),
   logCount: nullable(int(0, Number.MAX_SAFE_INTEGER, ''), 'an integer >= 0 or null (keep all)'),

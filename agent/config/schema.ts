@@ -27,6 +27,8 @@ export interface AgentConfig {
   numcpus: number | null;
   /** TLS to the master (PB over TLS, wss:// for msgpack). */
   useTls: boolean;
+  /** PEM file of the CA that signed the master's certificate (self-signed masters); null trusts the system CAs. */
+  tlsCaFile: string | null;
   /** A Twisted-style client endpoint string overriding host/port (e.g. tls:host:port), or null. */
   connectionString: string | null;
   /** Rotate the log file at this many bytes; 0 disables rotation. */
@@ -47,6 +49,7 @@ export const CONFIG_DEFAULTS = {
   deleteLeftoverDirs: false,
   numcpus: null,
   useTls: false,
+  tlsCaFile: null,
   connectionString: null,
   logSize: 10_000_000,
   logCount: 10,

@@ -116,6 +116,7 @@ describe('bbagent create-worker', () => {
       deleteLeftoverDirs: false,
       numcpus: null,
       useTls: false,
+      tlsCaFile: null,
       connectionString: null,
       logSize: 10000000,
       logCount: 10,
@@ -127,7 +128,7 @@ describe('bbagent create-worker', () => {
     const r = bbagent([
       'create-worker', '-q', '-r', '-k', '30', '--umask=022', '--maxdelay', '5', '--numcpus', '3',
       '--protocol', 'msgpack_experimental_v7', '--maxretries', '7', '--connection-string', 'tls:m:1',
-      '--use-tls', '--delete-leftover-dirs', '--allow-shutdown', 'file', '-s', '1000', '-l', 'None',
+      '--use-tls', '--tls-ca-file', '/etc/ca.pem', '--delete-leftover-dirs', '--allow-shutdown', 'file', '-s', '1000', '-l', 'None',
       dir, '[::1]:4321', 'w2', 'p w',
     ]);
     expect(r).toEqual({ code: 0, stdout: '', stderr: '' });
@@ -146,6 +147,7 @@ describe('bbagent create-worker', () => {
       deleteLeftoverDirs: true,
       numcpus: 3,
       useTls: true,
+      tlsCaFile: '/etc/ca.pem',
       connectionString: 'tls:m:1',
       logSize: 1000,
       logCount: null,

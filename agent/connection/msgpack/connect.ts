@@ -10,6 +10,8 @@ export interface MsgpackEndpoint {
   name: string;
   password: string;
   tls: boolean;
+  /** Extra trusted CA certificates for wss:// (self-signed masters). */
+  ca?: Buffer[] | undefined;
   /** Give up on an unanswered handshake after this long. */
   handshakeTimeoutMs: number;
 }
@@ -35,6 +37,7 @@ export function connectMsgpack<T = WebSocket>(e: MsgpackEndpoint, attach: (ws: W
       perMessageDeflate: false,
       handshakeTimeout: e.handshakeTimeoutMs,
       maxPayload: 256 * 1024 * 1024,
+      ...(e.ca ? { ca: e.ca } : {}),
     });
     let settled = false;
     const fail = (err: AgentError): void => {

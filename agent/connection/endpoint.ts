@@ -1,0 +1,75 @@
+// Where the master is: host, port and TLS, from the config's host/port/useTls/tlsCaFile or from a
+// Twisted-style connection string (tcp:host=H:port=P, tls:host=H:port=P[:trustRoots=DIR], or tcp:H:P).
+
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
+import type { AgentConfig } from '../config/schema.js';
+import { AgentError } from '../errors.js';
+
+export interface MasterEndpoint {
+  host: string;
+  port: number;
+  tls: boolean;
+  /** Extra trusted CA certificates (PEM), for masters with a self-signed CA. */
+  ca: Buffer[] | undefined;
+}
+
+/** Splits an endpoint string at unescaped ':' (Twisted escapes ':' in IPv6 addresses as '\:'). */
+function splitEndpoint(s: string): string[] {
+  const parts: string[] = [];
+  let cur = '';
+  for (let i = 0; i < s.length; i++) {
+    if (s[i] === '\\' && i + 1 < s.length) cur += s[++i];
+    else if (s[i] === ':') {
+      parts.push(cur);
+      cur = '';
+    } else cur += s[i];
+  }
+  parts.push(cur);
+  return parts;
+}
+
+function readCa(file: string, what: string): Buffer[] {
+  try {
+    if (statSync(file).isDirectory()) {
+      return readdirSync(file)
+        .filter((f) => /\.(pem|crt)$/i.test(f))
+        .map((f) => readFileSync(path.join(file, f)));
+    }
+    return [readFileSync(file)];
+  } catch (err) {
+    throw new AgentError('E_CONFIG', `${what}: cannot read CA certificates from ${file}: ${(err as Error).message}`);
+  }
+}
+
+export function parseConnectionString(s: string, caFile: string | null): MasterEndpoint {
+  const [kind, ...rest] = splitEndpoint(s);
+  if (kind !== 'tcp' && kind !== 'tls') {
+    throw new AgentError('E_CONFIG', `connectionString: only tcp: and tls: endpoints are supported, got ${JSON.stringify(s)}`);
+  }
+  const named: Record<string, string> = {};
+  const positional: string[] = [];
+  for (const p of rest) {
+    const eq = p.indexOf('=');
+    if (eq > 0) named[p.slice(0, eq)] = p.slice(eq + 1);
+    else positional.push(p);
+  }
+  const host = named['host'] ?? positional[0];
+  const portText = named['port'] ?? positional[1];
+  const port = Number(portText);
+  if (!host || !Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new AgentError('E_CONFIG', `connectionString: expected ${kind}:host=HOST:port=PORT, got ${JSON.stringify(s)}`);
+  }
+  const roots = named['trustRoots'] ?? caFile;
+  return { host, port, tls: kind === 'tls', ca: roots ? readCa(roots, 'connectionString') : undefined };
+}
+
+export function masterEndpoint(config: AgentConfig): MasterEndpoint {
+  if (config.connectionString) return parseConnectionString(config.connectionString, config.tlsCaFile);
+  return {
+    host: config.masterHost,
+    port: config.masterPort,
+    tls: config.useTls,
+    ca: config.tlsCaFile ? readCa(config.tlsCaFile, 'tlsCaFile') : undefined,
+  };
+}
