@@ -72,6 +72,8 @@ export function startAgent(config: AgentConfig, opts: RunAgentOptions): RunningA
         hostFacts: () => (facts ??= systemFacts()),
       }),
     onShutdownRequest: () => finish(0),
+    deleteLeftoverDirs: config.deleteLeftoverDirs,
+    version: `bbagent ${VERSION}`,
   });
 
   if (config.protocol !== 'msgpack') {

@@ -2,8 +2,9 @@
 
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { RunProcess } from '../process/run-process.js';
-import { argBool, argOptNumber, argString, commandPath } from './args.js';
+import type { RunProcess } from '../process/run-process.js';
+import { toolProcess } from './tool-process.js';
+import { argString, commandPath } from './args.js';
 import type { CommandDefinition } from './types.js';
 import { join, relArgString, rewrite } from './relative-args.js';
 
@@ -18,28 +19,7 @@ export const cpdirCommand: CommandDefinition = {
         const from = commandPath(env, argString(args, 'from_path'));
         const to = commandPath(env, argString(args, 'to_path'));
         mkdirSync(path.dirname(to), { recursive: true });
-        proc = new RunProcess(
-          {
-            command: env.platform.copyTreeArgv(from, to),
-            workdir: env.basedir,
-            environ: env.environ,
-            sendStdout: true,
-            sendStderr: true,
-            sendRC: false,
-            timeout: argOptNumber(args, 'timeout') ?? 120,
-            maxTime: argOptNumber(args, 'maxTime') ?? null,
-            sigtermTime: null,
-            initialStdin: null,
-            logEnviron: argBool(args, 'logEnviron', true),
-            logfiles: {},
-            usePTY: false,
-            interruptSignal: 'KILL',
-          },
-          io,
-          env.platform,
-          env.logger,
-          env.now,
-        );
+        proc = toolProcess(env.platform.copyTreeArgv(from, to), args, io, env);
         const rc = await proc.start();
         io.status('rc', rc);
       },

@@ -1,8 +1,9 @@
 // `rmdir`: removes directory trees with the platform's remove command, retrying once after making the tree
 // writable, with shell headers in the log as buildbot-worker (rm -rf on POSIX).
 
-import { RunProcess } from '../process/run-process.js';
-import { argBool, argOptNumber, argPaths, commandPath } from './args.js';
+import type { RunProcess } from '../process/run-process.js';
+import { toolProcess } from './tool-process.js';
+import { argPaths, commandPath } from './args.js';
 import type { CommandDefinition } from './types.js';
 import { join, rewrite } from './relative-args.js';
 
@@ -18,28 +19,7 @@ export const rmdirCommand: CommandDefinition = {
     let current: RunProcess | undefined;
     let interrupted = false;
     const run = (argv: string[]): Promise<number> => {
-      current = new RunProcess(
-        {
-          command: argv,
-          workdir: env.basedir,
-          environ: env.environ,
-          sendStdout: true,
-          sendStderr: true,
-          sendRC: false,
-          timeout: argOptNumber(args, 'timeout') ?? 120,
-          maxTime: argOptNumber(args, 'maxTime') ?? null,
-          sigtermTime: null,
-          initialStdin: null,
-          logEnviron: argBool(args, 'logEnviron', true),
-          logfiles: {},
-          usePTY: false,
-          interruptSignal: 'KILL',
-        },
-        io,
-        env.platform,
-        env.logger,
-        env.now,
-      );
+      current = toolProcess(argv, args, io, env);
       return current.start();
     };
     return {

@@ -7,6 +7,7 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, statSync } from 'no
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { alive } from '../helpers/procs.js';
 import { BbagentWorker } from './bbagent-worker.js';
 import { BuildbotMaster, Results, channelText, findLog, findStep, type BuildResult, type Protocol } from './harness/master.js';
 import { ReferenceWorker } from './harness/reference-worker.js';
@@ -17,14 +18,6 @@ const PASSWORD = 'sekrit';
 const BIG_LINES = 524_288;
 const BIG_AWK = `BEGIN{for(i=0;i<${BIG_LINES};i++) printf "line %08d abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnop\\n", i}`;
 
-function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return false;
-  }
-}
 
 /** Log text with what legitimately differs between two workers replaced by placeholders. */
 function normalizeText(text: string, subs: [string, string][]): string {

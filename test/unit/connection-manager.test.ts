@@ -40,8 +40,7 @@ describe('ConnectionManager', () => {
     const { logger } = recordingLogger();
     const delays: number[] = [];
     let attempts = 0;
-    let m!: ConnectionManager;
-    m = new ConnectionManager({
+    const m: ConnectionManager = new ConnectionManager({
       describe: 'm:1',
       maxdelayS: 300,
       maxretries: null,

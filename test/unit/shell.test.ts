@@ -3,6 +3,7 @@ import { mkdtempSync, writeFileSync, readFileSync, existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { alive } from '../helpers/procs.js';
 import { CommandHost } from '../../agent/commands/host.js';
 import { shellCommand } from '../../agent/commands/shell.js';
 import { rmdirCommand } from '../../agent/commands/rmdir.js';
@@ -29,15 +30,6 @@ async function run(args: Record<string, unknown>, name = 'shell', during?: (h: C
   return ch;
 }
 
-/** Alive and not a zombie (this sandbox's init does not reap orphans). */
-function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return false;
-  }
-}
 
 describe('shell', () => {
   it('runs a string through /bin/sh with the reference header', async () => {

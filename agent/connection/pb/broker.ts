@@ -365,7 +365,7 @@ export class Broker {
     if (this.closedReason) return;
     let data: Buffer;
     try {
-      data = encode([atom('answer'), reqId, this.serialize(value)]);
+      data = this.encode([atom('answer'), reqId, this.serialize(value)]);
     } catch (err) {
       this.opts.logger.warn(`cannot send the answer to request ${reqId}: ${errorMessage(err)}`);
       this.sendError(reqId, err);
@@ -441,13 +441,13 @@ export class Broker {
 
   /** Calls `method` on the peer's object; resolves with the answer, rejects with PbRemoteError or E_CONNECTION_LOST. */
   callRemote(ref: RemoteReference, method: string, args: unknown[], kwargs: Record<string, unknown>): Promise<unknown> {
-    if (this.closedReason) return Promise.reject(new ConnectionLostError(this.closedReason === undefined ? undefined : this.fatal?.message));
+    if (this.closedReason || this.fatal) return Promise.reject(new ConnectionLostError(this.fatal?.message));
     if (ref.released) return Promise.reject(new AgentError('E_PB_RELEASED', `cannot call ${method} on a released reference (object ${ref.luid})`));
     let data: Buffer;
     const reqId = this.requestId + 1;
     try {
       const objectId: Sexp = typeof ref.luid === 'number' ? ref.luid : atom(ref.luid);
-      data = encode([atom('message'), reqId, objectId, Buffer.from(method, 'utf8'), 1, this.serialize(new PyTuple(args)), this.serialize(kwargs)]);
+      data = this.encode([atom('message'), reqId, objectId, Buffer.from(method, 'utf8'), 1, this.serialize(new PyTuple(args)), this.serialize(kwargs)]);
     } catch (err) {
       return Promise.reject(err instanceof Error ? err : new AgentError('E_JELLY', String(err)));
     }
@@ -463,11 +463,16 @@ export class Broker {
   }
 
   private sendCall(cmd: string, ...rest: Sexp[]): void {
-    this.write(encode([atom(cmd), ...rest]));
+    this.write(this.encode([atom(cmd), ...rest]));
+  }
+
+  /** VOCAB tokens only in dialect "pb" (Banana._encode). */
+  private encode(sexp: Sexp): Buffer {
+    return encode(sexp, { vocab: this.decoder.dialect === 'pb' });
   }
 
   private write(data: Buffer): void {
-    if (this.closedReason) return;
+    if (this.closedReason || this.fatal) return;
     this.opts.send(data);
   }
 
