@@ -1,7 +1,10 @@
 // The agent's run time: builds the worker (bot), keeps it connected to the master, and stops in stages.
 // SIGTERM/SIGINT: the first lets running commands finish, the second interrupts them, the third exits at once.
 
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import type { HostOutputConfig } from './commands/host.js';
+import { TokenBucket } from './output/budget.js';
 import { currentPlatform } from '../platforms/index.js';
 import type { Platform } from '../platforms/types.js';
 import { COMMAND_TABLE } from './commands/index.js';
@@ -55,7 +58,9 @@ export function startAgent(config: AgentConfig, opts: RunAgentOptions): RunningA
   let stage = 0;
   let finished = false;
 
+  const output = outputConfig(config, basedir);
   const bot: Bot = new Bot({
+    output,
     env: { basedir, platform, logger, environ, now: () => Date.now() / 1000 },
     commands: COMMAND_TABLE,
     logger,
@@ -94,11 +99,13 @@ export function startAgent(config: AgentConfig, opts: RunAgentOptions): RunningA
           password: config.password,
           tls: endpoint.tls,
           ca: endpoint.ca,
+          deflate: config.deflate,
           handshakeTimeoutMs: HANDSHAKE_TIMEOUT_MS,
         },
         (ws) => {
           bot.resetSettings();
-          return new MsgpackSession(ws, bot, logger);
+          if (ws.extensions) logger.info(`websocket extensions: ${ws.extensions}`);
+          return new MsgpackSession(ws, bot, logger, { leanUpdates: config.leanUpdates });
         },
       ),
   });
@@ -156,6 +163,28 @@ export function startAgent(config: AgentConfig, opts: RunAgentOptions): RunningA
     });
   }
   return { exited, stop, bot };
+}
+
+/** The output pipeline's agent-wide settings from the config (budgets, spool, redaction, collapsing). */
+export function outputConfig(config: AgentConfig, basedir: string): HostOutputConfig {
+  const redact = [...config.redact];
+  if (config.redactFile) {
+    try {
+      redact.push(...readFileSync(config.redactFile, 'utf8').split('\n').map((l) => l.replace(/\r$/, '')).filter(Boolean));
+    } catch (err) {
+      throw new AgentError('E_CONFIG', `redactFile: cannot read ${config.redactFile}: ${(err as Error).message}`);
+    }
+  }
+  return {
+    options: {
+      limits: { rate: config.outputRate, burst: config.outputBurst, policy: config.outputPolicy },
+      agentBucket: config.agentOutputRate === null ? null : new TokenBucket(config.agentOutputRate, config.agentOutputBurst, () => Date.now()),
+      redact,
+      collapseProgress: config.collapseProgress,
+      batchBytes: config.outputBatchBytes,
+    },
+    spool: { dir: path.join(basedir, 'spool'), limits: { maxBytes: config.spoolMaxBytes, maxAgeS: config.spoolMaxAgeS } },
+  };
 }
 
 /** Runs the agent in the foreground; resolves with the process exit code. */

@@ -4,8 +4,10 @@
 
 import { CommandArgsError, UnknownCommandError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { CommandOutput } from '../output/command-output.js';
+import { CommandOutput, PLAIN_OUTPUT, type OutputOptions } from '../output/command-output.js';
+import { limitsFromStepEnv } from '../output/limits.js';
 import type { OutputSettings } from '../output/settings.js';
+import { pruneSpools, Spool, type SpoolLimits } from '../output/spool.js';
 import { toFailure } from './failure.js';
 import type { CommandArgs, CommandChannel, CommandDefinition, CommandEnv, CommandIO, WorkerCommand } from './types.js';
 
@@ -20,6 +22,12 @@ export interface StartRequest {
    * turns them into the absolute form, and relative paths resolve there.
    */
   builderDir?: string;
+}
+
+/** Output options of the whole agent, and where over-budget steps keep their full output. */
+export interface HostOutputConfig {
+  options: OutputOptions;
+  spool?: { dir: string; limits: SpoolLimits };
 }
 
 class RunningCommand {
@@ -37,15 +45,36 @@ class RunningCommand {
     req: StartRequest,
     env: CommandEnv,
     private readonly logger: Logger,
+    outputConfig: HostOutputConfig,
   ) {
     const channel = req.channel;
-    this.output = new CommandOutput(req.settings, (items) => {
-      if (!this.abandoned) channel.sendUpdate(items);
-    }, env.now);
+    const spool = outputConfig.spool;
+    const options: OutputOptions = spool
+      ? {
+          ...outputConfig.options,
+          openSpool: () => {
+            pruneSpools(spool.dir, spool.limits, Date.now(), logger);
+            const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+            return new Spool(spool.dir, `${stamp}-${name}-${id}`.replace(/[^A-Za-z0-9._-]/g, '_'));
+          },
+        }
+      : outputConfig.options;
+    this.output = new CommandOutput(
+      req.settings,
+      options,
+      (items) => {
+        if (!this.abandoned) channel.sendUpdate(items);
+      },
+      env.now,
+      undefined,
+      () => channel.backlog?.() ?? 0,
+    );
     const io: CommandIO = {
       text: (stream, text) => this.output.text(stream, text),
       log: (name, text) => this.output.log(name, text),
       status: (key, value) => this.output.status(key, value),
+      stepEnvironment: (stepEnv) => this.output.setLimits(limitsFromStepEnv(outputConfig.options.limits, stepEnv)),
+      backpressureMs: () => this.output.backpressureMs(),
       writer: () => {
         if (!channel.writer) throw new CommandArgsError(`${name}: the master gave no file writer`);
         return channel.writer;
@@ -69,7 +98,7 @@ class RunningCommand {
       .then(async (failure) => {
         if (this.abandoned) return;
         if (!this.interrupted) this.output.status('elapsed', env.now() - start);
-        this.output.flush();
+        await this.output.finish();
         await channel.complete(failure);
       })
       .catch((err: unknown) => this.logger.warn(`command ${name} (${id}): could not report completion: ${String(err)}`));
@@ -97,6 +126,7 @@ export class CommandHost {
   constructor(
     table: readonly CommandDefinition[],
     private readonly env: CommandEnv,
+    private readonly outputConfig: HostOutputConfig = { options: PLAIN_OUTPUT },
   ) {
     for (const def of table) for (const n of def.names) this.byName.set(n, def);
   }
@@ -110,7 +140,7 @@ export class CommandHost {
     const missing = def.requiredArgs.filter((a) => !(a in args));
     if (missing.length) throw new CommandArgsError(`${req.name} is missing args: ${missing.join(', ')}`);
     this.env.logger.info(`starting command ${req.name} (${req.id})`);
-    const cmd = new RunningCommand(req.id, req.name, def, { ...req, args }, env, this.env.logger);
+    const cmd = new RunningCommand(req.id, req.name, def, { ...req, args }, env, this.env.logger, this.outputConfig);
     this.running.set(req.id, cmd);
     this.started++;
     void cmd.done.finally(() => {

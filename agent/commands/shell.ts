@@ -61,6 +61,7 @@ export const shellCommand: CommandDefinition = {
     return {
       async run() {
         const { real, fake } = parseCommand(args['command']);
+        io.stepEnvironment(args['env']);
         const usePTY = args['usePTY'];
         if (usePTY !== undefined && usePTY !== null && typeof usePTY !== 'boolean' && usePTY !== 0 && usePTY !== 1) {
           throw new CommandArgsError(`Unexpected usePTY argument value: ${describe(usePTY)}. Expected boolean.`);

@@ -50,6 +50,8 @@ export interface CommandChannel {
   complete(failure: CommandFailure | null): Promise<void>;
   readonly writer: RemoteWriter | undefined;
   readonly reader: RemoteReader | undefined;
+  /** Bytes queued toward the master and not yet sent (output is paused above a high-water mark). */
+  backlog?(): number;
 }
 
 /** How a running command reports to the master. Text goes through line splitting and batching. */
@@ -57,6 +59,10 @@ export interface CommandIO {
   text(stream: TextStream, text: string): void;
   log(name: string, text: string): void;
   status(key: string, value: StatusValue): void;
+  /** The step's environment (`env` argument): it may set BBAGENT_OUTPUT_* limits for this step. */
+  stepEnvironment(env: unknown): void;
+  /** Milliseconds the command should pause its process's output (budget throttle, slow connection); 0: go on. */
+  backpressureMs(): number;
   /** The master-side writer (uploads); throws if the master gave none. */
   writer(): RemoteWriter;
   /** The master-side reader (downloads); throws if the master gave none. */

@@ -80,6 +80,16 @@ function bool(): FieldRule<boolean> {
   };
 }
 
+/** A list of strings: a JSON array in the file, one value per line in text (environment). */
+function stringList(): FieldRule<string[]> {
+  return {
+    expect: 'a list of strings',
+    secret: true,
+    fromJson: (v) => (Array.isArray(v) && v.every((x) => typeof x === 'string') ? [...(v as string[])] : BAD),
+    fromText: (s) => s.split('\n').filter((x) => x.length > 0),
+  };
+}
+
 function choice<T extends string>(expect: string, map: Record<string, T>): FieldRule<T> {
   const pick = (s: string): Parsed<T> => (Object.hasOwn(map, s) ? (map[s] as T) : BAD);
   return { expect, fromJson: (v) => (typeof v === 'string' ? pick(v) : BAD), fromText: pick };
@@ -128,6 +138,19 @@ const RULES: { [K in ConfigField]: FieldRule<AgentConfig[K]> } = {
   connectionString: nullable(text('', (s) => s.length > 0), 'a non-empty endpoint string or null'),
   logSize: int(0, Number.MAX_SAFE_INTEGER, 'an integer number of bytes >= 0 (0 never rotates)'),
   logCount: nullable(int(0, Number.MAX_SAFE_INTEGER, ''), 'an integer >= 0 or null (keep all)'),
+  outputRate: nullable(int(1, Number.MAX_SAFE_INTEGER, ''), 'an integer number of bytes per second >= 1 or null (unlimited)'),
+  outputBurst: int(0, Number.MAX_SAFE_INTEGER, 'an integer number of bytes >= 0'),
+  outputPolicy: choice('"spool", "throttle" or "truncate"', { spool: 'spool', throttle: 'throttle', truncate: 'truncate' }),
+  agentOutputRate: nullable(int(1, Number.MAX_SAFE_INTEGER, ''), 'an integer number of bytes per second >= 1 or null (unlimited)'),
+  agentOutputBurst: int(0, Number.MAX_SAFE_INTEGER, 'an integer number of bytes >= 0'),
+  spoolMaxBytes: int(0, Number.MAX_SAFE_INTEGER, 'an integer number of bytes >= 0'),
+  spoolMaxAgeS: int(0, Number.MAX_SAFE_INTEGER, 'an integer number of seconds >= 0'),
+  collapseProgress: bool(),
+  outputBatchBytes: nullable(int(1024, 512 * 1024, ''), 'an integer number of bytes from 1024 to 524288 or null'),
+  deflate: bool(),
+  leanUpdates: bool(),
+  redact: stringList(),
+  redactFile: nullable(text('', (s) => s.length > 0), 'a path or null'),
 };
 
 /** The schema's fields in the order the file lists them. */

@@ -35,6 +35,33 @@ export interface AgentConfig {
   logSize: number;
   /** Keep this many rotated log files (null keeps all). */
   logCount: number | null;
+
+  // Output pipeline (agent/output). With no rate set, output reaches the master exactly as buildbot-worker sends it.
+  /** Per-step live output budget in bytes per second; null: unlimited. A step overrides it with BBAGENT_OUTPUT_RATE. */
+  outputRate: number | null;
+  /** Per-step burst allowance in bytes (the head of the output always goes live up to this). */
+  outputBurst: number;
+  /** What happens over budget: keep the full log on the worker (spool), slow the step down (throttle), or keep head and tail (truncate). */
+  outputPolicy: 'spool' | 'throttle' | 'truncate';
+  /** Budget for all steps of this agent together, in bytes per second; null: unlimited. */
+  agentOutputRate: number | null;
+  agentOutputBurst: number;
+  /** Spooled full logs (BASEDIR/spool) are deleted beyond this total compressed size ... */
+  spoolMaxBytes: number;
+  /** ... or this age in seconds. */
+  spoolMaxAgeS: number;
+  /** Send only the last state of a '\r'-rewritten progress line per update (buildbot issue 3517). */
+  collapseProgress: boolean;
+  /** Raise the size of one update above the master's buffer_size (bytes); null keeps the master's. */
+  outputBatchBytes: number | null;
+  /** Offer permessage-deflate on the msgpack WebSocket (used only when the master accepts it). */
+  deflate: boolean;
+  /** Omit msgpack's per-line offsets and times, which the 3.7 master never reads (15% of the bytes). */
+  leanUpdates: boolean;
+  /** Values replaced by <redacted> before output leaves the host. */
+  redact: string[];
+  /** A file with more values to redact, one per line; null: none. */
+  redactFile: string | null;
 }
 
 export const CONFIG_FILE = 'bbagent.json';
@@ -53,4 +80,17 @@ export const CONFIG_DEFAULTS = {
   connectionString: null,
   logSize: 10_000_000,
   logCount: 10,
+  outputRate: null,
+  outputBurst: 1024 * 1024,
+  outputPolicy: 'spool' as const,
+  agentOutputRate: null,
+  agentOutputBurst: 4 * 1024 * 1024,
+  spoolMaxBytes: 1024 * 1024 * 1024,
+  spoolMaxAgeS: 7 * 24 * 3600,
+  collapseProgress: false,
+  outputBatchBytes: null,
+  deflate: true,
+  leanUpdates: true,
+  redact: [] as string[],
+  redactFile: null,
 } satisfies Partial<AgentConfig>;

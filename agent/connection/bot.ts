@@ -3,7 +3,7 @@
 
 import { mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { CommandHost } from '../commands/host.js';
+import { CommandHost, type HostOutputConfig } from '../commands/host.js';
 import type { CommandArgs, CommandChannel, CommandDefinition, CommandEnv } from '../commands/types.js';
 import { workerCommands } from '../info/worker-info.js';
 import type { Logger } from '../log.js';
@@ -24,6 +24,8 @@ export interface BotOptions {
   deleteLeftoverDirs?: boolean;
   /** The version string reported to the master. */
   version?: string;
+  /** Output budgets, redaction, progress collapsing, spool (default: exactly buildbot-worker's output). */
+  output?: HostOutputConfig;
 }
 
 /** Where a command started on a builder (PB) runs: relative paths resolve against the builder directory. */
@@ -41,7 +43,7 @@ export class Bot {
   private readonly builderCommand = new Map<string, string>();
 
   constructor(private readonly opts: BotOptions) {
-    this.host = new CommandHost(opts.commands, opts.env);
+    this.host = new CommandHost(opts.commands, opts.env, opts.output);
   }
 
   print(message: string): void {

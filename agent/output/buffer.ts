@@ -74,12 +74,18 @@ export class BufferManager {
   private buffered: UpdateItem[] = [];
   private buflen = 0;
   private timer: unknown = undefined;
+  private flushedOnce = false;
+  private flushing = false;
+  /** Called before each flush (e.g. to add the latest progress state). */
+  beforeFlush: (() => void) | undefined;
 
   constructor(
     private readonly send: MessageSender,
     private readonly bufferSize: number,
     private readonly bufferTimeoutMs: number,
     private readonly timers: Timers = realTimers,
+    /** The timeout of the first flush (a step's first output should show quickly); later ones use bufferTimeoutMs. */
+    private readonly firstTimeoutMs: number = bufferTimeoutMs,
   ) {}
 
   append(item: UpdateItem): void {
@@ -105,11 +111,20 @@ export class BufferManager {
   }
 
   flush(): void {
+    if (this.beforeFlush && !this.flushing) {
+      this.flushing = true;
+      try {
+        this.beforeFlush();
+      } finally {
+        this.flushing = false;
+      }
+    }
     if (this.timer !== undefined) {
       this.timers.clearTimeout(this.timer);
       this.timer = undefined;
     }
     if (this.buffered.length === 0) return;
+    this.flushedOnce = true;
     const items = this.buffered;
     this.buffered = [];
     this.buflen = 0;
@@ -133,12 +148,20 @@ export class BufferManager {
     this.buffered.push(item);
   }
 
+  /** Something is pending upstream (a held progress state): make sure a flush comes. */
+  touch(): void {
+    this.armTimer();
+  }
+
   private armTimer(): void {
     if (this.timer === undefined) {
-      this.timer = this.timers.setTimeout(() => {
-        this.timer = undefined;
-        this.flush();
-      }, this.bufferTimeoutMs);
+      this.timer = this.timers.setTimeout(
+        () => {
+          this.timer = undefined;
+          this.flush();
+        },
+        this.flushedOnce ? this.bufferTimeoutMs : this.firstTimeoutMs,
+      );
     }
   }
 }

@@ -1,66 +1,191 @@
-// One command's output path: per-stream line splitting, then batching into messages for the protocol.
+// One command's output path, a pipeline per stream:
+//   text -> redact -> [spool tee] -> collapse progress -> split lines -> budget/policy -> batch -> sender.
+// With no budget, no redaction and no collapsing configured, what reaches the sender is exactly what
+// buildbot-worker sends.
 
 import type { LineChunk, StatusValue, TextStream, UpdateItem } from '../commands/types.js';
 import { BufferManager, type MessageSender, type Timers, realTimers } from './buffer.js';
+import type { TokenBucket } from './budget.js';
+import { ProgressCollapser } from './collapse.js';
+import { OutputLimiter } from './limiter.js';
+import type { OutputLimits } from './limits.js';
 import { LineBoundaryFinder } from './lines.js';
+import { Redactor } from './redact.js';
 import type { OutputSettings } from './settings.js';
+import { SPOOL_HIGH_WATER, type Spool } from './spool.js';
+
+/** The first output of a step reaches the master within this time (buildbot issue 7292: up to 5 s before). */
+export const FIRST_FLUSH_MS = 500;
+/** Above this much unsent data in the connection, the step's output is paused (bounded memory per step). */
+export const CHANNEL_HIGH_WATER = 8 * 1024 * 1024;
+/** How long a paused step waits before checking again. */
+const BACKPRESSURE_POLL_MS = 20;
+
+/** Agent-wide output options (from the config); per-step limits may be overridden by the step. */
+export interface OutputOptions {
+  limits: OutputLimits;
+  agentBucket: TokenBucket | null;
+  redact: readonly string[];
+  collapseProgress: boolean;
+  /** Raises the update size above the master's buffer_size; null keeps the master's. */
+  batchBytes: number | null;
+  /** Opens the spool of a command (policy spool); undefined: spooling unavailable. */
+  openSpool?: () => Spool;
+}
+
+export const PLAIN_OUTPUT: OutputOptions = {
+  limits: { rate: null, burst: 0, policy: 'spool' },
+  agentBucket: null,
+  redact: [],
+  collapseProgress: false,
+  batchBytes: null,
+};
+
+interface Stream {
+  finder: LineBoundaryFinder;
+  redactor: Redactor | undefined;
+  collapser: ProgressCollapser | undefined;
+  /** The spool keeps what the process wrote (stdout, stderr), as a terminal would show it; not headers. */
+  spooled: boolean;
+  item: (chunk: LineChunk) => UpdateItem;
+}
 
 export class CommandOutput {
-  private readonly finders = new Map<string, LineBoundaryFinder>();
+  private readonly streams = new Map<string, Stream>();
   private readonly buffer: BufferManager;
+  private limiter: OutputLimiter | undefined;
+  private spool: Spool | undefined;
+  private limits: OutputLimits;
+  private started = false;
 
   constructor(
     private readonly settings: OutputSettings,
+    private readonly opts: OutputOptions,
     send: MessageSender,
     private readonly now: () => number,
     timers: Timers = realTimers,
+    /** Bytes the connection has not sent yet (for backpressure); 0 when unknown. */
+    private readonly channelBacklog: () => number = () => 0,
   ) {
-    this.buffer = new BufferManager(send, settings.bufferSize, settings.bufferTimeoutMs, timers);
+    const size = opts.batchBytes ?? settings.bufferSize;
+    this.buffer = new BufferManager(send, size, settings.bufferTimeoutMs, timers, Math.min(FIRST_FLUSH_MS, settings.bufferTimeoutMs));
+    this.buffer.beforeFlush = () => this.takeProgress();
+    this.limits = opts.limits;
+  }
+
+  /** Sets this step's limits (from its environment); only before its first output. */
+  setLimits(limits: OutputLimits): void {
+    if (!this.started) this.limits = limits;
   }
 
   text(stream: TextStream, text: string): void {
-    const chunk = this.finder(stream).append(text, this.now());
-    if (chunk) this.buffer.append({ kind: 'text', key: stream, chunk });
+    this.push(stream, text);
   }
 
   log(name: string, text: string): void {
-    const chunk = this.finder(`log:${name}`).append(text, this.now());
-    if (chunk) this.buffer.append({ kind: 'log', name, chunk });
+    this.push(`log:${name}`, text);
   }
 
   status(key: string, value: StatusValue): void {
     this.buffer.append({ kind: 'status', key, value });
   }
 
-  /** Sends everything pending: partial lines get their '\n' (the master only stores whole lines), then the buffer. */
-  flush(): void {
-    // stable order, as buildbot-worker (sorted stream keys)
-    for (const key of [...this.finders.keys()].sort()) {
-      const chunk: LineChunk | null = this.finders.get(key)!.flush();
-      if (!chunk) continue;
-      const item: UpdateItem = key.startsWith('log:')
-        ? { kind: 'log', name: key.slice(4), chunk }
-        : { kind: 'text', key: key as TextStream, chunk };
-      this.buffer.append(item);
+  /** Milliseconds the process should pause before producing more output. */
+  backpressureMs(): number {
+    const spoolFull = this.spool && this.spool.backlog > SPOOL_HIGH_WATER;
+    const wire = this.channelBacklog() > CHANNEL_HIGH_WATER;
+    return Math.max(this.limiter?.backpressureMs() ?? 0, spoolFull || wire ? BACKPRESSURE_POLL_MS : 0);
+  }
+
+  /** Spooled full output path, when there is one. */
+  get spoolPath(): string | undefined {
+    return this.spool?.path;
+  }
+
+  /**
+   * End of the command: held text of every stage, partial lines terminated with '\n' (the master only stores
+   * whole lines), the final over-budget marker, the spool closed; then everything is sent.
+   */
+  async finish(): Promise<void> {
+    for (const [key, s] of [...this.streams.entries()].sort(([a], [b]) => (a < b ? -1 : 1))) {
+      let rest = s.redactor?.flush() ?? '';
+      if (rest && s.spooled) this.spool?.write(rest);
+      if (s.collapser) rest = s.collapser.push(rest) + s.collapser.flush();
+      if (rest) this.lines(s, rest);
+      const chunk = s.finder.flush();
+      if (chunk) this.route(s.item(chunk), key);
     }
+    if (this.spool) await this.spool.close();
+    this.limiter?.finish();
     this.buffer.flush();
   }
 
-  /** Sends what is buffered without terminating partial lines (before an interrupt). */
+  /** Sends what is buffered (before an interrupt), without terminating partial lines. */
   flushBuffer(): void {
     this.buffer.flush();
   }
 
   dispose(): void {
     this.buffer.dispose();
+    void this.spool?.close().catch(() => {});
   }
 
-  private finder(key: string): LineBoundaryFinder {
-    let f = this.finders.get(key);
-    if (!f) {
-      f = new LineBoundaryFinder(this.settings.maxLineLength, this.settings.newlineRe);
-      this.finders.set(key, f);
+  private push(key: string, text: string): void {
+    if (!this.started) this.start();
+    const s = this.stream(key);
+    let t = s.redactor ? s.redactor.push(text) : text;
+    if (this.spool && t && s.spooled) this.spool.write(t);
+    if (s.collapser) {
+      t = s.collapser.push(t);
+      if (s.collapser.holding) this.buffer.touch();
     }
-    return f;
+    if (t) this.lines(s, t);
+  }
+
+  private lines(s: Stream, text: string): void {
+    const chunk = s.finder.append(text, this.now());
+    if (chunk) this.route(s.item(chunk), '');
+  }
+
+  private route(item: UpdateItem, _key: string): void {
+    if (this.limiter) this.limiter.offer(item);
+    else this.buffer.append(item);
+  }
+
+  private start(): void {
+    this.started = true;
+    const l = this.limits;
+    if (l.rate === null) return;
+    if (l.policy === 'spool' && this.opts.openSpool) this.spool = this.opts.openSpool();
+    this.limiter = new OutputLimiter(
+      { ...l, rate: l.rate },
+      this.opts.agentBucket,
+      (item) => this.buffer.append(item),
+      () => this.now() * 1000,
+      () => this.spool?.path,
+    );
+  }
+
+  private takeProgress(): void {
+    for (const s of this.streams.values()) {
+      const p = s.collapser?.takeProgress();
+      if (p) this.lines(s, p);
+    }
+  }
+
+  private stream(key: string): Stream {
+    let s = this.streams.get(key);
+    if (!s) {
+      const name = key.startsWith('log:') ? key.slice(4) : undefined;
+      s = {
+        finder: new LineBoundaryFinder(this.settings.maxLineLength, this.settings.newlineRe),
+        redactor: this.opts.redact.length ? new Redactor(this.opts.redact) : undefined,
+        collapser: this.opts.collapseProgress ? new ProgressCollapser() : undefined,
+        spooled: key === 'stdout' || key === 'stderr',
+        item: name !== undefined ? (chunk) => ({ kind: 'log', name, chunk }) : (chunk) => ({ kind: 'text', key: key as TextStream, chunk }),
+      };
+      this.streams.set(key, s);
+    }
+    return s;
   }
 }

@@ -49,6 +49,7 @@ export class RunProcess {
   private handle: ProcessHandle | undefined;
   private killed = false;
   private done = false;
+  private paused = false;
   private startTime = 0;
   private ioTimer: NodeJS.Timeout | undefined;
   private maxTimer: NodeJS.Timeout | undefined;
@@ -168,6 +169,23 @@ export class RunProcess {
     if (!text) return;
     if (stream === 'stdout' ? this.opts.sendStdout : this.opts.sendStderr) this.io.text(stream, text);
     this.resetIoTimer();
+    this.maybePause();
+  }
+
+  /** Pauses reading the child's output while the output pipeline asks for it (throttle budget, slow link). */
+  private maybePause(): void {
+    if (this.paused || !this.handle || this.done) return;
+    const wait = this.io.backpressureMs();
+    if (wait <= 0) return;
+    this.paused = true;
+    this.handle.pause();
+    setTimeout(() => {
+      this.paused = false;
+      if (this.done || !this.handle) return;
+      this.handle.resume();
+      this.resetIoTimer(); // a paused child could not write: the pause is not silence
+      this.maybePause();
+    }, wait);
   }
 
   private addLog(name: string, text: string): void {

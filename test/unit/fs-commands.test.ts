@@ -25,6 +25,8 @@ function recordingIO(): { io: CommandIO; events: Event[] } {
       throw new Error('no logs expected');
     },
     status: (key, value) => void events.push(['status', key, value]),
+    stepEnvironment: () => {},
+    backpressureMs: () => 0,
     writer: () => {
       throw new Error('no writer');
     },

@@ -99,6 +99,8 @@ function harness(reader = new FakeReader()): Harness {
       throw new Error('no logs expected');
     },
     status: (key, value) => void events.push(['status', key, value]),
+    stepEnvironment: () => {},
+    backpressureMs: () => 0,
     writer: () => writer,
     reader: () => reader,
   };

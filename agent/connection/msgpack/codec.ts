@@ -32,12 +32,15 @@ export function decodeMessage(data: Uint8Array): Message {
   return m as Message;
 }
 
-function wireChunk(c: LineChunk): [string, number[], number[]] {
-  return [c.text, c.indexes, c.times];
-}
+const NONE: number[] = [];
 
-/** [key, value] pairs as in the 3.7 `update` op: text streams as [text, indexes, times], logs as [name, that]. */
-export function wireUpdateArgs(items: readonly UpdateItem[]): unknown[] {
+/**
+ * [key, value] pairs as in the 3.7 `update` op: text streams as [text, indexes, times], logs as [name, that].
+ * `lean` sends empty index and time lists: the 3.7 master reads only the text (15% fewer bytes; see
+ * ../shared/protocol/msgpack-protocol.md 6.2, where a probe showed empty lists are accepted).
+ */
+export function wireUpdateArgs(items: readonly UpdateItem[], lean = false): unknown[] {
+  const wireChunk = (c: LineChunk): [string, number[], number[]] => (lean ? [c.text, NONE, NONE] : [c.text, c.indexes, c.times]);
   return items.map((it) => {
     switch (it.kind) {
       case 'text':

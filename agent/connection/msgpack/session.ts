@@ -37,6 +37,7 @@ export class MsgpackSession {
     private readonly ws: WebSocket,
     private readonly bot: Bot,
     private readonly logger: Logger,
+    private readonly opts: { leanUpdates?: boolean } = {},
   ) {
     ws.binaryType = 'nodebuffer';
     this.closed = new Promise((resolve) => {
@@ -184,7 +185,7 @@ export class MsgpackSession {
     };
     return {
       sendUpdate: (items: UpdateItem[]) => {
-        call('update', { args: wireUpdateArgs(items) }).catch((err: unknown) => {
+        call('update', { args: wireUpdateArgs(items, this.opts.leanUpdates) }).catch((err: unknown) => {
           if (!(err instanceof ConnectionLostError)) this.logger.warn(`update for command ${commandId} failed: ${errorMessage(err)}`);
         });
       },
@@ -195,6 +196,7 @@ export class MsgpackSession {
       },
       writer,
       reader,
+      backlog: () => this.ws.bufferedAmount,
     };
   }
 }
