@@ -120,6 +120,19 @@ describe('bbagent create-worker', () => {
       connectionString: null,
       logSize: 10000000,
       logCount: 10,
+      outputRate: null,
+      outputBurst: 1048576,
+      outputPolicy: 'spool',
+      agentOutputRate: null,
+      agentOutputBurst: 4194304,
+      spoolMaxBytes: 1073741824,
+      spoolMaxAgeS: 604800,
+      collapseProgress: false,
+      outputBatchBytes: null,
+      deflate: true,
+      leanUpdates: true,
+      redact: [],
+      redactFile: null,
     });
   });
 
@@ -151,6 +164,19 @@ describe('bbagent create-worker', () => {
       connectionString: 'tls:m:1',
       logSize: 1000,
       logCount: null,
+      outputRate: null,
+      outputBurst: 1048576,
+      outputPolicy: 'spool',
+      agentOutputRate: null,
+      agentOutputBurst: 4194304,
+      spoolMaxBytes: 1073741824,
+      spoolMaxAgeS: 604800,
+      collapseProgress: false,
+      outputBatchBytes: null,
+      deflate: true,
+      leanUpdates: true,
+      redact: [],
+      redactFile: null,
     });
   });
 
