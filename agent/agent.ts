@@ -1,7 +1,7 @@
 // The agent's run time: builds the worker (bot), keeps it connected to the master, and stops in stages.
 // SIGTERM/SIGINT: the first lets running commands finish, the second interrupts them, the third exits at once.
 
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { HostOutputConfig } from './commands/host.js';
 import { TokenBucket } from './output/budget.js';
@@ -14,6 +14,7 @@ import { masterEndpoint } from './connection/endpoint.js';
 import { ConnectionManager, type LiveSession } from './connection/manager.js';
 import { connectMsgpack } from './connection/msgpack/connect.js';
 import { MsgpackSession } from './connection/msgpack/session.js';
+import { connectPb, type PbSession } from './connection/pb/connect.js';
 import { AgentError } from './errors.js';
 import { collectWorkerInfo, systemFacts } from './info/worker-info.js';
 import type { Logger } from './log.js';
@@ -81,16 +82,10 @@ export function startAgent(config: AgentConfig, opts: RunAgentOptions): RunningA
     version: `bbagent ${VERSION}`,
   });
 
-  if (config.protocol !== 'msgpack') {
-    throw new AgentError('E_CONFIG', `protocol '${config.protocol}' is not available yet in this build; use --protocol msgpack`);
-  }
   const endpoint = masterEndpoint(config);
-  const manager = new ConnectionManager({
-    describe: `${endpoint.host}:${endpoint.port} (${config.protocol}${endpoint.tls ? ', TLS' : ''})`,
-    maxdelayS: config.maxdelay,
-    maxretries: config.maxretries,
-    logger,
-    connect: (): Promise<LiveSession> =>
+  let pbSession: PbSession | undefined;
+  const connectors: Record<AgentConfig['protocol'], () => Promise<LiveSession>> = {
+    msgpack: () =>
       connectMsgpack(
         {
           host: endpoint.host,
@@ -108,12 +103,53 @@ export function startAgent(config: AgentConfig, opts: RunAgentOptions): RunningA
           return new MsgpackSession(ws, bot, logger, { leanUpdates: config.leanUpdates });
         },
       ),
+    pb: async () => {
+      const session = await connectPb(
+        {
+          host: endpoint.host,
+          port: endpoint.port,
+          name: config.name,
+          password: config.password,
+          keepaliveS: config.keepalive,
+          handshakeTimeoutMs: HANDSHAKE_TIMEOUT_MS,
+          ...(endpoint.tls ? { tls: endpoint.ca ? { ca: endpoint.ca } : {} } : {}),
+        },
+        bot,
+        logger,
+      );
+      pbSession = session;
+      void session.closed.then(() => {
+        if (pbSession === session) pbSession = undefined;
+      });
+      return session;
+    },
+  };
+  const manager = new ConnectionManager({
+    describe: `${endpoint.host}:${endpoint.port} (${config.protocol}${endpoint.tls ? ', TLS' : ''})`,
+    maxdelayS: config.maxdelay,
+    maxretries: config.maxretries,
+    logger,
+    connect: connectors[config.protocol],
   });
+
+  /** Worker-initiated graceful shutdown (allowShutdown): ask the master to stop us once builds are done. */
+  const gracefulShutdown = (why: string): void => {
+    logger.info(`Initiating shutdown because ${why}`);
+    if (!pbSession) {
+      logger.info(config.protocol === 'pb' ? 'No active connection, shutting down NOW' : 'msgpack has no worker-initiated shutdown: shutting down NOW');
+      finish(0);
+      return;
+    }
+    logger.info('Telling the master we want to shutdown after any running builds are finished');
+    pbSession.requestShutdown().catch((err: unknown) => logger.warn(`callRemote("shutdown") failed: ${String(err)}`));
+  };
+  const stopWatchingShutdown = watchShutdownRequests(config, basedir, gracefulShutdown, logger);
 
   function finish(code: number): void {
     if (finished) return;
     finished = true;
     manager.stop();
+    stopWatchingShutdown();
     bot.host.abandonAll();
     logger.info('bbagent stopped');
     resolveExit(code);
@@ -163,6 +199,43 @@ export function startAgent(config: AgentConfig, opts: RunAgentOptions): RunningA
     });
   }
   return { exited, stop, bot };
+}
+
+/** shutdown.stamp in BASEDIR, whose mtime change asks for a graceful shutdown (allowShutdown 'file'). */
+export const SHUTDOWN_FILE = 'shutdown.stamp';
+/** buildbot-worker checks the stamp every 10 s. */
+const SHUTDOWN_FILE_POLL_MS = 10_000;
+
+/** Watches for the operator's graceful-shutdown request (SIGHUP or a touched file); returns a stop function. */
+function watchShutdownRequests(config: AgentConfig, basedir: string, onRequest: (why: string) => void, logger: Logger): () => void {
+  if (config.allowShutdown === 'signal') {
+    logger.info('Setting up SIGHUP handler to initiate shutdown');
+    const handler = (): void => onRequest('we got SIGHUP');
+    process.on('SIGHUP', handler);
+    return () => process.off('SIGHUP', handler);
+  }
+  if (config.allowShutdown === 'file') {
+    const file = path.join(basedir, SHUTDOWN_FILE);
+    const mtime = (): number => {
+      try {
+        return statSync(file).mtimeMs;
+      } catch {
+        return 0;
+      }
+    };
+    let seen = mtime();
+    logger.info(`Watching ${file}'s mtime to initiate shutdown`);
+    const timer = setInterval(() => {
+      const m = mtime();
+      if (m > seen) {
+        seen = m;
+        onRequest(`${file} was touched`);
+      }
+    }, SHUTDOWN_FILE_POLL_MS);
+    timer.unref();
+    return () => clearInterval(timer);
+  }
+  return () => {};
 }
 
 /** The output pipeline's agent-wide settings from the config (budgets, spool, redaction, collapsing). */

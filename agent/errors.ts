@@ -18,6 +18,8 @@ export class UnknownCommandError extends AgentError {
 
 /** Raised synchronously when a command's required arguments are missing or of the wrong type. */
 export class CommandArgsError extends AgentError {
+  /** buildbot-worker raises ValueError for missing or bad arguments. */
+  readonly pyType = 'ValueError';
   constructor(message: string) {
     super('E_COMMAND_ARGS', message);
   }

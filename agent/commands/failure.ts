@@ -44,8 +44,10 @@ function stackFrames(stack: string | undefined): string {
 export function toFailure(err: unknown): CommandFailure {
   if (err instanceof Error) {
     const e = err as NodeJS.ErrnoException & { pyType?: string };
-    const type = e.pyType ?? (e.code && ERRNO_TYPES[e.code]) ?? (e.code ? 'OSError' : 'Exception');
-    const message = e.pyType ? e.message : e.code ? pythonOsErrorMessage(e) : e.message;
+    // Node's system errors have errno codes (ENOENT); the agent's own codes (E_COMMAND_ARGS) are not errnos
+    const errno = e.code !== undefined && /^E[A-Z0-9]+$/.test(e.code) ? e.code : undefined;
+    const type = e.pyType ?? (errno && ERRNO_TYPES[errno]) ?? (errno ? 'OSError' : 'Exception');
+    const message = e.pyType || !errno ? e.message : pythonOsErrorMessage(e);
     return { type, message, traceback: stackFrames(e.stack) };
   }
   return { type: 'Exception', message: String(err), traceback: String(err) };

@@ -67,7 +67,7 @@ export interface AgentConfig {
 export const CONFIG_FILE = 'bbagent.json';
 
 export const CONFIG_DEFAULTS = {
-  protocol: 'msgpack' as Protocol,
+  protocol: 'pb' as Protocol,
   keepalive: 600,
   maxdelay: 300,
   maxretries: null,

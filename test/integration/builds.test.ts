@@ -30,7 +30,9 @@ function normalizeText(text: string, subs: [string, string][]): string {
     .replace(/eUpon execvpe[^]*?\n(e\w+Error: [^\n]*)\n/g, 'e<TRACEBACK>\n$1\n')
     .replace(/(FileNotFoundError: \[Errno 2\] No such file or directory)[^\n]*/g, '$1')
     // a failure's stack frames are the worker's own code: Python frames there, JS frames here
-    .replace(/(\[Failure instance: Traceback: [^\n]*\n)[^]*?\n\]/g, '$1<FRAMES>\n]');
+    .replace(/(\[Failure instance: Traceback: [^\n]*\n)[^]*?\n\]/g, '$1<FRAMES>\n]')
+    // PB failures carry a formatted traceback: File "...", line N, in f / source line / --- <exception caught here> ---
+    .replace(/(?:^ *(?:File "[^\n]*", line \d+, in [^\n]*|--- <exception caught here> ---|--- &lt;exception caught here&gt; ---)\n(?: {4,}[^\n]*\n| *\n)*)+/gm, '<FRAMES>\n');
 }
 
 function normalizeBuild(b: BuildResult, subs: [string, string][]) {
@@ -63,7 +65,7 @@ function treeListing(dir: string): string[] {
   return out;
 }
 
-const protocols: Protocol[] = ['msgpack'];
+const protocols: Protocol[] = ['msgpack', 'pb'];
 
 describe.each(protocols)('builds over %s', (protocol) => {
   const scratch = mkdtempSync(path.join(os.tmpdir(), `bbagent-it-${protocol}-`));
@@ -132,6 +134,14 @@ describe.each(protocols)('builds over %s', (protocol) => {
       expect(existsSync(path.join(up, 'transfer-bb', 'out', 'emptydir'))).toBe(true);
     }
     if (name === 'pty') expect(channelText(findLog(findStep(b, 'pty')), 'o')).toMatch(/^\/dev\/pts\/\d+\n0 0\n/);
+    if (name === 'keepstamp' && protocol === 'pb') {
+      const stamped = statSync(path.join(masterDir, 'uploads', 'keepstamp-bb', 'stamped.txt'));
+      expect(new Date(stamped.mtimeMs).getFullYear()).toBe(2001);
+    }
+    if (name === 'transfer' && protocol === 'pb') {
+      // over PB FileDownload works (over msgpack the 3.7 master writes an empty file, on both workers)
+      expect(channelText(findLog(findStep(b, 'show-download')), 'o')).toBe('-rw-r-----\n16\n');
+    }
     if (name === 'shell') {
       const env = channelText(findLog(findStep(b, 'env-log')), 'h');
       expect(env).toContain('  BB_TEST_VAR=v\n');

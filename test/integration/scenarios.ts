@@ -122,4 +122,12 @@ export const SCENARIOS: Scenario[] = [
       steps.DirectoryUpload(name='upload-dir-missing', workersrc='nodir', masterdest=util.Interpolate('MASTERDIR/uploads/%(prop:buildername)s/nodir')),
     ]`,
   },
+  {
+    name: 'keepstamp',
+    // over msgpack the 3.7 master fails utime (its bug): EXCEPTION on both workers; over PB the stamp is kept
+    steps: String.raw`[
+      steps.ShellCommand(name='old-file', command='printf stamp > stamped.txt && touch -d "2001-02-03 04:05:06" stamped.txt', logEnviron=False),
+      steps.FileUpload(name='upload-keepstamp', workersrc='stamped.txt', keepstamp=True, masterdest=util.Interpolate('MASTERDIR/uploads/%(prop:buildername)s/stamped.txt')),
+    ]`,
+  },
 ];

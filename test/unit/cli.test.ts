@@ -107,7 +107,7 @@ describe('bbagent create-worker', () => {
       masterPort: 19989,
       name: 'w1',
       password: 'pw',
-      protocol: 'msgpack',
+      protocol: 'pb',
       keepalive: 600,
       maxdelay: 300,
       maxretries: null,
@@ -217,7 +217,7 @@ describe('bbagent create-worker', () => {
     ['a bare IPv6 address', ['::1:99', 'w', 'p'], /enclose an IPv6 address in \[\]/],
     ['an empty host', [':99', 'w', 'p'], /the master host is empty/],
     ['an empty name', ['m', '', 'p'], /^WORKERNAME argument: name must be a non-empty string/],
-    ["a ':' in the name with msgpack", ['m', 'a:b', 'p'], /^WORKERNAME argument: name must not contain ':' with protocol msgpack/],
+    ["a ':' in the name with msgpack", ['--protocol=msgpack', 'm', 'a:b', 'p'], /^WORKERNAME argument: name must not contain ':' with protocol msgpack/],
   ];
   it.each(badArgs)('refuses %s with one line, exit 2, creating nothing', (what, args, re) => {
     const dir = freshDir();

@@ -101,7 +101,7 @@ describe('validateConfig', () => {
   });
 
   it("refuses ':' in the name with msgpack", () => {
-    expect(configError(() => validateConfig({ ...MINIMAL, name: 'a:b' }, 'f.json', dir)).message).toMatch(
+    expect(configError(() => validateConfig({ ...MINIMAL, name: 'a:b', protocol: 'msgpack' }, 'f.json', dir)).message).toMatch(
       /^f\.json: name must not contain ':' with protocol msgpack/,
     );
   });

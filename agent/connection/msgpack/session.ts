@@ -9,13 +9,19 @@ import type { Bot } from '../bot.js';
 import { decodeMessage, encodeMessage, wireFailure, wireUpdateArgs, type Message } from './codec.js';
 
 interface Pending {
+  op: string;
   resolve: (v: unknown) => void;
   reject: (e: Error) => void;
 }
 
+/** The master answered a request with is_exception; the message is the master's, as buildbot-worker reports it. */
 export class RemoteError extends AgentError {
-  constructor(op: string, message: string) {
-    super('E_REMOTE', `master answered ${op} with an error: ${message}`);
+  readonly pyType = 'buildbot_worker.msgpack.RemoteWorkerError';
+  constructor(
+    readonly op: string,
+    message: string,
+  ) {
+    super('E_REMOTE', message);
   }
 }
 
@@ -71,7 +77,7 @@ export class MsgpackSession {
   request(op: string, fields: Record<string, unknown>): Promise<unknown> {
     if (this.closedFlag) return Promise.reject(new ConnectionLostError());
     const seq = this.seq++;
-    const p = new Promise<unknown>((resolve, reject) => this.pending.set(seq, { resolve, reject }));
+    const p = new Promise<unknown>((resolve, reject) => this.pending.set(seq, { op, resolve, reject }));
     this.send({ op, ...fields, seq_number: seq });
     return p;
   }
@@ -102,7 +108,7 @@ export class MsgpackSession {
         return;
       }
       this.pending.delete(msg.seq_number);
-      if (msg['is_exception']) p.reject(new RemoteError(String(msg['op']), String(msg['result'])));
+      if (msg['is_exception']) p.reject(new RemoteError(p.op, String(msg['result'])));
       else p.resolve(msg['result']);
       return;
     }
@@ -186,12 +192,12 @@ export class MsgpackSession {
     return {
       sendUpdate: (items: UpdateItem[]) => {
         call('update', { args: wireUpdateArgs(items, this.opts.leanUpdates) }).catch((err: unknown) => {
-          if (!(err instanceof ConnectionLostError)) this.logger.warn(`update for command ${commandId} failed: ${errorMessage(err)}`);
+          if (!(err instanceof ConnectionLostError)) this.logger.warn(`master answered update for command ${commandId} with an error: ${errorMessage(err)}`);
         });
       },
       complete: async (failure: CommandFailure | null) => {
         call('complete', { args: wireFailure(failure) }).catch((err: unknown) => {
-          if (!(err instanceof ConnectionLostError)) this.logger.warn(`complete for command ${commandId} failed: ${errorMessage(err)}`);
+          if (!(err instanceof ConnectionLostError)) this.logger.warn(`master answered complete for command ${commandId} with an error: ${errorMessage(err)}`);
         });
       },
       writer,

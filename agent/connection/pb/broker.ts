@@ -187,7 +187,7 @@ export class Broker {
   private readonly luids = new Map<Referenceable, number>();
   private closedReason: AgentError | undefined;
   private fatal: AgentError | undefined;
-  /** References unjellied from the incoming call being dispatched; released after it unless kept. */
+  /** Where unserialize() records the references it creates. */
   private collecting: RemoteReference[] | undefined;
 
   constructor(private readonly opts: BrokerOptions) {}
@@ -317,15 +317,8 @@ export class Broker {
       const obj = cached ? undefined : this.localFor(objSexp);
       if (!obj) throw new InvalidObjectError();
       target = obj.label;
-      let args: unknown;
-      let kwargs: unknown;
-      this.collecting = collected;
-      try {
-        args = unjelly(argsSexp, this.peer);
-        kwargs = unjelly(kwSexp, this.peer);
-      } finally {
-        this.collecting = undefined;
-      }
+      const args = this.unserialize(argsSexp, collected);
+      const kwargs = this.unserialize(kwSexp, collected);
       const argList = args instanceof PyTuple ? [...args.items] : Array.isArray(args) ? args : undefined;
       if (!argList) throw new AgentError('E_JELLY', `arguments of ${method} are not a tuple`);
       const kw = kwargsObject(kwargs);
@@ -405,9 +398,12 @@ export class Broker {
     }
     this.pending.delete(reqId);
     let value: unknown;
+    const refs: RemoteReference[] = [];
     try {
-      value = unjelly(e[2]!, this.peer);
+      value = this.unserialize(e[2]!, refs);
     } catch (err) {
+      // references already made from the broken answer are nobody's: give them back
+      for (const r of refs) r.release();
       p.reject(err instanceof Error ? err : new AgentError('E_JELLY', String(err)));
       return;
     }
@@ -474,6 +470,16 @@ export class Broker {
   private write(data: Buffer): void {
     if (this.closedReason || this.fatal) return;
     this.opts.send(data);
+  }
+
+  /** Unjellies for this connection; the references to the peer's objects it creates are added to `refs`. */
+  private unserialize(sexp: Sexp, refs: RemoteReference[]): unknown {
+    this.collecting = refs;
+    try {
+      return unjelly(sexp, this.peer);
+    } finally {
+      this.collecting = undefined;
+    }
   }
 
   /** Jellies a value for this connection (our objects become `[remote, luid]`). */

@@ -261,9 +261,12 @@ export function unjelly(sexp: Sexp, peer?: JellyPeer): unknown {
       case 'reference': {
         const [id, expr] = rest;
         if (typeof id !== 'number' || expr === undefined) throw jellyError('malformed jelly reference');
-        if (refs.has(id)) throw jellyError(`jelly reference ${id} defined twice`);
         // register containers before their contents, so a dereference inside (a cycle) finds them
-        return un(expr, (v) => refs.set(id, v));
+        return un(expr, (v) => {
+          if (refs.has(id)) throw jellyError(`jelly reference ${id} defined twice`);
+          refs.set(id, v);
+          onCreate?.(v);
+        });
       }
       case 'dereference': {
         const id = rest[0];
