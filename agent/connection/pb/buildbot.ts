@@ -287,10 +287,11 @@ class CommandLink {
     };
     return {
       sendUpdate: (items: UpdateItem[]) => {
-        // one call per item, not awaited (the Python worker pipelines them too); failures are only logged
-        for (const item of items) {
-          for (const d of updateDicts(item)) ref.callRemote('update', [[d, 0]]).catch(this.logFailure('update'));
-        }
+        // One call per batch: the master's remote_update takes a list of [dict, num] (buildbot-worker sends one
+        // call per item, and every call costs the master a Banana message, a Jelly tree and a Deferred chain).
+        // Not awaited, as the Python worker pipelines them; failures are only logged.
+        const entries = items.flatMap((item) => updateDicts(item).map((d) => [d, 0]));
+        if (entries.length) ref.callRemote('update', entries).catch(this.logFailure('update'));
       },
       complete: (failure: CommandFailure | null) => {
         this.completion = ref.callRemote('complete', failure ? completeFailure(failure) : null).then(() => undefined, this.logFailure('complete'));
