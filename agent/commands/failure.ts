@@ -3,7 +3,8 @@
 
 import type { CommandFailure } from './types.js';
 
-const ERRNO_TYPES: Record<string, string> = {
+/** Python's OSError subclass for a Node errno code. */
+export const ERRNO_TYPES: Record<string, string> = {
   ENOENT: 'FileNotFoundError',
   EEXIST: 'FileExistsError',
   ENOTDIR: 'NotADirectoryError',

@@ -475,8 +475,8 @@ describe('pb session: commands', () => {
     expect(updates.filter((u) => 'rc' in u)).toEqual([{ rc: 0 }]);
     expect(typeof updates.find((u) => 'elapsed' in u)!['elapsed']).toBe('number');
     // elapsed goes as a FLOAT on the wire, rc as an INT
-    const floats = (x: Sexp): number => (x instanceof PyFloat ? 1 : Array.isArray(x) ? x.reduce((n: number, y) => n + floats(y), 0) : 0);
-    expect(rawUpdates.reduce((n, r) => n + floats(r), 0)).toBe(1); // elapsed only: rc is an INT
+    const floats = (x: Sexp): number => (x instanceof PyFloat ? 1 : Array.isArray(x) ? x.reduce<number>((n, y) => n + floats(y), 0) : 0);
+    expect(rawUpdates.reduce<number>((n, r) => n + floats(r), 0)).toBe(1); // elapsed only: rc is an INT
     expect(complete.args).toEqual([null]);
     // the RemoteCommand reference is released once `complete` was answered
     await m.waitFor(() => m.decrefs.includes(ref.luid), 'decref of the command');

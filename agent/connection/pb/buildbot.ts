@@ -9,6 +9,7 @@ import type { Bot } from '../bot.js';
 import { SIZE_LIMIT } from './banana.js';
 import { ConnectionLostError, Referenceable, RemoteReference, type PythonError } from './broker.js';
 import { CopyableFailure, isPlainObject, PyFloat, PyTuple } from './jelly.js';
+import { ERRNO_TYPES } from '../../commands/failure.js';
 
 /**
  * Largest byte string we put in one call: under Banana's 640 KiB with room to spare. The master would refuse
@@ -75,14 +76,6 @@ function py(type: string, ...parents: string[]): PythonError {
   return { pyType: type, pyParents: [type, ...parents, ...EXC_TAIL] };
 }
 
-const NODE_ERRNO_TYPES: Record<string, string> = {
-  ENOENT: 'FileNotFoundError',
-  EEXIST: 'FileExistsError',
-  ENOTDIR: 'NotADirectoryError',
-  EISDIR: 'IsADirectoryError',
-  EACCES: 'PermissionError',
-  EPERM: 'PermissionError',
-};
 
 /** Which Python exception the master sees for an error our methods threw (error answers). */
 export function describePbError(err: unknown): PythonError {
@@ -105,8 +98,8 @@ export function describePbError(err: unknown): PythonError {
     default:
       break;
   }
-  if (typeof e?.code === 'string' && NODE_ERRNO_TYPES[e.code]) {
-    const q = `builtins.${NODE_ERRNO_TYPES[e.code]}`;
+  if (typeof e?.code === 'string' && ERRNO_TYPES[e.code]) {
+    const q = `builtins.${ERRNO_TYPES[e.code]}`;
     return { pyType: q, pyParents: pythonParents(q) };
   }
   return { pyType: 'builtins.RuntimeError', pyParents: pythonParents('builtins.RuntimeError') };
