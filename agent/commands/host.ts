@@ -68,6 +68,7 @@ class RunningCommand {
       env.now,
       undefined,
       () => channel.backlog?.() ?? 0,
+      channel.textOnly ?? false,
     );
     const io: CommandIO = {
       text: (stream, text) => this.output.text(stream, text),

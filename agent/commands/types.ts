@@ -52,6 +52,8 @@ export interface CommandChannel {
   readonly reader: RemoteReader | undefined;
   /** Bytes queued toward the master and not yet sent (output is paused above a high-water mark). */
   backlog?(): number;
+  /** The protocol sends only the text of lines, not their offsets and times: batches are sized by text. */
+  readonly textOnly?: boolean;
 }
 
 /** How a running command reports to the master. Text goes through line splitting and batching. */

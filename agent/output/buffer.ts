@@ -16,14 +16,31 @@ export const realTimers: Timers = {
   clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
 };
 
-/** Size of an item by buildbot-worker's rule: text length plus 8 per index and time; 20 for other items. */
-export function itemSize(item: UpdateItem): number {
+/**
+ * Size of an item by buildbot-worker's rule: text length plus 8 per index and time; 20 for other items.
+ * With lean updates (no per-line lists on the wire) a line costs only its text.
+ */
+export function itemSize(item: UpdateItem, lean = false): number {
   if (item.kind === 'status') return 20;
-  return chunkSize(item.chunk);
+  return chunkSize(item.chunk, lean);
 }
 
-function chunkSize(c: LineChunk): number {
-  return c.text.length + 8 * (c.indexes.length + c.times.length);
+function chunkSize(c: LineChunk, lean: boolean): number {
+  return c.text.length + (lean ? 0 : 8 * (c.indexes.length + c.times.length));
+}
+
+/** The longest run of whole first lines of `chunk` whose size is at most `limit`, and the rest. */
+export function splitHead(chunk: LineChunk, limit: number, lean: boolean): [LineChunk | undefined, LineChunk | undefined] {
+  const per = lean ? 0 : 16;
+  let k = 0;
+  while (k < chunk.indexes.length && chunk.indexes[k]! + 1 + per * (k + 1) <= limit) k++;
+  if (k === 0) return [undefined, chunk];
+  if (k === chunk.indexes.length) return [chunk, undefined];
+  const cut = chunk.indexes[k - 1]! + 1;
+  return [
+    { text: chunk.text.slice(0, cut), indexes: chunk.indexes.slice(0, k), times: chunk.times.slice(0, k) },
+    { text: chunk.text.slice(cut), indexes: chunk.indexes.slice(k).map((i) => i - cut), times: chunk.times.slice(k) },
+  ];
 }
 
 function joinChunks(a: LineChunk, b: LineChunk): LineChunk {
@@ -47,15 +64,16 @@ function withChunk(item: UpdateItem, chunk: LineChunk): UpdateItem {
 }
 
 /** Cuts a chunk at line boundaries into pieces of at most `limit` (by the size rule); a single longer line stays whole. */
-export function splitChunk(chunk: LineChunk, limit: number): LineChunk[] {
+export function splitChunk(chunk: LineChunk, limit: number, lean = false): LineChunk[] {
   const out: LineChunk[] = [];
   const n = chunk.indexes.length;
+  const per = lean ? 0 : 16;
   let start = 0;
   while (start < n) {
     const textStart = start === 0 ? 0 : chunk.indexes[start - 1]! + 1;
     let end = start + 1;
     while (end < n) {
-      const size = chunk.indexes[end]! + 1 - textStart + 16 * (end + 1 - start);
+      const size = chunk.indexes[end]! + 1 - textStart + per * (end + 1 - start);
       if (size > limit) break;
       end++;
     }
@@ -86,14 +104,27 @@ export class BufferManager {
     private readonly timers: Timers = realTimers,
     /** The timeout of the first flush (a step's first output should show quickly); later ones use bufferTimeoutMs. */
     private readonly firstTimeoutMs: number = bufferTimeoutMs,
+    /** Lines carry no index/time lists on the wire (msgpack lean updates): size them by their text only. */
+    private readonly lean = false,
   ) {}
 
   append(item: UpdateItem): void {
-    const size = itemSize(item);
-    if (size <= this.bufferSize - this.buflen) {
+    const size = itemSize(item, this.lean);
+    const space = this.bufferSize - this.buflen;
+    if (size <= space) {
       this.pushJoined(item);
       this.buflen += size;
       this.armTimer();
+      return;
+    }
+    if (item.kind !== 'status' && this.buflen > 0) {
+      // Fill this message with the item's first lines before sending it: every message but the last of a
+      // stream is then full, so the master handles as few messages as the master's buffer_size allows.
+      // (buildbot-worker sends the buffer as it is and starts a new one; the stored log is the same.)
+      const [head, rest] = splitHead(item.chunk, space, this.lean);
+      if (head) this.pushJoined(withChunk(item, head));
+      this.flush();
+      if (rest) this.append(withChunk(item, rest));
       return;
     }
     this.flush();
@@ -107,7 +138,7 @@ export class BufferManager {
       this.send([item]);
       return;
     }
-    for (const piece of splitChunk(item.chunk, this.bufferSize)) this.send([withChunk(item, piece)]);
+    for (const piece of splitChunk(item.chunk, this.bufferSize, this.lean)) this.send([withChunk(item, piece)]);
   }
 
   flush(): void {

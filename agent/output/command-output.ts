@@ -17,7 +17,7 @@ import { SPOOL_HIGH_WATER, type Spool } from './spool.js';
 /** The first output of a step reaches the master within this time (buildbot issue 7292: up to 5 s before). */
 export const FIRST_FLUSH_MS = 500;
 /** Above this much unsent data in the connection, the step's output is paused (bounded memory per step). */
-export const CHANNEL_HIGH_WATER = 8 * 1024 * 1024;
+export const CHANNEL_HIGH_WATER = 1024 * 1024;
 /** How long a paused step waits before checking again. */
 const BACKPRESSURE_POLL_MS = 20;
 
@@ -66,9 +66,11 @@ export class CommandOutput {
     timers: Timers = realTimers,
     /** Bytes the connection has not sent yet (for backpressure); 0 when unknown. */
     private readonly channelBacklog: () => number = () => 0,
+    /** The protocol sends only line text (PB, lean msgpack): batches are sized by text. */
+    textOnly = false,
   ) {
     const size = opts.batchBytes ?? settings.bufferSize;
-    this.buffer = new BufferManager(send, size, settings.bufferTimeoutMs, timers, Math.min(FIRST_FLUSH_MS, settings.bufferTimeoutMs));
+    this.buffer = new BufferManager(send, size, settings.bufferTimeoutMs, timers, Math.min(FIRST_FLUSH_MS, settings.bufferTimeoutMs), textOnly);
     this.buffer.beforeFlush = () => this.takeProgress();
     this.limits = opts.limits;
   }

@@ -203,6 +203,7 @@ export class MsgpackSession {
       writer,
       reader,
       backlog: () => this.ws.bufferedAmount,
+      textOnly: this.opts.leanUpdates ?? false,
     };
   }
 }

@@ -232,6 +232,7 @@ class CommandLink {
     private readonly readerRef: RemoteReference | undefined,
     private readonly what: string,
     private readonly logger: Logger,
+    private readonly backlog?: () => number,
   ) {}
 
   private logFailure(call: string): (err: unknown) => void {
@@ -292,6 +293,9 @@ class CommandLink {
       },
       writer,
       reader,
+      ...(this.backlog ? { backlog: this.backlog } : {}),
+      // PB sends only the text of lines
+      textOnly: true,
     };
   }
 
@@ -309,6 +313,8 @@ class CommandLink {
 export interface PbWorkerOptions {
   bot: Bot;
   logger: Logger;
+  /** Bytes written to the connection and not yet sent (output backpressure). */
+  backlog?: () => number;
 }
 
 /** The objects one PB connection exposes: the Bot (login mind) and the builders it hands out. */
@@ -373,7 +379,7 @@ export class PbWorker {
         if (!isPlainObject(cmdArgs)) throw argError(`startCommand ${command}: args is not a dictionary`);
         const writerRef = cmdArgs['writer'] instanceof RemoteReference ? cmdArgs['writer'] : undefined;
         const readerRef = cmdArgs['reader'] instanceof RemoteReference ? cmdArgs['reader'] : undefined;
-        const link = new CommandLink(ref, writerRef, readerRef, `command ${command} (${stepId}) on builder ${name}`, logger);
+        const link = new CommandLink(ref, writerRef, readerRef, `command ${command} (${stepId}) on builder ${name}`, logger, this.opts.backlog);
         // throws synchronously for an unknown command or missing args: the master gets an error answer,
         // and the broker releases the references we did not keep
         const done = bot.startCommand(command, stepId, commandArgs(cmdArgs), link.channel(), { builder: name });

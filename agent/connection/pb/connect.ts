@@ -137,7 +137,7 @@ export function connectPb(e: PbEndpoint, bot: Bot, logger: Logger): Promise<PbSe
 
     // PB has no settings message: commands use buildbot-worker's built-in output defaults (spec §10)
     bot.resetSettings();
-    const worker = new PbWorker({ bot, logger });
+    const worker = new PbWorker({ bot, logger, backlog: () => socket.writableLength });
     // Everything written in one turn of the event loop goes out in one segment, as Twisted writes a reactor
     // iteration's output at once: the master then reads a command's updates and complete together and
     // answers them together. Twisted does not set TCP_NODELAY, so answers spread over several segments can
