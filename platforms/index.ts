@@ -2,10 +2,17 @@
 
 import { posixPlatform } from './posix/platform.js';
 import { win32Platform } from './win32/platform.js';
-import type { Platform } from './types.js';
+import type { Platform, ServiceManager } from './types.js';
+import { launchdServiceManager } from './darwin/service.js';
+import { systemdServiceManager } from './linux/service.js';
+import { realServiceHost } from './service/host.js';
+import type { ServiceHost } from './service/common.js';
+import { schtasksServiceManager } from './win32/service.js';
 
 export type { Platform, SpawnRequest, ProcessHandle, ExitStatus } from './types.js';
-export { SpawnError } from './types.js';
+export type { ServiceManager, ServiceSpec, ServiceRef, ServiceStatus, ServiceFile, InstallOutcome } from './types.js';
+export type { ServiceHost, CommandRunner, CommandResult } from './service/common.js';
+export { SpawnError, ServiceError } from './types.js';
 
 export function currentPlatform(): Platform {
   switch (process.platform) {
@@ -15,5 +22,17 @@ export function currentPlatform(): Platform {
       return posixPlatform('darwin');
     default:
       return posixPlatform('linux');
+  }
+}
+
+/** The OS's service manager (systemd, launchd or the Task Scheduler); `host` replaces the real machine in tests. */
+export function currentServiceManager(host: ServiceHost = realServiceHost()): ServiceManager {
+  switch (process.platform) {
+    case 'win32':
+      return schtasksServiceManager({ host });
+    case 'darwin':
+      return launchdServiceManager({ host });
+    default:
+      return systemdServiceManager({ host });
   }
 }

@@ -5,6 +5,7 @@ import { VERSION } from '../version.js';
 import { createWorkerCommand } from './create-worker.js';
 import { EXIT_OK, EXIT_USAGE, processIO, type CliIO } from './io.js';
 import { restartCommand } from './restart.js';
+import { serviceCommand } from './service.js';
 import { startCommand } from './start.js';
 import { stopCommand } from './stop.js';
 
@@ -16,6 +17,7 @@ Commands:
   start [--nodaemon] [BASEDIR]    start the worker (in the background unless --nodaemon)
   stop [BASEDIR]                  stop the worker
   restart [--nodaemon] [BASEDIR]  stop the worker if it is running, then start it
+  service ACTION [BASEDIR]        install|uninstall|status|start|stop the worker as a system service
 
 Options:
   -h, --help       show this help (bbagent <command> --help for a command's options)
@@ -31,6 +33,7 @@ const COMMANDS: Record<string, Subcommand> = {
   start: startCommand,
   stop: stopCommand,
   restart: restartCommand,
+  service: (argv, io) => serviceCommand(argv, io),
 };
 
 export async function runCli(argv: string[], io: CliIO = processIO()): Promise<number> {

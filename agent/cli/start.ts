@@ -4,6 +4,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, fstatSync, openSync, readSync } from 'node:fs';
 import path from 'node:path';
+import { isSingleExecutable } from '../../platforms/sea/index.js';
 import { runAgent } from '../agent.js';
 import { loadConfig } from '../config/load.js';
 import type { AgentConfig } from '../config/schema.js';
@@ -113,17 +114,6 @@ export function selfCommand(proc: Pick<NodeJS.Process, 'execPath' | 'argv' | 'ex
     return { command: proc.execPath, args: [] };
   }
   return { command: proc.execPath, args: [...proc.execArgv, script] };
-}
-
-function isSingleExecutable(): boolean {
-  try {
-    // process.getBuiltinModule exists from Node 20.16; node:sea from 20.12.
-    const get = (process as { getBuiltinModule?: (id: string) => unknown }).getBuiltinModule;
-    const sea = get?.('node:sea') as { isSea?: () => boolean } | undefined;
-    return sea?.isSea?.() === true;
-  } catch {
-    return false;
-  }
 }
 
 type StartupOutcome =

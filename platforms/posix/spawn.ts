@@ -7,6 +7,7 @@ import path from 'node:path';
 import { createRequire } from 'node:module';
 import { SpawnError, type ExitStatus, type ProcessHandle, type SpawnRequest } from '../types.js';
 import { osConstants } from './signals.js';
+import { requireFromDisk, seaNodePtyDir } from '../sea/index.js';
 
 /** Where a name without a slash resolves on PATH, as execvp would find it; undefined when nowhere. */
 export function resolveExecutable(file: string, envPath: string | undefined): string | undefined {
@@ -89,7 +90,15 @@ type NodePty = typeof import('node-pty');
 let nodePty: NodePty | undefined;
 function loadNodePty(): NodePty {
   // Loaded on first use only: most workers never run a PTY step, and the native module costs start-up time.
-  nodePty ??= createRequire(typeof __filename === 'string' ? __filename : import.meta.url)('node-pty') as NodePty;
+  // In the single executable node-pty is embedded and extracted to a per-user cache on first use.
+  if (nodePty === undefined) {
+    const seaDir = seaNodePtyDir();
+    nodePty = (
+      seaDir !== undefined
+        ? requireFromDisk(path.join(seaDir, 'lib', 'index.js'))
+        : createRequire(typeof __filename === 'string' ? __filename : import.meta.url)('node-pty')
+    ) as NodePty;
+  }
   return nodePty;
 }
 

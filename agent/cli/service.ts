@@ -1,0 +1,234 @@
+// `bbagent service install|uninstall|status|start|stop|run`: registers the worker in BASEDIR with the OS's service
+// manager (systemd, launchd, Task Scheduler: platforms/*/service.ts) so it comes back after every reboot.
+// `run` is the supervisor the Windows task starts: it runs the worker and starts it again whenever it exits.
+
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { currentServiceManager, ServiceError, type ServiceManager, type ServiceRef, type ServiceSpec } from '../../platforms/index.js';
+import { configPath, loadConfig } from '../config/load.js';
+import { AgentError } from '../errors.js';
+import { EXIT_FAILED, EXIT_OK, UsageError, parseCommandLine, reportErrors, type CliIO, type OptionSpec } from './io.js';
+import { pidfilePath } from './pidfile.js';
+import { selfCommand } from './start.js';
+
+const COMMAND = 'bbagent service';
+
+export const SERVICE_USAGE = `Usage: bbagent service ACTION [options] [BASEDIR]
+
+Runs the worker in BASEDIR (default: the current directory) as a system service that starts at boot and is
+restarted whenever it stops: a systemd unit on Linux, a launchd job on macOS, a scheduled task on Windows.
+
+Actions:
+  install     register, enable at boot and start the service (idempotent)
+  uninstall   stop and remove the service; BASEDIR is left as it is
+  status      print the service's state (exit 0 running, 3 stopped, 4 not installed)
+  start       start the installed service
+  stop        stop the service and every process of its builds
+  run         run the worker and restart it when it exits (what the Windows task runs)
+
+Options:
+      --name NAME        service name (default: the worker name in bbagent.json)
+      --user USER        account the worker runs as (Linux, macOS daemon: default BASEDIR's owner, never root;
+                         Windows: default LocalSystem)
+      --password PW      Windows with --user: that account's password (or BBAGENT_SERVICE_PASSWORD)
+      --session KIND     macOS: daemon (LaunchDaemon, at boot, headless; default) or agent (LaunchAgent, in the
+                         user's login session, for GUI and performance tests)
+      --force            install: replace a service of that name that has other settings
+      --no-start         install: enable at boot, but do not start now
+      --dry-run          install: print what would be written and change nothing
+  -q, --quiet            print nothing but errors
+  -h, --help             show this help
+
+The service runs this same executable from where it is now: put it in its place first (/usr/local/bin/bbagent,
+C:\\Program Files\\bbagent\\bbagent.exe). Settings come from BASEDIR/bbagent.json, not from this shell's BBAGENT_*.`;
+
+const OPTIONS: OptionSpec = {
+  name: { type: 'string' },
+  user: { type: 'string' },
+  password: { type: 'string' },
+  session: { type: 'string' },
+  force: { type: 'boolean' },
+  'no-start': { type: 'boolean' },
+  'dry-run': { type: 'boolean' },
+  quiet: { type: 'boolean', short: 'q' },
+  help: { type: 'boolean', short: 'h' },
+};
+
+const ACTIONS = ['install', 'uninstall', 'status', 'start', 'stop', 'run'] as const;
+type Action = (typeof ACTIONS)[number];
+
+/** LSB init-script status codes, so scripts can test the state. */
+export const STATUS_RUNNING = 0;
+export const STATUS_STOPPED = 3;
+export const STATUS_NOT_INSTALLED = 4;
+
+/** Pause of the `run` supervisor before it starts the worker again (systemd's RestartSec= of the Linux unit). */
+export const SUPERVISOR_RESTART_MS = 10_000;
+
+export interface ServiceCommandDeps {
+  manager?: ServiceManager;
+  /** The program and leading arguments that run this agent (selfCommand()). */
+  self?: { command: string; args: string[] };
+}
+
+/** A service name from a worker name: the characters every manager accepts. */
+export function serviceNameFor(workerName: string): string {
+  const cleaned = workerName.replace(/[^A-Za-z0-9_.-]+/g, '-').replace(/^[-.]+/, '').slice(0, 64);
+  return cleaned || 'worker';
+}
+
+export async function serviceCommand(argv: string[], io: CliIO, deps: ServiceCommandDeps = {}): Promise<number> {
+  return reportErrors(io, async () => {
+    const { values, positionals } = parseCommandLine(COMMAND, argv, OPTIONS, 2);
+    if (values['help']) {
+      io.out(SERVICE_USAGE);
+      return EXIT_OK;
+    }
+    const action = positionals[0];
+    if (action === undefined) throw new UsageError(`${COMMAND}: missing action (${ACTIONS.join(', ')}) (see '${COMMAND} --help')`);
+    if (!(ACTIONS as readonly string[]).includes(action)) throw new UsageError(`${COMMAND}: unknown action '${action}' (see '${COMMAND} --help')`);
+    const session = values['session'];
+    if (session !== undefined && session !== 'daemon' && session !== 'agent') {
+      throw new UsageError(`${COMMAND}: --session must be daemon or agent, not '${String(session)}'`);
+    }
+    const dir = path.resolve(positionals[1] ?? '.');
+    const say = (line: string): void => {
+      if (!values['quiet']) io.out(line);
+    };
+    try {
+      return await runAction(action as Action, dir, values, io, say, deps);
+    } catch (err) {
+      if (err instanceof ServiceError) throw new AgentError(err.code, `${COMMAND} ${action}: ${err.message}`);
+      throw err;
+    }
+  });
+}
+
+async function runAction(
+  action: Action,
+  dir: string,
+  values: Record<string, string | boolean | undefined>,
+  io: CliIO,
+  say: (line: string) => void,
+  deps: ServiceCommandDeps,
+): Promise<number> {
+  const self = deps.self ?? selfCommand();
+  if (action === 'run') return superviseWorker({ dir, self, io });
+
+  // Every action needs the worker's config: it names the service and proves BASEDIR is a worker directory.
+  if (!existsSync(configPath(dir))) {
+    throw new AgentError('E_CONFIG', `${COMMAND} ${action}: ${dir} has no ${path.basename(configPath(dir))}; create the worker first (bbagent create-worker ${dir} ...)`);
+  }
+  const config = loadConfig(dir, {}, io.env);
+  const name = typeof values['name'] === 'string' ? values['name'] : serviceNameFor(config.name);
+  const sessionValue = values['session'] as ServiceSpec['session'] | undefined;
+  const ref: ServiceRef = { name, basedir: dir, pidFile: pidfilePath(dir), ...(sessionValue ? { session: sessionValue } : {}) };
+  const manager = deps.manager ?? currentServiceManager();
+
+  switch (action) {
+    case 'install': {
+      // Windows: the Task Scheduler does not restart a task whose program exited, so the task runs the supervisor.
+      const run = manager.kind === 'schtasks' ? ['service', 'run', dir] : ['start', '--nodaemon', dir];
+      const password = typeof values['password'] === 'string' ? values['password'] : io.env['BBAGENT_SERVICE_PASSWORD'];
+      const spec: ServiceSpec = {
+        name,
+        description: `bbagent Buildbot worker ${config.name} (${dir})`,
+        basedir: dir,
+        command: [self.command, ...self.args, ...run],
+        ...(typeof values['user'] === 'string' ? { user: values['user'] } : {}),
+        ...(sessionValue ? { session: sessionValue } : {}),
+        ...(password !== undefined ? { password } : {}),
+      };
+      if (values['dry-run']) {
+        for (const file of manager.render(spec)) {
+          io.out(`# ${file.path}`);
+          io.out(typeof file.content === 'string' ? file.content : file.content.subarray(2).toString('utf16le').replace(/\r\n/g, '\n'));
+        }
+        return EXIT_OK;
+      }
+      const outcome = await manager.install(spec, { force: values['force'] === true, noStart: values['no-start'] === true });
+      const verb = { installed: 'installed', unchanged: 'already installed with these settings', replaced: 'replaced' }[outcome];
+      say(`service ${name} ${verb} (${manager.kind}); it runs ${spec.command.join(' ')}`);
+      if (values['no-start']) say(`it starts at the next boot, or now with: bbagent service start ${dir}`);
+      return EXIT_OK;
+    }
+    case 'uninstall': {
+      const removed = await manager.uninstall(ref);
+      say(removed ? `service ${name} stopped and removed; ${dir} is left as it was` : `service ${name} is not installed; nothing to do`);
+      return EXIT_OK;
+    }
+    case 'status': {
+      const st = await manager.status(ref);
+      if (!st.installed) {
+        say(`service ${name}: not installed (${manager.kind})`);
+        return STATUS_NOT_INSTALLED;
+      }
+      const boot = st.enabled === undefined ? '' : st.enabled ? ', starts at boot' : ', not enabled at boot';
+      say(`service ${name}: ${st.detail}${boot} (${manager.kind})`);
+      return st.running ? STATUS_RUNNING : STATUS_STOPPED;
+    }
+    case 'start':
+      await manager.start(ref);
+      say(`service ${name} started`);
+      return EXIT_OK;
+    case 'stop':
+      await manager.stop(ref);
+      say(`service ${name} stopped`);
+      return EXIT_OK;
+  }
+}
+
+export interface SupervisorChild {
+  once(event: 'exit', cb: (code: number | null, signal: NodeJS.Signals | null) => void): unknown;
+  once(event: 'error', cb: (err: Error) => void): unknown;
+  kill(signal?: NodeJS.Signals): boolean;
+}
+
+export interface SupervisorOptions {
+  dir: string;
+  self: { command: string; args: string[] };
+  io: CliIO;
+  /** Starts one worker process (tests pass a fake). */
+  startWorker?: (command: string, args: string[]) => SupervisorChild;
+  restartMs?: number;
+  /** Aborting stops the supervisor: the worker gets SIGTERM and `run` returns once it exited. */
+  signal?: AbortSignal;
+}
+
+/** Runs `start --nodaemon BASEDIR` and starts it again after every exit, until stopped by a signal. */
+export async function superviseWorker(opts: SupervisorOptions): Promise<number> {
+  const startWorker =
+    opts.startWorker ?? ((command, args) => spawn(command, args, { cwd: opts.dir, stdio: ['ignore', 'ignore', 'inherit'], windowsHide: true }));
+  const restartMs = opts.restartMs ?? SUPERVISOR_RESTART_MS;
+  const stopper = new AbortController();
+  const stopping = (): boolean => stopper.signal.aborted;
+  let child: SupervisorChild | undefined;
+  const stop = (): void => {
+    stopper.abort();
+    child?.kill('SIGTERM');
+  };
+  opts.signal?.addEventListener('abort', stop, { once: true });
+  const ownSignals = opts.signal === undefined;
+  const signals: NodeJS.Signals[] = ['SIGTERM', 'SIGINT', 'SIGBREAK'];
+  if (ownSignals) for (const s of signals) process.on(s, stop);
+  try {
+    while (!stopping()) {
+      child = startWorker(opts.self.command, [...opts.self.args, 'start', '--nodaemon', opts.dir]);
+      const ended = await new Promise<string>((resolve) => {
+        child!.once('exit', (code, sig) => resolve(code !== null ? `exit code ${code}` : `signal ${sig ?? '?'}`));
+        child!.once('error', (err) => resolve(`could not start: ${err.message}`));
+      });
+      child = undefined;
+      if (stopping()) break;
+      opts.io.err(`${COMMAND} run: the worker in ${opts.dir} ended (${ended}); starting it again in ${restartMs / 1000} s`);
+      await sleep(restartMs, undefined, { signal: stopper.signal }).catch(() => undefined);
+    }
+    return EXIT_OK;
+  } catch {
+    return EXIT_FAILED;
+  } finally {
+    if (ownSignals) for (const s of signals) process.off(s, stop);
+  }
+}

@@ -1,0 +1,192 @@
+// scripts/bench: start -> attached on loopback and idle RSS of bbagent (single executable and node bundle)
+// against buildbot-worker, in the same run against the same real Buildbot master (msgpack for all three).
+// Attached = the master's REST API lists the worker as connected (polled every 10 ms, the same for each).
+// Targets of issue 5: the binary's start-to-attached <= 0.3x buildbot-worker's, idle RSS <= 1.0x.
+//
+// Usage: scripts/bench [--runs N] [--idle-ms MS]
+
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { parseArgs } from 'node:util';
+import { BuildbotMaster } from '../../test/integration/harness/master.js';
+import { ManagedProcess, pollUntil, requireExecutable, runCommand } from '../../test/integration/harness/process.js';
+
+const root = process.cwd();
+const PASSWORD = 'bench-pw';
+/** How often the master is asked whether the worker is connected. */
+const ATTACH_POLL_MS = 10;
+
+interface Candidate {
+  label: string;
+  worker: string;
+  create: () => Promise<void>;
+  start: () => Promise<ManagedProcess>;
+}
+
+interface Sample {
+  attachMs: number;
+  rssKiB: number;
+  anonKiB: number;
+}
+
+/**
+ * VmRSS and RssAnon of a process and all its descendants (from /proc), in KiB. RssAnon is the memory the worker
+ * itself owns; the rest of VmRSS is file pages of the executable and libraries, shared with the page cache, and
+ * how much of them a mapping shows depends on the kernel's fault-around (the same binary can show +15 MiB when
+ * its pages were cached by the write that created it).
+ */
+function treeRssKiB(pid: number): { rss: number; anon: number } {
+  const children = new Map<number, number[]>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      children.set(ppid, [...(children.get(ppid) ?? []), Number(entry)]);
+    } catch {
+      // gone
+    }
+  }
+  const total = { rss: 0, anon: 0 };
+  const walk = (p: number): void => {
+    try {
+      const status = readFileSync(`/proc/${p}/status`, 'utf8');
+      total.rss += Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? 0);
+      total.anon += Number(/^RssAnon:\s+(\d+) kB/m.exec(status)?.[1] ?? 0);
+    } catch {
+      // gone
+    }
+    for (const c of children.get(p) ?? []) walk(c);
+  };
+  walk(pid);
+  return total;
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+};
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { runs: { type: 'string' }, 'idle-ms': { type: 'string' } } });
+  const runs = Number(values.runs ?? 5);
+  const idleMs = Number(values['idle-ms'] ?? 5000);
+  const scratch = mkdtempSync(path.join(os.tmpdir(), 'bbagent-bench-'));
+  const binary = path.join(root, 'dist', 'bbagent-linux-x64');
+  const bundle = path.join(root, 'build', 'bbagent.cjs');
+  const refExe = requireExecutable('buildbot-worker');
+
+  const names = ['bin', 'bundle', 'ref'];
+  const master = await BuildbotMaster.start({
+    dir: path.join(scratch, 'master'),
+    protocol: 'msgpack',
+    workers: names.map((name) => ({ name, password: PASSWORD })),
+    builders: [{ name: 'noop', workernames: names, steps: `[steps.ShellCommand(command='true')]` }],
+  });
+  const addr = `127.0.0.1:${master.protocolPort}`;
+  const dirOf = (w: string): string => path.join(scratch, w);
+  const spawnWorker = (label: string, command: string, args: string[], w: string): Promise<ManagedProcess> =>
+    ManagedProcess.spawn({ command, args, cwd: dirOf(w), env: { ...process.env, BBAGENT_CACHE_DIR: path.join(scratch, 'cache') }, label });
+
+  const candidates: Candidate[] = [];
+  if (existsSync(binary)) {
+    candidates.push({
+      label: 'bbagent single executable',
+      worker: 'bin',
+      create: () => runCommand(binary, ['create-worker', '--quiet', '--force', '--protocol=msgpack', dirOf('bin'), addr, 'bin', PASSWORD]).then(() => undefined),
+      start: () => spawnWorker('bbagent binary', binary, ['start', '--nodaemon', dirOf('bin')], 'bin'),
+    });
+  } else {
+    console.log(`(${binary} is absent: run scripts/build-binaries --target linux-x64 to include it)`);
+  }
+  candidates.push(
+    {
+      label: 'bbagent on node (bundle)',
+      worker: 'bundle',
+      create: () => runCommand(process.execPath, [bundle, 'create-worker', '--quiet', '--force', '--protocol=msgpack', dirOf('bundle'), addr, 'bundle', PASSWORD]).then(() => undefined),
+      start: () => spawnWorker('bbagent bundle', process.execPath, [bundle, 'start', '--nodaemon', dirOf('bundle')], 'bundle'),
+    },
+    {
+      label: 'buildbot-worker 3.7',
+      worker: 'ref',
+      create: () =>
+        runCommand(refExe, ['create-worker', '--quiet', '--force', '--relocatable', '--protocol=msgpack_experimental_v7', dirOf('ref'), addr, 'ref', PASSWORD]).then(() => undefined),
+      start: () => spawnWorker('buildbot-worker', refExe, ['start', '--nodaemon', dirOf('ref')], 'ref'),
+    },
+  );
+
+  const samples = new Map<string, Sample[]>(candidates.map((c) => [c.label, []]));
+  try {
+    for (const c of candidates) {
+      mkdirSync(dirOf(c.worker), { recursive: true });
+      await c.create();
+    }
+    for (let run = 1; run <= runs; run++) {
+      // Interleaved, so drift on the machine (page cache, CPU frequency) hits every candidate alike.
+      for (const c of candidates) {
+        const t0 = performance.now();
+        const proc = await c.start();
+        await pollUntil(async () => ((await master.worker(c.worker))?.connected_to.length ? true : undefined), {
+          timeoutMs: 30_000,
+          intervalMs: ATTACH_POLL_MS,
+          what: `${c.label} to attach`,
+          failFast: () => (proc.running ? undefined : `${c.label} exited: ${proc.capturedOutput.slice(-2000)}`),
+        });
+        const attachMs = performance.now() - t0;
+        await new Promise((r) => setTimeout(r, idleMs));
+        const mem = treeRssKiB(proc.pid);
+        samples.get(c.label)!.push({ attachMs, rssKiB: mem.rss, anonKiB: mem.anon });
+        console.log(
+          `run ${run} ${c.label.padEnd(28)} attached in ${attachMs.toFixed(0).padStart(5)} ms, idle RSS ${(mem.rss / 1024).toFixed(1)} MiB (anonymous ${(mem.anon / 1024).toFixed(1)} MiB)`,
+        );
+        await proc.stop(15_000);
+        await master.waitForWorker(c.worker, false, 30_000);
+      }
+    }
+  } finally {
+    await master.stop();
+  }
+
+  const ref = samples.get('buildbot-worker 3.7')!;
+  const refAttach = median(ref.map((s) => s.attachMs));
+  const refRss = median(ref.map((s) => s.rssKiB));
+  const refAnon = median(ref.map((s) => s.anonKiB));
+  const summary = candidates.map((c) => {
+    const s = samples.get(c.label)!;
+    const attach = median(s.map((x) => x.attachMs));
+    const rss = median(s.map((x) => x.rssKiB));
+    const anon = median(s.map((x) => x.anonKiB));
+    return {
+      label: c.label,
+      runs: s.length,
+      attachMsMedian: Math.round(attach),
+      attachMsMin: Math.round(Math.min(...s.map((x) => x.attachMs))),
+      idleRssMiB: +(rss / 1024).toFixed(1),
+      idleAnonMiB: +(anon / 1024).toFixed(1),
+      attachRatio: +(attach / refAttach).toFixed(2),
+      rssRatio: +(rss / refRss).toFixed(2),
+      anonRatio: +(anon / refAnon).toFixed(2),
+    };
+  });
+  console.log(`\nmedians over ${runs} runs (idle RSS after ${idleMs} ms attached; ratios vs buildbot-worker; targets: time <= 0.3x, RSS <= 1.0x)`);
+  console.log('candidate                     start->attached        idle RSS               of which anonymous');
+  for (const r of summary) {
+    console.log(
+      `${r.label.padEnd(28)} ${String(r.attachMsMedian).padStart(6)} ms (${r.attachRatio.toFixed(2)}x)  ${r.idleRssMiB.toFixed(1).padStart(6)} MiB (${r.rssRatio.toFixed(2)}x)` +
+        `  ${r.idleAnonMiB.toFixed(1).padStart(6)} MiB (${r.anonRatio.toFixed(2)}x)`,
+    );
+  }
+  mkdirSync(path.join(root, 'build'), { recursive: true });
+  writeFileSync(path.join(root, 'build', 'bench-start.json'), JSON.stringify({ runs, idleMs, host: `${os.cpus()[0]?.model ?? '?'} x${os.cpus().length}`, summary }, null, 2) + '\n');
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    console.error(`bench: ${err instanceof Error ? err.message : String(err)}`);
+    process.exit(1);
+  },
+);

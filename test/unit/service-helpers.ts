@@ -1,0 +1,46 @@
+// Shared by the service-*.test.ts files: a fake machine (recorded commands, scripted answers, chosen users).
+import { mkdirSync, mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { CommandResult, ServiceHost } from '../../platforms/index.js';
+import type { UserInfo } from '../../platforms/service/common.js';
+
+export interface FakeHost extends ServiceHost {
+  calls: string[][];
+  /** Scripted answers by "cmd arg1 arg2..." prefix; unmatched commands succeed with no output. */
+  answers: Map<string, CommandResult>;
+  privileged: boolean;
+}
+
+export const USERS: UserInfo[] = [
+  { name: 'root', uid: 0, gid: 0, home: '/root' },
+  { name: 'buildbot', uid: 999, gid: 995, home: '/var/lib/buildbot' },
+  { name: 'alice', uid: 1000, gid: 1000, home: '/home/alice' },
+];
+
+export function fakeHost(opts: { privileged?: boolean; uid?: number; owner?: number } = {}): FakeHost {
+  const host: FakeHost = {
+    calls: [],
+    answers: new Map(),
+    privileged: opts.privileged ?? true,
+    run: async (cmd, args) => {
+      host.calls.push([cmd, ...args]);
+      const line = [cmd, ...args].join(' ');
+      for (const [prefix, answer] of host.answers) if (line.startsWith(prefix)) return answer;
+      return { code: 0, stdout: '', stderr: '' };
+    },
+    isPrivileged: () => host.privileged,
+    uid: () => opts.uid ?? 0,
+    lookupUser: (u) => USERS.find((x) => x.name === u || x.uid === u || String(x.uid) === u),
+    ownerOf: () => opts.owner ?? 999,
+  };
+  return host;
+}
+
+export function scratchDir(prefix: string): { root: string; basedir: string; managerDir: string } {
+  const root = mkdtempSync(path.join(os.tmpdir(), prefix));
+  const basedir = path.join(root, 'worker dir');
+  const managerDir = path.join(root, 'system');
+  mkdirSync(basedir, { recursive: true });
+  return { root, basedir, managerDir };
+}
