@@ -245,7 +245,12 @@ export function outputConfig(config: AgentConfig, basedir: string): HostOutputCo
   const redact = [...config.redact];
   if (config.redactFile) {
     try {
-      redact.push(...readFileSync(config.redactFile, 'utf8').split('\n').map((l) => l.replace(/\r$/, '')).filter(Boolean));
+      redact.push(
+        ...readFileSync(config.redactFile, 'utf8')
+          .split('\n')
+          .map((l) => l.replace(/\r$/, ''))
+          .filter(Boolean),
+      );
     } catch (err) {
       throw new AgentError('E_CONFIG', `redactFile: cannot read ${config.redactFile}: ${(err as Error).message}`);
     }

@@ -30,10 +30,7 @@ function printBuild(build: BuildResult): void {
     console.log(`  ${String(step.number).padStart(2)} ${step.name.padEnd(18)} ${result.padEnd(9)} ${step.state_string}`);
     const stdio = step.logs.find((l) => l.name === 'stdio');
     if (!stdio) continue;
-    const out = (channelText(stdio, 'o') + channelText(stdio, 'e'))
-      .split('\n')
-      .filter(Boolean)
-      .slice(0, 4);
+    const out = (channelText(stdio, 'o') + channelText(stdio, 'e')).split('\n').filter(Boolean).slice(0, 4);
     for (const line of out) console.log(`       | ${line}`);
   }
 }

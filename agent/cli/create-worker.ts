@@ -151,7 +151,10 @@ export async function createWorkerCommand(argv: string[], io: CliIO): Promise<nu
       sources.logSize = '--no-logrotate';
     }
     // The positional arguments go through the same rules as flags, so an empty name is refused here too.
-    const positional = layerFromOverrides({ basedir, masterHost: master.host, masterPort: master.port, name, password }, (field) => POSITIONAL_SOURCES[field] ?? field);
+    const positional = layerFromOverrides(
+      { basedir, masterHost: master.host, masterPort: master.port, name, password },
+      (field) => POSITIONAL_SOURCES[field] ?? field,
+    );
     const flags = layerFromOverrides(overrides, (field) => sources[field] ?? field);
     const config = mergeLayers([positional, flags], { basedir }, (fields) => `${COMMAND}: missing ${fields.join(', ')}`);
 

@@ -75,7 +75,10 @@ export interface ServiceCommandDeps {
 
 /** A service name from a worker name: the characters every manager accepts. */
 export function serviceNameFor(workerName: string): string {
-  const cleaned = workerName.replace(/[^A-Za-z0-9_.-]+/g, '-').replace(/^[-.]+/, '').slice(0, 64);
+  const cleaned = workerName
+    .replace(/[^A-Za-z0-9_.-]+/g, '-')
+    .replace(/^[-.]+/, '')
+    .slice(0, 64);
   return cleaned || 'worker';
 }
 
@@ -119,7 +122,10 @@ async function runAction(
 
   // Every action needs the worker's config: it names the service and proves BASEDIR is a worker directory.
   if (!existsSync(configPath(dir))) {
-    throw new AgentError('E_CONFIG', `${COMMAND} ${action}: ${dir} has no ${path.basename(configPath(dir))}; create the worker first (bbagent create-worker ${dir} ...)`);
+    throw new AgentError(
+      'E_CONFIG',
+      `${COMMAND} ${action}: ${dir} has no ${path.basename(configPath(dir))}; create the worker first (bbagent create-worker ${dir} ...)`,
+    );
   }
   const config = loadConfig(dir, {}, io.env);
   const name = typeof values['name'] === 'string' ? values['name'] : serviceNameFor(config.name);

@@ -27,10 +27,7 @@ const OPTIONS: OptionSpec = {
 export const STOP_WAIT_MS = 10_000;
 const STOP_POLL_MS = 100;
 
-export type StopResult =
-  | { kind: 'stopped'; pid: number }
-  | { kind: 'not-running'; reason: string }
-  | { kind: 'timeout'; pid: number };
+export type StopResult = { kind: 'stopped'; pid: number } | { kind: 'not-running'; reason: string } | { kind: 'timeout'; pid: number };
 
 /** Stops the agent in `basedir`; prints nothing (callers word the result for their context). */
 export async function stopWorker(basedir: string, waitMs: number = STOP_WAIT_MS): Promise<StopResult> {
@@ -65,10 +62,7 @@ export async function stopWorker(basedir: string, waitMs: number = STOP_WAIT_MS)
 }
 
 export function describeTimeout(pid: number, waitMs: number = STOP_WAIT_MS): string {
-  return (
-    `bbagent process ${pid} has not exited after ${waitMs / 1000} s ` +
-    `(it may be letting running commands finish; run stop again to interrupt them)`
-  );
+  return `bbagent process ${pid} has not exited after ${waitMs / 1000} s ` + `(it may be letting running commands finish; run stop again to interrupt them)`;
 }
 
 export async function stopCommand(argv: string[], io: CliIO): Promise<number> {

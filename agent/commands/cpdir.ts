@@ -11,7 +11,8 @@ import { join, relArgString, rewrite } from './relative-args.js';
 export const cpdirCommand: CommandDefinition = {
   names: ['cpdir'],
   requiredArgs: ['to_path', 'from_path'],
-  relativeArgs: (args, builderDir) => rewrite(args, ['fromdir', 'todir'], { from_path: join(builderDir, relArgString(args, 'fromdir')), to_path: join(builderDir, relArgString(args, 'todir')) }),
+  relativeArgs: (args, builderDir) =>
+    rewrite(args, ['fromdir', 'todir'], { from_path: join(builderDir, relArgString(args, 'fromdir')), to_path: join(builderDir, relArgString(args, 'todir')) }),
   create(args, io, env) {
     let proc: RunProcess | undefined;
     return {

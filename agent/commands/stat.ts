@@ -49,7 +49,8 @@ export const statCommand: CommandDefinition = {
   names: ['stat'],
   // buildbot-worker misspells requiredArgs on this command, so nothing is checked up front
   requiredArgs: [],
-  relativeArgs: (args, builderDir) => rewrite(args, ['file'], { path: join(builderDir, typeof args['workdir'] === 'string' ? args['workdir'] : '', relArgString(args, 'file')) }),
+  relativeArgs: (args, builderDir) =>
+    rewrite(args, ['file'], { path: join(builderDir, typeof args['workdir'] === 'string' ? args['workdir'] : '', relArgString(args, 'file')) }),
   create(args, io, env) {
     return new StatFile(argPath(args, 'path', env), io);
   },

@@ -17,9 +17,7 @@ export type StatusValue = number | string | boolean | null | StatusValue[] | { [
 
 /** One status item of a running command, in protocol-neutral form. */
 export type UpdateItem =
-  | { kind: 'text'; key: TextStream; chunk: LineChunk }
-  | { kind: 'log'; name: string; chunk: LineChunk }
-  | { kind: 'status'; key: string; value: StatusValue };
+  { kind: 'text'; key: TextStream; chunk: LineChunk } | { kind: 'log'; name: string; chunk: LineChunk } | { kind: 'status'; key: string; value: StatusValue };
 
 /** A command's failure, sent in `complete` (the step ends in EXCEPTION). */
 export interface CommandFailure {

@@ -134,8 +134,14 @@ const RULES: { [K in ConfigField]: FieldRule<AgentConfig[K]> } = {
   deleteLeftoverDirs: bool(),
   numcpus: nullable(int(1, Number.MAX_SAFE_INTEGER, ''), 'an integer >= 1 or null (detect)'),
   useTls: bool(),
-  tlsCaFile: nullable(text('', (s) => s.length > 0), 'a path to a PEM file or null'),
-  connectionString: nullable(text('', (s) => s.length > 0), 'a non-empty endpoint string or null'),
+  tlsCaFile: nullable(
+    text('', (s) => s.length > 0),
+    'a path to a PEM file or null',
+  ),
+  connectionString: nullable(
+    text('', (s) => s.length > 0),
+    'a non-empty endpoint string or null',
+  ),
   logSize: int(0, Number.MAX_SAFE_INTEGER, 'an integer number of bytes >= 0 (0 never rotates)'),
   logCount: nullable(int(0, Number.MAX_SAFE_INTEGER, ''), 'an integer >= 0 or null (keep all)'),
   outputRate: nullable(int(1, Number.MAX_SAFE_INTEGER, ''), 'an integer number of bytes per second >= 1 or null (unlimited)'),
@@ -150,7 +156,10 @@ const RULES: { [K in ConfigField]: FieldRule<AgentConfig[K]> } = {
   deflate: bool(),
   leanUpdates: bool(),
   redact: stringList(),
-  redactFile: nullable(text('', (s) => s.length > 0), 'a path or null'),
+  redactFile: nullable(
+    text('', (s) => s.length > 0),
+    'a path or null',
+  ),
 };
 
 /** The schema's fields in the order the file lists them. */
@@ -289,11 +298,7 @@ export function layerFromOverrides(
  * Stacks layers (lowest precedence first) over CONFIG_DEFAULTS and checks what no single layer can: that the
  * required fields are set and that fields agree. `missing` describes, for a missing field, where to set it.
  */
-export function mergeLayers(
-  layers: readonly ConfigLayer[],
-  defaults: { basedir: string },
-  missing: (fields: ConfigField[]) => string,
-): AgentConfig {
+export function mergeLayers(layers: readonly ConfigLayer[], defaults: { basedir: string }, missing: (fields: ConfigField[]) => string): AgentConfig {
   const values: Partial<AgentConfig> = { ...CONFIG_DEFAULTS, ...defaults };
   const sources: Partial<Record<ConfigField, string>> = {};
   for (const layer of layers) {
@@ -323,8 +328,10 @@ export function configPath(basedir: string): string {
  */
 export function validateConfig(raw: unknown, source: string, relativeTo: string = process.cwd()): AgentConfig {
   const layer = layerFromJson(raw, source, relativeTo);
-  return mergeLayers([layer], { basedir: path.resolve(relativeTo) }, (fields) =>
-    `${source}: ${fields.length === 1 ? 'required key' : 'required keys'} ${fields.join(', ')} ${fields.length === 1 ? 'is' : 'are'} missing`,
+  return mergeLayers(
+    [layer],
+    { basedir: path.resolve(relativeTo) },
+    (fields) => `${source}: ${fields.length === 1 ? 'required key' : 'required keys'} ${fields.join(', ')} ${fields.length === 1 ? 'is' : 'are'} missing`,
   );
 }
 
@@ -349,9 +356,12 @@ export function loadConfig(basedir: string, overrides: ConfigOverrides = {}, env
     throw configError(file, `not valid JSON: ${(err as Error).message.split('\n')[0] ?? ''}`);
   }
   const layers = [layerFromJson(raw, file, dir), layerFromEnv(env), layerFromOverrides(overrides, flagName, dir)];
-  return mergeLayers(layers, { basedir: dir }, (fields) =>
-    `${file}: ${fields.length === 1 ? 'required key' : 'required keys'} ${fields.join(', ')} ${fields.length === 1 ? 'is' : 'are'} missing` +
-    ` (or set ${fields.map(envVarName).join(', ')})`,
+  return mergeLayers(
+    layers,
+    { basedir: dir },
+    (fields) =>
+      `${file}: ${fields.length === 1 ? 'required key' : 'required keys'} ${fields.join(', ')} ${fields.length === 1 ? 'is' : 'are'} missing` +
+      ` (or set ${fields.map(envVarName).join(', ')})`,
   );
 }
 

@@ -158,5 +158,4 @@ export class Bot {
     if (this.host.runningCount) this.opts.logger.warn(`connection lost: killing ${this.host.runningCount} running command(s)`);
     this.host.abandonAll();
   }
-
 }

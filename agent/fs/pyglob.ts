@@ -58,8 +58,7 @@ function* iglob(pathname: string, rootDir: string, recursive: boolean, dironly: 
     else yield* glob1(rootDir, basename, dironly);
     return;
   }
-  const dirs: Iterable<string> =
-    dirname !== pathname && hasMagic(dirname) ? iglob(dirname, rootDir, recursive, true) : [dirname];
+  const dirs: Iterable<string> = dirname !== pathname && hasMagic(dirname) ? iglob(dirname, rootDir, recursive, true) : [dirname];
   const globInDir = hasMagic(basename) ? (recursive && isRecursive(basename) ? glob2 : glob1) : glob0;
   for (const d of dirs) {
     for (const name of globInDir(join2(rootDir, d), basename, dironly)) yield pathJoin(d, name);

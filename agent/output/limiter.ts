@@ -127,7 +127,10 @@ export class OutputLimiter {
     this.emit({
       kind: 'text',
       key: 'header',
-      chunk: chunkOf(`[bbagent] ${head} (${budget}): ${this.held} bytes ${what} so far${kept}\n` + (this.tail.length ? `[bbagent] latest ${this.tail.length} lines:\n` : ''), now),
+      chunk: chunkOf(
+        `[bbagent] ${head} (${budget}): ${this.held} bytes ${what} so far${kept}\n` + (this.tail.length ? `[bbagent] latest ${this.tail.length} lines:\n` : ''),
+        now,
+      ),
     });
     for (const t of this.tail) {
       const chunk = chunkOf(t.text, t.time);

@@ -23,7 +23,8 @@ export function parseWorkerSettings(args: unknown): OutputSettings {
   }
   const num = (k: string, min: number): number => {
     const v = a[k];
-    if (typeof v !== 'number' || !Number.isFinite(v) || v < min) throw new AgentError('E_SETTINGS', `set_worker_settings: '${k}' must be a number >= ${min}, got ${JSON.stringify(v)}`);
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < min)
+      throw new AgentError('E_SETTINGS', `set_worker_settings: '${k}' must be a number >= ${min}, got ${JSON.stringify(v)}`);
     return v;
   };
   if (typeof a['newline_re'] !== 'string') throw new AgentError('E_SETTINGS', `set_worker_settings: 'newline_re' must be a string`);

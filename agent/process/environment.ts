@@ -8,11 +8,7 @@ const SUBST = /\$\{([0-9a-zA-Z_]*)\}/g;
  * `None` deletes a key; a list is joined with the path separator; PYTHONPATH gets the worker's PYTHONPATH
  * appended; `${NAME}` expands from the worker's environment (empty when unset).
  */
-export function buildEnvironment(
-  base: Record<string, string>,
-  env: unknown,
-  pathSep: string,
-): Record<string, string> {
+export function buildEnvironment(base: Record<string, string>, env: unknown, pathSep: string): Record<string, string> {
   if (env === undefined || env === null) return { ...base };
   if (typeof env !== 'object' || Array.isArray(env)) throw new CommandArgsError(`'env' must be a map, got ${Array.isArray(env) ? 'a list' : typeof env}`);
   const wanted: Record<string, unknown> = { ...(env as Record<string, unknown>) };

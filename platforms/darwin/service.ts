@@ -79,7 +79,8 @@ export function launchdServiceManager(opts: LaunchdOptions): ServiceManager {
 
   const needRights = (session: ServiceRef['session']): void => {
     if (session === 'agent') {
-      if (host.isPrivileged()) throw new ServiceError('E_SERVICE_RIGHTS', 'a LaunchAgent (--session agent) belongs to the logged-in user: run it as that user, without sudo');
+      if (host.isPrivileged())
+        throw new ServiceError('E_SERVICE_RIGHTS', 'a LaunchAgent (--session agent) belongs to the logged-in user: run it as that user, without sudo');
     } else if (!host.isPrivileged()) {
       throw new ServiceError('E_SERVICE_RIGHTS', 'a LaunchDaemon needs root: run it with sudo (or use --session agent)');
     }
@@ -94,7 +95,8 @@ export function launchdServiceManager(opts: LaunchdOptions): ServiceManager {
     if (wanted === undefined) throw new ServiceError('E_SERVICE_SPEC', `${spec.basedir} does not exist`);
     const user = host.lookupUser(wanted);
     if (!user) throw new ServiceError('E_SERVICE_USER', `no such user '${wanted}' (pass --user NAME)`);
-    if (user.uid === 0) throw new ServiceError('E_SERVICE_USER', 'refusing to run the worker as root: pass --user NAME of an unprivileged account that owns BASEDIR');
+    if (user.uid === 0)
+      throw new ServiceError('E_SERVICE_USER', 'refusing to run the worker as root: pass --user NAME of an unprivileged account that owns BASEDIR');
     return user;
   };
 

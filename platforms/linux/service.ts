@@ -107,7 +107,10 @@ export function systemdServiceManager(opts: SystemdOptions): ServiceManager {
     }
     if (owner !== undefined && owner !== user.uid) {
       const ownerName = host.lookupUser(owner)?.name ?? String(owner);
-      throw new ServiceError('E_SERVICE_USER', `${spec.basedir} belongs to ${ownerName}, not to ${user.name}, who must write it: chown -R ${user.name} ${spec.basedir}`);
+      throw new ServiceError(
+        'E_SERVICE_USER',
+        `${spec.basedir} belongs to ${ownerName}, not to ${user.name}, who must write it: chown -R ${user.name} ${spec.basedir}`,
+      );
     }
     return user;
   };

@@ -152,7 +152,10 @@ export function schtasksServiceManager(opts: SchtasksOptions): ServiceManager {
       const exists = await taskExists(spec.name);
       if (state === 'new' && exists) {
         if (!force) {
-          throw new ServiceError('E_SERVICE_EXISTS', `the scheduled task ${taskName(spec.name)} exists but was not installed by bbagent; install --force to replace it`);
+          throw new ServiceError(
+            'E_SERVICE_EXISTS',
+            `the scheduled task ${taskName(spec.name)} exists but was not installed by bbagent; install --force to replace it`,
+          );
         }
         state = 'different';
       }

@@ -96,7 +96,8 @@ async function main(): Promise<void> {
     candidates.push({
       label: 'bbagent single executable',
       worker: 'bin',
-      create: () => runCommand(binary, ['create-worker', '--quiet', '--force', '--protocol=msgpack', dirOf('bin'), addr, 'bin', PASSWORD]).then(() => undefined),
+      create: () =>
+        runCommand(binary, ['create-worker', '--quiet', '--force', '--protocol=msgpack', dirOf('bin'), addr, 'bin', PASSWORD]).then(() => undefined),
       start: () => spawnWorker('bbagent binary', binary, ['start', '--nodaemon', dirOf('bin')], 'bin'),
     });
   } else {
@@ -106,14 +107,27 @@ async function main(): Promise<void> {
     {
       label: 'bbagent on node (bundle)',
       worker: 'bundle',
-      create: () => runCommand(process.execPath, [bundle, 'create-worker', '--quiet', '--force', '--protocol=msgpack', dirOf('bundle'), addr, 'bundle', PASSWORD]).then(() => undefined),
+      create: () =>
+        runCommand(process.execPath, [bundle, 'create-worker', '--quiet', '--force', '--protocol=msgpack', dirOf('bundle'), addr, 'bundle', PASSWORD]).then(
+          () => undefined,
+        ),
       start: () => spawnWorker('bbagent bundle', process.execPath, [bundle, 'start', '--nodaemon', dirOf('bundle')], 'bundle'),
     },
     {
       label: 'buildbot-worker 3.7',
       worker: 'ref',
       create: () =>
-        runCommand(refExe, ['create-worker', '--quiet', '--force', '--relocatable', '--protocol=msgpack_experimental_v7', dirOf('ref'), addr, 'ref', PASSWORD]).then(() => undefined),
+        runCommand(refExe, [
+          'create-worker',
+          '--quiet',
+          '--force',
+          '--relocatable',
+          '--protocol=msgpack_experimental_v7',
+          dirOf('ref'),
+          addr,
+          'ref',
+          PASSWORD,
+        ]).then(() => undefined),
       start: () => spawnWorker('buildbot-worker', refExe, ['start', '--nodaemon', dirOf('ref')], 'ref'),
     },
   );
@@ -180,7 +194,10 @@ async function main(): Promise<void> {
     );
   }
   mkdirSync(path.join(root, 'build'), { recursive: true });
-  writeFileSync(path.join(root, 'build', 'bench-start.json'), JSON.stringify({ runs, idleMs, host: `${os.cpus()[0]?.model ?? '?'} x${os.cpus().length}`, summary }, null, 2) + '\n');
+  writeFileSync(
+    path.join(root, 'build', 'bench-start.json'),
+    JSON.stringify({ runs, idleMs, host: `${os.cpus()[0]?.model ?? '?'} x${os.cpus().length}`, summary }, null, 2) + '\n',
+  );
 }
 
 main().then(

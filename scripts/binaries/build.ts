@@ -149,15 +149,31 @@ function writeSums(built: Built[]): void {
     }
   }
   for (const b of built) sums.set(path.basename(b.file), b.sha256);
-  writeFileSync(sumsPath, [...sums.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([f, h]) => `${h}  ${f}\n`).join(''));
+  writeFileSync(
+    sumsPath,
+    [...sums.entries()]
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([f, h]) => `${h}  ${f}\n`)
+      .join(''),
+  );
 }
 
 async function main(): Promise<number> {
   const { values } = parseArgs({
-    options: { target: { type: 'string', multiple: true }, 'no-check': { type: 'boolean' }, 'no-code-cache': { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+    options: {
+      target: { type: 'string', multiple: true },
+      'no-check': { type: 'boolean' },
+      'no-code-cache': { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
   });
   if (values.help) {
-    console.log(readFileSync(new URL(import.meta.url), 'utf8').split('\n').slice(0, 6).join('\n'));
+    console.log(
+      readFileSync(new URL(import.meta.url), 'utf8')
+        .split('\n')
+        .slice(0, 6)
+        .join('\n'),
+    );
     return 0;
   }
   const targets: Target[] = [];
@@ -187,7 +203,8 @@ async function main(): Promise<number> {
     ) + '\n',
   );
   log(`done in ${((Date.now() - started) / 1000).toFixed(1)} s:`);
-  for (const b of built) console.log(`  ${path.basename(b.file).padEnd(26)} ${mib(b.size).padStart(10)}  gzip ${mib(b.gzip).padStart(10)}  ${b.sha256.slice(0, 16)}`);
+  for (const b of built)
+    console.log(`  ${path.basename(b.file).padEnd(26)} ${mib(b.size).padStart(10)}  gzip ${mib(b.gzip).padStart(10)}  ${b.sha256.slice(0, 16)}`);
   return 0;
 }
 
@@ -199,6 +216,3 @@ main().then(
     process.exit(1);
   },
 );
-
-
-

@@ -88,7 +88,8 @@ function llvmCheck(file: string, t: Target, blobSize: number | undefined): strin
   const out = (args: string[]): string => execFileSync(tool, args, { encoding: 'utf8', maxBuffer: 64 << 20, stdio: ['ignore', 'pipe', 'pipe'] });
   if (t.os === 'darwin') {
     const headers = out(['--macho', '--private-headers', file]);
-    if (!/segname NODE_SEA\b/.test(headers) || !/sectname __NODE_SEA_BLOB\b/.test(headers)) throw new CheckError(`${file}: llvm-objdump sees no NODE_SEA segment`);
+    if (!/segname NODE_SEA\b/.test(headers) || !/sectname __NODE_SEA_BLOB\b/.test(headers))
+      throw new CheckError(`${file}: llvm-objdump sees no NODE_SEA segment`);
     if (!/cmd LC_CODE_SIGNATURE\b/.test(headers)) throw new CheckError(`${file}: llvm-objdump sees no LC_CODE_SIGNATURE`);
     return 'llvm-objdump agrees (NODE_SEA segment, LC_CODE_SIGNATURE)';
   }

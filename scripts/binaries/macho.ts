@@ -91,7 +91,12 @@ export function parseMachO(buf: Buffer): MachO {
       };
       for (let s = 0; s < nsects; s++) {
         const o = at + 72 + s * 80;
-        const sec: Section = { sectname: cstr(buf, o, 16), segname: cstr(buf, o + 16, 16), size: Number(buf.readBigUInt64LE(o + 40)), offset: buf.readUInt32LE(o + 48) };
+        const sec: Section = {
+          sectname: cstr(buf, o, 16),
+          segname: cstr(buf, o + 16, 16),
+          size: Number(buf.readBigUInt64LE(o + 40)),
+          offset: buf.readUInt32LE(o + 48),
+        };
         seg.sections.push(sec);
         if (sec.offset > 0 && sec.size > 0) firstSectionOffset = Math.min(firstSectionOffset, sec.offset);
       }

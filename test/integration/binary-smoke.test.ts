@@ -164,7 +164,17 @@ for (const run of runs()) {
           { name: 'sleeper', workernames: ['bin'], steps: sleeperSteps(run) },
         ],
       });
-      await bin(['create-worker', '--quiet', '--force', `--protocol=${protocol}`, '--maxdelay=2', hostPath(run, workerDir), `127.0.0.1:${master.protocolPort}`, 'bin', PASSWORD]);
+      await bin([
+        'create-worker',
+        '--quiet',
+        '--force',
+        `--protocol=${protocol}`,
+        '--maxdelay=2',
+        hostPath(run, workerDir),
+        `127.0.0.1:${master.protocolPort}`,
+        'bin',
+        PASSWORD,
+      ]);
       if (run.daemon) {
         const out = await bin(['start', workerDir]);
         expect(out).toMatch(/bbagent started in .* \(pid \d+\)/);
@@ -218,7 +228,10 @@ for (const run of runs()) {
       const pidFile = path.join(workerDir, 'sleeper', 'build', 'sleep.pid');
       const pid = run.windows
         ? undefined
-        : await pollUntil(() => (existsSync(pidFile) ? Number(readFileSync(pidFile, 'utf8')) || undefined : undefined), { timeoutMs: 10_000, what: 'sleep.pid' });
+        : await pollUntil(() => (existsSync(pidFile) ? Number(readFileSync(pidFile, 'utf8')) || undefined : undefined), {
+            timeoutMs: 10_000,
+            what: 'sleep.pid',
+          });
       await master.stopBuild(buildid, 'stopped by the binary smoke test');
       const build = await master.waitForBuild(brid, 60_000);
       expect(build.results).toBe(Results.CANCELLED);

@@ -18,21 +18,25 @@ const PASSWORD = 'sekrit';
 const BIG_LINES = 524_288;
 const BIG_AWK = `BEGIN{for(i=0;i<${BIG_LINES};i++) printf "line %08d abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnop\\n", i}`;
 
-
 /** Log text with what legitimately differs between two workers replaced by placeholders. */
 function normalizeText(text: string, subs: [string, string][]): string {
   let t = text;
   for (const [from, to] of subs) t = t.split(from).join(to);
-  return t
-    .replace(/elapsedTime=\d+\.\d+/g, 'elapsedTime=X')
-    .replace(/\/dev\/pts\/\d+/g, '/dev/pts/N')
-    .replace(/(h environment:\n)(h {2}.*\n)+/g, '$1<ENV>\n')
-    .replace(/eUpon execvpe[^]*?\n(e\w+Error: [^\n]*)\n/g, 'e<TRACEBACK>\n$1\n')
-    .replace(/(FileNotFoundError: \[Errno 2\] No such file or directory)[^\n]*/g, '$1')
-    // a failure's stack frames are the worker's own code: Python frames there, JS frames here
-    .replace(/(\[Failure instance: Traceback: [^\n]*\n)[^]*?\n\]/g, '$1<FRAMES>\n]')
-    // PB failures carry a formatted traceback: File "...", line N, in f / source line / --- <exception caught here> ---
-    .replace(/(?:^ *(?:File "[^\n]*", line \d+, in [^\n]*|--- <exception caught here> ---|--- &lt;exception caught here&gt; ---)\n(?: {4,}[^\n]*\n| *\n)*)+/gm, '<FRAMES>\n');
+  return (
+    t
+      .replace(/elapsedTime=\d+\.\d+/g, 'elapsedTime=X')
+      .replace(/\/dev\/pts\/\d+/g, '/dev/pts/N')
+      .replace(/(h environment:\n)(h {2}.*\n)+/g, '$1<ENV>\n')
+      .replace(/eUpon execvpe[^]*?\n(e\w+Error: [^\n]*)\n/g, 'e<TRACEBACK>\n$1\n')
+      .replace(/(FileNotFoundError: \[Errno 2\] No such file or directory)[^\n]*/g, '$1')
+      // a failure's stack frames are the worker's own code: Python frames there, JS frames here
+      .replace(/(\[Failure instance: Traceback: [^\n]*\n)[^]*?\n\]/g, '$1<FRAMES>\n]')
+      // PB failures carry a formatted traceback: File "...", line N, in f / source line / --- <exception caught here> ---
+      .replace(
+        /(?:^ *(?:File "[^\n]*", line \d+, in [^\n]*|--- <exception caught here> ---|--- &lt;exception caught here&gt; ---)\n(?: {4,}[^\n]*\n| *\n)*)+/gm,
+        '<FRAMES>\n',
+      )
+  );
 }
 
 function normalizeBuild(b: BuildResult, subs: [string, string][]) {
@@ -88,7 +92,11 @@ describe.each(protocols)('builds over %s', (protocol) => {
       },
       { name: 'trivial-bb', workernames: ['bb'], steps: `[steps.ShellCommand(name='hello', command='echo hello', logEnviron=False)]` },
       { name: 'info-bb', workernames: ['bb'], steps: `[WorkerInfoProbe(name='info')]` },
-      { name: 'drain', workernames: ['stopper'], steps: `[steps.ShellCommand(name='work', command='echo started; sleep 8; echo finished', logEnviron=False), steps.ShellCommand(name='next', command='echo next step', logEnviron=False)]` },
+      {
+        name: 'drain',
+        workernames: ['stopper'],
+        steps: `[steps.ShellCommand(name='work', command='echo started; sleep 8; echo finished', logEnviron=False), steps.ShellCommand(name='next', command='echo next step', logEnviron=False)]`,
+      },
       { name: 'long', workernames: ['stopper'], steps: `[steps.ShellCommand(name='work', command='echo started; sleep 300', logEnviron=False)]` },
     );
     master = await BuildbotMaster.start({
@@ -103,8 +111,22 @@ describe.each(protocols)('builds over %s', (protocol) => {
       pythonPreamble: PYTHON_PREAMBLE,
     });
     [ref, bb] = await Promise.all([
-      ReferenceWorker.start({ dir: path.join(scratch, 'ref'), masterPort: master.protocolPort, name: 'ref', password: PASSWORD, protocol, env: { LANG: 'C.UTF-8' } }),
-      BbagentWorker.start({ dir: path.join(scratch, 'bb'), masterPort: master.protocolPort, name: 'bb', password: PASSWORD, protocol, env: { LANG: 'C.UTF-8' } }),
+      ReferenceWorker.start({
+        dir: path.join(scratch, 'ref'),
+        masterPort: master.protocolPort,
+        name: 'ref',
+        password: PASSWORD,
+        protocol,
+        env: { LANG: 'C.UTF-8' },
+      }),
+      BbagentWorker.start({
+        dir: path.join(scratch, 'bb'),
+        masterPort: master.protocolPort,
+        name: 'bb',
+        password: PASSWORD,
+        protocol,
+        env: { LANG: 'C.UTF-8' },
+      }),
     ]);
     await Promise.all([master.waitForWorker('ref'), master.waitForWorker('bb')]);
   });
@@ -173,7 +195,13 @@ describe.each(protocols)('builds over %s', (protocol) => {
   });
 
   it('a wrong password gets a clear error and retries without crashing', async () => {
-    const wrong = await BbagentWorker.start({ dir: path.join(scratch, 'wrong'), masterPort: master.protocolPort, name: 'bb-wrong', password: 'nope', protocol });
+    const wrong = await BbagentWorker.start({
+      dir: path.join(scratch, 'wrong'),
+      masterPort: master.protocolPort,
+      name: 'bb-wrong',
+      password: 'nope',
+      protocol,
+    });
     try {
       await wrong.waitForOutput(/refused worker 'bb-wrong'[^\n]*\n[^]*refused worker 'bb-wrong'/, 30_000);
       expect(wrong.running).toBe(true);

@@ -32,7 +32,11 @@ describe('output pipeline against a real master (msgpack)', () => {
         { name: 'spool', workernames: ['bb'], steps: `[${floodStep('flood', limits('spool'))}]` },
         { name: 'truncate', workernames: ['bb'], steps: `[${floodStep('flood', limits('truncate'))}]` },
         { name: 'throttle', workernames: ['bb'], steps: `[${floodStep('flood', { ...limits('throttle'), BBAGENT_OUTPUT_RATE: '1M' })}]` },
-        { name: 'secret', workernames: ['bb'], steps: `[steps.ShellCommand(name='leak', command='echo "token is sw0rdfish"; printf sw0r; sleep 0.2; echo dfish', logEnviron=False)]` },
+        {
+          name: 'secret',
+          workernames: ['bb'],
+          steps: `[steps.ShellCommand(name='leak', command='echo "token is sw0rdfish"; printf sw0r; sleep 0.2; echo dfish', logEnviron=False)]`,
+        },
         { name: 'first', workernames: ['bb'], steps: `[steps.ShellCommand(name='first', command='date +%s.%N; sleep 4', logEnviron=False)]` },
       ],
       extraConfig: readFileSync(path.join(__dirname, '..', 'fixtures', 'master-deflate.py'), 'utf8'),

@@ -55,7 +55,6 @@ class RecordingLogger implements Logger {
   debug(): void {}
 }
 
-
 const haveBuildbot = existsSync('/usr/bin/buildbot') && findExecutable('buildbot-worker') !== undefined;
 
 describe.skipIf(!haveBuildbot)('PB against a real Buildbot 3.7 master', () => {
@@ -105,7 +104,11 @@ describe.skipIf(!haveBuildbot)('PB against a real Buildbot 3.7 master', () => {
       onShutdownRequest: () => shutdownRequests++,
       version: 'bbagent test',
     });
-    session = await connectPb({ host: '127.0.0.1', port: master.protocolPort, name: 'bb', password: PASSWORD, keepaliveS: 1, handshakeTimeoutMs: 10_000 }, bot, logger);
+    session = await connectPb(
+      { host: '127.0.0.1', port: master.protocolPort, name: 'bb', password: PASSWORD, keepaliveS: 1, handshakeTimeoutMs: 10_000 },
+      bot,
+      logger,
+    );
     await master.waitForWorker('bb');
   });
 

@@ -20,7 +20,13 @@ describe.each(protocols)('connection over %s', (protocol) => {
       dir: path.join(scratch, 'master'),
       protocol,
       workers: ['w-kill', 'w-graceful'].map((name) => ({ name, password: PASSWORD })),
-      builders: [{ name: 'graceful', workernames: ['w-graceful'], steps: `[steps.ShellCommand(name='work', command='echo started; sleep 6; echo done', logEnviron=False)]` }],
+      builders: [
+        {
+          name: 'graceful',
+          workernames: ['w-graceful'],
+          steps: `[steps.ShellCommand(name='work', command='echo started; sleep 6; echo done', logEnviron=False)]`,
+        },
+      ],
     });
   });
 
@@ -102,7 +108,11 @@ describe('PB over TLS with a self-signed CA', () => {
 
   it('refuses a master whose certificate the CA did not sign', async () => {
     const other = path.join(scratch, 'other-ca.pem');
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', path.join(scratch, 'other.key'), '-out', other, '-days', '2', '-subj', '/CN=other CA'], { stdio: 'pipe' });
+    execFileSync(
+      'openssl',
+      ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', path.join(scratch, 'other.key'), '-out', other, '-days', '2', '-subj', '/CN=other CA'],
+      { stdio: 'pipe' },
+    );
     const bad = await BbagentWorker.start({
       dir: path.join(scratch, 'tls-bad'),
       masterPort: master.protocolPort,

@@ -42,7 +42,10 @@ describe('BufferManager', () => {
     const sizes = sent.slice(0, 4).map((m) => (m[0] as { chunk: LineChunk }).chunk.indexes.length);
     expect(sizes).toEqual([2520, 2520, 2520, 2440]);
     expect(sent[4]!.map((i) => (i.kind === 'status' ? i.key : i.kind === 'text' ? i.key : 'log'))).toEqual(['rc', 'stdout', 'header']);
-    const all = sent.slice(0, 4).map((m) => (m[0] as { chunk: LineChunk }).chunk.text).join('');
+    const all = sent
+      .slice(0, 4)
+      .map((m) => (m[0] as { chunk: LineChunk }).chunk.text)
+      .join('');
     expect(all).toBe(lines(10000, 10).text);
   });
 

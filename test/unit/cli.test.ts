@@ -72,7 +72,7 @@ describe('bbagent', () => {
     expectRefused(bbagent(['--frob']), /^bbagent: unknown option '--frob'/);
   });
 
-  it('prints each command\'s help', () => {
+  it("prints each command's help", () => {
     for (const cmd of ['create-worker', 'start', 'stop', 'restart']) {
       const r = bbagent([cmd, '--help']);
       expect(r.code).toBe(0);
@@ -139,10 +139,36 @@ describe('bbagent create-worker', () => {
   it('stores every option', () => {
     const dir = freshDir();
     const r = bbagent([
-      'create-worker', '-q', '-r', '-k', '30', '--umask=022', '--maxdelay', '5', '--numcpus', '3',
-      '--protocol', 'msgpack_experimental_v7', '--maxretries', '7', '--connection-string', 'tls:m:1',
-      '--use-tls', '--tls-ca-file', '/etc/ca.pem', '--delete-leftover-dirs', '--allow-shutdown', 'file', '-s', '1000', '-l', 'None',
-      dir, '[::1]:4321', 'w2', 'p w',
+      'create-worker',
+      '-q',
+      '-r',
+      '-k',
+      '30',
+      '--umask=022',
+      '--maxdelay',
+      '5',
+      '--numcpus',
+      '3',
+      '--protocol',
+      'msgpack_experimental_v7',
+      '--maxretries',
+      '7',
+      '--connection-string',
+      'tls:m:1',
+      '--use-tls',
+      '--tls-ca-file',
+      '/etc/ca.pem',
+      '--delete-leftover-dirs',
+      '--allow-shutdown',
+      'file',
+      '-s',
+      '1000',
+      '-l',
+      'None',
+      dir,
+      '[::1]:4321',
+      'w2',
+      'p w',
     ]);
     expect(r).toEqual({ code: 0, stdout: '', stderr: '' });
     expect(JSON.parse(readFileSync(path.join(dir, 'bbagent.json'), 'utf8'))).toEqual({
@@ -322,7 +348,10 @@ describe('bbagent start with the real runtime (no master)', () => {
     let stdout = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-    await until(() => /Connecting to/.test(stdout), () => `stdout: ${stdout}`);
+    await until(
+      () => /Connecting to/.test(stdout),
+      () => `stdout: ${stdout}`,
+    );
     expect(readPidfile(path.join(dir, 'bbagent.pid'))).toBe(child.pid);
     expect(readFileSync(path.join(dir, 'bbagent.log'), 'utf8')).toMatch(/\[info\] Starting bbagent/);
 

@@ -94,9 +94,7 @@ describe('validateConfig', () => {
   });
 
   it('refuses missing required keys and non-objects', () => {
-    expect(configError(() => validateConfig({ masterHost: 'm' }, 'f.json', dir)).message).toBe(
-      'f.json: required keys masterPort, name, password are missing',
-    );
+    expect(configError(() => validateConfig({ masterHost: 'm' }, 'f.json', dir)).message).toBe('f.json: required keys masterPort, name, password are missing');
     expect(configError(() => validateConfig([1], 'f.json', dir)).message).toMatch(/^f\.json: expected a JSON object/);
   });
 
@@ -122,19 +120,23 @@ describe('loadConfig', () => {
 
   it('parses environment text for every kind of field', () => {
     writeFile(MINIMAL);
-    const c = loadConfig(dir, {}, {
-      BBAGENT_USE_TLS: 'yes',
-      BBAGENT_DELETE_LEFTOVER_DIRS: 'false',
-      BBAGENT_UMASK: '022',
-      BBAGENT_MAXRETRIES: 'None',
-      BBAGENT_NUMCPUS: '8',
-      BBAGENT_ALLOW_SHUTDOWN: 'file',
-      BBAGENT_PROTOCOL: 'pb',
-      BBAGENT_LOG_COUNT: 'null',
-      BBAGENT_CONNECTION_STRING: 'tls:m:9989',
-      BBAGENT_PASSWORD: ' with spaces ',
-      BBAGENT_LOG_SIZE: '', // empty: unset
-    });
+    const c = loadConfig(
+      dir,
+      {},
+      {
+        BBAGENT_USE_TLS: 'yes',
+        BBAGENT_DELETE_LEFTOVER_DIRS: 'false',
+        BBAGENT_UMASK: '022',
+        BBAGENT_MAXRETRIES: 'None',
+        BBAGENT_NUMCPUS: '8',
+        BBAGENT_ALLOW_SHUTDOWN: 'file',
+        BBAGENT_PROTOCOL: 'pb',
+        BBAGENT_LOG_COUNT: 'null',
+        BBAGENT_CONNECTION_STRING: 'tls:m:9989',
+        BBAGENT_PASSWORD: ' with spaces ',
+        BBAGENT_LOG_SIZE: '', // empty: unset
+      },
+    );
     expect(c).toMatchObject({
       useTls: true,
       deleteLeftoverDirs: false,

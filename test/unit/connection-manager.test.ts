@@ -7,7 +7,12 @@ import type { Logger } from '../../agent/log.js';
 
 function recordingLogger() {
   const lines: string[] = [];
-  const logger: Logger = { info: (m) => lines.push(`info ${m}`), warn: (m) => lines.push(`warn ${m}`), error: (m) => lines.push(`error ${m}`), debug: () => {} };
+  const logger: Logger = {
+    info: (m) => lines.push(`info ${m}`),
+    warn: (m) => lines.push(`warn ${m}`),
+    error: (m) => lines.push(`error ${m}`),
+    debug: () => {},
+  };
   return { lines, logger };
 }
 

@@ -161,7 +161,9 @@ describe('stat', () => {
 describe('listdir', () => {
   it('lists names in os.listdir order', async () => {
     const p = join(tmp, 'dir');
-    const want = JSON.parse(execFileSync('python3', ['-c', 'import os,sys,json; print(json.dumps(os.listdir(sys.argv[1])))', p], { encoding: 'utf8' })) as string[];
+    const want = JSON.parse(
+      execFileSync('python3', ['-c', 'import os,sys,json; print(json.dumps(os.listdir(sys.argv[1])))', p], { encoding: 'utf8' }),
+    ) as string[];
     expect(await run(listdirCommand, { path: p })).toEqual([
       ['status', 'files', want],
       ['status', 'rc', 0],
@@ -182,7 +184,9 @@ describe('listdir', () => {
 describe('glob', () => {
   it('sends python glob.glob(recursive=True) results', async () => {
     for (const pat of [join(tmp, 'dir', '*'), join(tmp, '**'), join(tmp, 'dir', '.*'), join(tmp, 'nothing*')]) {
-      const want = JSON.parse(execFileSync('python3', ['-c', 'import glob,sys,json; print(json.dumps(glob.glob(sys.argv[1], recursive=True)))', pat], { encoding: 'utf8' })) as string[];
+      const want = JSON.parse(
+        execFileSync('python3', ['-c', 'import glob,sys,json; print(json.dumps(glob.glob(sys.argv[1], recursive=True)))', pat], { encoding: 'utf8' }),
+      ) as string[];
       const events = await run(globCommand, { path: pat });
       expect(events).toEqual([
         ['status', 'files', want],

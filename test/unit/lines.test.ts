@@ -34,7 +34,12 @@ describe('LineBoundaryFinder (cases from worker-internals-experiments.txt)', () 
     const f = new LineBoundaryFinder(10, re());
     const r = f.append('0123456789abcdefghijklmnopqrstuvwxyz\n', 1.0)!;
     expect(r.text.replace(/\n/g, '')).toBe('0123456789abcdefghijklmnopqrstuvwxyz');
-    expect(r.text.split('\n').slice(0, -1).every((l) => l.length <= 9)).toBe(true);
+    expect(
+      r.text
+        .split('\n')
+        .slice(0, -1)
+        .every((l) => l.length <= 9),
+    ).toBe(true);
     expect(r.indexes).toEqual([...r.text].flatMap((c, i) => (c === '\n' ? [i] : [])));
     expect(r.times).toHaveLength(r.indexes.length);
   });

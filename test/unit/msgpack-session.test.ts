@@ -113,16 +113,37 @@ describe('msgpack session', () => {
     const s1 = master.send('get_worker_info');
     const info = await master.waitFor((m) => m['op'] === 'response' && m['seq_number'] === s1);
     expect(info['result']).toMatchObject({ system: 'posix' });
-    const s2 = master.send('set_worker_settings', { args: { newline_re: '(\\r\\n|\\r(?=.)|\\033\\[u|\\033\\[[0-9]+;[0-9]+[Hf]|\\033\\[2J|\\x08+)', max_line_length: 4096, buffer_timeout: 5, buffer_size: 65536 } });
+    const s2 = master.send('set_worker_settings', {
+      args: {
+        newline_re: '(\\r\\n|\\r(?=.)|\\033\\[u|\\033\\[[0-9]+;[0-9]+[Hf]|\\033\\[2J|\\x08+)',
+        max_line_length: 4096,
+        buffer_timeout: 5,
+        buffer_size: 65536,
+      },
+    });
     expect((await master.waitFor((m) => m['seq_number'] === s2 && m['op'] === 'response'))['is_exception']).toBeUndefined();
     const s3 = master.send('set_worker_settings', { args: { newline_re: 'x' } });
-    expect(await master.waitFor((m) => m['seq_number'] === s3 && m['op'] === 'response')).toMatchObject({ is_exception: true, result: 'message did not contain obligatory settings for worker' });
+    expect(await master.waitFor((m) => m['seq_number'] === s3 && m['op'] === 'response')).toMatchObject({
+      is_exception: true,
+      result: 'message did not contain obligatory settings for worker',
+    });
     const s4 = master.send('bogus_op');
-    expect(await master.waitFor((m) => m['seq_number'] === s4 && m['op'] === 'response')).toMatchObject({ is_exception: true, result: 'Command bogus_op does not exist.' });
+    expect(await master.waitFor((m) => m['seq_number'] === s4 && m['op'] === 'response')).toMatchObject({
+      is_exception: true,
+      result: 'Command bogus_op does not exist.',
+    });
     const s5 = master.send('start_command', { command_id: '7', command_name: 'nope', args: {} });
-    expect(await master.waitFor((m) => m['seq_number'] === s5 && m['op'] === 'response')).toMatchObject({ is_exception: true, result: "unrecognized WorkerCommand 'nope'" });
+    expect(await master.waitFor((m) => m['seq_number'] === s5 && m['op'] === 'response')).toMatchObject({
+      is_exception: true,
+      result: "unrecognized WorkerCommand 'nope'",
+    });
 
-    master.send('start_command', { builder_name: 'b', command_id: '8', command_name: 'shell', args: { workdir: os.tmpdir(), command: 'echo hi; printf tail', logEnviron: false } });
+    master.send('start_command', {
+      builder_name: 'b',
+      command_id: '8',
+      command_name: 'shell',
+      args: { workdir: os.tmpdir(), command: 'echo hi; printf tail', logEnviron: false },
+    });
     const complete = await master.waitFor((m) => m['op'] === 'complete' && m['command_id'] === '8');
     expect(complete['args']).toBeNull();
     const updates = master.received.filter((m) => m['op'] === 'update' && m['command_id'] === '8').flatMap((m) => m['args'] as [string, unknown][]);
@@ -144,7 +165,11 @@ describe('msgpack session', () => {
     master = new FakeMaster('pw');
     const ws = await connectMsgpack({ host: '127.0.0.1', port: master.port, name: 'w1', password: 'pw', tls: false, handshakeTimeoutMs: 5000 });
     let stopped = false;
-    new MsgpackSession(ws, makeBot(() => (stopped = true)), silentLogger);
+    new MsgpackSession(
+      ws,
+      makeBot(() => (stopped = true)),
+      silentLogger,
+    );
     await new Promise((r) => setTimeout(r, 50));
     const s = master.send('shutdown');
     await master.waitFor((m) => m['op'] === 'response' && m['seq_number'] === s);

@@ -63,10 +63,7 @@ describe('output pipeline', () => {
   it('spool policy: head live, markers with the held bytes and a tail, full output in the spool', async () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'bbagent-spool-'));
     const clock = new Clock();
-    const { out, messages } = pipeline(
-      { limits: { rate: 1000, burst: 2000, policy: 'spool' }, openSpool: () => new Spool(dir, 'step1') },
-      clock,
-    );
+    const { out, messages } = pipeline({ limits: { rate: 1000, burst: 2000, policy: 'spool' }, openSpool: () => new Spool(dir, 'step1') }, clock);
     let all = '';
     for (let i = 0; i < 1000; i++) {
       const line = `line ${String(i).padStart(5, '0')} ${'x'.repeat(40)}\n`;
@@ -137,7 +134,10 @@ describe('output pipeline', () => {
     out.text('stdout', 'ter2\n');
     out.log('build.log', 'token=hunter2');
     await out.finish();
-    const all = messages.flat().map((i) => (i.kind === 'status' ? '' : i.chunk.text)).join('');
+    const all = messages
+      .flat()
+      .map((i) => (i.kind === 'status' ? '' : i.chunk.text))
+      .join('');
     expect(all).not.toContain('hunter2');
     expect(text(messages, 'stdout')).toBe('password: <redacted>\n');
   });
@@ -155,7 +155,13 @@ describe('output pipeline', () => {
   it('a 20 MiB line without newlines and NUL bytes pass in bounded pieces', async () => {
     const sizes: number[] = [];
     const t = fakeTimers();
-    const out = new CommandOutput(defaultOutputSettings(), PLAIN_OUTPUT, (m) => m.forEach((i) => i.kind !== 'status' && sizes.push(i.chunk.text.length)), new Clock().now, t.timers);
+    const out = new CommandOutput(
+      defaultOutputSettings(),
+      PLAIN_OUTPUT,
+      (m) => m.forEach((i) => i.kind !== 'status' && sizes.push(i.chunk.text.length)),
+      new Clock().now,
+      t.timers,
+    );
     const chunk = 'z\0'.repeat(32 * 1024);
     for (let i = 0; i < 320; i++) out.text('stdout', chunk);
     await out.finish();

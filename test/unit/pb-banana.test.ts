@@ -189,9 +189,13 @@ describe('banana decode', () => {
     const limit = encode(Buffer.alloc(SIZE_LIMIT, 1));
     expect((decodeOne(limit) as Buffer).length).toBe(SIZE_LIMIT);
     const over = Buffer.from([0x01, 0x00, 0x28, 0x82]); // 655361
-    expect(() => new BananaDecoder('pb').feed(over)).toThrow(expect.objectContaining({ code: 'E_BANANA', message: expect.stringContaining('string too long') }));
+    expect(() => new BananaDecoder('pb').feed(over)).toThrow(
+      expect.objectContaining({ code: 'E_BANANA', message: expect.stringContaining('string too long') }),
+    );
     const overList = Buffer.from([0x01, 0x00, 0x28, 0x80]);
-    expect(() => new BananaDecoder('pb').feed(overList)).toThrow(expect.objectContaining({ code: 'E_BANANA', message: expect.stringContaining('list too long') }));
+    expect(() => new BananaDecoder('pb').feed(overList)).toThrow(
+      expect.objectContaining({ code: 'E_BANANA', message: expect.stringContaining('list too long') }),
+    );
   });
 
   it('refuses bad type bytes, unknown VOCAB, VOCAB outside dialect pb, and too deep nesting', () => {
@@ -279,7 +283,21 @@ describe('banana fuzz', () => {
       }
     }
     // truncations of a valid stream: never an error, just nothing (or less) decoded
-    const wire = encode([b('message'), 1, 2, b('print'), 1, [b('tuple')], [b('dictionary'), [[b('unicode'), b('message')], [b('unicode'), b('hi')]]]]);
+    const wire = encode([
+      b('message'),
+      1,
+      2,
+      b('print'),
+      1,
+      [b('tuple')],
+      [
+        b('dictionary'),
+        [
+          [b('unicode'), b('message')],
+          [b('unicode'), b('hi')],
+        ],
+      ],
+    ]);
     for (let cut = 0; cut < wire.length; cut++) expect(new BananaDecoder('pb').feed(wire.subarray(0, cut))).toEqual([]);
     expect(Date.now() - started).toBeLessThan(10_000);
   });

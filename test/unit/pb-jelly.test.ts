@@ -38,10 +38,7 @@ describe('jelly encode (spec §2 byte examples)', () => {
 
   it('encodes the update of a log item like the capture', () => {
     const v = new PyTuple([[[{ log: new PyTuple(['mylog', 'logline3\n']) }, 0]]]);
-    expect(jelly(v)).toEqual([
-      b('tuple'),
-      [b('list'), [b('list'), [b('dictionary'), [u('log'), [b('tuple'), u('mylog'), u('logline3\n')]]], 0]],
-    ]);
+    expect(jelly(v)).toEqual([b('tuple'), [b('list'), [b('list'), [b('dictionary'), [u('log'), [b('tuple'), u('mylog'), u('logline3\n')]]], 0]]]);
   });
 
   it('writes U+FFFD for lone surrogates (the master decodes UTF-8 strictly)', () => {

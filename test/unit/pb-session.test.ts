@@ -208,7 +208,14 @@ class FakeMaster {
   }
 
   sendError(reqId: number, type: string, value: string): void {
-    const f = new CopyableFailure({ type, value, traceback: 'Traceback unavailable\n', parents: [type, 'builtins.object'], unsafeTracebacks: false, pickled: true });
+    const f = new CopyableFailure({
+      type,
+      value,
+      traceback: 'Traceback unavailable\n',
+      parents: [type, 'builtins.object'],
+      unsafeTracebacks: false,
+      pickled: true,
+    });
     this.send([atom('error'), reqId, jelly(f)]);
   }
 
@@ -435,7 +442,27 @@ describe('pb session: TLS', () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'bbagent-pb-tls-'));
     const key = path.join(dir, 'key.pem');
     const cert = path.join(dir, 'cert.pem');
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'], { stdio: 'ignore' });
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-keyout',
+        key,
+        '-out',
+        cert,
+        '-days',
+        '1',
+        '-subj',
+        '/CN=localhost',
+        '-addext',
+        'subjectAltName=DNS:localhost,IP:127.0.0.1',
+      ],
+      { stdio: 'ignore' },
+    );
     const creds = { key: readFileSync(key), cert: readFileSync(cert) };
     master = new FakeMaster('pass', { tls: creds });
     await master.listening;
@@ -468,7 +495,11 @@ describe('pb session: commands', () => {
       interruptSignal: 'KILL',
       command: 'echo out1; echo err1 >&2; echo $MYVAR',
     });
-    const text = (k: string) => updates.filter((u) => k in u).map((u) => u[k] as string).join('');
+    const text = (k: string) =>
+      updates
+        .filter((u) => k in u)
+        .map((u) => u[k] as string)
+        .join('');
     expect(text('stdout')).toBe('out1\nmyvalue\n');
     expect(text('stderr')).toBe('err1\n');
     expect(text('header')).toContain(`in dir ${path.join(basedir, 'builder1', 'build')}`);
@@ -490,7 +521,11 @@ describe('pb session: commands', () => {
       command: ['echo', 'hello', new PyTuple(['obfuscated', 'real-secret', 'XXXX'])],
       logEnviron: false,
     });
-    const text = (k: string) => updates.filter((u) => k in u).map((u) => u[k] as string).join('');
+    const text = (k: string) =>
+      updates
+        .filter((u) => k in u)
+        .map((u) => u[k] as string)
+        .join('');
     expect(text('stdout')).toBe('hello real-secret\n');
     expect(text('header')).toContain('echo hello XXXX');
     expect(text('header')).not.toContain('real-secret');
@@ -575,12 +610,20 @@ describe('pb session: commands', () => {
     expect(err).toBeInstanceOf(CopiedFailure);
     expect(err.type).toBe('buildbot_worker.base.UnknownCommand');
     expect(err.value).toBe("unrecognized WorkerCommand 'bogus'");
-    expect(err.parents).toEqual(['buildbot_worker.base.UnknownCommand', 'twisted.spread.pb.Error', 'builtins.Exception', 'builtins.BaseException', 'builtins.object']);
+    expect(err.parents).toEqual([
+      'buildbot_worker.base.UnknownCommand',
+      'twisted.spread.pb.Error',
+      'builtins.Exception',
+      'builtins.BaseException',
+      'builtins.object',
+    ]);
     expect(err.state).toMatchObject({ unsafeTracebacks: false, traceback: 'Traceback unavailable\n' });
     expect(err.state).not.toHaveProperty('pickled');
     await m.waitFor(() => m.decrefs.includes(ref.luid), 'decref of the refused command');
     // missing arguments: ValueError, as buildbot-worker's Command.setup raises
-    const err2 = (await m.call(m.builders['builder1']!.luid, 'startCommand', [m.newRef(), '62', 'shell', { workdir: 'x' }]).catch((e: unknown) => e)) as CopiedFailure;
+    const err2 = (await m
+      .call(m.builders['builder1']!.luid, 'startCommand', [m.newRef(), '62', 'shell', { workdir: 'x' }])
+      .catch((e: unknown) => e)) as CopiedFailure;
     expect(err2.type).toBe('builtins.ValueError');
     expect(err2.value).toContain('missing args: command');
     await m.waitFor(() => m.liveRefs.length === 1, 'all references released');
@@ -619,9 +662,7 @@ describe('pb session: commands', () => {
     await m.call(m.builders['builder1']!.luid, 'startCommand', [ref, '63', 'shell', { workdir: '.', command: 'echo started; sleep 30', logEnviron: false }]);
     expect(await m.call(m.builders['builder1']!.luid, 'interruptCommand', ['63', 'interrupt test'])).toBeNull();
     await m.waitFor(() => m.callsTo(ref.luid, 'complete')[0], 'complete after interrupt');
-    const rc = m.callsTo(ref.luid, 'update').flatMap((c) =>
-      (c.args[0] as [Record<string, unknown>, number][]).flatMap(([d]) => ('rc' in d ? [d['rc']] : [])),
-    );
+    const rc = m.callsTo(ref.luid, 'update').flatMap((c) => (c.args[0] as [Record<string, unknown>, number][]).flatMap(([d]) => ('rc' in d ? [d['rc']] : [])));
     expect(rc).toEqual([-1]);
   });
 
@@ -699,7 +740,12 @@ describe('pb session: life cycle', () => {
   });
 
   it('handles setBuilderList again: same objects for kept builders, removed ones dropped', async () => {
-    const { m } = await attach({ builders: [['a', 'a'], ['b', 'b']] });
+    const { m } = await attach({
+      builders: [
+        ['a', 'a'],
+        ['b', 'b'],
+      ],
+    });
     expect(m.builders).toEqual({ a: new WorkerRef(2), b: new WorkerRef(3) });
     const again = await m.call(1, 'setBuilderList', [[new PyTuple(['b', 'b']), new PyTuple(['c', 'c'])]]);
     expect(again).toEqual({ b: new WorkerRef(3), c: new WorkerRef(4) });

@@ -156,10 +156,7 @@ const PATTERNS = [
 describe('pyGlob', () => {
   it('matches python3 glob.glob(recursive=True) exactly (order included)', () => {
     const pats = PATTERNS.map((p) => (p === '' ? root + '/' : join(root, p) + (p.endsWith('/') ? '/' : '')));
-    const expected = python(
-      'import glob, json, sys\nprint(json.dumps([glob.glob(p, recursive=True) for p in json.loads(sys.argv[1])]))',
-      pats,
-    ) as string[][];
+    const expected = python('import glob, json, sys\nprint(json.dumps([glob.glob(p, recursive=True) for p in json.loads(sys.argv[1])]))', pats) as string[][];
     pats.forEach((p, i) => {
       expect({ pattern: p, files: pyGlob(p, true) }).toEqual({ pattern: p, files: expected[i] });
     });
@@ -178,10 +175,7 @@ describe('pyGlob', () => {
 
   it('without recursive, ** is a plain *', () => {
     const pats = [join(root, '**'), join(root, '**/*.txt')];
-    const expected = python(
-      'import glob, json, sys\nprint(json.dumps([glob.glob(p) for p in json.loads(sys.argv[1])]))',
-      pats,
-    ) as string[][];
+    const expected = python('import glob, json, sys\nprint(json.dumps([glob.glob(p) for p in json.loads(sys.argv[1])]))', pats) as string[][];
     pats.forEach((p, i) => expect(pyGlob(p, false)).toEqual(expected[i]));
   });
 });
@@ -190,9 +184,47 @@ describe('fnmatchcase', () => {
   it('agrees with python3 fnmatch.fnmatchcase', () => {
     const names = ['abc', 'a', '', '.x', 'a-b', 'a]b', 'a\\b', 'a[b', 'x\ny', 'aXbXc', 'ab', 'é', '😀', '^', '!', '-', ']', 'b', 'z', 'aab', 'abab'];
     const pats = [
-      '*', '?', 'a*', '*b', 'a*b*c', '*a*b', 'a?b', '[a-c]', '[!a-c]', '[]]', '[!]]', '[]-]', '[!]-]', '[-]', '[a-]',
-      '[--b]', '[z-a]', '[a-c-]', 'a[\\]b', 'a\\b', '[\\-^]', '[^a]', '[!^]', 'x?y', 'x*y', '[é]', '[😀]', '?', '[!]',
-      '[]', '[', 'a[', '[[]', '*a*a*', '*ab', 'a*ab', '*b*b', '[&&]', '[~]', '[|]', '[a-z&&[^b]]',
+      '*',
+      '?',
+      'a*',
+      '*b',
+      'a*b*c',
+      '*a*b',
+      'a?b',
+      '[a-c]',
+      '[!a-c]',
+      '[]]',
+      '[!]]',
+      '[]-]',
+      '[!]-]',
+      '[-]',
+      '[a-]',
+      '[--b]',
+      '[z-a]',
+      '[a-c-]',
+      'a[\\]b',
+      'a\\b',
+      '[\\-^]',
+      '[^a]',
+      '[!^]',
+      'x?y',
+      'x*y',
+      '[é]',
+      '[😀]',
+      '?',
+      '[!]',
+      '[]',
+      '[',
+      'a[',
+      '[[]',
+      '*a*a*',
+      '*ab',
+      'a*ab',
+      '*b*b',
+      '[&&]',
+      '[~]',
+      '[|]',
+      '[a-z&&[^b]]',
     ];
     const expected = python(
       'import fnmatch, json, sys\nd = json.loads(sys.argv[1])\nprint(json.dumps([[fnmatch.fnmatchcase(n, p) for n in d["names"]] for p in d["pats"]]))',

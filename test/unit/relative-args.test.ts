@@ -34,7 +34,11 @@ describe('relativeArgs (pb.py protocol_args_setup)', () => {
 
   it('shell and transfers', () => {
     expect(rel('shell', { workdir: 'build', command: 'ls' })).toEqual({ workdir: '/w/builder1/build', command: 'ls' });
-    expect(rel('uploadFile', { workdir: 'build', workersrc: 'out/a.txt', blocksize: 1, maxsize: null })).toEqual({ path: '/w/builder1/build/out/a.txt', blocksize: 1, maxsize: null });
+    expect(rel('uploadFile', { workdir: 'build', workersrc: 'out/a.txt', blocksize: 1, maxsize: null })).toEqual({
+      path: '/w/builder1/build/out/a.txt',
+      blocksize: 1,
+      maxsize: null,
+    });
     expect(rel('uploadDirectory', { workdir: 'build', workersrc: '~/x', blocksize: 1 })).toEqual({ path: '/home/bb/x', blocksize: 1 });
     expect(rel('downloadFile', { workdir: 'build', workerdest: '/abs/f', mode: null })).toEqual({ path: '/abs/f', mode: null });
   });

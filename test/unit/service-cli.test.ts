@@ -7,11 +7,25 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createWorkerCommand } from '../../agent/cli/create-worker.js';
 import type { CliIO } from '../../agent/cli/io.js';
-import { STATUS_NOT_INSTALLED, STATUS_RUNNING, STATUS_STOPPED, serviceCommand, serviceNameFor, superviseWorker, type SupervisorChild } from '../../agent/cli/service.js';
+import {
+  STATUS_NOT_INSTALLED,
+  STATUS_RUNNING,
+  STATUS_STOPPED,
+  serviceCommand,
+  serviceNameFor,
+  superviseWorker,
+  type SupervisorChild,
+} from '../../agent/cli/service.js';
 import { ServiceError, type ServiceManager, type ServiceSpec, type ServiceStatus } from '../../platforms/index.js';
 
 function recordingIO(): CliIO & { lines: string[]; errors: string[] } {
-  const io = { lines: [] as string[], errors: [] as string[], env: {} as NodeJS.ProcessEnv, out: (l: string) => io.lines.push(l), err: (l: string) => io.errors.push(l) };
+  const io = {
+    lines: [] as string[],
+    errors: [] as string[],
+    env: {} as NodeJS.ProcessEnv,
+    out: (l: string) => io.lines.push(l),
+    err: (l: string) => io.errors.push(l),
+  };
   return io;
 }
 

@@ -30,12 +30,13 @@ async function run(args: Record<string, unknown>, name = 'shell', during?: (h: C
   return ch;
 }
 
-
 describe('shell', () => {
   it('runs a string through /bin/sh with the reference header', async () => {
     const ch = await run({ command: 'echo out1; echo err1 >&2; printf partial', timeout: 1200 });
     const header = ch.text('header');
-    expect(header).toMatch(/^echo out1; echo err1 >&2; printf partial\n in dir .*\/build \(timeout 1200 secs\)\n watching logfiles \{\}\n argv: b'echo out1; echo err1 >&2; printf partial'\n environment:\n  HOME=.*\n  LANG=C.UTF-8\n  PATH=.*\n  PWD=.*\/build\n using PTY: False\nelapsedTime=\d+\.\d{6}\n$/);
+    expect(header).toMatch(
+      /^echo out1; echo err1 >&2; printf partial\n in dir .*\/build \(timeout 1200 secs\)\n watching logfiles \{\}\n argv: b'echo out1; echo err1 >&2; printf partial'\n environment:\n  HOME=.*\n  LANG=C.UTF-8\n  PATH=.*\n  PWD=.*\/build\n using PTY: False\nelapsedTime=\d+\.\d{6}\n$/,
+    );
     expect(ch.text('stdout')).toBe('out1\npartial\n');
     expect(ch.text('stderr')).toBe('err1\n');
     expect(ch.status('rc')).toEqual([0]);

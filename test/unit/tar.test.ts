@@ -74,7 +74,7 @@ beforeAll(() => {
   src = join(tmp, 'src');
   const files: Record<string, Buffer | string> = {
     'a.txt': 'hello\n',
-    'empty': '',
+    empty: '',
     'sub/b.txt': 'b'.repeat(513),
     'sub/deeper/c.bin': randomBytes(1000),
     [`${LONG_DIR}/${LONG_FILE}`]: 'long name\n',
@@ -183,9 +183,13 @@ describe('tar writer', () => {
     expect(data[156]).toBe('x'.charCodeAt(0));
     expect(data.subarray(512, 512 + 40).toString('latin1')).toMatch(/^\d+ mtime=\d+(\.\d+)?\n/);
     expect(data.subarray(1024, 1026).toString('latin1')).toBe('/\0');
-    const names = execFileSync('python3', ['-c', "import tarfile,sys\nprint('\\n'.join(repr(m.name) for m in tarfile.open(sys.argv[1],'r|')))", join(tmp, 'out-null.tar')], {
-      encoding: 'utf8',
-    }).split('\n');
+    const names = execFileSync(
+      'python3',
+      ['-c', "import tarfile,sys\nprint('\\n'.join(repr(m.name) for m in tarfile.open(sys.argv[1],'r|')))", join(tmp, 'out-null.tar')],
+      {
+        encoding: 'utf8',
+      },
+    ).split('\n');
     expect(names[0]).toBe("''");
     expect(names).toContain("'sub/b.txt'");
     expect(names).toContain(`'${LONG_DIR}/${LONG_FILE}'`);
@@ -256,10 +260,14 @@ describe('tar writer', () => {
 
   it('a file that is not a directory is archived as one member named ""', async () => {
     const data = await archive(join(src, 'a.txt'), null);
-    const out = execFileSync('python3', ['-c', "import tarfile,sys\nprint([(m.name, m.size, m.isfile()) for m in tarfile.open(fileobj=sys.stdin.buffer, mode='r|')])"], {
-      input: data,
-      encoding: 'utf8',
-    });
+    const out = execFileSync(
+      'python3',
+      ['-c', "import tarfile,sys\nprint([(m.name, m.size, m.isfile()) for m in tarfile.open(fileobj=sys.stdin.buffer, mode='r|')])"],
+      {
+        input: data,
+        encoding: 'utf8',
+      },
+    );
     expect(out.trim()).toBe("[('', 6, True)]");
   });
 });
@@ -292,19 +300,29 @@ describe('tar headers', () => {
     // python agrees on what the header means
     const parsed = execFileSync(
       'python3',
-      ['-c', "import tarfile,sys,io\nb=sys.stdin.buffer.read()\nt=tarfile.open(fileobj=io.BytesIO(b+bytes(10240)),mode='r:')\nm=t.next()\nprint(m.name,m.size,m.gid,m.mtime)"],
+      [
+        '-c',
+        "import tarfile,sys,io\nb=sys.stdin.buffer.read()\nt=tarfile.open(fileobj=io.BytesIO(b+bytes(10240)),mode='r:')\nm=t.next()\nprint(m.name,m.size,m.gid,m.mtime)",
+      ],
       { input: h, encoding: 'utf8' },
     );
     expect(parsed.trim()).toBe('big.iso 8589934592 3000000 -1.5');
   });
 
   it('float repr and rounding match python', () => {
-    const vals = [1795561837.2578204, 1700000000, 1e16, 1.5e16, 1e-5, 0.0001, 123, -1.5, 5e-324, 1.7976931348623157e308, 0.1, 12345678901234567, 2.5, 3.5, 1795561837.5, 0.5, 1.0000000000000002];
+    const vals = [
+      1795561837.2578204, 1700000000, 1e16, 1.5e16, 1e-5, 0.0001, 123, -1.5, 5e-324, 1.7976931348623157e308, 0.1, 12345678901234567, 2.5, 3.5, 1795561837.5,
+      0.5, 1.0000000000000002,
+    ];
     for (let i = 0; i < 50; i++) vals.push(Math.random() * 2e9, (Math.random() - 0.5) * 10 ** Math.floor(Math.random() * 40 - 20));
     const py = JSON.parse(
-      execFileSync('python3', ['-c', 'import json,sys\nv=json.loads(sys.argv[1])\nprint(json.dumps([[repr(float(x)), round(float(x))] for x in v]))', JSON.stringify(vals)], {
-        encoding: 'utf8',
-      }),
+      execFileSync(
+        'python3',
+        ['-c', 'import json,sys\nv=json.loads(sys.argv[1])\nprint(json.dumps([[repr(float(x)), round(float(x))] for x in v]))', JSON.stringify(vals)],
+        {
+          encoding: 'utf8',
+        },
+      ),
     ) as [string, number][];
     vals.forEach((v, i) => {
       expect([v, pyFloatRepr(v)]).toEqual([v, py[i]![0]]);

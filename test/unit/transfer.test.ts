@@ -7,15 +7,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, truncateSync, u
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type {
-  CommandArgs,
-  CommandDefinition,
-  CommandEnv,
-  CommandIO,
-  RemoteReader,
-  RemoteWriter,
-  StatusValue,
-} from '../../agent/commands/types.js';
+import type { CommandArgs, CommandDefinition, CommandEnv, CommandIO, RemoteReader, RemoteWriter, StatusValue } from '../../agent/commands/types.js';
 import { downloadFileCommand } from '../../agent/commands/download-file.js';
 import { uploadDirectoryCommand } from '../../agent/commands/upload-directory.js';
 import { uploadFileCommand } from '../../agent/commands/upload-file.js';
@@ -375,7 +367,15 @@ describe('upload_directory', () => {
 });
 
 describe('download_file', () => {
-  const down = (path: string, extra: CommandArgs = {}): CommandArgs => ({ path, blocksize: 4096, maxsize: null, mode: null, workdir: 'w', workerdest: 'x', ...extra });
+  const down = (path: string, extra: CommandArgs = {}): CommandArgs => ({
+    path,
+    blocksize: 4096,
+    maxsize: null,
+    mode: null,
+    workdir: 'w',
+    workerdest: 'x',
+    ...extra,
+  });
 
   it('is registered under both names', () => {
     expect(downloadFileCommand.names).toEqual(['download_file', 'downloadFile']);

@@ -141,7 +141,8 @@ export class MsgpackSession {
         const id = String(need('command_id'));
         const name = String(need('command_name'));
         const args = need('args');
-        if (typeof args !== 'object' || args === null || Array.isArray(args)) throw new AgentError('E_MSGPACK_ARGS', `start_command ${name}: 'args' must be a map`);
+        if (typeof args !== 'object' || args === null || Array.isArray(args))
+          throw new AgentError('E_MSGPACK_ARGS', `start_command ${name}: 'args' must be a map`);
         void this.bot.startCommand(name, id, args as Record<string, unknown>, this.channel(id, name));
         return null;
       }
@@ -158,8 +159,7 @@ export class MsgpackSession {
   }
 
   private channel(commandId: string, commandName: string): CommandChannel {
-    const call = (op: string, fields: Record<string, unknown> = {}): Promise<unknown> =>
-      this.request(op, { ...fields, command_id: commandId });
+    const call = (op: string, fields: Record<string, unknown> = {}): Promise<unknown> => this.request(op, { ...fields, command_id: commandId });
     const dir = DIRECTORY_UPLOADS.has(commandName);
     const writer: RemoteWriter = {
       write: async (data) => {

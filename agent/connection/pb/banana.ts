@@ -375,7 +375,10 @@ export function atom(s: string): Buffer {
 
 /** The server's first bytes: LIST["pb", "none"], never with VOCAB. */
 export function dialectOffer(): Buffer {
-  return encode(KNOWN_DIALECTS.map((d) => atom(d)), { vocab: false });
+  return encode(
+    KNOWN_DIALECTS.map((d) => atom(d)),
+    { vocab: false },
+  );
 }
 
 /**

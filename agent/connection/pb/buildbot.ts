@@ -76,7 +76,6 @@ function py(type: string, ...parents: string[]): PythonError {
   return { pyType: type, pyParents: [type, ...parents, ...EXC_TAIL] };
 }
 
-
 /** Which Python exception the master sees for an error our methods threw (error answers). */
 export function describePbError(err: unknown): PythonError {
   const e = err as Partial<PythonError> & { code?: unknown; pyType?: unknown };

@@ -29,10 +29,14 @@ export interface LoginOptions {
 export async function pbLogin(broker: Broker, mind: Referenceable, o: LoginOptions): Promise<RemoteReference> {
   const who = `worker '${o.name}'`;
   const fail = (err: unknown, stage: string): AgentError => {
-    if (err instanceof ConnectionLostError) return new AgentError('E_CONNECTION_LOST', `master at ${o.master} closed the connection during login of ${who} (${stage}): ${err.message}`);
+    if (err instanceof ConnectionLostError)
+      return new AgentError('E_CONNECTION_LOST', `master at ${o.master} closed the connection during login of ${who} (${stage}): ${err.message}`);
     if (err instanceof PbRemoteError) {
       if (err.failure?.check(UNAUTHORIZED)) return new AgentError('E_AUTH', `master at ${o.master} refused ${who}: wrong worker name or password`);
-      return new AgentError('E_LOGIN', `master at ${o.master} refused the login of ${who} (${stage}): ${err.failure ? `${err.failure.type}: ${err.failure.value}` : err.message}`);
+      return new AgentError(
+        'E_LOGIN',
+        `master at ${o.master} refused the login of ${who} (${stage}): ${err.failure ? `${err.failure.type}: ${err.failure.value}` : err.message}`,
+      );
     }
     if (err instanceof AgentError) return err;
     return new AgentError('E_LOGIN', `login of ${who} at ${o.master} failed (${stage}): ${String(err)}`);
