@@ -1,7 +1,9 @@
 // Connection-level behaviour over both protocols against a real master: master-initiated shutdown,
 // worker-initiated graceful shutdown (PB), and PB over TLS with a self-signed CA.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import tls from 'node:tls';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -27,6 +29,8 @@ describe.each(protocols)('connection over %s', (protocol) => {
           steps: `[steps.ShellCommand(name='work', command='echo started; sleep 6; echo done', logEnviron=False)]`,
         },
       ],
+      // the master's keepalive (3600 s in 3.7, not configurable) every second, to see the agent answer it
+      extraConfig: `from buildbot.worker.protocols import pb as _kp, msgpack as _km\n_kp.Connection.keepalive_interval = 1\n_km.Connection.keepalive_interval = 1`,
     });
   });
 
@@ -34,9 +38,23 @@ describe.each(protocols)('connection over %s', (protocol) => {
     await master?.stop();
   });
 
-  it('master-initiated shutdown (kill) stops the agent cleanly', async () => {
-    const w = await BbagentWorker.start({ dir: path.join(scratch, 'w-kill'), masterPort: master.protocolPort, name: 'w-kill', password: PASSWORD, protocol });
+  it('keepalives both ways, then master-initiated shutdown (kill) stops the agent cleanly', async () => {
+    const w = await BbagentWorker.start({
+      dir: path.join(scratch, 'w-kill'),
+      masterPort: master.protocolPort,
+      name: 'w-kill',
+      password: PASSWORD,
+      protocol,
+      createArgs: ['--keepalive=1'],
+    });
     await master.waitForWorker('w-kill');
+    // master -> worker: PB print("keepalive"), msgpack's keepalive op; both answered (the master drops a
+    // worker whose keepalive fails). worker -> master (PB only): avatar.keepalive() every second
+    await w.waitForOutput(
+      protocol === 'pb' ? /message from master: keepalive[^]*message from master: keepalive/ : /keepalive from master[^]*keepalive from master/,
+    );
+    expect(w.output).not.toMatch(/keepalive failed|error sending keepalive/);
+    expect((await master.worker('w-kill'))?.connected_to.length).toBe(1);
     await master.controlWorker('w-kill', 'kill', 'test');
     expect(await w.exited).toBe(0);
     expect(w.output).toContain('worker shutting down on command from master');
@@ -64,6 +82,68 @@ describe.each(protocols)('connection over %s', (protocol) => {
   });
 });
 
+/** A private CA and a certificate for 127.0.0.1 signed by it, made with openssl. */
+function makePki(dir: string): void {
+  execFileSync('mkdir', ['-p', dir]);
+  const ssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
+  ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=bbagent test CA');
+  ssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'master.key', '-out', 'master.csr', '-subj', '/CN=127.0.0.1');
+  writeFileSync(path.join(dir, 'san.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
+  ssl('x509', '-req', '-in', 'master.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'master.pem', '-days', '2', '-extfile', 'san.ext');
+}
+
+describe('msgpack over wss:// (the 3.7 master speaks plain ws: a TLS-terminating proxy in front, as deployed)', () => {
+  const scratch = mkdtempSync(path.join(os.tmpdir(), 'bbagent-wss-'));
+  const pki = path.join(scratch, 'pki');
+  let master: BuildbotMaster;
+  let proxy: tls.Server;
+  let w: BbagentWorker | undefined;
+
+  beforeAll(async () => {
+    makePki(pki);
+    master = await BuildbotMaster.start({
+      dir: path.join(scratch, 'master'),
+      protocol: 'msgpack',
+      workers: [{ name: 'wss', password: PASSWORD }],
+      builders: [{ name: 'hello', workernames: ['wss'], steps: `[steps.ShellCommand(name='hello', command='echo over wss', logEnviron=False)]` }],
+    });
+    proxy = tls.createServer({ key: readFileSync(path.join(pki, 'master.key')), cert: readFileSync(path.join(pki, 'master.pem')) }, (client) => {
+      const upstream = net.connect(master.protocolPort, '127.0.0.1');
+      client.pipe(upstream).pipe(client);
+      const end = () => {
+        client.destroy();
+        upstream.destroy();
+      };
+      client.on('error', end);
+      upstream.on('error', end);
+      client.on('close', end);
+      upstream.on('close', end);
+    });
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', () => r()));
+  });
+
+  afterAll(async () => {
+    await w?.stop();
+    proxy?.close();
+    await master?.stop();
+  });
+
+  it('connects with wss://, verifies the proxy against the CA, and runs a build', async () => {
+    w = await BbagentWorker.start({
+      dir: path.join(scratch, 'wss'),
+      masterPort: (proxy.address() as net.AddressInfo).port,
+      name: 'wss',
+      password: PASSWORD,
+      protocol: 'msgpack',
+      createArgs: ['--use-tls', `--tls-ca-file=${pki}/ca.pem`],
+    });
+    await master.waitForWorker('wss');
+    const build = await master.runBuild('hello');
+    expect(channelText(findLog(findStep(build, 'hello')), 'o')).toBe('over wss\n');
+    expect(w.output).toContain('(msgpack, TLS)');
+  });
+});
+
 describe('PB over TLS with a self-signed CA', () => {
   const scratch = mkdtempSync(path.join(os.tmpdir(), 'bbagent-tls-'));
   const pki = path.join(scratch, 'pki');
@@ -71,12 +151,7 @@ describe('PB over TLS with a self-signed CA', () => {
   let w: BbagentWorker | undefined;
 
   beforeAll(async () => {
-    execFileSync('mkdir', ['-p', pki]);
-    const ssl = (...args: string[]) => execFileSync('openssl', args, { cwd: pki, stdio: 'pipe' });
-    ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=bbagent test CA');
-    ssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'master.key', '-out', 'master.csr', '-subj', '/CN=127.0.0.1');
-    writeFileSync(path.join(pki, 'san.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
-    ssl('x509', '-req', '-in', 'master.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'master.pem', '-days', '2', '-extfile', 'san.ext');
+    makePki(pki);
     master = await BuildbotMaster.start({
       dir: path.join(scratch, 'master'),
       protocol: 'pb',

@@ -131,6 +131,7 @@ export class MsgpackSession {
         this.bot.print(String(need('message')));
         return null;
       case 'keepalive':
+        this.logger.info('keepalive from master');
         return null;
       case 'get_worker_info':
         return this.bot.workerInfo();
