@@ -48,10 +48,10 @@ function pipeline(opts: Partial<OutputOptions>, clock = new Clock()) {
 }
 
 describe('output pipeline', () => {
-  it('without limits: exactly the reference line splitting, first flush after 0.5 s, then 5 s', async () => {
+  it('without limits: exactly the reference line splitting, first flush after 0.25 s, then 5 s', async () => {
     const { out, messages, t } = pipeline({});
     out.text('stdout', 'a\nb');
-    expect(t.pending.map((p) => p.ms)).toEqual([500]);
+    expect(t.pending.map((p) => p.ms)).toEqual([250]);
     t.fire();
     expect(text(messages, 'stdout')).toBe('a\n');
     out.text('stdout', '\nc\n');
