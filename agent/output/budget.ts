@@ -33,6 +33,12 @@ export class TokenBucket {
     this.tokens -= n;
   }
 
+  /** Bytes available now. */
+  available(): number {
+    this.refill();
+    return this.tokens;
+  }
+
   /** Milliseconds until the bucket is out of debt (0 when it has tokens). */
   waitMs(): number {
     this.refill();

@@ -89,6 +89,8 @@ export class CommandOutput {
   }
 
   status(key: string, value: StatusValue): void {
+    // the process ended: its final over-budget marker goes before the rc (the master then writes "program finished")
+    if (key === 'rc') this.limiter?.finish();
     this.buffer.append({ kind: 'status', key, value });
   }
 

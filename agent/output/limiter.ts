@@ -39,6 +39,10 @@ export class OutputLimiter {
   private heldSinceMarker = 0;
   private tail: TailLine[] = [];
   private timer: NodeJS.Timeout | undefined;
+  /** Output is being held back (over budget). */
+  private holding = false;
+  /** The final marker went out: what still comes (the last partial line) passes. */
+  private finished = false;
 
   constructor(
     private readonly limits: OutputLimits & { rate: number },
@@ -57,7 +61,7 @@ export class OutputLimiter {
   }
 
   offer(item: UpdateItem): void {
-    if (item.kind === 'status') {
+    if (item.kind === 'status' || this.finished) {
       this.emit(item);
       return;
     }
@@ -68,17 +72,16 @@ export class OutputLimiter {
       this.emit(item);
       return;
     }
-    if (this.held === 0 || this.heldSinceMarker === 0) {
-      // live while both budgets allow it
-      if (this.step.tryTake(n)) {
-        if (!this.agent || this.agent.tryTake(n)) {
-          this.emit(item);
-          return;
-        }
+    // Once over budget, output goes live again only when the step has saved up half its burst: otherwise a
+    // flood would trickle through at the rate, each trickle announced by its own marker.
+    const need = this.holding ? Math.max(n, this.limits.burst / 2) : n;
+    if (this.step.available() >= need && (!this.agent || this.agent.available() >= n)) {
+      this.step.tryTake(n);
+      this.agent?.tryTake(n);
+      if (this.holding) {
+        this.holding = false;
+        this.marker(false);
       }
-    } else if (this.step.tryTake(n) && (!this.agent || this.agent.tryTake(n))) {
-      // budget came back: report what was held, then go live again
-      this.marker(false);
       this.emit(item);
       return;
     }
@@ -91,14 +94,17 @@ export class OutputLimiter {
     return Math.max(this.step.waitMs(), this.agent?.waitMs() ?? 0);
   }
 
-  /** At the end of the step: the final marker and tail, if anything was held back. */
+  /** At the end of the step (before its rc, so the marker precedes the master's "program finished" line). */
   finish(): void {
+    if (this.finished) return;
+    this.finished = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     if (this.heldSinceMarker > 0 || this.held > 0) this.marker(true);
   }
 
   private hold(item: Exclude<UpdateItem, { kind: 'status' }>): void {
+    this.holding = true;
     const bytes = Buffer.byteLength(item.chunk.text);
     this.held += bytes;
     this.heldSinceMarker += bytes;

@@ -84,6 +84,25 @@ describe('output pipeline', () => {
     expect(readdirSync(dir)).toEqual(['step1.log.gz']);
   });
 
+  it('a flood over budget does not trickle through with a marker each time the bucket refills', async () => {
+    const clock = new Clock();
+    const { out, messages } = pipeline({ limits: { rate: 64 * 1024, burst: 256 * 1024, policy: 'truncate' } }, clock);
+    for (let i = 0; i < 100; i++) {
+      out.text('stdout', `${'f'.repeat(16 * 1024 - 1)}\n`);
+      clock.t += 0.1; // 16 KiB every 100 ms: 160 KiB/s, over the 64 KiB/s budget
+    }
+    out.status('rc', 0);
+    await out.finish();
+    const header = text(messages, 'header');
+    // live again only after saving half the burst (2 s at this rate): a few markers, not one per 100 ms refill
+    const markers = header.match(/\[bbagent\] output (is|was) over budget/g) ?? [];
+    expect(markers.length).toBeGreaterThanOrEqual(1);
+    expect(markers.length).toBeLessThanOrEqual(4);
+    // the final marker comes before the rc, so it precedes the master's "program finished" line
+    const keys = messages.flat().map((i) => (i.kind === 'status' ? i.key : i.kind === 'text' ? i.key : 'log'));
+    expect(keys.lastIndexOf('header')).toBeLessThan(keys.indexOf('rc'));
+  });
+
   it('truncate policy: head and tail only, with a marker, nothing spooled', async () => {
     const { out, messages } = pipeline({ limits: { rate: 100, burst: 100, policy: 'truncate' } });
     for (let i = 0; i < 100; i++) out.text('stdout', `l${i}\n`);
