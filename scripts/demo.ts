@@ -1,4 +1,4 @@
-// The demo: a local Buildbot 3.7 master in a scratch directory, bbagent attached to it over msgpack, one
+// The demo: a local Buildbot 3.7 master in a scratch directory, bbagent attached to it over Perspective Broker (the default protocol), one
 // sample build that exercises shell, PTY, upload and filesystem commands; prints the result with log excerpts
 // and stops everything it started.
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -44,17 +44,17 @@ async function main(): Promise<number> {
     console.log(`== starting a Buildbot master in ${masterDir}`);
     master = await BuildbotMaster.start({
       dir: masterDir,
-      protocol: 'msgpack',
+      protocol: 'pb',
       workers: [{ name: 'demo-worker', password: 'demo-pass' }],
       builders: [{ name: 'sample', workernames: ['demo-worker'], steps: sampleSteps(masterDir) }],
     });
-    console.log(`== starting bbagent (msgpack, port ${master.protocolPort})`);
+    console.log(`== starting bbagent (Perspective Broker, port ${master.protocolPort})`);
     worker = await BbagentWorker.start({
       dir: path.join(scratch, 'worker'),
       masterPort: master.protocolPort,
       name: 'demo-worker',
       password: 'demo-pass',
-      protocol: 'msgpack',
+      protocol: 'pb',
     });
     await master.waitForWorker('demo-worker');
     const info = await master.workerInfo('demo-worker');
