@@ -10,11 +10,11 @@ import { COMMAND_TABLE } from '../../agent/commands/index.js';
 import { Bot } from '../../agent/connection/bot.js';
 import { connectPb, type PbSession } from '../../agent/connection/pb/connect.js';
 import { collectWorkerInfo } from '../../agent/info/worker-info.js';
-import type { Logger } from '../../agent/log.js';
 import { currentPlatform } from '../../platforms/index.js';
 import { BuildbotMaster, Results, channelText, findLog, findStep } from './harness/master.js';
 import { findExecutable } from './harness/process.js';
 import { PYTHON_PREAMBLE } from './scenarios.js';
+import { RecordingLogger } from '../helpers/recording-logger.js';
 
 const PASSWORD = 'sekrit';
 const MANY = 1100;
@@ -40,20 +40,6 @@ class ManyStats(buildstep.BuildStep, CompositeStepMixin):
         yield self.addCompleteLog('result', 'ok %d of %d\n' % (ok, self.count))
         return 0 if ok == self.count else 2
 `;
-
-class RecordingLogger implements Logger {
-  readonly lines: string[] = [];
-  info(m: string): void {
-    this.lines.push(`info ${m}`);
-  }
-  warn(m: string): void {
-    this.lines.push(`warn ${m}`);
-  }
-  error(m: string): void {
-    this.lines.push(`error ${m}`);
-  }
-  debug(): void {}
-}
 
 const haveBuildbot = existsSync('/usr/bin/buildbot') && findExecutable('buildbot-worker') !== undefined;
 

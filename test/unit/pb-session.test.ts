@@ -17,6 +17,7 @@ import { challengeResponse } from '../../agent/connection/pb/login.js';
 import { CopiedFailure, CopyableFailure, jelly, Jellyable, PyTuple, unjelly } from '../../agent/connection/pb/jelly.js';
 import type { Logger } from '../../agent/log.js';
 import { currentPlatform } from '../../platforms/index.js';
+import { RecordingLogger } from '../helpers/recording-logger.js';
 
 const b = (s: string): Buffer => Buffer.from(s, 'latin1');
 
@@ -258,20 +259,6 @@ class FakeMaster {
 function patchUnauthorized(master: FakeMaster): void {
   const orig = master.sendError.bind(master);
   master.sendError = (reqId, type, value) => orig(reqId, value === '' ? 'twisted.cred.error.UnauthorizedLogin' : type, value);
-}
-
-class RecordingLogger implements Logger {
-  readonly lines: string[] = [];
-  info(m: string): void {
-    this.lines.push(`info ${m}`);
-  }
-  warn(m: string): void {
-    this.lines.push(`warn ${m}`);
-  }
-  error(m: string): void {
-    this.lines.push(`error ${m}`);
-  }
-  debug(): void {}
 }
 
 let master: FakeMaster | undefined;
