@@ -81,7 +81,8 @@ for (const protocol of ['msgpack', 'pb'] as const satisfies readonly Protocol[])
       });
       const brid = await m.forceBuild('slow');
       const buildid = await m.waitForBuildStarted(brid);
-      await m.waitForStepStarted(buildid, 'sleep');
+      // stop only once the command runs on the worker: a stop that races the command's start ends in EXCEPTION
+      await m.waitForLogText(buildid, 'sleep', /started/);
       await m.stopBuild(buildid, 'test interrupt');
       const build = await m.waitForBuild(brid);
       expect(build.results).toBe(Results.CANCELLED);
