@@ -3,8 +3,7 @@
 
 import os from 'node:os';
 import { pathJoin } from '../fs/pyos.js';
-import { CommandArgsError } from '../errors.js';
-import { describe } from './args.js';
+import { argString as str } from './args.js';
 import type { CommandArgs, CommandEnv } from './types.js';
 
 /** os.path.join: an absolute later part replaces what came before. */
@@ -16,12 +15,6 @@ export function join(...parts: string[]): string {
 export function expandUser(p: string, env: CommandEnv): string {
   if (p !== '~' && !p.startsWith('~/')) return p;
   return (env.environ['HOME'] ?? os.homedir()) + p.slice(1);
-}
-
-function str(args: CommandArgs, name: string): string {
-  const v = args[name];
-  if (typeof v !== 'string') throw new CommandArgsError(`argument '${name}' must be a string, got ${describe(v)}`);
-  return v;
 }
 
 /** Copies args with `from` keys removed and `to` keys set. */
@@ -42,4 +35,4 @@ export function relPath(from: string, to: string) {
   return (args: CommandArgs, builderDir: string): CommandArgs => rewrite(args, [from], { [to]: join(builderDir, str(args, from)) });
 }
 
-export { str as relArgString };
+export { argString as relArgString } from './args.js';
