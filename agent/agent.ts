@@ -16,7 +16,7 @@ import { connectMsgpack } from './connection/msgpack/connect.js';
 import { MsgpackSession } from './connection/msgpack/session.js';
 import { connectPb, type PbSession } from './connection/pb/connect.js';
 import { AgentError } from './errors.js';
-import { collectWorkerInfo, systemFacts } from './info/worker-info.js';
+import { collectWorkerInfo } from './info/worker-info.js';
 import type { Logger } from './log.js';
 import { VERSION } from './version.js';
 
@@ -52,9 +52,6 @@ export function startAgent(config: AgentConfig, opts: RunAgentOptions): RunningA
   if (config.umask !== null) process.umask(config.umask);
   const environ: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) if (v !== undefined) environ[k] = v;
-  // Host facts take ~40 ms to collect: start now, while the connection is being made, not when the master asks.
-  const facts = systemFacts();
-  facts.catch(() => {}); // a failure is reported when the master asks for worker info
 
   let resolveExit!: (code: number) => void;
   const exited = new Promise<number>((r) => (resolveExit = r));
@@ -77,7 +74,6 @@ export function startAgent(config: AgentConfig, opts: RunAgentOptions): RunningA
         version: `bbagent ${VERSION}`,
         deleteLeftoverDirs: config.deleteLeftoverDirs,
         logger,
-        hostFacts: () => facts,
       }),
     onShutdownRequest: () => finish(0),
     deleteLeftoverDirs: config.deleteLeftoverDirs,

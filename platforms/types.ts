@@ -74,6 +74,11 @@ export interface Platform {
   copyTreeArgv(from: string, to: string): string[];
   /** KEY -> value of the OS release description (os-release on Linux), lower-case keys without prefix. */
   osRelease(): Record<string, string>;
+  /**
+   * The OS product and its version for people reading the worker info ("Debian GNU/Linux" "12", "macOS" "14.5",
+   * "Windows 10 Pro" "10.0.19045"). Read from files or the OS API, never by running a program.
+   */
+  osProduct(): { name: string; version: string };
 }
 
 /** What `bbagent service install` registers: one worker (its BASEDIR) run in the foreground by the OS's service manager. */

@@ -17,8 +17,6 @@ export interface WorkerInfoOptions {
   version: string;
   deleteLeftoverDirs: boolean;
   logger: Logger;
-  /** Host facts from systeminformation (cached: they do not change while the agent runs). */
-  hostFacts?: () => Promise<Record<string, string | number>>;
 }
 
 export function workerCommands(commands: readonly CommandDefinition[]): Record<string, string> {
@@ -57,28 +55,30 @@ export async function collectWorkerInfo(o: WorkerInfoOptions): Promise<Record<st
   info['version'] = o.version;
   info['worker_commands'] = workerCommands(o.commands);
   info['delete_leftover_dirs'] = o.deleteLeftoverDirs;
-  if (o.hostFacts) {
-    try {
-      Object.assign(info, await o.hostFacts());
-    } catch (err) {
-      o.logger.warn(`cannot collect host facts: ${(err as Error).message}`);
-    }
+  try {
+    Object.assign(info, hostFacts(o.platform));
+  } catch (err) {
+    o.logger.warn(`cannot collect host facts: ${(err as Error).message}`);
   }
   return info;
 }
 
-/** OS and hardware facts from systeminformation, under bbagent_* keys (strings and numbers only). */
-export async function systemFacts(): Promise<Record<string, string | number>> {
-  const si = await import('systeminformation');
-  const [osInfo, cpu, mem] = await Promise.all([si.osInfo(), si.cpu(), si.mem()]);
+/**
+ * OS and hardware facts under bbagent_* keys (strings and numbers only), for masters and people choosing
+ * workers. All of them come from files and OS calls (node:os, os-release, SystemVersion.plist): no program
+ * runs, so collecting them costs well under a millisecond and cannot fail for lack of a tool.
+ */
+export function hostFacts(platform: Platform): Record<string, string | number> {
+  const product = platform.osProduct();
+  const cpus = os.cpus();
   return {
-    bbagent_os_distro: osInfo.distro,
-    bbagent_os_release: osInfo.release,
-    bbagent_os_kernel: osInfo.kernel,
-    bbagent_arch: osInfo.arch,
-    bbagent_cpu_model: `${cpu.manufacturer} ${cpu.brand}`.trim(),
-    bbagent_cpu_cores: cpu.cores,
-    bbagent_mem_total: mem.total,
+    bbagent_os_distro: product.name,
+    bbagent_os_release: product.version,
+    bbagent_os_kernel: os.release(),
+    bbagent_arch: os.arch(),
+    bbagent_cpu_model: cpus[0]?.model.trim() || os.machine(),
+    bbagent_cpu_cores: os.availableParallelism?.() || cpus.length || 1,
+    bbagent_mem_total: os.totalmem(),
     bbagent_agent: 'bbagent',
   };
 }

@@ -6,6 +6,13 @@ import { posixSpawn } from './spawn.js';
 import { signalNumber } from './signals.js';
 import { treePids } from './tree.js';
 
+/** ProductName and ProductVersion of macOS's SystemVersion.plist (an XML plist; what `sw_vers` prints). */
+export function parseSystemVersionPlist(text: string): { name: string; version: string } | undefined {
+  const value = (key: string): string | undefined => new RegExp(`<key>${key}</key>\\s*<string>([^<]*)</string>`).exec(text)?.[1]?.trim();
+  const name = value('ProductName');
+  return name ? { name, version: value('ProductVersion') ?? '' } : undefined;
+}
+
 /** Parses os-release (KEY=value lines, quotes stripped, empty values skipped) as buildbot-worker does. */
 export function parseOsRelease(text: string): Record<string, string> {
   const out: Record<string, string> = {};
@@ -36,6 +43,13 @@ export function posixPlatform(id: 'linux' | 'darwin'): Platform {
       return false;
     }
   };
+  const osRelease = (): Record<string, string> => {
+    try {
+      return parseOsRelease(readFileSync('/etc/os-release', 'utf8'));
+    } catch {
+      return {};
+    }
+  };
   return {
     id,
     osName: 'posix',
@@ -53,12 +67,19 @@ export function posixPlatform(id: 'linux' | 'darwin'): Platform {
     removeTreeArgv: (p) => ['rm', '-rf', p],
     chmodTreeArgv: (p) => ['chmod', '-Rf', 'u+rwx', p],
     copyTreeArgv: (from, to) => ['cp', '-R', '-P', '-p', '-v', from, to],
-    osRelease() {
-      try {
-        return parseOsRelease(readFileSync('/etc/os-release', 'utf8'));
-      } catch {
-        return {};
+    osRelease,
+    osProduct() {
+      if (id === 'darwin') {
+        let plist: { name: string; version: string } | undefined;
+        try {
+          plist = parseSystemVersionPlist(readFileSync('/System/Library/CoreServices/SystemVersion.plist', 'utf8'));
+        } catch {
+          // not readable: fall back to the kernel's name
+        }
+        return plist ?? { name: 'macOS', version: '' };
       }
+      const rel = osRelease();
+      return { name: rel['name'] ?? 'Linux', version: rel['version_id'] ?? '' };
     },
   };
 }

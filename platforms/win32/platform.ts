@@ -1,6 +1,7 @@
 // The Windows platform: cmd.exe, taskkill /T for trees. Not yet exercised on a real Windows host.
 
 import { execFileSync, spawn as cpSpawn } from 'node:child_process';
+import os from 'node:os';
 import { SpawnError, type ExitStatus, type Platform } from '../types.js';
 
 export function win32Platform(): Platform {
@@ -65,5 +66,7 @@ export function win32Platform(): Platform {
     chmodTreeArgv: (p) => ['attrib', '-R', `${p}\\*`, '/S'],
     copyTreeArgv: (from, to) => ['xcopy', '/E', '/I', '/H', '/K', '/Y', from, to],
     osRelease: () => ({}),
+    // os.version() is the edition from the registry ("Windows 10 Pro"), os.release() the build ("10.0.19045").
+    osProduct: () => ({ name: os.version(), version: os.release() }),
   };
 }

@@ -218,9 +218,15 @@ describe.each(protocols)('builds over %s', (protocol) => {
     expect(p['system']).toBe('posix');
     expect(p['os_id']).toBe('debian');
     expect(p['delete_leftover_dirs']).toBe(false);
-    expect(typeof p['bbagent_os_distro']).toBe('string');
-    expect(typeof p['bbagent_cpu_model']).toBe('string');
-    expect(p['bbagent_mem_total']).toBeGreaterThan(0);
+    // Host facts: the same values the machine's own tools print.
+    const osRelease = readFileSync('/etc/os-release', 'utf8');
+    expect(p['bbagent_os_distro']).toBe(/^NAME="?([^"\n]*)"?$/m.exec(osRelease)?.[1]);
+    expect(p['bbagent_os_release']).toBe(/^VERSION_ID="?([^"\n]*)"?$/m.exec(osRelease)?.[1]);
+    expect(p['bbagent_os_kernel']).toBe(execFileSync('uname', ['-r'], { encoding: 'utf8' }).trim());
+    expect(p['bbagent_cpu_model']).toBe(/^model name\s*:\s*(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1]?.trim());
+    expect(p['bbagent_cpu_cores']).toBe(Number(execFileSync('nproc', { encoding: 'utf8' }).trim()));
+    expect(p['bbagent_mem_total']).toBe(Number(/^MemTotal:\s*(\d+) kB/m.exec(readFileSync('/proc/meminfo', 'utf8'))?.[1]) * 1024);
+    expect(p['bbagent_agent']).toBe('bbagent');
     const info = await master.workerInfo('bb');
     expect(info['admin']).toMatch(/admin/);
     expect(info['version']).toMatch(/^bbagent /);
