@@ -12,12 +12,11 @@ import type { AgentConfig } from './config/schema.js';
 import { Bot } from './connection/bot.js';
 import { masterEndpoint } from './connection/endpoint.js';
 import { ConnectionManager, type LiveSession } from './connection/manager.js';
-import { connectMsgpack } from './connection/msgpack/connect.js';
-import { MsgpackSession } from './connection/msgpack/session.js';
-import { connectPb, type PbSession } from './connection/pb/connect.js';
+import type { PbSession } from './connection/pb/connect.js';
 import { AgentError } from './errors.js';
 import { collectWorkerInfo } from './info/worker-info.js';
 import type { Logger } from './log.js';
+import { IdleCompactor } from './memory.js';
 import { VERSION } from './version.js';
 
 /**
@@ -80,11 +79,20 @@ export function startAgent(config: AgentConfig, opts: RunAgentOptions): RunningA
     version: `bbagent ${VERSION}`,
   });
 
+  // An idle worker gives back the heap that start-up and builds left behind.
+  const compactor = new IdleCompactor({ busy: () => bot.host.runningCount > 0, activity: () => bot.host.startedCount, logger });
+  bot.host.onIdle = () => compactor.poke();
+
   const endpoint = masterEndpoint(config);
   let pbSession: PbSession | undefined;
+  // Each protocol's code loads when it is first used (msgpack brings ws, http and zlib; PB only net and tls).
   const connectors: Record<AgentConfig['protocol'], () => Promise<LiveSession>> = {
-    msgpack: () =>
-      connectMsgpack(
+    msgpack: async () => {
+      const [{ connectMsgpack }, { MsgpackSession }] = await Promise.all([
+        import('./connection/msgpack/connect.js'),
+        import('./connection/msgpack/session.js'),
+      ]);
+      return connectMsgpack(
         {
           host: endpoint.host,
           port: endpoint.port,
@@ -97,11 +105,14 @@ export function startAgent(config: AgentConfig, opts: RunAgentOptions): RunningA
         },
         (ws) => {
           bot.resetSettings();
+          compactor.poke();
           if (ws.extensions) logger.info(`websocket extensions: ${ws.extensions}`);
           return new MsgpackSession(ws, bot, logger, { leanUpdates: config.leanUpdates });
         },
-      ),
+      );
+    },
     pb: async () => {
+      const { connectPb } = await import('./connection/pb/connect.js');
       const session = await connectPb(
         {
           host: endpoint.host,
@@ -116,6 +127,7 @@ export function startAgent(config: AgentConfig, opts: RunAgentOptions): RunningA
         logger,
       );
       pbSession = session;
+      compactor.poke();
       void session.closed.then(() => {
         if (pbSession === session) pbSession = undefined;
       });
@@ -146,6 +158,7 @@ export function startAgent(config: AgentConfig, opts: RunAgentOptions): RunningA
   function finish(code: number): void {
     if (finished) return;
     finished = true;
+    compactor.stop();
     manager.stop();
     stopWatchingShutdown();
     bot.host.abandonAll();

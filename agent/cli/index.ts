@@ -2,12 +2,7 @@
 // 2 bad invocation or configuration (nothing was created or started).
 
 import { VERSION } from '../version.js';
-import { createWorkerCommand } from './create-worker.js';
 import { EXIT_OK, EXIT_USAGE, processIO, type CliIO } from './io.js';
-import { restartCommand } from './restart.js';
-import { serviceCommand } from './service.js';
-import { startCommand } from './start.js';
-import { stopCommand } from './stop.js';
 
 export const USAGE = `Usage: bbagent <command> [options]
 
@@ -28,12 +23,13 @@ Settings in BASEDIR/bbagent.json can be overridden with BBAGENT_<FIELD> environm
 
 type Subcommand = (argv: string[], io: CliIO) => Promise<number>;
 
+// Each subcommand's code loads when it runs: `start` does not pay for the service managers, `--version` for nothing.
 const COMMANDS: Record<string, Subcommand> = {
-  'create-worker': createWorkerCommand,
-  start: startCommand,
-  stop: stopCommand,
-  restart: restartCommand,
-  service: (argv, io) => serviceCommand(argv, io),
+  'create-worker': async (argv, io) => (await import('./create-worker.js')).createWorkerCommand(argv, io),
+  start: async (argv, io) => (await import('./start.js')).startCommand(argv, io),
+  stop: async (argv, io) => (await import('./stop.js')).stopCommand(argv, io),
+  restart: async (argv, io) => (await import('./restart.js')).restartCommand(argv, io),
+  service: async (argv, io) => (await import('./service.js')).serviceCommand(argv, io),
 };
 
 export async function runCli(argv: string[], io: CliIO = processIO()): Promise<number> {

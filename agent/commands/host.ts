@@ -123,6 +123,8 @@ export class CommandHost {
   private readonly byName = new Map<string, CommandDefinition>();
   private readonly running = new Map<string, RunningCommand>();
   private started = 0;
+  /** Called each time the last running command has ended. */
+  onIdle: (() => void) | undefined;
 
   constructor(
     table: readonly CommandDefinition[],
@@ -146,6 +148,7 @@ export class CommandHost {
     this.started++;
     void cmd.done.finally(() => {
       if (this.running.get(req.id) === cmd) this.running.delete(req.id);
+      if (this.running.size === 0) this.onIdle?.();
     });
     return cmd.done;
   }
