@@ -53,6 +53,11 @@ export interface Platform {
   readonly osName: 'posix' | 'nt';
   /** Separator for PATH-like lists (os.pathsep). */
   readonly pathListSeparator: string;
+  /**
+   * Whether spawn() can run a process under a pseudo-terminal. Where it cannot (Windows), usePTY is dropped
+   * with buildbot-worker's warning header, as buildbot-worker does on every non-POSIX system.
+   */
+  readonly supportsPty: boolean;
   /** argv that runs a command string through the system shell. */
   shellArgv(command: string): string[];
   /** Starts a process in its own process group / job. Throws SpawnError when it cannot start. */

@@ -68,7 +68,8 @@ export class RunProcess {
     private readonly now: () => number,
   ) {
     this.usePTY = opts.usePTY;
-    if (opts.initialStdin !== null && opts.usePTY) {
+    // No PTY with stdin to close, nor where the platform has none (buildbot-worker: every non-POSIX system).
+    if ((opts.initialStdin !== null || !platform.supportsPty) && opts.usePTY) {
       // buildbot-worker sends this without a newline, so it joins the next header line
       io.text('header', 'WARNING: disabling usePTY for this command');
       this.usePTY = false;

@@ -54,6 +54,7 @@ export function posixPlatform(id: 'linux' | 'darwin'): Platform {
     id,
     osName: 'posix',
     pathListSeparator: ':',
+    supportsPty: true,
     shellArgv: (command) => ['/bin/sh', '-c', command],
     spawn: posixSpawn,
     killTree(pid, sig, known = []) {

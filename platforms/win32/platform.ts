@@ -9,6 +9,7 @@ export function win32Platform(): Platform {
     id: 'win32',
     osName: 'nt',
     pathListSeparator: ';',
+    supportsPty: false,
     shellArgv: (command) => [process.env['COMSPEC'] ?? 'cmd.exe', '/c', command],
     spawn(req) {
       if (req.pty) throw new SpawnError('ENOTSUP', 'usePTY is not supported on Windows yet');

@@ -111,6 +111,7 @@ function smokeSteps(run: SmokeRun, masterDir: string): string {
   if (run.windows) {
     return String.raw`[
       steps.ShellCommand(name='shell', command='echo shell-ok', logEnviron=False),
+      steps.ShellCommand(name='pty', command='echo pty-ok', usePTY=True, logEnviron=False),
       steps.ShellCommand(name='make-upload', command='echo uploaded by the binary> up.txt', logEnviron=False),${transfer}
     ]`;
   }
@@ -200,7 +201,7 @@ for (const run of runs()) {
       expect(await bin(['--version'])).toMatch(/^bbagent \d+\.\d+\.\d+/);
     });
 
-    it(run.windows ? 'runs a cmd.exe step, an upload and a download' : 'runs a shell step, a PTY step, an upload and a download', async () => {
+    it(run.windows ? 'runs a cmd.exe step, a usePTY step (on pipes), an upload and a download' : 'runs a shell step, a PTY step, an upload and a download', async () => {
       const build = await master.runBuild('smoke', 90_000);
       const summary = build.steps.map((s) => `${s.name}=${s.results}`).join(' ');
       expect(build.results, summary).toBe(Results.SUCCESS);
@@ -211,6 +212,11 @@ for (const run of runs()) {
         expect(channelText(findLog(findStep(build, 'pty')), 'o')).toMatch(/^\/dev\/pts\/\d+\r?\npty-ok\r?\n$/);
         // node-pty came out of the executable into the per-user cache
         expect(readdirSync(cacheDir).some((d) => d.startsWith('node-pty-'))).toBe(true);
+      } else {
+        // No PTY on Windows: the step runs on pipes with buildbot-worker's warning (as it does there).
+        const pty = findLog(findStep(build, 'pty'));
+        expect(channelText(pty, 'h')).toMatch(/^WARNING: disabling usePTY for this command/);
+        expect(channelText(pty, 'o')).toMatch(/^pty-ok\r?\n$/);
       }
       expect(readFileSync(path.join(masterDir, 'up.txt'), 'utf8')).toMatch(/^uploaded by the binary\r?\n$/);
       const downloaded = path.join(workerDir, 'smoke', 'build', 'down.txt');

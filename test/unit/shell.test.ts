@@ -81,6 +81,23 @@ describe('shell', () => {
     expect(ch2.text('stdout')).toBe('done\n');
   });
 
+  it('usePTY where the platform has no PTY (Windows): dropped with the reference warning, as buildbot-worker', async () => {
+    const noPty = { ...platform, supportsPty: false };
+    const h = new CommandHost([shellCommand], { basedir, platform: noPty, logger: silentLogger, environ, now: () => Date.now() / 1000 });
+    const ch = new RecordingChannel();
+    await h.start({
+      name: 'shell',
+      id: '1',
+      args: { workdir: path.join(basedir, 'build'), command: 'test -t 1 && echo tty || echo pipe', usePTY: true, logEnviron: false },
+      channel: ch,
+      settings: defaultOutputSettings(),
+    });
+    expect(ch.text('stdout')).toBe('pipe\n');
+    expect(ch.text('header')).toMatch(/^WARNING: disabling usePTY for this commandtest -t 1/);
+    expect(ch.text('header')).toContain(' using PTY: False\n');
+    expect(ch.status('rc')).toEqual([0]);
+  });
+
   it('usePTY: a tty, 0x0, no TERM added, \\r\\n folded', async () => {
     const ch = await run({ command: 'tty; stty size; echo "TERM=${TERM-unset}"', usePTY: true, logEnviron: false });
     const out = ch.text('stdout');
