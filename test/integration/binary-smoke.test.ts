@@ -201,29 +201,32 @@ for (const run of runs()) {
       expect(await bin(['--version'])).toMatch(/^bbagent \d+\.\d+\.\d+/);
     });
 
-    it(run.windows ? 'runs a cmd.exe step, a usePTY step (on pipes), an upload and a download' : 'runs a shell step, a PTY step, an upload and a download', async () => {
-      const build = await master.runBuild('smoke', 90_000);
-      const summary = build.steps.map((s) => `${s.name}=${s.results}`).join(' ');
-      expect(build.results, summary).toBe(Results.SUCCESS);
-      const shell = findLog(findStep(build, 'shell'));
-      expect(channelText(shell, 'o')).toMatch(/^shell-ok\r?\n$/);
-      if (!run.windows) {
-        expect(channelText(shell, 'e')).toBe('err-ok\n');
-        expect(channelText(findLog(findStep(build, 'pty')), 'o')).toMatch(/^\/dev\/pts\/\d+\r?\npty-ok\r?\n$/);
-        // node-pty came out of the executable into the per-user cache
-        expect(readdirSync(cacheDir).some((d) => d.startsWith('node-pty-'))).toBe(true);
-      } else {
-        // No PTY on Windows: the step runs on pipes with buildbot-worker's warning (as it does there).
-        const pty = findLog(findStep(build, 'pty'));
-        expect(channelText(pty, 'h')).toMatch(/^WARNING: disabling usePTY for this command/);
-        expect(channelText(pty, 'o')).toMatch(/^pty-ok\r?\n$/);
-      }
-      expect(readFileSync(path.join(masterDir, 'up.txt'), 'utf8')).toMatch(/^uploaded by the binary\r?\n$/);
-      const downloaded = path.join(workerDir, 'smoke', 'build', 'down.txt');
-      expect(existsSync(downloaded)).toBe(true);
-      // Over msgpack the 3.7 master's FileDownload writes an empty file (a master bug); over PB the content arrives.
-      if (protocol === 'pb') expect(readFileSync(downloaded, 'utf8')).toBe('downloaded from the master\n');
-    });
+    it(
+      run.windows ? 'runs a cmd.exe step, a usePTY step (on pipes), an upload and a download' : 'runs a shell step, a PTY step, an upload and a download',
+      async () => {
+        const build = await master.runBuild('smoke', 90_000);
+        const summary = build.steps.map((s) => `${s.name}=${s.results}`).join(' ');
+        expect(build.results, summary).toBe(Results.SUCCESS);
+        const shell = findLog(findStep(build, 'shell'));
+        expect(channelText(shell, 'o')).toMatch(/^shell-ok\r?\n$/);
+        if (!run.windows) {
+          expect(channelText(shell, 'e')).toBe('err-ok\n');
+          expect(channelText(findLog(findStep(build, 'pty')), 'o')).toMatch(/^\/dev\/pts\/\d+\r?\npty-ok\r?\n$/);
+          // node-pty came out of the executable into the per-user cache
+          expect(readdirSync(cacheDir).some((d) => d.startsWith('node-pty-'))).toBe(true);
+        } else {
+          // No PTY on Windows: the step runs on pipes with buildbot-worker's warning (as it does there).
+          const pty = findLog(findStep(build, 'pty'));
+          expect(channelText(pty, 'h')).toMatch(/^WARNING: disabling usePTY for this command/);
+          expect(channelText(pty, 'o')).toMatch(/^pty-ok\r?\n$/);
+        }
+        expect(readFileSync(path.join(masterDir, 'up.txt'), 'utf8')).toMatch(/^uploaded by the binary\r?\n$/);
+        const downloaded = path.join(workerDir, 'smoke', 'build', 'down.txt');
+        expect(existsSync(downloaded)).toBe(true);
+        // Over msgpack the 3.7 master's FileDownload writes an empty file (a master bug); over PB the content arrives.
+        if (protocol === 'pb') expect(readFileSync(downloaded, 'utf8')).toBe('downloaded from the master\n');
+      },
+    );
 
     it('stops a running build from the master', async () => {
       const brid = await master.forceBuild('sleeper');
