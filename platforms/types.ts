@@ -69,6 +69,11 @@ export interface Platform {
   killTree(pid: number, signal: string, known?: readonly number[]): number[];
   /** True while any process of the tree rooted at pid (or its group) is alive. */
   treeAlive(pid: number): boolean;
+  /**
+   * When process `pid` started (ms since the epoch, to within ~1 s), or undefined when unknown. Tells a live
+   * bbagent from a process that merely reuses the pid of a stale pidfile (after a reboot or power cut).
+   */
+  processStartMs(pid: number): number | undefined;
   /** Signal number for a name without 'SIG' (e.g. 'KILL' -> 9), undefined when unknown. */
   signalNumber(name: string): number | undefined;
   /** argv that removes a directory tree (rmdir command), as buildbot-worker runs it. */

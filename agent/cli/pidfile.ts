@@ -1,9 +1,19 @@
 // The pidfile (<basedir>/bbagent.pid) that `start` claims and `stop` reads, buildbot-worker's twistd.pid.
-// A pidfile naming a dead process is stale and is removed; one naming a live process refuses a second start.
+// A pidfile naming a dead process is stale and is removed; one naming a live process refuses a second start,
+// unless that process started after the pidfile was written: then it only reuses the pid (after a reboot or a
+// power cut the agent's pid is soon taken by another early process, often of another user), and the pidfile is
+// stale too. buildbot-worker (twistd) refuses in that case, so a service could never start again.
 
-import { closeSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import path from 'node:path';
+import { currentPlatform } from '../../platforms/index.js';
 import { AgentError } from '../errors.js';
+
+/** When a process started (ms since the epoch), undefined when unknown: the platform's, replaced in tests. */
+export type StartTimeOf = (pid: number) => number | undefined;
+const platformStartTime: StartTimeOf = (pid) => currentPlatform().processStartMs(pid);
+/** Start times are known to about a second (/proc/stat's boot time has whole seconds). */
+const START_TIME_SLACK_MS = 1500;
 
 export const PIDFILE = 'bbagent.pid';
 
@@ -67,7 +77,7 @@ export interface PidfileCheck {
  * Refuses (E_RUNNING) when `file` names a live process other than `self`; removes a stale or garbled one.
  * Used by the daemonizing parent so it can refuse in the user's terminal before spawning anything.
  */
-export function checkPidfile(file: string, self: number = process.pid): PidfileCheck {
+export function checkPidfile(file: string, self: number = process.pid, startTimeOf: StartTimeOf = platformStartTime): PidfileCheck {
   let pid: number | null;
   try {
     pid = readPidfile(file);
@@ -77,11 +87,28 @@ export function checkPidfile(file: string, self: number = process.pid): PidfileC
     return { removedStale: null };
   }
   if (pid === null || pid === self) return { removedStale: null };
-  if (isProcessAlive(pid)) {
+  if (pidfileProcessAlive(file, pid, startTimeOf)) {
     throw new AgentError('E_RUNNING', `bbagent is already running in ${path.dirname(file)} (pid ${pid}, see ${file})`);
   }
   removePidfile(file);
   return { removedStale: pid };
+}
+
+/** True while the process that wrote `file` (naming `pid`) runs: `pid` is alive and is not a newer process. */
+export function pidfileProcessAlive(file: string, pid: number, startTimeOf: StartTimeOf = platformStartTime): boolean {
+  return isProcessAlive(pid) && !startedAfter(pid, file, startTimeOf);
+}
+
+/** True when `pid` started after `file` was last written: it cannot be the process that wrote it. */
+function startedAfter(pid: number, file: string, startTimeOf: StartTimeOf): boolean {
+  let written: number;
+  try {
+    written = statSync(file).mtimeMs;
+  } catch {
+    return false;
+  }
+  const started = startTimeOf(pid);
+  return started !== undefined && started > written + START_TIME_SLACK_MS;
 }
 
 /** Attempts at claiming: another start may remove a stale pidfile or claim it between our check and our write. */
@@ -91,7 +118,7 @@ const CLAIM_ATTEMPTS = 3;
  * Writes `pid` to `file`, refusing (E_RUNNING) when it names another live process. The exclusive create
  * makes two concurrent starts in the same directory end with exactly one owner.
  */
-export function claimPidfile(file: string, pid: number = process.pid): PidfileCheck {
+export function claimPidfile(file: string, pid: number = process.pid, startTimeOf: StartTimeOf = platformStartTime): PidfileCheck {
   let removedStale: number | null = null;
   for (let attempt = 0; attempt < CLAIM_ATTEMPTS; attempt++) {
     let fd: number;
@@ -102,7 +129,7 @@ export function claimPidfile(file: string, pid: number = process.pid): PidfileCh
         throw new AgentError('E_PIDFILE', `${file}: cannot create: ${(err as Error).message}`);
       }
       if (readPidfileOrNull(file) === pid) return { removedStale };
-      removedStale = checkPidfile(file, pid).removedStale ?? removedStale;
+      removedStale = checkPidfile(file, pid, startTimeOf).removedStale ?? removedStale;
       continue;
     }
     try {

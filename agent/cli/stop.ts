@@ -5,7 +5,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AgentError } from '../errors.js';
 import { EXIT_FAILED, EXIT_OK, parseCommandLine, reportErrors, type CliIO, type OptionSpec } from './io.js';
-import { PIDFILE, isProcessAlive, pidfilePath, readPidfile, releasePidfile, removePidfile } from './pidfile.js';
+import { PIDFILE, isProcessAlive, pidfilePath, pidfileProcessAlive, readPidfile, releasePidfile, removePidfile } from './pidfile.js';
 
 const COMMAND = 'bbagent stop';
 
@@ -38,6 +38,14 @@ export async function stopWorker(basedir: string, waitMs: number = STOP_WAIT_MS)
   if (!isProcessAlive(pid)) {
     removePidfile(pidfile);
     return { kind: 'not-running', reason: `bbagent is not running in ${dir} (removed stale ${PIDFILE} naming process ${pid})` };
+  }
+  if (!pidfileProcessAlive(pidfile, pid)) {
+    // The pid was reused (a reboot since): that process is not ours to signal.
+    removePidfile(pidfile);
+    return {
+      kind: 'not-running',
+      reason: `bbagent is not running in ${dir} (removed stale ${PIDFILE}: process ${pid} started after it was written, so it is another program)`,
+    };
   }
   try {
     process.kill(pid, 'SIGTERM');

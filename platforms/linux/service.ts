@@ -41,7 +41,7 @@ function unitPath(p: string): string {
 export function renderUnit(spec: ServiceSpec, user: string): string {
   return `# bbagent worker ${spec.name}: written by 'bbagent service install', removed by 'bbagent service uninstall'.
 [Unit]
-Description=${spec.description.replace(/[\n\r]/g, ' ')}
+Description=${spec.description.replace(/[\n\r]/g, ' ').replace(/%/g, '%%')}
 Documentation=https://docs.buildbot.net/latest/manual/installation/worker.html
 After=network-online.target
 Wants=network-online.target

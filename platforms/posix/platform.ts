@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import type { Platform } from '../types.js';
 import { posixSpawn } from './spawn.js';
 import { signalNumber } from './signals.js';
-import { treePids } from './tree.js';
+import { processStartMs, treePids } from './tree.js';
 
 /** ProductName and ProductVersion of macOS's SystemVersion.plist (an XML plist; what `sw_vers` prints). */
 export function parseSystemVersionPlist(text: string): { name: string; version: string } | undefined {
@@ -65,6 +65,7 @@ export function posixPlatform(id: 'linux' | 'darwin'): Platform {
     },
     treeAlive: (pid) => treePids(pid, id).length > 0,
     signalNumber,
+    processStartMs: (pid) => processStartMs(pid, id),
     removeTreeArgv: (p) => ['rm', '-rf', p],
     chmodTreeArgv: (p) => ['chmod', '-Rf', 'u+rwx', p],
     copyTreeArgv: (from, to) => ['cp', '-R', '-P', '-p', '-v', from, to],

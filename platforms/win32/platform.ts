@@ -62,6 +62,7 @@ export function win32Platform(): Platform {
         return false;
       }
     },
+    processStartMs: () => undefined,
     signalNumber: (name) => ({ KILL: 9, TERM: 15, INT: 2 })[name],
     removeTreeArgv: (p) => ['cmd.exe', '/c', 'rmdir', '/s', '/q', p],
     chmodTreeArgv: (p) => ['attrib', '-R', `${p}\\*`, '/S'],

@@ -2,7 +2,7 @@
 // `node scripts/build.mjs`) in temporary directories. Also the rotating log file and the pidfile helpers.
 
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -10,6 +10,9 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openRotatingLog } from '../../agent/cli/logfile.js';
 import { checkPidfile, claimPidfile, readPidfile } from '../../agent/cli/pidfile.js';
+import { stopWorker } from '../../agent/cli/stop.js';
+import { currentPlatform } from '../../platforms/index.js';
+import { alive } from '../helpers/procs.js';
 import { selfCommand } from '../../agent/cli/start.js';
 import { AgentError } from '../../agent/errors.js';
 
@@ -450,6 +453,45 @@ describe('pidfile', () => {
     expect(() => readPidfile(file)).toThrow(/expected a process id/);
     expect(claimPidfile(file, 4245)).toEqual({ removedStale: null });
     expect(readPidfile(file)).toBe(4245);
+  });
+
+  it('knows when a process started (to within the clock tick and /proc/stat boot time second)', () => {
+    const started = currentPlatform().processStartMs(process.pid);
+    expect(started).toBeDefined();
+    expect(Math.abs(started! - performance.timeOrigin)).toBeLessThan(1500);
+    expect(currentPlatform().processStartMs(deadPid())).toBeUndefined();
+  });
+
+  it('a pidfile whose pid now belongs to a newer process (a reboot since) is stale: start claims it, stop signals nothing', async () => {
+    const dir = freshDir();
+    mkdirSync(dir);
+    const file = path.join(dir, 'bbagent.pid');
+    const other = spawn('sleep', ['30'], { stdio: 'ignore' });
+    try {
+      const pid = other.pid!;
+      const written = new Date(Date.now() - 60_000); // written a minute before that process started
+      writeFileSync(file, `${pid}\n`);
+      utimesSync(file, written, written);
+      const stopped = await stopWorker(dir, 1000);
+      expect(stopped).toEqual({ kind: 'not-running', reason: expect.stringMatching(/started after it was written, so it is another program/) });
+      expect(existsSync(file)).toBe(false);
+      expect(alive(pid)).toBe(true);
+
+      writeFileSync(file, `${pid}\n`);
+      utimesSync(file, written, written);
+      expect(claimPidfile(file, 4246)).toEqual({ removedStale: pid });
+      expect(readPidfile(file)).toBe(4246);
+      expect(alive(pid)).toBe(true);
+
+      // Written after the process started: that process may be the agent, so it is refused as before.
+      writeFileSync(file, `${pid}\n`);
+      expect(() => checkPidfile(file, 4247)).toThrow(/already running/);
+      // Unknown start time (a platform without it): refused, as before.
+      utimesSync(file, written, written);
+      expect(() => checkPidfile(file, 4247, () => undefined)).toThrow(/already running/);
+    } finally {
+      other.kill('SIGKILL');
+    }
   });
 });
 

@@ -71,6 +71,18 @@ describe('systemd unit', () => {
     const complaint = verify().stderr;
     expect(complaint).toMatch(/restart specifier/);
   });
+
+  it('escapes % in Description, which systemd expands as a specifier (the description holds BASEDIR)', () => {
+    const { root, spec } = setup();
+    const odd = { ...spec, description: 'bbagent Buildbot worker w1 (/srv/100%done %z)', command: [process.execPath, '--version'] };
+    const unit = renderUnit(odd, 'root');
+    expect(unit).toMatch(/^Description=bbagent Buildbot worker w1 \(\/srv\/100%%done %%z\)$/m);
+    if (!analyze) return;
+    // unescaped, systemd logs "Failed to resolve unit specifiers ... ignoring: Invalid slot" and drops Description=
+    const file = path.join(root, unitName('w1'));
+    writeFileSync(file, unit);
+    expect(spawnSync(analyze, ['verify', file], { encoding: 'utf8' })).toMatchObject({ status: 0, stderr: '' });
+  });
 });
 
 describe('systemd install', () => {
