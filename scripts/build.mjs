@@ -3,6 +3,7 @@ import { build } from 'esbuild';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
+import { lazyWsBuiltins } from './esbuild-plugins.mjs';
 
 const root = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
 const pkg = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8'));
@@ -18,6 +19,7 @@ const common = {
   logLevel: 'warning',
   // node-pty is loaded with createRequire(__filename ?? import.meta.url): the import.meta branch is for vitest (ESM)
   logOverride: { 'empty-import-meta': 'silent' },
+  plugins: [lazyWsBuiltins()],
 };
 
 await Promise.all([

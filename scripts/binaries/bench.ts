@@ -1,5 +1,8 @@
 // scripts/bench: start -> attached on loopback and idle RSS of bbagent (single executable and node bundle)
-// against buildbot-worker, in the same run against the same real Buildbot master (msgpack for all three).
+// against buildbot-worker, in the same run against the same real Buildbot master, over the same protocol
+// (--protocol msgpack, the default, or pb). Idle RSS is sampled twice: once attached, and again after one build
+// (a shell step printing 5000 lines), when the worker has loaded what running commands needs and V8 has
+// optimised the output path.
 // Attached = the master's REST API lists the worker as connected (polled every 10 ms, the same for each).
 // Targets of issue 5: the binary's start-to-attached <= 0.3x buildbot-worker's, idle RSS <= 1.0x.
 //
@@ -11,7 +14,7 @@
 // as the build left it (one 100 MB write), its file pages sit in the page cache in large folios and each fault
 // maps more of them (+15 MiB of RSS for the same pages touched); --as-built measures that file instead.
 //
-// Usage: scripts/bench startup [--runs N] [--idle-ms MS] [--cold] [--as-built]
+// Usage: scripts/bench startup [--protocol msgpack|pb] [--runs N] [--idle-ms MS] [--cold] [--as-built]
 
 import { execFileSync } from 'node:child_process';
 import { chmodSync, createReadStream, createWriteStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -39,6 +42,9 @@ interface Sample {
   attachMs: number;
   rssKiB: number;
   anonKiB: number;
+  /** Idle again after one build (a shell step with 5000 lines of output). */
+  afterBuildRssKiB: number;
+  afterBuildAnonKiB: number;
 }
 
 /**
@@ -98,9 +104,17 @@ const median = (xs: number[]): number => {
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
-    options: { runs: { type: 'string' }, 'idle-ms': { type: 'string' }, cold: { type: 'boolean' }, 'as-built': { type: 'boolean' } },
+    options: {
+      protocol: { type: 'string' },
+      runs: { type: 'string' },
+      'idle-ms': { type: 'string' },
+      cold: { type: 'boolean' },
+      'as-built': { type: 'boolean' },
+    },
   });
   const cold = values.cold === true;
+  const protocol = values.protocol ?? 'msgpack';
+  if (protocol !== 'msgpack' && protocol !== 'pb') throw new Error(`--protocol must be msgpack or pb, not ${protocol}`);
   if (cold) dropPageCache(); // fails early, with the reason, when not permitted
   const runs = Number(values.runs ?? 5);
   const idleMs = Number(values['idle-ms'] ?? 5000);
@@ -114,9 +128,9 @@ async function main(): Promise<void> {
   const names = ['bin', 'bundle', 'ref'];
   const master = await BuildbotMaster.start({
     dir: path.join(scratch, 'master'),
-    protocol: 'msgpack',
+    protocol,
     workers: names.map((name) => ({ name, password: PASSWORD })),
-    builders: [{ name: 'noop', workernames: names, steps: `[steps.ShellCommand(command='true')]` }],
+    builders: [{ name: 'build', workernames: names, steps: `[steps.ShellCommand(command=['seq', '1', '5000'])]` }],
   });
   const addr = `127.0.0.1:${master.protocolPort}`;
   const dirOf = (w: string): string => path.join(scratch, w);
@@ -129,7 +143,7 @@ async function main(): Promise<void> {
       label: binary === built ? 'bbagent executable, as built' : 'bbagent single executable',
       worker: 'bin',
       create: () =>
-        runCommand(binary, ['create-worker', '--quiet', '--force', '--protocol=msgpack', dirOf('bin'), addr, 'bin', PASSWORD]).then(() => undefined),
+        runCommand(binary, ['create-worker', '--quiet', '--force', `--protocol=${protocol}`, dirOf('bin'), addr, 'bin', PASSWORD]).then(() => undefined),
       start: () => spawnWorker('bbagent binary', binary, ['start', '--nodaemon', dirOf('bin')], 'bin'),
     });
   } else {
@@ -140,7 +154,7 @@ async function main(): Promise<void> {
       label: 'bbagent on node (bundle)',
       worker: 'bundle',
       create: () =>
-        runCommand(process.execPath, [bundle, 'create-worker', '--quiet', '--force', '--protocol=msgpack', dirOf('bundle'), addr, 'bundle', PASSWORD]).then(
+        runCommand(process.execPath, [bundle, 'create-worker', '--quiet', '--force', `--protocol=${protocol}`, dirOf('bundle'), addr, 'bundle', PASSWORD]).then(
           () => undefined,
         ),
       start: () => spawnWorker('bbagent bundle', process.execPath, [bundle, 'start', '--nodaemon', dirOf('bundle')], 'bundle'),
@@ -154,7 +168,7 @@ async function main(): Promise<void> {
           '--quiet',
           '--force',
           '--relocatable',
-          '--protocol=msgpack_experimental_v7',
+          protocol === 'pb' ? '--protocol=pb' : '--protocol=msgpack_experimental_v7',
           dirOf('ref'),
           addr,
           'ref',
@@ -185,9 +199,15 @@ async function main(): Promise<void> {
         const attachMs = performance.now() - t0;
         await new Promise((r) => setTimeout(r, idleMs));
         const mem = treeRssKiB(proc.pid);
-        samples.get(c.label)!.push({ attachMs, rssKiB: mem.rss, anonKiB: mem.anon });
+        // then one build, and idle again: what a worker that has run builds holds
+        const build = await master.runBuild('build');
+        if (build.results !== 0) throw new Error(`${c.label}: the build failed (results ${build.results})`);
+        await new Promise((r) => setTimeout(r, idleMs));
+        const after = treeRssKiB(proc.pid);
+        samples.get(c.label)!.push({ attachMs, rssKiB: mem.rss, anonKiB: mem.anon, afterBuildRssKiB: after.rss, afterBuildAnonKiB: after.anon });
         console.log(
-          `run ${run} ${c.label.padEnd(28)} attached in ${attachMs.toFixed(0).padStart(5)} ms, idle RSS ${(mem.rss / 1024).toFixed(1)} MiB (anonymous ${(mem.anon / 1024).toFixed(1)} MiB)`,
+          `run ${run} ${c.label.padEnd(28)} attached in ${attachMs.toFixed(0).padStart(5)} ms, idle RSS ${(mem.rss / 1024).toFixed(1)} MiB (anonymous ${(mem.anon / 1024).toFixed(1)} MiB)` +
+            `, after a build ${(after.rss / 1024).toFixed(1)} MiB (anonymous ${(after.anon / 1024).toFixed(1)} MiB)`,
         );
         await proc.stop(15_000);
         await master.waitForWorker(c.worker, false, 30_000);
@@ -201,11 +221,14 @@ async function main(): Promise<void> {
   const refAttach = median(ref.map((s) => s.attachMs));
   const refRss = median(ref.map((s) => s.rssKiB));
   const refAnon = median(ref.map((s) => s.anonKiB));
+  const refAfter = median(ref.map((s) => s.afterBuildRssKiB));
   const summary = candidates.map((c) => {
     const s = samples.get(c.label)!;
     const attach = median(s.map((x) => x.attachMs));
     const rss = median(s.map((x) => x.rssKiB));
     const anon = median(s.map((x) => x.anonKiB));
+    const after = median(s.map((x) => x.afterBuildRssKiB));
+    const afterAnon = median(s.map((x) => x.afterBuildAnonKiB));
     return {
       label: c.label,
       runs: s.length,
@@ -216,22 +239,26 @@ async function main(): Promise<void> {
       attachRatio: +(attach / refAttach).toFixed(2),
       rssRatio: +(rss / refRss).toFixed(2),
       anonRatio: +(anon / refAnon).toFixed(2),
+      afterBuildRssMiB: +(after / 1024).toFixed(1),
+      afterBuildAnonMiB: +(afterAnon / 1024).toFixed(1),
+      afterBuildRssRatio: +(after / refAfter).toFixed(2),
     };
   });
   console.log(
-    `\n${cold ? 'cold page cache, ' : ''}medians over ${runs} runs (idle RSS after ${idleMs} ms attached; ratios vs buildbot-worker; targets: time <= 0.3x, RSS <= 1.0x)`,
+    `\n${protocol}, ${cold ? 'cold page cache, ' : ''}medians over ${runs} runs (idle RSS after ${idleMs} ms attached, then ${idleMs} ms after one build; ratios vs buildbot-worker; targets: time <= 0.3x, RSS <= 1.0x)`,
   );
-  console.log('candidate                     start->attached        idle RSS               of which anonymous');
+  console.log('candidate                     start->attached        idle RSS               of which anonymous     after a build');
   for (const r of summary) {
     console.log(
       `${r.label.padEnd(28)} ${String(r.attachMsMedian).padStart(6)} ms (${r.attachRatio.toFixed(2)}x)  ${r.idleRssMiB.toFixed(1).padStart(6)} MiB (${r.rssRatio.toFixed(2)}x)` +
-        `  ${r.idleAnonMiB.toFixed(1).padStart(6)} MiB (${r.anonRatio.toFixed(2)}x)`,
+        `  ${r.idleAnonMiB.toFixed(1).padStart(6)} MiB (${r.anonRatio.toFixed(2)}x)  ${r.afterBuildRssMiB.toFixed(1).padStart(6)} MiB (${r.afterBuildRssRatio.toFixed(2)}x)`,
     );
   }
   mkdirSync(path.join(root, 'build'), { recursive: true });
   writeFileSync(
-    path.join(root, 'build', cold ? 'bench-start-cold.json' : 'bench-start.json'),
-    JSON.stringify({ runs, idleMs, cold, asBuilt: binary === built, host: `${os.cpus()[0]?.model ?? '?'} x${os.cpus().length}`, summary }, null, 2) + '\n',
+    path.join(root, 'build', `bench-start${protocol === 'pb' ? '-pb' : ''}${cold ? '-cold' : ''}.json`),
+    JSON.stringify({ protocol, runs, idleMs, cold, asBuilt: binary === built, host: `${os.cpus()[0]?.model ?? '?'} x${os.cpus().length}`, summary }, null, 2) +
+      '\n',
   );
 }
 

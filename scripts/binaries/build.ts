@@ -12,6 +12,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { manifestHash, type AssetManifest } from '../../platforms/sea/extract.js';
 import { NODE_PTY_MANIFEST_ASSET } from '../../platforms/sea/index.js';
+import { lazyWsBuiltins } from '../esbuild-plugins.mjs';
 import { checkBinary } from './check.js';
 import { adhocSign, removeSignature } from './macho.js';
 import { linuxStrip, nodePtyRuntime } from './node-pty.js';
@@ -56,6 +57,7 @@ async function bundle(): Promise<string> {
     legalComments: 'none',
     logLevel: 'warning',
     logOverride: { 'empty-import-meta': 'silent' },
+    plugins: [lazyWsBuiltins()],
   });
   return out;
 }

@@ -3,7 +3,6 @@
 // connection manager's business.
 
 import net from 'node:net';
-import tls from 'node:tls';
 import { AgentError, errorMessage } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import type { Bot } from '../bot.js';
@@ -108,23 +107,26 @@ class Session implements PbSession {
  * E_CONNECT (no connection), E_HANDSHAKE (no answer in time), E_BANANA / E_PB_PROTOCOL (the master spoke
  * nonsense), E_CONNECTION_LOST (it hung up).
  */
-export function connectPb(e: PbEndpoint, bot: Bot, logger: Logger): Promise<PbSession> {
+export async function connectPb(e: PbEndpoint, bot: Bot, logger: Logger): Promise<PbSession> {
   const master = describeMaster(e);
+  // node:tls only when the master uses TLS: loading it pages in about 4 MiB of OpenSSL's TLS code and tables.
+  const tls = e.tls ? await import('node:tls') : undefined;
   return new Promise<PbSession>((resolve, reject) => {
     let settled = false;
     let socketError: Error | undefined;
     let resolveClosed!: (v: { reason: string }) => void;
     const closed = new Promise<{ reason: string }>((r) => (resolveClosed = r));
 
-    const socket: net.Socket = e.tls
-      ? tls.connect({
-          host: e.host,
-          port: e.port,
-          ca: e.tls.ca,
-          rejectUnauthorized: e.tls.rejectUnauthorized ?? true,
-          servername: net.isIP(e.host) ? undefined : e.host,
-        })
-      : net.connect({ host: e.host, port: e.port });
+    const socket: net.Socket =
+      e.tls && tls
+        ? tls.connect({
+            host: e.host,
+            port: e.port,
+            ca: e.tls.ca,
+            rejectUnauthorized: e.tls.rejectUnauthorized ?? true,
+            servername: net.isIP(e.host) ? undefined : e.host,
+          })
+        : net.connect({ host: e.host, port: e.port });
     socket.setNoDelay(true);
 
     const fail = (err: AgentError): void => {
