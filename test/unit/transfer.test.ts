@@ -456,6 +456,18 @@ describe('download_file', () => {
     expect(h.events).toEqual([['status', 'rc', 1]]);
   });
 
+  it("a failed write fails the command with python's error; at most the read in flight follows it", async () => {
+    const h = harness(new FakeReader(content10k));
+    // /dev/full takes the open and refuses every write (ENOSPC)
+    await expect(start(downloadFileCommand, down('/dev/full'), h).run()).rejects.toMatchObject({
+      pyType: 'OSError',
+      message: '[Errno 28] No space left on device',
+    });
+    // the first block's write fails while the second block is read; nothing is read after that
+    expect(h.reader.calls).toEqual([['read', 4096], ['read', 4096], ['close']]);
+    expect(h.events).toEqual([['status', 'rc', 0]]);
+  });
+
   it('errors closing the reader are only logged', async () => {
     const h = harness(new FakeReader(Buffer.from('abc')));
     h.reader.failClose = new Error('close went wrong');
