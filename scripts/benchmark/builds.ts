@@ -267,6 +267,18 @@ async function stdoutStats(master: BuildbotMaster, buildid: number, stepNumber: 
   return stats;
 }
 
+/** A log build's verdict: step 1's stdout is exactly the first `lines` generated lines. */
+async function verifyAllLines(ctx: BuildContext, buildid: number, lines: number): Promise<Verdict> {
+  const s = await stdoutStats(ctx.master, buildid, 1);
+  const want = expectedSha(lines);
+  const ok = s.lines === lines && s.sha256 === want;
+  return {
+    ok,
+    deliveredBytes: s.bytes,
+    detail: ok ? `${s.lines} lines, sha256 ok` : `got ${s.lines}/${lines} lines, sha256 ${s.sha256 === want ? 'ok' : 'differs'}`,
+  };
+}
+
 function sha256File(file: string): string {
   return createHash('sha256').update(readFileSync(file)).digest('hex');
 }
@@ -351,16 +363,7 @@ export function benchBuilds(sizes: Sizes): BenchBuild[] {
     payloadBytes: sizes.stdoutBytes,
     steps: () => `[steps.ShellCommand(name='stdout', command=['awk', ${py(awkLines(stdoutLines))}], logEnviron=False)]`,
     timeoutMs: 600_000,
-    verify: async (ctx, buildid) => {
-      const s = await stdoutStats(ctx.master, buildid, 1);
-      const want = expectedSha(stdoutLines);
-      const ok = s.lines === stdoutLines && s.sha256 === want;
-      return {
-        ok,
-        deliveredBytes: s.bytes,
-        detail: ok ? `${s.lines} lines, sha256 ok` : `got ${s.lines}/${stdoutLines} lines, sha256 ${s.sha256 === want ? 'ok' : 'differs'}`,
-      };
-    },
+    verify: (ctx, buildid) => verifyAllLines(ctx, buildid, stdoutLines),
   };
 
   const trickleProgram = pythonTrickle(trickleLines, trickleChunkLines);
@@ -371,16 +374,7 @@ export function benchBuilds(sizes: Sizes): BenchBuild[] {
     // /usr/bin/python3: a pyenv python3 may come first on PATH
     steps: () => `[steps.ShellCommand(name='trickle', command=['/usr/bin/python3', '-c', ${py(trickleProgram)}], logEnviron=False)]`,
     timeoutMs: 120_000,
-    verify: async (ctx, buildid) => {
-      const s = await stdoutStats(ctx.master, buildid, 1);
-      const want = expectedSha(trickleLines);
-      const ok = s.lines === trickleLines && s.sha256 === want;
-      return {
-        ok,
-        deliveredBytes: s.bytes,
-        detail: ok ? `${s.lines} lines, sha256 ok` : `got ${s.lines}/${trickleLines} lines, sha256 ${s.sha256 === want ? 'ok' : 'differs'}`,
-      };
-    },
+    verify: (ctx, buildid) => verifyAllLines(ctx, buildid, trickleLines),
   };
 
   const budgetEnv = `{${Object.entries(BUDGET_ENV)
