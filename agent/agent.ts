@@ -16,6 +16,7 @@ import type { PbSession } from './connection/pb/connect.js';
 import { AgentError } from './errors.js';
 import { collectWorkerInfo } from './info/worker-info.js';
 import type { Logger } from './log.js';
+import { LoopMonitor } from './loop-monitor.js';
 import { IdleCompactor } from './memory.js';
 import { VERSION } from './version.js';
 
@@ -82,6 +83,8 @@ export function startAgent(config: AgentConfig, opts: RunAgentOptions): RunningA
   // An idle worker gives back the heap that start-up and builds left behind.
   const compactor = new IdleCompactor({ busy: () => bot.host.runningCount > 0, activity: () => bot.host.startedCount, logger });
   bot.host.onIdle = () => compactor.poke();
+  const loopMonitor = new LoopMonitor({ logger });
+  loopMonitor.start();
 
   const endpoint = masterEndpoint(config);
   let pbSession: PbSession | undefined;
@@ -159,6 +162,7 @@ export function startAgent(config: AgentConfig, opts: RunAgentOptions): RunningA
     if (finished) return;
     finished = true;
     compactor.stop();
+    loopMonitor.stop();
     manager.stop();
     stopWatchingShutdown();
     bot.host.abandonAll();
