@@ -18,6 +18,7 @@ import { collectWorkerInfo } from './info/worker-info.js';
 import type { Logger } from './log.js';
 import { LoopMonitor } from './loop-monitor.js';
 import { IdleCompactor } from './memory.js';
+import { ProcessRegistry } from './process/tracking.js';
 import { VERSION } from './version.js';
 
 /**
@@ -59,9 +60,11 @@ export function startAgent(config: AgentConfig, opts: RunAgentOptions): RunningA
   let finished = false;
 
   const output = outputConfig(config, basedir);
+  // every running command's processes, so that the agent's exit kills them all before it is gone
+  const processes = new ProcessRegistry();
   const bot: Bot = new Bot({
     output,
-    env: { basedir, platform, logger, environ, now: () => Date.now() / 1000 },
+    env: { basedir, platform, logger, environ, now: () => Date.now() / 1000, processes },
     commands: COMMAND_TABLE,
     logger,
     collectInfo: () =>
@@ -165,9 +168,14 @@ export function startAgent(config: AgentConfig, opts: RunAgentOptions): RunningA
     loopMonitor.stop();
     manager.stop();
     stopWatchingShutdown();
+    // SIGKILL every process of the running commands first (tree and tracking marker), and exit only once
+    // that is done: a pending TERM grace or kill timer would die with the agent and leave them running
+    const killed = processes.terminateAll();
     bot.host.abandonAll();
-    logger.info('bbagent stopped');
-    resolveExit(code);
+    void killed.then(() => {
+      logger.info('bbagent stopped');
+      resolveExit(code);
+    });
   }
 
   void manager.run().then((how) => {

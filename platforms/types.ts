@@ -35,6 +35,63 @@ export interface ProcessHandle {
   closeOutput(): void;
 }
 
+/** NAME=VALUE in the environment of every process a command starts: its descendants inherit it. */
+export interface TrackingMarker {
+  name: string;
+  value: string;
+}
+
+/** A process as found by a scan: its start time tells it from a later process that reuses the pid. */
+export interface ProcessRef {
+  pid: number;
+  /** Start time in the platform's own unit (clock ticks since boot on Linux); undefined when unknown. */
+  start: number | undefined;
+}
+
+export interface ProcessQuery {
+  /** A process group: every member is found (a group id is not reused while the group has members). */
+  group?: number;
+  /**
+   * A live process whose descendants are found, wherever their group. Only while the caller knows it has not
+   * been reaped: after that its pid may belong to another process.
+   */
+  root?: number;
+  /** Processes whose environment carries this marker (NAME=VALUE, or VALUE in a ':'-separated NAME list). */
+  marker?: TrackingMarker;
+  /** Processes found before (e.g. re-parented after their parent died): found again while they live. */
+  known?: readonly ProcessRef[];
+  /**
+   * Only processes started at or after this time (ms since the epoch) can carry the marker: older ones are not
+   * read at all, which keeps a scan cheap on a busy host. Give it a few seconds of slack.
+   */
+  startedAfterMs?: number;
+  /** Stop reading environments after this long (ms); what was found so far is returned. */
+  timeoutMs?: number;
+}
+
+export interface InspectLimits {
+  /** Give up after this long (ms), returning what was collected. */
+  timeoutMs: number;
+  /** Keep at most this many bytes of text. */
+  maxBytes: number;
+  signal?: AbortSignal;
+}
+
+/** One line of a process listing (hang forensics, leftovers). Unknown fields are undefined. */
+export interface ProcessFacts {
+  pid: number;
+  ppid: number | undefined;
+  /** One-letter state as ps shows it (R running, S sleeping, D disk wait, T stopped, Z zombie). */
+  state: string | undefined;
+  /** User + system CPU time, in seconds. */
+  cpuSeconds: number | undefined;
+  /** The kernel function the process waits in. */
+  wchan: string | undefined;
+  openFiles: number | undefined;
+  /** Arguments joined by spaces (the short name in brackets when the command line is unreadable). */
+  command: string;
+}
+
 /** Spawn failed before the program ran (cwd missing, executable not found, ...). */
 export class SpawnError extends Error {
   readonly code: string;
@@ -63,12 +120,29 @@ export interface Platform {
   /** Starts a process in its own process group / job. Throws SpawnError when it cannot start. */
   spawn(req: SpawnRequest): ProcessHandle;
   /**
-   * Signals the whole tree rooted at pid: its process group, its descendants that left the group, and the
-   * `known` pids signalled before (children re-parented away after their parent died). Returns every pid signalled.
+   * Whether findProcesses can read other processes' environments, so `marker` finds processes that left the
+   * tree (double-forked daemons). False (Windows): only the tree is found.
    */
-  killTree(pid: number, signal: string, known?: readonly number[]): number[];
-  /** True while any process of the tree rooted at pid (or its group) is alive. */
-  treeAlive(pid: number): boolean;
+  readonly tracksMarkers: boolean;
+  /**
+   * Live processes of a command: its process group, the descendants of its first process (wherever their
+   * group), every process whose environment carries `query.marker`, and the `known` processes
+   * that are still the same processes. Asynchronous and sliced: it never blocks the event loop for long,
+   * whatever the number of processes on the host, and a process that hangs the kernel's reads is skipped.
+   */
+  findProcesses(query: ProcessQuery): Promise<ProcessRef[]>;
+  /**
+   * Signals what findProcesses(query) finds. The process group `query.group` is signalled synchronously,
+   * before anything else, so nothing in it can fork past the kill. Resolves with every process signalled.
+   */
+  killProcesses(signal: string, query: ProcessQuery): Promise<ProcessRef[]>;
+  /** Facts for hang forensics and for listing leftovers: pid, ppid, state, CPU time, wait channel, command line. */
+  inspectProcesses(pids: readonly number[], limits: InspectLimits): Promise<ProcessFacts[]>;
+  /**
+   * Stack traces of `pids` by a debugger or sampler installed on the host (eu-stack or gdb on Linux, sample on
+   * macOS), bounded in time and size; `tool` undefined when none is installed (nothing is installed for it).
+   */
+  collectStacks(pids: readonly number[], limits: InspectLimits): Promise<{ tool: string | undefined; text: string }>;
   /**
    * When process `pid` started (ms since the epoch, to within ~1 s), or undefined when unknown. Tells a live
    * bbagent from a process that merely reuses the pid of a stale pidfile (after a reboot or power cut).

@@ -2,8 +2,10 @@
 
 import { RunProcess, type LogfileSpec } from '../process/run-process.js';
 import { buildEnvironment } from '../process/environment.js';
+import { forensicsWhen } from '../process/hang-forensics.js';
+import { TRACKING_ENV } from '../process/tracking.js';
 import { CommandArgsError } from '../errors.js';
-import { argBool, argOptNumber, argOptString, argPath, describe } from './args.js';
+import { argBool, argOptString, argPath, describe } from './args.js';
 import { PyTuple, type CommandArgs, type CommandDefinition } from './types.js';
 import { relPath } from './relative-args.js';
 
@@ -35,6 +37,18 @@ function isObfuscated(w: unknown): w is PyTuple & { items: [string, string, stri
   if (!(w instanceof PyTuple)) return false;
   const [tag, real, fake] = w.items;
   return w.items.length === 3 && tag === 'obfuscated' && typeof real === 'string' && typeof fake === 'string';
+}
+
+/**
+ * A delay in seconds (timeout, maxTime, sigtermTime): a number >= 0, Infinity meaning never (as Twisted's
+ * callLater takes it). Anything else fails the command, as buildbot-worker's callLater assertion does.
+ */
+function argOptSeconds(args: CommandArgs, name: string): number | undefined {
+  const v = args[name];
+  if (v === undefined || v === null) return undefined;
+  const n = typeof v === 'bigint' ? Number(v) : v;
+  if (typeof n !== 'number' || Number.isNaN(n) || n < 0) throw new CommandArgsError(`argument '${name}' must be a number of seconds >= 0, got ${typeof n === 'number' ? String(n) : describe(v)}`);
+  return n;
 }
 
 function parseLogfiles(v: unknown): Record<string, LogfileSpec> {
@@ -75,14 +89,17 @@ export const shellCommand: CommandDefinition = {
             sendStdout: argBool(args, 'want_stdout', true),
             sendStderr: argBool(args, 'want_stderr', true),
             sendRC: true,
-            timeout: argOptNumber(args, 'timeout') ?? null,
-            maxTime: argOptNumber(args, 'maxTime') ?? null,
-            sigtermTime: argOptNumber(args, 'sigtermTime') ?? null,
+            timeout: argOptSeconds(args, 'timeout') ?? null,
+            maxTime: argOptSeconds(args, 'maxTime') ?? null,
+            sigtermTime: argOptSeconds(args, 'sigtermTime') ?? null,
             initialStdin: argOptString(args, 'initial_stdin') ?? null,
             logEnviron: argBool(args, 'logEnviron', true),
             logfiles: parseLogfiles(args['logfiles']),
             usePTY: argBool(args, 'usePTY', false),
             interruptSignal: argOptString(args, 'interruptSignal') || 'KILL',
+            forensics: forensicsWhen(args['env']),
+            registry: env.processes,
+            inheritedTrackingId: env.environ[TRACKING_ENV],
           },
           io,
           env.platform,

@@ -25,6 +25,7 @@ export function toolProcess(argv: string[], args: CommandArgs, io: CommandIO, en
       logfiles: {},
       usePTY: false,
       interruptSignal: 'KILL',
+      registry: env.processes,
     },
     io,
     env.platform,

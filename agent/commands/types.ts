@@ -3,6 +3,7 @@
 
 import type { Logger } from '../log.js';
 import type { Platform } from '../../platforms/types.js';
+import type { ProcessRegistry } from '../process/tracking.js';
 
 export type TextStream = 'stdout' | 'stderr' | 'header';
 
@@ -80,6 +81,8 @@ export interface CommandEnv {
   logger: Logger;
   /** Wall clock in seconds (float), injectable for tests. */
   now(): number;
+  /** The agent's running processes, killed before it exits; absent: commands' processes are not registered. */
+  processes?: ProcessRegistry;
 }
 
 export type CommandArgs = Record<string, unknown>;

@@ -3,6 +3,7 @@
 // The sender is injected, so tests pass a recording one.
 
 import type { LineChunk, UpdateItem } from '../commands/types.js';
+import { startDelay, type DelayTimer } from '../timers.js';
 
 export type MessageSender = (items: UpdateItem[]) => void;
 
@@ -11,9 +12,10 @@ export interface Timers {
   clearTimeout(handle: unknown): void;
 }
 
+/** The master's buffer_timeout may be any number of seconds: startDelay keeps 2^31 ms and more from firing at once. */
 export const realTimers: Timers = {
-  setTimeout: (cb, ms) => setTimeout(cb, ms),
-  clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
+  setTimeout: (cb, ms) => startDelay(cb, ms),
+  clearTimeout: (h) => (h as DelayTimer).cancel(),
 };
 
 /**

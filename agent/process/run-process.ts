@@ -1,17 +1,29 @@
 // Runs one child process for a command, with buildbot-worker's headers, timers and kill rules:
 // `timeout` (seconds without output), `maxTime`, `sigtermTime` escalation, interrupt, and a backup timer when a
-// kill does not take. Unlike buildbot-worker, every kill reaches the whole process tree, not just its group.
+// kill does not take. Unlike buildbot-worker, every kill reaches the whole process tree, not just its group, and
+// every process that carries the command's tracking marker (a daemon that double-forked away); a timeout kill is
+// preceded by hang forensics; a normal end lists the processes the command left running.
 
 import { mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { SpawnError, type ExitStatus, type Platform, type ProcessHandle } from '../../platforms/types.js';
+import { SpawnError, type ExitStatus, type Platform, type ProcessHandle, type ProcessQuery, type ProcessRef, type TrackingMarker } from '../../platforms/types.js';
 import type { CommandIO } from '../commands/types.js';
+import { CommandArgsError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { startDelay, type DelayTimer } from '../timers.js';
+import { collectHangReport, HANG_LOG, prefixLines, wantsForensics, type ForensicsWhen, type KillReason } from './hang-forensics.js';
+import { newTrackingMarker, withTrackingMarker, type ProcessRegistry, type TrackedProcess } from './tracking.js';
 import { LogFileWatcher } from './logfile-watcher.js';
 import { reprBytes, reprValue, shellQuote } from './pyrepr.js';
 
 /** After a kill, how long to wait for the process to end before giving up on it (buildbot-worker: 5 s). */
 export const BACKUP_TIMEOUT_MS = 5000;
+/** Processes started this long before the command cannot be its own; the slack covers the boot-time clock's drift (ms). */
+const SCAN_START_SLACK_MS = 5000;
+/** Listing what a command left running takes at most this long (ms); it never delays the command's end. */
+const LEFTOVER_LIST_TIMEOUT_MS = 3000;
+/** At most this many leftovers are named in the agent log (the count is always given). */
+const LEFTOVER_LIST_MAX = 20;
 
 export type LogfileSpec = string | { filename: string; follow?: boolean };
 
@@ -33,7 +45,22 @@ export interface RunProcessOptions {
   logfiles: Record<string, LogfileSpec>;
   usePTY: boolean;
   interruptSignal: string;
+  /** When to collect hang forensics before a kill (default: before a timeout or maxTime kill). */
+  forensics?: ForensicsWhen;
+  /** The agent's registry of running processes (it kills them all before it exits); absent: not registered. */
+  registry?: ProcessRegistry;
+  /** The tracking variable's value in the agent's own environment, kept in front of the command's marker. */
+  inheritedTrackingId?: string;
 }
+
+/** The master's delays are seconds: a number >= 0 (Infinity: never); buildbot-worker fails the command otherwise. */
+function checkSeconds(name: string, v: unknown): void {
+  if (v === null || v === undefined) return;
+  if (typeof v !== 'number' || Number.isNaN(v) || v < 0) throw new CommandArgsError(`argument '${name}' must be a number of seconds >= 0, got ${String(v)}`);
+}
+
+/** Seconds as Python's str() shows them in headers ("inf" for Infinity). */
+const secs = (v: number): string => (Number.isFinite(v) ? String(v) : 'inf');
 
 export class RunProcessError extends Error {
   constructor(
@@ -45,18 +72,29 @@ export class RunProcessError extends Error {
   }
 }
 
-export class RunProcess {
+export class RunProcess implements TrackedProcess {
   private handle: ProcessHandle | undefined;
   private killed = false;
   private done = false;
   private paused = false;
   private startTime = 0;
-  private ioTimer: NodeJS.Timeout | undefined;
-  private maxTimer: NodeJS.Timeout | undefined;
-  private sigtermTimer: NodeJS.Timeout | undefined;
-  private backupTimer: NodeJS.Timeout | undefined;
+  private ioTimer: DelayTimer | undefined;
+  private maxTimer: DelayTimer | undefined;
+  private sigtermTimer: DelayTimer | undefined;
+  private backupTimer: DelayTimer | undefined;
+  /** The final KILL sweep after a killed command ended (waits out what is left of sigtermTime). */
+  private reapTimer: DelayTimer | undefined;
+  /** When the TERM grace ends (performance.now() ms), while a TERM kill is in progress. */
+  private sigtermDeadline: number | undefined;
+  /** Set while hang forensics are collected; aborting it lets the kill go on at once. */
+  private forensics: AbortController | undefined;
+  private forensicsRun: Promise<void> | undefined;
+  private terminating = false;
   private watchers: LogFileWatcher[] = [];
-  private signalled: number[] = [];
+  /** Every process a kill found, so a later sweep finds them again after they were re-parented away. */
+  private signalled: ProcessRef[] = [];
+  private readonly marker: TrackingMarker = newTrackingMarker();
+  private spawnedAtMs = 0;
   private settle: { resolve: (rc: number) => void; reject: (e: Error) => void } | undefined;
   private readonly usePTY: boolean;
 
@@ -68,6 +106,9 @@ export class RunProcess {
     private readonly now: () => number,
   ) {
     this.usePTY = opts.usePTY;
+    checkSeconds('timeout', opts.timeout);
+    checkSeconds('maxTime', opts.maxTime);
+    checkSeconds('sigtermTime', opts.sigtermTime);
     // No PTY with stdin to close, nor where the platform has none (buildbot-worker: every non-POSIX system).
     if ((opts.initialStdin !== null || !platform.supportsPty) && opts.usePTY) {
       // buildbot-worker sends this without a newline, so it joins the next header line
@@ -91,12 +132,13 @@ export class RunProcess {
     const fake = o.fakeCommand ?? o.command;
     const argv = typeof o.command === 'string' ? this.platform.shellArgv(o.command) : o.command;
     const display = typeof fake === 'string' ? fake : shellQuote(fake);
-    const env: Record<string, string> = { ...o.environ, PWD: path.resolve(o.workdir) };
+    // the marker goes in last, after the step's env was merged: a step cannot remove it
+    const env = withTrackingMarker({ ...o.environ, PWD: path.resolve(o.workdir) }, this.marker, o.inheritedTrackingId);
 
     this.io.text('header', display + '\n');
     let msg = ` in dir ${o.workdir}`;
-    if (o.timeout) msg += ` (timeout ${o.timeout} ${o.timeout === 1 ? 'sec' : 'secs'})`;
-    if (o.maxTime) msg += ` (maxTime ${o.maxTime} ${o.maxTime === 1 ? 'sec' : 'secs'})`;
+    if (o.timeout) msg += ` (timeout ${secs(o.timeout)} ${o.timeout === 1 ? 'sec' : 'secs'})`;
+    if (o.maxTime) msg += ` (maxTime ${secs(o.maxTime)} ${o.maxTime === 1 ? 'sec' : 'secs'})`;
     this.io.text('header', msg + '\n');
     this.io.text('header', ` watching logfiles ${reprValue(o.logfiles)}\n`);
     const argvRepr = typeof fake === 'string' ? reprBytes(fake) : `[${fake.map(reprBytes).join(', ')}]`;
@@ -117,12 +159,14 @@ export class RunProcess {
     }
 
     this.startTime = this.now();
+    this.spawnedAtMs = Date.now();
     try {
       this.handle = this.platform.spawn({ argv, cwd: o.workdir, env, pty: this.usePTY, stdinPipe: stdinBytes !== undefined });
     } catch (err) {
       this.launchFailed(argv, err);
       return;
     }
+    o.registry?.add(this);
     const h = this.handle;
     const out = new TextDecoder('utf-8');
     const errd = new TextDecoder('utf-8');
@@ -133,14 +177,19 @@ export class RunProcess {
       if (tailOut) this.addOutput('stdout', tailOut);
       const tailErr = errd.decode();
       if (tailErr) this.addOutput('stderr', tailErr);
-      this.finished(status);
+      // forensics in progress end early, and their report still comes before the rc
+      if (this.forensicsRun) {
+        this.forensics?.abort();
+        void this.forensicsRun.then(() => this.finished(status));
+      } else this.finished(status);
     });
     if (stdinBytes) {
       h.writeStdin(stdinBytes);
       h.closeStdin();
     }
-    if (o.timeout) this.ioTimer = setTimeout(() => this.doTimeout(), o.timeout * 1000);
-    if (o.maxTime) this.maxTimer = setTimeout(() => this.doMaxTimeout(), o.maxTime * 1000);
+    // startDelay: a timeout of 2^31 ms or more must not fire at once, as a bare setTimeout would
+    if (o.timeout) this.ioTimer = startDelay(() => this.doTimeout(), o.timeout * 1000);
+    if (o.maxTime) this.maxTimer = startDelay(() => this.doMaxTimeout(), o.maxTime * 1000);
     for (const w of this.watchers) w.start();
   }
 
@@ -163,7 +212,7 @@ export class RunProcess {
   }
 
   private resetIoTimer(): void {
-    if (this.ioTimer) this.ioTimer.refresh();
+    this.ioTimer?.refresh();
   }
 
   private addOutput(stream: 'stdout' | 'stderr', text: string): void {
@@ -201,51 +250,166 @@ export class RunProcess {
 
   private doTimeout(): void {
     this.ioTimer = undefined;
-    this.kill(`command timed out: ${this.opts.timeout} seconds without output running ${this.describeFake()}`);
+    this.kill(`command timed out: ${secs(this.opts.timeout ?? 0)} seconds without output running ${this.describeFake()}`, 'timeout');
   }
 
   private doMaxTimeout(): void {
     this.maxTimer = undefined;
-    this.kill(`command timed out: ${this.opts.maxTime} seconds elapsed running ${this.describeFake()}`);
+    this.kill(`command timed out: ${secs(this.opts.maxTime ?? 0)} seconds elapsed running ${this.describeFake()}`, 'maxTime');
   }
 
-  /** Kills the process tree after a timeout or an interrupt; the rc then comes from the process's end. */
-  kill(msg: string): void {
-    if (this.done) return;
+  /**
+   * Kills the process tree after a timeout or an interrupt; the rc then comes from the process's end. Hang
+   * forensics come first when wanted; a kill asked for while they are collected cuts them short.
+   */
+  kill(msg: string, reason: KillReason = 'interrupt'): void {
+    if (this.done || this.terminating) return;
+    if (this.forensics) {
+      this.forensics.abort();
+      return;
+    }
     this.cancelTimers();
     const text = `${msg}, attempting to kill`;
     this.logger.info(text);
     this.io.text('header', `\n${text}\n`);
     this.killed = true;
-    const h = this.handle;
-    if (!h) return;
+    if (!this.handle) return;
+    if (wantsForensics(this.opts.forensics ?? 'timeout', reason)) {
+      const ac = new AbortController();
+      this.forensics = ac;
+      this.forensicsRun = this.writeForensics(reason, ac.signal)
+        .catch((err: unknown) => this.logger.warn(`hang forensics failed: ${String(err)}`))
+        .finally(() => {
+          this.forensics = undefined;
+          this.forensicsRun = undefined;
+          if (!this.done && !this.terminating) this.signalKill();
+        });
+      return;
+    }
+    this.signalKill();
+  }
+
+  private async writeForensics(reason: KillReason, signal: AbortSignal): Promise<void> {
+    const why = reason === 'interrupt' ? 'when interrupted' : `before the ${reason} kill`;
+    const r = await collectHangReport(this.platform, this.query(), why, { signal });
+    const declared = Object.prototype.hasOwnProperty.call(this.opts.logfiles, HANG_LOG);
+    const stacksNote = r.tool ? `stacks (${r.tool})` : 'no stacks: neither eu-stack nor gdb (Linux) or sample (macOS) is installed';
+    let header = `${r.title}\n${r.table}`;
+    if (declared) header += `${r.tool ? `${stacksNote} in log '${HANG_LOG}'` : stacksNote}\n`;
+    else header += r.tool ? `${stacksNote}:\n${r.stacks}` : `${stacksNote}\n`;
+    this.io.text('header', prefixLines(header));
+    if (declared) this.io.log(HANG_LOG, `${r.title}\n${r.table}${r.tool ? `\n${stacksNote}:\n${r.stacks}` : `${stacksNote}\n`}`);
+    this.logger.info(`hang forensics of ${r.processes} process(es) written ${declared ? `to log '${HANG_LOG}'` : 'to the stdio header'}`);
+  }
+
+  private signalKill(): void {
     if (this.opts.sigtermTime !== null) {
       this.signalTree('TERM');
-      this.sigtermTimer = setTimeout(() => {
+      const graceMs = this.opts.sigtermTime * 1000;
+      this.sigtermDeadline = performance.now() + graceMs;
+      this.sigtermTimer = startDelay(() => {
         this.sigtermTimer = undefined;
+        this.sigtermDeadline = undefined;
         // buildbot-worker escalates only when the main process still lives; we escalate while any of the tree does
         this.signalTree(this.opts.interruptSignal);
         this.cleanUp();
-      }, this.opts.sigtermTime * 1000);
+      }, graceMs);
     } else {
       this.signalTree(this.opts.interruptSignal);
       this.cleanUp();
     }
   }
 
-  private signalTree(sig: string): void {
-    if (!this.handle) return;
-    this.signalled = this.platform.killTree(this.handle.pid, sig, this.signalled);
+  /** What belongs to this command: its group, its tree while its first process is unreaped, its marked processes. */
+  private query(): ProcessQuery {
+    const pid = this.handle?.pid;
+    return {
+      group: pid,
+      root: this.done ? undefined : pid,
+      marker: this.marker,
+      known: this.signalled,
+      startedAfterMs: this.spawnedAtMs - SCAN_START_SLACK_MS,
+    };
+  }
+
+  /** Signals the command's processes; the group at once, the rest once the scan found them. */
+  private signalTree(sig: string): Promise<void> {
+    if (!this.handle) return Promise.resolve();
+    return this.platform.killProcesses(sig, this.query()).then(
+      (found) => this.remember(found),
+      (err: unknown) => this.logger.warn(`could not signal the processes of ${this.describeFake()}: ${String(err)}`),
+    );
+  }
+
+  private remember(found: readonly ProcessRef[]): void {
+    const have = new Set(this.signalled.map((p) => p.pid));
+    for (const p of found) if (!have.has(p.pid)) this.signalled.push(p);
   }
 
   private cleanUp(): void {
     // as buildbot-worker's loseConnection: stop waiting for pipes held open by stray grandchildren
     this.handle?.closeOutput();
-    if (!this.done) this.backupTimer = setTimeout(() => this.doBackupTimeout(), BACKUP_TIMEOUT_MS);
+    if (!this.done) this.backupTimer = startDelay(() => this.doBackupTimeout(), BACKUP_TIMEOUT_MS);
+  }
+
+  /**
+   * The agent is exiting: SIGKILL everything the command started, now, whatever the kill was waiting for
+   * (forensics, sigtermTime). Resolves when the kill was sent; a second sweep catches what forked meanwhile.
+   */
+  async terminate(): Promise<void> {
+    if (!this.handle) return;
+    this.terminating = true;
+    this.killed = true;
+    this.forensics?.abort();
+    this.cancelTimers();
+    this.reapTimer?.cancel();
+    this.reapTimer = undefined;
+    try {
+      if (this.platform.tracksMarkers || !this.done) {
+        await this.signalTree('KILL');
+        if (this.signalled.length) await this.signalTree('KILL');
+      }
+    } finally {
+      this.handle.closeOutput();
+      this.opts.registry?.delete(this);
+    }
+  }
+
+  /** After a killed command ended: KILL what is left of it once the TERM grace (if any) is over. */
+  private reap(): void {
+    if (this.terminating || this.reapTimer) return;
+    const waitMs = this.sigtermDeadline === undefined ? 0 : Math.max(0, this.sigtermDeadline - performance.now());
+    this.reapTimer = startDelay(() => {
+      // make sure nothing of the tree outlives the kill (e.g. a grandchild that ignored TERM, a daemon)
+      void this.signalTree('KILL').finally(() => {
+        this.reapTimer = undefined;
+        this.opts.registry?.delete(this);
+      });
+    }, waitMs);
+  }
+
+  /** After a normal end: name what the command left running in the agent log, without killing it. */
+  private async listLeftovers(): Promise<void> {
+    try {
+      const found = await this.platform.findProcesses({ ...this.query(), timeoutMs: LEFTOVER_LIST_TIMEOUT_MS });
+      if (found.length === 0) return;
+      const facts = await this.platform.inspectProcesses(
+        found.slice(0, LEFTOVER_LIST_MAX).map((p) => p.pid),
+        { timeoutMs: LEFTOVER_LIST_TIMEOUT_MS, maxBytes: 64 * 1024 },
+      );
+      const lines = facts.map((f) => `  pid ${f.pid}: ${f.command}`).join('\n');
+      const more = found.length > facts.length ? `\n  ... and ${found.length - facts.length} more` : '';
+      this.logger.warn(
+        `${this.describeFake()} left ${found.length} process(es) running (${this.marker.name}=${this.marker.value}); not killed, a later step may use them:\n${lines}${more}`,
+      );
+    } catch (err) {
+      this.logger.warn(`could not list the processes left by ${this.describeFake()}: ${String(err)}`);
+    }
   }
 
   private doBackupTimeout(): void {
     this.backupTimer = undefined;
+    this.reap();
     const name = `SIG${this.opts.interruptSignal}`;
     this.io.text('header', `${name} failed to kill process\n`);
     if (this.opts.sendRC) {
@@ -269,9 +433,12 @@ export class RunProcess {
     }
     this.io.text('header', `elapsedTime=${elapsed.toFixed(6)}\n`);
     this.cancelTimers();
-    if (this.killed && this.signalled.length) {
-      // make sure nothing of the tree outlives the kill (e.g. a grandchild that ignored TERM)
-      this.platform.killTree(this.handle!.pid, 'KILL', this.signalled);
+    if (this.handle) {
+      if (this.killed) this.reap();
+      else {
+        this.opts.registry?.delete(this);
+        void this.listLeftovers();
+      }
     }
     this.settle?.resolve(rc);
     this.settle = undefined;
@@ -286,7 +453,7 @@ export class RunProcess {
   }
 
   private cancelTimers(): void {
-    for (const t of [this.ioTimer, this.maxTimer, this.sigtermTimer, this.backupTimer]) if (t) clearTimeout(t);
+    for (const t of [this.ioTimer, this.maxTimer, this.sigtermTimer, this.backupTimer]) t?.cancel();
     this.ioTimer = this.maxTimer = this.sigtermTimer = this.backupTimer = undefined;
   }
 }

@@ -4,7 +4,9 @@ import { readFileSync } from 'node:fs';
 import type { Platform } from '../types.js';
 import { posixSpawn } from './spawn.js';
 import { signalNumber } from './signals.js';
-import { processStartMs, treePids } from './tree.js';
+import { processStartMs } from './start-time.js';
+import { inspectLinux, inspectPs, stacksDarwin, stacksLinux } from './inspect.js';
+import { LinuxProcScanner, scanPs, selectProcesses } from './processes.js';
 
 /** ProductName and ProductVersion of macOS's SystemVersion.plist (an XML plist; what `sw_vers` prints). */
 export function parseSystemVersionPlist(text: string): { name: string; version: string } | undefined {
@@ -35,13 +37,10 @@ export function posixPlatform(id: 'linux' | 'darwin'): Platform {
       // already gone
     }
   };
-  const alive = (pid: number): boolean => {
-    try {
-      process.kill(pid, 0);
-      return true;
-    } catch {
-      return false;
-    }
+  const scanner = id === 'linux' ? new LinuxProcScanner() : undefined;
+  const findProcesses: Platform['findProcesses'] = async (q) => {
+    const procs = scanner ? await scanner.scan(q) : await scanPs(q);
+    return selectProcesses(procs, q);
   };
   const osRelease = (): Record<string, string> => {
     try {
@@ -57,13 +56,18 @@ export function posixPlatform(id: 'linux' | 'darwin'): Platform {
     supportsPty: true,
     shellArgv: (command) => ['/bin/sh', '-c', command],
     spawn: posixSpawn,
-    killTree(pid, sig, known = []) {
-      const pids = new Set([...treePids(pid, id), ...known.filter(alive)]);
-      signal(-pid, sig); // the group first, so nothing in it can fork past us
-      for (const p of pids) signal(p, sig);
-      return [...pids];
+    tracksMarkers: true,
+    findProcesses,
+    async killProcesses(sig, q) {
+      if (q.group !== undefined) signal(-q.group, sig); // the group first, so nothing in it can fork past us
+      const found = await findProcesses(q);
+      // the scan took a while: signal only processes that are still the ones it found (no reused pid)
+      const live = scanner ? found.filter((p) => scanner.stillSame(p)) : found;
+      for (const p of live) signal(p.pid, sig);
+      return live;
     },
-    treeAlive: (pid) => treePids(pid, id).length > 0,
+    inspectProcesses: (pids, limits) => (id === 'linux' ? inspectLinux(pids, limits) : inspectPs(pids, limits)),
+    collectStacks: (pids, limits) => (id === 'linux' ? stacksLinux(pids, limits) : stacksDarwin(pids, limits)),
     signalNumber,
     processStartMs: (pid) => processStartMs(pid, id),
     removeTreeArgv: (p) => ['rm', '-rf', p],

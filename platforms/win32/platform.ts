@@ -1,8 +1,23 @@
 // The Windows platform: cmd.exe, taskkill /T for trees. Not yet exercised on a real Windows host.
+// Tracking markers are not supported: Windows has no readable environment of other processes, and the
+// process tree is what taskkill /T finds (a per-command job object would need native code; see
+// docs/compatibility.md).
 
-import { execFileSync, spawn as cpSpawn } from 'node:child_process';
+import { execFile, spawn as cpSpawn } from 'node:child_process';
 import os from 'node:os';
 import { SpawnError, type ExitStatus, type Platform } from '../types.js';
+
+/** taskkill normally answers at once; a wedged one must not hold a command's end forever (ms). */
+const TASKKILL_TIMEOUT_MS = 10_000;
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 export function win32Platform(): Platform {
   return {
@@ -46,22 +61,19 @@ export function win32Platform(): Platform {
         },
       };
     },
-    killTree(pid) {
-      try {
-        execFileSync('taskkill', ['/PID', String(pid), '/T', '/F'], { stdio: 'ignore' });
-      } catch {
-        // already gone
-      }
-      return [pid];
+    tracksMarkers: false,
+    // Not supported: only the root is known (taskkill /T finds the rest when killing).
+    findProcesses: async (q) => (q.root !== undefined && alive(q.root) ? [{ pid: q.root, start: undefined }] : []),
+    killProcesses(_sig, q) {
+      const root = q.root ?? q.group;
+      if (root === undefined) return Promise.resolve([]);
+      return new Promise((resolve) => {
+        execFile('taskkill', ['/PID', String(root), '/T', '/F'], { windowsHide: true, timeout: TASKKILL_TIMEOUT_MS }, () => resolve([{ pid: root, start: undefined }]));
+      });
     },
-    treeAlive(pid) {
-      try {
-        process.kill(pid, 0);
-        return true;
-      } catch {
-        return false;
-      }
-    },
+    inspectProcesses: async (pids) => pids.map((pid) => ({ pid, ppid: undefined, state: undefined, cpuSeconds: undefined, wchan: undefined, openFiles: undefined, command: '?' })),
+    // Not supported: no stack tool is looked for on Windows.
+    collectStacks: async () => ({ tool: undefined, text: '' }),
     processStartMs: () => undefined,
     signalNumber: (name) => ({ KILL: 9, TERM: 15, INT: 2 })[name],
     removeTreeArgv: (p) => ['cmd.exe', '/c', 'rmdir', '/s', '/q', p],

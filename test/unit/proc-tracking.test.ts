@@ -1,0 +1,157 @@
+// Finding a command's processes: the tracking marker in /proc/PID/environ (or ps -E), the tree from the
+// process group and parent links, and the parsers behind them. Real processes on this host where it matters.
+import { mkdtempSync, readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { currentPlatform } from '../../platforms/index.js';
+import { environHasMarker, parseProcStat, parsePsListing, selectProcesses, type ScannedProcess } from '../../platforms/posix/processes.js';
+import { parseLsofCounts, parsePsFacts, parsePsTime } from '../../platforms/posix/inspect.js';
+import { alive } from '../helpers/procs.js';
+import { killMarked, markedProcesses } from '../faults/helpers/proc-count.js';
+
+const platform = currentPlatform();
+const linux = platform.id === 'linux';
+const TEST_MARK = `proc-tracking-${process.pid}`;
+
+afterAll(() => {
+  killMarked('PROC_TRACKING_TEST', TEST_MARK);
+});
+
+describe('marker matching', () => {
+  const m = { name: 'BUILDBOT_TRACKING_ID', value: 'bbagent-1-abc' };
+  const env = (...vars: string[]): Buffer => Buffer.from(vars.join('\0') + '\0', 'latin1');
+
+  it('finds NAME=VALUE anywhere, and VALUE inside a nested agent\'s list', () => {
+    expect(environHasMarker(env('BUILDBOT_TRACKING_ID=bbagent-1-abc', 'A=1'), m)).toBe(true);
+    expect(environHasMarker(env('A=1', 'BUILDBOT_TRACKING_ID=bbagent-1-abc'), m)).toBe(true);
+    expect(environHasMarker(env('A=1', 'BUILDBOT_TRACKING_ID=outer-9:bbagent-1-abc'), m)).toBe(true);
+    expect(environHasMarker(Buffer.from('BUILDBOT_TRACKING_ID=bbagent-1-abc'), m)).toBe(true);
+  });
+
+  it('does not match another value, a longer one, or the name inside another variable', () => {
+    expect(environHasMarker(env('BUILDBOT_TRACKING_ID=bbagent-1-abcd'), m)).toBe(false);
+    expect(environHasMarker(env('BUILDBOT_TRACKING_ID=bbagent-2-abc'), m)).toBe(false);
+    expect(environHasMarker(env('X_BUILDBOT_TRACKING_ID=bbagent-1-abc'), m)).toBe(false);
+    expect(environHasMarker(env('A=BUILDBOT_TRACKING_ID=bbagent-1-abc'), m)).toBe(false);
+    expect(environHasMarker(env(), m)).toBe(false);
+  });
+
+  it('ps -E listings (macOS): the marker after the command, zombies skipped', () => {
+    const text = [
+      '  101     1   101 Ss   /usr/sbin/daemon -x BUILDBOT_TRACKING_ID=bbagent-1-abc HOME=/',
+      '  102   101   101 S    sleep 5 PATH=/bin BUILDBOT_TRACKING_ID=x:bbagent-1-abc',
+      '  103     1   103 S    other BUILDBOT_TRACKING_ID=bbagent-1-abcd',
+      '  104   101   101 Z    (sh)',
+    ].join('\n');
+    const procs = parsePsListing(text, m);
+    expect(procs.map((p) => [p.pid, p.ppid, p.pgid, p.state, p.marked])).toEqual([
+      [101, 1, 101, 'S', true],
+      [102, 101, 101, 'S', true],
+      [103, 1, 103, 'S', false],
+    ]);
+  });
+});
+
+describe('parsers', () => {
+  it('/proc/PID/stat with a command name holding spaces and parentheses', () => {
+    const fields = ['S', '10', '20', '20', '0', '-1', '0', '0', '0', '0', '0', '150', '50', '0', '0', '20', '0', '1', '0', '98765'];
+    const p = parseProcStat(42, `42 (a) b (c) ${fields.join(' ')}`);
+    expect(p).toMatchObject({ pid: 42, ppid: 10, pgid: 20, state: 'S', start: 98765, utime: 150, stime: 50, comm: 'a) b (c' });
+  });
+
+  it('ps times, ps facts and lsof fd counts (macOS)', () => {
+    expect(parsePsTime('0:01.50')).toBe(1.5);
+    expect(parsePsTime('01:02:03')).toBe(3723);
+    expect(parsePsTime('2-00:00:01')).toBe(172801);
+    expect(parsePsFacts('  7   1 S+   0:00.02 -      sleep 30\n')).toEqual([
+      { pid: 7, ppid: 1, state: 'S', cpuSeconds: 0.02, wchan: undefined, openFiles: undefined, command: 'sleep 30' },
+    ]);
+    expect([...parseLsofCounts('p7\nfcwd\nf0\nf1\nf2\np8\nf0\n')]).toEqual([
+      [7, 3],
+      [8, 1],
+    ]);
+  });
+});
+
+describe('selectProcesses', () => {
+  const p = (pid: number, ppid: number, pgid: number, marked = false, start = pid * 10): ScannedProcess => ({ pid, ppid, pgid, state: 'S', start, marked });
+  const procs = [p(100, 1, 100), p(101, 100, 100), p(102, 101, 102), p(103, 102, 102), p(200, 1, 200, true), p(201, 200, 200), p(300, 1, 300), p(400, 1, 400)];
+
+  it('group, descendants of the root wherever their group, marked processes and their children', () => {
+    const found = selectProcesses(procs, { group: 100, root: 100, marker: { name: 'M', value: 'v' } }).map((r) => r.pid);
+    expect(found.sort()).toEqual([100, 101, 102, 103, 200, 201]);
+  });
+
+  it('without a root (it was reaped: its pid may be reused), the group, known ones and their descendants', () => {
+    // pid 100 now belongs to an unrelated process (another group) with a child of its own
+    const reused = [p(100, 1, 999), p(501, 100, 999), ...procs.filter((x) => x.pid !== 100)];
+    const found = selectProcesses(reused, { group: 100, known: [{ pid: 300, start: 3000 }] }).map((r) => r.pid);
+    expect(found.sort()).toEqual([101, 102, 103, 300]);
+  });
+
+  it('a known pid now held by another process (another start time) is left alone', () => {
+    expect(selectProcesses(procs, { known: [{ pid: 400, start: 1 }] })).toEqual([]);
+  });
+});
+
+describe.runIf(linux)('real processes (Linux)', () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'bbagent-track-'));
+
+  /** Spawns, as a command would, a shell that double-forks a setsid daemon and exits; resolves with the daemon's pid. */
+  async function daemonize(markerValue: string): Promise<{ shell: number; daemon: number }> {
+    const pidfile = path.join(dir, `${markerValue}.pid`);
+    const h = platform.spawn({
+      argv: ['/bin/sh', '-c', `(setsid sh -c 'echo $$ > ${pidfile}; exec sleep 120' </dev/null >/dev/null 2>&1 &)`],
+      cwd: dir,
+      env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', BUILDBOT_TRACKING_ID: markerValue, PROC_TRACKING_TEST: TEST_MARK },
+      pty: false,
+      stdinPipe: false,
+    });
+    await new Promise<void>((resolve) => h.onExit(() => resolve()));
+    for (let i = 0; i < 100; i++) {
+      try {
+        const daemon = Number(readFileSync(pidfile, 'utf8'));
+        if (daemon > 0) return { shell: h.pid, daemon };
+      } catch {
+        // not written yet
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    throw new Error('the daemon did not start');
+  }
+
+  it('a double-forked daemon is out of the tree: only the marker finds it, and the kill reaches it', async () => {
+    const marker = { name: 'BUILDBOT_TRACKING_ID', value: `t-${process.pid}-a` };
+    const { shell, daemon } = await daemonize(marker.value);
+    expect(alive(daemon)).toBe(true);
+    const byTree = await platform.findProcesses({ group: shell, startedAfterMs: Date.now() - 60_000 });
+    expect(byTree.map((r) => r.pid)).not.toContain(daemon);
+    const byMarker = await platform.findProcesses({ group: shell, marker, startedAfterMs: Date.now() - 60_000 });
+    expect(byMarker.map((r) => r.pid)).toEqual([daemon]);
+    const killed = await platform.killProcesses('KILL', { group: shell, marker, startedAfterMs: Date.now() - 60_000 });
+    expect(killed.map((r) => r.pid)).toEqual([daemon]);
+    for (let i = 0; i < 100 && alive(daemon); i++) await new Promise((r) => setTimeout(r, 20));
+    expect(alive(daemon)).toBe(false);
+  });
+
+  it('processes started before `startedAfterMs` are not read, so an old process cannot match', async () => {
+    const marker = { name: 'BUILDBOT_TRACKING_ID', value: `t-${process.pid}-b` };
+    const { daemon } = await daemonize(marker.value);
+    expect(await platform.findProcesses({ marker, startedAfterMs: Date.now() + 60_000 })).toEqual([]);
+    expect((await platform.findProcesses({ marker })).map((r) => r.pid)).toEqual([daemon]);
+    process.kill(daemon, 'SIGKILL');
+  });
+
+  it('inspectProcesses: state, CPU time, wait channel, open files and command line', async () => {
+    const marker = { name: 'BUILDBOT_TRACKING_ID', value: `t-${process.pid}-c` };
+    const { daemon } = await daemonize(marker.value);
+    const [facts] = await platform.inspectProcesses([daemon], { timeoutMs: 2000, maxBytes: 65536 });
+    expect(facts).toMatchObject({ pid: daemon, state: 'S', command: 'sleep 120' });
+    expect(facts!.cpuSeconds).toBeGreaterThanOrEqual(0);
+    expect(facts!.openFiles).toBeGreaterThanOrEqual(3);
+    expect(facts!.wchan).toMatch(/\w/);
+    expect(markedProcesses('PROC_TRACKING_TEST', TEST_MARK).map((p) => p.pid)).toContain(daemon);
+    process.kill(daemon, 'SIGKILL');
+  });
+});
