@@ -47,7 +47,8 @@ function argOptSeconds(args: CommandArgs, name: string): number | undefined {
   const v = args[name];
   if (v === undefined || v === null) return undefined;
   const n = typeof v === 'bigint' ? Number(v) : v;
-  if (typeof n !== 'number' || Number.isNaN(n) || n < 0) throw new CommandArgsError(`argument '${name}' must be a number of seconds >= 0, got ${typeof n === 'number' ? String(n) : describe(v)}`);
+  if (typeof n !== 'number' || Number.isNaN(n) || n < 0)
+    throw new CommandArgsError(`argument '${name}' must be a number of seconds >= 0, got ${typeof n === 'number' ? String(n) : describe(v)}`);
   return n;
 }
 

@@ -134,7 +134,11 @@ export async function collectHangReport(
   const found = await bounded(platform.findProcesses({ ...query, timeoutMs: findMs }), findMs + 200, []);
   const pids = found.map((p) => p.pid);
   const facts = pids.length
-    ? await bounded(platform.inspectProcesses(pids, { timeoutMs: Math.min(INSPECT_TIMEOUT_MS, left()), maxBytes: FORENSICS_MAX_BYTES, signal }), INSPECT_TIMEOUT_MS + 200, [])
+    ? await bounded(
+        platform.inspectProcesses(pids, { timeoutMs: Math.min(INSPECT_TIMEOUT_MS, left()), maxBytes: FORENSICS_MAX_BYTES, signal }),
+        INSPECT_TIMEOUT_MS + 200,
+        [],
+      )
     : [];
   const table = capText(facts.length ? formatProcessTable(facts) : '(no process of the step was found)\n', FORENSICS_MAX_BYTES / 4);
   let stacks = { tool: undefined as string | undefined, text: '' };

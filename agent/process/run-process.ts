@@ -6,7 +6,15 @@
 
 import { mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { SpawnError, type ExitStatus, type Platform, type ProcessHandle, type ProcessQuery, type ProcessRef, type TrackingMarker } from '../../platforms/types.js';
+import {
+  SpawnError,
+  type ExitStatus,
+  type Platform,
+  type ProcessHandle,
+  type ProcessQuery,
+  type ProcessRef,
+  type TrackingMarker,
+} from '../../platforms/types.js';
 import type { CommandIO } from '../commands/types.js';
 import { CommandArgsError } from '../errors.js';
 import type { Logger } from '../log.js';

@@ -44,7 +44,11 @@ export interface ToolRun {
 }
 
 /** Runs a tool with a time limit and an output cap; SIGKILLs it past either. Never rejects. */
-export function runTool(file: string, args: readonly string[], limits: { timeoutMs: number; maxBytes: number; signal?: AbortSignal; env?: NodeJS.ProcessEnv }): Promise<ToolRun> {
+export function runTool(
+  file: string,
+  args: readonly string[],
+  limits: { timeoutMs: number; maxBytes: number; signal?: AbortSignal; env?: NodeJS.ProcessEnv },
+): Promise<ToolRun> {
   return new Promise((resolve) => {
     let child: ReturnType<typeof spawn>;
     try {
@@ -240,7 +244,11 @@ export async function stacksDarwin(pids: readonly number[], limits: InspectLimit
     const room = limits.maxBytes - Buffer.byteLength(text);
     if (left < SAMPLE_SECONDS * 1000 || room <= 0 || limits.signal?.aborted) break;
     const file = path.join(os.tmpdir(), `bbagent-sample-${process.pid}-${pid}.txt`);
-    const run = await runTool(sample, [String(pid), String(SAMPLE_SECONDS), '-mayDie', '-file', file], { timeoutMs: left, maxBytes: room, signal: limits.signal });
+    const run = await runTool(sample, [String(pid), String(SAMPLE_SECONDS), '-mayDie', '-file', file], {
+      timeoutMs: left,
+      maxBytes: room,
+      signal: limits.signal,
+    });
     let body = run.output;
     try {
       body = readFileSync(file, 'utf8').slice(0, room);

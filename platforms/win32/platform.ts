@@ -68,10 +68,13 @@ export function win32Platform(): Platform {
       const root = q.root ?? q.group;
       if (root === undefined) return Promise.resolve([]);
       return new Promise((resolve) => {
-        execFile('taskkill', ['/PID', String(root), '/T', '/F'], { windowsHide: true, timeout: TASKKILL_TIMEOUT_MS }, () => resolve([{ pid: root, start: undefined }]));
+        execFile('taskkill', ['/PID', String(root), '/T', '/F'], { windowsHide: true, timeout: TASKKILL_TIMEOUT_MS }, () =>
+          resolve([{ pid: root, start: undefined }]),
+        );
       });
     },
-    inspectProcesses: async (pids) => pids.map((pid) => ({ pid, ppid: undefined, state: undefined, cpuSeconds: undefined, wchan: undefined, openFiles: undefined, command: '?' })),
+    inspectProcesses: async (pids) =>
+      pids.map((pid) => ({ pid, ppid: undefined, state: undefined, cpuSeconds: undefined, wchan: undefined, openFiles: undefined, command: '?' })),
     // Not supported: no stack tool is looked for on Windows.
     collectStacks: async () => ({ tool: undefined, text: '' }),
     processStartMs: () => undefined,

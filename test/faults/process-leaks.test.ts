@@ -133,7 +133,9 @@ describe.runIf(linux)('process leaks against a real master', () => {
       const tookMs = await waitUnmarked('LEAK_RUN', run, bound - (Date.now() - faultAt));
       expect(tookMs, `left: ${JSON.stringify(markedProcesses('LEAK_RUN', run).map((p) => p.command))}`).toBeDefined();
       const since = Date.now() - faultAt;
-      figures.push(`${protocol} ${mode}: 0 left ${since} ms after the fault${mode === 'timeout' ? ` (incl. the ${TIMEOUT_S} s timeout, forensics, TERM, sigtermTime)` : ''}`);
+      figures.push(
+        `${protocol} ${mode}: 0 left ${since} ms after the fault${mode === 'timeout' ? ` (incl. the ${TIMEOUT_S} s timeout, forensics, TERM, sigtermTime)` : ''}`,
+      );
 
       if (mode === 'sigterm-x3') {
         expect(await agent.exited).toBe(0);
@@ -177,11 +179,17 @@ describe.runIf(linux)('process leaks against a real master', () => {
       const h = monitorEventLoopDelay({ resolution: 5 });
       h.enable();
       const t0 = performance.now();
-      const found = await platform.findProcesses({ marker: { name: 'BUILDBOT_TRACKING_ID', value: mark }, startedAfterMs: Date.now() - 120_000, timeoutMs: 30_000 });
+      const found = await platform.findProcesses({
+        marker: { name: 'BUILDBOT_TRACKING_ID', value: mark },
+        startedAfterMs: Date.now() - 120_000,
+        timeoutMs: 30_000,
+      });
       const took = performance.now() - t0;
       h.disable();
       const worstMs = h.max / 1e6;
-      figures.push(`scan of ${SCAN_PROCESSES}+ marked processes: ${found.length} found in ${took.toFixed(0)} ms, worst event-loop stall ${worstMs.toFixed(1)} ms`);
+      figures.push(
+        `scan of ${SCAN_PROCESSES}+ marked processes: ${found.length} found in ${took.toFixed(0)} ms, worst event-loop stall ${worstMs.toFixed(1)} ms`,
+      );
       expect(found.length).toBeGreaterThanOrEqual(SCAN_PROCESSES);
       // the shared bound of the fault suite (the issue asks for < 100 ms: the figure above is the measurement)
       expect(worstMs).toBeLessThan(200);

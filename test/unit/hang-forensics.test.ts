@@ -25,7 +25,11 @@ const f = (pid: number, ppid: number, command: string, extra: Partial<ProcessFac
 
 describe('the process table', () => {
   it('lists parents before children, children indented, unknown fields as -', () => {
-    const table = formatProcessTable([f(30, 20, 'sleep 300', { wchan: undefined, openFiles: undefined }), f(20, 10, "sh -c 'sleep 300; echo'"), f(10, 1, 'make')]);
+    const table = formatProcessTable([
+      f(30, 20, 'sleep 300', { wchan: undefined, openFiles: undefined }),
+      f(20, 10, "sh -c 'sleep 300; echo'"),
+      f(10, 1, 'make'),
+    ]);
     expect(table.split('\n')).toEqual([
       '     PID     PPID S   CPU(s)   FDS WCHAN                COMMAND',
       '      10        1 S     0.50     4 do_wait              make',

@@ -22,7 +22,7 @@ describe('marker matching', () => {
   const m = { name: 'BUILDBOT_TRACKING_ID', value: 'bbagent-1-abc' };
   const env = (...vars: string[]): Buffer => Buffer.from(vars.join('\0') + '\0', 'latin1');
 
-  it('finds NAME=VALUE anywhere, and VALUE inside a nested agent\'s list', () => {
+  it("finds NAME=VALUE anywhere, and VALUE inside a nested agent's list", () => {
     expect(environHasMarker(env('BUILDBOT_TRACKING_ID=bbagent-1-abc', 'A=1'), m)).toBe(true);
     expect(environHasMarker(env('A=1', 'BUILDBOT_TRACKING_ID=bbagent-1-abc'), m)).toBe(true);
     expect(environHasMarker(env('A=1', 'BUILDBOT_TRACKING_ID=outer-9:bbagent-1-abc'), m)).toBe(true);

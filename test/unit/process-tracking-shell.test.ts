@@ -132,7 +132,7 @@ describe('delays from the master', () => {
   it.each([
     ['timeout', -1, "argument 'timeout' must be a number of seconds >= 0, got -1"],
     ['maxTime', NaN, "argument 'maxTime' must be a number of seconds >= 0, got NaN"],
-    ['sigtermTime', '5', "argument 'sigtermTime' must be a number of seconds >= 0, got string \"5\""],
+    ['sigtermTime', '5', 'argument \'sigtermTime\' must be a number of seconds >= 0, got string "5"'],
     ['timeout', true, "argument 'timeout' must be a number of seconds >= 0, got boolean true"],
   ])('%s %s fails the command before anything runs (buildbot-worker: EXCEPTION)', async (name, value, message) => {
     const { host } = setup();
