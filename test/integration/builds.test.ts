@@ -25,6 +25,8 @@ function normalizeText(text: string, subs: [string, string][]): string {
   return (
     t
       .replace(/elapsedTime=\d+\.\d+/g, 'elapsedTime=X')
+      // bbagent's hang forensics before a timeout kill (header lines buildbot-worker does not have)
+      .replace(/^hhang: .*\n/gm, '')
       .replace(/\/dev\/pts\/\d+/g, '/dev/pts/N')
       .replace(/(h environment:\n)(h {2}.*\n)+/g, '$1<ENV>\n')
       .replace(/eUpon execvpe[^]*?\n(e\w+Error: [^\n]*)\n/g, 'e<TRACEBACK>\n$1\n')
