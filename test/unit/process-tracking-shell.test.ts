@@ -16,6 +16,8 @@ import { RecordingChannel } from '../helpers/recording-channel.js';
 import { RecordingLogger } from '../helpers/recording-logger.js';
 
 const platform = currentPlatform();
+/** The tests count processes through /proc. */
+const linux = platform.id === 'linux';
 const basedir = mkdtempSync(path.join(os.tmpdir(), 'bbagent-tracking-'));
 const RUN = `shell-tracking-${process.pid}`;
 const environ = { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: basedir, LANG: 'C.UTF-8' };
@@ -58,7 +60,7 @@ async function stdoutHas(ch: RecordingChannel, text: string): Promise<void> {
   throw new Error(`no ${JSON.stringify(text)} on stdout: ${ch.text('stdout')}`);
 }
 
-describe.runIf(platform.tracksMarkers)('escaped processes', () => {
+describe.runIf(linux)('escaped processes', () => {
   it('interrupt kills the setsid child, the double-fork daemon and the TERM-ignoring ones (sigtermTime escalation)', async () => {
     const run = `${RUN}-int`;
     const { host } = setup();
@@ -143,7 +145,7 @@ describe('delays from the master', () => {
   });
 });
 
-describe.runIf(platform.tracksMarkers)('hang forensics', () => {
+describe.runIf(linux)('hang forensics', () => {
   const hung = `sh -c 'sleep 300; echo never'`;
 
   it('a timeout writes the process tree (sh and its sleep) to the header before the kill', async () => {
