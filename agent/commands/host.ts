@@ -84,6 +84,7 @@ class RunningCommand {
         if (!channel.reader) throw new CommandArgsError(`${name}: the master gave no file reader`);
         return channel.reader;
       },
+      abandoned: () => this.abandoned,
     };
     this.command = def.create(req.args, io, env);
     const start = env.now();

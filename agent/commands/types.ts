@@ -68,6 +68,8 @@ export interface CommandIO {
   writer(): RemoteWriter;
   /** The master-side reader (downloads); throws if the master gave none. */
   reader(): RemoteReader;
+  /** True once the connection went away: nothing more reaches the master (hang forensics are skipped). */
+  abandoned?(): boolean;
 }
 
 export interface CommandEnv {

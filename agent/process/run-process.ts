@@ -282,7 +282,8 @@ export class RunProcess implements TrackedProcess {
     this.io.text('header', `\n${text}\n`);
     this.killed = true;
     if (!this.handle) return;
-    if (wantsForensics(this.opts.forensics ?? 'timeout', reason)) {
+    // no forensics when the connection is gone: nobody could read them, and they would delay the kill
+    if (wantsForensics(this.opts.forensics ?? 'timeout', reason) && !this.io.abandoned?.()) {
       const ac = new AbortController();
       this.forensics = ac;
       this.forensicsRun = this.writeForensics(reason, ac.signal)

@@ -1,7 +1,7 @@
 // Hang forensics against a real Buildbot 3.7 master, on both protocols: a step that hangs in `sleep` under a
 // child shell times out, and what the master stores names both processes. A stock master drops log updates for
 // a log the step did not declare (RemoteCommand.addToLog: "no such log"), so the report always goes to the stdio
-// header, and in full to a `hang` log when the step declares one (docs/hang-forensics.md has the master.cfg).
+// header, and in full to a `hang` log when the step declares one (docs/processes.md has the master.cfg).
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';

@@ -191,6 +191,14 @@ describe.runIf(linux)('hang forensics', () => {
     await plain.done;
     expect(plain.ch.text('header')).not.toContain('hang: ');
 
+    // a lost connection: nobody could read a report, so the kill does not wait for one
+    const { host: host2, logger } = setup();
+    const lost = start(host2, `${RUN}-lost`, { command: `echo started; ${hung}`, env: { [HANG_ENV]: 'always' } });
+    await stdoutHas(lost.ch, 'started');
+    host2.abandon(`${RUN}-lost`);
+    await lost.done;
+    expect(logger.lines.filter((l) => l.includes('hang forensics'))).toEqual([]);
+
     const bad = start(host, `${RUN}-badhang`, { command: 'true', env: { [HANG_ENV]: 'sometimes' } });
     await bad.done;
     expect(bad.ch.failure?.message).toBe(`${HANG_ENV}: expected timeout, always or off, got "sometimes"`);
