@@ -48,6 +48,17 @@ const step = (protocol: Protocol, mode: Mode): string => {
   return `[steps.ShellCommand(name='leaky', command=${JSON.stringify(command)}, sigtermTime=${SIGTERM_TIME_S}${extra}, env={'LEAK_RUN': '${runId(protocol, mode)}'}, logEnviron=False)]`;
 };
 
+/** Item 8: delays of 2^31 ms or more (Node would fire them at once) and invalid ones, from a real master. */
+const LONG_S = 2 ** 31 / 1000 + 1;
+const DELAY_BUILDERS = [
+  {
+    name: 'long-delay',
+    workernames: ['direct'],
+    steps: `[steps.ShellCommand(name='long', command='sleep 1; echo done', timeout=${LONG_S}, maxTime=${LONG_S}, sigtermTime=${LONG_S}, logEnviron=False)]`,
+  },
+  { name: 'bad-delay', workernames: ['direct'], steps: `[steps.ShellCommand(name='bad', command='touch ran', timeout=-5, logEnviron=False)]` },
+];
+
 const linux = currentPlatform().id === 'linux';
 const figures: string[] = [];
 
@@ -72,7 +83,7 @@ describe.runIf(linux)('process leaks against a real master', () => {
           dir: path.join(scratch, protocol, 'master'),
           protocol,
           workers: ['direct', 'lost', 'sigterm'].map((name) => ({ name, password: PASSWORD })),
-          builders: MODES.map((mode) => ({ name: mode, workernames: [workerFor(mode)], steps: step(protocol, mode) })),
+          builders: [...MODES.map((mode) => ({ name: mode, workernames: [workerFor(mode)], steps: step(protocol, mode) })), ...DELAY_BUILDERS],
         });
         const proxy = await CuttableProxy.start(master.protocolPort);
         const agents = new Map<string, BbagentWorker>();
@@ -163,6 +174,23 @@ describe.runIf(linux)('process leaks against a real master', () => {
     } finally {
       killMarked('LEAK_RUN', run);
     }
+  });
+
+  it.concurrent.for(PROTOCOLS)('%s: a timeout, maxTime and sigtermTime of 2^31 ms or more do not kill the step at once', async (protocol, { expect }) => {
+    const { master } = setups.get(protocol)!;
+    const build = await master.runBuild('long-delay');
+    const long = findStep(build, 'long');
+    expect(long.results).toBe(Results.SUCCESS);
+    expect(channelText(findLog(long), 'o')).toBe('done\n');
+    expect(channelText(findLog(long), 'h')).toContain(`(timeout ${LONG_S} secs) (maxTime ${LONG_S} secs)`);
+  });
+
+  it.concurrent.for(PROTOCOLS)('%s: a negative timeout fails the step before anything runs (EXCEPTION, as buildbot-worker)', async (protocol, { expect }) => {
+    const { master } = setups.get(protocol)!;
+    const build = await master.runBuild('bad-delay');
+    const bad = findStep(build, 'bad');
+    expect(bad.results).toBe(Results.EXCEPTION);
+    expect(build.steps.flatMap((s) => s.logs.map((l) => l.content)).join('\n')).toContain("argument 'timeout' must be a number of seconds >= 0, got -5");
   });
 
   it('a /proc scan among thousands of processes does not block the event loop', async () => {
