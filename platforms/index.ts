@@ -9,7 +9,18 @@ import { realServiceHost } from './service/host.js';
 import type { ServiceHost } from './service/common.js';
 import { schtasksServiceManager } from './win32/service.js';
 
-export type { Platform, SpawnRequest, ProcessHandle, ExitStatus, TrackingMarker, ProcessRef, ProcessQuery, ProcessFacts, InspectLimits } from './types.js';
+export type {
+  Platform,
+  SpawnRequest,
+  ProcessHandle,
+  ExitStatus,
+  TrackingMarker,
+  ProcessRef,
+  ProcessQuery,
+  ProcessFacts,
+  InspectLimits,
+  StackReport,
+} from './types.js';
 export type { ServiceManager, ServiceSpec, ServiceRef, ServiceStatus, ServiceFile, InstallOutcome } from './types.js';
 export type { ServiceHost, CommandRunner, CommandResult } from './service/common.js';
 export { SpawnError, ServiceError } from './types.js';

@@ -77,6 +77,13 @@ export interface InspectLimits {
   signal?: AbortSignal;
 }
 
+/** Stack traces of processes, or why there are none. */
+export interface StackReport {
+  tool: string | undefined;
+  text: string;
+  note?: string;
+}
+
 /** One line of a process listing (hang forensics, leftovers). Unknown fields are undefined. */
 export interface ProcessFacts {
   pid: number;
@@ -140,9 +147,10 @@ export interface Platform {
   inspectProcesses(pids: readonly number[], limits: InspectLimits): Promise<ProcessFacts[]>;
   /**
    * Stack traces of `pids` by a debugger or sampler installed on the host (eu-stack or gdb on Linux, sample on
-   * macOS), bounded in time and size; `tool` undefined when none is installed (nothing is installed for it).
+   * macOS), bounded in time and size; `tool` undefined when none is installed (nothing is installed for it)
+   * or none may attach, `note` then saying why.
    */
-  collectStacks(pids: readonly number[], limits: InspectLimits): Promise<{ tool: string | undefined; text: string }>;
+  collectStacks(pids: readonly number[], limits: InspectLimits): Promise<StackReport>;
   /**
    * When process `pid` started (ms since the epoch, to within ~1 s), or undefined when unknown. Tells a live
    * bbagent from a process that merely reuses the pid of a stale pidfile (after a reboot or power cut).

@@ -3,7 +3,7 @@
 // stacks where a debugger is installed. Bounded in time and size; the kill waits for it, nothing else does.
 
 import { CommandArgsError } from '../errors.js';
-import type { Platform, ProcessFacts, ProcessQuery } from '../../platforms/types.js';
+import type { Platform, ProcessFacts, ProcessQuery, StackReport } from '../../platforms/types.js';
 
 /** The step variable that says when to collect forensics: `timeout` (default), `always` (also on interrupt), `off`. */
 export const HANG_ENV = 'BBAGENT_HANG_FORENSICS';
@@ -50,6 +50,8 @@ export interface HangReport {
   stacks: string;
   /** The tool that produced them, undefined when none is installed. */
   tool: string | undefined;
+  /** Why there are no stacks although a tool is installed (e.g. the kernel forbids attaching). */
+  stackNote: string | undefined;
   processes: number;
 }
 
@@ -141,7 +143,7 @@ export async function collectHangReport(
       )
     : [];
   const table = capText(facts.length ? formatProcessTable(facts) : '(no process of the step was found)\n', FORENSICS_MAX_BYTES / 4);
-  let stacks = { tool: undefined as string | undefined, text: '' };
+  let stacks: StackReport = { tool: undefined, text: '' };
   if (facts.length && !signal?.aborted && left() > 0) {
     // leaves first: the process that hangs is usually the deepest one, not the shell above it
     const order = [...facts].sort((a, b) => Number(facts.some((f) => f.ppid === a.pid)) - Number(facts.some((f) => f.ppid === b.pid)) || b.pid - a.pid);
@@ -161,6 +163,7 @@ export async function collectHangReport(
     table,
     stacks: capText(stacks.text, FORENSICS_MAX_BYTES - Buffer.byteLength(table)),
     tool: stacks.tool,
+    stackNote: stacks.note,
     processes: facts.length,
   };
 }

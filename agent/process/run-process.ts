@@ -302,7 +302,7 @@ export class RunProcess implements TrackedProcess {
     const why = reason === 'interrupt' ? 'when interrupted' : `before the ${reason} kill`;
     const r = await collectHangReport(this.platform, this.query(), why, { signal });
     const declared = Object.prototype.hasOwnProperty.call(this.opts.logfiles, HANG_LOG);
-    const stacksNote = r.tool ? `stacks (${r.tool})` : 'no stacks: neither eu-stack nor gdb (Linux) or sample (macOS) is installed';
+    const stacksNote = r.tool ? `stacks (${r.tool})` : `no stacks: ${r.stackNote ?? 'neither eu-stack nor gdb (Linux) or sample (macOS) is installed'}`;
     let header = `${r.title}\n${r.table}`;
     if (declared) header += `${r.tool ? `${stacksNote} in log '${HANG_LOG}'` : stacksNote}\n`;
     else header += r.tool ? `${stacksNote}:\n${r.stacks}` : `${stacksNote}\n`;

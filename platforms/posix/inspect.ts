@@ -7,7 +7,7 @@ import { readFileSync, rmSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import type { InspectLimits, ProcessFacts } from '../types.js';
+import type { InspectLimits, ProcessFacts, StackReport } from '../types.js';
 import { parseProcStat, USER_HZ } from './processes.js';
 import { resolveExecutable } from './spawn.js';
 
@@ -184,16 +184,45 @@ function stoppedPids(pids: readonly number[], procDir = '/proc'): Set<number> {
   return out;
 }
 
+/** CAP_SYS_PTRACE (bit 19) in this process's effective capabilities. */
+function hasPtraceCapability(procDir: string): boolean {
+  try {
+    const eff = /^CapEff:\s*([0-9a-f]+)$/m.exec(readFileSync(`${procDir}/self/status`, 'latin1'))?.[1];
+    return eff !== undefined && (BigInt(`0x${eff}`) & (1n << 19n)) !== 0n;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Why a debugger started by the agent may not attach to a build's processes, or undefined when it may. Yama's
+ * ptrace_scope 1 allows only descendants (the debugger is the build's sibling, not its parent), 2 only
+ * CAP_SYS_PTRACE, 3 nobody.
+ */
+export function ptraceDenied(procDir = '/proc'): string | undefined {
+  let scope: number;
+  try {
+    scope = Number(readFileSync(`${procDir}/sys/kernel/yama/ptrace_scope`, 'latin1').trim());
+  } catch {
+    return undefined; // no Yama: classic rules, the same user may attach
+  }
+  if (scope === 3) return 'kernel.yama.ptrace_scope is 3 (no attaching at all)';
+  if (scope >= 1 && !hasPtraceCapability(procDir)) return `kernel.yama.ptrace_scope is ${scope} and the agent lacks CAP_SYS_PTRACE`;
+  return undefined;
+}
+
 /**
  * Linux stacks: eu-stack (one run per process) or else gdb (one batch run attaching to each in turn).
  * A debugger killed at the time limit can leave its process stopped: those are sent SIGCONT.
  */
-export async function stacksLinux(pids: readonly number[], limits: InspectLimits): Promise<{ tool: string | undefined; text: string }> {
+export async function stacksLinux(pids: readonly number[], limits: InspectLimits, procDir = '/proc'): Promise<StackReport> {
   const envPath = process.env['PATH'];
   const targets = pids.slice(0, STACK_MAX_PROCESSES);
   const euStack = resolveExecutable('eu-stack', envPath);
   const gdb = euStack ? undefined : resolveExecutable('gdb', envPath);
   if ((!euStack && !gdb) || targets.length === 0) return { tool: undefined, text: '' };
+  const denied = ptraceDenied(procDir);
+  if (denied) return { tool: undefined, text: '', note: `${euStack ? 'eu-stack' : 'gdb'} may not attach: ${denied}` };
   const stoppedBefore = stoppedPids(targets);
   // no symbol downloads (debuginfod would reach the network and take minutes)
   const env = { ...process.env, DEBUGINFOD_URLS: '', LC_ALL: 'C' };
@@ -234,7 +263,7 @@ export async function stacksLinux(pids: readonly number[], limits: InspectLimits
 }
 
 /** macOS stacks: `sample` for one second per process, to a temporary file. */
-export async function stacksDarwin(pids: readonly number[], limits: InspectLimits): Promise<{ tool: string | undefined; text: string }> {
+export async function stacksDarwin(pids: readonly number[], limits: InspectLimits): Promise<StackReport> {
   const sample = resolveExecutable('sample', process.env['PATH'] ?? '/usr/bin:/bin');
   if (!sample) return { tool: undefined, text: '' };
   const deadline = Date.now() + limits.timeoutMs;

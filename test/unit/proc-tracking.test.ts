@@ -1,12 +1,12 @@
 // Finding a command's processes: the tracking marker in /proc/PID/environ (or ps -E), the tree from the
 // process group and parent links, and the parsers behind them. Real processes on this host where it matters.
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { currentPlatform } from '../../platforms/index.js';
 import { environHasMarker, parseProcStat, parsePsListing, selectProcesses, type ScannedProcess } from '../../platforms/posix/processes.js';
-import { parseLsofCounts, parsePsFacts, parsePsTime } from '../../platforms/posix/inspect.js';
+import { parseLsofCounts, parsePsFacts, parsePsTime, ptraceDenied } from '../../platforms/posix/inspect.js';
 import { alive } from '../helpers/procs.js';
 import { killMarked, markedProcesses } from '../faults/helpers/proc-count.js';
 
@@ -71,6 +71,30 @@ describe('parsers', () => {
       [7, 3],
       [8, 1],
     ]);
+  });
+});
+
+describe('may a debugger attach (Yama ptrace_scope)', () => {
+  const fakeProc = (scope: string | undefined, capEff: string): string => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'bbagent-fakeproc-'));
+    mkdirSync(path.join(dir, 'self'));
+    writeFileSync(path.join(dir, 'self', 'status'), `Name:\tnode\nCapEff:\t${capEff}\n`);
+    if (scope !== undefined) {
+      mkdirSync(path.join(dir, 'sys', 'kernel', 'yama'), { recursive: true });
+      writeFileSync(path.join(dir, 'sys', 'kernel', 'yama', 'ptrace_scope'), `${scope}\n`);
+    }
+    return dir;
+  };
+  const root = '000001ffffffffff';
+  const user = '0000000000000000';
+
+  it('no Yama or scope 0: yes; scope 1 or 2: only with CAP_SYS_PTRACE; scope 3: never', () => {
+    expect(ptraceDenied(fakeProc(undefined, user))).toBeUndefined();
+    expect(ptraceDenied(fakeProc('0', user))).toBeUndefined();
+    expect(ptraceDenied(fakeProc('1', user))).toBe('kernel.yama.ptrace_scope is 1 and the agent lacks CAP_SYS_PTRACE');
+    expect(ptraceDenied(fakeProc('1', root))).toBeUndefined();
+    expect(ptraceDenied(fakeProc('2', root))).toBeUndefined();
+    expect(ptraceDenied(fakeProc('3', root))).toBe('kernel.yama.ptrace_scope is 3 (no attaching at all)');
   });
 });
 
