@@ -8,7 +8,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { InspectLimits, ProcessFacts, StackReport } from '../types.js';
-import { parseProcStat, USER_HZ } from './processes.js';
+import { parseProcStat, toolEnv, USER_HZ } from './processes.js';
 import { resolveExecutable } from './spawn.js';
 
 /** How many processes get a stack trace: the tools stop each one, and a deep tree would take too long. */
@@ -52,7 +52,7 @@ export function runTool(
   return new Promise((resolve) => {
     let child: ReturnType<typeof spawn>;
     try {
-      child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'], env: limits.env ?? process.env });
+      child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'], env: toolEnv(limits.env) });
     } catch (err) {
       resolve({ output: `${file}: ${(err as Error).message}\n`, cut: false });
       return;
@@ -160,7 +160,7 @@ export function parseLsofCounts(text: string): Map<number, number> {
 export async function inspectPs(pids: readonly number[], limits: InspectLimits): Promise<ProcessFacts[]> {
   const list = pids.slice(0, INSPECT_MAX_PROCESSES).join(',');
   if (!list) return [];
-  const env = { ...process.env, LC_ALL: 'C' };
+  const env = { LC_ALL: 'C' };
   const half = { timeoutMs: Math.max(100, limits.timeoutMs / 2), maxBytes: limits.maxBytes, signal: limits.signal, env };
   const [ps, lsof] = await Promise.all([
     runTool('ps', ['-ww', '-o', 'pid=,ppid=,stat=,time=,wchan=,command=', '-p', list], half),
@@ -225,7 +225,7 @@ export async function stacksLinux(pids: readonly number[], limits: InspectLimits
   if (denied) return { tool: undefined, text: '', note: `${euStack ? 'eu-stack' : 'gdb'} may not attach: ${denied}` };
   const stoppedBefore = stoppedPids(targets);
   // no symbol downloads (debuginfod would reach the network and take minutes)
-  const env = { ...process.env, DEBUGINFOD_URLS: '', LC_ALL: 'C' };
+  const env = { DEBUGINFOD_URLS: '', LC_ALL: 'C' };
   let text = '';
   let tool: string;
   try {

@@ -220,6 +220,13 @@ export function parsePsListing(text: string, marker: TrackingMarker | undefined)
   return out;
 }
 
+/** The agent's environment without its own BBAGENT_* settings (the worker password among them), plus `extra`. */
+export function toolEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('BBAGENT_')) env[k] = v;
+  return { ...env, ...extra };
+}
+
 /** macOS: one ps run (with -E when a marker is wanted: ps shows environments of the user's own processes). */
 export function scanPs(opts: { marker?: TrackingMarker; timeoutMs?: number }): Promise<ScannedProcess[]> {
   const args = ['-A', '-ww', ...(opts.marker ? ['-E'] : []), '-o', 'pid=,ppid=,pgid=,stat=,command='];
@@ -227,7 +234,7 @@ export function scanPs(opts: { marker?: TrackingMarker; timeoutMs?: number }): P
     execFile(
       'ps',
       args,
-      { encoding: 'latin1', maxBuffer: PS_MAX_BUFFER, timeout: opts.timeoutMs ?? DEFAULT_SCAN_TIMEOUT_MS, env: { ...process.env, LC_ALL: 'C' } },
+      { encoding: 'latin1', maxBuffer: PS_MAX_BUFFER, timeout: opts.timeoutMs ?? DEFAULT_SCAN_TIMEOUT_MS, env: toolEnv({ LC_ALL: 'C' }) },
       (_err, stdout) => resolve(parsePsListing(String(stdout ?? ''), opts.marker).filter((p) => p.pid !== process.pid)),
     );
   });
