@@ -11,10 +11,14 @@ export const HANG_ENV = 'BBAGENT_HANG_FORENSICS';
 export const HANG_LOG = 'hang';
 /** Every header line of a report starts with this, so a reader (or a test) can pick the report out of stdio. */
 export const HANG_PREFIX = 'hang: ';
-/** The whole collection, from the process scan to the last stack, takes at most this long (ms). */
-export const FORENSICS_TIMEOUT_MS = 5000;
+/**
+ * The whole collection, from the process scan to the last stack, takes at most this long (ms): "a few seconds",
+ * and short enough that with a few seconds of sigtermTime every process is still gone well within the
+ * fault suite's sigtermTime + 5 s.
+ */
+export const FORENSICS_TIMEOUT_MS = 3000;
 /** Of which finding the processes may take (ms). */
-const FIND_TIMEOUT_MS = 1500;
+const FIND_TIMEOUT_MS = 1000;
 /** And reading their facts (ms). */
 const INSPECT_TIMEOUT_MS = 1000;
 /** The report (table and stacks) is cut at this size (bytes). */
