@@ -99,9 +99,21 @@ function probeSteps(x: string, masterFile: string, masterOut: string, tag: strin
   };
   const steps = [
     `Probe(${py(ops)}, name=${py(fs)}, alwaysRun=True)`,
-    step('upload-file', `steps.FileUpload(name=NAME, workersrc=${py(`${x}/secret`)}, masterdest=${py(`${masterOut}/${tag}-file`)}, workdir='.', alwaysRun=True)`, `${x}/secret`),
-    step('upload-dir', `steps.DirectoryUpload(name=NAME, workersrc=${py(`${x}/victim`)}, masterdest=${py(`${masterOut}/${tag}-dir`)}, workdir='.', alwaysRun=True)`, `${x}/victim`),
-    step('download', `steps.FileDownload(name=NAME, mastersrc=${py(masterFile)}, workerdest=${py(`${x}/downloaded`)}, workdir='.', alwaysRun=True)`, `${x}/downloaded`),
+    step(
+      'upload-file',
+      `steps.FileUpload(name=NAME, workersrc=${py(`${x}/secret`)}, masterdest=${py(`${masterOut}/${tag}-file`)}, workdir='.', alwaysRun=True)`,
+      `${x}/secret`,
+    ),
+    step(
+      'upload-dir',
+      `steps.DirectoryUpload(name=NAME, workersrc=${py(`${x}/victim`)}, masterdest=${py(`${masterOut}/${tag}-dir`)}, workdir='.', alwaysRun=True)`,
+      `${x}/victim`,
+    ),
+    step(
+      'download',
+      `steps.FileDownload(name=NAME, mastersrc=${py(masterFile)}, workerdest=${py(`${x}/downloaded`)}, workdir='.', alwaysRun=True)`,
+      `${x}/downloaded`,
+    ),
     step('shell', `steps.ShellCommand(name=NAME, command=['touch', 'ran-here'], workdir=${py(x)}, logEnviron=False, alwaysRun=True)`, x),
   ];
   return { tag, steps, fs, named };
@@ -111,7 +123,12 @@ function probeSteps(x: string, masterFile: string, masterOut: string, tag: strin
 function probeResults(step: StepResult): Map<string, string> {
   const log = step.logs.find((l) => l.name === 'result');
   if (!log) throw new Error(`step ${step.name} has no result log: ${stepText(step)}`);
-  return new Map(log.content.trim().split('\n').map((l) => l.split('\t') as [string, string]));
+  return new Map(
+    log.content
+      .trim()
+      .split('\n')
+      .map((l) => l.split('\t') as [string, string]),
+  );
 }
 
 /** Every entry under `dir` (symlinks not followed) with its mtime and content hash. */
@@ -166,10 +183,16 @@ describe.each(protocols)('confinement over %s', (protocol) => {
     symlink: 'out', // a symlink to outside made by the build's first step
   };
   const escapeProbes = Object.entries(kinds).map(([kind, x]) => ({ builder: `escape-${kind}`, ...probeSteps(x, masterFile, masterOut, kind) }));
-  const insideProbes = [probeSteps('sub', masterFile, masterOut, 'in-rel'), probeSteps(path.join(confinedDir, 'inside', 'abs'), masterFile, masterOut, 'in-abs')];
+  const insideProbes = [
+    probeSteps('sub', masterFile, masterOut, 'in-rel'),
+    probeSteps(path.join(confinedDir, 'inside', 'abs'), masterFile, masterOut, 'in-abs'),
+  ];
   const prepare = (dirs: string[]): string =>
     `steps.ShellCommand(name='prepare', workdir='.', logEnviron=False, command=${py(
-      [`mkdir -p src && echo s > src/f && ln -sfn ${outside} out`, ...dirs.map((d) => `mkdir -p ${d}/victim/deep && echo f > ${d}/file && echo s > ${d}/secret`)].join(' && '),
+      [
+        `mkdir -p src && echo s > src/f && ln -sfn ${outside} out`,
+        ...dirs.map((d) => `mkdir -p ${d}/victim/deep && echo f > ${d}/file && echo s > ${d}/secret`),
+      ].join(' && '),
     )})`;
   let master: BuildbotMaster;
   let confined: BbagentWorker;
@@ -205,7 +228,14 @@ describe.each(protocols)('confinement over %s', (protocol) => {
       pythonPreamble: PREAMBLE + (protocol === 'msgpack' ? MSGPACK_RAW_RMDIR : ''),
     });
     [confined, free] = await Promise.all([
-      BbagentWorker.start({ dir: confinedDir, masterPort: master.protocolPort, name: 'confined', password: PASSWORD, protocol, createArgs: ['--confine-to-basedir'] }),
+      BbagentWorker.start({
+        dir: confinedDir,
+        masterPort: master.protocolPort,
+        name: 'confined',
+        password: PASSWORD,
+        protocol,
+        createArgs: ['--confine-to-basedir'],
+      }),
       BbagentWorker.start({ dir: freeDir, masterPort: master.protocolPort, name: 'free', password: PASSWORD, protocol }),
     ]);
     await Promise.all([master.waitForWorker('confined'), master.waitForWorker('free')]);
@@ -266,11 +296,11 @@ describe.each(protocols)('confinement over %s', (protocol) => {
     });
   }
 
-  it.runIf(protocol === 'msgpack')("msgpack rmdir with an empty path leaves BASEDIR intact", async () => {
+  it.runIf(protocol === 'msgpack')('msgpack rmdir with an empty path leaves BASEDIR intact', async () => {
     const before = snapshot(freeDir).filter((l) => !l.includes('bbagent.log'));
     const build = await master.runBuild('rmdir-empty');
     const step = build.steps.find((s) => s.name === 'rmdir')!;
-    expect(stepText(step)).toContain("rmdir: skipping an empty path: it names nothing");
+    expect(stepText(step)).toContain('rmdir: skipping an empty path: it names nothing');
     expect(step.results).toBe(Results.SUCCESS); // as buildbot-worker's `rm -rf ''`
     expect(snapshot(freeDir).filter((l) => !l.includes('bbagent.log'))).toEqual(before);
   });
