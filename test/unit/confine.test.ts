@@ -23,11 +23,13 @@ import { checkConfined, ConfinementError, removalProtection, resolveReal } from 
 import { CommandHost } from '../../agent/commands/host.js';
 import { COMMAND_TABLE } from '../../agent/commands/index.js';
 import type { CommandArgs, CommandEnv, RemoteReader, RemoteWriter } from '../../agent/commands/types.js';
+import { Bot } from '../../agent/connection/bot.js';
 import { cleartextWarning, isLoopbackHost } from '../../agent/connection/cleartext.js';
 import { silentLogger } from '../../agent/log.js';
 import { defaultOutputSettings } from '../../agent/output/settings.js';
 import { currentPlatform } from '../../platforms/index.js';
 import { RecordingChannel } from '../helpers/recording-channel.js';
+import { RecordingLogger } from '../helpers/recording-logger.js';
 
 // realpath: the temporary directory may itself sit behind a symlink (macOS /var -> /private/var)
 const root = realpathSync(mkdtempSync(path.join(os.tmpdir(), 'bbagent-confine-')));
@@ -253,6 +255,25 @@ describe('an unconfined worker', () => {
     expect(statSync(path.join(outside, 'made')).isDirectory()).toBe(true);
     expect((await attempt('download_file', { path: path.join(build, 'out', 'dl'), mode: null, blocksize: 16, maxsize: null }, false)).error).toBeUndefined();
     expect(readFileSync(path.join(outside, 'dl'), 'utf8')).toBe('downloaded');
+  });
+});
+
+describe('builder directories (PB setBuilderList)', () => {
+  it('a confined worker creates none outside BASEDIR, and refuses commands on such a builder', async () => {
+    const logger = new RecordingLogger();
+    const bot = new Bot({ env: { ...env(true), logger }, commands: COMMAND_TABLE, collectInfo: async () => ({}), logger, onShutdownRequest: () => {} });
+    expect(
+      bot.setBuilderList([
+        ['inside', 'b1'],
+        ['escape', '../escaped'],
+      ]),
+    ).toEqual(['inside', 'escape']);
+    expect(statSync(path.join(base, 'b1')).isDirectory()).toBe(true);
+    expect(existsSync(path.join(root, 'escaped'))).toBe(false);
+    expect(logger.lines.join('\n')).toMatch(/warn builder escape: not creating its directory: confineToBasedir: refusing '.*\/escaped'/);
+    const ch = new RecordingChannel();
+    expect(() => bot.startCommand('mkdir', '1', { dir: 'x' }, ch, { builder: 'escape' })).toThrow(/confineToBasedir: refusing '.*\/escaped\/x'/);
+    expect(existsSync(path.join(root, 'escaped'))).toBe(false);
   });
 });
 
