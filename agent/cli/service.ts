@@ -31,7 +31,7 @@ Actions:
 Options:
       --name NAME        service name (default: the worker name in bbagent.json)
       --user USER        account the worker runs as (Linux, macOS daemon: default BASEDIR's owner, never root;
-                         Windows: required, a standard account such as .\bbagent; never LocalSystem, a service
+                         Windows: required, a standard account such as .\\bbagent; never LocalSystem, a service
                          account or an administrator. It gets write access to BASEDIR)
       --password-stdin   Windows: read that account's password from stdin (or set BBAGENT_SERVICE_PASSWORD;
                          it is never taken on the command line, where any process listing shows it)

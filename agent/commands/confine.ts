@@ -39,7 +39,7 @@ export function resolveReal(p: string, realpath: Realpath = osRealpath): string 
       const code = (err as NodeJS.ErrnoException).code;
       if (code !== 'ENOENT' && code !== 'ENOTDIR') throw err;
       const parent = path.dirname(head);
-      if (parent === head) return path.resolve(p, ...rest);
+      if (parent === head) return path.resolve(head, ...rest);
       rest.unshift(path.basename(head));
       head = parent;
     }

@@ -158,6 +158,11 @@ function escapeRe(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
+/** The longest event-loop stall the agent logged (agent/loop-monitor.ts logs every one of 100 ms or more). */
+function longestStallMs(output: string): number {
+  return Math.max(0, ...[...output.matchAll(/event loop blocked for (\d+) ms/g)].map((m) => Number(m[1])));
+}
+
 /** A non-loopback IPv4 address of this machine, to reach the master "over the network". */
 function networkAddress(): string | undefined {
   for (const addrs of Object.values(os.networkInterfaces())) {
@@ -268,6 +273,7 @@ describe.each(protocols)('confinement over %s', (protocol) => {
     expect(snapshot(outside)).toEqual(before);
     expect(readdirSync(masterOut).filter((f) => !f.startsWith('in-'))).toEqual([]); // nothing was uploaded from outside
     expect(confined.running).toBe(true);
+    expect(longestStallMs(confined.output)).toBeLessThan(200);
 
     const failed = inside!.steps.filter((s) => s.results !== Results.SUCCESS).map((s) => `${s.name}: ${stepText(s)}`);
     expect(failed).toEqual([]);

@@ -129,6 +129,11 @@ describe('checkConfined', () => {
     expect(resolveReal(`${build}/out/..`)).toBe(root);
     expect(resolveReal(`${build}/in/..`)).toBe(build);
     expect(resolveReal(`${build}/nope/../file`)).toBe(path.join(build, 'file'));
+    // nothing of it exists, not even the root: the whole path is text
+    const none = (): string => {
+      throw Object.assign(new Error('ENOENT'), { code: 'ENOENT' });
+    };
+    expect(resolveReal('/a/b/../c', none)).toBe('/a/c');
   });
 });
 
