@@ -10,6 +10,7 @@ import type { Platform } from '../platforms/types.js';
 import { COMMAND_TABLE } from './commands/index.js';
 import type { AgentConfig } from './config/schema.js';
 import { Bot } from './connection/bot.js';
+import { cleartextWarning } from './connection/cleartext.js';
 import { masterEndpoint } from './connection/endpoint.js';
 import { ConnectionManager, type LiveSession } from './connection/manager.js';
 import type { PbSession } from './connection/pb/connect.js';
@@ -64,7 +65,7 @@ export function startAgent(config: AgentConfig, opts: RunAgentOptions): RunningA
   const processes = new ProcessRegistry();
   const bot: Bot = new Bot({
     output,
-    env: { basedir, platform, logger, environ, now: () => Date.now() / 1000, processes },
+    env: { basedir, platform, logger, environ, now: () => Date.now() / 1000, processes, confineToBasedir: config.confineToBasedir },
     commands: COMMAND_TABLE,
     logger,
     collectInfo: () =>
@@ -90,6 +91,9 @@ export function startAgent(config: AgentConfig, opts: RunAgentOptions): RunningA
   loopMonitor.start();
 
   const endpoint = masterEndpoint(config);
+  const cleartext = cleartextWarning(endpoint);
+  if (cleartext) logger.warn(cleartext);
+  if (config.confineToBasedir) logger.info(`confineToBasedir: file and transfer paths and shell workdirs must lead into ${basedir}`);
   let pbSession: PbSession | undefined;
   // Each protocol's code loads when it is first used (msgpack brings ws, http and zlib; PB only net and tls).
   const connectors: Record<AgentConfig['protocol'], () => Promise<LiveSession>> = {

@@ -187,7 +187,7 @@ export interface ServiceSpec {
   user?: string;
   /** macOS: a LaunchDaemon at boot without a GUI session (default), or a LaunchAgent in the user's login session. */
   session?: 'daemon' | 'agent';
-  /** Windows: the password of `user` for the Task Scheduler (schtasks /RP); never written to a file. */
+  /** Windows: the password of `user` for the Task Scheduler; it goes to a script's stdin, never to a file or a command line. */
   password?: string;
 }
 

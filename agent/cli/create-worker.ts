@@ -41,6 +41,7 @@ Options:
       --use-tls               connect to the master over TLS
       --tls-ca-file FILE      trust the CA in this PEM file for the master's certificate (with --use-tls)
       --delete-leftover-dirs  delete build directories the master no longer needs
+      --confine-to-basedir    refuse file and transfer paths, and shell workdirs, that lead out of BASEDIR
   -a, --allow-shutdown HOW    let the worker request a graceful shutdown: signal (SIGHUP) or file
   -q, --quiet                 print nothing but errors
   -h, --help                  show this help`;
@@ -61,6 +62,7 @@ const OPTIONS: OptionSpec = {
   'use-tls': { type: 'boolean' },
   'tls-ca-file': { type: 'string' },
   'delete-leftover-dirs': { type: 'boolean' },
+  'confine-to-basedir': { type: 'boolean' },
   'allow-shutdown': { type: 'string', short: 'a' },
   quiet: { type: 'boolean', short: 'q' },
   help: { type: 'boolean', short: 'h' },
@@ -80,6 +82,7 @@ const FIELD_OPTIONS: Partial<Record<string, ConfigField>> = {
   'use-tls': 'useTls',
   'tls-ca-file': 'tlsCaFile',
   'delete-leftover-dirs': 'deleteLeftoverDirs',
+  'confine-to-basedir': 'confineToBasedir',
   'allow-shutdown': 'allowShutdown',
 };
 

@@ -31,11 +31,14 @@ Actions:
 Options:
       --name NAME        service name (default: the worker name in bbagent.json)
       --user USER        account the worker runs as (Linux, macOS daemon: default BASEDIR's owner, never root;
-                         Windows: default LocalSystem)
-      --password PW      Windows with --user: that account's password (or BBAGENT_SERVICE_PASSWORD)
+                         Windows: required, a standard account such as .\\bbagent; never LocalSystem, a service
+                         account or an administrator. It gets write access to BASEDIR)
+      --password-stdin   Windows: read that account's password from stdin (or set BBAGENT_SERVICE_PASSWORD;
+                         it is never taken on the command line, where any process listing shows it)
       --session KIND     macOS: daemon (LaunchDaemon, at boot, headless; default) or agent (LaunchAgent, in the
                          user's login session, for GUI and performance tests)
-      --force            install: replace a service of that name that has other settings
+      --force            install: replace a service of that name that has other settings (Windows: also
+                         registers the task again with the same settings, e.g. after a password change)
       --no-start         install: enable at boot, but do not start now
       --dry-run          install: print what would be written and change nothing
   -q, --quiet            print nothing but errors
@@ -48,6 +51,7 @@ const OPTIONS: OptionSpec = {
   name: { type: 'string' },
   user: { type: 'string' },
   password: { type: 'string' },
+  'password-stdin': { type: 'boolean' },
   session: { type: 'string' },
   force: { type: 'boolean' },
   'no-start': { type: 'boolean' },
@@ -71,6 +75,29 @@ export interface ServiceCommandDeps {
   manager?: ServiceManager;
   /** The program and leading arguments that run this agent (selfCommand()). */
   self?: { command: string; args: string[] };
+  /** All of stdin (--password-stdin); default: this process's stdin. */
+  readStdin?: () => Promise<string>;
+}
+
+async function readProcessStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(Buffer.from(chunk as Buffer));
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** The Windows account's password: from stdin (--password-stdin) or BBAGENT_SERVICE_PASSWORD, never from argv. */
+async function servicePassword(values: Record<string, string | boolean | undefined>, io: CliIO, deps: ServiceCommandDeps): Promise<string | undefined> {
+  if (values['password'] !== undefined) {
+    throw new UsageError(
+      `${COMMAND}: --password would show the password to every user in the process list; ` +
+        `pipe it in with --password-stdin, or set BBAGENT_SERVICE_PASSWORD`,
+    );
+  }
+  if (values['password-stdin']) {
+    const text = await (deps.readStdin ?? readProcessStdin)();
+    return text.replace(/\r?\n$/, '');
+  }
+  return io.env['BBAGENT_SERVICE_PASSWORD'];
 }
 
 /** A service name from a worker name: the characters every manager accepts. */
@@ -137,7 +164,7 @@ async function runAction(
     case 'install': {
       // Windows: the Task Scheduler does not restart a task whose program exited, so the task runs the supervisor.
       const run = manager.kind === 'schtasks' ? ['service', 'run', dir] : ['start', '--nodaemon', dir];
-      const password = typeof values['password'] === 'string' ? values['password'] : io.env['BBAGENT_SERVICE_PASSWORD'];
+      const password = await servicePassword(values, io, deps);
       const spec: ServiceSpec = {
         name,
         description: `bbagent Buildbot worker ${config.name} (${dir})`,

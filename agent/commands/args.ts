@@ -4,6 +4,7 @@ import { CommandArgsError } from '../errors.js';
 import type { CommandArgs, CommandEnv } from './types.js';
 import { isAbsolute } from 'node:path';
 import { pathJoin } from '../fs/pyos.js';
+import { checkConfined } from './confine.js';
 
 export function argString(args: CommandArgs, name: string): string {
   const v = args[name];
@@ -71,9 +72,17 @@ export function argOptInt(args: CommandArgs, name: string): number | undefined {
  * The path a file command works on. Absolute paths (msgpack masters) are used exactly as sent, like
  * buildbot-worker does ('/x/' and '/x' differ, so no normalising); relative ones are joined onto the builder
  * directory (or basedir) as os.path.join would. PB's join(builder dir, workdir, workersrc) belongs here too.
+ * Every command path goes through here, so a confined worker (env.confineToBasedir) checks them all here.
  */
 export function commandPath(env: CommandEnv, p: string): string {
-  return isAbsolute(p) ? p : pathJoin(env.builderDir ?? env.basedir, p);
+  const full = isAbsolute(p) ? p : pathJoin(env.builderDir ?? env.basedir, p);
+  confinePath(env, full);
+  return full;
+}
+
+/** Throws ConfinementError when the worker is confined and `full` (absolute) leads out of BASEDIR. */
+export function confinePath(env: CommandEnv, full: string): void {
+  if (env.confineToBasedir) checkConfined(env.basedir, full);
 }
 
 /** A path argument, resolved by commandPath. */

@@ -1,11 +1,12 @@
 // `shell`: runs a command string through the shell or an argv directly, with buildbot-worker's arguments.
 
+import path from 'node:path';
 import { RunProcess, type LogfileSpec } from '../process/run-process.js';
 import { buildEnvironment } from '../process/environment.js';
 import { forensicsWhen } from '../process/hang-forensics.js';
 import { TRACKING_ENV } from '../process/tracking.js';
 import { CommandArgsError } from '../errors.js';
-import { argBool, argOptString, argPath, describe } from './args.js';
+import { argBool, argOptString, argPath, confinePath, describe } from './args.js';
 import { PyTuple, type CommandArgs, type CommandDefinition } from './types.js';
 import { relPath } from './relative-args.js';
 
@@ -81,11 +82,15 @@ export const shellCommand: CommandDefinition = {
         if (usePTY !== undefined && usePTY !== null && typeof usePTY !== 'boolean' && usePTY !== 0 && usePTY !== 1) {
           throw new CommandArgsError(`Unexpected usePTY argument value: ${describe(usePTY)}. Expected boolean.`);
         }
+        const workdir = argPath(args, 'workdir', env);
+        const logfiles = parseLogfiles(args['logfiles']);
+        // RunProcess reads each logfile at path.join(workdir, filename): a confined worker checks that path.
+        for (const spec of Object.values(logfiles)) confinePath(env, path.join(workdir, typeof spec === 'string' ? spec : spec.filename));
         proc = new RunProcess(
           {
             command: real,
             fakeCommand: fake,
-            workdir: argPath(args, 'workdir', env),
+            workdir,
             environ: buildEnvironment(env.environ, args['env'], env.platform.pathListSeparator),
             sendStdout: argBool(args, 'want_stdout', true),
             sendStderr: argBool(args, 'want_stderr', true),
@@ -95,7 +100,7 @@ export const shellCommand: CommandDefinition = {
             sigtermTime: argOptSeconds(args, 'sigtermTime') ?? null,
             initialStdin: argOptString(args, 'initial_stdin') ?? null,
             logEnviron: argBool(args, 'logEnviron', true),
-            logfiles: parseLogfiles(args['logfiles']),
+            logfiles,
             usePTY: argBool(args, 'usePTY', false),
             interruptSignal: argOptString(args, 'interruptSignal') || 'KILL',
             forensics: forensicsWhen(args['env']),

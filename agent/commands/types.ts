@@ -77,6 +77,11 @@ export interface CommandEnv {
   basedir: string;
   /** The builder's directory, where relative paths of a command resolve (PB); absent: basedir. */
   builderDir?: string;
+  /**
+   * confineToBasedir: every path a command names (file and transfer commands, a shell step's workdir and
+   * logfiles) must lead into `basedir` once symlinks and '..' are resolved (agent/commands/confine.ts).
+   */
+  confineToBasedir?: boolean;
   /** The worker's own environment, the base of every child's. */
   environ: Record<string, string>;
   platform: Platform;

@@ -132,6 +132,7 @@ const RULES: { [K in ConfigField]: FieldRule<AgentConfig[K]> } = {
   umask: nullable(umaskRule, umaskRule.expect),
   allowShutdown: nullable(choice('', { signal: 'signal', file: 'file' }), '"signal", "file" or null'),
   deleteLeftoverDirs: bool(),
+  confineToBasedir: bool(),
   numcpus: nullable(int(1, Number.MAX_SAFE_INTEGER, ''), 'an integer >= 1 or null (detect)'),
   useTls: bool(),
   tlsCaFile: nullable(

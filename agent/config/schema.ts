@@ -23,6 +23,8 @@ export interface AgentConfig {
   /** Worker-initiated graceful shutdown: on SIGHUP ('signal'), when a file changes ('file'), or never. */
   allowShutdown: 'signal' | 'file' | null;
   deleteLeftoverDirs: boolean;
+  /** Refuse any path of a file or transfer command, and any shell workdir, that leads out of basedir (docs/security.md). */
+  confineToBasedir: boolean;
   /** Reported CPU count; null detects it. */
   numcpus: number | null;
   /** TLS to the master (PB over TLS, wss:// for msgpack). */
@@ -74,6 +76,7 @@ export const CONFIG_DEFAULTS = {
   umask: null,
   allowShutdown: null,
   deleteLeftoverDirs: false,
+  confineToBasedir: false,
   numcpus: null,
   useTls: false,
   tlsCaFile: null,

@@ -3,6 +3,7 @@
 
 import { mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
+import { confinePath } from '../commands/args.js';
 import { CommandHost, type HostOutputConfig } from '../commands/host.js';
 import type { CommandArgs, CommandChannel, CommandDefinition, CommandEnv } from '../commands/types.js';
 import { workerCommands } from '../info/worker-info.js';
@@ -107,6 +108,13 @@ export class Bot {
       const old = this.builders.get(name);
       if (old !== undefined && old !== builddir) this.opts.logger.info(`changing builddir for builder ${name} from ${old} to ${builddir}`);
       this.builders.set(name, builddir);
+      try {
+        confinePath(this.opts.env, path.join(basedir, builddir));
+      } catch (err) {
+        // a confined worker creates nothing outside BASEDIR; every command on this builder is refused the same way
+        this.opts.logger.warn(`builder ${name}: not creating its directory: ${(err as Error).message}`);
+        continue;
+      }
       mkdirSync(path.join(basedir, builddir), { recursive: true });
     }
     for (const name of [...this.builders.keys()]) {

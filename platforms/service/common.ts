@@ -12,8 +12,11 @@ export interface CommandResult {
   stderr: string;
 }
 
-/** Runs a program to completion (never throws for a non-zero exit; throws ServiceError when it cannot start). */
-export type CommandRunner = (cmd: string, args: string[]) => Promise<CommandResult>;
+/**
+ * Runs a program to completion (never throws for a non-zero exit; throws ServiceError when it cannot start).
+ * `input` is written to its stdin: the way secrets reach a program without showing in a process listing.
+ */
+export type CommandRunner = (cmd: string, args: string[], opts?: { input?: string }) => Promise<CommandResult>;
 
 export interface UserInfo {
   name: string;
@@ -34,9 +37,9 @@ export interface ServiceHost {
   ownerOf(p: string): number | undefined;
 }
 
-export const defaultRunner: CommandRunner = (cmd, args) =>
+export const defaultRunner: CommandRunner = (cmd, args, opts) =>
   new Promise((resolve, reject) => {
-    execFile(cmd, args, { encoding: 'utf8', maxBuffer: 16 << 20, windowsHide: true }, (err, stdout, stderr) => {
+    const child = execFile(cmd, args, { encoding: 'utf8', maxBuffer: 16 << 20, windowsHide: true }, (err, stdout, stderr) => {
       const e = err as (NodeJS.ErrnoException & { code?: string | number }) | null;
       if (e && typeof e.code === 'string') {
         reject(new ServiceError('E_SERVICE_MANAGER', `cannot run ${cmd}: ${e.message}`));
@@ -44,6 +47,9 @@ export const defaultRunner: CommandRunner = (cmd, args) =>
       }
       resolve({ code: e ? (typeof e.code === 'number' ? e.code : 1) : 0, stdout, stderr });
     });
+    // A program that exits without reading its stdin makes the write fail with EPIPE: its exit code tells.
+    child.stdin?.on('error', () => undefined);
+    child.stdin?.end(opts?.input ?? '');
   });
 
 /** Runs and throws E_SERVICE_COMMAND with the program's own message when it fails. */

@@ -71,6 +71,7 @@ describe('validateConfig', () => {
     ['umask', 0o1000, /umask must be .*got 512/],
     ['allowShutdown', 'yes', /allowShutdown must be "signal", "file" or null, got "yes"/],
     ['deleteLeftoverDirs', 'true', /deleteLeftoverDirs must be true or false, got "true"/],
+    ['confineToBasedir', 'yes', /confineToBasedir must be true or false, got "yes"/],
     ['numcpus', 0, /numcpus must be an integer >= 1 or null/],
     ['useTls', 1, /useTls must be true or false, got 1/],
     ['connectionString', '', /connectionString must be a non-empty endpoint string or null/],
@@ -126,6 +127,7 @@ describe('loadConfig', () => {
       {
         BBAGENT_USE_TLS: 'yes',
         BBAGENT_DELETE_LEFTOVER_DIRS: 'false',
+        BBAGENT_CONFINE_TO_BASEDIR: 'on',
         BBAGENT_UMASK: '022',
         BBAGENT_MAXRETRIES: 'None',
         BBAGENT_NUMCPUS: '8',
@@ -140,6 +142,7 @@ describe('loadConfig', () => {
     expect(c).toMatchObject({
       useTls: true,
       deleteLeftoverDirs: false,
+      confineToBasedir: true,
       umask: 0o22,
       maxretries: null,
       numcpus: 8,

@@ -96,6 +96,22 @@ describe('bbagent service', () => {
     expect(seen.installed?.name).toBe('ci');
   });
 
+  it('takes the Windows password from stdin or the environment, never from the command line', async () => {
+    const dir = await worker();
+    const { manager, seen } = fakeManager('schtasks');
+    const io = recordingIO();
+    expect(await serviceCommand(['install', '--user', '.\\bbagent', '--password', 's3cret', dir], io, { manager, self })).toBe(2);
+    expect(io.errors.join('\n')).toMatch(/--password would show the password to every user in the process list; pipe it in with --password-stdin/);
+    expect(seen.installed).toBeUndefined();
+    const readStdin = async (): Promise<string> => 's3cret from stdin\r\n';
+    expect(await serviceCommand(['install', '--user', '.\\bbagent', '--password-stdin', dir], recordingIO(), { manager, self, readStdin })).toBe(0);
+    expect(seen.installed).toMatchObject({ user: '.\\bbagent', password: 's3cret from stdin' });
+    const envIO = recordingIO();
+    envIO.env = { BBAGENT_SERVICE_PASSWORD: 'from env' };
+    expect(await serviceCommand(['install', '--user', '.\\bbagent', dir], envIO, { manager, self })).toBe(0);
+    expect(seen.installed?.password).toBe('from env');
+  });
+
   it('--dry-run prints the files and installs nothing', async () => {
     const dir = await worker();
     const io = recordingIO();

@@ -7,8 +7,12 @@ import type { UserInfo } from '../../platforms/service/common.js';
 
 export interface FakeHost extends ServiceHost {
   calls: string[][];
+  /** What each call got on stdin, by the index of the call. */
+  inputs: (string | undefined)[];
   /** Scripted answers by "cmd arg1 arg2..." prefix; unmatched commands succeed with no output. */
   answers: Map<string, CommandResult>;
+  /** Asked first: an answer computed from the call (undefined: try `answers`). */
+  respond?: (cmd: string, args: string[], input: string | undefined) => CommandResult | undefined;
   privileged: boolean;
 }
 
@@ -21,10 +25,14 @@ export const USERS: UserInfo[] = [
 export function fakeHost(opts: { privileged?: boolean; uid?: number; owner?: number } = {}): FakeHost {
   const host: FakeHost = {
     calls: [],
+    inputs: [],
     answers: new Map(),
     privileged: opts.privileged ?? true,
-    run: async (cmd, args) => {
+    run: async (cmd, args, runOpts) => {
       host.calls.push([cmd, ...args]);
+      host.inputs.push(runOpts?.input);
+      const computed = host.respond?.(cmd, args, runOpts?.input);
+      if (computed) return computed;
       const line = [cmd, ...args].join(' ');
       for (const [prefix, answer] of host.answers) if (line.startsWith(prefix)) return answer;
       return { code: 0, stdout: '', stderr: '' };
