@@ -122,7 +122,7 @@ class RunningCommand {
       log: (name, text) => this.guard(() => this.output.log(name, text)),
       status: (key, value) => this.guard(() => this.output.status(key, value)),
       stepEnvironment: (stepEnv) => this.output.setLimits(limitsFromStepEnv(outputConfig.options.limits, stepEnv)),
-      backpressureMs: () => this.output.backpressureMs(),
+      backpressureMs: () => this.guard(() => this.output.backpressureMs(), 0),
       writer: () => {
         if (!channel.writer) throw new CommandArgsError(`${name}: the master gave no file writer`);
         return channel.writer;
@@ -164,13 +164,18 @@ class RunningCommand {
       .catch((err: unknown) => this.logger.warn(`command ${name} (${id}): could not report completion: ${errorMessage(err)}`));
   }
 
-  private guard(f: () => void): void {
+  /** Runs an output stage; what it throws is logged (once per command) instead of reaching the caller. */
+  private guard<T>(f: () => T, fallback: T): T;
+  private guard(f: () => void): void;
+  private guard<T>(f: () => T, fallback?: T): T | undefined {
     try {
-      f();
+      return f();
     } catch (err) {
-      if (this.outputErrorLogged) return;
-      this.outputErrorLogged = true;
-      this.logger.warn(`command ${this.name} (${this.id}): output error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+      if (!this.outputErrorLogged) {
+        this.outputErrorLogged = true;
+        this.logger.warn(`command ${this.name} (${this.id}): output error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+      }
+      return fallback;
     }
   }
 
