@@ -18,6 +18,7 @@ import { AgentError } from './errors.js';
 import { collectWorkerInfo } from './info/worker-info.js';
 import type { Logger } from './log.js';
 import { LoopMonitor } from './loop-monitor.js';
+import { BASEDIR_LAYOUT } from './layout.js';
 import { IdleCompactor } from './memory.js';
 import { ProcessRegistry } from './process/tracking.js';
 import { VERSION } from './version.js';
@@ -52,15 +53,14 @@ export function startAgent(config: AgentConfig, opts: RunAgentOptions): RunningA
   const platform = opts.platform ?? currentPlatform();
   const basedir = path.resolve(config.basedir);
   if (config.umask !== null) process.umask(config.umask);
-  const environ: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) if (v !== undefined) environ[k] = v;
+  const environ = buildEnviron(process.env);
 
   let resolveExit!: (code: number) => void;
   const exited = new Promise<number>((r) => (resolveExit = r));
   let stage = 0;
   let finished = false;
 
-  const output = outputConfig(config, basedir);
+  const output = outputConfig(config, basedir, logger);
   // every running command's processes, so that the agent's exit kills them all before it is gone
   const processes = new ProcessRegistry();
   const bot: Bot = new Bot({
@@ -265,9 +265,40 @@ function watchShutdownRequests(config: AgentConfig, basedir: string, onRequest: 
   return () => {};
 }
 
+/** Prefix of the agent's own variables (its config: BBAGENT_PASSWORD, BBAGENT_REDACT, ...). */
+const AGENT_ENV_PREFIX = 'BBAGENT_';
+
+/**
+ * The environment every build starts from, and the `environ` the master is told about: the agent's, without
+ * its own BBAGENT_* variables (the worker password, the values to redact, ...), which are not the builds'
+ * business. (buildbot-worker passes its whole environment; its password is in buildbot.tac, not there.)
+ */
+export function buildEnviron(env: NodeJS.ProcessEnv): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(env)) {
+    // Windows names are case-insensitive: Bbagent_Password is the same variable
+    if (v !== undefined && !k.toUpperCase().startsWith(AGENT_ENV_PREFIX)) out[k] = v;
+  }
+  return out;
+}
+
+/**
+ * The worker password is redacted from build output when it has at least this many characters. A shorter
+ * one would turn ordinary text into <redacted> wherever it occurs (a password "pass" in "passed"), and is
+ * too easy to guess to be worth hiding; 6 is the Buildkite agent's bound for redacted values (RedactLengthMin).
+ */
+export const MIN_REDACTED_PASSWORD_LENGTH = 6;
+
 /** The output pipeline's agent-wide settings from the config (budgets, spool, redaction, collapsing). */
-export function outputConfig(config: AgentConfig, basedir: string): HostOutputConfig {
+export function outputConfig(config: AgentConfig, basedir: string, logger?: Logger): HostOutputConfig {
   const redact = [...config.redact];
+  if (config.password.length >= MIN_REDACTED_PASSWORD_LENGTH) redact.push(config.password);
+  else if (config.password) {
+    logger?.warn(
+      `the worker password is shorter than ${MIN_REDACTED_PASSWORD_LENGTH} characters: it is not redacted from build output ` +
+        `(it would mangle ordinary text) and is easy to guess; use a longer one`,
+    );
+  }
   if (config.redactFile) {
     try {
       redact.push(
@@ -288,7 +319,7 @@ export function outputConfig(config: AgentConfig, basedir: string): HostOutputCo
       collapseProgress: config.collapseProgress,
       batchBytes: config.outputBatchBytes,
     },
-    spool: { dir: path.join(basedir, 'spool'), limits: { maxBytes: config.spoolMaxBytes, maxAgeS: config.spoolMaxAgeS } },
+    spool: { dir: path.join(basedir, BASEDIR_LAYOUT.spool), limits: { maxBytes: config.spoolMaxBytes, maxAgeS: config.spoolMaxAgeS } },
   };
 }
 

@@ -1,13 +1,15 @@
 // Runs commands for one connection: checks the name and required arguments synchronously (as buildbot-worker
 // does, so the master's start request fails), then drives the command's life cycle: run, `elapsed` unless
 // interrupted, flush partial lines, `complete`. Protocols call it; it never knows which protocol calls.
+// Whatever a stage of the output does (throws, rejects, never settles), `complete` is sent, within
+// FINISH_OUTPUT_TIMEOUT_MS of the command's end, and nothing thrown reaches the process's event handlers.
 
-import { CommandArgsError, UnknownCommandError } from '../errors.js';
+import { CommandArgsError, errorMessage, UnknownCommandError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { CommandOutput, PLAIN_OUTPUT, type OutputOptions } from '../output/command-output.js';
 import { limitsFromStepEnv } from '../output/limits.js';
 import type { OutputSettings } from '../output/settings.js';
-import { pruneSpools, Spool, type SpoolLimits } from '../output/spool.js';
+import { pruneSpools, Spool, type SpoolLimits, type SpoolOptions } from '../output/spool.js';
 import { toFailure } from './failure.js';
 import type { CommandArgs, CommandChannel, CommandDefinition, CommandEnv, CommandIO, WorkerCommand } from './types.js';
 
@@ -24,10 +26,45 @@ export interface StartRequest {
   builderDir?: string;
 }
 
+/**
+ * How long a command's output may take to finish after the command ended (held text, the spool closed) before
+ * `complete` is sent anyway. The spool settles within SPOOL_CLOSE_TIMEOUT_MS (3 s) by itself: this bound is
+ * for what nothing else bounds, and keeps `complete` within 5 s of the process's exit.
+ */
+export const FINISH_OUTPUT_TIMEOUT_MS = 4000;
+
 /** Output options of the whole agent, and where over-budget steps keep their full output. */
 export interface HostOutputConfig {
   options: OutputOptions;
-  spool?: { dir: string; limits: SpoolLimits };
+  spool?: {
+    dir: string;
+    limits: SpoolLimits;
+    /** Opens a spool (default: a Spool in `dir`); tests pass one over a file that misbehaves. */
+    open?: (dir: string, name: string, opts: SpoolOptions) => Spool;
+  };
+  /** Default FINISH_OUTPUT_TIMEOUT_MS. */
+  finishTimeoutMs?: number;
+}
+
+/** Resolves true when `p` fulfils within `ms`, false when it rejects or takes longer (then `onLate` gets the reason). */
+function settleWithin(p: Promise<unknown>, ms: number, onLate: (why: string) => void): Promise<boolean> {
+  return new Promise<boolean>((resolve) => {
+    const timer = setTimeout(() => {
+      onLate(`not done within ${ms / 1000} s`);
+      resolve(false);
+    }, ms);
+    p.then(
+      () => {
+        clearTimeout(timer);
+        resolve(true);
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        onLate(errorMessage(err));
+        resolve(false);
+      },
+    );
+  });
 }
 
 class RunningCommand {
@@ -37,6 +74,8 @@ class RunningCommand {
   readonly done: Promise<void>;
   private readonly output: CommandOutput;
   private readonly command: WorkerCommand;
+  /** An output stage threw (a bug): logged once, so a flood of output does not flood the log. */
+  private outputErrorLogged = false;
 
   constructor(
     readonly id: string,
@@ -52,10 +91,12 @@ class RunningCommand {
     const options: OutputOptions = spool
       ? {
           ...outputConfig.options,
-          openSpool: () => {
+          openSpool: (onFailure) => {
             pruneSpools(spool.dir, spool.limits, Date.now(), logger);
             const stamp = new Date().toISOString().replace(/[:.]/g, '-');
-            return new Spool(spool.dir, `${stamp}-${name}-${id}`.replace(/[^A-Za-z0-9._-]/g, '_'));
+            const file = `${stamp}-${name}-${id}`.replace(/[^A-Za-z0-9._-]/g, '_');
+            const opts: SpoolOptions = { logger, onFailure };
+            return spool.open ? spool.open(spool.dir, file, opts) : new Spool(spool.dir, file, opts);
           },
         }
       : outputConfig.options;
@@ -63,19 +104,25 @@ class RunningCommand {
       req.settings,
       options,
       (items) => {
-        if (!this.abandoned) channel.sendUpdate(items);
+        if (this.abandoned) return;
+        try {
+          channel.sendUpdate(items);
+        } catch (err) {
+          this.logger.warn(`command ${name} (${id}): cannot send output: ${errorMessage(err)}`);
+        }
       },
       env.now,
       undefined,
       () => channel.backlog?.() ?? 0,
       channel.textOnly ?? false,
     );
+    // These run in the process's event handlers: an exception there would kill the agent.
     const io: CommandIO = {
-      text: (stream, text) => this.output.text(stream, text),
-      log: (name, text) => this.output.log(name, text),
-      status: (key, value) => this.output.status(key, value),
+      text: (stream, text) => this.guard(() => this.output.text(stream, text)),
+      log: (name, text) => this.guard(() => this.output.log(name, text)),
+      status: (key, value) => this.guard(() => this.output.status(key, value)),
       stepEnvironment: (stepEnv) => this.output.setLimits(limitsFromStepEnv(outputConfig.options.limits, stepEnv)),
-      backpressureMs: () => this.output.backpressureMs(),
+      backpressureMs: () => this.guard(() => this.output.backpressureMs(), 0),
       writer: () => {
         if (!channel.writer) throw new CommandArgsError(`${name}: the master gave no file writer`);
         return channel.writer;
@@ -88,22 +135,49 @@ class RunningCommand {
     };
     this.command = def.create(req.args, io, env);
     const start = env.now();
-    this.done = this.command
-      .run()
+    let running: Promise<void>;
+    try {
+      running = this.command.run();
+    } catch (err) {
+      running = Promise.reject(err as Error);
+    }
+    const finishTimeoutMs = outputConfig.finishTimeoutMs ?? FINISH_OUTPUT_TIMEOUT_MS;
+    this.done = running
       .then(
         () => null,
         (err: unknown) => {
-          this.logger.warn(`command ${name} (${id}) failed: ${err instanceof Error ? err.message : String(err)}`);
+          this.logger.warn(`command ${name} (${id}) failed: ${errorMessage(err)}`);
           return toFailure(err);
         },
       )
       .then(async (failure) => {
         if (this.abandoned) return;
-        if (!this.interrupted) this.output.status('elapsed', env.now() - start);
-        await this.output.finish();
+        if (!this.interrupted) this.guard(() => this.output.status('elapsed', env.now() - start));
+        const finished = await settleWithin(
+          Promise.resolve().then(() => this.output.finish()),
+          finishTimeoutMs,
+          (why) => this.logger.warn(`command ${name} (${id}): its output could not be finished (${why}); completing anyway`),
+        );
+        if (!finished) this.guard(() => this.output.forceFinish());
+        if (this.abandoned) return;
         await channel.complete(failure);
       })
-      .catch((err: unknown) => this.logger.warn(`command ${name} (${id}): could not report completion: ${String(err)}`));
+      .catch((err: unknown) => this.logger.warn(`command ${name} (${id}): could not report completion: ${errorMessage(err)}`));
+  }
+
+  /** Runs an output stage; what it throws is logged (once per command) instead of reaching the caller. */
+  private guard<T>(f: () => T, fallback: T): T;
+  private guard(f: () => void): void;
+  private guard<T>(f: () => T, fallback?: T): T | undefined {
+    try {
+      return f();
+    } catch (err) {
+      if (!this.outputErrorLogged) {
+        this.outputErrorLogged = true;
+        this.logger.warn(`command ${this.name} (${this.id}): output error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+      }
+      return fallback;
+    }
   }
 
   interrupt(flushFirst: boolean): void {

@@ -10,6 +10,7 @@ import { workerCommands } from '../info/worker-info.js';
 import type { Logger } from '../log.js';
 import { defaultOutputSettings, parseWorkerSettings, type OutputSettings } from '../output/settings.js';
 import { AgentError } from '../errors.js';
+import { AGENT_OWNED_DIRS } from '../layout.js';
 
 export type WorkerInfo = Record<string, unknown>;
 
@@ -103,7 +104,8 @@ export class Bot {
   setBuilderList(wanted: readonly (readonly [string, string])[]): string[] {
     const basedir = this.opts.env.basedir;
     const wantedNames = new Set(wanted.map(([n]) => n));
-    const wantedDirs = new Set([...wanted.map(([, d]) => d), 'info']);
+    // The agent's own directories (info, spool, bookkeeping) are never a builder's leftovers.
+    const wantedDirs = new Set([...wanted.map(([, d]) => d), ...AGENT_OWNED_DIRS]);
     for (const [name, builddir] of wanted) {
       const old = this.builders.get(name);
       if (old !== undefined && old !== builddir) this.opts.logger.info(`changing builddir for builder ${name} from ${old} to ${builddir}`);

@@ -12,6 +12,7 @@ export interface WorkerInfoOptions {
   basedir: string;
   platform: Platform;
   commands: readonly CommandDefinition[];
+  /** The environment builds get (the agent's own BBAGENT_* variables already removed). */
   environ: Record<string, string>;
   numcpus: number | null;
   version: string;
@@ -54,7 +55,9 @@ export async function collectWorkerInfo(o: WorkerInfoOptions): Promise<Record<st
   info['numcpus'] = o.numcpus ?? (os.availableParallelism?.() || os.cpus().length || 1);
   info['version'] = o.version;
   info['worker_commands'] = workerCommands(o.commands);
-  info['delete_leftover_dirs'] = o.deleteLeftoverDirs;
+  // buildbot-worker's create-worker writes the flag as Twisted's 0/1 into buildbot.tac, and the master keeps
+  // (and shows) whatever type it gets: the integer, as the reference sends it.
+  info['delete_leftover_dirs'] = o.deleteLeftoverDirs ? 1 : 0;
   try {
     Object.assign(info, hostFacts(o.platform));
   } catch (err) {

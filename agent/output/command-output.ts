@@ -1,13 +1,15 @@
 // One command's output path, a pipeline per stream:
 //   text -> redact -> [spool tee] -> collapse progress -> split lines -> budget/policy -> batch -> sender.
 // With no budget, no redaction and no collapsing configured, what reaches the sender is exactly what
-// buildbot-worker sends.
+// buildbot-worker sends. A spool that fails never stops the step: a header line says why the full output
+// could not be kept, and live output goes on.
 
 import type { LineChunk, StatusValue, TextStream, UpdateItem } from '../commands/types.js';
+import { errorMessage } from '../errors.js';
 import { BufferManager, type MessageSender, type Timers, realTimers } from './buffer.js';
 import type { TokenBucket } from './budget.js';
 import { ProgressCollapser } from './collapse.js';
-import { OutputLimiter } from './limiter.js';
+import { OutputLimiter, type SpoolNote } from './limiter.js';
 import type { OutputLimits } from './limits.js';
 import { LineBoundaryFinder } from './lines.js';
 import { Redactor } from './redact.js';
@@ -29,8 +31,11 @@ export interface OutputOptions {
   collapseProgress: boolean;
   /** Raises the update size above the master's buffer_size; null keeps the master's. */
   batchBytes: number | null;
-  /** Opens the spool of a command (policy spool); undefined: spooling unavailable. */
-  openSpool?: () => Spool;
+  /**
+   * Opens the spool of a command (policy spool); undefined: spooling unavailable. The spool calls
+   * `onFailure` once if it fails.
+   */
+  openSpool?: (onFailure: (reason: string) => void) => Spool;
 }
 
 export const PLAIN_OUTPUT: OutputOptions = {
@@ -55,8 +60,16 @@ export class CommandOutput {
   private readonly buffer: BufferManager;
   private limiter: OutputLimiter | undefined;
   private spool: Spool | undefined;
+  /** Why the full output is not kept (the spool failed, or could not be opened). */
+  private spoolFailure: string | undefined;
   private limits: OutputLimits;
   private started = false;
+  /** Everything was sent (finish) or dropped (dispose): nothing more may be sent. */
+  private closed = false;
+  /** Set while the spool closes after the process ended: what comes meanwhile waits here, in order. */
+  private waiting: (() => void)[] | undefined;
+  /** Settles once the spool closed at the end of the process and the rc went out. */
+  private ending: Promise<void> | undefined;
 
   constructor(
     private readonly settings: OutputSettings,
@@ -89,6 +102,15 @@ export class CommandOutput {
   }
 
   status(key: string, value: StatusValue): void {
+    if (this.closed) return;
+    if (this.waiting) {
+      this.waiting.push(() => this.status(key, value));
+      return;
+    }
+    if (key === 'rc' && this.spool && !this.ending) {
+      this.endSpooled(value);
+      return;
+    }
     // the process ended: its final over-budget marker goes before the rc (the master then writes "program finished")
     if (key === 'rc') this.limiter?.finish();
     this.buffer.append({ kind: 'status', key, value });
@@ -101,25 +123,30 @@ export class CommandOutput {
     return Math.max(this.limiter?.backpressureMs() ?? 0, spoolFull || wire ? BACKPRESSURE_POLL_MS : 0);
   }
 
-  /** Spooled full output path, when there is one. */
-  get spoolPath(): string | undefined {
-    return this.spool?.path;
+  /**
+   * End of the command: held text of every stage, partial lines terminated with '\n' (the master only stores
+   * whole lines), the spool closed (bounded: Spool.close always settles), the final over-budget marker; then
+   * everything is sent.
+   */
+  async finish(): Promise<void> {
+    if (this.ending) await this.ending;
+    if (this.closed) return; // forceFinish took over meanwhile
+    this.endStreams();
+    if (this.spool) await this.spool.close();
+    if (this.closed) return;
+    this.limiter?.finish();
+    this.buffer.flush();
+    this.closed = true;
   }
 
   /**
-   * End of the command: held text of every stage, partial lines terminated with '\n' (the master only stores
-   * whole lines), the final over-budget marker, the spool closed; then everything is sent.
+   * finish() did not end in time (the caller's bound): sends what is held, including what waits for the
+   * spool, without waiting any longer. The spool's own outcome is no longer reported.
    */
-  async finish(): Promise<void> {
-    for (const [key, s] of [...this.streams.entries()].sort(([a], [b]) => (a < b ? -1 : 1))) {
-      let rest = s.redactor?.flush() ?? '';
-      if (rest && s.spooled) this.spool?.write(rest);
-      if (s.collapser) rest = s.collapser.push(rest) + s.collapser.flush();
-      if (rest) this.lines(s, rest);
-      const chunk = s.finder.flush();
-      if (chunk) this.route(s.item(chunk), key);
-    }
-    if (this.spool) await this.spool.close();
+  forceFinish(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.releaseWaiting();
     this.limiter?.finish();
     this.buffer.flush();
   }
@@ -130,11 +157,69 @@ export class CommandOutput {
   }
 
   dispose(): void {
+    this.closed = true;
+    this.waiting = undefined;
+    this.limiter?.dispose();
     this.buffer.dispose();
-    void this.spool?.close().catch(() => {});
+    void this.spool?.close();
+  }
+
+  /** Held text of every stream: redactor tails (into the spool too), progress states, partial lines. */
+  private endStreams(): void {
+    for (const [key, s] of [...this.streams.entries()].sort(([a], [b]) => (a < b ? -1 : 1))) {
+      let rest = s.redactor?.flush() ?? '';
+      if (rest && s.spooled) this.spool?.write(rest);
+      if (s.collapser) rest = s.collapser.push(rest) + s.collapser.flush();
+      if (rest) this.lines(s, rest);
+      const chunk = s.finder.flush();
+      if (chunk) this.route(s.item(chunk), key);
+    }
+  }
+
+  /**
+   * The process ended (its rc) while spooling: everything it wrote goes into the spool, which is then closed,
+   * so the final marker can say whether the full output was kept. The rc, and whatever comes meanwhile,
+   * follow in order once the spool settled (within its close timeout).
+   */
+  private endSpooled(rc: StatusValue): void {
+    this.endStreams();
+    const spool = this.spool!;
+    this.waiting = [
+      () => {
+        this.limiter?.finish();
+        this.buffer.append({ kind: 'status', key: 'rc', value: rc });
+      },
+    ];
+    this.ending = spool.close().then(() => {
+      if (!this.closed) this.releaseWaiting(); // else forceFinish or dispose took over
+    });
+  }
+
+  private releaseWaiting(): void {
+    const queued = this.waiting ?? [];
+    this.waiting = undefined;
+    for (const f of queued) f();
+  }
+
+  /** The spool failed: said once in the step's log, and in every later over-budget marker. */
+  private spoolFailed(reason: string): void {
+    this.spoolFailure ??= reason;
+    if (this.closed) return;
+    const text = `[bbagent] the full output of this step cannot be kept on the worker: ${reason}\n`;
+    this.buffer.append({ kind: 'text', key: 'header', chunk: { text, indexes: [text.length - 1], times: [this.now()] } });
+  }
+
+  private spoolNote(): SpoolNote | undefined {
+    if (this.spoolFailure !== undefined) return { failure: this.spoolFailure };
+    return this.spool ? { path: this.spool.path } : undefined;
   }
 
   private push(key: string, text: string): void {
+    if (this.closed) return;
+    if (this.waiting) {
+      this.waiting.push(() => this.push(key, text));
+      return;
+    }
     if (!this.started) this.start();
     const s = this.stream(key);
     let t = s.redactor ? s.redactor.push(text) : text;
@@ -160,13 +245,19 @@ export class CommandOutput {
     this.started = true;
     const l = this.limits;
     if (l.rate === null) return;
-    if (l.policy === 'spool' && this.opts.openSpool) this.spool = this.opts.openSpool();
+    if (l.policy === 'spool' && this.opts.openSpool) {
+      try {
+        this.spool = this.opts.openSpool((reason) => this.spoolFailed(reason));
+      } catch (err) {
+        this.spoolFailed(`cannot open the spool: ${errorMessage(err)}`);
+      }
+    }
     this.limiter = new OutputLimiter(
       { ...l, rate: l.rate },
       this.opts.agentBucket,
       (item) => this.buffer.append(item),
       () => this.now() * 1000,
-      () => this.spool?.path,
+      () => this.spoolNote(),
     );
   }
 

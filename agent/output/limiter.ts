@@ -14,6 +14,9 @@ export const TAIL_LINES = 20;
 
 type Emit = (item: UpdateItem) => void;
 
+/** Where the full output is kept (spool policy), or why it could not be. */
+export type SpoolNote = { path: string; failure?: undefined } | { path?: undefined; failure: string };
+
 interface TailLine {
   key: TextStream | { log: string };
   text: string;
@@ -49,8 +52,8 @@ export class OutputLimiter {
     private readonly agent: TokenBucket | null,
     private readonly emit: Emit,
     private readonly nowMs: () => number,
-    /** Where the full log is (spool policy), for the marker; undefined: it is not kept. */
-    private readonly spoolPath: () => string | undefined,
+    /** Where the full log is (spool policy), or why it is not, for the marker; undefined: it is not kept. */
+    private readonly spoolNote: () => SpoolNote | undefined,
   ) {
     this.step = new TokenBucket(limits.rate, limits.burst, nowMs);
   }
@@ -103,6 +106,13 @@ export class OutputLimiter {
     if (this.heldSinceMarker > 0 || this.held > 0) this.marker(true);
   }
 
+  /** The command was abandoned: no more markers. */
+  dispose(): void {
+    this.finished = true;
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
   private hold(item: Exclude<UpdateItem, { kind: 'status' }>): void {
     this.holding = true;
     const bytes = Buffer.byteLength(item.chunk.text);
@@ -126,9 +136,14 @@ export class OutputLimiter {
   private marker(final: boolean): void {
     const now = this.nowMs() / 1000;
     const budget = `${fmtBytes(this.limits.rate)}/s, burst ${fmtBytes(this.limits.burst)}`;
-    const where = this.spoolPath();
+    const note = this.spoolNote();
     const what = this.limits.policy === 'spool' ? 'held back' : 'dropped (policy truncate)';
-    const kept = where ? `; full output on the worker: ${where}` : '';
+    const kept =
+      note?.failure !== undefined
+        ? `; the full output could not be kept on the worker (${note.failure})`
+        : note?.path !== undefined
+          ? `; full output on the worker: ${note.path}`
+          : '';
     const head = final ? 'output was over budget' : 'output is over budget';
     this.emit({
       kind: 'text',

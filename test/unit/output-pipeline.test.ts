@@ -1,6 +1,7 @@
 // The output pipeline with a recording sender: budgets and their policies, spool, redaction, progress
 // collapsing, first-output latency, bounded memory on hostile output.
-import { mkdtempSync, readFileSync, readdirSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
@@ -9,8 +10,10 @@ import type { UpdateItem } from '../../agent/commands/types.js';
 import { TokenBucket } from '../../agent/output/budget.js';
 import { CommandOutput, PLAIN_OUTPUT, type OutputOptions } from '../../agent/output/command-output.js';
 import { defaultOutputSettings } from '../../agent/output/settings.js';
+import { silentLogger } from '../../agent/log.js';
 import { Spool } from '../../agent/output/spool.js';
 import type { Timers } from '../../agent/output/buffer.js';
+import { RecordingLogger } from '../helpers/recording-logger.js';
 
 class Clock {
   t = 1000;
@@ -63,7 +66,10 @@ describe('output pipeline', () => {
   it('spool policy: head live, markers with the held bytes and a tail, full output in the spool', async () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'bbagent-spool-'));
     const clock = new Clock();
-    const { out, messages } = pipeline({ limits: { rate: 1000, burst: 2000, policy: 'spool' }, openSpool: () => new Spool(dir, 'step1') }, clock);
+    const { out, messages } = pipeline(
+      { limits: { rate: 1000, burst: 2000, policy: 'spool' }, openSpool: (onFailure) => new Spool(dir, 'step1', { logger: silentLogger, onFailure }) },
+      clock,
+    );
     let all = '';
     for (let i = 0; i < 1000; i++) {
       const line = `line ${String(i).padStart(5, '0')} ${'x'.repeat(40)}\n`;
@@ -82,6 +88,57 @@ describe('output pipeline', () => {
     expect(header).toContain(`full output on the worker: ${spoolFile}`);
     expect(gunzipSync(readFileSync(spoolFile)).toString()).toBe(all);
     expect(readdirSync(dir)).toEqual(['step1.log.gz']);
+  });
+
+  it('spool on a full device: live output goes on, a marker says why the full output is not kept, the rc comes last', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'bbagent-spool-'));
+    symlinkSync('/dev/full', path.join(dir, 'full.log.gz.part'));
+    const logger = new RecordingLogger();
+    const { out, messages, t } = pipeline({
+      limits: { rate: 1000, burst: 2000, policy: 'spool' },
+      openSpool: (onFailure) => new Spool(dir, 'full', { logger, onFailure }),
+    });
+    for (let i = 0; i < 2000; i++) out.text('stdout', `line ${String(i).padStart(5, '0')} ${randomBytes(32).toString('hex')}\n`);
+    // the failure comes from the disk, asynchronously, while the step still writes
+    await expect
+      .poll(() => {
+        t.fire();
+        return text(messages, 'header');
+      })
+      .toMatch(/cannot be kept on the worker: cannot write .*full\.log\.gz\.part: ENOSPC/);
+    out.text('stdout', 'after the failure\n');
+    out.status('rc', 0);
+    await out.finish();
+    const header = text(messages, 'header');
+    expect(header.match(/\[bbagent\] the full output of this step cannot be kept on the worker: /g)).toHaveLength(1);
+    expect(header).toMatch(/output was over budget .* bytes held back so far; the full output could not be kept on the worker \(cannot write .*ENOSPC/);
+    expect(header).not.toContain('full output on the worker:');
+    expect(text(messages, 'stdout')).toContain('line 00000'); // the head
+    expect(text(messages, 'stdout')).toContain('after the failure\n'); // the live tail
+    const keys = messages.flat().map((i) => (i.kind === 'status' ? i.key : i.kind === 'text' ? i.key : 'log'));
+    expect(keys.at(-1)).toBe('rc');
+    expect(logger.lines.some((l) => /^warn spool .*ENOSPC/.test(l))).toBe(true);
+  });
+
+  it('spool directory removed mid-step: the final marker, before the rc, says the full output was not kept', async () => {
+    const dir = path.join(mkdtempSync(path.join(os.tmpdir(), 'bbagent-spool-')), 'spool');
+    const { out, messages } = pipeline({
+      limits: { rate: 1000, burst: 2000, policy: 'spool' },
+      openSpool: (onFailure) => new Spool(dir, 'gone', { logger: silentLogger, onFailure }),
+    });
+    for (let i = 0; i < 1000; i++) out.text('stdout', `line ${i} ${'x'.repeat(40)}\n`);
+    await expect.poll(() => existsSync(path.join(dir, 'gone.log.gz.part'))).toBe(true);
+    rmSync(dir, { recursive: true, force: true });
+    out.text('stdout', 'last\n');
+    out.status('rc', 0);
+    out.status('elapsed', 1.5);
+    await out.finish();
+    const header = text(messages, 'header');
+    expect(header).toMatch(/the full output could not be kept on the worker \(cannot move .*gone\.log\.gz\.part into place: ENOENT.*was removed\)/);
+    expect(header).not.toContain('full output on the worker:');
+    const keys = messages.flat().map((i) => (i.kind === 'status' ? i.key : i.kind === 'text' ? i.key : 'log'));
+    expect(keys.slice(-2)).toEqual(['rc', 'elapsed']);
+    expect(keys.lastIndexOf('header')).toBeLessThan(keys.indexOf('rc'));
   });
 
   it('a flood over budget does not trickle through with a marker each time the bucket refills', async () => {
