@@ -186,8 +186,9 @@ describe('msgpack session', () => {
 });
 
 describe('msgpack session: limits and liveness', () => {
-  const connect = async (opts: { deflate?: boolean; keepaliveS?: number } = {}) => {
+  const connect = async (opts: { deflate?: boolean; keepaliveS?: number; attachTimeoutMs?: number } = {}) => {
     const logger = new RecordingLogger();
+    const before = master!.sock;
     const ws = await connectMsgpack({
       host: '127.0.0.1',
       port: master!.port,
@@ -197,8 +198,11 @@ describe('msgpack session: limits and liveness', () => {
       handshakeTimeoutMs: 5000,
       ...(opts.deflate ? { deflate: true } : {}),
     });
-    const session = new MsgpackSession(ws, makeBot(), logger, { keepaliveS: opts.keepaliveS ?? 0 });
-    await until(() => master!.sock !== undefined);
+    const session = new MsgpackSession(ws, makeBot(), logger, {
+      keepaliveS: opts.keepaliveS ?? 0,
+      ...(opts.attachTimeoutMs ? { attachTimeoutMs: opts.attachTimeoutMs } : {}),
+    });
+    await until(() => master!.sock !== undefined && master!.sock !== before);
     return { session, logger };
   };
   /** The master side's view of the close: the code the worker sent. */
@@ -277,6 +281,18 @@ describe('msgpack session: limits and liveness', () => {
     master.sock!.send(Buffer.alloc(64 * 1024 * 1024), { compress: true });
     expect(await code).toBe(1009);
     expect((await session.closed).cause).toBe('local');
+  });
+
+  it('drops a connection the master opened but never attached (it speaks first once it has)', async () => {
+    master = new FakeMaster('pw');
+    const { session } = await connect({ attachTimeoutMs: 300 });
+    expect(await session.closed).toMatchObject({ cause: 'liveness', reason: 'the master opened the connection but did not attach the worker within 0.3 s' });
+    // a master that speaks in time keeps the session
+    const { session: second } = await connect({ attachTimeoutMs: 300 });
+    const s = master.send('print', { message: 'attached' });
+    await master.waitFor((m) => m['seq_number'] === s && m['op'] === 'response');
+    expect(await Promise.race([second.closed.then(() => 'closed'), new Promise((r) => setTimeout(() => r('open'), 600))])).toBe('open');
+    second.close();
   });
 
   it('pings the master and drops a link on which the master stopped answering', async () => {

@@ -38,6 +38,15 @@ export class ConnectionLostError extends AgentError {
 
 const DIRECTORY_UPLOADS = new Set(['upload_directory', 'uploadDirectory']);
 
+/**
+ * The master speaks first once it attached the worker (print "attached"). The 3.7 master can leave an open
+ * WebSocket unattached for ever: it attaches workers one at a time under one lock, including its 10 s check of
+ * a worker's old connection, and when its own 5 s opening-handshake timeout dropped a connection waiting for
+ * that lock, it may attach the dropped one instead. A session the master has not spoken on for this long is
+ * dropped and retried.
+ */
+export const ATTACH_TIMEOUT_MS = 60_000;
+
 /** WebSocket close codes (RFC 6455 7.4.1) we send when we end the session over what the master sent. */
 const CLOSE_UNSUPPORTED_DATA = 1003;
 const CLOSE_INVALID_PAYLOAD = 1007;
@@ -58,6 +67,8 @@ export interface MsgpackSessionOptions {
   socket?: Duplex;
   /** Clock for the liveness check (tests). */
   livenessTimers?: LivenessTimers;
+  /** Default ATTACH_TIMEOUT_MS. */
+  attachTimeoutMs?: number;
 }
 
 export class MsgpackSession {
@@ -67,6 +78,7 @@ export class MsgpackSession {
   /** Set when we end the connection ourselves: why, for the connection manager. */
   private ending: SessionEnd | undefined;
   private readonly liveness: Liveness;
+  private attachTimer: NodeJS.Timeout | undefined;
   readonly closed: Promise<SessionEnd & { code: number }>;
 
   constructor(
@@ -92,6 +104,7 @@ export class MsgpackSession {
       ws.on('close', (code, reason) => {
         this.closedFlag = true;
         this.liveness.stop();
+        clearTimeout(this.attachTimer);
         for (const p of this.pending.values()) p.reject(new ConnectionLostError());
         this.pending.clear();
         this.bot.connectionLost();
@@ -112,7 +125,14 @@ export class MsgpackSession {
         this.logger.warn(`websocket error: ${err.message}`);
       }
     });
+    const attachMs = opts.attachTimeoutMs ?? ATTACH_TIMEOUT_MS;
+    this.attachTimer = setTimeout(
+      () => this.drop('liveness', `the master opened the connection but did not attach the worker within ${attachMs / 1000} s`),
+      attachMs,
+    );
+    this.attachTimer.unref();
     ws.on('message', (data, isBinary) => {
+      clearTimeout(this.attachTimer);
       if (!isBinary) {
         // a text message names no request we could answer: the master may wait for an answer forever
         this.drop('local', 'the master sent a text message (the protocol uses binary messages)', CLOSE_UNSUPPORTED_DATA);
