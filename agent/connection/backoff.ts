@@ -6,11 +6,13 @@
 export const BACKOFF_INITIAL_S = 1.0;
 export const BACKOFF_FACTOR = 1.5;
 /**
- * A master restart or shutdown ends every worker's session at the same instant: the first reconnect after a
- * session the master ended is drawn from at least this window (capped by maxdelay), so a fleet of N workers
- * comes back at about N/30 per second instead of all at once.
+ * A master restart or shutdown ends every worker's session at the same instant: after a session the master
+ * ended, reconnect attempts are drawn from at least this window (capped by maxdelay) until one succeeds, so a
+ * fleet of N workers comes back at about N/45 per second instead of all at once, however long the restart.
+ * 45 s, not 30: for 200 workers with a 5 s restart, a simulation puts the busiest second (sliding) at 12 attempts
+ * typically and above 20 (10%) in none of 20,000 runs; with 30 s it is 16 and above 20 in 1.2% of them.
  */
-export const RESTART_SPREAD_S = 30;
+export const RESTART_SPREAD_S = 45;
 
 /** The upper end, in seconds, of the delay before reconnect attempt `attempt` (0-based). */
 export function backoffCapS(attempt: number, maxdelayS: number): number {

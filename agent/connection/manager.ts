@@ -75,7 +75,7 @@ export class ConnectionManager {
     let attempt = 0;
     /** Failed connection attempts in a row (maxretries counts these). */
     let failures = 0;
-    /** The master ended the last session: spread the next attempt over the restart window. */
+    /** The master ended the last session: spread the attempts over the restart window until one succeeds. */
     let spread = false;
     let count = 0;
     while (!this.abort.signal.aborted) {
@@ -102,7 +102,8 @@ export class ConnectionManager {
       } catch (err) {
         failures++;
         attempt++;
-        spread = false;
+        // `spread` stays: a master that is still restarting refuses the early ones of a fleet, and their retries
+        // on the short first steps of the back-off would gather into a wave just when it comes back
         const code = err instanceof AgentError ? err.code : 'E_CONNECT';
         logger.error(`${errorMessage(err)}${code === 'E_AUTH' ? ' (check the worker name and password on both sides; retrying)' : ''}`);
         if (code === 'E_CONFIG') return 'gave-up';

@@ -33,7 +33,7 @@ describe('backoff', () => {
 
   it('spreads the first reconnect after the master ended the session over the restart window, capped by maxdelay', () => {
     expect(reconnectDelay(0, 300, true, () => 1).capS).toBe(RESTART_SPREAD_S);
-    expect(reconnectDelay(0, 300, true, () => 0.5).delayMs).toBe(15_000);
+    expect(reconnectDelay(0, 300, true, () => 0.5).delayMs).toBe(22_500);
     expect(reconnectDelay(0, 2, true, () => 1).capS).toBe(2);
     // a longer back-off is kept
     expect(reconnectDelay(20, 300, true, () => 1).capS).toBe(backoffCapS(20, 300));
@@ -107,16 +107,18 @@ describe('ConnectionManager', () => {
     expect(h.delays).toEqual([1500, 2250, 3375, 1000, 1500]);
   });
 
-  it('spreads the first reconnect after the master ended a session over the restart window', async () => {
+  it('spreads the reconnects after the master ended a session over the restart window, until one succeeds', async () => {
     const h = harness((n) => {
       if (n === 1) return h.session(STABLE_PERIOD_MS, 'master');
-      if (n === 2) throw new AgentError('E_REFUSED', 'refused');
+      // the master is still restarting
+      if (n <= 3) throw new AgentError('E_REFUSED', 'refused');
+      if (n === 4) return h.session(STABLE_PERIOD_MS, 'liveness');
       return h.held();
     });
     await h.m.run();
-    // then a refused attempt: back to the plain back-off of step 1
-    expect(h.delays).toEqual([RESTART_SPREAD_S * 1000, 1500]);
-    expect(h.lines).toContain('info reconnecting in 30.0 s (drawn from 0-30.0 s, back-off step 0, spread because the master ended the session)');
+    // refused attempts keep the window; a session that ended otherwise does not
+    expect(h.delays).toEqual([RESTART_SPREAD_S * 1000, RESTART_SPREAD_S * 1000, RESTART_SPREAD_S * 1000, 1000]);
+    expect(h.lines).toContain('info reconnecting in 45.0 s (drawn from 0-45.0 s, back-off step 0, spread because the master ended the session)');
   });
 
   it('reconnects quickly after its own liveness check dropped a stable session', async () => {
