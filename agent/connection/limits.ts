@@ -15,11 +15,12 @@ export const MAX_MESSAGE_BYTES = 16 * MiB;
 
 /**
  * The most values (strings, numbers, lists, maps, each counted once) in one message. A value costs 30-60 bytes of
- * heap however small it is on the wire (an empty list is 1 byte of msgpack), so this, not the byte limit, bounds
- * the memory a message of tiny values takes. Real messages hold hundreds; a command line of 100,000 words is
- * still far below it.
+ * heap however small it is on the wire (an empty list is 1 byte of msgpack, 2 of Banana), so this, not the byte
+ * limit, bounds the memory a message of tiny values takes, and the garbage collector's pause after it (1,000,000
+ * values paused the agent's loop for 200 ms). Real messages hold hundreds; a command line of 50,000 words takes
+ * 150,000 over PB (each word is a unicode tag and its bytes).
  */
-export const MAX_MESSAGE_VALUES = 1_000_000;
+export const MAX_MESSAGE_VALUES = 250_000;
 
 /** The deepest nesting of lists and maps. Buildbot's deepest messages nest about 10 levels. */
 export const MAX_NESTING = 512;
