@@ -14,7 +14,7 @@ export interface AgentConfig {
   protocol: Protocol;
   /**
    * Seconds between keepalives (PB: avatar.keepalive(); msgpack: WebSocket pings); 0 disables them. A master
-   * silent for min(keepalive, 15) s after one is taken for dead and the worker reconnects.
+   * silent for one keepalive interval (at least 3 s, at most 15 s) after one is taken for dead and the worker reconnects.
    */
   keepalive: number;
   /** Upper bound, in seconds, of the reconnect back-off. */

@@ -8,8 +8,8 @@
  * of the old connection, buildbot.worker.manager PING_TIMEOUT), which keeps the reconnect within keepalive + 30 s.
  */
 export const LIVENESS_TIMEOUT_MAX_S = 15;
-/** However short the keepalive, a master gets this long to answer (a busy Python master can pause that long). */
-export const LIVENESS_TIMEOUT_MIN_S = 1;
+/** However short the keepalive, a master gets this long to answer (a busy Python master can pause for a second or two). */
+export const LIVENESS_TIMEOUT_MIN_S = 3;
 
 /** Seconds of silence after a probe that end the session: one keepalive interval, within [MIN, MAX]. */
 export function livenessTimeoutS(keepaliveS: number): number {
@@ -90,7 +90,7 @@ export class Liveness {
   private check(sentAt: number): void {
     if (this.stopped) return;
     if (this.lastActivity >= sentAt) {
-      // probes stay one interval apart, the check included
+      // probes stay one interval apart (the timeout's length apart when that is longer), the check included
       this.handle = this.timers.setTimeout(() => this.sendProbe(), Math.max(0, this.intervalMs - this.timeoutMs));
       return;
     }

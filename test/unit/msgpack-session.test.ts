@@ -308,10 +308,10 @@ describe('msgpack session: limits and liveness', () => {
     const end = await session.closed;
     expect(end).toMatchObject({
       cause: 'liveness',
-      reason: expect.stringMatching(/^no data from the master for [\d.]+ s, none within 1 s of a keepalive: the link is dead$/),
+      reason: expect.stringMatching(/^no data from the master for [\d.]+ s, none within 3 s of a keepalive: the link is dead$/),
     });
-    // at most one interval to the next ping, then the timeout
-    expect(Date.now() - started).toBeLessThan(2000 + 1500);
+    // at most one interval to the next ping, then the timeout (3 s at least)
+    expect(Date.now() - started).toBeLessThan(3000 + 3000 + 1500);
     expect(logger.lines.some((l) => l.startsWith('error dropping the connection: no data from the master'))).toBe(true);
   });
 });

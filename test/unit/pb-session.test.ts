@@ -835,9 +835,9 @@ describe('pb session: limits and liveness', () => {
     const end = await s.closed;
     expect(end).toMatchObject({
       cause: 'liveness',
-      reason: expect.stringMatching(/^no data from the master for [\d.]+ s, none within 1 s of a keepalive: the link is dead$/),
+      reason: expect.stringMatching(/^no data from the master for [\d.]+ s, none within 3 s of a keepalive: the link is dead$/),
     });
-    expect(Date.now() - started).toBeLessThan(2 * 1000 + 1500);
+    expect(Date.now() - started).toBeLessThan(3000 + 3000 + 1500);
     expect(logger.lines.some((l) => l.startsWith(`warn dropping the connection to master at 127.0.0.1:${m.port}: no data from the master`))).toBe(true);
   });
 
