@@ -113,11 +113,11 @@ export function startAgent(config: AgentConfig, opts: RunAgentOptions): RunningA
           deflate: config.deflate,
           handshakeTimeoutMs: HANDSHAKE_TIMEOUT_MS,
         },
-        (ws) => {
+        (ws, socket) => {
           bot.resetSettings();
           compactor.poke();
           if (ws.extensions) logger.info(`websocket extensions: ${ws.extensions}`);
-          return new MsgpackSession(ws, bot, logger, { leanUpdates: config.leanUpdates });
+          return new MsgpackSession(ws, bot, logger, { leanUpdates: config.leanUpdates, keepaliveS: config.keepalive, socket });
         },
       );
     },

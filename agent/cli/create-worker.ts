@@ -31,7 +31,8 @@ Options:
   -n, --no-logrotate          never rotate bbagent.log (same as --log-size 0)
   -s, --log-size BYTES        rotate bbagent.log at this size (default 10000000)
   -l, --log-count N|None      rotated log files to keep (default 10; None keeps all)
-  -k, --keepalive SECONDS     keepalive interval, 0 disables (default 600)
+  -k, --keepalive SECONDS     keepalive interval, 0 disables (default 60; buildbot-worker's is 600): a master
+                              silent for one interval (3-15 s) after one is taken for dead and reconnected
       --umask UMASK|None      umask for the worker, e.g. 0o22, 022 or 18 (default None: inherited)
       --maxdelay SECONDS      longest wait between connection attempts (default 300)
       --maxretries N|None     give up after N failed connection attempts in a row (default None: never)

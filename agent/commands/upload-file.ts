@@ -12,6 +12,12 @@ import { errorMessage } from '../errors.js';
 import { fsPath, timeFloat } from '../fs/pyos.js';
 import { transferPath } from './relative-args.js';
 
+/**
+ * A master's blocksize above this is sent in blocks of this size (the same bytes, in more writes): each block is
+ * held in memory, and Node refuses a file read over 2 GiB by aborting the process.
+ */
+export const MAX_BLOCK_BYTES = 8 * 1024 * 1024;
+
 /** rc / stderr / interrupt bookkeeping of buildbot-worker's TransferCommand. */
 export class TransferState {
   rc = 0;
@@ -54,7 +60,7 @@ export async function sendBlocks(
   let remaining = maxsize;
   for (;;) {
     if (state.interrupted || source === null) return;
-    let length = blocksize;
+    let length = Math.min(blocksize, MAX_BLOCK_BYTES);
     if (remaining !== null && length > remaining) length = remaining;
     if (length <= 0) {
       // note: a file of exactly maxsize bytes ends here too, as in buildbot-worker

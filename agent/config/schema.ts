@@ -12,7 +12,10 @@ export interface AgentConfig {
   name: string;
   password: string;
   protocol: Protocol;
-  /** Seconds between worker keepalives (PB); 0 disables. */
+  /**
+   * Seconds between keepalives (PB: avatar.keepalive(); msgpack: WebSocket pings); 0 disables them. A master
+   * silent for one keepalive interval (at least 3 s, at most 15 s) after one is taken for dead and the worker reconnects.
+   */
   keepalive: number;
   /** Upper bound, in seconds, of the reconnect back-off. */
   maxdelay: number;
@@ -70,7 +73,8 @@ export const CONFIG_FILE = 'bbagent.json';
 
 export const CONFIG_DEFAULTS = {
   protocol: 'pb' as Protocol,
-  keepalive: 600,
+  // buildbot-worker's 600 s would leave a dead link unnoticed for 10 minutes; 60 s notices one within 75 s
+  keepalive: 60,
   maxdelay: 300,
   maxretries: null,
   umask: null,

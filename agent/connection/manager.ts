@@ -1,15 +1,34 @@
 // Keeps the worker connected: connect, wait for the session to end, back off, reconnect. Policy lives here;
-// the protocol connectors below it only know how to open one session.
+// the protocol connectors below it only know how to open one session and say why it ended.
 
 import { AgentError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
-import { backoffDelayMs } from './backoff.js';
+import { reconnectDelay } from './backoff.js';
+
+/**
+ * Who ended a session. 'master': the master closed or reset the connection (a restart or shutdown does it to
+ * the whole fleet at once). 'liveness': we dropped a silent link, at a time of our own. 'local': we closed it
+ * (a protocol error, an over-sized message, a stop).
+ */
+export type SessionEndCause = 'master' | 'liveness' | 'local';
+
+export interface SessionEnd {
+  cause: SessionEndCause;
+  /** Why, for the log line. */
+  reason: string;
+}
 
 export interface LiveSession {
   /** Resolves when the connection ended, for whatever reason. */
-  readonly closed: Promise<unknown>;
+  readonly closed: Promise<SessionEnd>;
   close(): void;
 }
+
+/**
+ * A session must stay attached this long before the back-off starts again from its first step: a master that
+ * accepts the worker and drops it at once is then retried with growing delays, not every 1-2 s.
+ */
+export const STABLE_PERIOD_MS = 60_000;
 
 export interface ConnectionManagerOptions {
   /** Opens and attaches one session; rejects with an AgentError naming what went wrong. */
@@ -22,6 +41,8 @@ export interface ConnectionManagerOptions {
   logger: Logger;
   sleep?: (ms: number, signal: AbortSignal) => Promise<void>;
   random?: () => number;
+  /** Monotonic milliseconds (default performance.now). */
+  now?: () => number;
 }
 
 function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
@@ -32,6 +53,10 @@ function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
       resolve();
     });
   });
+}
+
+function seconds(ms: number): string {
+  return `${(ms / 1000).toFixed(1)} s`;
 }
 
 export class ConnectionManager {
@@ -45,9 +70,17 @@ export class ConnectionManager {
   async run(): Promise<'stopped' | 'gave-up'> {
     const { logger } = this.opts;
     const sleep = this.opts.sleep ?? abortableSleep;
+    const now = this.opts.now ?? (() => performance.now());
+    /** Back-off step: failed attempts and short sessions since the last stable session. */
+    let attempt = 0;
+    /** Failed connection attempts in a row (maxretries counts these). */
     let failures = 0;
+    /** The master ended the last session: spread the attempts over the restart window until one succeeds. */
+    let spread = false;
+    let count = 0;
     while (!this.abort.signal.aborted) {
-      logger.info(`Connecting to ${this.opts.describe}`);
+      count++;
+      logger.info(`Connecting to ${this.opts.describe} (attempt ${count})`);
       try {
         const session = await this.opts.connect();
         if (this.abort.signal.aborted) {
@@ -57,13 +90,20 @@ export class ConnectionManager {
         this.current = session;
         this.connectedOnce = true;
         failures = 0;
+        const since = now();
         logger.info(`Connected to ${this.opts.describe}; worker is ready`);
-        await session.closed;
+        const end = await session.closed;
         this.current = undefined;
         if (this.abort.signal.aborted) break;
-        logger.warn(`lost connection to ${this.opts.describe}`);
+        const lasted = now() - since;
+        attempt = lasted >= STABLE_PERIOD_MS ? 0 : attempt + 1;
+        spread = end.cause === 'master';
+        logger.warn(`lost connection to ${this.opts.describe} after ${seconds(lasted)} attached: ${end.reason}`);
       } catch (err) {
         failures++;
+        attempt++;
+        // `spread` stays: a master that is still restarting refuses the early ones of a fleet, and their retries
+        // on the short first steps of the back-off would gather into a wave just when it comes back
         const code = err instanceof AgentError ? err.code : 'E_CONNECT';
         logger.error(`${errorMessage(err)}${code === 'E_AUTH' ? ' (check the worker name and password on both sides; retrying)' : ''}`);
         if (code === 'E_CONFIG') return 'gave-up';
@@ -73,9 +113,10 @@ export class ConnectionManager {
         }
       }
       if (this.abort.signal.aborted) break;
-      const delay = backoffDelayMs(failures, this.opts.maxdelayS, this.opts.random);
-      logger.info(`reconnecting in ${(delay / 1000).toFixed(1)} s`);
-      await sleep(delay, this.abort.signal);
+      const { delayMs, capS } = reconnectDelay(attempt, this.opts.maxdelayS, spread, this.opts.random);
+      const why = spread ? ', spread because the master ended the session' : '';
+      logger.info(`reconnecting in ${seconds(delayMs)} (drawn from 0-${capS.toFixed(1)} s, back-off step ${attempt}${why})`);
+      await sleep(delayMs, this.abort.signal);
     }
     return 'stopped';
   }

@@ -111,7 +111,7 @@ describe('bbagent create-worker', () => {
       name: 'w1',
       password: 'pw',
       protocol: 'pb',
-      keepalive: 600,
+      keepalive: 60,
       maxdelay: 300,
       maxretries: null,
       umask: null,

@@ -1,7 +1,8 @@
-// Reconnect policy: back-off, retry after a refused password, maxretries, stop.
+// Reconnect policy: full-jitter back-off, the stable period that resets it, the restart spread, a refused
+// password, maxretries, stop.
 import { describe, expect, it } from 'vitest';
-import { backoffDelayMs } from '../../agent/connection/backoff.js';
-import { ConnectionManager, type LiveSession } from '../../agent/connection/manager.js';
+import { backoffCapS, reconnectDelay, RESTART_SPREAD_S } from '../../agent/connection/backoff.js';
+import { ConnectionManager, STABLE_PERIOD_MS, type LiveSession, type SessionEnd } from '../../agent/connection/manager.js';
 import { AgentError } from '../../agent/errors.js';
 import type { Logger } from '../../agent/log.js';
 
@@ -17,53 +18,123 @@ function recordingLogger() {
 }
 
 describe('backoff', () => {
-  it('grows by 1.5x from 1 s, capped at maxdelay, plus jitter below 1 s', () => {
-    expect([0, 1, 2, 3].map((a) => backoffDelayMs(a, 300, () => 0))).toEqual([1000, 1500, 2250, 3375]);
-    expect(backoffDelayMs(50, 300, () => 0.5)).toBe(300_500);
+  it('caps grow by 1.5x from 1 s up to maxdelay', () => {
+    expect([0, 1, 2, 3].map((a) => backoffCapS(a, 300))).toEqual([1, 1.5, 2.25, 3.375]);
+    expect(backoffCapS(50, 300)).toBe(300);
+    expect(backoffCapS(1e9, 300)).toBe(300);
+  });
+
+  it('draws the whole delay at random from 0 to the cap (full jitter), not cap + 0-1 s', () => {
+    expect(reconnectDelay(3, 300, false, () => 0).delayMs).toBe(0);
+    expect(reconnectDelay(3, 300, false, () => 0.5).delayMs).toBe(1688);
+    expect(reconnectDelay(3, 300, false, () => 0.999999).delayMs).toBe(3375);
+    expect(reconnectDelay(50, 300, false, () => 0.5).delayMs).toBe(150_000);
+  });
+
+  it('spreads the first reconnect after the master ended the session over the restart window, capped by maxdelay', () => {
+    expect(reconnectDelay(0, 300, true, () => 1).capS).toBe(RESTART_SPREAD_S);
+    expect(reconnectDelay(0, 300, true, () => 0.5).delayMs).toBe(22_500);
+    expect(reconnectDelay(0, 2, true, () => 1).capS).toBe(2);
+    // a longer back-off is kept
+    expect(reconnectDelay(20, 300, true, () => 1).capS).toBe(backoffCapS(20, 300));
   });
 });
 
+/** A manager over a fake clock: sleep advances it; sessions last as long as the test says. */
+function harness(sessions: (attempt: number) => Promise<LiveSession> | LiveSession, opts: { maxretries?: number | null; maxdelayS?: number } = {}) {
+  const { lines, logger } = recordingLogger();
+  let clock = 0;
+  const delays: number[] = [];
+  let attempts = 0;
+  const m: ConnectionManager = new ConnectionManager({
+    describe: 'm:1',
+    maxdelayS: opts.maxdelayS ?? 300,
+    maxretries: opts.maxretries ?? null,
+    logger,
+    random: () => 1,
+    now: () => clock,
+    sleep: async (ms) => {
+      delays.push(ms);
+      clock += ms;
+    },
+    connect: async () => sessions(++attempts),
+  });
+  /** A session that ends after `ms` of the fake clock, for `cause`. */
+  const session = (ms: number, cause: SessionEnd['cause']): LiveSession => ({
+    // read by the manager once it is attached: the session's time starts then
+    get closed(): Promise<SessionEnd> {
+      clock += ms;
+      return Promise.resolve({ cause, reason: `test ${cause}` });
+    },
+    close: () => {},
+  });
+  const held = (): LiveSession => {
+    m.stop();
+    return { closed: new Promise(() => {}), close: () => {} };
+  };
+  return { m, lines, delays, session, held, attempts: () => attempts };
+}
+
 describe('ConnectionManager', () => {
   it('retries a refused password with one clear line per attempt, then gives up at maxretries', async () => {
-    const { lines, logger } = recordingLogger();
-    const delays: number[] = [];
-    const m = new ConnectionManager({
-      describe: 'm:1',
-      maxdelayS: 300,
-      maxretries: 2,
-      logger,
-      random: () => 0,
-      sleep: async (ms) => void delays.push(ms),
-      connect: () => Promise.reject(new AgentError('E_AUTH', "master refused worker 'w'")),
-    });
-    expect(await m.run()).toBe('gave-up');
-    expect(lines.filter((l) => l.startsWith('error master refused'))).toHaveLength(3);
-    expect(delays).toEqual([1500, 2250]);
+    const h = harness(
+      () => {
+        throw new AgentError('E_AUTH', "master refused worker 'w'");
+      },
+      { maxretries: 2 },
+    );
+    expect(await h.m.run()).toBe('gave-up');
+    expect(h.lines.filter((l) => l.startsWith('error master refused'))).toHaveLength(3);
+    expect(h.delays).toEqual([1500, 2250]);
   });
 
-  it('reconnects after a session ends and resets the back-off after a success', async () => {
-    const { logger } = recordingLogger();
-    const delays: number[] = [];
-    let attempts = 0;
-    const m: ConnectionManager = new ConnectionManager({
-      describe: 'm:1',
-      maxdelayS: 300,
-      maxretries: null,
-      logger,
-      random: () => 0,
-      sleep: async (ms) => void delays.push(ms),
-      connect: async (): Promise<LiveSession> => {
-        attempts++;
-        if (attempts === 1) throw new AgentError('E_REFUSED', 'refused');
-        if (attempts === 3) {
-          m.stop();
-          return { closed: new Promise(() => {}), close: () => {} };
-        }
-        return { closed: Promise.resolve(), close: () => {} };
-      },
+  it('a master that accepts and drops at once is retried with growing delays, not every 1-2 s', async () => {
+    const h = harness((n) => (n <= 8 ? h.session(100, 'local') : h.held()));
+    expect(await h.m.run()).toBe('stopped');
+    // cap 1.5^n s for the n-th short session in a row (random() = 1 draws the cap)
+    expect(h.delays).toEqual([1500, 2250, 3375, 5063, 7594, 11391, 17086, 25629]);
+  });
+
+  it('resets the back-off only after a session stayed attached for the stable period', async () => {
+    const h = harness((n) => {
+      if (n <= 3) return h.session(1000, 'local');
+      if (n === 4) return h.session(STABLE_PERIOD_MS, 'local');
+      if (n === 5) return h.session(STABLE_PERIOD_MS - 1, 'local');
+      return h.held();
     });
-    expect(await m.run()).toBe('stopped');
-    expect(attempts).toBe(3);
-    expect(delays).toEqual([1500, 1000]);
+    await h.m.run();
+    // three short sessions grow the cap; the stable one resets it; a session one ms short of stable counts as short
+    expect(h.delays).toEqual([1500, 2250, 3375, 1000, 1500]);
+  });
+
+  it('spreads the reconnects after the master ended a session over the restart window, until one succeeds', async () => {
+    const h = harness((n) => {
+      if (n === 1) return h.session(STABLE_PERIOD_MS, 'master');
+      // the master is still restarting
+      if (n <= 3) throw new AgentError('E_REFUSED', 'refused');
+      if (n === 4) return h.session(STABLE_PERIOD_MS, 'liveness');
+      return h.held();
+    });
+    await h.m.run();
+    // refused attempts keep the window; a session that ended otherwise does not
+    expect(h.delays).toEqual([RESTART_SPREAD_S * 1000, RESTART_SPREAD_S * 1000, RESTART_SPREAD_S * 1000, 1000]);
+    expect(h.lines).toContain('info reconnecting in 45.0 s (drawn from 0-45.0 s, back-off step 0, spread because the master ended the session)');
+  });
+
+  it('reconnects quickly after its own liveness check dropped a stable session', async () => {
+    const h = harness((n) => (n === 1 ? h.session(STABLE_PERIOD_MS * 2, 'liveness') : h.held()));
+    await h.m.run();
+    expect(h.delays).toEqual([1000]);
+    expect(h.lines.some((l) => /^warn lost connection to m:1 after 120\.0 s attached: test liveness$/.test(l))).toBe(true);
+  });
+
+  it('logs every attempt and every delay', async () => {
+    const h = harness((n) => {
+      if (n === 1) throw new AgentError('E_REFUSED', 'refused');
+      return h.held();
+    });
+    await h.m.run();
+    expect(h.lines.filter((l) => l.startsWith('info Connecting to m:1'))).toEqual(['info Connecting to m:1 (attempt 1)', 'info Connecting to m:1 (attempt 2)']);
+    expect(h.lines).toContain('info reconnecting in 1.5 s (drawn from 0-1.5 s, back-off step 1)');
   });
 });

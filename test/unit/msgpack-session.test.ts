@@ -1,6 +1,6 @@
 // The msgpack protocol layer against an in-process WebSocket peer that speaks like the 3.7 master.
 import { mkdtempSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -10,7 +10,9 @@ import { shellCommand } from '../../agent/commands/shell.js';
 import { Bot } from '../../agent/connection/bot.js';
 import { connectMsgpack } from '../../agent/connection/msgpack/connect.js';
 import { MsgpackSession } from '../../agent/connection/msgpack/session.js';
+import { MAX_MESSAGE_BYTES } from '../../agent/connection/limits.js';
 import { silentLogger } from '../../agent/log.js';
+import { RecordingLogger } from '../helpers/recording-logger.js';
 import { currentPlatform } from '../../platforms/index.js';
 
 type Msg = Record<string, unknown>;
@@ -18,22 +20,27 @@ type Msg = Record<string, unknown>;
 class FakeMaster {
   readonly wss: WebSocketServer;
   sock: WebSocket | undefined;
+  /** The TCP socket under `sock`. */
+  tcp: Socket | undefined;
   readonly received: Msg[] = [];
   private waiters: (() => void)[] = [];
   private seq = 0;
 
-  constructor(password: string) {
+  constructor(password: string, opts: { deflate?: boolean } = {}) {
     this.wss = new WebSocketServer({
       port: 0,
+      perMessageDeflate: opts.deflate ? { threshold: 0 } : false,
       verifyClient: (info, cb) => {
         const auth = info.req.headers.authorization ?? '';
         if (auth === `Basic ${Buffer.from(`w1:${password}`).toString('base64')}`) cb(true);
         else cb(false, 401, 'Unauthorized');
       },
     });
-    this.wss.on('connection', (s) => {
+    this.wss.on('connection', (s, req) => {
       this.sock = s;
-      s.on('message', (d) => {
+      this.tcp = req.socket;
+      s.on('message', (d, isBinary) => {
+        if (!isBinary) return;
         this.received.push(decode(d as Buffer) as Msg);
         this.waiters.splice(0).forEach((w) => w());
       });
@@ -177,3 +184,142 @@ describe('msgpack session', () => {
     expect(stopped).toBe(true);
   });
 });
+
+describe('msgpack session: limits and liveness', () => {
+  const connect = async (opts: { deflate?: boolean; keepaliveS?: number; attachTimeoutMs?: number } = {}) => {
+    const logger = new RecordingLogger();
+    const before = master!.sock;
+    const ws = await connectMsgpack({
+      host: '127.0.0.1',
+      port: master!.port,
+      name: 'w1',
+      password: 'pw',
+      tls: false,
+      handshakeTimeoutMs: 5000,
+      ...(opts.deflate ? { deflate: true } : {}),
+    });
+    const session = new MsgpackSession(ws, makeBot(), logger, {
+      keepaliveS: opts.keepaliveS ?? 0,
+      ...(opts.attachTimeoutMs ? { attachTimeoutMs: opts.attachTimeoutMs } : {}),
+    });
+    await until(() => master!.sock !== undefined && master!.sock !== before);
+    return { session, logger };
+  };
+  /** The master side's view of the close: the code the worker sent. */
+  const masterClose = (): Promise<number> => new Promise((r) => master!.sock!.once('close', (code) => r(code)));
+
+  it('answers a message over the limits with an error when it names its request, and keeps the link', async () => {
+    master = new FakeMaster('pw');
+    const { session } = await connect();
+    // {op: 'start_command', seq_number: 41, args: <array32 claiming 4 G entries>}
+    const head = Buffer.from(encode({ op: 'start_command', seq_number: 41 }));
+    head[0] = 0x83;
+    master.sock!.send(Buffer.concat([head, encode('args'), Buffer.from([0xdd, 0xff, 0xff, 0xff, 0xff, 0xc0])]));
+    expect(await master.waitFor((m) => m['seq_number'] === 41)).toMatchObject({
+      op: 'response',
+      is_exception: true,
+      result: expect.stringMatching(
+        /^message refused by the worker: undecodable msgpack message \(\d+ bytes\): a array at offset \d+ declares 4294967295 entries/,
+      ),
+    });
+    const s = master.send('print', { message: 'still there' });
+    await master.waitFor((m) => m['seq_number'] === s && m['op'] === 'response');
+    expect(session.isClosed).toBe(false);
+  });
+
+  it('fails its own request when the answer to it cannot be decoded', async () => {
+    master = new FakeMaster('pw');
+    const { session } = await connect();
+    const pending = session.request('update', { args: [] });
+    const req = await master.waitFor((m) => m['op'] === 'update');
+    const head = Buffer.from(encode({ op: 'response', seq_number: req['seq_number'] }));
+    head[0] = 0x83;
+    master.sock!.send(Buffer.concat([head, encode('result'), Buffer.from([0xc1])]));
+    await expect(pending).rejects.toMatchObject({ code: 'E_MSGPACK_DECODE', message: expect.stringContaining('invalid msgpack type byte 0xc1') });
+    expect(session.isClosed).toBe(false);
+  });
+
+  it('drops the connection (1007) over a message whose request it cannot tell', async () => {
+    master = new FakeMaster('pw');
+    const { session, logger } = await connect();
+    const code = masterClose();
+    master.sock!.send(Buffer.from([0x82, 0xa2, 0x6f, 0x70, 0xc1]));
+    expect(await code).toBe(1007);
+    expect(await session.closed).toMatchObject({ cause: 'local', reason: expect.stringContaining('cannot tell which request') });
+    expect(logger.lines.some((l) => l.startsWith('error dropping the connection: cannot tell which request'))).toBe(true);
+  });
+
+  it('drops the connection (1003) over a text message', async () => {
+    master = new FakeMaster('pw');
+    const { session } = await connect();
+    const code = masterClose();
+    master.sock!.send('{"op": "print"}');
+    expect(await code).toBe(1003);
+    expect((await session.closed).cause).toBe('local');
+  });
+
+  it('closes with 1009 on a message over the frame limit, and says so', async () => {
+    master = new FakeMaster('pw');
+    const { session, logger } = await connect();
+    const code = masterClose();
+    master.sock!.send(Buffer.alloc(MAX_MESSAGE_BYTES + 1));
+    expect(await code).toBe(1009);
+    const end = await session.closed;
+    expect(end).toMatchObject({
+      cause: 'local',
+      reason: `the master sent a message larger than ${MAX_MESSAGE_BYTES} bytes (after decompression): closing with 1009 (message too big)`,
+    });
+    expect(logger.lines.some((l) => l.startsWith('error dropping the connection: the master sent a message larger than'))).toBe(true);
+  });
+
+  it('bounds decompression: a deflate bomb closes with 1009 once it inflates past the limit', async () => {
+    master = new FakeMaster('pw', { deflate: true });
+    const { session } = await connect({ deflate: true });
+    expect(master.sock!.extensions).toContain('permessage-deflate');
+    const code = masterClose();
+    // 64 MiB of zeros: about 64 KiB on the wire
+    master.sock!.send(Buffer.alloc(64 * 1024 * 1024), { compress: true });
+    expect(await code).toBe(1009);
+    expect((await session.closed).cause).toBe('local');
+  });
+
+  it('drops a connection the master opened but never attached (it speaks first once it has)', async () => {
+    master = new FakeMaster('pw');
+    const { session } = await connect({ attachTimeoutMs: 300 });
+    expect(await session.closed).toMatchObject({ cause: 'liveness', reason: 'the master opened the connection but did not attach the worker within 0.3 s' });
+    // a master that speaks in time keeps the session
+    const { session: second } = await connect({ attachTimeoutMs: 300 });
+    const s = master.send('print', { message: 'attached' });
+    await master.waitFor((m) => m['seq_number'] === s && m['op'] === 'response');
+    expect(await Promise.race([second.closed.then(() => 'closed'), new Promise((r) => setTimeout(() => r('open'), 600))])).toBe('open');
+    second.close();
+  });
+
+  it('pings the master and drops a link on which the master stopped answering', async () => {
+    master = new FakeMaster('pw');
+    const { session, logger } = await connect({ keepaliveS: 1 });
+    // healthy: pongs come back (two pings' worth)
+    await until(() => logger.lines.some((l) => l.includes('sending WebSocket pings every 1 seconds')));
+    const healthy = await Promise.race([session.closed.then(() => 'closed'), new Promise((r) => setTimeout(() => r('open'), 2500))]);
+    expect(healthy).toBe('open');
+    // half-open: the master reads nothing more, so answers nothing
+    const started = Date.now();
+    master.tcp!.pause();
+    const end = await session.closed;
+    expect(end).toMatchObject({
+      cause: 'liveness',
+      reason: expect.stringMatching(/^no data from the master for [\d.]+ s, none within 3 s of a keepalive: the link is dead$/),
+    });
+    // at most one interval to the next ping, then the timeout (3 s at least)
+    expect(Date.now() - started).toBeLessThan(3000 + 3000 + 1500);
+    expect(logger.lines.some((l) => l.startsWith('error dropping the connection: no data from the master'))).toBe(true);
+  });
+});
+
+async function until(pred: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!pred()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}

@@ -307,3 +307,36 @@ describe('banana fuzz', () => {
     expect(() => d.feed(Buffer.from([0x7f, 0x7f, 0x7f, 0x82]))).toThrow(expect.objectContaining({ code: 'E_BANANA' }));
   });
 });
+
+describe('banana message limits', () => {
+  const limits = { maxBytes: 1000, maxValues: 100 };
+  const list = (n: number): Buffer => encode(Array.from({ length: n }, () => 0));
+
+  it('refuses an expression over the value limit, counting as it reads (not after)', () => {
+    const d = new BananaDecoder('pb', limits);
+    expect(d.feed(list(99))).toHaveLength(1);
+    // a list header of 200 and values that keep coming: refused at the 101st value
+    expect(() => d.feed(Buffer.concat([Buffer.from([0x48, 0x01, 0x80]), Buffer.alloc(200, 0).fill(Buffer.from([0x00, 0x81]))]))).toThrow(
+      expect.objectContaining({ code: 'E_BANANA', message: 'banana message too large: more than 100 values in one expression' }),
+    );
+  });
+
+  it('refuses an expression over the byte limit, counting a string as declared before reading it', () => {
+    const d = new BananaDecoder('pb', limits);
+    // the header alone declares 2000 bytes: refused before they arrive
+    expect(() => d.feed(Buffer.from([0x50, 0x0f, 0x82]))).toThrow(/more than 1000 bytes in one expression/);
+  });
+
+  it('counts each top-level expression on its own', () => {
+    const d = new BananaDecoder('pb', limits);
+    const many = Buffer.concat(Array.from({ length: 50 }, () => list(90)));
+    expect(d.feed(many)).toHaveLength(50);
+  });
+
+  it('setLimits applies to the next expressions (PB widens them after the login)', () => {
+    const d = new BananaDecoder('pb', limits);
+    expect(() => new BananaDecoder('pb', limits).feed(list(500))).toThrow(/more than 100 values/);
+    d.setLimits({ maxBytes: 10_000, maxValues: 1000 });
+    expect(d.feed(list(500))).toHaveLength(1);
+  });
+});

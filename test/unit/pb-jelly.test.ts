@@ -1,6 +1,7 @@
 // Jelly subset: the spec's examples, the shapes the 3.7 master sends (from the transcripts), references,
 // failures both ways, and refusals with E_JELLY.
 import { describe, expect, it } from 'vitest';
+import { MAX_MESSAGE_VALUES } from '../../agent/connection/limits.js';
 import { encode, type Sexp } from '../../agent/connection/pb/banana.js';
 import {
   CopiedFailure,
@@ -142,16 +143,38 @@ describe('jelly decode', () => {
     expect(Object.getOwnPropertyDescriptor(o, '__proto__')?.value).toBe('x');
   });
 
-  it('resolves reference/dereference, also cyclic', () => {
+  it('resolves reference/dereference to one shared value', () => {
     // [l, l] as Twisted writes it
     const shared = unjelly([b('list'), [b('reference'), 1, [b('list'), 1]], [b('dereference'), 1]]) as unknown[][];
     expect(shared).toEqual([[1], [1]]);
     expect(shared[0]).toBe(shared[1]);
+  });
+
+  it('refuses a value that contains itself (Buildbot never sends one; every copy of it would loop)', () => {
     // l = []; l.append(l)
-    const cyclic = unjelly([b('reference'), 1, [b('list'), [b('dereference'), 1]]]) as unknown[];
-    expect(cyclic[0]).toBe(cyclic);
-    const d = unjelly([b('reference'), 2, [b('dictionary'), [u('me'), [b('dereference'), 2]]]]) as Record<string, unknown>;
-    expect(d['me']).toBe(d);
+    expect(() => unjelly([b('reference'), 1, [b('list'), [b('dereference'), 1]]])).toThrow(
+      expect.objectContaining({ code: 'E_JELLY', message: 'jelly reference 1 contains itself (a cycle), which is not accepted' }),
+    );
+    expect(() => unjelly([b('reference'), 2, [b('dictionary'), [u('me'), [b('dereference'), 2]]]])).toThrow(/contains itself/);
+  });
+
+  it('bounds shared references by their expanded size: a chain that doubles at each level is refused', () => {
+    // r0 = [1]; r(k) = [r(k-1), r(k-1)]: 2 wire values per level, 2^k values once expanded
+    const chain = (levels: number): Sexp => {
+      let inner: Sexp = [b('reference'), 0, [b('list'), 1]];
+      for (let k = 1; k <= levels; k++) inner = [b('reference'), k, [b('list'), inner, [b('dereference'), k - 1]]];
+      return inner;
+    };
+    expect(() => unjelly(chain(10), undefined, { maxValues: 10_000 })).not.toThrow();
+    expect(() => unjelly(chain(40))).toThrow(
+      expect.objectContaining({
+        code: 'E_JELLY',
+        message: `jelly message too large: more than ${MAX_MESSAGE_VALUES} values once shared references are expanded`,
+      }),
+    );
+    // what the limit leaves through is shared, not copied
+    const ok = unjelly(chain(3)) as unknown[];
+    expect(ok[0]).toBe(ok[1]);
   });
 
   it('decodes remote/local through the peer, and refuses them without one', () => {

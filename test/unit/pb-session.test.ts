@@ -11,6 +11,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { COMMAND_TABLE } from '../../agent/commands/index.js';
 import { Bot } from '../../agent/connection/bot.js';
+import { MAX_MESSAGE_VALUES, PRELOGIN_LIMITS, PRELOGIN_MAX_TOTAL_BYTES } from '../../agent/connection/limits.js';
 import { atom, BananaDecoder, dialectOffer, encode, PyFloat, type Sexp } from '../../agent/connection/pb/banana.js';
 import { connectPb, type PbSession } from '../../agent/connection/pb/connect.js';
 import { challengeResponse } from '../../agent/connection/pb/login.js';
@@ -739,5 +740,110 @@ describe('pb session: life cycle', () => {
     const err = (await m.call(2, 'startBuild').catch((e: unknown) => e)) as unknown;
     // builder a is still in the worker's table until the master releases it, and answers harmlessly
     expect(err).toBeNull();
+  });
+});
+
+describe('pb session: limits and liveness', () => {
+  /** A server that offers the dialect, then writes what `feed` gives it until the worker hangs up. */
+  async function rawMaster(feed: (s: net.Socket) => void): Promise<{ port: number; sent: () => number; close: () => Promise<void> }> {
+    let sent = 0;
+    const srv = net.createServer((s) => {
+      s.on('error', () => {});
+      s.write(dialectOffer());
+      const write = s.write.bind(s);
+      s.write = ((chunk: Buffer, ...rest: never[]) => {
+        sent += chunk.length;
+        return write(chunk, ...rest);
+      }) as typeof s.write;
+      feed(s);
+    });
+    srv.listen(0, '127.0.0.1');
+    await new Promise((r) => srv.once('listening', r));
+    return { port: (srv.address() as net.AddressInfo).port, sent: () => sent, close: () => new Promise((r) => srv.close(() => r())) };
+  }
+
+  /** Writes `chunk` again and again while the socket takes it, until it closes. */
+  function flood(s: net.Socket, chunk: Buffer): void {
+    const more = (): void => {
+      while (!s.destroyed && s.write(chunk));
+      if (!s.destroyed) s.once('drain', more);
+    };
+    more();
+  }
+
+  it('refuses an endless list before the login, having read little of it', async () => {
+    // LIST of 655360 elements (the most Twisted allows), then INT 0 forever
+    const header = Buffer.from([0x00, 0x00, 0x28, 0x80]);
+    const m = await rawMaster((s) => {
+      s.write(header);
+      flood(s, Buffer.alloc(64 * 1024, 0).fill(Buffer.from([0x00, 0x81])));
+    });
+    const logger = new RecordingLogger();
+    await expect(connectPb({ ...endpoint({ port: m.port } as FakeMaster) }, makeBot(logger).bot, logger)).rejects.toMatchObject({
+      code: 'E_BANANA',
+      message: `banana message too large: more than ${PRELOGIN_LIMITS.maxValues} values in one expression`,
+    });
+    await m.close();
+  });
+
+  it('refuses more than PRELOGIN_MAX_TOTAL_BYTES before the login completed', async () => {
+    // small, valid expressions that ask for nothing: [version, 6] again and again
+    const m = await rawMaster((s) => flood(s, Buffer.concat(Array.from({ length: 10_000 }, () => encode([atom('version'), 6])))));
+    const logger = new RecordingLogger();
+    await expect(connectPb({ ...endpoint({ port: m.port } as FakeMaster) }, makeBot(logger).bot, logger)).rejects.toMatchObject({
+      code: 'E_PB_PROTOCOL',
+      message: `master at 127.0.0.1:${m.port} sent more than ${PRELOGIN_MAX_TOTAL_BYTES} bytes before the login of worker 'w1' completed`,
+    });
+    await m.close();
+  });
+
+  it('after the login: an expression over MAX_MESSAGE_VALUES ends the connection', async () => {
+    const { m, s } = await attach();
+    // [[0 x 655360], [0 x 655360]]: 1,310,723 values in 2.6 MB
+    const half = Buffer.concat([Buffer.from([0x00, 0x00, 0x28, 0x80]), Buffer.alloc(2 * 655_360, 0).fill(Buffer.from([0x00, 0x81]))]);
+    m.sock!.write(Buffer.concat([Buffer.from([0x02, 0x80]), half, half]));
+    expect(await s.closed).toMatchObject({ cause: 'local', reason: `banana message too large: more than ${MAX_MESSAGE_VALUES} values in one expression` });
+  });
+
+  it('after the login: shared references that would expand exponentially get an error answer, and the link stays', async () => {
+    const { m, s } = await attach();
+    let inner: Sexp = [atom('reference'), 0, [atom('list'), 1]];
+    for (let k = 1; k <= 40; k++) inner = [atom('reference'), k, [atom('list'), inner, [atom('dereference'), k - 1]]];
+    // print(message=<2^40 values once expanded>) on the Bot (luid 1)
+    const answer = new Promise<Sexp[]>((resolve) => {
+      const check = (): void => {
+        const e = m.received.find((x) => Array.isArray(x) && (x[0] as Buffer).toString() === 'error' && x[1] === 999);
+        if (e) resolve(e as Sexp[]);
+        else setTimeout(check, 10);
+      };
+      check();
+    });
+    m.send([atom('message'), 999, 1, b('print'), 1, [atom('tuple'), inner], [atom('dictionary')]]);
+    const failure = unjelly((await answer)[2]!) as CopiedFailure;
+    expect(failure.type).toBe('twisted.spread.jelly.InsecureJelly');
+    expect(failure.value).toBe(`jelly message too large: more than ${MAX_MESSAGE_VALUES} values once shared references are expanded`);
+    expect(await m.call(1, 'print', [], { message: 'still there' })).toBeNull();
+    expect(await Promise.race([s.closed, 'open'])).toBe('open');
+  });
+
+  it('drops a master that stops answering keepalives (a half-open link), saying why', async () => {
+    const { m, s, logger } = await attach({}, 1);
+    await m.waitFor(() => m.callsTo(m.avatarLuid, 'keepalive').length >= 1 || undefined, 'a first keepalive');
+    // from now on the master is silent
+    m.handlers.set('keepalive', () => new Promise(() => {}));
+    const started = Date.now();
+    const end = await s.closed;
+    expect(end).toMatchObject({
+      cause: 'liveness',
+      reason: expect.stringMatching(/^no data from the master for [\d.]+ s, none within 3 s of a keepalive: the link is dead$/),
+    });
+    expect(Date.now() - started).toBeLessThan(3000 + 3000 + 1500);
+    expect(logger.lines.some((l) => l.startsWith(`warn dropping the connection to master at 127.0.0.1:${m.port}: no data from the master`))).toBe(true);
+  });
+
+  it('says the master ended a session it closed', async () => {
+    const { m, s } = await attach();
+    m.sock!.end();
+    expect(await s.closed).toMatchObject({ cause: 'master', reason: 'the master closed the connection' });
   });
 });

@@ -1,10 +1,13 @@
 // The msgpack_experimental_v7 envelope: one binary WebSocket message = one msgpack map with `op` and
-// `seq_number`. Also maps protocol-neutral update items to the wire shapes the 3.7 master reads.
+// `seq_number`, checked against the message limits before it is decoded. Also maps protocol-neutral update
+// items to the wire shapes the 3.7 master reads.
 
 import { Decoder, Encoder } from '@msgpack/msgpack';
 import type { CommandFailure, LineChunk, UpdateItem } from '../../commands/types.js';
 import { failureText } from '../../commands/failure.js';
 import { AgentError } from '../../errors.js';
+import { MAX_MESSAGE_BYTES } from '../limits.js';
+import { scanMessage } from './scan.js';
 
 export type Message = Record<string, unknown> & { op: string; seq_number: number };
 
@@ -15,20 +18,45 @@ export function encodeMessage(msg: Record<string, unknown>): Uint8Array {
   return encoder.encode(msg);
 }
 
-/** Decodes one message; throws AgentError (E_MSGPACK_DECODE / E_MSGPACK_ENVELOPE) naming what was wrong. */
+/**
+ * A message that was not decoded: undecodable, over the limits, or without a proper envelope. `op` and `seq` are
+ * what could still be read of it, so that a request can be answered with an error.
+ */
+export class RefusedMessage extends AgentError {
+  constructor(
+    code: 'E_MSGPACK_DECODE' | 'E_MSGPACK_LIMIT' | 'E_MSGPACK_ENVELOPE',
+    message: string,
+    readonly op: string | undefined,
+    readonly seq: number | undefined,
+  ) {
+    super(code, message);
+  }
+}
+
+/** Decodes one message; throws RefusedMessage (E_MSGPACK_DECODE / E_MSGPACK_LIMIT / E_MSGPACK_ENVELOPE) naming what was wrong. */
 export function decodeMessage(data: Uint8Array): Message {
+  if (data.length > MAX_MESSAGE_BYTES) {
+    throw new RefusedMessage('E_MSGPACK_LIMIT', `message of ${data.length} bytes is larger than ${MAX_MESSAGE_BYTES}`, undefined, undefined);
+  }
+  const scan = scanMessage(data);
+  if (scan.error !== undefined) {
+    const code = /more than|deeper than/.test(scan.error) ? 'E_MSGPACK_LIMIT' : 'E_MSGPACK_DECODE';
+    throw new RefusedMessage(code, `undecodable msgpack message (${data.length} bytes): ${scan.error}`, scan.op, scan.seq);
+  }
   let value: unknown;
   try {
     value = decoder.decode(data);
   } catch (err) {
-    throw new AgentError('E_MSGPACK_DECODE', `undecodable msgpack message (${data.length} bytes): ${(err as Error).message}`);
+    throw new RefusedMessage('E_MSGPACK_DECODE', `undecodable msgpack message (${data.length} bytes): ${(err as Error).message}`, scan.op, scan.seq);
   }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new AgentError('E_MSGPACK_ENVELOPE', 'message is not a map');
+  if (typeof value !== 'object' || value === null || Array.isArray(value) || value instanceof Uint8Array) {
+    throw new RefusedMessage('E_MSGPACK_ENVELOPE', 'message is not a map', undefined, undefined);
   }
   const m = value as Record<string, unknown>;
-  if (typeof m['op'] !== 'string') throw new AgentError('E_MSGPACK_ENVELOPE', "message has no 'op'");
-  if (typeof m['seq_number'] !== 'number') throw new AgentError('E_MSGPACK_ENVELOPE', `message '${m['op']}' has no 'seq_number'`);
+  const op = typeof m['op'] === 'string' ? m['op'] : undefined;
+  const seq = typeof m['seq_number'] === 'number' && Number.isSafeInteger(m['seq_number']) ? m['seq_number'] : undefined;
+  if (op === undefined) throw new RefusedMessage('E_MSGPACK_ENVELOPE', "message has no 'op'", undefined, seq);
+  if (seq === undefined) throw new RefusedMessage('E_MSGPACK_ENVELOPE', `message '${op.slice(0, 100)}' has no integer 'seq_number'`, op, undefined);
   return m as Message;
 }
 

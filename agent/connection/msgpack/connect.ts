@@ -1,8 +1,13 @@
 // Opens the msgpack worker WebSocket: HTTP Basic auth on the upgrade request, binary messages, no extensions
 // (the 3.7 master's autobahn server accepts none). A refused password is an error value with code E_AUTH.
 
+import type { Duplex } from 'node:stream';
 import WebSocket from 'ws';
 import { AgentError } from '../../errors.js';
+import { MAX_MESSAGE_BYTES } from '../limits.js';
+
+/** After our close frame, how long the master may take to answer before the socket is destroyed. */
+export const CLOSE_GRACE_MS = 2000;
 
 export interface MsgpackEndpoint {
   host: string;
@@ -25,24 +30,31 @@ export function msgpackUrl(e: Pick<MsgpackEndpoint, 'host' | 'port' | 'tls'>): s
 
 /**
  * Connects; `attach` runs synchronously when the socket opens, because the master speaks first and its first
- * message can arrive with the handshake response, before a promise continuation would run.
+ * message can arrive with the handshake response, before a promise continuation would run. It also gets the
+ * connection's socket, whose bytes show the master alive (ws reports only whole messages and pongs).
  */
-export function connectMsgpack<T = WebSocket>(e: MsgpackEndpoint, attach: (ws: WebSocket) => T = (ws) => ws as T): Promise<T> {
+export function connectMsgpack<T = WebSocket>(e: MsgpackEndpoint, attach: (ws: WebSocket, socket: Duplex | undefined) => T = (ws) => ws as T): Promise<T> {
   if (e.name.includes(':')) {
     return Promise.reject(new AgentError('E_CONFIG', `worker name '${e.name}' contains ':', which HTTP Basic auth cannot carry`));
   }
   const url = msgpackUrl(e);
   const auth = Buffer.from(`${e.name}:${e.password}`, 'utf8').toString('base64');
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, {
+    // closeTimeout is a ws option its type definitions lack
+    const options: WebSocket.ClientOptions & { closeTimeout: number } = {
       headers: { Authorization: `Basic ${auth}` },
       // level 1: most of the size gain for a fraction of the CPU; context takeover on, for the ratio on repetitive logs
       perMessageDeflate: e.deflate ? { zlibDeflateOptions: { level: 1 }, threshold: 256, clientNoContextTakeover: false } : false,
       handshakeTimeout: e.handshakeTimeoutMs,
-      maxPayload: 256 * 1024 * 1024,
+      // Applies to each frame as received and to a message after decompression (ws then closes with 1009).
+      maxPayload: MAX_MESSAGE_BYTES,
+      closeTimeout: CLOSE_GRACE_MS,
       ...(e.ca ? { ca: e.ca } : {}),
-    });
+    };
+    const ws = new WebSocket(url, options);
     let settled = false;
+    let socket: Duplex | undefined;
+    ws.once('upgrade', (res) => (socket = res.socket));
     const fail = (err: AgentError): void => {
       if (settled) return;
       settled = true;
@@ -56,7 +68,7 @@ export function connectMsgpack<T = WebSocket>(e: MsgpackEndpoint, attach: (ws: W
       ws.removeAllListeners('unexpected-response');
       ws.removeAllListeners('error');
       ws.removeAllListeners('close');
-      resolve(attach(ws));
+      resolve(attach(ws, socket));
     });
     ws.once('unexpected-response', (_req, res) => {
       const code = res.statusCode ?? 0;

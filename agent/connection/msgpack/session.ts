@@ -1,12 +1,17 @@
 // One msgpack_experimental_v7 connection: numbers requests, matches responses, answers the master's ops by
-// calling the Bot, and gives each command a channel for its updates and file transfers.
+// calling the Bot, gives each command a channel for its updates and file transfers, and pings the master to
+// notice a dead link.
 
+import type { Duplex } from 'node:stream';
 import type WebSocket from 'ws';
 import type { CommandChannel, CommandFailure, RemoteReader, RemoteWriter, UpdateItem } from '../../commands/types.js';
 import { AgentError, errorMessage } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import type { Bot } from '../bot.js';
-import { decodeMessage, encodeMessage, wireFailure, wireUpdateArgs, type Message } from './codec.js';
+import { MAX_MESSAGE_BYTES, MAX_READ_BLOCK_BYTES } from '../limits.js';
+import { Liveness, livenessTimeoutS, type LivenessTimers } from '../liveness.js';
+import type { SessionEnd, SessionEndCause } from '../manager.js';
+import { decodeMessage, encodeMessage, RefusedMessage, wireFailure, wireUpdateArgs, type Message } from './codec.js';
 
 interface Pending {
   op: string;
@@ -33,36 +38,109 @@ export class ConnectionLostError extends AgentError {
 
 const DIRECTORY_UPLOADS = new Set(['upload_directory', 'uploadDirectory']);
 
+/**
+ * The master speaks first once it attached the worker (print "attached"). The 3.7 master can leave an open
+ * WebSocket unattached for ever: it attaches workers one at a time under one lock, including its 10 s check of
+ * a worker's old connection, and when its own 5 s opening-handshake timeout dropped a connection waiting for
+ * that lock, it may attach the dropped one instead. A session the master has not spoken on for this long is
+ * dropped and retried.
+ */
+export const ATTACH_TIMEOUT_MS = 60_000;
+
+/** WebSocket close codes (RFC 6455 7.4.1) we send when we end the session over what the master sent. */
+const CLOSE_UNSUPPORTED_DATA = 1003;
+const CLOSE_INVALID_PAYLOAD = 1007;
+
+/** A close frame's reason: at most 123 bytes of UTF-8. */
+function closeReason(text: string): string {
+  let r = text.slice(0, 123);
+  while (Buffer.byteLength(r, 'utf8') > 123) r = r.slice(0, -1);
+  return r;
+}
+
+export interface MsgpackSessionOptions {
+  /** Send empty per-line index and time lists (the 3.7 master reads only the text). */
+  leanUpdates?: boolean;
+  /** Seconds between WebSocket pings; 0 disables them (and the liveness check). */
+  keepaliveS?: number;
+  /** The connection's socket: any byte on it shows the master is alive. */
+  socket?: Duplex;
+  /** Clock for the liveness check (tests). */
+  livenessTimers?: LivenessTimers;
+  /** Default ATTACH_TIMEOUT_MS. */
+  attachTimeoutMs?: number;
+}
+
 export class MsgpackSession {
   private seq = 0;
   private readonly pending = new Map<number, Pending>();
   private closedFlag = false;
-  readonly closed: Promise<{ code: number; reason: string }>;
+  /** Set when we end the connection ourselves: why, for the connection manager. */
+  private ending: SessionEnd | undefined;
+  private readonly liveness: Liveness;
+  private attachTimer: NodeJS.Timeout | undefined;
+  readonly closed: Promise<SessionEnd & { code: number }>;
 
   constructor(
     private readonly ws: WebSocket,
     private readonly bot: Bot,
     private readonly logger: Logger,
-    private readonly opts: { leanUpdates?: boolean } = {},
+    private readonly opts: MsgpackSessionOptions = {},
   ) {
     ws.binaryType = 'nodebuffer';
+    const keepaliveS = opts.keepaliveS ?? 0;
+    // The 3.7 master never pings; its autobahn answers our pings with pongs.
+    this.liveness = new Liveness({
+      keepaliveS,
+      probe: () => ws.ping(),
+      onDead: (reason) => this.drop('liveness', reason),
+      ...(opts.livenessTimers ? { timers: opts.livenessTimers } : {}),
+    });
+    if (keepaliveS > 0) logger.info(`sending WebSocket pings every ${keepaliveS} seconds (the master must answer within ${livenessTimeoutS(keepaliveS)} s)`);
+    const alive = (): void => this.liveness.activity();
+    if (opts.socket) opts.socket.on('data', alive);
+    else ws.on('pong', alive);
     this.closed = new Promise((resolve) => {
       ws.on('close', (code, reason) => {
         this.closedFlag = true;
+        this.liveness.stop();
+        clearTimeout(this.attachTimer);
         for (const p of this.pending.values()) p.reject(new ConnectionLostError());
         this.pending.clear();
         this.bot.connectionLost();
-        resolve({ code, reason: reason.toString() });
+        const said = reason.length ? `: ${reason.toString().slice(0, 200)}` : '';
+        resolve({ code, ...(this.ending ?? { cause: 'master', reason: `the master closed the connection (WebSocket code ${code}${said})` }) });
       });
     });
-    ws.on('error', (err) => this.logger.warn(`websocket error: ${err.message}`));
+    ws.on('error', (err: Error & { code?: string }) => {
+      // ws reports the master's protocol violations with WS_ERR_* codes and then closes the connection itself
+      if (err.code?.startsWith('WS_ERR_')) {
+        const why =
+          err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH'
+            ? `the master sent a message larger than ${MAX_MESSAGE_BYTES} bytes (after decompression): closing with 1009 (message too big)`
+            : `the master broke the WebSocket protocol (${err.message})`;
+        this.ending ??= { cause: 'local', reason: why };
+        this.logger.error(`dropping the connection: ${why}`);
+      } else {
+        this.logger.warn(`websocket error: ${err.message}`);
+      }
+    });
+    const attachMs = opts.attachTimeoutMs ?? ATTACH_TIMEOUT_MS;
+    this.attachTimer = setTimeout(
+      () => this.drop('liveness', `the master opened the connection but did not attach the worker within ${attachMs / 1000} s`),
+      attachMs,
+    );
+    this.attachTimer.unref();
     ws.on('message', (data, isBinary) => {
+      clearTimeout(this.attachTimer);
       if (!isBinary) {
-        this.logger.warn('ignoring a text message from the master (the protocol uses binary messages)');
+        // a text message names no request we could answer: the master may wait for an answer forever
+        this.drop('local', 'the master sent a text message (the protocol uses binary messages)', CLOSE_UNSUPPORTED_DATA);
         return;
       }
       this.onMessage(data as Buffer);
     });
+    this.liveness.start();
   }
 
   get isClosed(): boolean {
@@ -70,7 +148,20 @@ export class MsgpackSession {
   }
 
   close(): void {
+    this.ending ??= { cause: 'local', reason: 'closed by the worker' };
+    this.liveness.stop();
     this.ws.close();
+  }
+
+  /** Ends the connection over something the master did (or did not do), saying why. */
+  private drop(cause: SessionEndCause, reason: string, code?: number): void {
+    if (this.ending || this.closedFlag) return;
+    this.ending = { cause, reason };
+    this.liveness.stop();
+    this.logger.error(`dropping the connection: ${reason}`);
+    // a silent link will not carry a close handshake; a talking master gets a close frame with the reason
+    if (code === undefined) this.ws.terminate();
+    else this.ws.close(code, closeReason(reason));
   }
 
   /** Sends a request to the master; resolves with its result, rejects with RemoteError or ConnectionLostError. */
@@ -98,7 +189,7 @@ export class MsgpackSession {
     try {
       msg = decodeMessage(data);
     } catch (err) {
-      this.logger.warn(`dropping a message from the master: ${errorMessage(err)}`);
+      this.refused(err instanceof RefusedMessage ? err : new RefusedMessage('E_MSGPACK_DECODE', errorMessage(err), undefined, undefined));
       return;
     }
     if (msg.op === 'response') {
@@ -119,6 +210,29 @@ export class MsgpackSession {
         this.respond(msg.seq_number, errorMessage(err), true);
       },
     );
+  }
+
+  /**
+   * A message we could not decode: a request that names its number gets an error answer, an answer of the master
+   * fails our request. Otherwise nobody can tell whose request is now left unanswered (the master's would wait
+   * forever), so the connection is dropped and the manager reconnects.
+   */
+  private refused(err: RefusedMessage): void {
+    if (err.seq !== undefined && err.op !== undefined && err.op !== 'response') {
+      this.logger.warn(`refused the master's ${err.op.slice(0, 100)} (seq ${err.seq}): ${err.message}`);
+      this.respond(err.seq, `message refused by the worker: ${err.message}`, true);
+      return;
+    }
+    if (err.seq !== undefined && err.op === 'response') {
+      const p = this.pending.get(err.seq);
+      this.logger.warn(`refused the master's answer to request ${err.seq}${p ? ` (${p.op})` : ''}: ${err.message}`);
+      if (p) {
+        this.pending.delete(err.seq);
+        p.reject(err);
+      }
+      return;
+    }
+    this.drop('local', `cannot tell which request a message of the master belongs to, so it could never be answered (${err.message})`, CLOSE_INVALID_PAYLOAD);
   }
 
   private async dispatch(msg: Message): Promise<unknown> {
@@ -179,7 +293,8 @@ export class MsgpackSession {
     };
     const reader: RemoteReader = {
       read: async (length) => {
-        const r = await this.request('update_read_file', { length, command_id: commandId });
+        // the answer must fit in one message
+        const r = await this.request('update_read_file', { length: Math.min(length, MAX_READ_BLOCK_BYTES), command_id: commandId });
         // The 3.7 master answers None here (its bug: the data is dropped); None reads as end of file.
         if (r === null || r === undefined) return null;
         if (r instanceof Uint8Array) return r;

@@ -2,6 +2,7 @@
 // an encoder, the "pb" vocabulary, dialect negotiation and the limits Twisted enforces on both ends.
 
 import { AgentError } from '../../errors.js';
+import { MAX_NESTING, MESSAGE_LIMITS, type MessageLimits } from '../limits.js';
 
 /** Twisted's banana.SIZE_LIMIT: the longest STRING (bytes) or LIST (elements) either side accepts. */
 export const SIZE_LIMIT = 640 * 1024;
@@ -11,7 +12,7 @@ export const PREFIX_LIMIT = 64;
  * How deep lists may nest. Twisted has no such limit, but its unjelly recursion would fail long before;
  * Buildbot's deepest messages nest about 10 levels. Keeps a hostile stream from exhausting our stack.
  */
-export const MAX_DEPTH = 512;
+export const MAX_DEPTH = MAX_NESTING;
 
 const LIST = 0x80;
 const INT = 0x81;
@@ -92,12 +93,25 @@ export class BananaDecoder {
   /** Input not yet looked at: kept while negotiation pauses the decoder after the dialect offer. */
   private held: Buffer[] = [];
   private broken: AgentError | undefined;
+  /** Wire bytes and values of the top-level expression being read, against `limits`. */
+  private exprBytes = 0;
+  private exprValues = 0;
 
   /**
    * @param dialect null while negotiating: the decoder stops after the first top-level expression (the
    *   dialect offer or choice) and keeps the bytes after it until selectDialect() is called.
+   * @param limits the largest top-level expression accepted (Twisted bounds only each string and list, so an
+   *   endless list of lists would otherwise grow the heap without bound).
    */
-  constructor(private dialectValue: Dialect | null = null) {}
+  constructor(
+    private dialectValue: Dialect | null = null,
+    private limits: MessageLimits = MESSAGE_LIMITS,
+  ) {}
+
+  /** Changes the limits for expressions that start from now on (PB: tighter before the login). */
+  setLimits(limits: MessageLimits): void {
+    this.limits = limits;
+  }
 
   get dialect(): Dialect | null {
     return this.dialectValue;
@@ -160,17 +174,21 @@ export class BananaDecoder {
         continue;
       }
       const header = this.header();
+      const headerBytes = this.digits.length + 1;
       this.digits = [];
       switch (b) {
         case LIST: {
           const size = this.limited(header, 'list');
           if (this.stack.length >= MAX_DEPTH) throw bananaError(`banana lists nested deeper than ${MAX_DEPTH}`);
+          this.count(headerBytes);
           if (size === 0) this.emit([], out);
           else this.stack.push({ size, items: [] });
           break;
         }
         case STRING: {
           const len = this.limited(header, 'string');
+          // counted as declared, before the body is allocated
+          this.count(headerBytes + len);
           if (n - i >= len) {
             this.emit(Buffer.from(buf.subarray(i, i + len)), out);
             i += len;
@@ -180,6 +198,7 @@ export class BananaDecoder {
           break;
         }
         case FLOAT:
+          this.count(headerBytes + 8);
           // Twisted ignores any header digits before FLOAT (none are sent)
           if (n - i >= 8) {
             this.emit(new PyFloat(buf.readDoubleBE(i)), out);
@@ -190,13 +209,16 @@ export class BananaDecoder {
           break;
         case INT:
         case LONGINT:
+          this.count(headerBytes);
           this.emit(header, out);
           break;
         case NEG:
         case LONGNEG:
+          this.count(headerBytes);
           this.emit(typeof header === 'bigint' ? -header : header === 0 ? 0 : -header, out);
           break;
         case VOCAB: {
+          this.count(headerBytes);
           if (this.dialectValue !== 'pb') throw bananaError('banana VOCAB token received outside the "pb" dialect');
           const word = typeof header === 'number' ? VOCAB_BYTES[header] : undefined;
           if (!word || header === 0) throw bananaError(`unknown banana VOCAB index ${String(header)}`);
@@ -227,12 +249,23 @@ export class BananaDecoder {
     return v;
   }
 
+  /** One more value of `bytes` wire bytes in the current top-level expression. */
+  private count(bytes: number): void {
+    this.exprBytes += bytes;
+    this.exprValues++;
+    const { maxBytes, maxValues } = this.limits;
+    if (this.exprBytes > maxBytes) throw bananaError(`banana message too large: more than ${maxBytes} bytes in one expression`);
+    if (this.exprValues > maxValues) throw bananaError(`banana message too large: more than ${maxValues} values in one expression`);
+  }
+
   private emit(item: Sexp, out: Sexp[]): void {
     let value = item;
     for (;;) {
       const top = this.stack[this.stack.length - 1];
       if (!top) {
         out.push(value);
+        this.exprBytes = 0;
+        this.exprValues = 0;
         return;
       }
       top.items.push(value);

@@ -4,6 +4,7 @@
 
 import { AgentError, errorMessage } from '../../errors.js';
 import type { Logger } from '../../log.js';
+import type { MessageLimits } from '../limits.js';
 import { atom, BananaDecoder, chooseDialect, encode, type Sexp } from './banana.js';
 import { CopiedFailure, CopyableFailure, isPlainObject, jelly, Jellyable, PyTuple, unjelly, type Jellier, type JellyPeer } from './jelly.js';
 
@@ -159,6 +160,8 @@ export interface BrokerOptions {
   unsafeTracebacks?: boolean;
   /** Which Python exception the peer should see for an error our method threw. */
   describeError?: (err: unknown) => PythonError;
+  /** The largest expression accepted at first (default MESSAGE_LIMITS); see setMessageLimits(). */
+  limits?: MessageLimits;
 }
 
 function defaultDescribe(err: unknown): PythonError {
@@ -179,7 +182,7 @@ function describeSexp(x: Sexp | undefined): string {
 
 /** One PB connection's broker. Feed it the peer's bytes with receive(); it never throws. */
 export class Broker {
-  private readonly decoder = new BananaDecoder(null);
+  private readonly decoder: BananaDecoder;
   private requestId = 0;
   private readonly pending = new Map<number, Pending>();
   private localId = 0;
@@ -190,7 +193,14 @@ export class Broker {
   /** Where unserialize() records the references it creates. */
   private collecting: RemoteReference[] | undefined;
 
-  constructor(private readonly opts: BrokerOptions) {}
+  constructor(private readonly opts: BrokerOptions) {
+    this.decoder = new BananaDecoder(null, opts.limits);
+  }
+
+  /** Changes the largest expression accepted from now on (PB accepts less before the login completed). */
+  setMessageLimits(limits: MessageLimits): void {
+    this.decoder.setLimits(limits);
+  }
 
   /** The protocol error that made us end the connection, if any. */
   get fatalError(): AgentError | undefined {

@@ -1,12 +1,14 @@
 // Opens one PB session with a Buildbot master: TCP (or TLS), Banana dialect, PB version, cred login with the
-// worker's Bot as the mind; then application keepalives until the connection ends. Reconnecting is the
-// connection manager's business.
+// worker's Bot as the mind; then application keepalives, whose answers prove the link alive, until the
+// connection ends. Reconnecting is the connection manager's business.
 
 import net from 'node:net';
 import { AgentError, errorMessage } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import type { Bot } from '../bot.js';
-import type { LiveSession } from '../manager.js';
+import { PRELOGIN_LIMITS, PRELOGIN_MAX_TOTAL_BYTES, MESSAGE_LIMITS } from '../limits.js';
+import { Liveness, livenessTimeoutS, type LivenessTimers } from '../liveness.js';
+import type { LiveSession, SessionEnd, SessionEndCause } from '../manager.js';
 import { Broker, ConnectionLostError, PbRemoteError, type RemoteReference } from './broker.js';
 import { describePbError, PbWorker } from './buildbot.js';
 import { pbLogin } from './login.js';
@@ -16,8 +18,13 @@ export interface PbEndpoint {
   port: number;
   name: string;
   password: string;
-  /** Seconds between application keepalives (avatar.keepalive()); 0 disables them. */
+  /**
+   * Seconds between application keepalives (avatar.keepalive()); 0 disables them. A master that sends nothing
+   * within livenessTimeoutS(keepaliveS) of one is taken for dead and the connection dropped.
+   */
   keepaliveS: number;
+  /** Clock for the liveness check (tests). */
+  livenessTimers?: LivenessTimers;
   /** Give up when the login has not been answered after this long. */
   handshakeTimeoutMs: number;
   /** Connect with TLS (the master's `useTls`); `ca` (PEM, one or several, as MasterEndpoint.ca) replaces the system roots. */
@@ -25,8 +32,8 @@ export interface PbEndpoint {
 }
 
 export interface PbSession extends LiveSession {
-  /** Resolves with why the connection ended. */
-  readonly closed: Promise<{ reason: string }>;
+  /** Resolves with why the connection ended and who ended it. */
+  readonly closed: Promise<SessionEnd>;
   /** Asks the master for a graceful shutdown (avatar.shutdown()): it calls the Bot's shutdown once idle. */
   requestShutdown(): Promise<void>;
 }
@@ -38,25 +45,43 @@ function describeMaster(e: PbEndpoint): string {
   return `${e.host.includes(':') ? `[${e.host}]` : e.host}:${e.port}`;
 }
 
+/** How a session learns that bytes arrived and tells the connection why it is ending. */
+interface SessionLink {
+  /** Bytes arrived from the master (set once the session exists). */
+  onActivity: () => void;
+  /** Ends the connection now, saying why. */
+  drop: (cause: SessionEndCause, reason: string) => void;
+  /** Marks an orderly close by us (the socket is ended, not destroyed). */
+  closing: () => void;
+}
+
 class Session implements PbSession {
-  readonly closed: Promise<{ reason: string }>;
-  private keepaliveTimer: NodeJS.Timeout | undefined;
+  readonly closed: Promise<SessionEnd>;
   private keepaliveInFlight = false;
+  private readonly liveness: Liveness;
 
   constructor(
     private readonly socket: net.Socket,
     private readonly avatar: RemoteReference,
-    closed: Promise<{ reason: string }>,
+    closed: Promise<SessionEnd>,
     private readonly logger: Logger,
+    private readonly link: SessionLink,
     keepaliveS: number,
+    timers: LivenessTimers | undefined,
   ) {
     this.closed = closed;
+    this.liveness = new Liveness({
+      keepaliveS,
+      probe: () => this.keepalive(),
+      onDead: (reason) => link.drop('liveness', reason),
+      ...(timers ? { timers } : {}),
+    });
     if (keepaliveS > 0) {
-      logger.info(`sending application-level keepalives every ${keepaliveS} seconds`);
-      this.keepaliveTimer = setInterval(() => this.keepalive(), keepaliveS * 1000);
-      this.keepaliveTimer.unref();
+      logger.info(`sending application-level keepalives every ${keepaliveS} seconds (the master must answer within ${livenessTimeoutS(keepaliveS)} s)`);
     }
-    void closed.then(() => this.stopKeepalive());
+    link.onActivity = () => this.liveness.activity();
+    this.liveness.start();
+    void closed.then(() => this.liveness.stop());
   }
 
   private keepalive(): void {
@@ -76,14 +101,10 @@ class Session implements PbSession {
     );
   }
 
-  private stopKeepalive(): void {
-    if (this.keepaliveTimer) clearInterval(this.keepaliveTimer);
-    this.keepaliveTimer = undefined;
-  }
-
   close(): void {
-    this.stopKeepalive();
+    this.liveness.stop();
     if (this.socket.destroyed) return;
+    this.link.closing();
     this.socket.end();
     setTimeout(() => this.socket.destroy(), CLOSE_GRACE_MS).unref();
   }
@@ -114,8 +135,23 @@ export async function connectPb(e: PbEndpoint, bot: Bot, logger: Logger): Promis
   return new Promise<PbSession>((resolve, reject) => {
     let settled = false;
     let socketError: Error | undefined;
-    let resolveClosed!: (v: { reason: string }) => void;
-    const closed = new Promise<{ reason: string }>((r) => (resolveClosed = r));
+    let resolveClosed!: (v: SessionEnd) => void;
+    const closed = new Promise<SessionEnd>((r) => (resolveClosed = r));
+    /** Set when we end the connection ourselves: why, for the connection manager. */
+    let ending: SessionEnd | undefined;
+    let preloginBytes = 0;
+    const link: SessionLink = {
+      onActivity: () => {},
+      drop: (cause, reason) => {
+        if (ending || socket.destroyed) return;
+        ending = { cause, reason };
+        logger.warn(`dropping the connection to master at ${master}: ${reason}`);
+        socket.destroy();
+      },
+      closing: () => {
+        ending ??= { cause: 'local', reason: 'closed by the worker' };
+      },
+    };
 
     const socket: net.Socket =
       e.tls && tls
@@ -162,6 +198,8 @@ export async function connectPb(e: PbEndpoint, bot: Bot, logger: Logger): Promis
       close: () => socket.destroy(),
       logger,
       describeError: describePbError,
+      // before the login completed, only the small messages of a login are expected
+      limits: PRELOGIN_LIMITS,
       onReady: () => {
         // the login goes out right after our version, without waiting for the master's (as Twisted does)
         pbLogin(broker, worker.mind, { name: e.name, password: e.password, master }).then(
@@ -169,13 +207,14 @@ export async function connectPb(e: PbEndpoint, bot: Bot, logger: Logger): Promis
             if (settled) return;
             settled = true;
             clearTimeout(timer);
+            broker.setMessageLimits(MESSAGE_LIMITS);
             try {
               socket.setKeepAlive(true);
             } catch {
               // TCP keepalive is only a help; application keepalives still run
             }
             logger.debug(`PB login of worker '${e.name}' at ${master} accepted`);
-            resolve(new Session(socket, avatar, closed, logger, e.keepaliveS));
+            resolve(new Session(socket, avatar, closed, logger, link, e.keepaliveS, e.livenessTimers));
           },
           (err: unknown) => fail(broker.fatalError ?? (err instanceof AgentError ? err : new AgentError('E_LOGIN', errorMessage(err)))),
         );
@@ -188,7 +227,22 @@ export async function connectPb(e: PbEndpoint, bot: Bot, logger: Logger): Promis
     );
 
     // attached before any byte can arrive: the master's first bytes may come in one read with later ones
-    socket.on('data', (chunk: Buffer) => broker.receive(chunk));
+    socket.on('data', (chunk: Buffer) => {
+      link.onActivity();
+      if (!settled) {
+        preloginBytes += chunk.length;
+        if (preloginBytes > PRELOGIN_MAX_TOTAL_BYTES) {
+          fail(
+            new AgentError(
+              'E_PB_PROTOCOL',
+              `master at ${master} sent more than ${PRELOGIN_MAX_TOTAL_BYTES} bytes before the login of worker '${e.name}' completed`,
+            ),
+          );
+          return;
+        }
+      }
+      broker.receive(chunk);
+    });
     socket.on('error', (err: NodeJS.ErrnoException) => {
       socketError = err;
       if (!settled) {
@@ -199,10 +253,12 @@ export async function connectPb(e: PbEndpoint, bot: Bot, logger: Logger): Promis
       }
     });
     socket.on('close', () => {
-      const reason = broker.fatalError?.message ?? socketError?.message ?? 'connection closed';
-      broker.connectionLost(reason);
+      const fatal = broker.fatalError;
+      const end: SessionEnd =
+        ending ?? (fatal ? { cause: 'local', reason: fatal.message } : { cause: 'master', reason: socketError?.message ?? 'the master closed the connection' });
+      broker.connectionLost(end.reason);
       bot.connectionLost();
-      resolveClosed({ reason });
+      resolveClosed(end);
       fail(broker.fatalError ?? new AgentError('E_CONNECTION_LOST', `master at ${master} closed the connection during the PB login of worker '${e.name}'`));
     });
   });

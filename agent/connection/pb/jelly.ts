@@ -4,6 +4,7 @@
 
 import { AgentError } from '../../errors.js';
 import { PyTuple } from '../../commands/types.js';
+import { MAX_MESSAGE_VALUES } from '../limits.js';
 import { atom, PyFloat, type Sexp } from './banana.js';
 
 export { PyFloat, PyTuple };
@@ -209,18 +210,35 @@ export function jelly(value: unknown, invoker?: unknown): Sexp {
   return j.jelly(value);
 }
 
+export interface UnjellyOptions {
+  /** The most values the result may have, shared references counted at every use (default MAX_MESSAGE_VALUES). */
+  maxValues?: number;
+}
+
 /** Tags whose Twisted meaning we know but do not accept (classes, functions, modules...). */
 const REFUSED = new Set(['class', 'function', 'module', 'instance', 'method', 'persistent', 'copy', 'cache', 'cached', 'lcache']);
 
 /**
  * Deserializes an expression. Byte strings stay Buffers; text becomes string; None null; tuples PyTuple; dicts
  * plain objects when every key is text (byte keys are decoded as UTF-8, as buildbot_worker.pbutil.decode
- * does for Python 2 masters), a Map otherwise. Throws E_JELLY for unknown or malformed types.
+ * does for Python 2 masters), a Map otherwise. Shared references stay shared; cycles are refused. Throws E_JELLY
+ * for unknown or malformed types and for results over `opts.maxValues`.
  */
-export function unjelly(sexp: Sexp, peer?: JellyPeer): unknown {
-  const refs = new Map<number, unknown>();
+export function unjelly(sexp: Sexp, peer?: JellyPeer, opts: UnjellyOptions = {}): unknown {
+  const maxValues = opts.maxValues ?? MAX_MESSAGE_VALUES;
+  /** Shared values by reference id; `size` (values in it, references expanded) is known once it is complete. */
+  const refs = new Map<number, { value: unknown; size: number | undefined }>();
+  // Values of the result with every use of a shared value counted in full: what a copy of the result (as the
+  // commands' argument handling makes) would hold. A chain of references that each use the previous one twice
+  // is small on the wire and exponential when expanded.
+  let values = 0;
+  const grow = (n: number): void => {
+    values += n;
+    if (values > maxValues) throw jellyError(`jelly message too large: more than ${maxValues} values once shared references are expanded`);
+  };
 
   const un = (x: Sexp, onCreate?: (v: unknown) => void): unknown => {
+    grow(1);
     const done = (v: unknown): unknown => {
       onCreate?.(v);
       return v;
@@ -261,17 +279,27 @@ export function unjelly(sexp: Sexp, peer?: JellyPeer): unknown {
       case 'reference': {
         const [id, expr] = rest;
         if (typeof id !== 'number' || expr === undefined) throw jellyError('malformed jelly reference');
-        // register containers before their contents, so a dereference inside (a cycle) finds them
-        return un(expr, (v) => {
+        // registered before its contents are read, so that a dereference inside (a cycle) is recognised
+        const before = values;
+        let entry: { value: unknown; size: number | undefined } | undefined;
+        const v = un(expr, (created) => {
           if (refs.has(id)) throw jellyError(`jelly reference ${id} defined twice`);
-          refs.set(id, v);
-          onCreate?.(v);
+          entry = { value: created, size: undefined };
+          refs.set(id, entry);
+          onCreate?.(created);
         });
+        if (entry) entry.size = values - before;
+        return v;
       }
       case 'dereference': {
         const id = rest[0];
-        if (typeof id !== 'number' || !refs.has(id)) throw jellyError(`jelly dereference to unknown reference ${String(id)}`);
-        return done(refs.get(id));
+        const entry = typeof id === 'number' ? refs.get(id) : undefined;
+        if (!entry) throw jellyError(`jelly dereference to unknown reference ${String(id)}`);
+        // Twisted can send a structure that contains itself; Buildbot never does, and every consumer of
+        // arguments (copies, logs, commands) would loop on one
+        if (entry.size === undefined) throw jellyError(`jelly reference ${String(id)} contains itself (a cycle), which is not accepted`);
+        grow(entry.size);
+        return done(entry.value);
       }
       case 'remote':
       case 'local': {
