@@ -2,6 +2,8 @@
 // and reports the link dead when nothing at all came back within a timeout. Without it a half-open TCP
 // connection (a NAT entry timed out, a cable pulled) looks alive for hours while the master has forgotten us.
 
+import { startDelay, type DelayTimer } from '../timers.js';
+
 /**
  * The longest the master may stay silent after a probe. A link that dies is noticed within keepalive + this,
  * and a new session needs at most ~12 s more (a reconnect drawn from 0-1 s, then the master's own 10 s check
@@ -24,13 +26,10 @@ export interface LivenessTimers {
 }
 
 const realTimers: LivenessTimers = {
-  setTimeout: (fn, ms) => {
-    const t = setTimeout(fn, ms);
-    // the session keeps the process alive, not its liveness check
-    t.unref();
-    return t;
-  },
-  clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
+  // the session keeps the process alive, not its liveness check; startDelay: a keepalive of 2^31 ms or more
+  // would otherwise fire at once, probing every millisecond
+  setTimeout: (fn, ms) => startDelay(fn, ms, { unref: true }),
+  clearTimeout: (h) => (h as DelayTimer).cancel(),
   now: () => performance.now(),
 };
 

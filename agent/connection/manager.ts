@@ -3,6 +3,7 @@
 
 import { AgentError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
+import { startDelay } from '../timers.js';
 import { reconnectDelay } from './backoff.js';
 
 /**
@@ -47,9 +48,9 @@ export interface ConnectionManagerOptions {
 
 function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
-    const t = setTimeout(resolve, ms);
+    const t = startDelay(resolve, ms); // maxdelay may be 2^31 ms or more
     signal.addEventListener('abort', () => {
-      clearTimeout(t);
+      t.cancel();
       resolve();
     });
   });

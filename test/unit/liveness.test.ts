@@ -130,3 +130,14 @@ describe('liveness', () => {
     expect(STABLE_PERIOD_MS).toBe(60_000);
   });
 });
+
+describe('liveness on real timers', () => {
+  it('a keepalive of 2^31 ms or more does not probe at once (Node timers would wrap to 1 ms)', async () => {
+    let probes = 0;
+    const l = new Liveness({ keepaliveS: 2 ** 31 / 1000 + 1, probe: () => probes++, onDead: () => {} });
+    l.start();
+    await new Promise((r) => setTimeout(r, 50));
+    l.stop();
+    expect(probes).toBe(0);
+  });
+});
