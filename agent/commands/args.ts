@@ -47,7 +47,10 @@ export function describe(v: unknown): string {
   if (v === null) return 'None';
   if (v === undefined) return 'nothing';
   if (Array.isArray(v)) return 'a list';
-  return `${typeof v} ${JSON.stringify(v)?.slice(0, 60) ?? ''}`.trim();
+  // never serialize the whole value: a master may send megabytes (or a bigint, which JSON.stringify refuses)
+  if (typeof v === 'string') return `string ${JSON.stringify(v.slice(0, 58))}`;
+  if (typeof v === 'object') return v instanceof Uint8Array ? `bytes of length ${v.length}` : 'a map';
+  return `${typeof v} ${String(v).slice(0, 60)}`;
 }
 
 /** Python's `args[name]` (not `.get`): the key must be there, though its value may be None. */
