@@ -17,6 +17,7 @@ import { AgentError } from './errors.js';
 import { collectWorkerInfo } from './info/worker-info.js';
 import type { Logger } from './log.js';
 import { LoopMonitor } from './loop-monitor.js';
+import { sweepTempFiles } from './transfer/temp-journal.js';
 import { IdleCompactor } from './memory.js';
 import { VERSION } from './version.js';
 
@@ -50,6 +51,7 @@ export function startAgent(config: AgentConfig, opts: RunAgentOptions): RunningA
   const platform = opts.platform ?? currentPlatform();
   const basedir = path.resolve(config.basedir);
   if (config.umask !== null) process.umask(config.umask);
+  sweepTempFiles(basedir, logger); // temp files of downloads a kill -9 interrupted
   const environ: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) if (v !== undefined) environ[k] = v;
 

@@ -1,7 +1,8 @@
 // The protocol-neutral worker a master talks to: worker info, output settings, commands, interrupts and
 // shutdown. Each protocol translates its wire calls into these and nothing else.
 
-import { mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { readdirSync, rmSync, statSync } from 'node:fs';
+import { makedirs } from '../fs/makedirs.js';
 import path from 'node:path';
 import { CommandHost, type HostOutputConfig } from '../commands/host.js';
 import type { CommandArgs, CommandChannel, CommandDefinition, CommandEnv } from '../commands/types.js';
@@ -107,7 +108,7 @@ export class Bot {
       const old = this.builders.get(name);
       if (old !== undefined && old !== builddir) this.opts.logger.info(`changing builddir for builder ${name} from ${old} to ${builddir}`);
       this.builders.set(name, builddir);
-      mkdirSync(path.join(basedir, builddir), { recursive: true });
+      makedirs(path.join(basedir, builddir), { existOk: true });
     }
     for (const name of [...this.builders.keys()]) {
       if (wantedNames.has(name)) continue;

@@ -2,9 +2,10 @@
 // so nothing the process wrote is lost: the master gets a marker naming the file, which an ordinary
 // FileUpload can fetch. Old spools are pruned by total size and age.
 
-import { createWriteStream, mkdirSync, readdirSync, renameSync, statSync, unlinkSync, type WriteStream } from 'node:fs';
+import { createWriteStream, readdirSync, renameSync, statSync, unlinkSync, type WriteStream } from 'node:fs';
 import path from 'node:path';
 import { createGzip, type Gzip } from 'node:zlib';
+import { makedirs } from '../fs/makedirs.js';
 import type { Logger } from '../log.js';
 
 /** gzip level for spooled logs: fast enough to keep up with a process writing at full speed. */
@@ -54,7 +55,7 @@ export class Spool {
   private closed: Promise<void> | undefined;
 
   constructor(dir: string, name: string) {
-    mkdirSync(dir, { recursive: true });
+    makedirs(dir, { existOk: true });
     this.path = path.join(dir, `${name}.log.gz`);
     this.partPath = `${this.path}.part`;
     this.gzip = createGzip({ level: SPOOL_GZIP_LEVEL });

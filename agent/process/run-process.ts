@@ -2,11 +2,12 @@
 // `timeout` (seconds without output), `maxTime`, `sigtermTime` escalation, interrupt, and a backup timer when a
 // kill does not take. Unlike buildbot-worker, every kill reaches the whole process tree, not just its group.
 
-import { mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { SpawnError, type ExitStatus, type Platform, type ProcessHandle } from '../../platforms/types.js';
 import type { CommandIO } from '../commands/types.js';
 import type { Logger } from '../log.js';
+import { makedirs } from '../fs/makedirs.js';
+import { isdir } from '../fs/pyos.js';
 import { LogFileWatcher } from './logfile-watcher.js';
 import { reprBytes, reprValue, shellQuote } from './pyrepr.js';
 
@@ -291,12 +292,10 @@ export class RunProcess {
   }
 }
 
-/** os.makedirs(workdir) when missing; errors carry Python's wording. */
+/**
+ * os.makedirs(workdir) when it is not a directory yet; a failure is the OSError Python raises (naming the level
+ * that could not be made), never a hang: Node's recursive mkdir loops forever under /proc.
+ */
 export function ensureDir(dir: string): void {
-  try {
-    if (statSync(dir).isDirectory()) return;
-  } catch {
-    // missing: create below
-  }
-  mkdirSync(dir, { recursive: true });
+  if (!isdir(dir)) makedirs(dir);
 }

@@ -101,7 +101,7 @@ function harness(reader = new FakeReader()): Harness {
 
 function envFor(h: Harness): CommandEnv {
   const logger: Logger = { info() {}, debug() {}, error: (m) => void h.warnings.push(m), warn: (m) => void h.warnings.push(m) };
-  return { basedir: '/nonexistent', environ: h.environ, platform: {} as Platform, logger, now: () => Date.now() / 1000 };
+  return { basedir: tmp, environ: h.environ, platform: {} as Platform, logger, now: () => Date.now() / 1000 };
 }
 
 function start(def: CommandDefinition, args: CommandArgs, h: Harness) {
