@@ -39,7 +39,11 @@ class DownloadFile implements WorkerCommand {
 
     let sink: FileSink | null = null;
     try {
-      sink = await openFileSink(path, { mode: this.mode, journal: new TempFileJournal(this.env.basedir, this.env.logger) });
+      sink = await openFileSink(path, {
+        mode: this.mode,
+        journal: new TempFileJournal(this.env.basedir, this.env.logger),
+        onInPlace: (why) => this.env.logger.warn(`download_file: ${why}`),
+      });
     } catch (err) {
       // only OSError is caught there; anything else fails the command
       if (!isSystemError(err) && !(err instanceof NotRegularFileError)) throw err;

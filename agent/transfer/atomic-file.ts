@@ -8,7 +8,7 @@ import { lstat, open, readlink, rename, stat, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import * as nodePath from 'node:path';
 import { NotRegularFileError } from '../fs/file-kind.js';
-import { pyOSError, toPyError } from '../fs/pyerrors.js';
+import { isSystemError, pyOSError, toPyError } from '../fs/pyerrors.js';
 import { fsPath, fsdecode } from '../fs/pyos.js';
 import type { JournalEntry, TempFileJournal } from './temp-journal.js';
 import { tempPathBeside } from './temp-journal.js';
@@ -17,14 +17,18 @@ import { tempPathBeside } from './temp-journal.js';
 const MAX_LINKS = 40;
 /** Writing to a device must not wait on it (a FIFO is refused before this). */
 const DEVICE_FLAGS = fsConstants.O_WRONLY | (fsConstants.O_NONBLOCK ?? 0);
+/** open(path, 'wb') of an existing file. */
+const IN_PLACE_FLAGS = fsConstants.O_WRONLY | fsConstants.O_TRUNC;
 
 export interface AtomicWriteOptions {
   /** Mode for the new file (chmod right after creating it, as buildbot-worker does). Null: the old file's mode, else the umask's. */
   mode: number | null;
   journal: TempFileJournal;
+  /** Told why the destination is written in place after all (not atomically): a line for the agent's log. */
+  onInPlace?: (why: string) => void;
 }
 
-/** Where the bytes go: a temp file renamed over the destination, or (devices, as Python writes them) the device. */
+/** Where the bytes go: a temp file renamed over the destination, or (as Python writes them) the destination itself. */
 export interface FileSink {
   write(data: Uint8Array): Promise<void>;
   /** Makes the new content the destination's (fsync, rename); throws Python's OSError on failure. */
@@ -47,7 +51,7 @@ export async function openFileSink(path: string, opts: AtomicWriteOptions): Prom
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
   if (old?.isDirectory()) throw pyOSError('EISDIR', path);
-  if (old && (old.isCharacterDevice() || old.isBlockDevice())) return openDevice(target, opts.mode);
+  if (old && (old.isCharacterDevice() || old.isBlockDevice())) return openInPlace(target, DEVICE_FLAGS, opts.mode);
   if (old && !old.isFile()) throw new NotRegularFileError(path, old);
 
   const temp = tempPathBeside(nodePath.dirname(target));
@@ -58,6 +62,11 @@ export async function openFileSink(path: string, opts: AtomicWriteOptions): Prom
     fh = await open(fsPath(temp), fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o666);
   } catch (err) {
     await entry.forget();
+    // a writable file in a directory where no file can be made: buildbot-worker writes it, so does this
+    if (old && isSystemError(err) && (err.code === 'EACCES' || err.code === 'EPERM')) {
+      opts.onInPlace?.(`cannot create a temporary file beside ${target} (${err.code}): writing it in place`);
+      return openInPlace(target, IN_PLACE_FLAGS, opts.mode);
+    }
     throw err;
   }
   const sink = new TempFileSink(fh, temp, target, entry);
@@ -114,9 +123,12 @@ class TempFileSink implements FileSink {
   }
 }
 
-/** A device is written in place, as buildbot-worker does (/dev/null; nothing to make atomic there). */
-async function openDevice(target: string, mode: number | null): Promise<FileSink> {
-  const fh = await open(fsPath(target), DEVICE_FLAGS);
+/**
+ * Writing the destination itself, as buildbot-worker does: a device (/dev/null; nothing to make atomic), or a
+ * writable file in a directory that takes no new file.
+ */
+async function openInPlace(target: string, flags: number, mode: number | null): Promise<FileSink> {
+  const fh = await open(fsPath(target), flags);
   let closed = false;
   const close = async (): Promise<void> => {
     if (closed) return;

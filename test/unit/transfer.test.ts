@@ -30,6 +30,7 @@ import { uploadFileCommand } from '../../agent/commands/upload-file.js';
 import type { Logger } from '../../agent/log.js';
 import { openTarStream } from '../../agent/transfer/tar.js';
 import { journalDir } from '../../agent/transfer/temp-journal.js';
+import { runIsolated } from './fs-isolated.js';
 import type { Platform } from '../../platforms/types.js';
 
 type Event = ['text', string, string] | ['status', string, StatusValue];
@@ -619,6 +620,47 @@ describe('download_file', () => {
       ['status', 'rc', 1],
       ['text', 'stderr', `Cannot open file '${dir}' for download`],
     ]);
+  });
+
+  it('a writable file in a directory that takes no new file is written in place, as buildbot-worker does', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'dl-readonly-dir-'));
+    try {
+      const dir = join(root, 'ro');
+      mkdirSync(dir);
+      const p = join(dir, 'f.txt');
+      writeFileSync(p, 'old content');
+      chmodSync(p, 0o666);
+      chmodSync(dir, 0o555);
+      chmodSync(root, 0o755);
+      // root may create files anywhere: the child then runs as nobody
+      const r = await runIsolated(
+        `import { downloadFileCommand } from '../../agent/commands/download-file.js';
+         if (process.getuid!() === 0) { process.setgid!(65534); process.setuid!(65534); }
+         const events: unknown[] = [];
+         const warnings: string[] = [];
+         let sent = false;
+         const reader = { read: async () => (sent ? null : ((sent = true), Buffer.from('new content'))), close: async () => undefined };
+         const io = { text: (s: string, t: string) => events.push([s, t]), status: (k: string, v: unknown) => events.push([k, v]), reader: () => reader } as any;
+         const logger = { info() {}, debug() {}, error() {}, warn: (m: string) => warnings.push(m) };
+         const env = { basedir: ${JSON.stringify(root)}, environ: {}, platform: {}, logger, now: () => 0 } as any;
+         downloadFileCommand
+           .create({ path: ${JSON.stringify(p)}, blocksize: 100, maxsize: null, mode: null }, io, env)
+           .run()
+           .then(() => report({ events, warnings }), (e) => report({ error: String(e) }));`,
+        10_000,
+      );
+      expect(r.value).toEqual({
+        events: [['rc', 0]],
+        warnings: [
+          expect.stringMatching(/^cannot record temporary file/),
+          `download_file: cannot create a temporary file beside ${p} (EACCES): writing it in place`,
+        ],
+      });
+      expect(readFileSync(p, 'utf8')).toBe('new content');
+    } finally {
+      chmodSync(join(root, 'ro'), 0o755);
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 
   it('a device is written in place, as buildbot-worker does (/dev/null)', async () => {
