@@ -93,22 +93,26 @@ describe('download_file interrupted midway (PB)', () => {
     if (mounted) execFileSync('umount', [small]);
   });
 
-  /** Forces `builder` and waits until its temp file in `dir` has some of the new bytes. */
-  async function startDownload(builder: string, dir: string): Promise<{ brid: number; temp: string }> {
+  /**
+   * Forces `builder` and waits until the download is midway: its temp file in `dir` has some of the new bytes
+   * (or, were it written in place, `target` is no longer the old file). Returns the temp file's path.
+   */
+  async function startDownload(builder: string, dir: string, target: string): Promise<{ brid: number; temp: string }> {
     const brid = await master.forceBuild(builder);
     const temp = await pollUntil(
       () => {
         const t = tempFiles(dir)[0];
-        return t && statSync(path.join(dir, t), { throwIfNoEntry: false })?.size ? path.join(dir, t) : undefined;
+        if (t && statSync(path.join(dir, t), { throwIfNoEntry: false })?.size) return path.join(dir, t);
+        return statSync(target, { throwIfNoEntry: false })?.size === OLD.length ? undefined : '(none: written in place)';
       },
-      { timeoutMs: 30_000, what: `a temp file with data in ${dir}` },
+      { timeoutMs: 30_000, what: `the download to ${target} to be midway` },
     );
     return { brid, temp };
   }
 
   it('kill -9 midway: the old file stays; the temp file is swept at the next start; the retried build lands whole', async () => {
     writeFileSync(dest, OLD);
-    const { brid, temp } = await startDownload('dl', dlDir);
+    const { brid, temp } = await startDownload('dl', dlDir, dest);
     bb.signal('SIGKILL');
     await bb.exited;
     expect(readFileSync(dest, 'utf8')).toBe(OLD);
@@ -149,7 +153,7 @@ describe('download_file interrupted midway (PB)', () => {
   it('the link is cut midway: the old file stays and the temp file goes at once; the retried build lands whole', async () => {
     const pid = bb.pid;
     writeFileSync(dest, OLD);
-    const { brid, temp } = await startDownload('dl', dlDir);
+    const { brid, temp } = await startDownload('dl', dlDir, dest);
     const cutAt = performance.now();
     proxy.cut();
     await pollUntil(() => (existsSync(temp) ? undefined : true), { timeoutMs: 10_000, what: `${temp} to be removed` });
@@ -168,7 +172,7 @@ describe('download_file interrupted midway (PB)', () => {
   it('the master shuts down midway (it interrupts the command first): the old file stays, no temp file, same agent', async () => {
     const pid = bb.pid;
     writeFileSync(dest, OLD);
-    const { temp } = await startDownload('dl', dlDir);
+    const { temp } = await startDownload('dl', dlDir, dest);
     const stopAt = performance.now();
     await master.stop();
     await pollUntil(() => (existsSync(temp) ? undefined : true), { timeoutMs: 10_000, what: `${temp} to be removed` });
