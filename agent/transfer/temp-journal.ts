@@ -78,6 +78,8 @@ export function sweepTempFiles(basedir: string, logger: Logger): number {
     if (!ENTRY_NAME.test(name)) continue;
     const entry = nodePath.join(dir, name);
     try {
+      // only a regular file is read (a FIFO put there would hold the start for ever)
+      if (!lstatSync(entry).isFile()) continue;
       const temp = parseEntry(readFileSync(entry, 'utf8'));
       if (temp !== null && TEMP_NAME.test(nodePath.basename(temp))) {
         try {
