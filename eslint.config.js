@@ -40,40 +40,20 @@ export default tseslint.config(
   {
     files: ['agent/commands/**/*.ts', 'agent/process/**/*.ts', 'agent/transfer/**/*.ts', 'agent/output/**/*.ts', 'agent/fs/**/*.ts'],
     rules: {
-      'no-restricted-imports': [
-        'error',
-        {
-          patterns: [
-            { group: ['**/connection/**', '**/cli/**', '**/agent.js'], message: 'commands and the stages below them never know the protocol or the CLI' },
-          ],
-        },
-      ],
+      'no-restricted-imports': ['error', { patterns: [{ group: ['**/connection/**', '**/cli/**', '**/agent.js'], message: 'commands and the stages below them never know the protocol or the CLI' }] }],
     },
   },
   {
     files: ['agent/output/**/*.ts', 'agent/process/**/*.ts'],
     rules: {
-      'no-restricted-imports': [
-        'error',
-        {
-          patterns: [
-            {
-              group: ['**/connection/**', '**/cli/**', '**/commands/*.js', '!**/commands/types.js'],
-              message: 'output and process are below commands: only the command types may be imported',
-            },
-          ],
-        },
-      ],
+      'no-restricted-imports': ['error', { patterns: [{ group: ['**/connection/**', '**/cli/**', '**/commands/*.js', '!**/commands/types.js'], message: 'output and process are below commands: only the command types may be imported' }] }],
     },
   },
   {
     files: ['platforms/**/*.ts'],
     rules: {
-      // the one exception is the leaf module that replaces Node's recursive mkdir (no agent state, no policy)
-      'no-restricted-imports': [
-        'error',
-        { patterns: [{ regex: '(^|/)agent/(?!fs/makedirs\\.js$)', message: 'platforms/ implements interfaces; it does not import the agent' }] },
-      ],
+      // the one exception: the leaf module that replaces Node's recursive mkdir (no agent state, no policy)
+      'no-restricted-imports': ['error', { patterns: [{ regex: '(^|/)agent/(?!fs/makedirs\\.js$)', message: 'platforms/ implements interfaces; it does not import the agent' }] }],
     },
   },
 );

@@ -2,8 +2,8 @@
 // shutdown. Each protocol translates its wire calls into these and nothing else.
 
 import { readdirSync, rmSync, statSync } from 'node:fs';
-import { makedirs } from '../fs/makedirs.js';
 import path from 'node:path';
+import { makedirs } from '../fs/makedirs.js';
 import { CommandHost, type HostOutputConfig } from '../commands/host.js';
 import type { CommandArgs, CommandChannel, CommandDefinition, CommandEnv } from '../commands/types.js';
 import { workerCommands } from '../info/worker-info.js';
