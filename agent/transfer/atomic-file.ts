@@ -4,7 +4,7 @@
 
 import { constants as fsConstants } from 'node:fs';
 import type { BigIntStats } from 'node:fs';
-import { lstat, open, readlink, rename, stat, unlink } from 'node:fs/promises';
+import { access, lstat, open, readlink, rename, stat, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import * as nodePath from 'node:path';
 import { NotRegularFileError } from '../fs/file-kind.js';
@@ -53,6 +53,8 @@ export async function openFileSink(path: string, opts: AtomicWriteOptions): Prom
   if (old?.isDirectory()) throw pyOSError('EISDIR', path);
   if (old && (old.isCharacterDevice() || old.isBlockDevice())) return openInPlace(target, DEVICE_FLAGS, opts.mode);
   if (old && !old.isFile()) throw new NotRegularFileError(path, old);
+  // open('wb') fails on a file the worker may not write; a rename would replace it all the same
+  if (old) await access(fsPath(target), fsConstants.W_OK);
 
   const temp = tempPathBeside(nodePath.dirname(target));
   const entry = await opts.journal.record(temp);
