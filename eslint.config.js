@@ -1,5 +1,5 @@
 // Lint rules: typescript-eslint's recommended set, plus the layering rule of ../shared/STYLE.md:
-// nothing outside platforms/ looks at process.platform.
+// nothing outside platforms/ looks at process.platform; and no recursive mkdir (see agent/fs/makedirs.ts).
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
@@ -15,6 +15,24 @@ export default tseslint.config(
     files: ['agent/**/*.ts'],
     rules: {
       'no-restricted-properties': ['error', { object: 'process', property: 'platform', message: 'platform checks belong in platforms/' }],
+    },
+  },
+  // Node's recursive mkdir never returns where mkdir fails with ENOENT under an existing parent (/proc): the
+  // agent and platforms/ create directories only through agent/fs/makedirs.ts, which works level by level.
+  {
+    files: ['agent/**/*.ts', 'platforms/**/*.ts'],
+    rules: {
+      'no-restricted-syntax': [
+        'error',
+        {
+          selector: "CallExpression[callee.name=/^mkdir(Sync)?$/] > ObjectExpression > Property[key.name='recursive']",
+          message: 'recursive mkdir loops forever under /proc: use makedirs() from agent/fs/makedirs.ts',
+        },
+        {
+          selector: "CallExpression[callee.property.name=/^mkdir(Sync)?$/] > ObjectExpression > Property[key.name='recursive']",
+          message: 'recursive mkdir loops forever under /proc: use makedirs() from agent/fs/makedirs.ts',
+        },
+      ],
     },
   },
   // Layering (../shared/STYLE.md): a stage only imports from the stages below it.
@@ -34,7 +52,8 @@ export default tseslint.config(
   {
     files: ['platforms/**/*.ts'],
     rules: {
-      'no-restricted-imports': ['error', { patterns: [{ group: ['**/agent/**'], message: 'platforms/ implements interfaces; it does not import the agent' }] }],
+      // the one exception: the leaf module that replaces Node's recursive mkdir (no agent state, no policy)
+      'no-restricted-imports': ['error', { patterns: [{ regex: '(^|/)agent/(?!fs/makedirs\\.js$)', message: 'platforms/ implements interfaces; it does not import the agent' }] }],
     },
   },
 );

@@ -19,6 +19,7 @@ import { collectWorkerInfo } from './info/worker-info.js';
 import type { Logger } from './log.js';
 import { LoopMonitor } from './loop-monitor.js';
 import { BASEDIR_LAYOUT } from './layout.js';
+import { sweepTempFiles } from './transfer/temp-journal.js';
 import { IdleCompactor } from './memory.js';
 import { ProcessRegistry } from './process/tracking.js';
 import { VERSION } from './version.js';
@@ -53,6 +54,7 @@ export function startAgent(config: AgentConfig, opts: RunAgentOptions): RunningA
   const platform = opts.platform ?? currentPlatform();
   const basedir = path.resolve(config.basedir);
   if (config.umask !== null) process.umask(config.umask);
+  sweepTempFiles(basedir, logger); // temp files of downloads a kill -9 interrupted
   const environ = buildEnviron(process.env);
 
   let resolveExit!: (code: number) => void;

@@ -3,6 +3,7 @@
 
 import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { makedirs } from '../fs/makedirs.js';
 import {
   DEFAULT_MASTER_PORT,
   configPath,
@@ -195,7 +196,7 @@ function makeBaseDir(basedir: string, say: (line: string) => void): void {
   }
   say(`mkdir ${basedir}`);
   try {
-    mkdirSync(basedir, { recursive: true });
+    makedirs(basedir, { existOk: true });
   } catch (err) {
     throw new AgentError('E_CREATE', `error creating directory ${basedir}: ${(err as Error).message}`);
   }

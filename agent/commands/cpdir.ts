@@ -1,10 +1,10 @@
 // `cpdir`: copies a directory tree with the platform's copy command (cp -R -P -p -v on POSIX), as buildbot-worker.
 
-import { mkdirSync } from 'node:fs';
-import path from 'node:path';
 import type { RunProcess } from '../process/run-process.js';
 import { toolProcess } from './tool-process.js';
 import { argString, commandPath } from './args.js';
+import { makedirs } from '../fs/makedirs.js';
+import { exists, pathDirname } from '../fs/pyos.js';
 import type { CommandDefinition } from './types.js';
 import { join, relArgString, rewrite } from './relative-args.js';
 
@@ -19,7 +19,9 @@ export const cpdirCommand: CommandDefinition = {
       async run() {
         const from = commandPath(env, argString(args, 'from_path'));
         const to = commandPath(env, argString(args, 'to_path'));
-        mkdirSync(path.dirname(to), { recursive: true });
+        // as buildbot-worker: a parent that cannot be made fails the command (Python's OSError)
+        const parent = pathDirname(to);
+        if (!exists(parent)) makedirs(parent);
         proc = toolProcess(env.platform.copyTreeArgv(from, to), args, io, env);
         const rc = await proc.start();
         io.status('rc', rc);

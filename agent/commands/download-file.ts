@@ -1,18 +1,24 @@
 // download_file / downloadFile: writes a file from the master's FileReader onto the worker block by block,
-// as buildbot-worker's WorkerFileDownloadCommand does.
+// as buildbot-worker's WorkerFileDownloadCommand does, with its messages and rc. Unlike buildbot-worker the
+// blocks go to a temp file that replaces the destination only once complete (agent/transfer/atomic-file.ts):
+// an interrupt, maxsize, a lost connection, a full disk or a kill leaves the old file, never part of the new.
 
-import { chmod, open } from 'node:fs/promises';
-import type { FileHandle } from 'node:fs/promises';
 import { argInt, argOptInt, argPresent, argPath } from './args.js';
 import type { CommandDefinition, CommandEnv, CommandIO, RemoteReader, WorkerCommand } from './types.js';
 import { TransferState, maxsizeArg } from './upload-file.js';
 import { errorMessage } from '../errors.js';
-import { PyError, isSystemError, toPyError } from '../fs/pyerrors.js';
-import { exists, fsPath, makedirs, pathDirname } from '../fs/pyos.js';
+import { NotRegularFileError } from '../fs/file-kind.js';
+import { makedirs } from '../fs/makedirs.js';
+import { PyError, isSystemError } from '../fs/pyerrors.js';
+import { exists, pathDirname } from '../fs/pyos.js';
+import { openFileSink } from '../transfer/atomic-file.js';
+import type { FileSink } from '../transfer/atomic-file.js';
+import { TempFileJournal } from '../transfer/temp-journal.js';
 import { transferPath } from './relative-args.js';
 
 class DownloadFile implements WorkerCommand {
   private readonly state = new TransferState();
+  private maxsizeReached = false;
 
   constructor(
     private readonly path: string,
@@ -29,31 +35,27 @@ class DownloadFile implements WorkerCommand {
 
     // outside buildbot-worker's try: a parent that cannot be made fails the command (no rc)
     const dirname = pathDirname(path);
-    if (!exists(dirname)) {
-      try {
-        makedirs(dirname);
-      } catch (err) {
-        throw toPyError(err, dirname);
-      }
-    }
+    if (!exists(dirname)) makedirs(dirname);
 
-    let fh: FileHandle | null = null;
+    let sink: FileSink | null = null;
     try {
-      fh = await open(fsPath(path), 'w');
-      // the file briefly has the umask's mode first, as with buildbot-worker
-      if (this.mode !== null) await chmod(fsPath(path), this.mode);
+      sink = await openFileSink(path, {
+        mode: this.mode,
+        journal: new TempFileJournal(this.env.basedir, this.env.logger),
+        onInPlace: (why) => this.env.logger.warn(`download_file: ${why}`),
+      });
     } catch (err) {
       // only OSError is caught there; anything else fails the command
-      if (!isSystemError(err)) throw err;
-      if (fh) await fh.close().catch(() => undefined);
-      fh = null;
+      if (!isSystemError(err) && !(err instanceof NotRegularFileError)) throw err;
       state.stderr = `Cannot open file '${path}' for download`;
+      // buildbot-worker would wait for a reader of a FIFO for ever: say why it is refused
+      if (err instanceof NotRegularFileError) state.stderr += `: it is ${err.kind}, not a regular file`;
       state.rc = 1;
     }
 
     let failure: { error: unknown } | null = null;
     try {
-      await this.loop(fh, reader);
+      await this.loop(sink, reader);
     } catch (error) {
       failure = { error };
     }
@@ -62,13 +64,11 @@ class DownloadFile implements WorkerCommand {
     } catch (err) {
       this.env.logger.warn(`download_file: error while trying to close reader: ${errorMessage(err)}`);
     }
-    // finished(): close the local file (an error there fails the command before rc is sent), then rc/stderr
-    if (fh) {
-      try {
-        await fh.close();
-      } catch (err) {
-        throw toPyError(err);
-      }
+    // finished(): the file is complete only at EOF; anything else keeps the old one. A failure to finish it
+    // (fsync, close, rename) fails the command before rc is sent, as buildbot-worker's close error does.
+    if (sink) {
+      if (failure === null && !state.interrupted && !this.maxsizeReached) await sink.commit();
+      else await sink.discard();
     }
     state.report(io);
     if (failure) throw failure.error;
@@ -80,17 +80,18 @@ class DownloadFile implements WorkerCommand {
    * fails the command (with Python's message) before anything after it is written. buildbot-worker writes
    * between reads; overlapping saves the file write's time on each of the master's round trips.
    */
-  private async loop(fh: FileHandle | null, reader: RemoteReader): Promise<void> {
+  private async loop(sink: FileSink | null, reader: RemoteReader): Promise<void> {
     const { state } = this;
     let remaining = this.maxsize;
     let writing: Promise<void> | null = null;
     try {
       for (;;) {
-        if (state.interrupted || fh === null) break;
+        if (state.interrupted || sink === null) break;
         let length = this.blocksize;
         if (remaining !== null && length > remaining) length = remaining;
         if (length <= 0) {
           state.maxSizeReached(this.path);
+          this.maxsizeReached = true;
           break;
         }
         const data = await reader.read(length);
@@ -106,7 +107,7 @@ class DownloadFile implements WorkerCommand {
           // buildbot-worker asserts the master never sends more than asked
           if (remaining < 0) throw new PyError('AssertionError', '', 'E_READ_TOO_MUCH');
         }
-        writing = writeAll(fh, data);
+        writing = sink.write(data);
         // a failed write is reported after the read in flight; never as an unhandled rejection meanwhile
         writing.catch(() => undefined);
       }
@@ -133,15 +134,3 @@ export const downloadFileCommand: CommandDefinition = {
     return new DownloadFile(argPath(args, 'path', env), argInt(args, 'blocksize'), maxsizeArg(args), argOptInt(args, 'mode') ?? null, io, env);
   },
 };
-
-/** The whole of `data` at the file's position (the file was opened for writing, so that is its end). */
-async function writeAll(fh: FileHandle, data: Uint8Array): Promise<void> {
-  let off = 0;
-  while (off < data.length) {
-    try {
-      off += (await fh.write(data, off, data.length - off)).bytesWritten;
-    } catch (err) {
-      throw toPyError(err); // Python's write errors name no file
-    }
-  }
-}

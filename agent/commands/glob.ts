@@ -1,13 +1,16 @@
 // glob: Python's glob.glob(path, recursive=True) on the worker, as buildbot-worker's GlobPath
-// (unsorted results, dotfiles only for dotted pattern parts, '**' across directories).
+// (unsorted results, dotfiles only for dotted pattern parts, '**' across directories). The walk runs in slices
+// (other builders go on meanwhile), stops on interrupt, and fails past its budgets (symbolic link loops).
 
 import { argPath } from './args.js';
 import type { CommandDefinition, CommandIO, WorkerCommand } from './types.js';
 import { pyGlob } from '../fs/pyglob.js';
-import { reportOSError } from '../fs/pyerrors.js';
+import { PyError, reportOSError } from '../fs/pyerrors.js';
 import { relPath } from './relative-args.js';
 
 class GlobPath implements WorkerCommand {
+  private interrupted = false;
+
   constructor(
     private readonly pattern: string,
     private readonly io: CommandIO,
@@ -16,8 +19,14 @@ class GlobPath implements WorkerCommand {
   async run(): Promise<void> {
     let files: string[];
     try {
-      files = pyGlob(this.pattern, true);
+      files = await pyGlob(this.pattern, { recursive: true, stopped: () => this.interrupted });
     } catch (err) {
+      if (err instanceof PyError && err.code === 'E_GLOB_STOPPED') {
+        // like an interrupted transfer: rc 1, and no result
+        this.io.text('header', `glob: interrupted: ${this.pattern}\n`);
+        this.io.status('rc', 1);
+        return;
+      }
       reportOSError(this.io, 'glob', this.pattern, err);
       return;
     }
@@ -26,7 +35,7 @@ class GlobPath implements WorkerCommand {
   }
 
   interrupt(): void {
-    // nothing to stop
+    this.interrupted = true;
   }
 }
 

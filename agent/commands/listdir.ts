@@ -1,4 +1,5 @@
-// listdir: os.listdir(path) (names in directory order, without '.' and '..'), as buildbot-worker's ListDir.
+// listdir: os.listdir(path) (names in directory order, without '.' and '..'), as buildbot-worker's ListDir;
+// read in the thread pool, so a huge directory does not hold the event loop.
 
 import { argPath } from './args.js';
 import type { CommandDefinition, CommandIO, WorkerCommand } from './types.js';
@@ -15,7 +16,7 @@ class ListDir implements WorkerCommand {
   async run(): Promise<void> {
     let files: string[];
     try {
-      files = listdir(this.path);
+      files = await listdir(this.path);
     } catch (err) {
       reportOSError(this.io, 'listdir', this.path, err);
       return;

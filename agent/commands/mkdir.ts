@@ -3,8 +3,10 @@
 
 import { argPaths, commandPath } from './args.js';
 import type { CommandDefinition, CommandIO, WorkerCommand } from './types.js';
+import { makedirs } from '../fs/makedirs.js';
 import { reportOSError } from '../fs/pyerrors.js';
-import { isdir, makedirs } from '../fs/pyos.js';
+import { isdir } from '../fs/pyos.js';
+import { TimeSlicer } from '../fs/time-slice.js';
 import { join, relArgString, rewrite } from './relative-args.js';
 
 class MakeDirectory implements WorkerCommand {
@@ -14,7 +16,10 @@ class MakeDirectory implements WorkerCommand {
   ) {}
 
   async run(): Promise<void> {
+    // a long list of paths must not hold the event loop (buildbot-worker's loop does)
+    const slicer = new TimeSlicer();
     for (const dirname of this.paths) {
+      if (slicer.due()) await slicer.pause();
       try {
         if (!isdir(dirname)) makedirs(dirname);
       } catch (err) {
@@ -26,7 +31,7 @@ class MakeDirectory implements WorkerCommand {
   }
 
   interrupt(): void {
-    // runs to completion synchronously, like buildbot-worker's
+    // runs to completion, like buildbot-worker's
   }
 }
 

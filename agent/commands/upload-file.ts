@@ -2,6 +2,7 @@
 // buildbot-worker's WorkerFileUploadCommand does; the block loop and rc/stderr reporting are shared with
 // upload_directory.
 
+import { constants as fsConstants } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { argBool, argInt, argOptInt, argPresent, argPath } from './args.js';
@@ -10,6 +11,7 @@ import { FileBlockReader } from '../fs/block-reader.js';
 import type { BlockSource } from '../fs/block-reader.js';
 import { errorMessage } from '../errors.js';
 import { fsPath, timeFloat } from '../fs/pyos.js';
+import { NotRegularFileError } from '../fs/file-kind.js';
 import { transferPath } from './relative-args.js';
 
 /**
@@ -97,8 +99,9 @@ class UploadFile implements WorkerCommand {
         times = [timeFloat(st.atimeNs), timeFloat(st.mtimeNs)];
       }
       fh = await openForReading(path);
-    } catch {
+    } catch (err) {
       state.stderr = `Cannot open file '${path}' for upload`;
+      if (err instanceof NotRegularFileError) state.stderr += `: it is ${err.kind}, not a regular file`;
       state.rc = 1;
     }
 
@@ -141,11 +144,17 @@ class UploadFile implements WorkerCommand {
   }
 }
 
-/** open(path, 'rb'); Node opens directories for reading too, Python does not (IsADirectoryError). */
+/**
+ * open(path, 'rb'), refusing what is not a regular file. Opened non-blocking: a FIFO with no writer would
+ * otherwise hold a thread-pool thread forever (buildbot-worker's whole reactor), and a device such as
+ * /dev/zero would be read without end. Directories fail with EISDIR, as Python's open does.
+ */
 async function openForReading(path: string): Promise<FileHandle> {
-  const fh = await open(fsPath(path), 'r');
+  const fh = await open(fsPath(path), fsConstants.O_RDONLY | (fsConstants.O_NONBLOCK ?? 0));
   try {
-    if ((await fh.stat()).isDirectory()) throw Object.assign(new Error('EISDIR'), { code: 'EISDIR' });
+    const st = await fh.stat();
+    if (st.isDirectory()) throw Object.assign(new Error('EISDIR'), { code: 'EISDIR' });
+    if (!st.isFile()) throw new NotRegularFileError(path, st);
   } catch (err) {
     await closeQuietly(fh);
     throw err;

@@ -1,9 +1,10 @@
 // The protocol-neutral worker a master talks to: worker info, output settings, commands, interrupts and
 // shutdown. Each protocol translates its wire calls into these and nothing else.
 
-import { mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { readdirSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { confinePath } from '../commands/args.js';
+import { makedirs } from '../fs/makedirs.js';
 import { CommandHost, type HostOutputConfig } from '../commands/host.js';
 import type { CommandArgs, CommandChannel, CommandDefinition, CommandEnv } from '../commands/types.js';
 import { workerCommands } from '../info/worker-info.js';
@@ -117,7 +118,7 @@ export class Bot {
         this.opts.logger.warn(`builder ${name}: not creating its directory: ${(err as Error).message}`);
         continue;
       }
-      mkdirSync(path.join(basedir, builddir), { recursive: true });
+      makedirs(path.join(basedir, builddir), { existOk: true });
     }
     for (const name of [...this.builders.keys()]) {
       if (wantedNames.has(name)) continue;

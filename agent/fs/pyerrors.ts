@@ -174,6 +174,7 @@ export function toPyOSError(err: NodeJS.ErrnoException & { code: string }, filen
  * a NUL in a path becomes ValueError; anything else (bugs) is returned unchanged.
  */
 export function toPyError(err: unknown, filename?: string): unknown {
+  if (err instanceof PyError) return err; // already what Python raises (e.g. makedirs naming the failed level)
   if (isSystemError(err)) return toPyOSError(err, filename);
   if (err instanceof Error && (err as NodeJS.ErrnoException).code === 'ERR_INVALID_ARG_VALUE' && /null bytes/.test(err.message)) {
     return new PyError('ValueError', 'embedded null byte', 'E_NUL_IN_PATH');

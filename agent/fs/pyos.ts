@@ -1,7 +1,8 @@
-// Small ports of Python's os / os.path behaviour the file commands depend on (makedirs, isdir, listdir order,
+// Small ports of Python's os / os.path behaviour the file commands depend on (isdir, listdir order,
 // st_*time floats, surrogateescape file names), so results match buildbot-worker's byte for byte.
 
-import { lstatSync, mkdirSync, opendirSync, statSync } from 'node:fs';
+import { lstatSync, statSync } from 'node:fs';
+import { opendir } from 'node:fs/promises';
 import type { Dirent } from 'node:fs';
 import * as nodePath from 'node:path';
 import { PyError } from './pyerrors.js';
@@ -145,43 +146,29 @@ export function pathJoin(a: string, b: string): string {
   return `${a}/${b}`;
 }
 
-/**
- * os.makedirs(name) with exist_ok=False, mode 0o777: creates the missing parents, then `name`, which must not
- * exist yet (FileExistsError otherwise). Throws Node's system errors; callers convert them with toPyError.
- */
-export function makedirs(name: string): void {
-  checkNul(name);
-  let [head, tail] = pathSplit(name);
-  if (!tail) [head, tail] = pathSplit(head);
-  if (head && tail && !exists(head)) {
-    try {
-      makedirs(head);
-    } catch (err) {
-      // another process may have created it meanwhile
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    }
-    if (tail === '.') return;
-  }
-  mkdirSync(fsPath(name), 0o777);
-}
+/** Entries read from the OS per call when listing a directory (libuv's default is 32). */
+const LIST_BUFFER_ENTRIES = 256;
 
-/** The directory's entries (names as raw bytes) in the OS order, as os.listdir / os.scandir return them. */
-export function scandirRaw(p: string): Dirent<Buffer>[] {
+/**
+ * The directory's entries (names as raw bytes) in the OS order, as os.listdir / os.scandir return them. Read in
+ * the thread pool a batch at a time, so a directory of a million entries never holds the event loop.
+ */
+export async function scandirRaw(p: string): Promise<Dirent<Buffer>[]> {
   checkNul(p);
   // opendir keeps readdir(3) order; fs.readdir would sort the names, which Python does not
-  const dir = opendirSync(fsPath(p) as string, { encoding: 'buffer' as BufferEncoding });
+  const dir = await opendir(fsPath(p) as string, { encoding: 'buffer' as BufferEncoding, bufferSize: LIST_BUFFER_ENTRIES });
   const out: Dirent<Buffer>[] = [];
   try {
-    for (let e = dir.readSync(); e !== null; e = dir.readSync()) out.push(e as unknown as Dirent<Buffer>);
+    for (let e = await dir.read(); e !== null; e = await dir.read()) out.push(e as unknown as Dirent<Buffer>);
   } finally {
-    dir.closeSync();
+    await dir.close().catch(() => undefined);
   }
   return out;
 }
 
 /** os.listdir(path) as str names (surrogateescape for names that are not UTF-8). */
-export function listdir(p: string): string[] {
-  return scandirRaw(p).map((e) => fsdecode(e.name));
+export async function listdir(p: string): Promise<string[]> {
+  return (await scandirRaw(p)).map((e) => fsdecode(e.name));
 }
 
 const NS = 1_000_000_000n;

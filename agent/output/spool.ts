@@ -5,10 +5,11 @@
 // fails on its own: the failure is logged and reported once, the step goes on without it, and close()
 // always settles within SPOOL_CLOSE_TIMEOUT_MS.
 
-import { createWriteStream, existsSync, mkdirSync, readdirSync, renameSync, statSync, unlink, unlinkSync, type WriteStream } from 'node:fs';
+import { createWriteStream, existsSync, readdirSync, renameSync, statSync, unlink, unlinkSync, type WriteStream } from 'node:fs';
 import path from 'node:path';
 import { createGzip, type Gzip } from 'node:zlib';
 import { errorMessage } from '../errors.js';
+import { makedirs } from '../fs/makedirs.js';
 import type { Logger } from '../log.js';
 
 /** gzip level for spooled logs: fast enough to keep up with a process writing at full speed. */
@@ -101,7 +102,7 @@ export class Spool {
     this.nowMs = opts.nowMs ?? Date.now;
     try {
       // BASEDIR exists: this creates only the spool directory (again, when something removed it)
-      mkdirSync(dir, { recursive: true });
+      makedirs(dir, { existOk: true });
     } catch (err) {
       this.fail(`cannot create the spool directory ${dir}`, err);
       return;

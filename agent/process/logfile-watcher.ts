@@ -1,12 +1,24 @@
 // Tails a file named in a shell step's `logfiles` into `log` updates, as buildbot-worker's LogFileWatcher:
 // it waits until the file changes from what it was at start, then polls every 2 s (and once at the end).
+// Unlike buildbot-worker it never blocks: only regular files are read (a FIFO would stall the whole agent,
+// /dev/zero never ends), and a fast-growing file is read a slice at a time between turns of the event loop.
 
-import { closeSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
+import { closeSync, constants as fsConstants, fstatSync, openSync, readSync, statSync } from 'node:fs';
+import { fileKind } from '../fs/file-kind.js';
 
 /** buildbot-worker polls logfiles every 2 seconds. */
 export const LOGFILE_POLL_MS = 2000;
 /** and reads at most 10000 bytes per read. */
 const READ_SIZE = 10000;
+/** Bytes read in one turn of the event loop; more waits for the next turn (setImmediate), not the next poll. */
+export const LOGFILE_SLICE_BYTES = 256 * 1024;
+/**
+ * At the end of the step the rest of the file is read at once, up to its size at that moment plus this much
+ * (files such as /proc ones report size 0): a writer that outlives the step cannot keep that read going.
+ */
+const FINAL_READ_SLACK_BYTES = 1024 * 1024;
+/** Opening never waits (a FIFO without a writer); reading a regular file is not affected. */
+const OPEN_FLAGS = fsConstants.O_RDONLY | (fsConstants.O_NONBLOCK ?? 0);
 
 type FileStamp = string | null;
 
@@ -24,6 +36,10 @@ export class LogFileWatcher {
   private fd: number | undefined;
   private position = 0;
   private timer: NodeJS.Timeout | undefined;
+  private more: NodeJS.Immediate | undefined;
+  /** The file is not a regular file: it was reported once and is never read. */
+  private refused = false;
+  private stopped = false;
   private readonly decoder = new TextDecoder('utf-8');
 
   constructor(
@@ -41,9 +57,21 @@ export class LogFileWatcher {
   }
 
   stop(): void {
-    this.poll();
+    if (this.stopped) return;
+    this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
+    if (this.more) clearImmediate(this.more);
+    this.more = undefined;
+    if (this.open()) {
+      let limit = FINAL_READ_SLACK_BYTES;
+      try {
+        limit += Math.max(0, fstatSync(this.fd!).size - this.position);
+      } catch {
+        // unknown size: the slack alone
+      }
+      this.read(limit);
+    }
     if (this.fd !== undefined) {
       const rest = this.decoder.decode();
       if (rest) this.onData(this.name, rest);
@@ -52,29 +80,67 @@ export class LogFileWatcher {
     }
   }
 
+  /** One poll: opens the file once it changed, then reads one slice; the rest follows in the next turns. */
   poll(): void {
+    if (this.stopped || this.more || !this.open()) return;
+    if (this.read(LOGFILE_SLICE_BYTES) >= LOGFILE_SLICE_BYTES) {
+      this.more = setImmediate(() => {
+        this.more = undefined;
+        this.poll();
+      });
+    }
+  }
+
+  /** True when the file is open for reading: it changed since the start and is a regular file. */
+  private open(): boolean {
+    if (this.fd !== undefined) return true;
+    if (this.refused) return false;
+    const s = stamp(this.file);
+    if (s === this.oldStamp) return false; // not started yet
+    if (s === null) {
+      // the file was there and was deleted: the process is about to write a new one
+      this.oldStamp = null;
+      return false;
+    }
+    let fd: number;
     try {
-      if (this.fd === undefined) {
-        const s = stamp(this.file);
-        if (s === this.oldStamp) return; // not started yet
-        if (s === null) {
-          // the file was there and was deleted: the process is about to write a new one
-          this.oldStamp = null;
-          return;
-        }
-        this.fd = openSync(this.file, 'r');
-        this.position = this.follow ? fstatSync(this.fd).size : 0;
+      fd = openSync(this.file, OPEN_FLAGS);
+    } catch {
+      return false; // unreadable for now; try again at the next poll
+    }
+    try {
+      const st = fstatSync(fd);
+      if (!st.isFile()) {
+        this.refused = true;
+        closeSync(fd);
+        this.onData(this.name, `bbagent: not reading logfile '${this.file}': it is ${fileKind(st)}, not a regular file\n`);
+        return false;
       }
-      const buf = Buffer.allocUnsafe(READ_SIZE);
-      for (;;) {
-        const n = readSync(this.fd, buf, 0, READ_SIZE, this.position);
-        if (n <= 0) return;
+      this.position = this.follow ? st.size : 0;
+    } catch {
+      closeSync(fd);
+      return false;
+    }
+    this.fd = fd;
+    return true;
+  }
+
+  /** Reads what the file has from the current position, at most `limit` bytes; returns the bytes read. */
+  private read(limit: number): number {
+    const buf = Buffer.allocUnsafe(READ_SIZE);
+    let total = 0;
+    try {
+      while (total < limit) {
+        const n = readSync(this.fd!, buf, 0, Math.min(READ_SIZE, limit - total), this.position);
+        if (n <= 0) break;
         this.position += n;
+        total += n;
         const text = this.decoder.decode(buf.subarray(0, n), { stream: true });
         if (text) this.onData(this.name, text);
       }
     } catch {
       // unreadable for now; try again at the next poll
     }
+    return total;
   }
 }

@@ -4,7 +4,6 @@
 // every process that carries the command's tracking marker (a daemon that double-forked away); a timeout kill is
 // preceded by hang forensics; a normal end lists the processes the command left running.
 
-import { mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import {
   SpawnError,
@@ -21,6 +20,8 @@ import type { Logger } from '../log.js';
 import { startDelay, type DelayTimer } from '../timers.js';
 import { collectHangReport, HANG_LOG, prefixLines, wantsForensics, type ForensicsWhen, type KillReason } from './hang-forensics.js';
 import { newTrackingMarker, withTrackingMarker, type ProcessRegistry, type TrackedProcess } from './tracking.js';
+import { makedirs } from '../fs/makedirs.js';
+import { isdir } from '../fs/pyos.js';
 import { LogFileWatcher } from './logfile-watcher.js';
 import { reprBytes, reprValue, shellQuote } from './pyrepr.js';
 
@@ -467,12 +468,10 @@ export class RunProcess implements TrackedProcess {
   }
 }
 
-/** os.makedirs(workdir) when missing; errors carry Python's wording. */
+/**
+ * os.makedirs(workdir) when it is not a directory yet; a failure is the OSError Python raises (naming the level
+ * that could not be made), never a hang: Node's recursive mkdir loops forever under /proc.
+ */
 export function ensureDir(dir: string): void {
-  try {
-    if (statSync(dir).isDirectory()) return;
-  } catch {
-    // missing: create below
-  }
-  mkdirSync(dir, { recursive: true });
+  if (!isdir(dir)) makedirs(dir);
 }

@@ -3,12 +3,14 @@
 
 import { spawn } from 'node:child_process';
 import { accessSync, constants as fsConstants, readFileSync, statSync } from 'node:fs';
-import type { BigIntStats } from 'node:fs';
+import type { BigIntStats, Stats } from 'node:fs';
 import { lstat, open, readlink } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import * as nodePath from 'node:path';
 import { Readable, pipeline } from 'node:stream';
 import { createGzip } from 'node:zlib';
-import { PyError, toPyError } from '../fs/pyerrors.js';
+import { fileKind } from '../fs/file-kind.js';
+import { PyError, isSystemError, toPyError } from '../fs/pyerrors.js';
 import { fsPath, fsdecode, fsencode, pathJoin, scandirRaw, timeFloat } from '../fs/pyos.js';
 
 const BLOCKSIZE = 512;
@@ -121,7 +123,7 @@ async function* addMember(w: Writer, name: string, arcname: string, known?: BigI
   } else if (info.type === DIRTYPE) {
     let names: string[];
     try {
-      names = scandirRaw(name).map((e) => fsdecode(e.name));
+      names = (await scandirRaw(name)).map((e) => fsdecode(e.name));
     } catch (err) {
       throw toPyError(err, name);
     }
@@ -184,14 +186,15 @@ async function tarInfo(w: Writer, name: string, arcname: string, st: BigIntStats
   };
 }
 
+/**
+ * Opening a member that lstat found regular: never following a link, never waiting on a FIFO, so a file swapped
+ * for either between lstat and open is refused instead of archived from elsewhere or blocking a thread for ever.
+ */
+const OPEN_MEMBER_FLAGS = fsConstants.O_RDONLY | (fsConstants.O_NOFOLLOW ?? 0) | (fsConstants.O_NONBLOCK ?? 0);
+
 /** The file's bytes, exactly `size` of them, zero-padded to a whole block. */
 async function* fileData(w: Writer, name: string, size: number): AsyncGenerator<Buffer> {
-  let fh;
-  try {
-    fh = await open(fsPath(name), 'r');
-  } catch (err) {
-    throw toPyError(err, name);
-  }
+  const fh = await openMember(name);
   try {
     let left = size;
     while (left > 0) {
@@ -216,6 +219,37 @@ async function* fileData(w: Writer, name: string, size: number): AsyncGenerator<
   }
   const rem = size % BLOCKSIZE;
   if (rem > 0) yield Buffer.alloc(BLOCKSIZE - rem);
+}
+
+/** The member for reading, checked (fstat, after open) to still be a regular file. */
+async function openMember(name: string): Promise<FileHandle> {
+  let fh: FileHandle;
+  try {
+    fh = await open(fsPath(name), OPEN_MEMBER_FLAGS);
+  } catch (err) {
+    // O_NOFOLLOW on a link: ELOOP (EMLINK on some BSDs)
+    if (isSystemError(err) && (err.code === 'ELOOP' || err.code === 'EMLINK')) {
+      const now = await lstat(fsPath(name)).catch(() => null);
+      if (now?.isSymbolicLink()) throw changedWhileArchived(name, 'a symbolic link');
+    }
+    throw toPyError(err, name);
+  }
+  let st: Stats;
+  try {
+    st = await fh.stat();
+  } catch (err) {
+    await fh.close().catch(() => undefined);
+    throw toPyError(err, name);
+  }
+  if (!st.isFile()) {
+    await fh.close().catch(() => undefined);
+    throw changedWhileArchived(name, fileKind(st));
+  }
+  return fh;
+}
+
+function changedWhileArchived(name: string, kind: string): PyError {
+  return new PyError('OSError', `'${name}' changed while it was archived: it is now ${kind}, not a regular file`, 'E_FILE_CHANGED');
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -2,8 +2,9 @@
 // that native code can be loaded from disk. Pure of SEA specifics: the reader of embedded files is injected.
 
 import { createHash, randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, lstatSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { makedirs } from '../../agent/fs/makedirs.js';
 
 /** One embedded file: where it goes below the extraction directory, which asset holds it, its mode. */
 export interface ManifestFile {
@@ -61,7 +62,7 @@ export function extractAssets(manifest: AssetManifest, read: (asset: string) => 
   }
   const finalDir = path.join(cacheRoot, extractionDirName(manifest));
   if (existsSync(path.join(finalDir, COMPLETE_MARKER))) return finalDir;
-  mkdirSync(cacheRoot, { recursive: true, mode: 0o700 });
+  makedirs(cacheRoot, { existOk: true, mode: 0o700 });
   checkPrivate(cacheRoot);
   const tmp = path.join(cacheRoot, `.tmp-${extractionDirName(manifest)}-${process.pid}-${randomBytes(4).toString('hex')}`);
   try {
@@ -74,7 +75,7 @@ export function extractAssets(manifest: AssetManifest, read: (asset: string) => 
       const digest = createHash('sha256').update(data).digest('hex');
       if (digest !== f.sha256) throw new ExtractError('E_SEA_ASSET', `embedded file ${f.path} is corrupt (sha256 ${digest}, expected ${f.sha256})`);
       const dest = path.join(tmp, rel);
-      mkdirSync(path.dirname(dest), { recursive: true, mode: 0o700 });
+      makedirs(path.dirname(dest), { existOk: true, mode: 0o700 });
       writeFileSync(dest, data, { mode: f.mode & 0o777 });
       chmodSync(dest, f.mode & 0o777); // the umask may have cleared execute bits (spawn-helper needs them)
     }

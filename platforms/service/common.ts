@@ -2,8 +2,9 @@
 // without root or a running systemd/launchd), atomic file writes, and the "same settings?" comparison.
 
 import { execFile } from 'node:child_process';
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { makedirs } from '../../agent/fs/makedirs.js';
 import { ServiceError, type ServiceFile, type ServiceSpec } from '../types.js';
 
 export interface CommandResult {
@@ -80,7 +81,7 @@ export function readIfExists(p: string): Buffer | undefined {
 
 /** Writes through a temporary file in the same directory and a rename: a reader never sees half a file. */
 export function writeAtomic(file: ServiceFile, mode = 0o644): void {
-  mkdirSync(path.dirname(file.path), { recursive: true });
+  makedirs(path.dirname(file.path), { existOk: true });
   const tmp = `${file.path}.bbagent-${process.pid}.tmp`;
   try {
     writeFileSync(tmp, file.content, { mode });

@@ -113,7 +113,9 @@ describe.skipIf(!haveBuildbot)('reconnect herd', () => {
     await new Promise((r) => setTimeout(r, DOWNTIME_MS));
     await master.restart();
     const upAt = performance.now();
-    const back = (): number => agents.filter((a) => a.live && a.live.since > upAt).length;
+    // a session that began after the stop is a new one: the master's port can answer before its start-up has
+    // finished (before upAt), so counting from upAt would miss an agent that came back in that moment
+    const back = (): number => agents.filter((a) => a.live && a.live.since > restartAt).length;
     const allBack = await pollUntil(() => (back() === AGENTS ? true : undefined), {
       timeoutMs: 120_000,
       intervalMs: 200,

@@ -1,4 +1,5 @@
-// Checks the glob port against python3's own glob.glob(recursive=True) and fnmatch on a real tree.
+// Checks the glob port against python3's own glob.glob(recursive=True) and fnmatch on a real tree, and that
+// a walk through symbolic link loops ends (python's ends for one loop, never for two) without holding the loop.
 
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -6,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fnmatchcase, pyGlob } from '../../agent/fs/pyglob.js';
+import { runIsolated } from './fs-isolated.js';
 
 let root: string;
 
@@ -154,29 +156,29 @@ const PATTERNS = [
 ];
 
 describe('pyGlob', () => {
-  it('matches python3 glob.glob(recursive=True) exactly (order included)', () => {
+  it('matches python3 glob.glob(recursive=True) exactly (order included)', async () => {
     const pats = PATTERNS.map((p) => (p === '' ? root + '/' : join(root, p) + (p.endsWith('/') ? '/' : '')));
     const expected = python('import glob, json, sys\nprint(json.dumps([glob.glob(p, recursive=True) for p in json.loads(sys.argv[1])]))', pats) as string[][];
-    pats.forEach((p, i) => {
-      expect({ pattern: p, files: pyGlob(p, true) }).toEqual({ pattern: p, files: expected[i] });
-    });
+    for (const [i, p] of pats.entries()) {
+      expect({ pattern: p, files: await pyGlob(p) }).toEqual({ pattern: p, files: expected[i] });
+    }
   });
 
-  it('handles patterns on the root directory itself', () => {
+  it('handles patterns on the root directory itself', async () => {
     const pats = [root, `${root}/`, `${root}/**`, `${root}//*.py`, `${root}/./*.py`, `${root}/sub/../*.py`, '/', '/*/'];
     const expected = python(
       'import glob, json, sys\nprint(json.dumps([sorted(glob.glob(p, recursive=True)) for p in json.loads(sys.argv[1])]))',
       pats,
     ) as string[][];
-    pats.forEach((p, i) => {
-      expect({ pattern: p, files: [...pyGlob(p, true)].sort() }).toEqual({ pattern: p, files: [...expected[i]!].sort() });
-    });
+    for (const [i, p] of pats.entries()) {
+      expect({ pattern: p, files: [...(await pyGlob(p))].sort() }).toEqual({ pattern: p, files: [...expected[i]!].sort() });
+    }
   });
 
-  it('without recursive, ** is a plain *', () => {
+  it('without recursive, ** is a plain *', async () => {
     const pats = [join(root, '**'), join(root, '**/*.txt')];
     const expected = python('import glob, json, sys\nprint(json.dumps([glob.glob(p) for p in json.loads(sys.argv[1])]))', pats) as string[][];
-    pats.forEach((p, i) => expect(pyGlob(p, false)).toEqual(expected[i]));
+    for (const [i, p] of pats.entries()) expect(await pyGlob(p, { recursive: false })).toEqual(expected[i]);
   });
 });
 
@@ -233,5 +235,64 @@ describe('fnmatchcase', () => {
     pats.forEach((p, i) => {
       expect({ p, got: names.map((n) => fnmatchcase(n, p)) }).toEqual({ p, got: expected[i] });
     });
+  });
+});
+
+const esc = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+describe('pyGlob over symbolic link loops', () => {
+  let loops: string;
+
+  beforeAll(() => {
+    loops = mkdtempSync(join(tmpdir(), 'pyglob-loops-'));
+    // one loop: python follows it until the path has 40 links (ELOOP) and returns
+    mkdirSync(join(loops, 'one', 'sub'), { recursive: true });
+    writeFileSync(join(loops, 'one', 'f'), '');
+    writeFileSync(join(loops, 'one', 'sub', 'g.txt'), '');
+    symlinkSync('.', join(loops, 'one', 'loop'));
+    // two loops in one directory: 2^40 paths, python never returns
+    mkdirSync(join(loops, 'two'));
+    writeFileSync(join(loops, 'two', 'f'), '');
+    symlinkSync('.', join(loops, 'two', 'a'));
+    symlinkSync('..', join(loops, 'two', 'b'));
+  });
+
+  afterAll(() => {
+    rmSync(loops, { recursive: true, force: true });
+  });
+
+  it('one loop: the same paths as python, in the same order', async () => {
+    const pats = [join(loops, 'one', '**'), join(loops, 'one', '**', '*.txt'), join(loops, 'one', '*', '*', '*')];
+    const expected = python('import glob, json, sys\nprint(json.dumps([glob.glob(p, recursive=True) for p in json.loads(sys.argv[1])]))', pats) as string[][];
+    expect(expected[0]!.length).toBeGreaterThan(100); // python did follow the loop
+    for (const [i, p] of pats.entries()) expect({ p, files: await pyGlob(p) }).toEqual({ p, files: expected[i] });
+  });
+
+  it('two loops (python never returns): a clear error naming the loop, the event loop never held', async () => {
+    const pattern = join(loops, 'two', '**');
+    const r = await runIsolated(
+      `import { pyGlob } from '../../agent/fs/pyglob.js';
+       pyGlob(${JSON.stringify(pattern)}).then(
+         (files) => report({ files: files.length }),
+         (e) => report({ type: e.pyType, code: e.code, message: e.message }),
+       );`,
+      30_000,
+    );
+    expect(r.timedOut, r.stderr).toBe(false);
+    expect(r.value).toEqual({
+      type: 'RuntimeError',
+      code: 'E_GLOB_LOOP',
+      message: expect.stringMatching(
+        new RegExp(`^glob '${esc(pattern)}': more than 50000 paths found through a symbolic link loop at '${esc(join(loops, 'two'))}/(a|b/two)'$`),
+      ),
+    });
+    expect(r.maxLagMs).toBeLessThan(200);
+  });
+
+  it('the budgets can be lowered, and a stop request ends the walk', async () => {
+    await expect(pyGlob(join(loops, 'two', '**'), { limits: { loopEntries: 50 } })).rejects.toMatchObject({ code: 'E_GLOB_LOOP' });
+    await expect(pyGlob(join(loops, 'one', '**'), { limits: { entries: 5 } })).rejects.toMatchObject({ code: 'E_GLOB_LIMIT' });
+    let polls = 0;
+    await expect(pyGlob(join(loops, 'two', '**'), { stopped: () => ++polls > 2 })).rejects.toMatchObject({ code: 'E_GLOB_STOPPED' });
   });
 });

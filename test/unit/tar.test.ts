@@ -4,6 +4,9 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import {
+  closeSync,
+  constants as fsConstants,
+  openSync,
   chmodSync,
   linkSync,
   lstatSync,
@@ -246,6 +249,33 @@ describe('tar writer', () => {
     });
   }
 
+  // between lstat (the header is out) and open: buildbot-worker's open() of a FIFO waits for a writer for ever
+  for (const [what, swap] of [
+    ['a FIFO', (f: string) => execFileSync('mkfifo', [f])],
+    ['a symbolic link', (f: string) => symlinkSync('/dev/zero', f)],
+  ] as const) {
+    it(`a file swapped for ${what} after its header was written fails the stream at once, naming it`, async () => {
+      const dir = join(tmp, `swap-${what.replace(/\W/g, '')}`);
+      mkdirSync(dir);
+      const f = join(dir, 'f.txt');
+      writeFileSync(f, 'regular when lstat saw it');
+      const tar = await openTarStream(dir, null);
+      // root header, then the file's header: lstat is done, open is next
+      for (let i = 0; i < 2; i++) expect((await tar.next()).done).toBe(false);
+      rmSync(f);
+      swap(f);
+      const next = tar.next();
+      const deadline = new Promise((resolve) => setTimeout(() => resolve('still waiting after 5 s'), 5000).unref());
+      await expect(Promise.race([next, deadline])).rejects.toMatchObject({
+        pyType: 'OSError',
+        code: 'E_FILE_CHANGED',
+        message: `'${f}' changed while it was archived: it is now ${what}, not a regular file`,
+      });
+      // a reader blocked on the FIFO (old code) is let go, so the test run can end; none: ENXIO
+      if (what === 'a FIFO') releaseFifoReader(f);
+    });
+  }
+
   it('an unreadable file fails the stream (PermissionError)', async () => {
     if (process.getuid?.() === 0) return; // root reads everything
     const dir = join(tmp, 'unreadable');
@@ -271,6 +301,15 @@ describe('tar writer', () => {
     expect(out.trim()).toBe("[('', 6, True)]");
   });
 });
+
+/** Opens a FIFO for writing and closes it: a reader waiting in open() goes on. Nothing when there is none. */
+function releaseFifoReader(f: string): void {
+  try {
+    closeSync(openSync(f, fsConstants.O_WRONLY | fsConstants.O_NONBLOCK));
+  } catch {
+    // ENXIO: nobody reads it
+  }
+}
 
 describe('tar headers', () => {
   const info = {

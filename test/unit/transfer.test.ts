@@ -3,7 +3,23 @@
 
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  constants as fsConstants,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  truncateSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,6 +29,8 @@ import { uploadDirectoryCommand } from '../../agent/commands/upload-directory.js
 import { uploadFileCommand } from '../../agent/commands/upload-file.js';
 import type { Logger } from '../../agent/log.js';
 import { openTarStream } from '../../agent/transfer/tar.js';
+import { journalDir } from '../../agent/transfer/temp-journal.js';
+import { runIsolated } from './fs-isolated.js';
 import type { Platform } from '../../platforms/types.js';
 
 type Event = ['text', string, string] | ['status', string, StatusValue];
@@ -101,7 +119,7 @@ function harness(reader = new FakeReader()): Harness {
 
 function envFor(h: Harness): CommandEnv {
   const logger: Logger = { info() {}, debug() {}, error: (m) => void h.warnings.push(m), warn: (m) => void h.warnings.push(m) };
-  return { basedir: '/nonexistent', environ: h.environ, platform: {} as Platform, logger, now: () => Date.now() / 1000 };
+  return { basedir: tmp, environ: h.environ, platform: {} as Platform, logger, now: () => Date.now() / 1000 };
 }
 
 function start(def: CommandDefinition, args: CommandArgs, h: Harness) {
@@ -123,6 +141,48 @@ beforeAll(() => {
 afterAll(() => {
   rmSync(tmp, { recursive: true, force: true });
 });
+
+/** Temp files a download left in `dir`. */
+function leftovers(dir: string): string[] {
+  return readdirSync(dir).filter((n) => n.startsWith('.bbagent-tmp-'));
+}
+
+/** Rejects if `p` is not settled within `ms` (a command that used to wait for ever). */
+async function within<T>(ms: number, p: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`still running after ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Opens a FIFO for writing and closes it: a reader waiting in open() (old code) goes on. Nothing when there is none. */
+function releaseFifoReader(f: string): void {
+  try {
+    closeSync(openSync(f, fsConstants.O_WRONLY | fsConstants.O_NONBLOCK));
+  } catch {
+    // ENXIO: nobody reads it
+  }
+}
+
+/** Whether this machine lets the test mount a small tmpfs (a real ENOSPC): root in a permissive container. */
+function canMountTmpfs(): boolean {
+  if (process.getuid?.() !== 0) return false;
+  const probe = mkdtempSync(join(tmpdir(), 'mount-probe-'));
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4k', 'tmpfs', probe], { stdio: 'ignore' });
+    execFileSync('umount', [probe]);
+    return true;
+  } catch {
+    return false;
+  } finally {
+    rmSync(probe, { recursive: true, force: true });
+  }
+}
 
 const up = (path: string, extra: CommandArgs = {}): CommandArgs => ({ path, blocksize: 4096, maxsize: null, workdir: 'wd', workersrc: 'x', ...extra });
 
@@ -164,6 +224,32 @@ describe('upload_file', () => {
         ['status', 'rc', 1],
         ['text', 'stderr', `Cannot open file '${p}' for upload`],
       ]);
+    }
+  });
+
+  it('a FIFO or a device (also through a link) is refused at once: rc 1, stderr naming it and its kind', async () => {
+    const fifo = join(tmp, 'up.fifo');
+    execFileSync('mkfifo', [fifo]);
+    const zeroLink = join(tmp, 'zero-link');
+    symlinkSync('/dev/zero', zeroLink);
+    try {
+      for (const [p, kind] of [
+        [fifo, 'a FIFO'],
+        [zeroLink, 'a character device'],
+        ['/dev/null', 'a character device'],
+      ]) {
+        const h = harness();
+        // buildbot-worker waits for a writer of the FIFO for ever, and reads /dev/zero without end
+        await within(5000, start(uploadFileCommand, up(p!), h).run());
+        expect(h.writer.calls).toEqual([['close']]);
+        expect(h.events).toEqual([
+          ['text', 'header', `sending ${p}\n`],
+          ['status', 'rc', 1],
+          ['text', 'stderr', `Cannot open file '${p}' for upload: it is ${kind}, not a regular file`],
+        ]);
+      }
+    } finally {
+      releaseFifoReader(fifo);
     }
   });
 
@@ -403,16 +489,18 @@ describe('download_file', () => {
     expect(h.events).toEqual([['status', 'rc', 0]]);
   });
 
-  it('maxsize truncates with an error', async () => {
+  it("maxsize: buildbot-worker's rc 1 and stderr, but the old file stays whole and no temp file is left", async () => {
     const h = harness(new FakeReader(content10k));
     const p = join(tmp, 'dl', 'trunc.bin');
+    writeFileSync(p, 'old content');
     await start(downloadFileCommand, down(p, { maxsize: 5000 }), h).run();
     expect(h.reader.calls).toEqual([['read', 4096], ['read', 904], ['close']]);
-    expect(readFileSync(p).equals(content10k.subarray(0, 5000))).toBe(true);
+    expect(readFileSync(p, 'utf8')).toBe('old content');
     expect(h.events).toEqual([
       ['status', 'rc', 1],
       ['text', 'stderr', `Maximum filesize reached, truncating file '${p}'`],
     ]);
+    expect(leftovers(join(tmp, 'dl'))).toEqual([]);
   });
 
   it('more data than asked with a maxsize is an AssertionError', async () => {
@@ -447,13 +535,189 @@ describe('download_file', () => {
     expect(h.events).toEqual([]);
   });
 
-  it('interrupt stops before the next read: rc 1, reader closed', async () => {
+  it('interrupt stops before the next read: rc 1, reader closed; the old file stays, no temp file', async () => {
     const h = harness(new FakeReader(content10k));
-    const cmd = start(downloadFileCommand, down(join(tmp, 'dl', 'int.bin')), h);
+    const p = join(tmp, 'dl', 'int.bin');
+    writeFileSync(p, 'old content');
+    const cmd = start(downloadFileCommand, down(p), h);
     h.reader.onRead = () => cmd.interrupt();
     await cmd.run();
     expect(h.reader.calls).toEqual([['read', 4096], ['close']]);
     expect(h.events).toEqual([['status', 'rc', 1]]);
+    expect(readFileSync(p, 'utf8')).toBe('old content');
+    expect(leftovers(join(tmp, 'dl'))).toEqual([]);
+  });
+
+  it('while blocks arrive the destination is the old file; the new one replaces it whole at the end', async () => {
+    const h = harness(new FakeReader(content10k));
+    const dir = join(tmp, 'dl', 'midway');
+    mkdirSync(dir);
+    const p = join(dir, 'f.bin');
+    writeFileSync(p, 'old content');
+    chmodSync(p, 0o640);
+    let seen: { dest: string; temps: number; journal: number } | null = null;
+    h.reader.onRead = () => {
+      if (h.reader.calls.length === 3) {
+        seen = { dest: readFileSync(p, 'utf8'), temps: leftovers(dir).length, journal: readdirSync(journalDir(tmp)).length };
+      }
+    };
+    await start(downloadFileCommand, down(p), h).run();
+    expect(seen).toEqual({ dest: 'old content', temps: 1, journal: 1 });
+    expect(readFileSync(p).equals(content10k)).toBe(true);
+    expect(statSync(p).mode & 0o777).toBe(0o640); // open('wb') keeps an existing file's mode
+    expect(leftovers(dir)).toEqual([]);
+    expect(readdirSync(journalDir(tmp))).toEqual([]);
+  });
+
+  it('a link is written through (the link stays, its target gets the content), as open() does', async () => {
+    const h = harness(new FakeReader(content10k));
+    const dir = join(tmp, 'dl', 'link');
+    mkdirSync(dir);
+    writeFileSync(join(dir, 'target'), 'old');
+    symlinkSync('target', join(dir, 'link'));
+    symlinkSync('missing-target', join(dir, 'dangling'));
+    await start(downloadFileCommand, down(join(dir, 'link')), h).run();
+    await start(downloadFileCommand, down(join(dir, 'dangling')), harness(new FakeReader(Buffer.from('new')))).run();
+    expect(lstatSync(join(dir, 'link')).isSymbolicLink()).toBe(true);
+    expect(readFileSync(join(dir, 'target')).equals(content10k)).toBe(true);
+    expect(readFileSync(join(dir, 'missing-target'), 'utf8')).toBe('new');
+    expect(leftovers(dir)).toEqual([]);
+  });
+
+  it('a read that fails (the connection is gone) fails the command; the old file stays, no temp file', async () => {
+    const r = new FakeReader(content10k);
+    const p = join(tmp, 'dl', 'lost.bin');
+    writeFileSync(p, 'old content');
+    const lost = new Error('connection lost');
+    r.onRead = () => {
+      if (r.calls.length === 2) throw lost;
+    };
+    const h = harness(r);
+    await expect(start(downloadFileCommand, down(p), h).run()).rejects.toBe(lost);
+    expect(readFileSync(p, 'utf8')).toBe('old content');
+    expect(leftovers(join(tmp, 'dl'))).toEqual([]);
+  });
+
+  it('a FIFO destination is refused at once (buildbot-worker waits for a reader for ever); a directory cannot be opened', async () => {
+    const fifo = join(tmp, 'dl', 'dest.fifo');
+    execFileSync('mkfifo', [fifo]);
+    try {
+      const h = harness(new FakeReader(content10k));
+      await within(5000, start(downloadFileCommand, down(fifo), h).run());
+      expect(h.events).toEqual([
+        ['status', 'rc', 1],
+        ['text', 'stderr', `Cannot open file '${fifo}' for download: it is a FIFO, not a regular file`],
+      ]);
+      expect(lstatSync(fifo).isFIFO()).toBe(true);
+    } finally {
+      releaseFifoReader(fifo);
+    }
+    const dir = join(tmp, 'dl', 'a-dir');
+    mkdirSync(dir);
+    const h = harness(new FakeReader(content10k));
+    await start(downloadFileCommand, down(dir), h).run();
+    expect(h.events).toEqual([
+      ['status', 'rc', 1],
+      ['text', 'stderr', `Cannot open file '${dir}' for download`],
+    ]);
+  });
+
+  it('a writable file in a directory that takes no new file is written in place, as buildbot-worker does', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'dl-readonly-dir-'));
+    try {
+      const dir = join(root, 'ro');
+      mkdirSync(dir);
+      const p = join(dir, 'f.txt');
+      writeFileSync(p, 'old content');
+      chmodSync(p, 0o666);
+      chmodSync(dir, 0o555);
+      chmodSync(root, 0o755);
+      // root may create files anywhere: the child then runs as nobody
+      const r = await runIsolated(
+        `import { downloadFileCommand } from '../../agent/commands/download-file.js';
+         if (process.getuid!() === 0) { process.setgid!(65534); process.setuid!(65534); }
+         const events: unknown[] = [];
+         const warnings: string[] = [];
+         let sent = false;
+         const reader = { read: async () => (sent ? null : ((sent = true), Buffer.from('new content'))), close: async () => undefined };
+         const io = { text: (s: string, t: string) => events.push([s, t]), status: (k: string, v: unknown) => events.push([k, v]), reader: () => reader } as any;
+         const logger = { info() {}, debug() {}, error() {}, warn: (m: string) => warnings.push(m) };
+         const env = { basedir: ${JSON.stringify(root)}, environ: {}, platform: {}, logger, now: () => 0 } as any;
+         downloadFileCommand
+           .create({ path: ${JSON.stringify(p)}, blocksize: 100, maxsize: null, mode: null }, io, env)
+           .run()
+           .then(() => report({ events, warnings }), (e) => report({ error: String(e) }));`,
+        10_000,
+      );
+      // (as nobody the journal under BASEDIR cannot be written either: a warning of its own)
+      expect(r.value).toEqual({
+        events: [['rc', 0]],
+        warnings: expect.arrayContaining([`download_file: cannot create a temporary file beside ${p} (EACCES): writing it in place`]),
+      });
+      expect(readFileSync(p, 'utf8')).toBe('new content');
+    } finally {
+      chmodSync(join(root, 'ro'), 0o755);
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
+  it('a file the worker may not write is not replaced (Cannot open, as open() fails), even in a writable directory', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'dl-readonly-file-'));
+    try {
+      const p = join(root, 'f.txt');
+      writeFileSync(p, 'old content');
+      chmodSync(p, 0o444);
+      chmodSync(root, 0o777);
+      // root may write anything: the child then runs as nobody
+      const r = await runIsolated(
+        `import { downloadFileCommand } from '../../agent/commands/download-file.js';
+         if (process.getuid!() === 0) { process.setgid!(65534); process.setuid!(65534); }
+         const events: unknown[] = [];
+         const reader = { read: async () => Buffer.from('new content'), close: async () => undefined };
+         const io = { text: (s: string, t: string) => events.push([s, t]), status: (k: string, v: unknown) => events.push([k, v]), reader: () => reader } as any;
+         const logger = { info() {}, debug() {}, error() {}, warn() {} };
+         const env = { basedir: ${JSON.stringify(root)}, environ: {}, platform: {}, logger, now: () => 0 } as any;
+         downloadFileCommand
+           .create({ path: ${JSON.stringify(p)}, blocksize: 100, maxsize: null, mode: null }, io, env)
+           .run()
+           .then(() => report(events), (e) => report({ error: String(e) }));`,
+        10_000,
+      );
+      expect(r.value).toEqual([
+        ['rc', 1],
+        ['stderr', `Cannot open file '${p}' for download`],
+      ]);
+      expect(readFileSync(p, 'utf8')).toBe('old content');
+      expect(readdirSync(root).filter((n) => n.startsWith('.bbagent-tmp-'))).toEqual([]);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
+  it('a device is written in place, as buildbot-worker does (/dev/null)', async () => {
+    const h = harness(new FakeReader(content10k));
+    await start(downloadFileCommand, down('/dev/null'), h).run();
+    expect(h.events).toEqual([['status', 'rc', 0]]);
+    expect(lstatSync('/dev/null').isCharacterDevice()).toBe(true);
+  });
+
+  it.skipIf(!canMountTmpfs())("a full disk (ENOSPC) fails with python's error; the old file stays, no temp file", async () => {
+    const mnt = join(tmp, 'small-fs');
+    mkdirSync(mnt);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', mnt]);
+    try {
+      const p = join(mnt, 'f.bin');
+      writeFileSync(p, 'old content');
+      const h = harness(new FakeReader(randomBytes(256 * 1024)));
+      await expect(start(downloadFileCommand, down(p), h).run()).rejects.toMatchObject({
+        pyType: 'OSError',
+        message: '[Errno 28] No space left on device',
+      });
+      expect(readFileSync(p, 'utf8')).toBe('old content');
+      expect(readdirSync(mnt)).toEqual(['f.bin']);
+    } finally {
+      execFileSync('umount', [mnt]);
+    }
   });
 
   it("a failed write fails the command with python's error; at most the read in flight follows it", async () => {
