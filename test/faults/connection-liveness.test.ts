@@ -11,7 +11,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { BbagentWorker } from '../integration/bbagent-worker.js';
 import { BuildbotMaster, type Protocol } from '../integration/harness/master.js';
 import { pollUntil } from '../integration/harness/process.js';
-import { FaultProxy } from './helpers/conn-proxy.js';
+import { FaultProxy } from './helpers/tcp-proxy.js';
 
 const PASSWORD = 'pw';
 const KEEPALIVE_S = 4;

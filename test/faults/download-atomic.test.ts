@@ -14,7 +14,7 @@ import { BbagentWorker } from '../integration/bbagent-worker.js';
 import { BuildbotMaster, Results, findLog, findStep } from '../integration/harness/master.js';
 import { pollUntil } from '../integration/harness/process.js';
 import { loopStalls } from './helpers/fs-checks.js';
-import { CuttableProxy } from './helpers/fs-proxy.js';
+import { FaultProxy } from './helpers/tcp-proxy.js';
 
 const PASSWORD = 'pw';
 const OLD = 'the old content\n';
@@ -62,7 +62,7 @@ describe('download_file interrupted midway (PB)', () => {
   const mounted = canMountTmpfs();
   let master: BuildbotMaster;
   let bb: BbagentWorker;
-  let proxy: CuttableProxy;
+  let proxy: FaultProxy;
 
   beforeAll(async () => {
     writeFileSync(newFile, newContent);
@@ -80,7 +80,7 @@ describe('download_file interrupted midway (PB)', () => {
       ],
       pythonPreamble: SLOW_READER,
     });
-    proxy = await CuttableProxy.start(master.protocolPort);
+    proxy = await FaultProxy.start(master.protocolPort);
     bb = await BbagentWorker.start({ dir: bbDir, masterPort: proxy.port, name: 'bb', password: PASSWORD, protocol: 'pb' });
     await master.waitForWorker('bb');
     mkdirSync(dlDir, { recursive: true });
@@ -155,7 +155,7 @@ describe('download_file interrupted midway (PB)', () => {
     writeFileSync(dest, OLD);
     const { brid, temp } = await startDownload('dl', dlDir, dest);
     const cutAt = performance.now();
-    proxy.cut();
+    proxy.cutAll();
     await pollUntil(() => (existsSync(temp) ? undefined : true), { timeoutMs: 10_000, what: `${temp} to be removed` });
     console.log(`[cut link] temp file removed ${Math.round(performance.now() - cutAt)} ms after the cut`);
     expect(readFileSync(dest, 'utf8')).toBe(OLD);

@@ -15,7 +15,7 @@ import { currentPlatform } from '../../platforms/index.js';
 import { BbagentWorker } from '../integration/bbagent-worker.js';
 import { BuildbotMaster, Results, channelText, findLog, findStep, type Protocol } from '../integration/harness/master.js';
 import { pollUntil } from '../integration/harness/process.js';
-import { CuttableProxy } from './helpers/proc-proxy.js';
+import { FaultProxy } from './helpers/tcp-proxy.js';
 import { killMarked, LEAK_KINDS, LEAKY_SHELL, leakCounts, markedProcesses, waitUnmarked } from './helpers/proc-count.js';
 
 const PASSWORD = 'leaks';
@@ -66,7 +66,7 @@ interface Setup {
   master: BuildbotMaster;
   agents: Map<string, BbagentWorker>;
   /** Between the 'lost' agent and the master: cutting it is the lost connection. */
-  proxy: CuttableProxy;
+  proxy: FaultProxy;
 }
 
 /** The longest "event loop blocked for N ms" an agent logged, 0 when none. */
@@ -85,7 +85,7 @@ describe.runIf(linux)('process leaks against a real master', () => {
           workers: ['direct', 'lost', 'sigterm'].map((name) => ({ name, password: PASSWORD })),
           builders: [...MODES.map((mode) => ({ name: mode, workernames: [workerFor(mode)], steps: step(protocol, mode) })), ...DELAY_BUILDERS],
         });
-        const proxy = await CuttableProxy.start(master.protocolPort);
+        const proxy = await FaultProxy.start(master.protocolPort);
         const agents = new Map<string, BbagentWorker>();
         await Promise.all(
           ['direct', 'lost', 'sigterm'].map(async (name) => {
@@ -130,7 +130,7 @@ describe.runIf(linux)('process leaks against a real master', () => {
       } else if (mode === 'lost-connection') {
         // paused, the worker takes no retry of this build after it reconnects (that would start it all again)
         await master.controlWorker('lost', 'pause');
-        expect(proxy.cut()).toBeGreaterThan(0);
+        expect(proxy.cutAll()).toBeGreaterThan(0);
         await agent.waitForOutput(/connection lost: killing 1 running command/);
       } else {
         agent.signal('SIGTERM');

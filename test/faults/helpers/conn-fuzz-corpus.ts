@@ -10,7 +10,7 @@ import { BananaDecoder, type Sexp } from '../../../agent/connection/pb/banana.js
 import { BbagentWorker } from '../../integration/bbagent-worker.js';
 import { BuildbotMaster, Results, type Protocol } from '../../integration/harness/master.js';
 import { PYTHON_PREAMBLE } from '../../integration/scenarios.js';
-import { FaultProxy } from './conn-proxy.js';
+import { FaultProxy } from './tcp-proxy.js';
 
 export const FUZZ_WORKER = 'fz';
 export const FUZZ_PASSWORD = 'pw';

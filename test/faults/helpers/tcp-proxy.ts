@@ -90,6 +90,14 @@ export class FaultProxy {
     return new FaultProxy(server, (server.address() as net.AddressInfo).port, links, waiters);
   }
 
+  /** Cuts every link open now (both sockets reset, as when a cable is pulled and the peer's RST arrives); later
+   * connections pass. Returns how many links were cut. */
+  cutAll(): number {
+    const open = this.links.filter((l) => l.state === 'pass' && !l.agent.destroyed);
+    for (const l of open) l.cut();
+    return open.length;
+  }
+
   /** Blackholes every link open now; later connections pass. */
   blackholeAll(): void {
     for (const l of this.links) l.blackhole();
