@@ -8,7 +8,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { InspectLimits, ProcessFacts, StackReport } from '../types.js';
-import { parseProcStat, toolEnv, USER_HZ } from './processes.js';
+import { parseProcStat, toolEnv, USER_HZ, within } from './processes.js';
 import { resolveExecutable } from './spawn.js';
 
 /** How many processes get a stack trace: the tools stop each one, and a deep tree would take too long. */
@@ -19,22 +19,6 @@ const GDB_MAX_FRAMES = 48;
 const SAMPLE_SECONDS = 1;
 /** Upper bound on the processes inspected at all (a fork bomb must not make forensics unbounded). */
 export const INSPECT_MAX_PROCESSES = 500;
-
-function within<T>(p: Promise<T>, ms: number, fallback: T): Promise<T> {
-  return new Promise((resolve) => {
-    const t = setTimeout(() => resolve(fallback), ms);
-    p.then(
-      (v) => {
-        clearTimeout(t);
-        resolve(v);
-      },
-      () => {
-        clearTimeout(t);
-        resolve(fallback);
-      },
-    );
-  });
-}
 
 export interface ToolRun {
   /** What the tool printed (stdout and stderr interleaved), cut at the byte cap. */

@@ -82,7 +82,7 @@ async function pool<T>(items: readonly T[], limit: number, stop: () => boolean, 
 }
 
 /** Resolves with `p`'s value, or with `fallback` after `ms` (the operation itself goes on in the background). */
-function within<T>(p: Promise<T>, ms: number, fallback: T): Promise<T> {
+export function within<T>(p: Promise<T>, ms: number, fallback: T): Promise<T> {
   return new Promise((resolve) => {
     const t = setTimeout(() => resolve(fallback), ms);
     p.then(
