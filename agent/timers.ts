@@ -35,9 +35,9 @@ export function startDelay(cb: () => void, ms: number, opts: DelayOptions = {}):
   let handleDelay = 0;
   let cancelled = false;
 
-  const arm = (): void => {
+  /** Arms the next timer of the chain, `left` ms from now (the caller read the clock once). */
+  const arm = (left: number): void => {
     if (cancelled || !Number.isFinite(deadline)) return;
-    const left = Math.max(0, deadline - now());
     final = left <= chunk;
     handleDelay = final ? left : chunk;
     handle = setTimeout(fire, handleDelay);
@@ -49,19 +49,19 @@ export function startDelay(cb: () => void, ms: number, opts: DelayOptions = {}):
     if (final) {
       cancelled = true;
       cb();
-    } else arm(); // one link of a long chain: go on from the deadline, which refresh() may have moved
+    } else arm(Math.max(0, deadline - now())); // one link of a long chain: go on from the deadline, which refresh() may have moved
   };
-  arm();
+  arm(ms);
 
   return {
     refresh() {
       if (cancelled) return;
       deadline = now() + ms;
-      if (handle === undefined) return arm();
+      if (handle === undefined) return arm(ms);
       if (!final) return; // the chain re-reads the deadline at its next link
-      if (handleDelay === ms) return void handle.refresh(); // the hot path: a short timer restarted as it was
+      if (handleDelay === ms) return void handle.refresh(); // the hot path (every output chunk): restart as it was
       clearTimeout(handle);
-      arm();
+      arm(ms);
     },
     cancel() {
       cancelled = true;

@@ -4,6 +4,7 @@
 import { AgentError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import { startDelay } from '../timers.js';
+import type { LiveSession } from './session.js';
 import { reconnectDelay } from './backoff.js';
 
 /**
@@ -11,20 +12,6 @@ import { reconnectDelay } from './backoff.js';
  * the whole fleet at once). 'liveness': we dropped a silent link, at a time of our own. 'local': we closed it
  * (a protocol error, an over-sized message, a stop).
  */
-export type SessionEndCause = 'master' | 'liveness' | 'local';
-
-export interface SessionEnd {
-  cause: SessionEndCause;
-  /** Why, for the log line. */
-  reason: string;
-}
-
-export interface LiveSession {
-  /** Resolves when the connection ended, for whatever reason. */
-  readonly closed: Promise<SessionEnd>;
-  close(): void;
-}
-
 /**
  * A session must stay attached this long before the back-off starts again from its first step: a master that
  * accepts the worker and drops it at once is then retried with growing delays, not every 1-2 s.
@@ -46,13 +33,20 @@ export interface ConnectionManagerOptions {
   now?: () => number;
 }
 
-function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
+export function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
   return new Promise((resolve) => {
-    const t = startDelay(resolve, ms); // maxdelay may be 2^31 ms or more
-    signal.addEventListener('abort', () => {
+    // one listener per sleep, removed when the sleep ends: a worker whose master keeps dropping it sleeps
+    // thousands of times on the same signal
+    const onAbort = (): void => {
       t.cancel();
       resolve();
-    });
+    };
+    const t = startDelay(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms); // maxdelay may be 2^31 ms or more
+    signal.addEventListener('abort', onAbort, { once: true });
   });
 }
 

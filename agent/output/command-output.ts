@@ -145,10 +145,12 @@ export class CommandOutput {
    */
   forceFinish(): void {
     if (this.closed) return;
-    this.closed = true;
+    // what waited for the spool (the rc, `elapsed`, the last headers) goes first, in order; then nothing more
     this.releaseWaiting();
+    this.endStreams();
     this.limiter?.finish();
     this.buffer.flush();
+    this.closed = true;
   }
 
   /** Sends what is buffered (before an interrupt), without terminating partial lines. */

@@ -90,6 +90,9 @@ describe('command host: complete is always sent', () => {
       expect(ms).toBeLessThan(5000);
       expect(ch.failure).toBeNull();
       expect(ch.status('rc')).toEqual([0]);
+      // what came after the rc while the spool hung is sent too, in order
+      expect(ch.status('elapsed')).toHaveLength(1);
+      expect(ch.text('header')).toMatch(/elapsedTime=\d/);
       expect(logger.lines.some((l) => /its output could not be finished \(not done within 0\.5 s\); completing anyway/.test(l))).toBe(true);
     } finally {
       closeSync(openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK));

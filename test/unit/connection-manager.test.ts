@@ -2,7 +2,8 @@
 // password, maxretries, stop.
 import { describe, expect, it } from 'vitest';
 import { backoffCapS, reconnectDelay, RESTART_SPREAD_S } from '../../agent/connection/backoff.js';
-import { ConnectionManager, STABLE_PERIOD_MS, type LiveSession, type SessionEnd } from '../../agent/connection/manager.js';
+import { abortableSleep, ConnectionManager, STABLE_PERIOD_MS } from '../../agent/connection/manager.js';
+import type { LiveSession, SessionEnd } from '../../agent/connection/session.js';
 import { AgentError } from '../../agent/errors.js';
 import type { Logger } from '../../agent/log.js';
 
@@ -136,5 +137,30 @@ describe('ConnectionManager', () => {
     await h.m.run();
     expect(h.lines.filter((l) => l.startsWith('info Connecting to m:1'))).toEqual(['info Connecting to m:1 (attempt 1)', 'info Connecting to m:1 (attempt 2)']);
     expect(h.lines).toContain('info reconnecting in 1.5 s (drawn from 0-1.5 s, back-off step 1)');
+  });
+});
+
+describe('abortableSleep', () => {
+  it('leaves no listener on the signal once a sleep ended, however many sleeps there were', async () => {
+    const ctl = new AbortController();
+    let added = 0;
+    let removed = 0;
+    const add = ctl.signal.addEventListener.bind(ctl.signal);
+    const remove = ctl.signal.removeEventListener.bind(ctl.signal);
+    ctl.signal.addEventListener = ((...a: Parameters<typeof add>) => {
+      added++;
+      add(...a);
+    }) as typeof add;
+    ctl.signal.removeEventListener = ((...a: Parameters<typeof remove>) => {
+      removed++;
+      remove(...a);
+    }) as typeof remove;
+    for (let i = 0; i < 20; i++) await abortableSleep(0, ctl.signal);
+    expect(added).toBe(20);
+    expect(removed).toBe(20);
+    const pending = abortableSleep(60_000, ctl.signal);
+    ctl.abort();
+    await pending;
+    await abortableSleep(60_000, ctl.signal); // an aborted signal ends a sleep at once
   });
 });

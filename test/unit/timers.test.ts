@@ -1,6 +1,6 @@
 // startDelay: the one wrapper for delays that come from the master. A bare setTimeout of 2^31 ms or more fires
 // after 1 ms; startDelay chains shorter timers instead, and refresh() restarts the whole delay.
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { BufferManager } from '../../agent/output/buffer.js';
 import { MAX_TIMER_DELAY_MS, startDelay } from '../../agent/timers.js';
 
@@ -66,5 +66,19 @@ describe('startDelay', () => {
     expect(sent).toEqual([]);
     buf.flush();
     expect(sent).toHaveLength(1);
+  });
+});
+
+describe('startDelay refresh on the output path', () => {
+  it('restarts the same Node timer instead of creating a new one at each refresh', () => {
+    const spy = vi.spyOn(globalThis, 'setTimeout');
+    try {
+      const t = startDelay(() => {}, 60_000);
+      for (let i = 0; i < 100; i++) t.refresh();
+      t.cancel();
+      expect(spy).toHaveBeenCalledTimes(1);
+    } finally {
+      spy.mockRestore();
+    }
   });
 });

@@ -10,7 +10,7 @@ import type { Logger } from '../../log.js';
 import type { Bot } from '../bot.js';
 import { MAX_MESSAGE_BYTES, MAX_READ_BLOCK_BYTES } from '../limits.js';
 import { Liveness, livenessTimeoutS, type LivenessTimers } from '../liveness.js';
-import type { SessionEnd, SessionEndCause } from '../manager.js';
+import type { SessionEnd, SessionEndCause } from '../session.js';
 import { decodeMessage, encodeMessage, RefusedMessage, wireFailure, wireUpdateArgs, type Message } from './codec.js';
 
 interface Pending {

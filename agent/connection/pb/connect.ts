@@ -8,7 +8,7 @@ import type { Logger } from '../../log.js';
 import type { Bot } from '../bot.js';
 import { PRELOGIN_LIMITS, PRELOGIN_MAX_TOTAL_BYTES, MESSAGE_LIMITS } from '../limits.js';
 import { Liveness, livenessTimeoutS, type LivenessTimers } from '../liveness.js';
-import type { LiveSession, SessionEnd, SessionEndCause } from '../manager.js';
+import type { LiveSession, SessionEnd, SessionEndCause } from '../session.js';
 import { Broker, ConnectionLostError, PbRemoteError, type RemoteReference } from './broker.js';
 import { describePbError, PbWorker } from './buildbot.js';
 import { pbLogin } from './login.js';
