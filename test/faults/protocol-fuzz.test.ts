@@ -33,7 +33,7 @@ import { FUZZ_PASSWORD, FUZZ_WORKER, recordMsgpackCorpus, recordPbCorpus, type M
 import { FuzzMsgpackMaster, FuzzPbMaster, type FuzzMaster, type Outcome } from './helpers/conn-fuzz-master.js';
 import { mutateBytes, mutateSexp, mutateValue, Rng } from './helpers/conn-fuzz-mutate.js';
 
-const REAL_FRAMES = 25_000;
+const REAL_FRAMES = 100_000;
 const IN_PROCESS_FRAMES = 100_000;
 /** Requests in flight at once to the real agent. */
 const WINDOW = 64;
