@@ -39,7 +39,8 @@ function hasDotDot(p: string): boolean {
 
 /**
  * Throws ConfinementError unless `p` (absolute, as a command will use it) leads into `basedir` once symlinks
- * and '..' are resolved. The final component is followed too: a file command opens what a symlink points to.
+ * and '..' are resolved (resolveFollowingLinks). The final component is followed too, dangling or not: a file
+ * command opens (or creates) what a symlink points to.
  * An empty path names nothing and passes (the command fails on it by itself, as buildbot-worker's does).
  */
 export function checkConfined(basedir: string, p: string, ops: LinkOps = osLinkOps): void {
