@@ -1,16 +1,10 @@
 // Path checks that keep the master's file commands inside BASEDIR: `confineToBasedir` (every path a file or
 // transfer command names, and a shell step's workdir, must lead into BASEDIR), and rmdir's guard of BASEDIR itself.
 
-import { realpathSync } from 'node:fs';
 import path from 'node:path';
 import { AgentError } from '../errors.js';
+import { type LinkOps, osLinkOps, resolveFollowingLinks } from '../fs/follow-links.js';
 import { AGENT_OWNED_DIRS } from '../layout.js';
-
-/** Resolves a path to a canonical one, as the OS does (symlinks followed, '..' applied after them). */
-export type Realpath = (p: string) => string;
-
-/** The OS's own realpath(3): unlike fs.realpathSync, it does not collapse '..' before following symlinks. */
-const osRealpath: Realpath = (p) => realpathSync.native(p);
 
 /** A path the confinement refuses; Python's PermissionError, so the master shows what kind of refusal it is. */
 export class ConfinementError extends AgentError {
@@ -23,38 +17,16 @@ export class ConfinementError extends AgentError {
   }
 }
 
-/**
- * Where `p` really leads: the canonical form of its longest existing prefix, then the rest of it (parts that
- * do not exist yet cannot be symlinks, so '..' among them is applied as text). Throws the OS error when a
- * prefix exists but cannot be resolved (ELOOP, EACCES).
- */
-export function resolveReal(p: string, realpath: Realpath = osRealpath): string {
-  if (!path.isAbsolute(p)) throw new AgentError('E_CONFINED', `resolveReal needs an absolute path, got '${p}'`);
-  let head = p;
-  const rest: string[] = [];
-  for (;;) {
-    try {
-      return path.resolve(realpath(head), ...rest);
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code !== 'ENOENT' && code !== 'ENOTDIR') throw err;
-      const parent = path.dirname(head);
-      if (parent === head) return path.resolve(head, ...rest);
-      rest.unshift(path.basename(head));
-      head = parent;
-    }
-  }
-}
-
 /** True when `p` is `dir` or below it (both absolute, same kind of resolution). */
 export function isWithin(dir: string, p: string): boolean {
   const rel = path.relative(dir, p);
   return rel === '' || (!path.isAbsolute(rel) && rel !== '..' && !rel.startsWith(`..${path.sep}`));
 }
 
-function realOr(p: string, realpath: Realpath): string {
+/** Where `p` leads (resolveFollowingLinks), or `p` as text when that cannot be told. */
+function realOr(p: string, ops: LinkOps): string {
   try {
-    return resolveReal(p, realpath);
+    return resolveFollowingLinks(p, ops);
   } catch {
     return path.resolve(p);
   }
@@ -67,13 +39,14 @@ function hasDotDot(p: string): boolean {
 
 /**
  * Throws ConfinementError unless `p` (absolute, as a command will use it) leads into `basedir` once symlinks
- * and '..' are resolved. The final component is followed too: a file command opens what a symlink points to.
+ * and '..' are resolved (resolveFollowingLinks). The final component is followed too, dangling or not: a file
+ * command opens (or creates) what a symlink points to.
  * An empty path names nothing and passes (the command fails on it by itself, as buildbot-worker's does).
  */
-export function checkConfined(basedir: string, p: string, realpath: Realpath = osRealpath): void {
+export function checkConfined(basedir: string, p: string, ops: LinkOps = osLinkOps): void {
   if (p === '' || p.includes('\0')) return; // nothing to open: the command reports the bad path itself
   const base = path.resolve(basedir);
-  const realBase = realOr(base, realpath);
+  const realBase = realOr(base, ops);
   const refuse = (why: string): never => {
     throw new ConfinementError(p, `confineToBasedir: refusing '${p}': ${why} (the worker's base directory is ${base})`);
   };
@@ -81,7 +54,7 @@ export function checkConfined(basedir: string, p: string, realpath: Realpath = o
   const abs = path.isAbsolute(p) ? p : `${base}${path.sep}${p}`;
   let real: string;
   try {
-    real = resolveReal(abs, realpath);
+    real = resolveFollowingLinks(abs, ops);
   } catch (err) {
     return refuse(`it cannot be resolved to check where it leads (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
   }
@@ -91,27 +64,28 @@ export function checkConfined(basedir: string, p: string, realpath: Realpath = o
   return refuse(hasDotDot(p) ? "'..' leads out of the base directory" : 'it is outside the base directory');
 }
 
-/** Why rmdir must not remove `p`: it is BASEDIR or above it (an error), or it belongs to the agent (skipped). */
+/** Why rmdir must not remove `p`: it is BASEDIR or above it (an error), or it is one of the agent's own directories (skipped). */
 export type Protection = { kind: 'basedir'; why: string } | { kind: 'agent'; why: string };
 
 /**
  * Whether removing `p` would remove BASEDIR (p is BASEDIR or one of its ancestors, by text or through a
- * symlink) or one of the agent's own directories (agent/layout.ts) or something in them.
+ * symlink) or one of the agent's own directories (agent/layout.ts) as a whole. What is inside those may be
+ * removed: a builder whose directory is `spool` or `info` keeps its rmdir (buildbot-worker reserves no name).
  */
-export function removalProtection(basedir: string, p: string, realpath: Realpath = osRealpath): Protection | undefined {
+export function removalProtection(basedir: string, p: string, ops: LinkOps = osLinkOps): Protection | undefined {
   const base = path.resolve(basedir);
-  const bases = [...new Set([base, realOr(base, realpath)])];
+  const bases = [...new Set([base, realOr(base, ops)])];
   const abs = path.isAbsolute(p) ? p : `${base}${path.sep}${p}`;
-  const targets = [...new Set([path.resolve(abs), realOr(abs, realpath)])];
+  const targets = [...new Set([path.resolve(abs), realOr(abs, ops)])];
   for (const target of targets) {
     for (const b of bases) {
       if (isWithin(target, b)) {
         const what = path.relative(target, b) === '' ? "the worker's base directory" : "an ancestor of the worker's base directory";
         return { kind: 'basedir', why: `rmdir: refusing to remove '${p}': it is ${what} ${base}` };
       }
-      const first = isWithin(b, target) ? path.relative(b, target).split(path.sep)[0] : undefined;
-      if (first !== undefined && AGENT_OWNED_DIRS.includes(first)) {
-        return { kind: 'agent', why: `rmdir: not removing '${p}': ${path.join(base, first)} belongs to the agent, not to a builder` };
+      const rel = path.relative(b, target);
+      if (AGENT_OWNED_DIRS.includes(rel)) {
+        return { kind: 'agent', why: `rmdir: not removing '${p}': ${path.join(base, rel)} is the agent's own directory` };
       }
     }
   }

@@ -12,6 +12,7 @@ import type { BlockSource } from '../fs/block-reader.js';
 import { errorMessage } from '../errors.js';
 import { fsPath, timeFloat } from '../fs/pyos.js';
 import { NotRegularFileError } from '../fs/file-kind.js';
+import { O_NONBLOCK } from '../fs/open-flags.js';
 import { transferPath } from './relative-args.js';
 
 /**
@@ -150,7 +151,7 @@ class UploadFile implements WorkerCommand {
  * /dev/zero would be read without end. Directories fail with EISDIR, as Python's open does.
  */
 async function openForReading(path: string): Promise<FileHandle> {
-  const fh = await open(fsPath(path), fsConstants.O_RDONLY | (fsConstants.O_NONBLOCK ?? 0));
+  const fh = await open(fsPath(path), fsConstants.O_RDONLY | O_NONBLOCK);
   try {
     const st = await fh.stat();
     if (st.isDirectory()) throw Object.assign(new Error('EISDIR'), { code: 'EISDIR' });

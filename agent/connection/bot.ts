@@ -11,9 +11,16 @@ import { workerCommands } from '../info/worker-info.js';
 import type { Logger } from '../log.js';
 import { defaultOutputSettings, parseWorkerSettings, type OutputSettings } from '../output/settings.js';
 import { AgentError } from '../errors.js';
-import { AGENT_OWNED_DIRS } from '../layout.js';
+import { AGENT_OWNED_DIRS, BASEDIR_LAYOUT } from '../layout.js';
 
 export type WorkerInfo = Record<string, unknown>;
+
+/** What the agent keeps in each of its own directories, for the warning about a builder that shares one. */
+const OWNED_DIR_USE: Record<string, string> = {
+  [BASEDIR_LAYOUT.info]: 'the files at its top are sent to the master as worker info',
+  [BASEDIR_LAYOUT.spool]: 'the full logs (*.log.gz) at its top are pruned by size and age',
+  [BASEDIR_LAYOUT.state]: 'the journals under temp-files/ name files that the next start removes',
+};
 
 export interface BotOptions {
   env: CommandEnv;
@@ -111,6 +118,7 @@ export class Bot {
       const old = this.builders.get(name);
       if (old !== undefined && old !== builddir) this.opts.logger.info(`changing builddir for builder ${name} from ${old} to ${builddir}`);
       this.builders.set(name, builddir);
+      this.warnIfShared(name, builddir);
       try {
         confinePath(this.opts.env, path.join(basedir, builddir));
       } catch (err) {
@@ -148,6 +156,24 @@ export class Bot {
       }
     }
     return wanted.map(([n]) => n);
+  }
+
+  /**
+   * A builder directory in (or equal to) one of the agent's own directories shares it with the agent. It is
+   * used all the same, as buildbot-worker uses a builder directory named `info`, and msgpack masters (which
+   * send no builder list) name such paths too; rmdir keeps only those directories themselves.
+   */
+  private warnIfShared(name: string, builddir: string): void {
+    const basedir = this.opts.env.basedir;
+    const rel = path.relative(basedir, path.resolve(basedir, builddir));
+    const owned = rel.split(path.sep)[0];
+    if (owned === undefined || !AGENT_OWNED_DIRS.includes(owned)) return;
+    const dir = path.join(basedir, owned);
+    this.opts.logger.warn(
+      `builder ${name}: its directory '${builddir}' is ${rel === owned ? '' : 'inside '}${dir}, the agent's own directory, ` +
+        `which the builder then shares: ${OWNED_DIR_USE[owned] ?? 'the agent keeps its files there'}, and rmdir never removes ${dir} itself. ` +
+        `Give the builder another workerbuilddir on the master.`,
+    );
   }
 
   /** name -> version of every command (PB's getCommands). */

@@ -5,6 +5,7 @@
 
 import { closeSync, constants as fsConstants, fstatSync, openSync, readSync, statSync } from 'node:fs';
 import { fileKind } from '../fs/file-kind.js';
+import { O_NONBLOCK } from '../fs/open-flags.js';
 
 /** buildbot-worker polls logfiles every 2 seconds. */
 export const LOGFILE_POLL_MS = 2000;
@@ -13,12 +14,13 @@ const READ_SIZE = 10000;
 /** Bytes read in one turn of the event loop; more waits for the next turn (setImmediate), not the next poll. */
 export const LOGFILE_SLICE_BYTES = 256 * 1024;
 /**
- * At the end of the step the rest of the file is read at once, up to its size at that moment plus this much
- * (files such as /proc ones report size 0): a writer that outlives the step cannot keep that read going.
+ * At the end of the step the rest of the file is read, up to its size at that moment plus this much (files
+ * such as /proc ones report size 0): a writer that outlives the step cannot keep that read going. It is read
+ * a slice per turn of the event loop too: a step that wrote gigabytes since the last poll blocks nothing.
  */
 const FINAL_READ_SLACK_BYTES = 1024 * 1024;
 /** Opening never waits (a FIFO without a writer); reading a regular file is not affected. */
-const OPEN_FLAGS = fsConstants.O_RDONLY | (fsConstants.O_NONBLOCK ?? 0);
+const OPEN_FLAGS = fsConstants.O_RDONLY | O_NONBLOCK;
 
 type FileStamp = string | null;
 
@@ -40,6 +42,8 @@ export class LogFileWatcher {
   /** The file is not a regular file: it was reported once and is never read. */
   private refused = false;
   private stopped = false;
+  /** The final read in progress (stop()). */
+  private stopping: Promise<void> | undefined;
   private readonly decoder = new TextDecoder('utf-8');
 
   constructor(
@@ -56,27 +60,50 @@ export class LogFileWatcher {
     this.timer.unref?.();
   }
 
-  stop(): void {
-    if (this.stopped) return;
+  /**
+   * Stops polling and reads the rest of the file, a slice per turn of the event loop; resolves once all of it
+   * was passed to onData (the step's rc is sent after that, as buildbot-worker sends it after the logfiles).
+   * Never rejects; calling it again returns the same promise.
+   */
+  stop(): Promise<void> {
+    if (this.stopping) return this.stopping;
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     if (this.more) clearImmediate(this.more);
     this.more = undefined;
-    if (this.open()) {
-      let limit = FINAL_READ_SLACK_BYTES;
-      try {
-        limit += Math.max(0, fstatSync(this.fd!).size - this.position);
-      } catch {
-        // unknown size: the slack alone
+    this.stopping = this.drain().catch(() => undefined); // onData's own errors are not the watcher's
+    return this.stopping;
+  }
+
+  private async drain(): Promise<void> {
+    try {
+      if (this.open()) {
+        let left = FINAL_READ_SLACK_BYTES;
+        try {
+          left += Math.max(0, fstatSync(this.fd!).size - this.position);
+        } catch {
+          // unknown size: the slack alone
+        }
+        while (left > 0) {
+          const want = Math.min(LOGFILE_SLICE_BYTES, left);
+          const got = this.read(want);
+          left -= got;
+          if (got < want) break; // the end of the file
+          await new Promise<void>((resolve) => setImmediate(resolve));
+        }
       }
-      this.read(limit);
-    }
-    if (this.fd !== undefined) {
-      const rest = this.decoder.decode();
-      if (rest) this.onData(this.name, rest);
-      closeSync(this.fd);
-      this.fd = undefined;
+    } finally {
+      if (this.fd !== undefined) {
+        const rest = this.decoder.decode();
+        if (rest) this.onData(this.name, rest);
+        try {
+          closeSync(this.fd);
+        } catch {
+          // nothing more to read from it either way
+        }
+        this.fd = undefined;
+      }
     }
   }
 

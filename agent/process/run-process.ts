@@ -433,15 +433,6 @@ export class RunProcess implements TrackedProcess {
     if (this.done) return;
     this.done = true;
     const elapsed = this.now() - this.startTime;
-    for (const w of this.watchers) w.stop();
-    let rc = status.code ?? -1;
-    if (this.killed && rc === 0) rc = -1;
-    if (status.signal !== null) rc = -1;
-    if (this.opts.sendRC) {
-      if (status.signal !== null) this.io.text('header', `process killed by signal ${status.signal}\n`);
-      this.io.status('rc', rc);
-    }
-    this.io.text('header', `elapsedTime=${elapsed.toFixed(6)}\n`);
     this.cancelTimers();
     if (this.handle) {
       if (this.killed) this.reap();
@@ -450,16 +441,34 @@ export class RunProcess implements TrackedProcess {
         void this.listLeftovers();
       }
     }
-    this.settle?.resolve(rc);
-    this.settle = undefined;
+    // the logfiles' last content comes before the rc, as buildbot-worker sends it; reading it yields to the loop
+    this.afterWatchers(() => {
+      let rc = status.code ?? -1;
+      if (this.killed && rc === 0) rc = -1;
+      if (status.signal !== null) rc = -1;
+      if (this.opts.sendRC) {
+        if (status.signal !== null) this.io.text('header', `process killed by signal ${status.signal}\n`);
+        this.io.status('rc', rc);
+      }
+      this.io.text('header', `elapsedTime=${elapsed.toFixed(6)}\n`);
+      this.settle?.resolve(rc);
+      this.settle = undefined;
+    });
   }
 
   private fail(err: Error): void {
     this.done = true;
     this.cancelTimers();
-    for (const w of this.watchers) w.stop();
-    this.settle?.reject(err);
-    this.settle = undefined;
+    this.afterWatchers(() => {
+      this.settle?.reject(err);
+      this.settle = undefined;
+    });
+  }
+
+  /** Stops every logfile watcher, then runs `then` once each has passed on the rest of its file (at once without any). */
+  private afterWatchers(then: () => void): void {
+    if (this.watchers.length === 0) then();
+    else void Promise.all(this.watchers.map((w) => w.stop())).then(then);
   }
 
   private cancelTimers(): void {

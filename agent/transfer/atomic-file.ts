@@ -4,19 +4,19 @@
 
 import { constants as fsConstants } from 'node:fs';
 import type { BigIntStats } from 'node:fs';
-import { access, lstat, open, readlink, rename, stat, unlink } from 'node:fs/promises';
+import { access, open, rename, stat, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import * as nodePath from 'node:path';
 import { NotRegularFileError } from '../fs/file-kind.js';
+import { resolveFollowingLinks } from '../fs/follow-links.js';
+import { O_NONBLOCK } from '../fs/open-flags.js';
 import { isSystemError, pyOSError, toPyError } from '../fs/pyerrors.js';
-import { fsPath, fsdecode } from '../fs/pyos.js';
+import { fsPath } from '../fs/pyos.js';
 import type { JournalEntry, TempFileJournal } from './temp-journal.js';
 import { tempPathBeside } from './temp-journal.js';
 
-/** Links followed to find the file a path names (Linux's MAXSYMLINKS): past that, ELOOP as the OS would say. */
-const MAX_LINKS = 40;
 /** Writing to a device must not wait on it (a FIFO is refused before this). */
-const DEVICE_FLAGS = fsConstants.O_WRONLY | (fsConstants.O_NONBLOCK ?? 0);
+const DEVICE_FLAGS = fsConstants.O_WRONLY | O_NONBLOCK;
 /** open(path, 'wb') of an existing file. */
 const IN_PLACE_FLAGS = fsConstants.O_WRONLY | fsConstants.O_TRUNC;
 
@@ -43,7 +43,9 @@ export interface FileSink {
  * directory), NotRegularFileError for a FIFO or socket (Python would wait for a reader forever).
  */
 export async function openFileSink(path: string, opts: AtomicWriteOptions): Promise<FileSink> {
-  const target = await resolveLinks(path);
+  // where open(path, 'wb') would write: through every link, a dangling last one too, '..' applied after the
+  // links before it (so not path.resolve, which applies it first)
+  const target = resolveFollowingLinks(nodePath.isAbsolute(path) ? path : `${process.cwd()}${nodePath.sep}${path}`);
   let old: BigIntStats | null = null;
   try {
     old = await stat(fsPath(target), { bigint: true });
@@ -165,23 +167,6 @@ async function writeAll(fh: FileHandle, data: Uint8Array): Promise<void> {
     } catch (err) {
       throw toPyError(err); // Python's write errors name no file
     }
-  }
-}
-
-/** The path `path` names once its links are followed (the last one may dangle: that is where the file goes). */
-async function resolveLinks(path: string): Promise<string> {
-  let p = path;
-  for (let hops = 0; ; hops++) {
-    let st;
-    try {
-      st = await lstat(fsPath(p));
-    } catch {
-      return p; // missing (or unreadable: open reports that)
-    }
-    if (!st.isSymbolicLink()) return p;
-    if (hops >= MAX_LINKS) throw pyOSError('ELOOP', path);
-    const to = fsdecode((await readlink(fsPath(p), { encoding: 'buffer' })) as Buffer);
-    p = nodePath.resolve(nodePath.dirname(p), to);
   }
 }
 

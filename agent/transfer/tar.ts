@@ -3,13 +3,14 @@
 
 import { spawn } from 'node:child_process';
 import { accessSync, constants as fsConstants, readFileSync, statSync } from 'node:fs';
-import type { BigIntStats, Stats } from 'node:fs';
+import type { BigIntStats } from 'node:fs';
 import { lstat, open, readlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import * as nodePath from 'node:path';
 import { Readable, pipeline } from 'node:stream';
 import { createGzip } from 'node:zlib';
 import { fileKind } from '../fs/file-kind.js';
+import { O_NOFOLLOW, O_NONBLOCK, sameFile } from '../fs/open-flags.js';
 import { PyError, isSystemError, toPyError } from '../fs/pyerrors.js';
 import { fsPath, fsdecode, fsencode, pathJoin, scandirRaw, timeFloat } from '../fs/pyos.js';
 
@@ -119,7 +120,7 @@ async function* addMember(w: Writer, name: string, arcname: string, known?: BigI
 
   yield paxHeader(info);
   if (info.type === REGTYPE) {
-    yield* fileData(w, name, info.size);
+    yield* fileData(w, name, st, info.size);
   } else if (info.type === DIRTYPE) {
     let names: string[];
     try {
@@ -190,11 +191,11 @@ async function tarInfo(w: Writer, name: string, arcname: string, st: BigIntStats
  * Opening a member that lstat found regular: never following a link, never waiting on a FIFO, so a file swapped
  * for either between lstat and open is refused instead of archived from elsewhere or blocking a thread for ever.
  */
-const OPEN_MEMBER_FLAGS = fsConstants.O_RDONLY | (fsConstants.O_NOFOLLOW ?? 0) | (fsConstants.O_NONBLOCK ?? 0);
+const OPEN_MEMBER_FLAGS = fsConstants.O_RDONLY | O_NOFOLLOW | O_NONBLOCK;
 
 /** The file's bytes, exactly `size` of them, zero-padded to a whole block. */
-async function* fileData(w: Writer, name: string, size: number): AsyncGenerator<Buffer> {
-  const fh = await openMember(name);
+async function* fileData(w: Writer, name: string, seen: BigIntStats, size: number): AsyncGenerator<Buffer> {
+  const fh = await openMember(name, seen);
   try {
     let left = size;
     while (left > 0) {
@@ -221,8 +222,13 @@ async function* fileData(w: Writer, name: string, size: number): AsyncGenerator<
   if (rem > 0) yield Buffer.alloc(BLOCKSIZE - rem);
 }
 
-/** The member for reading, checked (fstat, after open) to still be a regular file. */
-async function openMember(name: string): Promise<FileHandle> {
+/**
+ * The member for reading, checked (fstat, after open) to still be a regular file. Where O_NOFOLLOW is missing
+ * (Windows) the open follows a link swapped in after lstat: the dev and inode then differ from what lstat saw,
+ * and a path that is a link by now is refused as O_NOFOLLOW would have refused it. A regular file replaced by
+ * another one is archived, as tarfile does.
+ */
+async function openMember(name: string, seen: BigIntStats): Promise<FileHandle> {
   let fh: FileHandle;
   try {
     fh = await open(fsPath(name), OPEN_MEMBER_FLAGS);
@@ -234,16 +240,18 @@ async function openMember(name: string): Promise<FileHandle> {
     }
     throw toPyError(err, name);
   }
-  let st: Stats;
+  let st: BigIntStats;
+  let now: BigIntStats | null = null;
   try {
-    st = await fh.stat();
+    st = await fh.stat({ bigint: true });
+    if (!sameFile(st, seen)) now = await lstat(fsPath(name), { bigint: true }).catch(() => null);
   } catch (err) {
     await fh.close().catch(() => undefined);
     throw toPyError(err, name);
   }
-  if (!st.isFile()) {
+  if (now?.isSymbolicLink() || !st.isFile()) {
     await fh.close().catch(() => undefined);
-    throw changedWhileArchived(name, fileKind(st));
+    throw changedWhileArchived(name, now?.isSymbolicLink() ? 'a symbolic link' : fileKind(st));
   }
   return fh;
 }

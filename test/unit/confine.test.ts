@@ -19,7 +19,9 @@ import {
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
-import { checkConfined, ConfinementError, removalProtection, resolveReal } from '../../agent/commands/confine.js';
+import { checkConfined, ConfinementError, removalProtection } from '../../agent/commands/confine.js';
+import { MAX_LINK_HOPS, resolveFollowingLinks } from '../../agent/fs/follow-links.js';
+import { PyOSError } from '../../agent/fs/pyerrors.js';
 import { CommandHost } from '../../agent/commands/host.js';
 import { COMMAND_TABLE } from '../../agent/commands/index.js';
 import type { CommandArgs, CommandEnv, RemoteReader, RemoteWriter } from '../../agent/commands/types.js';
@@ -125,20 +127,72 @@ describe('checkConfined', () => {
     expect(() => checkConfined(alias, path.join(outside, 'x'))).toThrow(ConfinementError);
   });
 
-  it("resolveReal applies '..' after the symlinks before it, as the OS does", () => {
-    expect(resolveReal(`${build}/out/..`)).toBe(root);
-    expect(resolveReal(`${build}/in/..`)).toBe(build);
-    expect(resolveReal(`${build}/nope/../file`)).toBe(path.join(build, 'file'));
+  it("resolveFollowingLinks applies '..' after the symlinks before it, as the OS does", () => {
+    expect(resolveFollowingLinks(`${build}/out/..`)).toBe(root);
+    expect(resolveFollowingLinks(`${build}/in/..`)).toBe(build);
+    expect(resolveFollowingLinks(`${build}/nope/../file`)).toBe(path.join(build, 'file'));
     // nothing of it exists, not even the root: the whole path is text
     const none = (): string => {
       throw Object.assign(new Error('ENOENT'), { code: 'ENOENT' });
     };
-    expect(resolveReal('/a/b/../c', none)).toBe('/a/c');
+    expect(resolveFollowingLinks('/a/b/../c', { realpath: none, readLink: () => null })).toBe('/a/c');
+  });
+
+  it('a dangling symlink is followed to where it points, as open(O_CREAT) follows it', () => {
+    // base/builder/dangling -> ../../outside/newfile: open() would create root/outside/newfile
+    symlinkSync('../../outside/newfile', path.join(base, 'builder', 'dangling'));
+    expect(resolveFollowingLinks(path.join(base, 'builder', 'dangling'))).toBe(path.join(outside, 'newfile'));
+    let err: unknown;
+    try {
+      checkConfined(base, path.join(base, 'builder', 'dangling'));
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ConfinementError);
+    expect((err as Error).message).toMatch(/a symlink in it leads out of the base directory, to \S+\/outside\/newfile \(/);
+    // a chain of dangling links, one leading out at its end; and one that stays inside
+    symlinkSync('dangling', path.join(base, 'builder', 'chain'));
+    expect(() => checkConfined(base, path.join(base, 'builder', 'chain'))).toThrow(ConfinementError);
+    symlinkSync('build/not-yet', path.join(base, 'builder', 'stays'));
+    expect(resolveFollowingLinks(path.join(base, 'builder', 'stays'))).toBe(path.join(build, 'not-yet'));
+    expect(() => checkConfined(base, path.join(base, 'builder', 'stays'))).not.toThrow();
+  });
+
+  it("a dangling link's '..' applies after the links in front of it (the kernel's order)", () => {
+    // a/link -> ../x/y and x/y/dest -> ../z: open('a/link/dest') creates x/z, not a/z
+    mkdirSync(path.join(build, 'a'));
+    mkdirSync(path.join(build, 'x', 'y'), { recursive: true });
+    symlinkSync('../x/y', path.join(build, 'a', 'link'));
+    symlinkSync('../z', path.join(build, 'x', 'y', 'dest'));
+    expect(resolveFollowingLinks(path.join(build, 'a', 'link', 'dest'))).toBe(path.join(build, 'x', 'z'));
+  });
+
+  it(`dangling links are followed at most ${MAX_LINK_HOPS} times, then ELOOP naming the path`, () => {
+    // a fake OS where every name is a dangling link to the next one: the resolution must end
+    let reads = 0;
+    const endless = {
+      realpath: (p: string): string => {
+        if (p === '/') return p;
+        throw Object.assign(new Error('ENOENT'), { code: 'ENOENT' });
+      },
+      readLink: (): string => `/l${++reads}`,
+    };
+    let err: unknown;
+    try {
+      resolveFollowingLinks('/l0', endless);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(PyOSError);
+    expect((err as PyOSError).code).toBe('ELOOP');
+    expect((err as PyOSError).filename).toBe('/l0');
+    expect(reads).toBe(MAX_LINK_HOPS + 1);
+    expect(() => checkConfined('/', '/l0', endless)).toThrow(/cannot be resolved to check where it leads \(ELOOP\)/);
   });
 });
 
 describe('removalProtection (rmdir, confined or not)', () => {
-  it('BASEDIR and its ancestors, by text or through a symlink, are refused; agent directories are kept', () => {
+  it("BASEDIR and its ancestors, by text or through a symlink, are refused; the agent's own directories are kept", () => {
     expect(removalProtection(base, base)?.kind).toBe('basedir');
     expect(removalProtection(base, `${base}/`)?.kind).toBe('basedir');
     expect(removalProtection(base, `${build}/../..`)?.kind).toBe('basedir');
@@ -146,9 +200,14 @@ describe('removalProtection (rmdir, confined or not)', () => {
     expect(removalProtection(base, '/')?.kind).toBe('basedir');
     symlinkSync(base, path.join(build, 'home'));
     expect(removalProtection(base, path.join(build, 'home'))?.kind).toBe('basedir');
-    expect(removalProtection(base, path.join(base, 'spool'))).toMatchObject({ kind: 'agent', why: expect.stringContaining('belongs to the agent') });
-    expect(removalProtection(base, path.join(base, 'info', 'x'))?.kind).toBe('agent');
+    expect(removalProtection(base, path.join(base, 'spool'))).toMatchObject({ kind: 'agent', why: expect.stringContaining("is the agent's own directory") });
+    expect(removalProtection(base, `${base}/info/`)?.kind).toBe('agent');
     expect(removalProtection(base, path.join(base, '.bbagent'))?.kind).toBe('agent');
+    expect(removalProtection(base, `${build}/../../spool`)?.kind).toBe('agent');
+    // what is inside them is not the agent's alone: a builder whose directory is 'spool' or 'info' keeps its rmdir
+    expect(removalProtection(base, path.join(base, 'spool', 'build'))).toBeUndefined();
+    expect(removalProtection(base, path.join(base, 'info', 'build'))).toBeUndefined();
+    expect(removalProtection(base, path.join(base, '.bbagent', 'x'))).toBeUndefined();
     expect(removalProtection(base, build)).toBeUndefined();
     expect(removalProtection(base, path.join(base, 'spooler'))).toBeUndefined();
     expect(removalProtection(base, path.join(outside, 'victim'))).toBeUndefined();
@@ -242,6 +301,13 @@ describe('a confined worker', () => {
     });
   }
 
+  it('refuses download_file through a dangling symlink that leads out, creating nothing there', async () => {
+    symlinkSync('../../outside/newfile', path.join(base, 'builder', 'dangling'));
+    const { error } = await attempt('download_file', { path: path.join(base, 'builder', 'dangling'), mode: null, blocksize: 16, maxsize: null });
+    expect(error).toMatch(/^confineToBasedir: refusing '.*\/dangling': a symlink in it leads out of the base directory/);
+    expect(existsSync(path.join(outside, 'newfile'))).toBe(false);
+  });
+
   it('still runs every command on paths inside BASEDIR', async () => {
     for (const [name, args] of commandsFor(path.join(build, 'sub'))) {
       if (name === 'rmdir' || name === 'upload_directory') mkdirSync(path.join(build, 'sub', 'victim'), { recursive: true });
@@ -261,6 +327,19 @@ describe('an unconfined worker', () => {
     expect((await attempt('download_file', { path: path.join(build, 'out', 'dl'), mode: null, blocksize: 16, maxsize: null }, false)).error).toBeUndefined();
     expect(readFileSync(path.join(outside, 'dl'), 'utf8')).toBe('downloaded');
   });
+
+  it('download_file writes where open() would: through a dangling link, applying its .. after the links before it', async () => {
+    // a/link -> ../x/y and x/y/dest -> ../z: Python's open('a/link/dest', 'wb') creates x/z
+    mkdirSync(path.join(build, 'a'));
+    mkdirSync(path.join(build, 'x', 'y'), { recursive: true });
+    symlinkSync('../x/y', path.join(build, 'a', 'link'));
+    symlinkSync('../z', path.join(build, 'x', 'y', 'dest'));
+    const { error } = await attempt('download_file', { path: path.join(build, 'a', 'link', 'dest'), mode: null, blocksize: 16, maxsize: null }, false);
+    expect(error).toBeUndefined();
+    expect(readFileSync(path.join(build, 'x', 'z'), 'utf8')).toBe('downloaded');
+    expect(existsSync(path.join(build, 'a', 'z'))).toBe(false);
+    expect(lstatSync(path.join(build, 'x', 'y', 'dest')).isSymbolicLink()).toBe(true);
+  });
 });
 
 describe('builder directories (PB setBuilderList)', () => {
@@ -279,6 +358,46 @@ describe('builder directories (PB setBuilderList)', () => {
     const ch = new RecordingChannel();
     expect(() => bot.startCommand('mkdir', '1', { dir: 'x' }, ch, { builder: 'escape' })).toThrow(/confineToBasedir: refusing '.*\/escaped\/x'/);
     expect(existsSync(path.join(root, 'escaped'))).toBe(false);
+  });
+});
+
+describe("a builder whose directory is one of the agent's own", () => {
+  for (const builddir of ['spool', 'info', '.bbagent']) {
+    it(`'${builddir}': a warning names the sharing, and RemoveDirectory('build') removes the build tree`, async () => {
+      const logger = new RecordingLogger();
+      const bot = new Bot({ env: { ...env(false), logger }, commands: COMMAND_TABLE, collectInfo: async () => ({}), logger, onShutdownRequest: () => {} });
+      mkdirSync(path.join(base, builddir, 'build', 'deep'), { recursive: true });
+      writeFileSync(path.join(base, builddir, 'build', 'deep', 'f'), 'x');
+      writeFileSync(path.join(base, builddir, 'agent-file'), 'kept');
+      expect(bot.setBuilderList([[builddir, builddir]])).toEqual([builddir]);
+      expect(logger.lines.join('\n')).toContain(
+        `warn builder ${builddir}: its directory '${builddir}' is ${path.join(base, builddir)}, the agent's own directory, which the builder then shares`,
+      );
+      const ch = new RecordingChannel();
+      await bot.startCommand('rmdir', '1', { dir: 'build', logEnviron: false }, ch, { builder: builddir });
+      await ch.completed;
+      expect(ch.failure).toBeNull();
+      expect(ch.status('rc')).toEqual([0]);
+      expect(ch.text('header')).not.toContain('not removing');
+      expect(existsSync(path.join(base, builddir, 'build'))).toBe(false);
+      expect(readFileSync(path.join(base, builddir, 'agent-file'), 'utf8')).toBe('kept');
+      // the builder's whole directory is the agent's: kept, with a header line
+      const whole = new RecordingChannel();
+      await bot.startCommand('rmdir', '2', { dir: '.', logEnviron: false }, whole, { builder: builddir });
+      await whole.completed;
+      expect(whole.text('header')).toContain(`is the agent's own directory\n`);
+      expect(existsSync(path.join(base, builddir, 'agent-file'))).toBe(true);
+    });
+  }
+
+  it('a builder directory elsewhere gets no warning', () => {
+    const logger = new RecordingLogger();
+    const bot = new Bot({ env: { ...env(false), logger }, commands: COMMAND_TABLE, collectInfo: async () => ({}), logger, onShutdownRequest: () => {} });
+    bot.setBuilderList([
+      ['a', 'spooler'],
+      ['b', 'x/spool'],
+    ]);
+    expect(logger.lines.join('\n')).not.toContain("the agent's own directory");
   });
 });
 
@@ -311,7 +430,7 @@ describe('rmdir never removes BASEDIR', () => {
   it("keeps the agent's own directories and removes the rest", async () => {
     const { error, ch } = await attempt('rmdir', { paths: [path.join(base, 'spool'), path.join(build, 'sub')] }, false);
     expect(error).toBeUndefined();
-    expect(ch.text('header')).toContain(`rmdir: not removing '${path.join(base, 'spool')}': ${path.join(base, 'spool')} belongs to the agent`);
+    expect(ch.text('header')).toContain(`rmdir: not removing '${path.join(base, 'spool')}': ${path.join(base, 'spool')} is the agent's own directory\n`);
     expect(existsSync(path.join(base, 'spool'))).toBe(true);
     expect(existsSync(path.join(build, 'sub'))).toBe(false);
     expect(ch.status('rc')).toEqual([0]);

@@ -1,6 +1,6 @@
 // Checks the `logfiles` watcher on files that used to stop the agent: a FIFO (opening it waited for a writer
 // with the event loop held) and a link to /dev/zero (read for ever); and that a big regular file is read a
-// slice per turn of the event loop, all of it by the end.
+// slice per turn of the event loop, while the step runs and after it ended, all of it by the end.
 
 import { appendFileSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -30,7 +30,7 @@ async function watchCreated(file: string, create: string): Promise<{ timedOut: b
      w.start();
      ${create};
      w.poll();
-     setTimeout(() => { w.poll(); w.stop(); report(got.join('')); }, 50);`,
+     setTimeout(() => { w.poll(); void w.stop().then(() => report(got.join(''))); }, 50);`,
     15_000,
   );
 }
@@ -67,11 +67,32 @@ describe('LogFileWatcher on a big regular file', () => {
     await new Promise((r) => setImmediate(r));
     expect(got.join('').length).toBe(2 * LOGFILE_SLICE_BYTES);
     appendFileSync(big, 'tail\n');
-    w.stop();
+    await w.stop();
     expect(got.join('')).toBe(content + 'tail\n');
   });
 
-  it("follow: only what was added after the file's first change", () => {
+  it('the final read after the step goes a slice per turn of the event loop too, all of it before stop() resolves', async () => {
+    // what a step wrote between the last poll and its end: many slices, read without holding the loop
+    const last = join(tmp, 'last.log');
+    const got: string[] = [];
+    const w = new LogFileWatcher('log', last, false, (_n, t) => got.push(t));
+    const chunk = Buffer.alloc(LOGFILE_SLICE_BYTES, 'y');
+    writeFileSync(last, '');
+    for (let i = 0; i < 20; i++) appendFileSync(last, chunk);
+    appendFileSync(last, 'end\n');
+    let atFirstTurn = -1;
+    setImmediate(() => (atFirstTurn = got.join('').length));
+    const stopped = w.stop();
+    expect(w.stop()).toBe(stopped); // one final read, whoever asks
+    await stopped;
+    expect(atFirstTurn).toBeGreaterThanOrEqual(0);
+    expect(atFirstTurn).toBeLessThanOrEqual(LOGFILE_SLICE_BYTES); // the loop turned after the first slice
+    const all = got.join('');
+    expect(all.length).toBe(20 * LOGFILE_SLICE_BYTES + 4);
+    expect(all.endsWith('yend\n')).toBe(true);
+  });
+
+  it("follow: only what was added after the file's first change", async () => {
     const f = join(tmp, 'follow.log');
     writeFileSync(f, 'old\n');
     const got: string[] = [];
@@ -80,7 +101,7 @@ describe('LogFileWatcher on a big regular file', () => {
     appendFileSync(f, 'new\n');
     w.poll(); // opens at the current size
     appendFileSync(f, 'newer\n');
-    w.stop();
+    await w.stop();
     expect(got.join('')).toBe('newer\n');
   });
 });

@@ -169,6 +169,17 @@ describe('shell', () => {
     expect(ch.log('mylog')).toBe('line1\nline2\n');
     expect(ch.text('header')).toContain(" watching logfiles {'mylog': 'my.log'}\n");
   });
+
+  it('a logfile written just before the end is read whole, and the rc comes after all of it', async () => {
+    // 4 MiB the 2 s poll never saw: the final read goes in slices between turns of the event loop
+    const ch = await run({ command: 'yes zzzzzzz | head -c 4194304 > big.log', logfiles: { big: 'big.log' }, logEnviron: false });
+    const big = ch.log('big');
+    expect(big.length).toBe(4 * 1024 * 1024);
+    expect(big === 'zzzzzzz\n'.repeat(512 * 1024)).toBe(true);
+    const keys = ch.keys;
+    expect(keys.lastIndexOf('log')).toBeLessThan(keys.indexOf('rc'));
+    expect(ch.status('rc')).toEqual([0]);
+  });
 });
 
 describe('rmdir and cpdir', () => {
