@@ -413,11 +413,12 @@ export class RunProcess implements TrackedProcess {
   /** Names what the command left running in the agent log, without killing it. */
   private async listLeftovers(): Promise<void> {
     try {
-      const found = await this.platform.findProcesses({ ...this.query(), timeoutMs: LEFTOVER_LIST_TIMEOUT_MS });
+      const query = this.query();
+      const found = await this.platform.findProcesses({ ...query, timeoutMs: LEFTOVER_LIST_TIMEOUT_MS });
       if (found.length === 0) return;
       const facts = await this.platform.inspectProcesses(
         found.slice(0, LEFTOVER_LIST_MAX).map((p) => p.pid),
-        { timeoutMs: LEFTOVER_LIST_TIMEOUT_MS, maxBytes: 64 * 1024 },
+        { timeoutMs: LEFTOVER_LIST_TIMEOUT_MS, maxBytes: 64 * 1024, onIncomplete: query.onIncomplete },
       );
       const lines = facts.map((f) => `  pid ${f.pid}: ${f.command}`).join('\n');
       const more = found.length > facts.length ? `\n  ... and ${found.length - facts.length} more` : '';

@@ -5,6 +5,7 @@
 
 import { randomBytes } from 'node:crypto';
 import type { TrackingMarker } from '../../platforms/types.js';
+import { settleWithin } from '../timers.js';
 
 /**
  * The variable that carries the marker. It is set after the step's `env` is merged, so a step cannot remove
@@ -108,15 +109,8 @@ export class ProcessRegistry {
   }
 
   /** Kills every tracked process tree at once; resolves when all are done, or after `timeoutMs` whatever happens. */
-  terminateAll(timeoutMs = TERMINATE_ALL_TIMEOUT_MS): Promise<void> {
+  async terminateAll(timeoutMs = TERMINATE_ALL_TIMEOUT_MS): Promise<void> {
     const all = [...this.live].map((p) => p.terminate().catch(() => undefined));
-    if (all.length === 0) return Promise.resolve();
-    return new Promise((resolve) => {
-      const t = setTimeout(resolve, timeoutMs);
-      void Promise.all(all).then(() => {
-        clearTimeout(t);
-        resolve();
-      });
-    });
+    if (all.length) await settleWithin(Promise.all(all), timeoutMs);
   }
 }
