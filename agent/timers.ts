@@ -1,6 +1,10 @@
 // Timers for delays that come from outside the agent (the master's timeout, maxTime, sigtermTime and
 // buffer_timeout): Node fires a timer of 2^31 ms (~24.8 days) or more after 1 ms instead (TimeoutOverflowWarning),
-// so a long delay is chained here through shorter timers. Every such delay goes through this module.
+// so a long delay is chained here through shorter timers. Every such delay goes through this module, and so does
+// every bounded wait of the agent for a promise (settleWithin). platforms/ keeps its own small `within`
+// (platforms/posix/processes.ts): it may not import the agent.
+
+import { errorMessage } from './errors.js';
 
 /** The longest delay one Node timer can take (ms); anything longer would fire at once. */
 export const MAX_TIMER_DELAY_MS = 2 ** 31 - 1;
@@ -69,4 +73,36 @@ export function startDelay(cb: () => void, ms: number, opts: DelayOptions = {}):
       handle = undefined;
     },
   };
+}
+
+/** How a bounded wait ended: the promise's value, or why there is none. */
+export type Settled<T> = { ok: true; value: T } | { ok: false; why: string };
+
+/**
+ * Waits for `p` at most `ms` and no longer than `signal` stays unaborted; never rejects. The operation itself
+ * goes on in the background (the caller stops it, if it can). `why` is "not done within N s", "aborted", or the
+ * rejection's message.
+ */
+export function settleWithin<T>(p: Promise<T>, ms: number, signal?: AbortSignal): Promise<Settled<T>> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve({ ok: false, why: 'aborted' });
+    const done = (r: Settled<T>): void => {
+      timer.cancel();
+      signal?.removeEventListener('abort', onAbort);
+      resolve(r);
+    };
+    const onAbort = (): void => done({ ok: false, why: 'aborted' });
+    const timer = startDelay(() => done({ ok: false, why: `not done within ${ms / 1000} s` }), ms > 0 ? ms : 0);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (value) => done({ ok: true, value }),
+      (err: unknown) => done({ ok: false, why: errorMessage(err) }),
+    );
+  });
+}
+
+/** `p`'s value, or `fallback` when it rejects, takes longer than `ms`, or `signal` aborts first. */
+export async function valueWithin<T>(p: Promise<T>, ms: number, fallback: T, signal?: AbortSignal): Promise<T> {
+  const r = await settleWithin(p, ms, signal);
+  return r.ok ? r.value : fallback;
 }

@@ -67,6 +67,11 @@ export interface ProcessQuery {
   startedAfterMs?: number;
   /** Stop reading environments after this long (ms); what was found so far is returned. */
   timeoutMs?: number;
+  /**
+   * Called with one line when some processes could not be examined (their environment was not read: hung in
+   * the kernel, or the time ran out), saying which and why; the result is then what could be found.
+   */
+  onIncomplete?: (why: string) => void;
 }
 
 export interface InspectLimits {
@@ -75,6 +80,8 @@ export interface InspectLimits {
   /** Keep at most this many bytes of text. */
   maxBytes: number;
   signal?: AbortSignal;
+  /** Called with one line when some facts were not read (e.g. command lines of processes hung in the kernel), saying which and why. */
+  onIncomplete?: (why: string) => void;
 }
 
 /** Stack traces of processes, or why there are none. */
@@ -134,13 +141,18 @@ export interface Platform {
   /**
    * Live processes of a command: its process group, the descendants of its first process (wherever their
    * group), every process whose environment carries `query.marker`, and the `known` processes
-   * that are still the same processes. Asynchronous and sliced: it never blocks the event loop for long,
-   * whatever the number of processes on the host, and a process that hangs the kernel's reads is skipped.
+   * that are still the same processes. The group counts while its first process (`root`) is unreaped, or
+   * when a member that started after the command still lives (a reaped group's id may be reused).
+   * Asynchronous and sliced: it never blocks the event loop for long, whatever the number of processes on the
+   * host, and a process that hangs the kernel's reads is skipped (`onIncomplete` says so).
    */
   findProcesses(query: ProcessQuery): Promise<ProcessRef[]>;
   /**
-   * Signals what findProcesses(query) finds. The process group `query.group` is signalled synchronously,
-   * before anything else, so nothing in it can fork past the kill. Resolves with every process signalled.
+   * Signals what findProcesses(query) finds. While `query.root` is given (unreaped), the process group
+   * `query.group` is signalled synchronously, before anything else, so nothing in it can fork past the kill;
+   * without a root, the group is signalled only when the scan found a live member of it (an emptied group's
+   * id may have been reused). Windows: only `root`'s tree, and nothing once it was reaped. Resolves with every
+   * process signalled.
    */
   killProcesses(signal: string, query: ProcessQuery): Promise<ProcessRef[]>;
   /** Facts for hang forensics and for listing leftovers: pid, ppid, state, CPU time, wait channel, command line. */

@@ -27,6 +27,21 @@ export function argOptNumber(args: CommandArgs, name: string): number | undefine
   return v;
 }
 
+/**
+ * A delay in seconds (timeout, maxTime, sigtermTime): a number >= 0, Infinity meaning never (as Twisted's
+ * callLater takes it). Anything else fails the command, as buildbot-worker's callLater assertion does. The one
+ * check of these delays: shell steps and the fs commands' helper processes read them here, and RunProcess takes
+ * them as given (agent/timers.ts's startDelay throws on a bad one, as a last guard).
+ */
+export function argOptSeconds(args: CommandArgs, name: string): number | undefined {
+  const v = args[name];
+  if (v === undefined || v === null) return undefined;
+  const n = typeof v === 'bigint' ? Number(v) : v;
+  if (typeof n !== 'number' || Number.isNaN(n) || n < 0)
+    throw new CommandArgsError(`argument '${name}' must be a number of seconds >= 0, got ${typeof n === 'number' ? String(n) : describe(v)}`);
+  return n;
+}
+
 export function argBool(args: CommandArgs, name: string, dflt: boolean): boolean {
   const v = args[name];
   if (v === undefined || v === null) return dflt;

@@ -11,6 +11,7 @@ import { limitsFromStepEnv } from '../output/limits.js';
 import type { OutputSettings } from '../output/settings.js';
 import { pruneSpools, Spool, type SpoolLimits, type SpoolOptions } from '../output/spool.js';
 import { toFailure } from './failure.js';
+import { settleWithin } from '../timers.js';
 import type { CommandArgs, CommandChannel, CommandDefinition, CommandEnv, CommandIO, WorkerCommand } from './types.js';
 
 export interface StartRequest {
@@ -44,27 +45,6 @@ export interface HostOutputConfig {
   };
   /** Default FINISH_OUTPUT_TIMEOUT_MS. */
   finishTimeoutMs?: number;
-}
-
-/** Resolves true when `p` fulfils within `ms`, false when it rejects or takes longer (then `onLate` gets the reason). */
-function settleWithin(p: Promise<unknown>, ms: number, onLate: (why: string) => void): Promise<boolean> {
-  return new Promise<boolean>((resolve) => {
-    const timer = setTimeout(() => {
-      onLate(`not done within ${ms / 1000} s`);
-      resolve(false);
-    }, ms);
-    p.then(
-      () => {
-        clearTimeout(timer);
-        resolve(true);
-      },
-      (err: unknown) => {
-        clearTimeout(timer);
-        onLate(errorMessage(err));
-        resolve(false);
-      },
-    );
-  });
 }
 
 class RunningCommand {
@@ -156,9 +136,11 @@ class RunningCommand {
         const finished = await settleWithin(
           Promise.resolve().then(() => this.output.finish()),
           finishTimeoutMs,
-          (why) => this.logger.warn(`command ${name} (${id}): its output could not be finished (${why}); completing anyway`),
         );
-        if (!finished) this.guard(() => this.output.forceFinish());
+        if (!finished.ok) {
+          this.logger.warn(`command ${name} (${id}): its output could not be finished (${finished.why}); completing anyway`);
+          this.guard(() => this.output.forceFinish());
+        }
         if (this.abandoned) return;
         await channel.complete(failure);
       })

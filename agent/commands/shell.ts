@@ -6,7 +6,7 @@ import { buildEnvironment } from '../process/environment.js';
 import { forensicsWhen } from '../process/hang-forensics.js';
 import { TRACKING_ENV } from '../process/tracking.js';
 import { CommandArgsError } from '../errors.js';
-import { argBool, argOptString, argPath, confinePath, describe } from './args.js';
+import { argBool, argOptSeconds, argOptString, argPath, confinePath, describe } from './args.js';
 import { PyTuple, type CommandArgs, type CommandDefinition } from './types.js';
 import { relPath } from './relative-args.js';
 
@@ -38,19 +38,6 @@ function isObfuscated(w: unknown): w is PyTuple & { items: [string, string, stri
   if (!(w instanceof PyTuple)) return false;
   const [tag, real, fake] = w.items;
   return w.items.length === 3 && tag === 'obfuscated' && typeof real === 'string' && typeof fake === 'string';
-}
-
-/**
- * A delay in seconds (timeout, maxTime, sigtermTime): a number >= 0, Infinity meaning never (as Twisted's
- * callLater takes it). Anything else fails the command, as buildbot-worker's callLater assertion does.
- */
-function argOptSeconds(args: CommandArgs, name: string): number | undefined {
-  const v = args[name];
-  if (v === undefined || v === null) return undefined;
-  const n = typeof v === 'bigint' ? Number(v) : v;
-  if (typeof n !== 'number' || Number.isNaN(n) || n < 0)
-    throw new CommandArgsError(`argument '${name}' must be a number of seconds >= 0, got ${typeof n === 'number' ? String(n) : describe(v)}`);
-  return n;
 }
 
 function parseLogfiles(v: unknown): Record<string, LogfileSpec> {

@@ -2,7 +2,7 @@
 // shell headers but no rc of its own, as buildbot-worker's fs commands run theirs.
 
 import { RunProcess } from '../process/run-process.js';
-import { argBool, argOptNumber } from './args.js';
+import { argBool, argOptSeconds } from './args.js';
 import type { CommandArgs, CommandEnv, CommandIO } from './types.js';
 
 /** buildbot-worker's default timeout (seconds without output) for fs helper processes. */
@@ -17,8 +17,8 @@ export function toolProcess(argv: string[], args: CommandArgs, io: CommandIO, en
       sendStdout: true,
       sendStderr: true,
       sendRC: false,
-      timeout: argOptNumber(args, 'timeout') ?? TOOL_TIMEOUT_S,
-      maxTime: argOptNumber(args, 'maxTime') ?? null,
+      timeout: argOptSeconds(args, 'timeout') ?? TOOL_TIMEOUT_S,
+      maxTime: argOptSeconds(args, 'maxTime') ?? null,
       sigtermTime: null,
       initialStdin: null,
       logEnviron: argBool(args, 'logEnviron', true),
@@ -26,6 +26,7 @@ export function toolProcess(argv: string[], args: CommandArgs, io: CommandIO, en
       usePTY: false,
       interruptSignal: 'KILL',
       registry: env.processes,
+      leftoverCheck: false,
     },
     io,
     env.platform,

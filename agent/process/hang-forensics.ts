@@ -4,6 +4,7 @@
 
 import { CommandArgsError } from '../errors.js';
 import type { Platform, ProcessFacts, ProcessQuery, StackReport } from '../../platforms/types.js';
+import { valueWithin } from '../timers.js';
 
 /** The step variable that says when to collect forensics: `timeout` (default), `always` (also on interrupt), `off`. */
 export const HANG_ENV = 'BBAGENT_HANG_FORENSICS';
@@ -12,17 +13,27 @@ export const HANG_LOG = 'hang';
 /** Every header line of a report starts with this, so a reader (or a test) can pick the report out of stdio. */
 export const HANG_PREFIX = 'hang: ';
 /**
- * The whole collection, from the process scan to the last stack, takes at most this long (ms): "a few seconds",
- * and short enough that with a few seconds of sigtermTime every process is still gone well within the
- * fault suite's sigtermTime + 5 s.
+ * The hard total (ms): the kill comes at most this much later because of forensics, from the process scan to the
+ * last stack, whatever the platform's calls do (each wait is cut at what is left of it). "A few seconds", and
+ * short enough that with a few seconds of sigtermTime every process is still gone well within the fault suite's
+ * sigtermTime + 5 s. docs/processes.md and docs/compatibility.md give this figure.
  */
 export const FORENSICS_TIMEOUT_MS = 3000;
-/** Of which finding the processes may take (ms). */
+/** Of which finding the processes may take (ms; at most half of the total). */
 const FIND_TIMEOUT_MS = 1000;
 /** And reading their facts (ms). */
 const INSPECT_TIMEOUT_MS = 1000;
+/**
+ * A platform call gets its own limit this much below the time the agent waits for it (ms), so that it can stop
+ * its tools and answer with what it has before the wait is cut.
+ */
+const ANSWER_MARGIN_MS = 200;
+/** Stacks are not started with less time left than this (ms): a debugger needs longer to attach. */
+const STACKS_MIN_MS = 250;
 /** The report (table and stacks) is cut at this size (bytes). */
 export const FORENSICS_MAX_BYTES = 256 * 1024;
+/** Longest note on what was not examined (characters). */
+const NOTE_MAX_CHARS = 1000;
 /** Longest command line shown in the table (characters). */
 const COMMAND_MAX_CHARS = 400;
 
@@ -56,6 +67,8 @@ export interface HangReport {
   tool: string | undefined;
   /** Why there are no stacks although a tool is installed (e.g. the kernel forbids attaching). */
   stackNote: string | undefined;
+  /** What could not be examined and why (e.g. command lines of processes hung in the kernel), one line each. */
+  notes: string[];
   processes: number;
 }
 
@@ -112,7 +125,7 @@ export function prefixLines(text: string, prefix = HANG_PREFIX): string {
 
 /**
  * Collects the report for the processes `query` selects. Never rejects and never takes longer than `timeoutMs`
- * (FORENSICS_TIMEOUT_MS); `signal` (an interrupt that cannot wait) ends it early with what it has.
+ * (FORENSICS_TIMEOUT_MS) in all; `signal` (an interrupt that cannot wait) ends it early with what it has.
  */
 export async function collectHangReport(
   platform: Platform,
@@ -124,40 +137,34 @@ export async function collectHangReport(
   const total = opts.timeoutMs ?? FORENSICS_TIMEOUT_MS;
   const started = performance.now();
   const left = (): number => Math.max(0, total - (performance.now() - started));
-  const bounded = <T>(p: Promise<T>, ms: number, fallback: T): Promise<T> =>
-    new Promise((resolve) => {
-      const done = (v: T): void => {
-        clearTimeout(t);
-        signal?.removeEventListener('abort', onAbort);
-        resolve(v);
-      };
-      const onAbort = (): void => done(fallback);
-      const t = setTimeout(onAbort, ms);
-      signal?.addEventListener('abort', onAbort, { once: true });
-      p.then(done, () => done(fallback));
-    });
+  const notes: string[] = [];
+  const onIncomplete = (line: string): void => void notes.push(line);
+  // every wait is cut at what is left of the total: the sum can never pass it
+  const step = <T>(p: Promise<T>, ms: number, fallback: T): Promise<T> => valueWithin(p, Math.min(ms, left()), fallback, signal);
   const findMs = Math.min(FIND_TIMEOUT_MS, total / 2);
-  const found = await bounded(platform.findProcesses({ ...query, timeoutMs: findMs }), findMs + 200, []);
+  const found = await step(platform.findProcesses({ ...query, timeoutMs: Math.max(0, findMs - ANSWER_MARGIN_MS), onIncomplete }), findMs, []);
   const pids = found.map((p) => p.pid);
-  const facts = pids.length
-    ? await bounded(
-        platform.inspectProcesses(pids, { timeoutMs: Math.min(INSPECT_TIMEOUT_MS, left()), maxBytes: FORENSICS_MAX_BYTES, signal }),
-        INSPECT_TIMEOUT_MS + 200,
-        [],
-      )
-    : [];
+  const inspectMs = Math.min(INSPECT_TIMEOUT_MS, left());
+  const facts =
+    pids.length && inspectMs > 0
+      ? await step(
+          platform.inspectProcesses(pids, { timeoutMs: Math.max(0, inspectMs - ANSWER_MARGIN_MS), maxBytes: FORENSICS_MAX_BYTES, signal, onIncomplete }),
+          inspectMs,
+          [],
+        )
+      : [];
   const table = capText(facts.length ? formatProcessTable(facts) : '(no process of the step was found)\n', FORENSICS_MAX_BYTES / 4);
   let stacks: StackReport = { tool: undefined, text: '' };
-  if (facts.length && !signal?.aborted && left() > 0) {
+  if (facts.length && !signal?.aborted && left() >= STACKS_MIN_MS) {
     // leaves first: the process that hangs is usually the deepest one, not the shell above it
     const order = [...facts].sort((a, b) => Number(facts.some((f) => f.ppid === a.pid)) - Number(facts.some((f) => f.ppid === b.pid)) || b.pid - a.pid);
     const budget = left();
-    stacks = await bounded(
+    stacks = await step(
       platform.collectStacks(
         order.map((f) => f.pid),
-        { timeoutMs: budget, maxBytes: FORENSICS_MAX_BYTES - Buffer.byteLength(table), signal },
+        { timeoutMs: budget - ANSWER_MARGIN_MS, maxBytes: FORENSICS_MAX_BYTES - Buffer.byteLength(table), signal },
       ),
-      budget + 500,
+      budget,
       stacks,
     );
   }
@@ -168,6 +175,7 @@ export async function collectHangReport(
     stacks: capText(stacks.text, FORENSICS_MAX_BYTES - Buffer.byteLength(table)),
     tool: stacks.tool,
     stackNote: stacks.note,
+    notes: notes.map((n) => (n.length > NOTE_MAX_CHARS ? `${n.slice(0, NOTE_MAX_CHARS)}...` : n)),
     processes: facts.length,
   };
 }

@@ -15,7 +15,6 @@ import {
   type TrackingMarker,
 } from '../../platforms/types.js';
 import type { CommandIO } from '../commands/types.js';
-import { CommandArgsError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { startDelay, type DelayTimer } from '../timers.js';
 import { collectHangReport, HANG_LOG, prefixLines, wantsForensics, type ForensicsWhen, type KillReason } from './hang-forensics.js';
@@ -33,6 +32,8 @@ const SCAN_START_SLACK_MS = 5000;
 const LEFTOVER_LIST_TIMEOUT_MS = 3000;
 /** At most this many leftovers are named in the agent log (the count is always given). */
 const LEFTOVER_LIST_MAX = 20;
+/** Notes on processes a scan could not examine are logged at most this many times per command (a kill scans 2-3 times). */
+const INCOMPLETE_LOG_MAX = 3;
 
 export type LogfileSpec = string | { filename: string; follow?: boolean };
 
@@ -46,6 +47,7 @@ export interface RunProcessOptions {
   sendStdout: boolean;
   sendStderr: boolean;
   sendRC: boolean;
+  /** Seconds (>= 0, Infinity: never), as argOptSeconds (commands/args.ts) checked them; null: none. */
   timeout: number | null;
   maxTime: number | null;
   sigtermTime: number | null;
@@ -60,12 +62,11 @@ export interface RunProcessOptions {
   registry?: ProcessRegistry;
   /** The tracking variable's value in the agent's own environment, kept in front of the command's marker. */
   inheritedTrackingId?: string;
-}
-
-/** The master's delays are seconds: a number >= 0 (Infinity: never); buildbot-worker fails the command otherwise. */
-function checkSeconds(name: string, v: unknown): void {
-  if (v === null || v === undefined) return;
-  if (typeof v !== 'number' || Number.isNaN(v) || v < 0) throw new CommandArgsError(`argument '${name}' must be a number of seconds >= 0, got ${String(v)}`);
+  /**
+   * Whether a normal end looks for processes the command left running (default true). The rm/cp helpers of
+   * rmdir and cpdir start no daemons, and a scan of every process on the host after each would be wasted.
+   */
+  leftoverCheck?: boolean;
 }
 
 /** Seconds as Python's str() shows them in headers ("inf" for Infinity). */
@@ -104,6 +105,7 @@ export class RunProcess implements TrackedProcess {
   private signalled: ProcessRef[] = [];
   private readonly marker: TrackingMarker = newTrackingMarker();
   private spawnedAtMs = 0;
+  private incompleteLogged = 0;
   private settle: { resolve: (rc: number) => void; reject: (e: Error) => void } | undefined;
   private readonly usePTY: boolean;
 
@@ -115,9 +117,6 @@ export class RunProcess implements TrackedProcess {
     private readonly now: () => number,
   ) {
     this.usePTY = opts.usePTY;
-    checkSeconds('timeout', opts.timeout);
-    checkSeconds('maxTime', opts.maxTime);
-    checkSeconds('sigtermTime', opts.sigtermTime);
     // No PTY with stdin to close, nor where the platform has none (buildbot-worker: every non-POSIX system).
     if ((opts.initialStdin !== null || !platform.supportsPty) && opts.usePTY) {
       // buildbot-worker sends this without a newline, so it joins the next header line
@@ -304,11 +303,12 @@ export class RunProcess implements TrackedProcess {
     const r = await collectHangReport(this.platform, this.query(), why, { signal });
     const declared = Object.prototype.hasOwnProperty.call(this.opts.logfiles, HANG_LOG);
     const stacksNote = r.tool ? `stacks (${r.tool})` : `no stacks: ${r.stackNote ?? 'neither eu-stack nor gdb (Linux) or sample (macOS) is installed'}`;
-    let header = `${r.title}\n${r.table}`;
+    const notes = r.notes.map((n) => `not examined: ${n}\n`).join('');
+    let header = `${r.title}\n${r.table}${notes}`;
     if (declared) header += `${r.tool ? `${stacksNote} in log '${HANG_LOG}'` : stacksNote}\n`;
     else header += r.tool ? `${stacksNote}:\n${r.stacks}` : `${stacksNote}\n`;
     this.io.text('header', prefixLines(header));
-    if (declared) this.io.log(HANG_LOG, `${r.title}\n${r.table}${r.tool ? `\n${stacksNote}:\n${r.stacks}` : `${stacksNote}\n`}`);
+    if (declared) this.io.log(HANG_LOG, `${r.title}\n${r.table}${notes}${r.tool ? `\n${stacksNote}:\n${r.stacks}` : `${stacksNote}\n`}`);
     this.logger.info(`hang forensics of ${r.processes} process(es) written ${declared ? `to log '${HANG_LOG}'` : 'to the stdio header'}`);
   }
 
@@ -339,6 +339,9 @@ export class RunProcess implements TrackedProcess {
       marker: this.marker,
       known: this.signalled,
       startedAfterMs: this.spawnedAtMs - SCAN_START_SLACK_MS,
+      onIncomplete: (why) => {
+        if (this.incompleteLogged++ < INCOMPLETE_LOG_MAX) this.logger.warn(`processes of ${this.describeFake()}: ${why}`);
+      },
     };
   }
 
@@ -398,14 +401,24 @@ export class RunProcess implements TrackedProcess {
     }, waitMs);
   }
 
-  /** After a normal end: name what the command left running in the agent log, without killing it. */
+  /** After a normal end: a check for leftovers, paced agent-wide by the registry (at once without one). */
+  private checkLeftovers(): void {
+    if (this.opts.leftoverCheck === false) return;
+    const checks = this.opts.registry?.leftovers;
+    if (!checks) void this.listLeftovers();
+    else if (!checks.submit(() => this.listLeftovers()))
+      this.logger.info(`${this.describeFake()}: not checked for processes left running (commands end faster than the checks may run)`);
+  }
+
+  /** Names what the command left running in the agent log, without killing it. */
   private async listLeftovers(): Promise<void> {
     try {
-      const found = await this.platform.findProcesses({ ...this.query(), timeoutMs: LEFTOVER_LIST_TIMEOUT_MS });
+      const query = this.query();
+      const found = await this.platform.findProcesses({ ...query, timeoutMs: LEFTOVER_LIST_TIMEOUT_MS });
       if (found.length === 0) return;
       const facts = await this.platform.inspectProcesses(
         found.slice(0, LEFTOVER_LIST_MAX).map((p) => p.pid),
-        { timeoutMs: LEFTOVER_LIST_TIMEOUT_MS, maxBytes: 64 * 1024 },
+        { timeoutMs: LEFTOVER_LIST_TIMEOUT_MS, maxBytes: 64 * 1024, onIncomplete: query.onIncomplete },
       );
       const lines = facts.map((f) => `  pid ${f.pid}: ${f.command}`).join('\n');
       const more = found.length > facts.length ? `\n  ... and ${found.length - facts.length} more` : '';
@@ -438,7 +451,7 @@ export class RunProcess implements TrackedProcess {
       if (this.killed) this.reap();
       else {
         this.opts.registry?.delete(this);
-        void this.listLeftovers();
+        this.checkLeftovers();
       }
     }
     // the logfiles' last content comes before the rc, as buildbot-worker sends it; reading it yields to the loop

@@ -8,7 +8,8 @@ import { readdir, readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { InspectLimits, ProcessFacts, StackReport } from '../types.js';
-import { parseProcStat, toolEnv, USER_HZ, within } from './processes.js';
+import { D_STATE_SKIP, HUNG_BEFORE, parseProcStat, toolEnv, USER_HZ, within } from './processes.js';
+import { agentProcReads, describeSkipped, noteSkipped, type ProcReadGate } from './proc-reads.js';
 import { resolveExecutable } from './spawn.js';
 
 /** How many processes get a stack trace: the tools stop each one, and a deep tree would take too long. */
@@ -67,25 +68,71 @@ export function runTool(
   });
 }
 
-/** Facts of Linux processes from /proc; the command line and fd list are read asynchronously (they can block). */
-export async function inspectLinux(pids: readonly number[], limits: InspectLimits, procDir = '/proc'): Promise<ProcessFacts[]> {
-  const perRead = Math.max(50, Math.min(1000, limits.timeoutMs));
-  return Promise.all(
-    pids.slice(0, INSPECT_MAX_PROCESSES).map(async (pid): Promise<ProcessFacts> => {
+/** Processes whose wait channel and open files are read at once (each read takes a libuv pool thread for a moment). */
+const INSPECT_CONCURRENCY = 2;
+/** A command line longer than this is not read further (bytes): the table shows 400 characters of it. */
+const CMDLINE_MAX_BYTES = 64 * 1024;
+
+export interface InspectLinuxOptions {
+  procDir?: string;
+  /** The gate for command-line reads (default: the agent's one, shared with the process scans). */
+  reads?: ProcReadGate;
+}
+
+/**
+ * Facts of Linux processes from /proc. The stat file is read at once (the kernel never waits on the process for
+ * it); the wait channel and fd list a few processes at a time; the command line, which the kernel reads under
+ * the process's memory lock, through the agent's gate for such reads, and not at all for a process in state D.
+ * What was not read is named through `limits.onIncomplete`, and the table shows `[comm]` instead.
+ */
+export async function inspectLinux(pids: readonly number[], limits: InspectLimits, opts: InspectLinuxOptions = {}): Promise<ProcessFacts[]> {
+  const procDir = opts.procDir ?? '/proc';
+  const reads = opts.reads ?? agentProcReads;
+  // a third of the time: one stuck read leaves the rest of it for the other processes' facts
+  const perRead = Math.max(50, Math.min(1000, limits.timeoutMs / 3));
+  const deadline = performance.now() + limits.timeoutMs;
+  const skipped = new Map<string, number[]>();
+  const over = (): boolean => performance.now() >= deadline || limits.signal?.aborted === true;
+  const targets = pids.slice(0, INSPECT_MAX_PROCESSES);
+  const out: ProcessFacts[] = new Array<ProcessFacts>(targets.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < targets.length) {
+      const i = next++;
+      const pid = targets[i]!;
       let stat: ReturnType<typeof parseProcStat>;
       try {
         stat = parseProcStat(pid, readFileSync(`${procDir}/${pid}/stat`, 'latin1'));
       } catch {
         stat = undefined;
       }
-      const [cmdline, wchan, fds] = await Promise.all([
-        within(readFile(`${procDir}/${pid}/cmdline`), perRead, undefined),
-        within(readFile(`${procDir}/${pid}/wchan`, 'latin1'), perRead, undefined),
-        within(readdir(`${procDir}/${pid}/fd`), perRead, undefined),
-      ]);
+      let cmdline: Buffer | undefined;
+      let wchan: string | undefined;
+      let fds: string[] | undefined;
+      if (over()) noteSkipped(skipped, 'the time limit passed', pid);
+      else {
+        const cmd = async (): Promise<Buffer | undefined> => {
+          if (stat?.state === 'D') {
+            noteSkipped(skipped, D_STATE_SKIP, pid);
+            return undefined;
+          }
+          const r = await reads.read(`${pid}:${stat?.start}`, `${procDir}/${pid}/cmdline`, { maxBytes: CMDLINE_MAX_BYTES, timeoutMs: perRead, deadline });
+          if (r.ok) return r.data;
+          if (r.why === 'timeout') noteSkipped(skipped, `the read took over ${perRead} ms (hung in the kernel)`, pid);
+          else if (r.why === 'skipped') noteSkipped(skipped, r.stuck, pid);
+          else if (r.why === 'hung') noteSkipped(skipped, HUNG_BEFORE, pid);
+          else if (r.why === 'late') noteSkipped(skipped, 'the time limit passed', pid);
+          return undefined;
+        };
+        [cmdline, wchan, fds] = await Promise.all([
+          cmd(),
+          within(readFile(`${procDir}/${pid}/wchan`, 'latin1'), perRead, undefined),
+          within(readdir(`${procDir}/${pid}/fd`), perRead, undefined),
+        ]);
+      }
       let command = cmdline && cmdline.length ? cmdline.toString('utf8').replace(/\0+$/, '').split('\0').join(' ') : '';
       if (!command) command = stat ? `[${stat.comm}]` : '?';
-      return {
+      out[i] = {
         pid,
         ppid: stat?.ppid,
         state: stat?.state,
@@ -94,8 +141,12 @@ export async function inspectLinux(pids: readonly number[], limits: InspectLimit
         openFiles: fds?.length,
         command,
       };
-    }),
-  );
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(INSPECT_CONCURRENCY, targets.length) }, worker));
+  const note = describeSkipped('command line', skipped);
+  if (note) limits.onIncomplete?.(note);
+  return out;
 }
 
 /** "1:02.50" or "01:02:03" (ps's cumulative time) -> seconds. */

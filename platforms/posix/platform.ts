@@ -1,12 +1,12 @@
 // The POSIX platform (Linux and macOS): /bin/sh, process groups, rm/cp for tree commands.
 
 import { readFileSync } from 'node:fs';
-import type { Platform } from '../types.js';
+import type { Platform, ProcessQuery, ProcessRef } from '../types.js';
 import { posixSpawn } from './spawn.js';
 import { signalNumber } from './signals.js';
 import { processStartMs } from './start-time.js';
 import { inspectLinux, inspectPs, stacksDarwin, stacksLinux } from './inspect.js';
-import { LinuxProcScanner, scanPs, selectProcesses } from './processes.js';
+import { groupIsLive, LinuxProcScanner, scanPs, selectProcesses, type ScannedProcess } from './processes.js';
 
 /** ProductName and ProductVersion of macOS's SystemVersion.plist (an XML plist; what `sw_vers` prints). */
 export function parseSystemVersionPlist(text: string): { name: string; version: string } | undefined {
@@ -29,19 +29,26 @@ export function parseOsRelease(text: string): Record<string, string> {
   return out;
 }
 
-export function posixPlatform(id: 'linux' | 'darwin'): Platform {
-  const signal = (pid: number, sig: string): void => {
-    try {
-      process.kill(pid, `SIG${sig}` as NodeJS.Signals);
-    } catch {
-      // already gone
-    }
-  };
-  const scanner = id === 'linux' ? new LinuxProcScanner() : undefined;
-  const findProcesses: Platform['findProcesses'] = async (q) => {
-    const procs = scanner ? await scanner.scan(q) : await scanPs(q);
-    return selectProcesses(procs, q);
-  };
+/** What posixPlatform uses to find and signal processes; tests replace them. */
+export interface PosixProcessDeps {
+  /** Sends signal `sig` (a name without SIG) to a pid (negative: a process group); a process already gone is no error. */
+  signal?: (pid: number, sig: string) => void;
+  /** Lists the host's processes, and (where it can) tells whether a found process is still the same one. */
+  scanner?: { scan(q: ProcessQuery): Promise<ScannedProcess[]>; stillSame?(ref: ProcessRef): boolean };
+}
+
+export function posixPlatform(id: 'linux' | 'darwin', deps: PosixProcessDeps = {}): Platform {
+  const signal =
+    deps.signal ??
+    ((pid: number, sig: string): void => {
+      try {
+        process.kill(pid, `SIG${sig}` as NodeJS.Signals);
+      } catch {
+        // already gone
+      }
+    });
+  const scanner = deps.scanner ?? (id === 'linux' ? new LinuxProcScanner() : { scan: scanPs });
+  const findProcesses: Platform['findProcesses'] = async (q) => selectProcesses(await scanner.scan(q), q);
   const osRelease = (): Record<string, string> => {
     try {
       return parseOsRelease(readFileSync('/etc/os-release', 'utf8'));
@@ -59,10 +66,16 @@ export function posixPlatform(id: 'linux' | 'darwin'): Platform {
     tracksMarkers: true,
     findProcesses,
     async killProcesses(sig, q) {
-      if (q.group !== undefined) signal(-q.group, sig); // the group first, so nothing in it can fork past us
-      const found = await findProcesses(q);
+      // While its first process is unreaped the group's id cannot be reused: the group goes first, so nothing in
+      // it can fork past us. After that, an empty group's id may belong to someone else by now: the group is
+      // signalled only when the scan shows a live member of the command's own (groupIsLive).
+      const leaderUnreaped = q.root !== undefined;
+      if (q.group !== undefined && leaderUnreaped) signal(-q.group, sig);
+      const procs = await scanner.scan(q);
+      if (q.group !== undefined && !leaderUnreaped && groupIsLive(procs, q)) signal(-q.group, sig);
+      const found = selectProcesses(procs, q);
       // the scan took a while: signal only processes that are still the ones it found (no reused pid)
-      const live = scanner ? found.filter((p) => scanner.stillSame(p)) : found;
+      const live = scanner.stillSame ? found.filter((p) => scanner.stillSame!(p)) : found;
       for (const p of live) signal(p.pid, sig);
       return live;
     },

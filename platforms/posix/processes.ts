@@ -2,19 +2,18 @@
 // environment carries the command's tracking marker, from /proc on Linux and from ps on macOS.
 // A scan never blocks the event loop for long: /proc/PID/stat is read in short synchronous slices, and
 // environments (which the kernel reads under the target's memory lock, so a hung process can stall the read)
-// asynchronously, a few at a time, each with a time limit.
+// asynchronously, through the agent's one gate for such reads (./proc-reads.ts), each with a time limit.
 
 import { execFile } from 'node:child_process';
 import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
-import { open, readdir } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import type { ProcessQuery, ProcessRef, TrackingMarker } from '../types.js';
+import { agentProcReads, describeSkipped, noteSkipped, type ProcReadGate } from './proc-reads.js';
 
 /** The longest synchronous run of /proc reads before the scan yields to the event loop (ms). */
 export const SCAN_SLICE_MS = 4;
 /** How long one environment read may take before the process is skipped (ms): its memory lock is held. */
 export const ENVIRON_READ_TIMEOUT_MS = 1000;
-/** Environment reads in flight at once: each holds a libuv pool thread (4 by default), and a stuck one keeps it. */
-export const ENVIRON_READ_CONCURRENCY = 2;
 /** A whole scan reads environments for at most this long unless the query says otherwise (ms). */
 export const DEFAULT_SCAN_TIMEOUT_MS = 5000;
 /** An environment larger than this is not read further (bytes); Linux caps argv+environ at a few MiB anyway. */
@@ -23,6 +22,16 @@ const ENVIRON_MAX_BYTES = 8 * 1024 * 1024;
 const PS_MAX_BUFFER = 64 * 1024 * 1024;
 /** USER_HZ: the unit of /proc/PID/stat's times; 100 on every Linux architecture Node runs on. */
 export const USER_HZ = 100;
+/** Prefix of the agent's own variables (its config: the worker password among them), kept from the tools it runs. */
+const AGENT_ENV_PREFIX = 'BBAGENT_';
+/**
+ * Why a process in state D is not read: it waits in the kernel, often with its memory lock held (a page fault
+ * on a dead NFS server), and reading its environment or command line would wait with it. Only the main
+ * thread's state is in /proc/PID/stat; another thread that hangs is caught by the gate's time limit instead.
+ */
+export const D_STATE_SKIP = 'in state D (uninterruptible wait): a read could hang with it';
+/** Why a process is not read again. */
+export const HUNG_BEFORE = 'a read of it got stuck before: not read again';
 
 export interface ScannedProcess {
   pid: number;
@@ -32,6 +41,8 @@ export interface ScannedProcess {
   state: string;
   /** Start time in clock ticks since boot (Linux); undefined where unknown. */
   start: number | undefined;
+  /** The same in ms since the epoch; undefined where unknown. */
+  startMs?: number | undefined;
   marked: boolean;
 }
 
@@ -72,15 +83,6 @@ export function parseProcStat(pid: number, text: string): (ScannedProcess & { ut
 
 const yieldToLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
-/** Runs `fn` on each item with at most `limit` in flight, stopping early once `stop()` says so. */
-async function pool<T>(items: readonly T[], limit: number, stop: () => boolean, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const runner = async (): Promise<void> => {
-    while (next < items.length && !stop()) await fn(items[next++]!);
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, runner));
-}
-
 /** Resolves with `p`'s value, or with `fallback` after `ms` (the operation itself goes on in the background). */
 export function within<T>(p: Promise<T>, ms: number, fallback: T): Promise<T> {
   return new Promise((resolve) => {
@@ -98,31 +100,18 @@ export function within<T>(p: Promise<T>, ms: number, fallback: T): Promise<T> {
   });
 }
 
-async function readWhole(file: string, maxBytes: number): Promise<Buffer> {
-  const fh = await open(file, 'r');
-  try {
-    const chunks: Buffer[] = [];
-    let total = 0;
-    for (;;) {
-      const buf = Buffer.allocUnsafe(64 * 1024);
-      const { bytesRead } = await fh.read(buf, 0, buf.length, null);
-      if (bytesRead <= 0) break;
-      chunks.push(buf.subarray(0, bytesRead));
-      total += bytesRead;
-      if (total >= maxBytes) break;
-    }
-    return Buffer.concat(chunks);
-  } finally {
-    await fh.close();
-  }
-}
-
-/** Scans /proc. One per platform instance: it remembers processes whose environment could not be read in time. */
+/** Scans /proc. */
 export class LinuxProcScanner {
-  /** pid:start of processes whose environment read timed out: not read again (they would take a pool thread each time). */
-  private readonly stuck = new Set<string>();
+  private readonly procDir: string;
+  private readonly reads: ProcReadGate;
+  private readonly readTimeoutMs: number;
 
-  constructor(private readonly procDir = '/proc') {}
+  /** `reads` is the agent's one gate for environment reads unless a test gives its own. */
+  constructor(opts: { procDir?: string; reads?: ProcReadGate; readTimeoutMs?: number } = {}) {
+    this.procDir = opts.procDir ?? '/proc';
+    this.reads = opts.reads ?? agentProcReads;
+    this.readTimeoutMs = opts.readTimeoutMs ?? ENVIRON_READ_TIMEOUT_MS;
+  }
 
   /** True while `ref` is alive and is still the process that was found (its pid not reused since). */
   stillSame(ref: ProcessRef): boolean {
@@ -144,14 +133,15 @@ export class LinuxProcScanner {
     }
   }
 
-  async scan(opts: { marker?: TrackingMarker; startedAfterMs?: number; timeoutMs?: number }): Promise<ScannedProcess[]> {
-    const deadline = Date.now() + (opts.timeoutMs ?? DEFAULT_SCAN_TIMEOUT_MS);
+  async scan(opts: Pick<ProcessQuery, 'marker' | 'startedAfterMs' | 'timeoutMs' | 'onIncomplete'>): Promise<ScannedProcess[]> {
+    const deadline = performance.now() + (opts.timeoutMs ?? DEFAULT_SCAN_TIMEOUT_MS);
     let names: string[];
     try {
       names = await readdir(this.procDir);
     } catch {
       return [];
     }
+    const boot = this.bootMs();
     const out: ScannedProcess[] = [];
     const buf = Buffer.allocUnsafe(2048);
     let sliceStart = performance.now();
@@ -164,7 +154,10 @@ export class LinuxProcScanner {
         fd = openSync(`${this.procDir}/${name}/stat`, 'r');
         const n = readSync(fd, buf, 0, buf.length, 0);
         const p = parseProcStat(pid, buf.toString('latin1', 0, n));
-        if (p && p.state !== 'Z' && p.state !== 'X') out.push({ pid, ppid: p.ppid, pgid: p.pgid, state: p.state, start: p.start, marked: false });
+        if (p && p.state !== 'Z' && p.state !== 'X') {
+          const startMs = boot === undefined || !Number.isFinite(p.start) ? undefined : boot + ((p.start ?? 0) * 1000) / USER_HZ;
+          out.push({ pid, ppid: p.ppid, pgid: p.pgid, state: p.state, start: p.start, startMs, marked: false });
+        }
       } catch {
         // the process ended while we looked
       } finally {
@@ -177,27 +170,27 @@ export class LinuxProcScanner {
     }
     const marker = opts.marker;
     if (!marker) return out;
-    const boot = opts.startedAfterMs === undefined ? undefined : this.bootMs();
-    const self = process.pid;
-    const candidates = out.filter((p) => {
-      if (p.pid === self || this.stuck.has(`${p.pid}:${p.start}`)) return false;
-      if (boot === undefined || p.start === undefined || opts.startedAfterMs === undefined) return true;
-      return boot + (p.start * 1000) / USER_HZ >= opts.startedAfterMs;
-    });
-    await pool(
-      candidates,
-      ENVIRON_READ_CONCURRENCY,
-      () => Date.now() > deadline,
-      async (p) => {
-        const env = await within<Buffer | null | undefined>(
-          readWhole(`${this.procDir}/${p.pid}/environ`, ENVIRON_MAX_BYTES),
-          ENVIRON_READ_TIMEOUT_MS,
-          undefined,
-        ).catch(() => null);
-        if (env === undefined) this.stuck.add(`${p.pid}:${p.start}`);
-        else if (env) p.marked = environHasMarker(env, marker);
-      },
-    );
+    const after = opts.startedAfterMs;
+    const candidates = out.filter((p) => p.pid !== process.pid && (after === undefined || p.startMs === undefined || p.startMs >= after));
+    const skipped = new Map<string, number[]>();
+    for (const p of candidates) {
+      if (p.state === 'D') {
+        noteSkipped(skipped, D_STATE_SKIP, p.pid);
+        continue;
+      }
+      const r = await this.reads.read(`${p.pid}:${p.start}`, `${this.procDir}/${p.pid}/environ`, {
+        maxBytes: ENVIRON_MAX_BYTES,
+        timeoutMs: this.readTimeoutMs,
+        deadline,
+      });
+      if (r.ok) p.marked = environHasMarker(r.data, marker);
+      else if (r.why === 'timeout') noteSkipped(skipped, `the read took over ${this.readTimeoutMs} ms (hung in the kernel)`, p.pid);
+      else if (r.why === 'skipped') noteSkipped(skipped, `${r.stuck}; no other environment is read meanwhile`, p.pid);
+      else if (r.why === 'hung') noteSkipped(skipped, HUNG_BEFORE, p.pid);
+      else if (r.why === 'late') noteSkipped(skipped, "the scan's time limit passed", p.pid);
+    }
+    const note = describeSkipped('environment', skipped);
+    if (note) opts.onIncomplete?.(`${note}; such processes are found only by process group and parent`);
     return out;
   }
 }
@@ -220,10 +213,14 @@ export function parsePsListing(text: string, marker: TrackingMarker | undefined)
   return out;
 }
 
-/** The agent's environment without its own BBAGENT_* settings (the worker password among them), plus `extra`. */
-export function toolEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+/**
+ * The agent's environment without its own BBAGENT_* settings (the worker password among them), plus `extra`.
+ * The prefix is matched ignoring case, as the agent's build environment does (agent.ts buildEnviron): on
+ * Windows Bbagent_Password is the same variable, and one rule everywhere is simpler to trust.
+ */
+export function toolEnv(extra: NodeJS.ProcessEnv = {}, base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('BBAGENT_')) env[k] = v;
+  for (const [k, v] of Object.entries(base)) if (!k.toUpperCase().startsWith(AGENT_ENV_PREFIX)) env[k] = v;
   return { ...env, ...extra };
 }
 
@@ -241,8 +238,24 @@ export function scanPs(opts: { marker?: TrackingMarker; timeoutMs?: number }): P
 }
 
 /**
- * What a query selects from a scan: the members of `group`, `root` and the descendants of everything selected, marked
- * processes, and known processes that are still the same (same start time).
+ * Whether the scan shows `q.group` as the command's own process group with a live member. While the group's
+ * first process (`q.root`) is unreaped its id cannot be reused, so any member counts. Once it was reaped, an
+ * empty group's id may be reused: only a member that started after the command (`startedAfterMs`) counts, and
+ * none does when the id now belongs to another group's leader (a process whose pid and pgid are the id: our
+ * leader is gone, so it is a newer process, e.g. the next step, which set up a group of its own).
+ */
+export function groupIsLive(procs: readonly ScannedProcess[], q: ProcessQuery): boolean {
+  const g = q.group;
+  if (g === undefined) return false;
+  if (q.root !== undefined) return procs.some((p) => p.pgid === g);
+  if (procs.some((p) => p.pid === g && p.pgid === g)) return false;
+  const after = q.startedAfterMs;
+  return procs.some((p) => p.pgid === g && (after === undefined || p.startMs === undefined || p.startMs >= after));
+}
+
+/**
+ * What a query selects from a scan: the members of `group` (while groupIsLive), `root` and the descendants of
+ * everything selected, marked processes, and known processes that are still the same (same start time).
  */
 export function selectProcesses(procs: readonly ScannedProcess[], q: ProcessQuery): ProcessRef[] {
   const byPid = new Map(procs.map((p) => [p.pid, p]));
@@ -259,7 +272,7 @@ export function selectProcesses(procs: readonly ScannedProcess[], q: ProcessQuer
     found.add(pid);
     queue.push(pid);
   };
-  if (q.group !== undefined) for (const p of procs) if (p.pgid === q.group) add(p.pid);
+  if (q.group !== undefined && groupIsLive(procs, q)) for (const p of procs) if (p.pgid === q.group) add(p.pid);
   if (q.root !== undefined) add(q.root);
   if (q.marker) for (const p of procs) if (p.marked) add(p.pid);
   for (const k of q.known ?? []) {

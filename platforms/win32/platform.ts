@@ -19,7 +19,18 @@ function alive(pid: number): boolean {
   }
 }
 
-export function win32Platform(): Platform {
+/** What win32Platform runs; tests replace it. */
+export interface Win32Deps {
+  /** Runs a program and calls `done` when it ended (default: execFile with TASKKILL_TIMEOUT_MS). */
+  run?: (file: string, args: readonly string[], done: () => void) => void;
+}
+
+export function win32Platform(deps: Win32Deps = {}): Platform {
+  const run =
+    deps.run ??
+    ((file: string, args: readonly string[], done: () => void): void => {
+      execFile(file, args, { windowsHide: true, timeout: TASKKILL_TIMEOUT_MS }, () => done());
+    });
   return {
     id: 'win32',
     osName: 'nt',
@@ -65,13 +76,12 @@ export function win32Platform(): Platform {
     // Not supported: only the root is known (taskkill /T finds the rest when killing).
     findProcesses: async (q) => (q.root !== undefined && alive(q.root) ? [{ pid: q.root, start: undefined }] : []),
     killProcesses(_sig, q) {
-      const root = q.root ?? q.group;
+      // Only the root, and only while the caller knows it unreaped: `group` is the same pid, but once the process
+      // was reaped that pid may be another program's, which taskkill /T would kill with its whole tree. (A tree
+      // whose root ended cannot be found through it anyway: Windows links children to a live parent only.)
+      const root = q.root;
       if (root === undefined) return Promise.resolve([]);
-      return new Promise((resolve) => {
-        execFile('taskkill', ['/PID', String(root), '/T', '/F'], { windowsHide: true, timeout: TASKKILL_TIMEOUT_MS }, () =>
-          resolve([{ pid: root, start: undefined }]),
-        );
-      });
+      return new Promise((resolve) => run('taskkill', ['/PID', String(root), '/T', '/F'], () => resolve([{ pid: root, start: undefined }])));
     },
     inspectProcesses: async (pids) =>
       pids.map((pid) => ({ pid, ppid: undefined, state: undefined, cpuSeconds: undefined, wchan: undefined, openFiles: undefined, command: '?' })),

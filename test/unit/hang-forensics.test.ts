@@ -95,6 +95,38 @@ describe('collection', () => {
     expect(r.processes).toBe(2);
   });
 
+  it('the total is a hard bound: platform calls that each overrun their own limit do not add up past it', async () => {
+    const after = <T>(ms: number, value: T): Promise<T> => new Promise((resolve) => setTimeout(() => resolve(value), ms).unref());
+    const total = 1000;
+    const cases: Array<[string, Partial<Platform>]> = [
+      // the scan answers in time, then the facts never come (before: 0.45 + 1.2 s)
+      ['facts', { findProcesses: () => after(450, [{ pid: 1, start: undefined }]), inspectProcesses: () => after(10_000, []) }],
+      // scan and facts at once, then the stack tool overruns its budget (before: the budget + 0.5 s)
+      ['stacks', { findProcesses: async () => [{ pid: 1, start: undefined }], inspectProcesses: async () => [f(1, 0, 'p')] }],
+    ];
+    for (const [name, calls] of cases) {
+      const t0 = performance.now();
+      await collectHangReport({ ...hanging(), ...calls }, {}, 'x', { timeoutMs: total });
+      expect(performance.now() - t0, name).toBeLessThan(total + 300);
+    }
+  });
+
+  it('what the platform could not examine is in the report', async () => {
+    const p: Platform = {
+      ...hanging(),
+      findProcesses: async (q) => {
+        q.onIncomplete?.('environment not read for 1 process(es): pid 7: in state D');
+        return [{ pid: 1, start: undefined }];
+      },
+      inspectProcesses: async (pids, limits) => {
+        limits.onIncomplete?.('command line not read for 1 process(es): pid 1: in state D');
+        return pids.map((pid) => f(pid, 0, `[proc ${pid}]`));
+      },
+    };
+    const r = await collectHangReport(p, {}, 'x', { timeoutMs: 600 });
+    expect(r.notes).toEqual(['environment not read for 1 process(es): pid 7: in state D', 'command line not read for 1 process(es): pid 1: in state D']);
+  });
+
   it('huge stacks are capped to the report size', async () => {
     const p: Platform = { ...hanging(), collectStacks: async () => ({ tool: 'fake', text: 'frame\n'.repeat(200_000) }) };
     const r = await collectHangReport(p, {}, 'x');

@@ -1,14 +1,17 @@
 // The shell command's process tracking, timers and hang forensics with real processes, through the command
 // host and a recording channel: escaped processes are killed, leftovers of a normal end are listed (not killed),
 // the agent's exit kills everything at once, delays of 2^31 ms or more do not fire early.
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CommandHost } from '../../agent/commands/host.js';
 import { shellCommand } from '../../agent/commands/shell.js';
 import { HANG_ENV } from '../../agent/process/hang-forensics.js';
-import { ProcessRegistry, TRACKING_ENV } from '../../agent/process/tracking.js';
+import { LeftoverChecks, ProcessRegistry, TRACKING_ENV } from '../../agent/process/tracking.js';
+import { rmdirCommand } from '../../agent/commands/rmdir.js';
+import { cpdirCommand } from '../../agent/commands/cpdir.js';
+import type { Platform } from '../../platforms/index.js';
 import { defaultOutputSettings } from '../../agent/output/settings.js';
 import { currentPlatform } from '../../platforms/index.js';
 import { killMarked, LEAK_KINDS, LEAKY_SHELL, leakCounts, markedProcesses, waitUnmarked } from '../faults/helpers/proc-count.js';
@@ -26,11 +29,11 @@ afterAll(() => {
   killMarked('LEAK_RUN', RUN);
 });
 
-function setup(opts: { registry?: ProcessRegistry; environ?: Record<string, string> } = {}) {
+function setup(opts: { registry?: ProcessRegistry; environ?: Record<string, string>; platform?: Platform } = {}) {
   const logger = new RecordingLogger();
-  const host = new CommandHost([shellCommand], {
+  const host = new CommandHost([shellCommand, rmdirCommand, cpdirCommand], {
     basedir,
-    platform,
+    platform: opts.platform ?? platform,
     logger,
     environ: opts.environ ?? environ,
     now: () => Date.now() / 1000,
@@ -118,6 +121,67 @@ describe.runIf(linux)('escaped processes', () => {
     expect(Date.now() - t0).toBeLessThan(5000);
     expect(registry.size).toBe(0);
     await done;
+  });
+});
+
+describe('checks for leftovers after a normal end', () => {
+  /** The platform, counting its process scans. */
+  const counting = () => {
+    const scans: string[] = [];
+    const p: Platform = {
+      ...platform,
+      findProcesses: (q) => {
+        scans.push(q.marker?.value ?? '');
+        return platform.findProcesses(q);
+      },
+    };
+    return { p, scans };
+  };
+
+  it('rmdir and cpdir helpers (rm, cp) are not followed by a scan of every process; shell steps are', async () => {
+    const { p, scans } = counting();
+    const { host } = setup({ platform: p });
+    mkdirSync(path.join(basedir, 'left-check-src'), { recursive: true });
+    const run = async (name: string, args: Record<string, unknown>) => {
+      const ch = new RecordingChannel();
+      await host.start({ name, id: `${RUN}-${name}`, args: { logEnviron: false, ...args }, channel: ch, settings });
+      expect(ch.status('rc'), name).toEqual([0]);
+    };
+    const copy = path.join(os.tmpdir(), `bbagent-cpdir-${process.pid}`);
+    await run('cpdir', { from_path: path.join(basedir, 'left-check-src'), to_path: copy });
+    await run('rmdir', { paths: [copy] });
+    expect(scans).toEqual([]);
+    await run('shell', { workdir: path.join(basedir, 'left-check'), command: 'true' });
+    expect(scans).toHaveLength(1);
+  });
+
+  it('run one at a time, each followed by a pause that keeps them to their share of the time', async () => {
+    let clock = 0;
+    const pauses: number[] = [];
+    let running = 0;
+    let most = 0;
+    const checks = new LeftoverChecks({
+      duty: 0.1,
+      queueMax: 2,
+      now: () => clock,
+      pause: async (ms) => void pauses.push(ms),
+    });
+    const ran: number[] = [];
+    const check = (n: number) => async (): Promise<void> => {
+      running++;
+      most = Math.max(most, running);
+      await new Promise((r) => setImmediate(r));
+      clock += 60; // a 60 ms scan
+      ran.push(n);
+      running--;
+    };
+    // the first runs at once, two wait, the fourth finds the queue full
+    expect([1, 2, 3, 4].map((n) => checks.submit(check(n)))).toEqual([true, true, true, false]);
+    for (let i = 0; i < 50 && ran.length < 3; i++) await new Promise((r) => setImmediate(r));
+    expect(ran).toEqual([1, 2, 3]);
+    expect(most).toBe(1);
+    // 60 ms of scanning, then 540 ms of rest: 10 %
+    expect(pauses.map((ms) => Math.round(ms))).toEqual([540, 540, 540]);
   });
 });
 

@@ -2,7 +2,7 @@
 // after 1 ms; startDelay chains shorter timers instead, and refresh() restarts the whole delay.
 import { describe, expect, it, vi } from 'vitest';
 import { BufferManager } from '../../agent/output/buffer.js';
-import { MAX_TIMER_DELAY_MS, startDelay } from '../../agent/timers.js';
+import { MAX_TIMER_DELAY_MS, settleWithin, startDelay, valueWithin } from '../../agent/timers.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -80,5 +80,22 @@ describe('startDelay refresh on the output path', () => {
     } finally {
       spy.mockRestore();
     }
+  });
+});
+
+describe('settleWithin: the one bounded wait of the agent', () => {
+  const never = new Promise<number>(() => {});
+
+  it('the value, or why there is none: too slow, rejected, aborted; never rejects itself', async () => {
+    expect(await settleWithin(Promise.resolve(7), 1000)).toEqual({ ok: true, value: 7 });
+    expect(await settleWithin(never, 20)).toEqual({ ok: false, why: 'not done within 0.02 s' });
+    expect(await settleWithin(Promise.reject(new Error('disk full')), 1000)).toEqual({ ok: false, why: 'disk full' });
+    const ac = new AbortController();
+    setTimeout(() => ac.abort(), 10);
+    expect(await settleWithin(never, 60_000, ac.signal)).toEqual({ ok: false, why: 'aborted' });
+    expect(await settleWithin(Promise.resolve(1), 1000, ac.signal)).toEqual({ ok: false, why: 'aborted' });
+    expect(await settleWithin(never, NaN)).toMatchObject({ ok: false });
+    expect(await valueWithin(new Promise<string>(() => {}), 10, 'fallback')).toBe('fallback');
+    expect(await valueWithin(Promise.resolve('v'), 10, 'fallback')).toBe('v');
   });
 });
