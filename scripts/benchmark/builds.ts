@@ -460,7 +460,9 @@ export function benchBuilds(sizes: Sizes): BenchBuild[] {
     steps: (masterDir) => `[steps.FileDownload(name='download', mastersrc=${py(path.join(masterDir, 'down.bin'))}, workerdest='down.bin')]`,
     timeoutMs: 600_000,
     unsupported: (protocol) =>
-      protocol === 'msgpack' ? "the 3.7 master's FileDownload over msgpack writes an empty file (a bug of the 3.7 master, see docs/compatibility.md)" : undefined,
+      protocol === 'msgpack'
+        ? "the 3.7 master's FileDownload over msgpack writes an empty file (a bug of the 3.7 master, see docs/compatibility.md)"
+        : undefined,
     prepare: (ctx) => {
       const src = randomFile(ctx.scratch, 'down.bin', sizes.transferBytes);
       const masterSrc = path.join(ctx.masterDir, 'down.bin');
