@@ -3,13 +3,14 @@
 // workdir (the step fails naming the path; nothing outside BASEDIR changes), and still runs the same steps
 // inside BASEDIR. rmdir never removes BASEDIR, confined or not: not for a builder whose directory is BASEDIR,
 // not for msgpack's `rmdir ''`. A worker reached over a network address without TLS warns once at start.
-import { createHash } from 'node:crypto';
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, realpathSync, writeFileSync } from 'node:fs';
+
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BbagentWorker } from '../integration/bbagent-worker.js';
 import { BuildbotMaster, findStep, Results, type Protocol, type StepResult } from '../integration/harness/master.js';
+import { snapshot } from '../helpers/fs-snapshot.js';
 
 const PASSWORD = 'pw';
 
@@ -129,24 +130,6 @@ function probeResults(step: StepResult): Map<string, string> {
       .split('\n')
       .map((l) => l.split('\t') as [string, string]),
   );
-}
-
-/** Every entry under `dir` (symlinks not followed) with its mtime and content hash. */
-function snapshot(dir: string): string[] {
-  const out: string[] = [];
-  const walk = (d: string): void => {
-    for (const name of readdirSync(d).sort()) {
-      const p = path.join(d, name);
-      const st = lstatSync(p);
-      if (st.isSymbolicLink()) out.push(`${p} -> ${readlinkSync(p)}`);
-      else if (st.isDirectory()) {
-        out.push(`${p}/ ${st.mtimeMs}`);
-        walk(p);
-      } else out.push(`${p} ${st.mtimeMs} ${createHash('sha256').update(readFileSync(p)).digest('hex')}`);
-    }
-  };
-  walk(dir);
-  return out;
 }
 
 /** What the master shows of a step: its state and every log's text. */

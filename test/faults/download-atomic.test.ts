@@ -5,8 +5,7 @@
 // so its downloads are always empty files and cannot be caught midway.
 
 import { randomBytes } from 'node:crypto';
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,6 +14,7 @@ import { BuildbotMaster, Results, findLog, findStep } from '../integration/harne
 import { pollUntil } from '../integration/harness/process.js';
 import { loopStalls } from './helpers/fs-checks.js';
 import { FaultProxy } from './helpers/tcp-proxy.js';
+import { mountTmpfs, tmpfsSupport, unmount } from '../helpers/tmpfs.js';
 
 const PASSWORD = 'pw';
 const OLD = 'the old content\n';
@@ -36,21 +36,6 @@ remotetransfer.FileReader.remote_read = _slow_read
 
 const tempFiles = (dir: string): string[] => (existsSync(dir) ? readdirSync(dir).filter((n) => n.startsWith('.bbagent-tmp-')) : []);
 
-/** Whether this machine lets the test mount a small tmpfs (a real ENOSPC): root in a permissive container. */
-function canMountTmpfs(): boolean {
-  if (process.getuid?.() !== 0) return false;
-  const probe = mkdtempSync(path.join(os.tmpdir(), 'mount-probe-'));
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4k', 'tmpfs', probe], { stdio: 'ignore' });
-    execFileSync('umount', [probe]);
-    return true;
-  } catch {
-    return false;
-  } finally {
-    rmSync(probe, { recursive: true, force: true });
-  }
-}
-
 describe('download_file interrupted midway (PB)', () => {
   const scratch = mkdtempSync(path.join(os.tmpdir(), 'bbagent-download-'));
   const bbDir = path.join(scratch, 'bb');
@@ -59,7 +44,7 @@ describe('download_file interrupted midway (PB)', () => {
   const small = path.join(scratch, 'small-fs');
   const dlDir = path.join(bbDir, 'dl', 'build');
   const dest = path.join(dlDir, 'dest.bin');
-  const mounted = canMountTmpfs();
+  const mounted = tmpfsSupport().ok;
   let master: BuildbotMaster;
   let bb: BbagentWorker;
   let proxy: FaultProxy;
@@ -67,7 +52,7 @@ describe('download_file interrupted midway (PB)', () => {
   beforeAll(async () => {
     writeFileSync(newFile, newContent);
     mkdirSync(small);
-    if (mounted) execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', small]);
+    if (mounted) mountTmpfs(small, 1024 * 1024);
     const download = (to: string): string =>
       `[steps.FileDownload(name='download', mastersrc=${JSON.stringify(newFile)}, workerdest=${JSON.stringify(to)}, blocksize=${BLOCKSIZE})]`;
     master = await BuildbotMaster.start({
@@ -90,7 +75,7 @@ describe('download_file interrupted midway (PB)', () => {
     await bb?.stop();
     await master?.stop();
     await proxy?.close();
-    if (mounted) execFileSync('umount', [small]);
+    if (mounted) unmount(small);
   });
 
   /**

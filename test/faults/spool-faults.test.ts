@@ -13,16 +13,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BbagentWorker } from '../integration/bbagent-worker.js';
 import { BuildbotMaster, Results, channelText, findLog, findStep, type BuildResult, type Protocol } from '../integration/harness/master.js';
 import { pollUntil } from '../integration/harness/process.js';
-import {
-  fillUp,
-  INFO_PROBE_PREAMBLE,
-  longestLoopStallMs,
-  mountTmpfs,
-  stepCompleteAt,
-  tmpfsSupport,
-  unmount,
-  type ReceivedInfo,
-} from './helpers/spool-support.js';
+import { fillUp, INFO_PROBE_PREAMBLE, longestLoopStallMs, stepCompleteAt, type ReceivedInfo } from './helpers/spool-support.js';
+import { mountTmpfs, tmpfsSupport, unmount } from '../helpers/tmpfs.js';
 
 const PASSWORD = 'pw';
 /** The issue's bound: `complete` within this time of the process's exit. */

@@ -1,21 +1,8 @@
 // confineToBasedir and rmdir's guard of BASEDIR: the path checks on real files and symlinks, every command of
 // the table refusing paths that lead out (absolute, '..', a symlink) with nothing outside touched, and the
 // start-up warning for a master reached in cleartext.
-import { createHash } from 'node:crypto';
-import {
-  existsSync,
-  lstatSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  readlinkSync,
-  realpathSync,
-  rmSync,
-  statSync,
-  symlinkSync,
-  writeFileSync,
-} from 'node:fs';
+
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
@@ -32,6 +19,7 @@ import { defaultOutputSettings } from '../../agent/output/settings.js';
 import { currentPlatform } from '../../platforms/index.js';
 import { RecordingChannel } from '../helpers/recording-channel.js';
 import { RecordingLogger } from '../helpers/recording-logger.js';
+import { snapshot } from '../helpers/fs-snapshot.js';
 
 // realpath: the temporary directory may itself sit behind a symlink (macOS /var -> /private/var)
 const root = realpathSync(mkdtempSync(path.join(os.tmpdir(), 'bbagent-confine-')));
@@ -52,24 +40,6 @@ function layOut(): void {
   symlinkSync(path.join(build, 'sub'), path.join(build, 'in'));
   symlinkSync('loop-b', path.join(build, 'loop-a'));
   symlinkSync('loop-a', path.join(build, 'loop-b'));
-}
-
-/** Every entry under `dir` with its type and content hash: equal snapshots mean nothing was touched. */
-function snapshot(dir: string): string[] {
-  const out: string[] = [];
-  const walk = (d: string): void => {
-    for (const name of readdirSync(d).sort()) {
-      const p = path.join(d, name);
-      const st = lstatSync(p);
-      if (st.isSymbolicLink()) out.push(`${p} -> ${readlinkSync(p)}`);
-      else if (st.isDirectory()) {
-        out.push(`${p}/ ${st.mtimeMs}`);
-        walk(p);
-      } else out.push(`${p} ${st.mtimeMs} ${createHash('sha256').update(readFileSync(p)).digest('hex')}`);
-    }
-  };
-  walk(dir);
-  return out;
 }
 
 beforeEach(layOut);

@@ -32,6 +32,7 @@ import { openTarStream } from '../../agent/transfer/tar.js';
 import { journalDir } from '../../agent/transfer/temp-journal.js';
 import { runIsolated } from './fs-isolated.js';
 import type { Platform } from '../../platforms/types.js';
+import { mountTmpfs, tmpfsSupport, unmount } from '../helpers/tmpfs.js';
 
 type Event = ['text', string, string] | ['status', string, StatusValue];
 type Call = [string, ...unknown[]];
@@ -166,21 +167,6 @@ function releaseFifoReader(f: string): void {
     closeSync(openSync(f, fsConstants.O_WRONLY | fsConstants.O_NONBLOCK));
   } catch {
     // ENXIO: nobody reads it
-  }
-}
-
-/** Whether this machine lets the test mount a small tmpfs (a real ENOSPC): root in a permissive container. */
-function canMountTmpfs(): boolean {
-  if (process.getuid?.() !== 0) return false;
-  const probe = mkdtempSync(join(tmpdir(), 'mount-probe-'));
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4k', 'tmpfs', probe], { stdio: 'ignore' });
-    execFileSync('umount', [probe]);
-    return true;
-  } catch {
-    return false;
-  } finally {
-    rmSync(probe, { recursive: true, force: true });
   }
 }
 
@@ -701,10 +687,10 @@ describe('download_file', () => {
     expect(lstatSync('/dev/null').isCharacterDevice()).toBe(true);
   });
 
-  it.skipIf(!canMountTmpfs())("a full disk (ENOSPC) fails with python's error; the old file stays, no temp file", async () => {
+  it.skipIf(!tmpfsSupport().ok)("a full disk (ENOSPC) fails with python's error; the old file stays, no temp file", async () => {
     const mnt = join(tmp, 'small-fs');
     mkdirSync(mnt);
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', mnt]);
+    mountTmpfs(mnt, 64 * 1024);
     try {
       const p = join(mnt, 'f.bin');
       writeFileSync(p, 'old content');
@@ -716,7 +702,7 @@ describe('download_file', () => {
       expect(readFileSync(p, 'utf8')).toBe('old content');
       expect(readdirSync(mnt)).toEqual(['f.bin']);
     } finally {
-      execFileSync('umount', [mnt]);
+      unmount(mnt);
     }
   });
 

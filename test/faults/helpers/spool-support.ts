@@ -1,10 +1,6 @@
 // What the spool and secret fault tests share: a master-side probe of the worker info the master received,
-// a small tmpfs (a real ENOSPC source), the time the master stored for a step's end, the build processes
-// of an agent, and the loop-stall check.
-import { execFileSync } from 'node:child_process';
-import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmdirSync, writeSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
+// the time the master stored for a step's end, the build processes of an agent, and the loop-stall check.
+import { closeSync, openSync, readdirSync, readFileSync, writeSync } from 'node:fs';
 import type { BuildbotMaster } from '../../integration/harness/master.js';
 
 /**
@@ -33,34 +29,6 @@ export interface ReceivedInfo {
   info: Record<string, unknown>;
   types: Record<string, string>;
   environ: Record<string, string>;
-}
-
-/** Whether this process may mount a tmpfs (root with CAP_SYS_ADMIN, as in CI); the reason when not. */
-export function tmpfsSupport(): { ok: true } | { ok: false; why: string } {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'bbagent-tmpfs-probe-'));
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', dir], { stdio: 'pipe' });
-    execFileSync('umount', [dir], { stdio: 'pipe' });
-    return { ok: true };
-  } catch (err) {
-    const stderr = (err as { stderr?: Buffer }).stderr?.toString().trim();
-    return { ok: false, why: `mount -t tmpfs is not allowed here (${stderr || (err as Error).message})` };
-  } finally {
-    rmdirSync(dir);
-  }
-}
-
-export function mountTmpfs(dir: string, sizeBytes: number): void {
-  mkdirSync(dir, { recursive: true });
-  execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${sizeBytes}`, 'tmpfs', dir], { stdio: 'pipe' });
-}
-
-export function unmount(dir: string): void {
-  try {
-    execFileSync('umount', [dir], { stdio: 'pipe' });
-  } catch {
-    execFileSync('umount', ['-l', dir], { stdio: 'pipe' }); // busy: detach it now, it goes when released
-  }
 }
 
 /** Fills the filesystem of `dir` with `file` until it is full (ENOSPC); returns the bytes written. */
