@@ -120,7 +120,12 @@ export function startAgent(config: AgentConfig, opts: RunAgentOptions): RunningA
           bot.resetSettings();
           compactor.poke();
           if (ws.extensions) logger.info(`websocket extensions: ${ws.extensions}`);
-          return new MsgpackSession(ws, bot, logger, { leanUpdates: config.leanUpdates, keepaliveS: config.keepalive, socket });
+          return new MsgpackSession(ws, bot, logger, {
+            leanUpdates: config.leanUpdates,
+            keepaliveS: config.keepalive,
+            keepaliveTimeoutS: config.keepaliveTimeout,
+            socket,
+          });
         },
       );
     },
@@ -133,6 +138,7 @@ export function startAgent(config: AgentConfig, opts: RunAgentOptions): RunningA
           name: config.name,
           password: config.password,
           keepaliveS: config.keepalive,
+          keepaliveTimeoutS: config.keepaliveTimeout,
           handshakeTimeoutMs: HANDSHAKE_TIMEOUT_MS,
           ...(endpoint.tls ? { tls: endpoint.ca ? { ca: endpoint.ca } : {} } : {}),
         },

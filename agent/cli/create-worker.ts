@@ -34,11 +34,14 @@ Options:
   -l, --log-count N|None      rotated log files to keep (default 10; None keeps all)
   -k, --keepalive SECONDS     keepalive interval, 0 disables (default 60; buildbot-worker's is 600): a master
                               silent for one interval (3-15 s) after one is taken for dead and reconnected
+      --keepalive-timeout SECONDS|None
+                              how long a master may stay silent after a keepalive (default None: one
+                              interval, 3-15 s); raise it for a master known to stall longer
       --umask UMASK|None      umask for the worker, e.g. 0o22, 022 or 18 (default None: inherited)
       --maxdelay SECONDS      longest wait between connection attempts (default 300)
       --maxretries N|None     give up after N failed connection attempts in a row (default None: never)
       --numcpus N|None        CPU count reported to the master (default None: detected)
-      --protocol PROTOCOL     pb or msgpack (also msgpack_experimental_v7) (default msgpack)
+      --protocol PROTOCOL     pb or msgpack (also msgpack_experimental_v7) (default pb)
       --connection-string S   Twisted-style client endpoint overriding MASTERHOST:PORT (e.g. tls:host:port)
       --use-tls               connect to the master over TLS
       --tls-ca-file FILE      trust the CA in this PEM file for the master's certificate (with --use-tls)
@@ -55,6 +58,7 @@ const OPTIONS: OptionSpec = {
   'log-size': { type: 'string', short: 's' },
   'log-count': { type: 'string', short: 'l' },
   keepalive: { type: 'string', short: 'k' },
+  'keepalive-timeout': { type: 'string' },
   umask: { type: 'string' },
   maxdelay: { type: 'string' },
   maxretries: { type: 'string' },
@@ -75,6 +79,7 @@ const FIELD_OPTIONS: Partial<Record<string, ConfigField>> = {
   'log-size': 'logSize',
   'log-count': 'logCount',
   keepalive: 'keepalive',
+  'keepalive-timeout': 'keepaliveTimeout',
   umask: 'umask',
   maxdelay: 'maxdelay',
   maxretries: 'maxretries',

@@ -127,6 +127,7 @@ const RULES: { [K in ConfigField]: FieldRule<AgentConfig[K]> } = {
   password: text('a string', () => true, true),
   protocol: choice('"pb" or "msgpack"', { pb: 'pb', msgpack: 'msgpack', msgpack_experimental_v7: 'msgpack' }),
   keepalive: int(0, Number.MAX_SAFE_INTEGER, 'an integer number of seconds >= 0 (0 disables)'),
+  keepaliveTimeout: nullable(int(1, Number.MAX_SAFE_INTEGER, ''), 'an integer number of seconds >= 1 or null (automatic: one keepalive interval, 3-15 s)'),
   maxdelay: int(1, Number.MAX_SAFE_INTEGER, 'an integer number of seconds >= 1'),
   maxretries: nullable(int(0, Number.MAX_SAFE_INTEGER, ''), 'an integer >= 0 or null (retry forever)'),
   umask: nullable(umaskRule, umaskRule.expect),

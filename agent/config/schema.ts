@@ -17,6 +17,11 @@ export interface AgentConfig {
    * silent for one keepalive interval (at least 3 s, at most 15 s) after one is taken for dead and the worker reconnects.
    */
   keepalive: number;
+  /**
+   * Seconds a master may stay silent after a keepalive before it is taken for dead; null: one keepalive interval,
+   * within 3-15 s (a dead link is then replaced within keepalive + 30 s). Raise it for a master known to stall longer.
+   */
+  keepaliveTimeout: number | null;
   /** Upper bound, in seconds, of the reconnect back-off. */
   maxdelay: number;
   /** Give up after this many failed connection attempts in a row; null retries forever. */
@@ -75,6 +80,7 @@ export const CONFIG_DEFAULTS = {
   protocol: 'pb' as Protocol,
   // buildbot-worker's 600 s would leave a dead link unnoticed for 10 minutes; 60 s notices one within 75 s
   keepalive: 60,
+  keepaliveTimeout: null,
   maxdelay: 300,
   maxretries: null,
   umask: null,

@@ -13,8 +13,12 @@ export const LIVENESS_TIMEOUT_MAX_S = 15;
 /** However short the keepalive, a master gets this long to answer (a busy Python master can pause for a second or two). */
 export const LIVENESS_TIMEOUT_MIN_S = 3;
 
-/** Seconds of silence after a probe that end the session: one keepalive interval, within [MIN, MAX]. */
-export function livenessTimeoutS(keepaliveS: number): number {
+/**
+ * Seconds of silence after a probe that end the session: the operator's `keepaliveTimeout` when set (for a
+ * master known to stall longer), else one keepalive interval, within [MIN, MAX].
+ */
+export function livenessTimeoutS(keepaliveS: number, configuredS: number | null = null): number {
+  if (configuredS !== null) return configuredS;
   return Math.max(LIVENESS_TIMEOUT_MIN_S, Math.min(keepaliveS, LIVENESS_TIMEOUT_MAX_S));
 }
 
@@ -36,6 +40,8 @@ const realTimers: LivenessTimers = {
 export interface LivenessOptions {
   /** Seconds between probes (the worker's `keepalive`); 0 disables the check. */
   keepaliveS: number;
+  /** The configured `keepaliveTimeout` (seconds), or null for the automatic one (livenessTimeoutS). */
+  timeoutS?: number | null;
   /** Sends one probe. It may throw; the silence check still runs. */
   probe: () => void;
   /** The master sent nothing within the timeout after a probe: drop the connection. Called once. */
@@ -55,7 +61,7 @@ export class Liveness {
     this.timers = o.timers ?? realTimers;
     this.lastActivity = this.timers.now();
     this.intervalMs = o.keepaliveS * 1000;
-    this.timeoutMs = livenessTimeoutS(o.keepaliveS) * 1000;
+    this.timeoutMs = livenessTimeoutS(o.keepaliveS, o.timeoutS ?? null) * 1000;
   }
 
   /** Starts probing (the first probe goes out one interval from now). */

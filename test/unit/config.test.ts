@@ -65,6 +65,7 @@ describe('validateConfig', () => {
     ['password', 42, /password must be a string, got a number$/],
     ['protocol', 'http', /protocol must be "pb" or "msgpack", got "http"/],
     ['keepalive', -1, /keepalive must be an integer number of seconds >= 0/],
+    ['keepaliveTimeout', 0, /keepaliveTimeout must be an integer number of seconds >= 1 or null/],
     ['maxdelay', 0, /maxdelay must be an integer number of seconds >= 1, got 0/],
     ['maxretries', 'x', /maxretries must be an integer >= 0 or null/],
     ['umask', '0o999', /umask must be an octal umask/],

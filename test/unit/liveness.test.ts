@@ -88,6 +88,19 @@ describe('liveness', () => {
     expect(dead).toEqual([]);
   });
 
+  it('a configured keepaliveTimeout replaces the automatic one (a master known to stall longer)', () => {
+    const clock = new FakeClock();
+    const dead: number[] = [];
+    const l = new Liveness({ keepaliveS: 60, timeoutS: 40, timers: clock, probe: () => {}, onDead: () => dead.push(clock.t) });
+    l.start();
+    clock.run(60_000 + 39_999);
+    expect(dead).toEqual([]);
+    clock.run(200_000);
+    expect(dead).toEqual([100_000]);
+    expect(livenessTimeoutS(60, 40)).toBe(40);
+    expect(livenessTimeoutS(60, null)).toBe(LIVENESS_TIMEOUT_MAX_S);
+  });
+
   it('keepalive 0 disables the check', () => {
     const clock = new FakeClock();
     const { probes, dead } = monitor(0, clock, () => false);
@@ -97,7 +110,7 @@ describe('liveness', () => {
   });
 
   it('waits one interval for an answer, between 3 and 15 s', () => {
-    expect([0.05, 1, 4, 15, 60, 600].map(livenessTimeoutS)).toEqual([3, 3, 4, 15, 15, 15]);
+    expect([0.05, 1, 4, 15, 60, 600].map((k) => livenessTimeoutS(k))).toEqual([3, 3, 4, 15, 15, 15]);
   });
 
   it('notices a link that dies at any moment within keepalive + timeout (worst case: just after an answer)', () => {

@@ -63,6 +63,8 @@ export interface MsgpackSessionOptions {
   leanUpdates?: boolean;
   /** Seconds between WebSocket pings; 0 disables them (and the liveness check). */
   keepaliveS?: number;
+  /** The configured keepaliveTimeout (seconds), or null: automatic (livenessTimeoutS). */
+  keepaliveTimeoutS?: number | null;
   /** The connection's socket: any byte on it shows the master is alive. */
   socket?: Duplex;
   /** Clock for the liveness check (tests). */
@@ -92,11 +94,15 @@ export class MsgpackSession {
     // The 3.7 master never pings; its autobahn answers our pings with pongs.
     this.liveness = new Liveness({
       keepaliveS,
+      timeoutS: opts.keepaliveTimeoutS ?? null,
       probe: () => ws.ping(),
       onDead: (reason) => this.drop('liveness', reason),
       ...(opts.livenessTimers ? { timers: opts.livenessTimers } : {}),
     });
-    if (keepaliveS > 0) logger.info(`sending WebSocket pings every ${keepaliveS} seconds (the master must answer within ${livenessTimeoutS(keepaliveS)} s)`);
+    if (keepaliveS > 0)
+      logger.info(
+        `sending WebSocket pings every ${keepaliveS} seconds (the master must answer within ${livenessTimeoutS(keepaliveS, opts.keepaliveTimeoutS ?? null)} s)`,
+      );
     const alive = (): void => this.liveness.activity();
     if (opts.socket) opts.socket.on('data', alive);
     else ws.on('pong', alive);

@@ -23,6 +23,8 @@ export interface PbEndpoint {
    * within livenessTimeoutS(keepaliveS) of one is taken for dead and the connection dropped.
    */
   keepaliveS: number;
+  /** The configured keepaliveTimeout (seconds), or null: automatic (livenessTimeoutS). */
+  keepaliveTimeoutS?: number | null;
   /** Clock for the liveness check (tests). */
   livenessTimers?: LivenessTimers;
   /** Give up when the login has not been answered after this long. */
@@ -67,17 +69,21 @@ class Session implements PbSession {
     private readonly logger: Logger,
     private readonly link: SessionLink,
     keepaliveS: number,
+    keepaliveTimeoutS: number | null,
     timers: LivenessTimers | undefined,
   ) {
     this.closed = closed;
     this.liveness = new Liveness({
       keepaliveS,
+      timeoutS: keepaliveTimeoutS,
       probe: () => this.keepalive(),
       onDead: (reason) => link.drop('liveness', reason),
       ...(timers ? { timers } : {}),
     });
     if (keepaliveS > 0) {
-      logger.info(`sending application-level keepalives every ${keepaliveS} seconds (the master must answer within ${livenessTimeoutS(keepaliveS)} s)`);
+      logger.info(
+        `sending application-level keepalives every ${keepaliveS} seconds (the master must answer within ${livenessTimeoutS(keepaliveS, keepaliveTimeoutS)} s)`,
+      );
     }
     link.onActivity = () => this.liveness.activity();
     this.liveness.start();
@@ -214,7 +220,7 @@ export async function connectPb(e: PbEndpoint, bot: Bot, logger: Logger): Promis
               // TCP keepalive is only a help; application keepalives still run
             }
             logger.debug(`PB login of worker '${e.name}' at ${master} accepted`);
-            resolve(new Session(socket, avatar, closed, logger, link, e.keepaliveS, e.livenessTimers));
+            resolve(new Session(socket, avatar, closed, logger, link, e.keepaliveS, e.keepaliveTimeoutS ?? null, e.livenessTimers));
           },
           (err: unknown) => fail(broker.fatalError ?? (err instanceof AgentError ? err : new AgentError('E_LOGIN', errorMessage(err)))),
         );
