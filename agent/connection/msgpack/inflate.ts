@@ -12,8 +12,11 @@
 // past it, it goes on inflating to keep the compression context that later messages refer to, only reading the
 // message's `op` and `seq_number` as the bytes pass (MessageScanner), and answers ws with a notice: a buffer that
 // starts with this process's random tag, which the master cannot forge. The notice travels in the message stream
-// itself, so it cannot be matched with the wrong message. A message that inflates past MAX_INFLATED_MESSAGE_BYTES
-// (CPU, not memory, is what it costs then) closes the link with 1009 as before.
+// itself, so it cannot be matched with the wrong message. Inflating costs CPU however little is kept: a message
+// that inflates past MAX_INFLATED_MESSAGE_BYTES closes the link with 1009, as ws did at the limit.
+// ws's own InflateRaw is then never created, nor its concurrency limiter used for inflation (it guards servers
+// with thousands of connections; the agent has one per worker). Memory: the kept chunks (up to the limit), then
+// one zlib output chunk at a time, dropped as soon as the scanner saw it.
 // checkWsInternals() runs ws's own Receiver and PerMessageDeflate against what this relies on, before the first
 // connection that offers deflate: a ws that changed fails the start with E_WS_INTERNALS instead of misbehaving.
 
