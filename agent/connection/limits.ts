@@ -14,6 +14,14 @@ const MiB = 1024 * 1024;
 export const MAX_MESSAGE_BYTES = 16 * MiB;
 
 /**
+ * A compressed message (msgpack permessage-deflate) is inflated to its end even when it is over MAX_MESSAGE_BYTES,
+ * to keep the compression context the master's next messages refer to (only its request is read, the bytes are
+ * not kept); past this the link is closed (1009). Bounds the CPU a deflate bomb costs: about a second, where the
+ * 16 MiB a message may take on the wire can inflate to 16 GiB.
+ */
+export const MAX_INFLATED_MESSAGE_BYTES = 64 * MAX_MESSAGE_BYTES;
+
+/**
  * The most values (strings, numbers, lists, maps, each counted once) in one message. A value costs 30-60 bytes of
  * heap however small it is on the wire (an empty list is 1 byte of msgpack, 2 of Banana), so this, not the byte
  * limit, bounds the memory a message of tiny values takes, and the garbage collector's pause after it (1,000,000

@@ -101,7 +101,8 @@ export class ConnectionManager {
         // on the short first steps of the back-off would gather into a wave just when it comes back
         const code = err instanceof AgentError ? err.code : 'E_CONNECT';
         logger.error(`${errorMessage(err)}${code === 'E_AUTH' ? ' (check the worker name and password on both sides; retrying)' : ''}`);
-        if (code === 'E_CONFIG') return 'gave-up';
+        // a setting or a build that no retry can mend
+        if (code === 'E_CONFIG' || code === 'E_WS_INTERNALS') return 'gave-up';
         if (this.opts.maxretries !== null && failures > this.opts.maxretries) {
           logger.error(`giving up after ${failures} failed connection attempts (maxretries ${this.opts.maxretries})`);
           return 'gave-up';

@@ -5,8 +5,10 @@
 //   (helpers/conn-fuzz-master.ts): REAL_FRAMES structure-mutated requests per protocol, many per connection
 //   and pipelined, each of which must be answered (or its connection replaced) within 5 s; then frames that
 //   break the stream and the targeted cases of item 9 (endless list before the login, values, bytes and nesting
-//   over the limits, shared references that expand exponentially, a cycle, a frame over the limit, a deflate
-//   bomb, a text frame, a reserved opcode), each answered with an error or followed by a reconnect within 5 s.
+//   over the limits, shared references that expand exponentially, a cycle, a frame over the limit, a text frame,
+//   a reserved opcode), each answered with an error or followed by a reconnect within 5 s; and two deflate bombs
+//   (256 MiB inflated), one naming its request and answered with an error, one naming none and ignored, both on
+//   the same connection.
 //   Meanwhile the agent never exits, its RSS stays under 300 MiB and its loop never stalls 200 ms or more.
 // - the decoders and sessions in this process (Banana + Broker + PbWorker; msgpack scan/decode + MsgpackSession
 //   over an in-memory WebSocket): IN_PROCESS_FRAMES byte-mutated frames per protocol, where a frame that breaks
@@ -17,7 +19,6 @@ import { EventEmitter } from 'node:events';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { deflateRawSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type WebSocket from 'ws';
 import { Bot } from '../../agent/connection/bot.js';
@@ -30,7 +31,7 @@ import { silentLogger } from '../../agent/log.js';
 import { currentPlatform } from '../../platforms/index.js';
 import { BbagentWorker } from '../integration/bbagent-worker.js';
 import { FUZZ_PASSWORD, FUZZ_WORKER, recordMsgpackCorpus, recordPbCorpus, type MsgpackCorpus, type PbCorpus } from './helpers/conn-fuzz-corpus.js';
-import { FuzzMsgpackMaster, FuzzPbMaster, type FuzzMaster, type Outcome } from './helpers/conn-fuzz-master.js';
+import { compressedFrame, FuzzMsgpackMaster, FuzzPbMaster, type FuzzMaster, type Outcome } from './helpers/conn-fuzz-master.js';
 import { mutateBytes, mutateSexp, mutateValue, Rng } from './helpers/conn-fuzz-mutate.js';
 
 const REAL_FRAMES = 100_000;
@@ -471,18 +472,46 @@ describe('protocol fuzz against a real agent', () => {
       await dropped('undecodable, no envelope', (c) => c.ws.send(Buffer.from([0xc1]), { compress: false }));
       await dropped('a text message', (c) => c.ws.send('{"op": "print"}'));
       await dropped(`a message over ${MAX_MESSAGE_BYTES} bytes`, (c) => c.ws.send(Buffer.alloc(MAX_MESSAGE_BYTES + 1), { compress: false }));
-      await dropped('a deflate bomb: 256 MiB of zeros, 256 KiB on the wire', (c) => {
-        // written as one compressed frame by hand: ws would have to hold the 256 MiB to compress it
-        const payload = deflateRawSync(Buffer.alloc(256 * MiB)).subarray(0, -4);
-        const head = Buffer.alloc(10);
-        head[0] = 0xc2; // FIN, RSV1 (compressed), binary
-        head[1] = 127;
-        head.writeBigUInt64BE(BigInt(payload.length), 2);
-        c.tcp.write(Buffer.concat([head, payload]));
-      });
       await dropped('a reserved opcode', (c) => c.tcp.write(Buffer.from([0x83, 0x00])));
 
-      report('msgpack', run, watch, fuzzMs, `websocket extensions: ${/websocket extensions: (.*)/.exec(worker.output)?.[1] ?? 'none'}`);
+      // Deflate bombs: 256 MiB of zeros, about 256 KiB on the wire. Inflated to their end (the compression context
+      // must survive) but not kept: the one that names its request (seq_number last, as the 3.7 master writes it)
+      // gets an error answer, the one that names none is ignored; the link stays.
+      const zeros = function* (bytes: number): Generator<Uint8Array> {
+        const block = Buffer.alloc(MiB);
+        for (let i = 0; i < bytes / MiB; i++) yield block;
+      };
+      await master.waitReady(ANSWER_BOUND_MS * 2);
+      const link = master.current!;
+      const bombSeq = link.takeSeq();
+      const bomb = await compressedFrame([
+        Buffer.concat([
+          Buffer.from([0x83]),
+          Buffer.from(mpEncode('op')),
+          Buffer.from(mpEncode('print')),
+          Buffer.from(mpEncode('message')),
+          Buffer.from([0xc6, 0x10, 0, 0, 0]),
+        ]),
+        ...zeros(256 * MiB),
+        Buffer.concat([Buffer.from(mpEncode('seq_number')), Buffer.from(mpEncode(bombSeq))]),
+      ]);
+      const bare = await compressedFrame(zeros(256 * MiB));
+      let at = Date.now();
+      const bombAnswer = await single(master, run, `a deflate bomb naming its request: ${bomb.length} bytes on the wire`, 'answer', () =>
+        link.requestFrame(bomb, bombSeq),
+      );
+      if (bombAnswer !== 'error') run.violations.push(`a deflate bomb naming its request: expected an error answer, got ${bombAnswer}`);
+      const answeredMs = Date.now() - at;
+      at = Date.now();
+      await single(master, run, `a deflate bomb naming no request: ${bare.length} bytes on the wire, then a print`, 'answer', () => {
+        link.requestFrame(bare, undefined);
+        return link.request({ op: 'print', message: 'after the bomb' });
+      });
+      const ignoredMs = Date.now() - at;
+      if (master.current !== link) run.violations.push('a deflate bomb cost the connection');
+      const bombs = `deflate bombs (${(bomb.length / 1024).toFixed(0)} KiB on the wire, 256 MiB inflated): answered in ${answeredMs} ms, ignored and the next request answered in ${ignoredMs} ms, ${master.current === link ? 'same connection' : 'connection lost'}`;
+
+      report('msgpack', run, watch, fuzzMs, `websocket extensions: ${/websocket extensions: (.*)/.exec(worker.output)?.[1] ?? 'none'}; ${bombs}`);
       expect(run.frames).toBeGreaterThanOrEqual(REAL_FRAMES);
       checkAgent(run, watch, master);
     },

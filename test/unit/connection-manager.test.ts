@@ -89,6 +89,15 @@ describe('ConnectionManager', () => {
     expect(h.delays).toEqual([1500, 2250]);
   });
 
+  it('gives up at once on a build whose ws library the deflate bound does not fit (no retry can mend it)', async () => {
+    const h = harness(() => {
+      throw new AgentError('E_WS_INTERNALS', 'the ws library no longer works as inflate.ts expects');
+    });
+    expect(await h.m.run()).toBe('gave-up');
+    expect(h.attempts()).toBe(1);
+    expect(h.lines).toContain('error the ws library no longer works as inflate.ts expects');
+  });
+
   it('a master that accepts and drops at once is retried with growing delays, not every 1-2 s', async () => {
     const h = harness((n) => (n <= 8 ? h.session(100, 'local') : h.held()));
     expect(await h.m.run()).toBe('stopped');

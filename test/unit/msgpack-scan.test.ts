@@ -4,7 +4,7 @@ import { encode } from '@msgpack/msgpack';
 import { describe, expect, it } from 'vitest';
 import { MAX_MESSAGE_VALUES, MAX_NESTING } from '../../agent/connection/limits.js';
 import { decodeMessage, RefusedMessage } from '../../agent/connection/msgpack/codec.js';
-import { scanMessage } from '../../agent/connection/msgpack/scan.js';
+import { MessageScanner, scanMessage, type ScanResult } from '../../agent/connection/msgpack/scan.js';
 
 const ok = { error: undefined };
 
@@ -75,6 +75,56 @@ describe('msgpack scan', () => {
     const at = data.indexOf(0x93);
     const broken = Buffer.concat([data.subarray(0, at), Buffer.from([0xdd, 0xff, 0xff, 0xff, 0xff]), data.subarray(at + 1)]);
     expect(scanMessage(broken)).toMatchObject({ op: 'start_command', seq: 12, error: expect.stringMatching(/declares 4294967295 entries/) });
+  });
+});
+
+describe('msgpack scan in chunks', () => {
+  const whole: [string, Uint8Array][] = [
+    [
+      'every kind of value',
+      encode({
+        op: 'start_command',
+        args: { s: 'x'.repeat(40), ints: [0, 255, 65_536, 2 ** 40, -129], f: [1.5, 1e300], b: new Uint8Array(300), d: new Date(0) },
+        seq_number: 7,
+      }),
+    ],
+    ['a long op', encode({ seq_number: 3, op: 'o'.repeat(300) })],
+    ['an array, no envelope', encode([1, [2, [3]], 'x'])],
+    ['bytes after the end', Buffer.from([0x81, 0xa2, 0x6f, 0x70, 0xa1, 0x78, 0xc0])],
+    ['a str32 claiming 4 GiB', Buffer.concat([Buffer.from(encode({ op: 'print', seq_number: 1 })), Buffer.from([0xdb, 0xff, 0xff, 0xff, 0xff, 0x61])])],
+    ['cut short', encode({ op: 'print', seq_number: 2, message: 'hello' }).subarray(0, 20)],
+    ['0xc1', Buffer.from([0x82, 0xa2, 0x6f, 0x70, 0xc1])],
+  ];
+  const chunked = (data: Uint8Array, cuts: number[]): ScanResult => {
+    const s = new MessageScanner(undefined, data.length);
+    let at = 0;
+    for (const c of [...cuts, data.length]) {
+      s.push(data.subarray(at, c));
+      at = c;
+    }
+    return s.end();
+  };
+
+  it('finds what the whole scan finds, wherever the chunks are cut', () => {
+    for (const [what, data] of whole) {
+      const expected = scanMessage(data);
+      for (let cut = 0; cut <= data.length; cut++) expect(chunked(data, [cut]), `${what}, cut at ${cut}`).toEqual(expected);
+      expect(
+        chunked(
+          data,
+          Array.from({ length: data.length }, (_, i) => i),
+        ),
+        `${what}, byte by byte`,
+      ).toEqual(expected);
+    }
+  });
+
+  it('reads seq_number after a value bigger than any chunk', () => {
+    const big = Buffer.from(encode({ op: 'start_command', args: { data: new Uint8Array(1_000_000), text: 'y'.repeat(300_000) }, seq_number: 99 }));
+    const s = new MessageScanner();
+    for (let at = 0; at < big.length; at += 65_536) s.push(big.subarray(at, at + 65_536));
+    expect([s.op, s.seq, s.error]).toEqual(['start_command', 99, undefined]);
+    expect(s.end()).toEqual({ error: undefined, op: 'start_command', seq: 99 });
   });
 });
 

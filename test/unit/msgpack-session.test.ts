@@ -1,8 +1,10 @@
 // The msgpack protocol layer against an in-process WebSocket peer that speaks like the 3.7 master.
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import type { AddressInfo, Socket } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { constants as zlibConstants, createDeflateRaw } from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { decode, encode } from '@msgpack/msgpack';
@@ -16,6 +18,34 @@ import { RecordingLogger } from '../helpers/recording-logger.js';
 import { currentPlatform } from '../../platforms/index.js';
 
 type Msg = Record<string, unknown>;
+
+const MiB = 1024 * 1024;
+
+function u32(n: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(n);
+  return b;
+}
+
+/** A master's compressor with context takeover: each message becomes one compressed, unmasked binary frame. */
+class MasterDeflater {
+  private readonly z = createDeflateRaw();
+  private out: Buffer[] = [];
+  constructor() {
+    this.z.on('data', (c: Buffer) => this.out.push(c));
+  }
+
+  async frame(parts: Iterable<Uint8Array>): Promise<Buffer> {
+    for (const p of parts) if (!this.z.write(p)) await new Promise((r) => this.z.once('drain', r));
+    await new Promise<void>((r) => this.z.flush(zlibConstants.Z_SYNC_FLUSH, () => r()));
+    const data = Buffer.concat(this.out);
+    this.out = [];
+    // RFC 7692: the 00 00 ff ff a sync flush ends with is left out
+    const payload = data.subarray(0, data.length - 4);
+    const head = payload.length < 126 ? Buffer.from([0xc2, payload.length]) : Buffer.concat([Buffer.from([0xc2, 127]), Buffer.alloc(4), u32(payload.length)]);
+    return Buffer.concat([head, payload]);
+  }
+}
 
 class FakeMaster {
   readonly wss: WebSocketServer;
@@ -267,20 +297,75 @@ describe('msgpack session: limits and liveness', () => {
     const end = await session.closed;
     expect(end).toMatchObject({
       cause: 'local',
-      reason: `the master sent a message larger than ${MAX_MESSAGE_BYTES} bytes (after decompression): closing with 1009 (message too big)`,
+      reason: `the master sent a message larger than ${MAX_MESSAGE_BYTES} bytes: closing with 1009 (message too big)`,
     });
     expect(logger.lines.some((l) => l.startsWith('error dropping the connection: the master sent a message larger than'))).toBe(true);
   });
 
-  it('bounds decompression: a deflate bomb closes with 1009 once it inflates past the limit', async () => {
+  it('answers a deflate bomb with an error and keeps the link, the compression context and bounded memory', async () => {
     master = new FakeMaster('pw', { deflate: true });
-    const { session } = await connect({ deflate: true });
+    const { session, logger } = await connect({ deflate: true });
     expect(master.sock!.extensions).toContain('permessage-deflate');
-    const code = masterClose();
-    // 64 MiB of zeros: about 64 KiB on the wire
-    master.sock!.send(Buffer.alloc(64 * 1024 * 1024), { compress: true });
-    expect(await code).toBe(1009);
-    expect((await session.closed).cause).toBe('local');
+    // The master's side of the compression context (context takeover, as ws and autobahn default to), written as
+    // frames by hand: ws would have to hold the bomb whole to compress it.
+    const frames = new MasterDeflater();
+    // text that does not compress, which the third message repeats: it can only be sent as a reference into the
+    // bomb's end, so it decodes only if the bomb was inflated to its end
+    const tail = randomBytes(3072).toString('base64');
+    const bombZeros = 200 * MiB;
+    const one = await frames.frame([encode({ op: 'print', message: 'one', seq_number: 100 })]);
+    // as the 3.7 master writes a request: seq_number last, after the big argument
+    const head = Buffer.concat([Buffer.from([0x84]), encode('op'), encode('start_command'), encode('args'), Buffer.from([0xc6]), u32(bombZeros)]);
+    const end = Buffer.concat([encode('note'), encode(tail), encode('seq_number'), encode(101)]);
+    const bomb = await frames.frame(
+      (function* () {
+        yield head;
+        const zeros = Buffer.alloc(MiB);
+        for (let i = 0; i < bombZeros / MiB; i++) yield zeros;
+        yield end;
+      })(),
+    );
+    const three = await frames.frame([encode({ op: 'start_command', command_id: '9', command_name: tail, args: {}, seq_number: 102 })]);
+    expect(bomb.length).toBeLessThan(MiB);
+    expect(three.length).toBeLessThan(tail.length / 4);
+
+    let peak = process.memoryUsage().rss;
+    const before = peak;
+    const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 5);
+    try {
+      master.tcp!.write(Buffer.concat([one, bomb, three]));
+      expect(await master.waitFor((m) => m['seq_number'] === 100, 20_000)).toMatchObject({ op: 'response', result: null });
+      expect(await master.waitFor((m) => m['seq_number'] === 101, 20_000)).toMatchObject({
+        op: 'response',
+        is_exception: true,
+        result: `message refused by the worker: message of ${head.length + bombZeros + end.length} bytes (after decompression) is larger than ${MAX_MESSAGE_BYTES}`,
+      });
+      expect(await master.waitFor((m) => m['seq_number'] === 102, 20_000)).toMatchObject({
+        op: 'response',
+        is_exception: true,
+        result: `unrecognized WorkerCommand '${tail}'`,
+      });
+    } finally {
+      clearInterval(sampler);
+    }
+    expect(session.isClosed).toBe(false);
+    expect(logger.lines.filter((l) => l.startsWith('error'))).toEqual([]);
+    expect(logger.lines).toContainEqual(expect.stringMatching(/^warn refused the master's start_command \(seq 101\): message of \d+ bytes/));
+    // the bomb inflated to 200 MiB; at most the 16 MiB limit of it was ever held
+    expect((peak - before) / MiB).toBeLessThan(100);
+  });
+
+  it('ignores, with a log line, a deflate bomb that names no request, and keeps the link', async () => {
+    master = new FakeMaster('pw', { deflate: true });
+    const { session, logger } = await connect({ deflate: true });
+    // 64 MiB of zeros: about 64 KiB on the wire (ws compresses it itself: context takeover on both sides)
+    master.sock!.send(Buffer.alloc(64 * MiB), { compress: true });
+    const s = master.send('print', { message: 'after the bomb' });
+    expect(await master.waitFor((m) => m['seq_number'] === s)).toMatchObject({ op: 'response', result: null });
+    expect(session.isClosed).toBe(false);
+    expect(logger.lines).toContainEqual(
+      `error ignored a message of the master that names no request to answer (op unreadable, seq_number unreadable): message of ${64 * MiB} bytes (after decompression) is larger than ${MAX_MESSAGE_BYTES}`,
+    );
   });
 
   it('drops a connection the master opened but never attached (it speaks first once it has)', async () => {

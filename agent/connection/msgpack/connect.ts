@@ -1,10 +1,12 @@
-// Opens the msgpack worker WebSocket: HTTP Basic auth on the upgrade request, binary messages, no extensions
-// (the 3.7 master's autobahn server accepts none). A refused password is an error value with code E_AUTH.
+// Opens the msgpack worker WebSocket: HTTP Basic auth on the upgrade request, binary messages, permessage-deflate
+// offered (the 3.7 master's autobahn server accepts none unless patched) and, if accepted, bounded by inflate.ts.
+// A refused password is an error value with code E_AUTH.
 
 import type { Duplex } from 'node:stream';
 import WebSocket from 'ws';
 import { AgentError } from '../../errors.js';
-import { MAX_MESSAGE_BYTES } from '../limits.js';
+import { MAX_INFLATED_MESSAGE_BYTES, MAX_MESSAGE_BYTES } from '../limits.js';
+import { boundInflation, wsInternalsProblem } from './inflate.js';
 
 /** After our close frame, how long the master may take to answer before the socket is destroyed. */
 export const CLOSE_GRACE_MS = 2000;
@@ -37,6 +39,9 @@ export function connectMsgpack<T = WebSocket>(e: MsgpackEndpoint, attach: (ws: W
   if (e.name.includes(':')) {
     return Promise.reject(new AgentError('E_CONFIG', `worker name '${e.name}' contains ':', which HTTP Basic auth cannot carry`));
   }
+  // a ws this build's deflate bound does not fit ends the start here, before any connection
+  const broken = e.deflate ? wsInternalsProblem() : undefined;
+  if (broken) return Promise.reject(broken);
   const url = msgpackUrl(e);
   const auth = Buffer.from(`${e.name}:${e.password}`, 'utf8').toString('base64');
   return new Promise((resolve, reject) => {
@@ -46,7 +51,7 @@ export function connectMsgpack<T = WebSocket>(e: MsgpackEndpoint, attach: (ws: W
       // level 1: most of the size gain for a fraction of the CPU; context takeover on, for the ratio on repetitive logs
       perMessageDeflate: e.deflate ? { zlibDeflateOptions: { level: 1 }, threshold: 256, clientNoContextTakeover: false } : false,
       handshakeTimeout: e.handshakeTimeoutMs,
-      // Applies to each frame as received and to a message after decompression (ws then closes with 1009).
+      // Applies to each message as received (ws then closes with 1009); decompression is bounded by inflate.ts.
       maxPayload: MAX_MESSAGE_BYTES,
       closeTimeout: CLOSE_GRACE_MS,
       ...(e.ca ? { ca: e.ca } : {}),
@@ -64,6 +69,13 @@ export function connectMsgpack<T = WebSocket>(e: MsgpackEndpoint, attach: (ws: W
       reject(err);
     };
     ws.once('open', () => {
+      try {
+        // before the first message is read: the master's can arrive with the handshake response
+        boundInflation(ws, { keepBytes: MAX_MESSAGE_BYTES, maxBytes: MAX_INFLATED_MESSAGE_BYTES });
+      } catch (err) {
+        fail(err as AgentError);
+        return;
+      }
       settled = true;
       ws.removeAllListeners('unexpected-response');
       ws.removeAllListeners('error');

@@ -12,6 +12,7 @@ import { MAX_MESSAGE_BYTES, MAX_READ_BLOCK_BYTES } from '../limits.js';
 import { Liveness, livenessTimeoutS, type LivenessTimers } from '../liveness.js';
 import type { SessionEnd, SessionEndCause } from '../session.js';
 import { decodeMessage, encodeMessage, RefusedMessage, wireFailure, wireUpdateArgs, type Message } from './codec.js';
+import { InflateError, readInflateNotice } from './inflate.js';
 
 interface Pending {
   op: string;
@@ -119,12 +120,15 @@ export class MsgpackSession {
       });
     });
     ws.on('error', (err: Error & { code?: string }) => {
-      // ws reports the master's protocol violations with WS_ERR_* codes and then closes the connection itself
-      if (err.code?.startsWith('WS_ERR_')) {
+      // ws reports the master's protocol violations with WS_ERR_* codes, the bounded inflater its own (inflate.ts),
+      // and then the connection is closed
+      if (err.code?.startsWith('WS_ERR_') || err instanceof InflateError) {
         const why =
-          err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH'
-            ? `the master sent a message larger than ${MAX_MESSAGE_BYTES} bytes (after decompression): closing with 1009 (message too big)`
-            : `the master broke the WebSocket protocol (${err.message})`;
+          err instanceof InflateError
+            ? err.message
+            : err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH'
+              ? `the master sent a message larger than ${MAX_MESSAGE_BYTES} bytes: closing with 1009 (message too big)`
+              : `the master broke the WebSocket protocol (${err.message})`;
         this.ending ??= { cause: 'local', reason: why };
         this.logger.error(`dropping the connection: ${why}`);
       } else {
@@ -191,6 +195,12 @@ export class MsgpackSession {
   }
 
   private onMessage(data: Buffer): void {
+    const tooBig = readInflateNotice(data);
+    if (tooBig) {
+      const what = `message of ${tooBig.bytes} bytes (after decompression) is larger than ${MAX_MESSAGE_BYTES}`;
+      this.refused(new RefusedMessage('E_MSGPACK_LIMIT', what, tooBig.op, tooBig.seq), 'ignore');
+      return;
+    }
     let msg: Message;
     try {
       msg = decodeMessage(data);
@@ -221,9 +231,11 @@ export class MsgpackSession {
   /**
    * A message we could not decode: a request that names its number gets an error answer, an answer of the master
    * fails our request. Otherwise nobody can tell whose request is now left unanswered (the master's would wait
-   * forever), so the connection is dropped and the manager reconnects.
+   * forever), so the connection is dropped and the manager reconnects; except for a message that inflated past
+   * the limit (`unnamed` 'ignore'), which is only logged: a real master names every request (seq_number last, read
+   * as the bytes went by), so that is a bomb, and not worth the running steps.
    */
-  private refused(err: RefusedMessage): void {
+  private refused(err: RefusedMessage, unnamed: 'drop' | 'ignore' = 'drop'): void {
     if (err.seq !== undefined && err.op !== undefined && err.op !== 'response') {
       this.logger.warn(`refused the master's ${err.op.slice(0, 100)} (seq ${err.seq}): ${err.message}`);
       this.respond(err.seq, `message refused by the worker: ${err.message}`, true);
@@ -236,6 +248,11 @@ export class MsgpackSession {
         this.pending.delete(err.seq);
         p.reject(err);
       }
+      return;
+    }
+    if (unnamed === 'ignore') {
+      const named = `op ${err.op === undefined ? 'unreadable' : `'${err.op.slice(0, 100)}'`}, seq_number ${err.seq ?? 'unreadable'}`;
+      this.logger.error(`ignored a message of the master that names no request to answer (${named}): ${err.message}`);
       return;
     }
     this.drop('local', `cannot tell which request a message of the master belongs to, so it could never be answered (${err.message})`, CLOSE_INVALID_PAYLOAD);

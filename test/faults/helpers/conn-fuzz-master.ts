@@ -5,6 +5,7 @@
 // logged in again.
 import { decode, encode as mpEncode } from '@msgpack/msgpack';
 import net from 'node:net';
+import { constants as zlibConstants, createDeflateRaw } from 'node:zlib';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { atom, BananaDecoder, dialectOffer, encode, type Sexp } from '../../../agent/connection/pb/banana.js';
 
@@ -363,6 +364,14 @@ class MsgpackConnection {
     return p;
   }
 
+  /** Writes a frame made by hand (compressedFrame) to the socket, expecting an answer to `expectSeq` (or none). */
+  requestFrame(frame: Buffer, expectSeq: number | undefined): Promise<Outcome> | undefined {
+    let p: Promise<Outcome> | undefined;
+    if (expectSeq !== undefined) p = new Promise<Outcome>((resolve) => this.pending.set(expectSeq, { resolve }));
+    this.tcp.write(frame);
+    return p;
+  }
+
   /** The next seq_number this connection would give a request. */
   takeSeq(): number {
     return this.seq++;
@@ -373,6 +382,28 @@ class MsgpackConnection {
     if (this.closed) return Promise.resolve({ kind: 'closed', at: Date.now() });
     return new Promise((resolve) => this.ws.once('close', () => resolve({ kind: 'closed', at: Date.now() })));
   }
+}
+
+/**
+ * One binary message compressed by a fresh compressor (so it refers to nothing sent before, whatever the agent's
+ * context), as one unmasked frame: for messages ws would have to hold whole to compress (a deflate bomb). The parts
+ * are streamed, so a bomb costs this process its compressed size.
+ */
+export async function compressedFrame(parts: Iterable<Uint8Array>): Promise<Buffer> {
+  const z = createDeflateRaw();
+  const out: Buffer[] = [];
+  z.on('data', (c: Buffer) => out.push(c));
+  for (const p of parts) if (!z.write(p)) await new Promise((r) => z.once('drain', r));
+  await new Promise<void>((r) => z.flush(zlibConstants.Z_SYNC_FLUSH, () => r()));
+  z.close();
+  // RFC 7692: the 00 00 ff ff a sync flush ends with is left out
+  const data = Buffer.concat(out);
+  const payload = data.subarray(0, data.length - 4);
+  const head = Buffer.alloc(10);
+  head[0] = 0xc2; // FIN, RSV1 (compressed), binary
+  head[1] = 127;
+  head.writeBigUInt64BE(BigInt(payload.length), 2);
+  return Buffer.concat([head, payload]);
 }
 
 export class FuzzMsgpackMaster implements FuzzMaster {
