@@ -40,13 +40,13 @@ export default tseslint.config(
   {
     files: ['agent/commands/**/*.ts', 'agent/process/**/*.ts', 'agent/transfer/**/*.ts', 'agent/output/**/*.ts', 'agent/fs/**/*.ts'],
     rules: {
-      'no-restricted-imports': ['error', { patterns: [{ group: ['**/connection/**', '**/cli/**', '**/agent.js'], message: 'commands and the stages below them never know the protocol or the CLI' }] }],
+      'no-restricted-imports': ['error', { patterns: [{ group: ['**/connection/**', '**/protocols/**', '**/worker/**', '**/cli/**', '**/agent.js'], message: 'commands and the stages below them never know the worker, the protocol or the CLI' }] }],
     },
   },
   {
     files: ['agent/output/**/*.ts', 'agent/process/**/*.ts'],
     rules: {
-      'no-restricted-imports': ['error', { patterns: [{ group: ['**/connection/**', '**/cli/**', '**/commands/*.js', '!**/commands/types.js'], message: 'output and process are below commands: only the command types may be imported' }] }],
+      'no-restricted-imports': ['error', { patterns: [{ group: ['**/connection/**', '**/protocols/**', '**/worker/**', '**/cli/**', '**/commands/*.js', '!**/commands/types.js'], message: 'output and process are below commands: only the command types may be imported' }] }],
     },
   },
   {

@@ -1,22 +1,21 @@
-// The agent's run time: builds the worker (bot), keeps it connected to the master, and stops in stages.
+// The agent's run time: builds the worker (Worker), keeps it connected to the master, and stops in stages.
 // SIGTERM/SIGINT: the first lets running commands finish, the second interrupts them, the third exits at once.
 
 import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
-import type { HostOutputConfig } from './commands/host.js';
+import type { HostOutputConfig } from './worker/command-host.js';
 import { TokenBucket } from './output/budget.js';
 import { currentPlatform } from '../platforms/index.js';
 import type { Platform } from '../platforms/types.js';
 import { COMMAND_TABLE } from './commands/index.js';
 import type { AgentConfig } from './config/schema.js';
-import { Bot } from './connection/bot.js';
+import { Worker } from './worker/worker.js';
 import { cleartextWarning } from './connection/cleartext.js';
 import { masterEndpoint } from './connection/endpoint.js';
 import { ConnectionManager } from './connection/manager.js';
-import type { LiveSession } from './connection/session.js';
-import type { PbSession } from './connection/pb/connect.js';
+import type { Protocol, ProtocolEndpoint, Session } from './protocols/protocol.js';
 import { AgentError } from './errors.js';
-import { collectWorkerInfo } from './info/worker-info.js';
+import { collectWorkerInfo } from './worker/info.js';
 import type { Logger } from './log.js';
 import { LoopMonitor } from './loop-monitor.js';
 import { BASEDIR_LAYOUT } from './layout.js';
@@ -35,6 +34,12 @@ export const INTERRUPT_GRACE_MS = 10_000;
 /** The master's handshake must finish within this time. */
 const HANDSHAKE_TIMEOUT_MS = 30_000;
 
+/** The protocols, by the name the config gives; each loads when first used (msgpack brings ws, http and zlib). */
+const PROTOCOLS: Record<AgentConfig['protocol'], () => Promise<Protocol>> = {
+  msgpack: async () => (await import('./protocols/msgpack/index.js')).protocol,
+  pb: async () => (await import('./protocols/pb/index.js')).protocol,
+};
+
 export interface RunAgentOptions {
   logger: Logger;
   platform?: Platform;
@@ -47,7 +52,7 @@ export interface RunningAgent {
   readonly exited: Promise<number>;
   /** One shutdown stage, as one signal would. */
   stop(): void;
-  readonly bot: Bot;
+  readonly worker: Worker;
 }
 
 export function startAgent(config: AgentConfig, opts: RunAgentOptions): RunningAgent {
@@ -66,7 +71,7 @@ export function startAgent(config: AgentConfig, opts: RunAgentOptions): RunningA
   const output = outputConfig(config, basedir, logger);
   // every running command's processes, so that the agent's exit kills them all before it is gone
   const processes = new ProcessRegistry();
-  const bot: Bot = new Bot({
+  const worker: Worker = new Worker({
     output,
     env: { basedir, platform, logger, environ, now: () => Date.now() / 1000, processes, confineToBasedir: config.confineToBasedir },
     commands: COMMAND_TABLE,
@@ -88,8 +93,8 @@ export function startAgent(config: AgentConfig, opts: RunAgentOptions): RunningA
   });
 
   // An idle worker gives back the heap that start-up and builds left behind.
-  const compactor = new IdleCompactor({ busy: () => bot.host.runningCount > 0, activity: () => bot.host.startedCount, logger });
-  bot.host.onIdle = () => compactor.poke();
+  const compactor = new IdleCompactor({ busy: () => worker.host.runningCount > 0, activity: () => worker.host.startedCount, logger });
+  worker.host.onIdle = () => compactor.poke();
   const loopMonitor = new LoopMonitor({ logger });
   loopMonitor.start();
 
@@ -97,80 +102,49 @@ export function startAgent(config: AgentConfig, opts: RunAgentOptions): RunningA
   const cleartext = cleartextWarning(endpoint);
   if (cleartext) logger.warn(cleartext);
   if (config.confineToBasedir) logger.info(`confineToBasedir: file and transfer paths and shell workdirs must lead into ${basedir}`);
-  let pbSession: PbSession | undefined;
-  // Each protocol's code loads when it is first used (msgpack brings ws, http and zlib; PB only net and tls).
-  const connectors: Record<AgentConfig['protocol'], () => Promise<LiveSession>> = {
-    msgpack: async () => {
-      const [{ connectMsgpack }, { MsgpackSession }] = await Promise.all([
-        import('./connection/msgpack/connect.js'),
-        import('./connection/msgpack/session.js'),
-      ]);
-      return connectMsgpack(
-        {
-          host: endpoint.host,
-          port: endpoint.port,
-          name: config.name,
-          password: config.password,
-          tls: endpoint.tls,
-          ca: endpoint.ca,
-          deflate: config.deflate,
-          handshakeTimeoutMs: HANDSHAKE_TIMEOUT_MS,
-        },
-        (ws, socket) => {
-          bot.resetSettings();
-          compactor.poke();
-          if (ws.extensions) logger.info(`websocket extensions: ${ws.extensions}`);
-          return new MsgpackSession(ws, bot, logger, {
-            leanUpdates: config.leanUpdates,
-            keepaliveS: config.keepalive,
-            keepaliveTimeoutS: config.keepaliveTimeout,
-            socket,
-          });
-        },
-      );
-    },
-    pb: async () => {
-      const { connectPb } = await import('./connection/pb/connect.js');
-      const session = await connectPb(
-        {
-          host: endpoint.host,
-          port: endpoint.port,
-          name: config.name,
-          password: config.password,
-          keepaliveS: config.keepalive,
-          keepaliveTimeoutS: config.keepaliveTimeout,
-          handshakeTimeoutMs: HANDSHAKE_TIMEOUT_MS,
-          ...(endpoint.tls ? { tls: endpoint.ca ? { ca: endpoint.ca } : {} } : {}),
-        },
-        bot,
-        logger,
-      );
-      pbSession = session;
-      compactor.poke();
-      void session.closed.then(() => {
-        if (pbSession === session) pbSession = undefined;
-      });
-      return session;
-    },
+  const protocolEndpoint: ProtocolEndpoint = {
+    host: endpoint.host,
+    port: endpoint.port,
+    tls: endpoint.tls,
+    ca: endpoint.ca,
+    name: config.name,
+    password: config.password,
+    keepaliveS: config.keepalive,
+    keepaliveTimeoutS: config.keepaliveTimeout,
+    handshakeTimeoutMs: HANDSHAKE_TIMEOUT_MS,
+    deflate: config.deflate,
+    leanUpdates: config.leanUpdates,
+  };
+  /** The attached session, if any (graceful shutdown asks the master through it). */
+  let session: Session | undefined;
+  const connect = async (): Promise<Session> => {
+    const protocol = await PROTOCOLS[config.protocol]();
+    const s = await protocol.connect(protocolEndpoint, worker, logger);
+    session = s;
+    compactor.poke();
+    void s.closed.then(() => {
+      if (session === s) session = undefined;
+    });
+    return s;
   };
   const manager = new ConnectionManager({
     describe: `${endpoint.host}:${endpoint.port} (${config.protocol}${endpoint.tls ? ', TLS' : ''})`,
     maxdelayS: config.maxdelay,
     maxretries: config.maxretries,
     logger,
-    connect: connectors[config.protocol],
+    connect,
   });
 
   /** Worker-initiated graceful shutdown (allowShutdown): ask the master to stop us once builds are done. */
   const gracefulShutdown = (why: string): void => {
     logger.info(`Initiating shutdown because ${why}`);
-    if (!pbSession) {
-      logger.info(config.protocol === 'pb' ? 'No active connection, shutting down NOW' : 'msgpack has no worker-initiated shutdown: shutting down NOW');
+    if (!session?.requestShutdown) {
+      logger.info(session ? `${config.protocol} has no worker-initiated shutdown: shutting down NOW` : 'No active connection, shutting down NOW');
       finish(0);
       return;
     }
     logger.info('Telling the master we want to shutdown after any running builds are finished');
-    pbSession.requestShutdown().catch((err: unknown) => logger.warn(`callRemote("shutdown") failed: ${String(err)}`));
+    session.requestShutdown().catch((err: unknown) => logger.warn(`callRemote("shutdown") failed: ${String(err)}`));
   };
   const stopWatchingShutdown = watchShutdownRequests(config, basedir, gracefulShutdown, logger);
 
@@ -184,7 +158,7 @@ export function startAgent(config: AgentConfig, opts: RunAgentOptions): RunningA
     // SIGKILL every process of the running commands first (tree and tracking marker), and exit only once
     // that is done: a pending TERM grace or kill timer would die with the agent and leave them running
     const killed = processes.terminateAll();
-    bot.host.abandonAll();
+    worker.host.abandonAll();
     void killed.then(() => {
       logger.info('bbagent stopped');
       resolveExit(code);
@@ -199,21 +173,21 @@ export function startAgent(config: AgentConfig, opts: RunAgentOptions): RunningA
   /** Resolves once no command has run for DRAIN_QUIET_MS. */
   const drain = async (): Promise<void> => {
     for (;;) {
-      await bot.host.idle();
-      const started = bot.host.startedCount;
+      await worker.host.idle();
+      const started = worker.host.startedCount;
       await new Promise((r) => setTimeout(r, DRAIN_QUIET_MS));
-      if (bot.host.runningCount === 0 && bot.host.startedCount === started) return;
+      if (worker.host.runningCount === 0 && worker.host.startedCount === started) return;
     }
   };
 
   const stop = (): void => {
     stage++;
     if (stage === 1) {
-      logger.info(`shutting down: waiting for ${bot.host.runningCount} running command(s) to finish (signal again to interrupt them)`);
+      logger.info(`shutting down: waiting for ${worker.host.runningCount} running command(s) to finish (signal again to interrupt them)`);
       void drain().then(() => finish(0));
     } else if (stage === 2) {
       logger.info('shutting down: interrupting running commands (signal again to exit at once)');
-      bot.host.interruptAll('worker shutting down');
+      worker.host.interruptAll('worker shutting down');
       const t = setTimeout(() => finish(0), INTERRUPT_GRACE_MS);
       t.unref();
     } else {
@@ -234,7 +208,7 @@ export function startAgent(config: AgentConfig, opts: RunAgentOptions): RunningA
       process.off('SIGINT', onSignal);
     });
   }
-  return { exited, stop, bot };
+  return { exited, stop, worker };
 }
 
 /** shutdown.stamp in BASEDIR, whose mtime change asks for a graceful shutdown (allowShutdown 'file'). */

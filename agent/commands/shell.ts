@@ -7,7 +7,8 @@ import { forensicsWhen } from '../process/hang-forensics.js';
 import { TRACKING_ENV } from '../process/tracking.js';
 import { CommandArgsError } from '../errors.js';
 import { argBool, argOptSeconds, argOptString, argPath, confinePath, describe } from './args.js';
-import { PyTuple, type CommandArgs, type CommandDefinition } from './types.js';
+import { type CommandArgs, type CommandDefinition } from './types.js';
+import { PyTuple } from '../py/values.js';
 import { relPath } from './relative-args.js';
 
 /** Real and displayed argv: a ('obfuscated', real, fake) tuple shows `fake` in the header. */

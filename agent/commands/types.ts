@@ -4,21 +4,7 @@
 import type { Logger } from '../log.js';
 import type { Platform } from '../../platforms/types.js';
 import type { ProcessRegistry } from '../process/tracking.js';
-
-export type TextStream = 'stdout' | 'stderr' | 'header';
-
-/** A run of whole lines: `text` ends in '\n'; `indexes` are the positions of each '\n'; `times` the arrival time of each line. */
-export interface LineChunk {
-  text: string;
-  indexes: number[];
-  times: number[];
-}
-
-export type StatusValue = number | string | boolean | null | StatusValue[] | { [k: string]: StatusValue };
-
-/** One status item of a running command, in protocol-neutral form. */
-export type UpdateItem =
-  { kind: 'text'; key: TextStream; chunk: LineChunk } | { kind: 'log'; name: string; chunk: LineChunk } | { kind: 'status'; key: string; value: StatusValue };
+import type { StatusValue, TextStream, UpdateItem } from '../output/types.js';
 
 /** A command's failure, sent in `complete` (the step ends in EXCEPTION). */
 export interface CommandFailure {
@@ -93,11 +79,6 @@ export interface CommandEnv {
 }
 
 export type CommandArgs = Record<string, unknown>;
-
-/** A Python tuple in command arguments, where the protocol keeps tuples apart from lists (PB does; msgpack cannot). */
-export class PyTuple {
-  constructor(readonly items: readonly unknown[]) {}
-}
 
 /** A running command. `run` resolves when the command is done (its rc was reported); a rejection fails it. */
 export interface WorkerCommand {

@@ -2,7 +2,7 @@
 // when the buffered size would exceed buffer_size, buffer_timeout after the first buffered item, and on flush.
 // The sender is injected, so tests pass a recording one.
 
-import type { LineChunk, UpdateItem } from '../commands/types.js';
+import type { LineChunk, UpdateItem } from './types.js';
 import { startDelay, type DelayTimer } from '../timers.js';
 
 export type MessageSender = (items: UpdateItem[]) => void;

@@ -4,7 +4,7 @@
 // buildbot-worker sends. A spool that fails never stops the step: a header line says why the full output
 // could not be kept, and live output goes on.
 
-import type { LineChunk, StatusValue, TextStream, UpdateItem } from '../commands/types.js';
+import type { LineChunk, StatusValue, TextStream, UpdateItem } from './types.js';
 import { errorMessage } from '../errors.js';
 import { BufferManager, type MessageSender, type Timers, realTimers } from './buffer.js';
 import type { TokenBucket } from './budget.js';

@@ -3,7 +3,7 @@
 // `truncate` hold them back and send, every MARKER_INTERVAL_MS and at the end, a marker line with the byte
 // count held back and the last lines (a live tail). With `spool` the full output is on the worker (Spool).
 
-import type { LineChunk, TextStream, UpdateItem } from '../commands/types.js';
+import type { LineChunk, TextStream, UpdateItem } from './types.js';
 import { TokenBucket } from './budget.js';
 import type { OutputLimits } from './limits.js';
 

@@ -1,7 +1,7 @@
 // Splits a stream of text into whole lines, as buildbot-worker's LineBoundaryFinder does (minus its bug that
 // loses the middle of lines longer than max_line_length: here long lines are cut, never shortened).
 
-import type { LineChunk } from '../commands/types.js';
+import type { LineChunk } from './types.js';
 
 export class LineBoundaryFinder {
   private partial = '';

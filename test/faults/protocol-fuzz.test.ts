@@ -21,12 +21,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type WebSocket from 'ws';
-import { Bot } from '../../agent/connection/bot.js';
-import { MAX_MESSAGE_BYTES, MAX_MESSAGE_VALUES, MAX_NESTING } from '../../agent/connection/limits.js';
-import { MsgpackSession } from '../../agent/connection/msgpack/session.js';
-import { atom, BananaDecoder, dialectOffer, encode, SIZE_LIMIT, type Sexp } from '../../agent/connection/pb/banana.js';
-import { Broker } from '../../agent/connection/pb/broker.js';
-import { describePbError, PbWorker } from '../../agent/connection/pb/buildbot.js';
+import { Worker } from '../../agent/worker/worker.js';
+import { MAX_MESSAGE_BYTES, MAX_MESSAGE_VALUES, MAX_NESTING } from '../../agent/protocols/limits.js';
+import { MsgpackSession } from '../../agent/protocols/msgpack/session.js';
+import { atom, BananaDecoder, dialectOffer, encode, SIZE_LIMIT, type Sexp } from '../../agent/protocols/pb/banana.js';
+import { Broker } from '../../agent/protocols/pb/broker.js';
+import { describePbError, PbWorker } from '../../agent/protocols/pb/buildbot.js';
 import { silentLogger } from '../../agent/log.js';
 import { currentPlatform } from '../../platforms/index.js';
 import { BbagentWorker } from '../integration/bbagent-worker.js';
@@ -521,8 +521,8 @@ describe('protocol fuzz against a real agent', () => {
 
 // ---- in process ----
 
-function makeBot(basedir: string): Bot {
-  return new Bot({
+function makeBot(basedir: string): Worker {
+  return new Worker({
     env: { basedir, platform: currentPlatform(), logger: silentLogger, environ: {}, now: () => Date.now() / 1000 },
     // no commands: the fuzz is about the protocol layers; startCommand ends in an UnknownCommand error answer
     commands: [],
@@ -557,7 +557,7 @@ class PbHarness {
   private readonly out = new BananaDecoder(null);
 
   constructor(basedir: string, builderListArgs: Sexp) {
-    const worker = new PbWorker({ bot: makeBot(basedir), logger: silentLogger });
+    const worker = new PbWorker({ worker: makeBot(basedir), logger: silentLogger });
     this.broker = new Broker({
       send: (d) => this.output(d),
       close: () => (this.closed = true),
@@ -698,10 +698,10 @@ describe('protocol fuzz in process', () => {
     const requests = mpRequests(mpCorpus).concat(mpCorpus.messages.filter((m) => m['op'] === 'response'));
     const strings = stringsOf(requests);
     const stats = inProcessStats();
-    const bot = makeBot(basedir);
+    const worker = makeBot(basedir);
     const open = (): { ws: FakeWs; session: MsgpackSession } => {
       const ws = new FakeWs();
-      return { ws, session: new MsgpackSession(ws as unknown as WebSocket, bot, silentLogger, { attachTimeoutMs: 3_600_000 }) };
+      return { ws, session: new MsgpackSession(ws as unknown as WebSocket, worker, silentLogger, { attachTimeoutMs: 3_600_000 }) };
     };
     let s = open();
     for (let i = 0; i < IN_PROCESS_FRAMES; i++) {

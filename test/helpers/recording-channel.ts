@@ -1,6 +1,7 @@
 // A CommandChannel that records what a command sends, for unit tests of commands and the command host.
 
-import type { CommandChannel, CommandFailure, RemoteReader, RemoteWriter, UpdateItem } from '../../agent/commands/types.js';
+import type { CommandChannel, CommandFailure, RemoteReader, RemoteWriter } from '../../agent/commands/types.js';
+import type { UpdateItem } from '../../agent/output/types.js';
 
 export class RecordingChannel implements CommandChannel {
   readonly messages: UpdateItem[][] = [];

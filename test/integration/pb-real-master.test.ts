@@ -1,5 +1,5 @@
 // Proof of the PB layer against a REAL Buildbot 3.7 master (Debian's buildbot, through the integration harness):
-// an in-process Bot logs in with connectPb and runs builds. The scenarios of the integration suite run on it and
+// an in-process Worker logs in with connectPb and runs builds. The scenarios of the integration suite run on it and
 // on buildbot-worker (PB) side by side and must give the same logs; plus file transfers, 1100 commands in one
 // connection (the master's 1024-reference cap), an interrupt, a wrong password and a worker-initiated shutdown.
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
@@ -7,9 +7,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { COMMAND_TABLE } from '../../agent/commands/index.js';
-import { Bot } from '../../agent/connection/bot.js';
-import { connectPb, type PbSession } from '../../agent/connection/pb/connect.js';
-import { collectWorkerInfo } from '../../agent/info/worker-info.js';
+import { Worker } from '../../agent/worker/worker.js';
+import { connectPb, type PbSession } from '../../agent/protocols/pb/connect.js';
+import { collectWorkerInfo } from '../../agent/worker/info.js';
 import { currentPlatform } from '../../platforms/index.js';
 import { BuildbotMaster, Results, channelText, findLog, findStep } from './harness/master.js';
 import { findExecutable } from './harness/process.js';
@@ -50,7 +50,7 @@ describe.skipIf(!haveBuildbot)('PB against a real Buildbot 3.7 master', () => {
   const logger = new RecordingLogger();
   let master: BuildbotMaster;
   let session: PbSession | undefined;
-  let bot: Bot;
+  let worker: Worker;
   let shutdownRequests = 0;
 
   beforeAll(async () => {
@@ -81,7 +81,7 @@ describe.skipIf(!haveBuildbot)('PB against a real Buildbot 3.7 master', () => {
     for (const [k, v] of Object.entries(process.env)) if (v !== undefined) environ[k] = v;
     environ['LANG'] = 'C.UTF-8';
     const platform = currentPlatform();
-    bot = new Bot({
+    worker = new Worker({
       env: { basedir, platform, logger, environ, now: () => Date.now() / 1000 },
       commands: COMMAND_TABLE,
       logger,
@@ -92,7 +92,7 @@ describe.skipIf(!haveBuildbot)('PB against a real Buildbot 3.7 master', () => {
     });
     session = await connectPb(
       { host: '127.0.0.1', port: master.protocolPort, name: 'bb', password: PASSWORD, keepaliveS: 1, handshakeTimeoutMs: 10_000 },
-      bot,
+      worker,
       logger,
     );
     await master.waitForWorker('bb');
@@ -141,7 +141,7 @@ describe.skipIf(!haveBuildbot)('PB against a real Buildbot 3.7 master', () => {
 
   it('a wrong password is refused with E_AUTH', async () => {
     const l = new RecordingLogger();
-    const otherBot = new Bot({
+    const otherBot = new Worker({
       env: { basedir: mkdtempSync(path.join(scratch, 'wrong-')), platform: currentPlatform(), logger: l, environ: {}, now: () => Date.now() / 1000 },
       commands: COMMAND_TABLE,
       logger: l,
@@ -153,7 +153,7 @@ describe.skipIf(!haveBuildbot)('PB against a real Buildbot 3.7 master', () => {
     ).rejects.toMatchObject({ code: 'E_AUTH', message: expect.stringContaining("refused worker 'bb'") });
   });
 
-  it('worker-initiated shutdown: the master calls the bot back, and nothing went wrong on the way', async () => {
+  it('worker-initiated shutdown: the master calls the worker back, and nothing went wrong on the way', async () => {
     await session!.requestShutdown();
     for (let i = 0; i < 100 && shutdownRequests === 0; i++) await new Promise((r) => setTimeout(r, 100));
     expect(shutdownRequests).toBe(1);

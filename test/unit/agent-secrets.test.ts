@@ -8,7 +8,7 @@ import { buildEnviron, MIN_REDACTED_PASSWORD_LENGTH, outputConfig } from '../../
 import { CONFIG_DEFAULTS, type AgentConfig } from '../../agent/config/schema.js';
 import { CommandOutput } from '../../agent/output/command-output.js';
 import { defaultOutputSettings } from '../../agent/output/settings.js';
-import type { UpdateItem } from '../../agent/commands/types.js';
+import type { UpdateItem } from '../../agent/output/types.js';
 import { RecordingLogger } from '../helpers/recording-logger.js';
 
 const config = (password: string): AgentConfig =>

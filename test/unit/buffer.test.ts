@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { BufferManager, type Timers } from '../../agent/output/buffer.js';
-import type { LineChunk, UpdateItem } from '../../agent/commands/types.js';
+import type { LineChunk, UpdateItem } from '../../agent/output/types.js';
 
 function fakeTimers() {
   const pending: { cb: () => void; ms: number; id: number }[] = [];

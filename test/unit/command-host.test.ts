@@ -6,7 +6,7 @@ import { closeSync, constants, mkdirSync, mkdtempSync, openSync, symlinkSync } f
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { CommandHost, type HostOutputConfig } from '../../agent/commands/host.js';
+import { CommandHost, type HostOutputConfig } from '../../agent/worker/command-host.js';
 import { shellCommand } from '../../agent/commands/shell.js';
 import type { CommandDefinition } from '../../agent/commands/types.js';
 import { PLAIN_OUTPUT } from '../../agent/output/command-output.js';

@@ -9,10 +9,10 @@ import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { checkConfined, ConfinementError, removalProtection } from '../../agent/commands/confine.js';
 import { MAX_LINK_HOPS, resolveFollowingLinks } from '../../agent/fs/follow-links.js';
 import { PyOSError } from '../../agent/fs/pyerrors.js';
-import { CommandHost } from '../../agent/commands/host.js';
+import { CommandHost } from '../../agent/worker/command-host.js';
 import { COMMAND_TABLE } from '../../agent/commands/index.js';
 import type { CommandArgs, CommandEnv, RemoteReader, RemoteWriter } from '../../agent/commands/types.js';
-import { Bot } from '../../agent/connection/bot.js';
+import { Worker } from '../../agent/worker/worker.js';
 import { cleartextWarning, isLoopbackHost } from '../../agent/connection/cleartext.js';
 import { silentLogger } from '../../agent/log.js';
 import { defaultOutputSettings } from '../../agent/output/settings.js';
@@ -315,9 +315,9 @@ describe('an unconfined worker', () => {
 describe('builder directories (PB setBuilderList)', () => {
   it('a confined worker creates none outside BASEDIR, and refuses commands on such a builder', async () => {
     const logger = new RecordingLogger();
-    const bot = new Bot({ env: { ...env(true), logger }, commands: COMMAND_TABLE, collectInfo: async () => ({}), logger, onShutdownRequest: () => {} });
+    const worker = new Worker({ env: { ...env(true), logger }, commands: COMMAND_TABLE, collectInfo: async () => ({}), logger, onShutdownRequest: () => {} });
     expect(
-      bot.setBuilderList([
+      worker.setBuilderList([
         ['inside', 'b1'],
         ['escape', '../escaped'],
       ]),
@@ -326,7 +326,7 @@ describe('builder directories (PB setBuilderList)', () => {
     expect(existsSync(path.join(root, 'escaped'))).toBe(false);
     expect(logger.lines.join('\n')).toMatch(/warn builder escape: not creating its directory: confineToBasedir: refusing '.*\/escaped'/);
     const ch = new RecordingChannel();
-    expect(() => bot.startCommand('mkdir', '1', { dir: 'x' }, ch, { builder: 'escape' })).toThrow(/confineToBasedir: refusing '.*\/escaped\/x'/);
+    expect(() => worker.startCommand('mkdir', '1', { dir: 'x' }, ch, { builder: 'escape' })).toThrow(/confineToBasedir: refusing '.*\/escaped\/x'/);
     expect(existsSync(path.join(root, 'escaped'))).toBe(false);
   });
 });
@@ -335,16 +335,16 @@ describe("a builder whose directory is one of the agent's own", () => {
   for (const builddir of ['spool', 'info', '.bbagent']) {
     it(`'${builddir}': a warning names the sharing, and RemoveDirectory('build') removes the build tree`, async () => {
       const logger = new RecordingLogger();
-      const bot = new Bot({ env: { ...env(false), logger }, commands: COMMAND_TABLE, collectInfo: async () => ({}), logger, onShutdownRequest: () => {} });
+      const worker = new Worker({ env: { ...env(false), logger }, commands: COMMAND_TABLE, collectInfo: async () => ({}), logger, onShutdownRequest: () => {} });
       mkdirSync(path.join(base, builddir, 'build', 'deep'), { recursive: true });
       writeFileSync(path.join(base, builddir, 'build', 'deep', 'f'), 'x');
       writeFileSync(path.join(base, builddir, 'agent-file'), 'kept');
-      expect(bot.setBuilderList([[builddir, builddir]])).toEqual([builddir]);
+      expect(worker.setBuilderList([[builddir, builddir]])).toEqual([builddir]);
       expect(logger.lines.join('\n')).toContain(
         `warn builder ${builddir}: its directory '${builddir}' is ${path.join(base, builddir)}, the agent's own directory, which the builder then shares`,
       );
       const ch = new RecordingChannel();
-      await bot.startCommand('rmdir', '1', { dir: 'build', logEnviron: false }, ch, { builder: builddir });
+      await worker.startCommand('rmdir', '1', { dir: 'build', logEnviron: false }, ch, { builder: builddir });
       await ch.completed;
       expect(ch.failure).toBeNull();
       expect(ch.status('rc')).toEqual([0]);
@@ -353,7 +353,7 @@ describe("a builder whose directory is one of the agent's own", () => {
       expect(readFileSync(path.join(base, builddir, 'agent-file'), 'utf8')).toBe('kept');
       // the builder's whole directory is the agent's: kept, with a header line
       const whole = new RecordingChannel();
-      await bot.startCommand('rmdir', '2', { dir: '.', logEnviron: false }, whole, { builder: builddir });
+      await worker.startCommand('rmdir', '2', { dir: '.', logEnviron: false }, whole, { builder: builddir });
       await whole.completed;
       expect(whole.text('header')).toContain(`is the agent's own directory\n`);
       expect(existsSync(path.join(base, builddir, 'agent-file'))).toBe(true);
@@ -362,8 +362,8 @@ describe("a builder whose directory is one of the agent's own", () => {
 
   it('a builder directory elsewhere gets no warning', () => {
     const logger = new RecordingLogger();
-    const bot = new Bot({ env: { ...env(false), logger }, commands: COMMAND_TABLE, collectInfo: async () => ({}), logger, onShutdownRequest: () => {} });
-    bot.setBuilderList([
+    const worker = new Worker({ env: { ...env(false), logger }, commands: COMMAND_TABLE, collectInfo: async () => ({}), logger, onShutdownRequest: () => {} });
+    worker.setBuilderList([
       ['a', 'spooler'],
       ['b', 'x/spool'],
     ]);

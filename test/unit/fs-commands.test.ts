@@ -6,7 +6,8 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, symlinkSync, writ
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { CommandArgs, CommandDefinition, CommandEnv, CommandIO, StatusValue } from '../../agent/commands/types.js';
+import type { CommandArgs, CommandDefinition, CommandEnv, CommandIO } from '../../agent/commands/types.js';
+import type { StatusValue } from '../../agent/output/types.js';
 import { globCommand } from '../../agent/commands/glob.js';
 import { listdirCommand } from '../../agent/commands/listdir.js';
 import { mkdirCommand } from '../../agent/commands/mkdir.js';

@@ -1,6 +1,6 @@
 import os from 'node:os';
 import { describe, expect, it } from 'vitest';
-import { hostFacts } from '../../agent/info/worker-info.js';
+import { hostFacts } from '../../agent/worker/info.js';
 import { parseOsRelease, parseSystemVersionPlist } from '../../platforms/posix/platform.js';
 import type { Platform } from '../../platforms/types.js';
 

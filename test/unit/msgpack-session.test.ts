@@ -9,10 +9,10 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { decode, encode } from '@msgpack/msgpack';
 import { shellCommand } from '../../agent/commands/shell.js';
-import { Bot } from '../../agent/connection/bot.js';
-import { connectMsgpack } from '../../agent/connection/msgpack/connect.js';
-import { MsgpackSession } from '../../agent/connection/msgpack/session.js';
-import { MAX_MESSAGE_BYTES } from '../../agent/connection/limits.js';
+import { Worker } from '../../agent/worker/worker.js';
+import { connectMsgpack } from '../../agent/protocols/msgpack/connect.js';
+import { MsgpackSession } from '../../agent/protocols/msgpack/session.js';
+import { MAX_MESSAGE_BYTES } from '../../agent/protocols/limits.js';
 import { silentLogger } from '../../agent/log.js';
 import { RecordingLogger } from '../helpers/recording-logger.js';
 import { currentPlatform } from '../../platforms/index.js';
@@ -122,7 +122,7 @@ afterEach(async () => {
 
 function makeBot(onShutdown = () => {}) {
   const basedir = mkdtempSync(path.join(os.tmpdir(), 'bbagent-mp-'));
-  return new Bot({
+  return new Worker({
     env: { basedir, platform: currentPlatform(), logger: silentLogger, environ: { PATH: process.env['PATH'] ?? '' }, now: () => Date.now() / 1000 },
     commands: [shellCommand],
     collectInfo: async () => ({ basedir, system: 'posix' }),

@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import type { UpdateItem } from '../../agent/commands/types.js';
+import type { UpdateItem } from '../../agent/output/types.js';
 import { TokenBucket } from '../../agent/output/budget.js';
 import { CommandOutput, PLAIN_OUTPUT, type OutputOptions } from '../../agent/output/command-output.js';
 import { defaultOutputSettings } from '../../agent/output/settings.js';

@@ -12,7 +12,7 @@ import {
   PyFloat,
   SIZE_LIMIT,
   type Sexp,
-} from '../../agent/connection/pb/banana.js';
+} from '../../agent/protocols/pb/banana.js';
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 const b = (s: string): Buffer => Buffer.from(s, 'latin1');

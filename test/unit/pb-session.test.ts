@@ -10,12 +10,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { COMMAND_TABLE } from '../../agent/commands/index.js';
-import { Bot } from '../../agent/connection/bot.js';
-import { MAX_MESSAGE_VALUES, PRELOGIN_LIMITS, PRELOGIN_MAX_TOTAL_BYTES } from '../../agent/connection/limits.js';
-import { atom, BananaDecoder, dialectOffer, encode, PyFloat, type Sexp } from '../../agent/connection/pb/banana.js';
-import { connectPb, type PbSession } from '../../agent/connection/pb/connect.js';
-import { challengeResponse } from '../../agent/connection/pb/login.js';
-import { CopiedFailure, CopyableFailure, jelly, Jellyable, PyTuple, unjelly } from '../../agent/connection/pb/jelly.js';
+import { Worker } from '../../agent/worker/worker.js';
+import { MAX_MESSAGE_VALUES, PRELOGIN_LIMITS, PRELOGIN_MAX_TOTAL_BYTES } from '../../agent/protocols/limits.js';
+import { atom, BananaDecoder, dialectOffer, encode, PyFloat, type Sexp } from '../../agent/protocols/pb/banana.js';
+import { connectPb, type PbSession } from '../../agent/protocols/pb/connect.js';
+import { challengeResponse } from '../../agent/protocols/pb/login.js';
+import { CopiedFailure, CopyableFailure, jelly, Jellyable, PyTuple, unjelly } from '../../agent/protocols/pb/jelly.js';
 import type { Logger } from '../../agent/log.js';
 import { currentPlatform } from '../../platforms/index.js';
 import { RecordingLogger } from '../helpers/recording-logger.js';
@@ -273,14 +273,14 @@ afterEach(async () => {
 
 function makeBot(logger: Logger, onShutdown = () => {}) {
   const basedir = mkdtempSync(path.join(os.tmpdir(), 'bbagent-pb-'));
-  const bot = new Bot({
+  const worker = new Worker({
     env: { basedir, platform: currentPlatform(), logger, environ: { PATH: process.env['PATH'] ?? '', HOME: basedir }, now: () => Date.now() / 1000 },
     commands: COMMAND_TABLE,
     collectInfo: async () => ({ basedir, system: 'posix', numcpus: 2, worker_commands: { shell: '3.1' } }),
     logger,
     onShutdownRequest: onShutdown,
   });
-  return { bot, basedir };
+  return { worker, basedir };
 }
 
 const endpoint = (m: FakeMaster, password = 'pass', keepaliveS = 0) => ({
@@ -298,9 +298,9 @@ async function attach(opts: ConstructorParameters<typeof FakeMaster>[1] = {}, ke
   patchUnauthorized(master);
   const logger = new RecordingLogger();
   let shutdowns = 0;
-  const { bot, basedir } = makeBot(logger, () => shutdowns++);
-  session = await connectPb(endpoint(master, 'pass', keepaliveS), bot, logger);
-  return { m: master, bot, basedir, logger, s: session, shutdowns: () => shutdowns };
+  const { worker, basedir } = makeBot(logger, () => shutdowns++);
+  session = await connectPb(endpoint(master, 'pass', keepaliveS), worker, logger);
+  return { m: master, worker, basedir, logger, s: session, shutdowns: () => shutdowns };
 }
 
 /** Starts a command on builder1 and waits for its `complete`; returns the update dicts and the complete call. */
@@ -357,7 +357,7 @@ describe('pb session: login', () => {
     await master.listening;
     patchUnauthorized(master);
     const logger = new RecordingLogger();
-    await expect(connectPb(endpoint(master, 'wrong'), makeBot(logger).bot, logger)).rejects.toMatchObject({
+    await expect(connectPb(endpoint(master, 'wrong'), makeBot(logger).worker, logger)).rejects.toMatchObject({
       code: 'E_AUTH',
       message: expect.stringContaining("refused worker 'w1'"),
     });
@@ -370,7 +370,7 @@ describe('pb session: login', () => {
       throw new Error('rejecting duplicate worker');
     });
     const logger = new RecordingLogger();
-    await expect(connectPb(endpoint(master), makeBot(logger).bot, logger)).rejects.toMatchObject({
+    await expect(connectPb(endpoint(master), makeBot(logger).worker, logger)).rejects.toMatchObject({
       code: 'E_LOGIN',
       message: expect.stringContaining('rejecting duplicate worker'),
     });
@@ -382,12 +382,12 @@ describe('pb session: login', () => {
     await new Promise((r) => probe.once('listening', r));
     const port = (probe.address() as net.AddressInfo).port;
     await new Promise((r) => probe.close(r));
-    await expect(connectPb({ ...endpoint({ port } as FakeMaster) }, makeBot(logger).bot, logger)).rejects.toMatchObject({ code: 'E_REFUSED' });
+    await expect(connectPb({ ...endpoint({ port } as FakeMaster) }, makeBot(logger).worker, logger)).rejects.toMatchObject({ code: 'E_REFUSED' });
 
     const silent = net.createServer((s) => s.on('error', () => {})).listen(0, '127.0.0.1');
     await new Promise((r) => silent.once('listening', r));
     const p2 = (silent.address() as net.AddressInfo).port;
-    await expect(connectPb({ ...endpoint({ port: p2 } as FakeMaster), handshakeTimeoutMs: 200 }, makeBot(logger).bot, logger)).rejects.toMatchObject({
+    await expect(connectPb({ ...endpoint({ port: p2 } as FakeMaster), handshakeTimeoutMs: 200 }, makeBot(logger).worker, logger)).rejects.toMatchObject({
       code: 'E_HANDSHAKE',
     });
     await new Promise((r) => silent.close(r));
@@ -401,7 +401,7 @@ describe('pb session: login', () => {
     srv.listen(0, '127.0.0.1');
     await new Promise((r) => srv.once('listening', r));
     const logger = new RecordingLogger();
-    await expect(connectPb(endpoint({ port: (srv.address() as net.AddressInfo).port } as FakeMaster), makeBot(logger).bot, logger)).rejects.toMatchObject({
+    await expect(connectPb(endpoint({ port: (srv.address() as net.AddressInfo).port } as FakeMaster), makeBot(logger).worker, logger)).rejects.toMatchObject({
       code: 'E_BANANA',
     });
     expect(logger.lines.some((l) => l.startsWith('error PB protocol error'))).toBe(true);
@@ -417,7 +417,7 @@ describe('pb session: login', () => {
     srv.listen(0, '127.0.0.1');
     await new Promise((r) => srv.once('listening', r));
     const logger = new RecordingLogger();
-    await expect(connectPb(endpoint({ port: (srv.address() as net.AddressInfo).port } as FakeMaster), makeBot(logger).bot, logger)).rejects.toMatchObject({
+    await expect(connectPb(endpoint({ port: (srv.address() as net.AddressInfo).port } as FakeMaster), makeBot(logger).worker, logger)).rejects.toMatchObject({
       code: 'E_PB_PROTOCOL',
       message: expect.stringContaining('version'),
     });
@@ -455,10 +455,10 @@ describe('pb session: TLS', () => {
     master = new FakeMaster('pass', { tls: creds });
     await master.listening;
     const logger = new RecordingLogger();
-    session = await connectPb({ ...endpoint(master), tls: { ca: creds.cert } }, makeBot(logger).bot, logger);
+    session = await connectPb({ ...endpoint(master), tls: { ca: creds.cert } }, makeBot(logger).worker, logger);
     expect(master.loginDone).toBe(true);
     expect(await master.call(1, 'print', [], { message: 'over tls' })).toBeNull();
-    await expect(connectPb({ ...endpoint(master), tls: {} }, makeBot(logger).bot, logger)).rejects.toMatchObject({
+    await expect(connectPb({ ...endpoint(master), tls: {} }, makeBot(logger).worker, logger)).rejects.toMatchObject({
       code: 'E_CONNECT',
       message: expect.stringContaining('certificate'),
     });
@@ -779,7 +779,7 @@ describe('pb session: limits and liveness', () => {
       flood(s, Buffer.alloc(64 * 1024, 0).fill(Buffer.from([0x00, 0x81])));
     });
     const logger = new RecordingLogger();
-    await expect(connectPb({ ...endpoint({ port: m.port } as FakeMaster) }, makeBot(logger).bot, logger)).rejects.toMatchObject({
+    await expect(connectPb({ ...endpoint({ port: m.port } as FakeMaster) }, makeBot(logger).worker, logger)).rejects.toMatchObject({
       code: 'E_BANANA',
       message: `banana message too large: more than ${PRELOGIN_LIMITS.maxValues} values in one expression`,
     });
@@ -790,7 +790,7 @@ describe('pb session: limits and liveness', () => {
     // small, valid expressions that ask for nothing: [version, 6] again and again
     const m = await rawMaster((s) => flood(s, Buffer.concat(Array.from({ length: 10_000 }, () => encode([atom('version'), 6])))));
     const logger = new RecordingLogger();
-    await expect(connectPb({ ...endpoint({ port: m.port } as FakeMaster) }, makeBot(logger).bot, logger)).rejects.toMatchObject({
+    await expect(connectPb({ ...endpoint({ port: m.port } as FakeMaster) }, makeBot(logger).worker, logger)).rejects.toMatchObject({
       code: 'E_PB_PROTOCOL',
       message: `master at 127.0.0.1:${m.port} sent more than ${PRELOGIN_MAX_TOTAL_BYTES} bytes before the login of worker 'w1' completed`,
     });
@@ -809,7 +809,7 @@ describe('pb session: limits and liveness', () => {
     const { m, s } = await attach();
     let inner: Sexp = [atom('reference'), 0, [atom('list'), 1]];
     for (let k = 1; k <= 40; k++) inner = [atom('reference'), k, [atom('list'), inner, [atom('dereference'), k - 1]]];
-    // print(message=<2^40 values once expanded>) on the Bot (luid 1)
+    // print(message=<2^40 values once expanded>) on the Worker (luid 1)
     const answer = new Promise<Sexp[]>((resolve) => {
       const check = (): void => {
         const e = m.received.find((x) => Array.isArray(x) && (x[0] as Buffer).toString() === 'error' && x[1] === 999);

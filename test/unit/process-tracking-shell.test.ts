@@ -5,7 +5,7 @@ import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { CommandHost } from '../../agent/commands/host.js';
+import { CommandHost } from '../../agent/worker/command-host.js';
 import { shellCommand } from '../../agent/commands/shell.js';
 import { HANG_ENV } from '../../agent/process/hang-forensics.js';
 import { LeftoverChecks, ProcessRegistry, TRACKING_ENV } from '../../agent/process/tracking.js';

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { alive } from '../helpers/procs.js';
-import { CommandHost } from '../../agent/commands/host.js';
+import { CommandHost } from '../../agent/worker/command-host.js';
 import { shellCommand } from '../../agent/commands/shell.js';
 import { rmdirCommand } from '../../agent/commands/rmdir.js';
 import { cpdirCommand } from '../../agent/commands/cpdir.js';

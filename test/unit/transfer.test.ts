@@ -23,7 +23,8 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { CommandArgs, CommandDefinition, CommandEnv, CommandIO, RemoteReader, RemoteWriter, StatusValue } from '../../agent/commands/types.js';
+import type { CommandArgs, CommandDefinition, CommandEnv, CommandIO, RemoteReader, RemoteWriter } from '../../agent/commands/types.js';
+import type { StatusValue } from '../../agent/output/types.js';
 import { downloadFileCommand } from '../../agent/commands/download-file.js';
 import { uploadDirectoryCommand } from '../../agent/commands/upload-directory.js';
 import { uploadFileCommand } from '../../agent/commands/upload-file.js';

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { COMMAND_TABLE } from '../../agent/commands/index.js';
-import { collectWorkerInfo } from '../../agent/info/worker-info.js';
+import { collectWorkerInfo } from '../../agent/worker/info.js';
 import { silentLogger } from '../../agent/log.js';
 import { currentPlatform } from '../../platforms/index.js';
 

@@ -6,7 +6,7 @@ import { decode } from '@msgpack/msgpack';
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { BananaDecoder, type Sexp } from '../../../agent/connection/pb/banana.js';
+import { BananaDecoder, type Sexp } from '../../../agent/protocols/pb/banana.js';
 import { BbagentWorker } from '../../integration/bbagent-worker.js';
 import { BuildbotMaster, Results, type Protocol } from '../../integration/harness/master.js';
 import { PYTHON_PREAMBLE } from '../../integration/scenarios.js';

@@ -1,14 +1,14 @@
 // Opens one PB session with a Buildbot master: TCP (or TLS), Banana dialect, PB version, cred login with the
-// worker's Bot as the mind; then application keepalives, whose answers prove the link alive, until the
+// Worker as the mind; then application keepalives, whose answers prove the link alive, until the
 // connection ends. Reconnecting is the connection manager's business.
 
 import net from 'node:net';
 import { AgentError, errorMessage } from '../../errors.js';
 import type { Logger } from '../../log.js';
-import type { Bot } from '../bot.js';
+import type { Worker } from '../../worker/worker.js';
 import { PRELOGIN_LIMITS, PRELOGIN_MAX_TOTAL_BYTES, MESSAGE_LIMITS } from '../limits.js';
 import { Liveness, livenessTimeoutS, type LivenessTimers } from '../liveness.js';
-import type { LiveSession, SessionEnd, SessionEndCause } from '../session.js';
+import type { LiveSession, SessionEnd, SessionEndCause } from '../protocol.js';
 import { Broker, ConnectionLostError, PbRemoteError, type RemoteReference } from './broker.js';
 import { describePbError, PbWorker } from './buildbot.js';
 import { pbLogin } from './login.js';
@@ -36,7 +36,7 @@ export interface PbEndpoint {
 export interface PbSession extends LiveSession {
   /** Resolves with why the connection ended and who ended it. */
   readonly closed: Promise<SessionEnd>;
-  /** Asks the master for a graceful shutdown (avatar.shutdown()): it calls the Bot's shutdown once idle. */
+  /** Asks the master for a graceful shutdown (avatar.shutdown()): it calls the Worker's shutdown once idle. */
   requestShutdown(): Promise<void>;
 }
 
@@ -134,7 +134,7 @@ class Session implements PbSession {
  * E_CONNECT (no connection), E_HANDSHAKE (no answer in time), E_BANANA / E_PB_PROTOCOL (the master spoke
  * nonsense), E_CONNECTION_LOST (it hung up).
  */
-export async function connectPb(e: PbEndpoint, bot: Bot, logger: Logger): Promise<PbSession> {
+export async function connectPb(e: PbEndpoint, worker: Worker, logger: Logger): Promise<PbSession> {
   const master = describeMaster(e);
   // node:tls only when the master uses TLS: loading it pages in about 4 MiB of OpenSSL's TLS code and tables.
   const tls = e.tls ? await import('node:tls') : undefined;
@@ -180,8 +180,8 @@ export async function connectPb(e: PbEndpoint, bot: Bot, logger: Logger): Promis
     };
 
     // PB has no settings message: commands use buildbot-worker's built-in output defaults (spec §10)
-    bot.resetSettings();
-    const worker = new PbWorker({ bot, logger, backlog: () => socket.writableLength });
+    worker.resetSettings();
+    const pbWorker = new PbWorker({ worker, logger, backlog: () => socket.writableLength });
     // Everything written in one turn of the event loop goes out in one segment, as Twisted writes a reactor
     // iteration's output at once: the master then reads a command's updates and complete together and
     // answers them together. Twisted does not set TCP_NODELAY, so answers spread over several segments can
@@ -208,7 +208,7 @@ export async function connectPb(e: PbEndpoint, bot: Bot, logger: Logger): Promis
       limits: PRELOGIN_LIMITS,
       onReady: () => {
         // the login goes out right after our version, without waiting for the master's (as Twisted does)
-        pbLogin(broker, worker.mind, { name: e.name, password: e.password, master }).then(
+        pbLogin(broker, pbWorker.mind, { name: e.name, password: e.password, master }).then(
           (avatar) => {
             if (settled) return;
             settled = true;
@@ -263,7 +263,7 @@ export async function connectPb(e: PbEndpoint, bot: Bot, logger: Logger): Promis
       const end: SessionEnd =
         ending ?? (fatal ? { cause: 'local', reason: fatal.message } : { cause: 'master', reason: socketError?.message ?? 'the master closed the connection' });
       broker.connectionLost(end.reason);
-      bot.connectionLost();
+      worker.connectionLost();
       resolveClosed(end);
       fail(broker.fatalError ?? new AgentError('E_CONNECTION_LOST', `master at ${master} closed the connection during the PB login of worker '${e.name}'`));
     });

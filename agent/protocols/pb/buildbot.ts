@@ -1,11 +1,12 @@
-// Buildbot's objects over PB (buildbot_worker/pb.py): the worker "Bot" (the login mind) and one object per
-// builder, translated into calls on the protocol-neutral Bot; and, per command, a CommandChannel that talks to
+// Buildbot's objects over PB (buildbot_worker/pb.py): the worker "Worker" (the login mind) and one object per
+// builder, translated into calls on the protocol-neutral Worker; and, per command, a CommandChannel that talks to
 // the master's RemoteCommand / FileWriter / FileReader references and releases them when the command is done.
 
-import type { CommandChannel, CommandFailure, RemoteReader, RemoteWriter, StatusValue, UpdateItem } from '../../commands/types.js';
+import type { CommandChannel, CommandFailure, RemoteReader, RemoteWriter } from '../../commands/types.js';
+import type { StatusValue, UpdateItem } from '../../output/types.js';
 import { AgentError, errorMessage } from '../../errors.js';
 import type { Logger } from '../../log.js';
-import type { Bot } from '../bot.js';
+import type { Worker } from '../../worker/worker.js';
 import { SIZE_LIMIT } from './banana.js';
 import { ConnectionLostError, Referenceable, RemoteReference, type PythonError } from './broker.js';
 import { CopyableFailure, isPlainObject, PyFloat, PyTuple } from './jelly.js';
@@ -163,7 +164,7 @@ function plain(v: unknown): unknown {
 }
 
 /**
- * startCommand's args for the Bot: `writer`/`reader` removed (they travel in the channel), bytes decoded, tuples
+ * startCommand's args for the Worker: `writer`/`reader` removed (they travel in the channel), bytes decoded, tuples
  * turned into lists, except the elements of `command`, where ('obfuscated', real, fake) must stay a tuple
  * (the shell command tells them from plain words that way, as buildbot-worker's runprocess does).
  */
@@ -310,31 +311,31 @@ class CommandLink {
 // ---- the worker's objects ----
 
 export interface PbWorkerOptions {
-  bot: Bot;
+  worker: Worker;
   logger: Logger;
   /** Bytes written to the connection and not yet sent (output backpressure). */
   backlog?: () => number;
 }
 
-/** The objects one PB connection exposes: the Bot (login mind) and the builders it hands out. */
+/** The objects one PB connection exposes: the Worker (login mind) and the builders it hands out. */
 export class PbWorker {
   readonly mind: Referenceable;
   private readonly builders = new Map<string, Referenceable>();
 
   constructor(private readonly opts: PbWorkerOptions) {
-    const { bot } = opts;
-    this.mind = new Referenceable('bot', {
+    const { worker } = opts;
+    this.mind = new Referenceable('worker', {
       print: (args, kw) => {
-        bot.print(textOf(param(args, kw, 0, 'message', 'print'), 'message'));
+        worker.print(textOf(param(args, kw, 0, 'message', 'print'), 'message'));
         return null;
       },
-      getWorkerInfo: () => bot.workerInfo(),
+      getWorkerInfo: () => worker.workerInfo(),
       setBuilderList: (args, kw) => this.setBuilderList(param(args, kw, 0, 'wanted', 'setBuilderList')),
-      getCommands: () => bot.commandVersions(),
-      getVersion: () => bot.version,
+      getCommands: () => worker.commandVersions(),
+      getVersion: () => worker.version,
       shutdown: () => {
         // answer first, then stop (buildbot-worker stops its reactor 0.2 s later, without a goodbye)
-        setImmediate(() => bot.shutdown());
+        setImmediate(() => worker.shutdown());
         return null;
       },
     });
@@ -348,7 +349,7 @@ export class PbWorker {
       if (items.length !== 2) throw argError('setBuilderList() wants (name, builddir) pairs');
       return [textOf(items[0], 'builder name'), textOf(items[1], 'builddir')];
     });
-    const names = this.opts.bot.setBuilderList(pairs);
+    const names = this.opts.worker.setBuilderList(pairs);
     const keep = new Set(names);
     // builders no longer wanted are forgotten here; the master releases its references to them
     for (const name of [...this.builders.keys()]) if (!keep.has(name)) this.builders.delete(name);
@@ -366,7 +367,7 @@ export class PbWorker {
 
   /** WorkerForBuilderPb: what the master calls for one builder. */
   private builder(name: string): Referenceable {
-    const { bot, logger } = this.opts;
+    const { worker, logger } = this.opts;
     return new Referenceable(`builder ${name}`, {
       startBuild: () => null,
       startCommand: (args, kw) => {
@@ -381,7 +382,7 @@ export class PbWorker {
         const link = new CommandLink(ref, writerRef, readerRef, `command ${command} (${stepId}) on builder ${name}`, logger, this.opts.backlog);
         // throws synchronously for an unknown command or missing args: the master gets an error answer,
         // and the broker releases the references we did not keep
-        const done = bot.startCommand(command, stepId, commandArgs(cmdArgs), link.channel(), { builder: name });
+        const done = worker.startCommand(command, stepId, commandArgs(cmdArgs), link.channel(), { builder: name });
         ref.keep();
         writerRef?.keep();
         readerRef?.keep();
@@ -394,7 +395,7 @@ export class PbWorker {
       interruptCommand: (args, kw) => {
         param(args, kw, 0, 'stepId', 'interruptCommand');
         const why = param(args, kw, 1, 'why', 'interruptCommand');
-        bot.interruptBuilderCommand(name, typeof why === 'string' || Buffer.isBuffer(why) ? textOf(why, 'why') : String(why));
+        worker.interruptBuilderCommand(name, typeof why === 'string' || Buffer.isBuffer(why) ? textOf(why, 'why') : String(why));
         return null;
       },
       print: (args, kw) => {

@@ -3,7 +3,8 @@
 // items to the wire shapes the 3.7 master reads.
 
 import { Decoder, Encoder } from '@msgpack/msgpack';
-import type { CommandFailure, LineChunk, UpdateItem } from '../../commands/types.js';
+import type { CommandFailure } from '../../commands/types.js';
+import type { LineChunk, UpdateItem } from '../../output/types.js';
 import { failureText } from '../../commands/failure.js';
 import { AgentError } from '../../errors.js';
 import { MAX_MESSAGE_BYTES } from '../limits.js';

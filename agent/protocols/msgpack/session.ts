@@ -1,16 +1,17 @@
 // One msgpack_experimental_v7 connection: numbers requests, matches responses, answers the master's ops by
-// calling the Bot, gives each command a channel for its updates and file transfers, and pings the master to
+// calling the Worker, gives each command a channel for its updates and file transfers, and pings the master to
 // notice a dead link.
 
 import type { Duplex } from 'node:stream';
 import type WebSocket from 'ws';
-import type { CommandChannel, CommandFailure, RemoteReader, RemoteWriter, UpdateItem } from '../../commands/types.js';
+import type { CommandChannel, CommandFailure, RemoteReader, RemoteWriter } from '../../commands/types.js';
+import type { UpdateItem } from '../../output/types.js';
 import { AgentError, errorMessage } from '../../errors.js';
 import type { Logger } from '../../log.js';
-import type { Bot } from '../bot.js';
+import type { Worker } from '../../worker/worker.js';
 import { MAX_MESSAGE_BYTES, MAX_READ_BLOCK_BYTES } from '../limits.js';
 import { Liveness, livenessTimeoutS, type LivenessTimers } from '../liveness.js';
-import type { SessionEnd, SessionEndCause } from '../session.js';
+import type { SessionEnd, SessionEndCause } from '../protocol.js';
 import { decodeMessage, encodeMessage, RefusedMessage, wireFailure, wireUpdateArgs, type Message } from './codec.js';
 import { InflateError, readInflateNotice } from './inflate.js';
 
@@ -86,7 +87,7 @@ export class MsgpackSession {
 
   constructor(
     private readonly ws: WebSocket,
-    private readonly bot: Bot,
+    private readonly worker: Worker,
     private readonly logger: Logger,
     private readonly opts: MsgpackSessionOptions = {},
   ) {
@@ -114,7 +115,7 @@ export class MsgpackSession {
         clearTimeout(this.attachTimer);
         for (const p of this.pending.values()) p.reject(new ConnectionLostError());
         this.pending.clear();
-        this.bot.connectionLost();
+        this.worker.connectionLost();
         const said = reason.length ? `: ${reason.toString().slice(0, 200)}` : '';
         resolve({ code, ...(this.ending ?? { cause: 'master', reason: `the master closed the connection (WebSocket code ${code}${said})` }) });
       });
@@ -265,15 +266,15 @@ export class MsgpackSession {
     };
     switch (msg.op) {
       case 'print':
-        this.bot.print(String(need('message')));
+        this.worker.print(String(need('message')));
         return null;
       case 'keepalive':
         this.logger.info('keepalive from master');
         return null;
       case 'get_worker_info':
-        return this.bot.workerInfo();
+        return this.worker.workerInfo();
       case 'set_worker_settings':
-        this.bot.setWorkerSettings(need('args'));
+        this.worker.setWorkerSettings(need('args'));
         return null;
       case 'start_command': {
         const id = String(need('command_id'));
@@ -281,15 +282,15 @@ export class MsgpackSession {
         const args = need('args');
         if (typeof args !== 'object' || args === null || Array.isArray(args))
           throw new AgentError('E_MSGPACK_ARGS', `start_command ${name}: 'args' must be a map`);
-        void this.bot.startCommand(name, id, args as Record<string, unknown>, this.channel(id, name));
+        void this.worker.startCommand(name, id, args as Record<string, unknown>, this.channel(id, name));
         return null;
       }
       case 'interrupt_command':
-        this.bot.interruptCommand(String(need('command_id')), String(msg['why'] ?? ''), true);
+        this.worker.interruptCommand(String(need('command_id')), String(msg['why'] ?? ''), true);
         return null;
       case 'shutdown':
         // answer first, then stop (buildbot-worker stops 0.2 s later, without a close handshake)
-        setImmediate(() => this.bot.shutdown());
+        setImmediate(() => this.worker.shutdown());
         return null;
       default:
         throw new AgentError('E_MSGPACK_OP', `Command ${msg.op} does not exist.`);

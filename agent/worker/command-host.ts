@@ -10,9 +10,9 @@ import { CommandOutput, PLAIN_OUTPUT, type OutputOptions } from '../output/comma
 import { limitsFromStepEnv } from '../output/limits.js';
 import type { OutputSettings } from '../output/settings.js';
 import { pruneSpools, Spool, type SpoolLimits, type SpoolOptions } from '../output/spool.js';
-import { toFailure } from './failure.js';
+import { toFailure } from '../commands/failure.js';
 import { settleWithin } from '../timers.js';
-import type { CommandArgs, CommandChannel, CommandDefinition, CommandEnv, CommandIO, WorkerCommand } from './types.js';
+import type { CommandArgs, CommandChannel, CommandDefinition, CommandEnv, CommandIO, WorkerCommand } from '../commands/types.js';
 
 export interface StartRequest {
   name: string;

@@ -3,7 +3,7 @@
 // and copyable failures. Anything else is refused with E_JELLY, as the master's globalSecurity would.
 
 import { AgentError } from '../../errors.js';
-import { PyTuple } from '../../commands/types.js';
+import { PyTuple } from '../../py/values.js';
 import { MAX_MESSAGE_VALUES } from '../limits.js';
 import { atom, PyFloat, type Sexp } from './banana.js';
 

@@ -5,9 +5,9 @@ import { readdirSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { confinePath } from '../commands/args.js';
 import { makedirs } from '../fs/makedirs.js';
-import { CommandHost, type HostOutputConfig } from '../commands/host.js';
+import { CommandHost, type HostOutputConfig } from './command-host.js';
 import type { CommandArgs, CommandChannel, CommandDefinition, CommandEnv } from '../commands/types.js';
-import { workerCommands } from '../info/worker-info.js';
+import { workerCommands } from './info.js';
 import type { Logger } from '../log.js';
 import { defaultOutputSettings, parseWorkerSettings, type OutputSettings } from '../output/settings.js';
 import { AgentError } from '../errors.js';
@@ -22,7 +22,7 @@ const OWNED_DIR_USE: Record<string, string> = {
   [BASEDIR_LAYOUT.state]: 'the journals under temp-files/ name files that the next start removes',
 };
 
-export interface BotOptions {
+export interface WorkerOptions {
   env: CommandEnv;
   commands: readonly CommandDefinition[];
   /** Collects worker info afresh at each connection (info/ files may change between connections). */
@@ -44,7 +44,7 @@ export interface BuilderScope {
 }
 
 /** One connection's view of the worker: settings are per connection, the command host is shared. */
-export class Bot {
+export class Worker {
   readonly host: CommandHost;
   private settings: OutputSettings = defaultOutputSettings();
   /** builder name -> builddir (relative to basedir), from the last setBuilderList. */
@@ -52,7 +52,7 @@ export class Bot {
   /** builder name -> id of its current command (PB runs one command per builder). */
   private readonly builderCommand = new Map<string, string>();
 
-  constructor(private readonly opts: BotOptions) {
+  constructor(private readonly opts: WorkerOptions) {
     this.host = new CommandHost(opts.commands, opts.env, opts.output);
   }
 
