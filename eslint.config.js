@@ -56,4 +56,11 @@ export default tseslint.config(
       'no-restricted-imports': ['error', { patterns: [{ regex: '(^|/)agent/(?!fs/makedirs\\.js$)', message: 'platforms/ implements interfaces; it does not import the agent' }] }],
     },
   },
+  // Tooling (bench, release, demo, the harness) is what tests import, never the other way round.
+  {
+    files: ['scripts/**/*.ts', 'scripts/**/*.mjs'],
+    rules: {
+      'no-restricted-imports': ['error', { patterns: [{ regex: '(^|/)test/', message: 'scripts/ never imports test/: shared helpers belong in scripts/harness/' }] }],
+    },
+  },
 );

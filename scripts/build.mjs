@@ -27,6 +27,6 @@ await Promise.all([
   build({ ...common, entryPoints: [path.join(root, 'agent', 'main.ts')], outfile: path.join(root, 'build', 'bbagent.cjs') }),
   // the demo driver (a local master + a sample build)
   build({ ...common, entryPoints: [path.join(root, 'scripts', 'demo.ts')], outfile: path.join(root, 'build', 'demo.cjs') }),
-  // the side-by-side benchmark against buildbot-worker (scripts/bench)
+  // the side-by-side benchmark against buildbot-worker (scripts/bench/run)
   build({ ...common, entryPoints: [path.join(root, 'scripts', 'benchmark', 'main.ts')], outfile: path.join(root, 'build', 'bench.cjs') }),
 ]);

@@ -4,8 +4,8 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { BbagentWorker } from '../test/integration/bbagent-worker.js';
-import { BuildbotMaster, channelText, type BuildResult } from '../test/integration/harness/master.js';
+import { BbagentWorker } from './harness/bbagent-worker.js';
+import { BuildbotMaster, channelText, type BuildResult } from './harness/master.js';
 
 const RESULT_NAMES = ['SUCCESS', 'WARNINGS', 'FAILURE', 'SKIPPED', 'EXCEPTION', 'RETRY', 'CANCELLED'];
 

@@ -1,4 +1,4 @@
-// esbuild plugins shared by scripts/build.mjs and scripts/build-binaries.
+// esbuild plugins shared by scripts/build.mjs and scripts/release/build-binaries.
 import { readFile } from 'node:fs/promises';
 
 /**

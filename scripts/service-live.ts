@@ -1,10 +1,10 @@
 // scripts/service-live-test: `bbagent service` against a live systemd (a systemd-nspawn container) and a real
-// Buildbot master, one PASS/FAIL line per check (test/integration/service-live-checks.ts); exits 1 on a failure,
+// Buildbot master, one PASS/FAIL line per check (scripts/harness/service-live-checks.ts); exits 1 on a failure,
 // 2 when this host cannot boot systemd in a container.
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { REPO_ROOT } from '../test/integration/bbagent-worker.js';
-import { EnvironmentError, checkLine, runServiceLive, type LiveCheck } from '../test/integration/service-live-checks.js';
+import { REPO_ROOT } from './harness/bbagent-worker.js';
+import { EnvironmentError, checkLine, runServiceLive, type LiveCheck } from './harness/service-live-checks.js';
 
 const USAGE = `Usage: scripts/service-live-test [--keep] [--binary PATH] [--no-build]
 

@@ -8,8 +8,8 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpath
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BbagentWorker } from '../integration/bbagent-worker.js';
-import { BuildbotMaster, findStep, Results, type Protocol, type StepResult } from '../integration/harness/master.js';
+import { BbagentWorker } from '../../scripts/harness/bbagent-worker.js';
+import { BuildbotMaster, findStep, Results, type Protocol, type StepResult } from '../../scripts/harness/master.js';
 import { snapshot } from '../helpers/fs-snapshot.js';
 
 const PASSWORD = 'pw';

@@ -8,9 +8,9 @@ import { existsSync, mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { BbagentWorker } from '../integration/bbagent-worker.js';
-import { BuildbotMaster, type Protocol } from '../integration/harness/master.js';
-import { pollUntil } from '../integration/harness/process.js';
+import { BbagentWorker } from '../../scripts/harness/bbagent-worker.js';
+import { BuildbotMaster, type Protocol } from '../../scripts/harness/master.js';
+import { pollUntil } from '../../scripts/harness/process.js';
 import { FaultProxy } from './helpers/tcp-proxy.js';
 
 const PASSWORD = 'pw';

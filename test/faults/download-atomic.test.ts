@@ -9,9 +9,9 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BbagentWorker } from '../integration/bbagent-worker.js';
-import { BuildbotMaster, Results, findLog, findStep } from '../integration/harness/master.js';
-import { pollUntil } from '../integration/harness/process.js';
+import { BbagentWorker } from '../../scripts/harness/bbagent-worker.js';
+import { BuildbotMaster, Results, findLog, findStep } from '../../scripts/harness/master.js';
+import { pollUntil } from '../../scripts/harness/process.js';
 import { loopStalls } from './helpers/fs-checks.js';
 import { FaultProxy } from './helpers/tcp-proxy.js';
 import { mountTmpfs, tmpfsSupport, unmount } from '../helpers/tmpfs.js';

@@ -7,9 +7,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { currentPlatform } from '../../platforms/index.js';
-import { BbagentWorker } from '../integration/bbagent-worker.js';
-import { BuildbotMaster, Results, channelText, findLog, findStep, stdioText, type BuildResult, type Protocol } from '../integration/harness/master.js';
-import { pollUntil } from '../integration/harness/process.js';
+import { BbagentWorker } from '../../scripts/harness/bbagent-worker.js';
+import { BuildbotMaster, Results, channelText, findLog, findStep, stdioText, type BuildResult, type Protocol } from '../../scripts/harness/master.js';
+import { pollUntil } from '../../scripts/harness/process.js';
 
 const PASSWORD = 'hang';
 const HUNG = `sh -c 'sleep 300; echo never'`;

@@ -11,8 +11,8 @@ import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BbagentWorker } from '../integration/bbagent-worker.js';
-import { BuildbotMaster, Results, channelText, findLog, findStep, type BuildResult, type Protocol } from '../integration/harness/master.js';
+import { BbagentWorker } from '../../scripts/harness/bbagent-worker.js';
+import { BuildbotMaster, Results, channelText, findLog, findStep, type BuildResult, type Protocol } from '../../scripts/harness/master.js';
 import { LogFlow, loopStalls, stepTimings, type StepTiming } from './helpers/fs-checks.js';
 
 const PASSWORD = 'pw';

@@ -12,9 +12,9 @@ import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { currentPlatform } from '../../platforms/index.js';
-import { BbagentWorker } from '../integration/bbagent-worker.js';
-import { BuildbotMaster, Results, channelText, findLog, findStep, type Protocol } from '../integration/harness/master.js';
-import { pollUntil } from '../integration/harness/process.js';
+import { BbagentWorker } from '../../scripts/harness/bbagent-worker.js';
+import { BuildbotMaster, Results, channelText, findLog, findStep, type Protocol } from '../../scripts/harness/master.js';
+import { pollUntil } from '../../scripts/harness/process.js';
 import { FaultProxy } from './helpers/tcp-proxy.js';
 import { killMarked, LEAK_KINDS, LEAKY_SHELL, leakCounts, markedProcesses, waitUnmarked } from './helpers/proc-count.js';
 

@@ -29,7 +29,7 @@ import { Broker } from '../../agent/protocols/pb/broker.js';
 import { describePbError, PbWorker } from '../../agent/protocols/pb/buildbot.js';
 import { silentLogger } from '../../agent/log.js';
 import { currentPlatform } from '../../platforms/index.js';
-import { BbagentWorker } from '../integration/bbagent-worker.js';
+import { BbagentWorker } from '../../scripts/harness/bbagent-worker.js';
 import { FUZZ_PASSWORD, FUZZ_WORKER, recordMsgpackCorpus, recordPbCorpus, type MsgpackCorpus, type PbCorpus } from './helpers/conn-fuzz-corpus.js';
 import { compressedFrame, FuzzMsgpackMaster, FuzzPbMaster, type FuzzMaster, type Outcome } from './helpers/conn-fuzz-master.js';
 import { mutateBytes, mutateSexp, mutateValue, Rng } from './helpers/conn-fuzz-mutate.js';

@@ -13,8 +13,8 @@ import { ConnectionManager } from '../../agent/connection/manager.js';
 import type { LiveSession, SessionEnd } from '../../agent/protocols/protocol.js';
 import { AgentError } from '../../agent/errors.js';
 import { silentLogger } from '../../agent/log.js';
-import { BuildbotMaster } from '../integration/harness/master.js';
-import { pollUntil } from '../integration/harness/process.js';
+import { BuildbotMaster } from '../../scripts/harness/master.js';
+import { pollUntil } from '../../scripts/harness/process.js';
 
 const AGENTS = 200;
 const MAX_SHARE_PER_SECOND = 0.1;

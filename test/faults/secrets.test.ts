@@ -9,8 +9,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BbagentWorker } from '../integration/bbagent-worker.js';
-import { BuildbotMaster, Results, channelText, findLog, findStep, type BuildResult, type Protocol } from '../integration/harness/master.js';
+import { BbagentWorker } from '../../scripts/harness/bbagent-worker.js';
+import { BuildbotMaster, Results, channelText, findLog, findStep, type BuildResult, type Protocol } from '../../scripts/harness/master.js';
 import { descendants, INFO_PROBE_PREAMBLE, type ReceivedInfo } from './helpers/spool-support.js';
 
 const PASSWORD = `canary-pw-${randomBytes(12).toString('hex')}`;

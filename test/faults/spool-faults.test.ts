@@ -10,9 +10,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BbagentWorker } from '../integration/bbagent-worker.js';
-import { BuildbotMaster, Results, channelText, findLog, findStep, type BuildResult, type Protocol } from '../integration/harness/master.js';
-import { pollUntil } from '../integration/harness/process.js';
+import { BbagentWorker } from '../../scripts/harness/bbagent-worker.js';
+import { BuildbotMaster, Results, channelText, findLog, findStep, type BuildResult, type Protocol } from '../../scripts/harness/master.js';
+import { pollUntil } from '../../scripts/harness/process.js';
 import { fillUp, INFO_PROBE_PREAMBLE, longestLoopStallMs, stepCompleteAt, type ReceivedInfo } from './helpers/spool-support.js';
 import { mountTmpfs, tmpfsSupport, unmount } from '../helpers/tmpfs.js';
 

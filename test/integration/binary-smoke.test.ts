@@ -3,15 +3,15 @@
 // and a build stopped from the master. linux-x64 runs natively and starts itself in the background (its
 // self re-execution inside a SEA); linux-arm64 runs the same under qemu-user, and win-x64 under wine (cmd.exe
 // steps, no PTY: bbagent has no Windows PTY yet), when dist/ and the emulator have them.
-// Build the binaries with scripts/build-binaries (scripts/test does so for linux-x64).
+// Build the binaries with scripts/release/build-binaries (scripts/test does so for linux-x64).
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { alive } from '../helpers/procs.js';
-import { REPO_ROOT } from './bbagent-worker.js';
-import { BuildbotMaster, Results, channelText, findLog, findStep, type Protocol } from './harness/master.js';
-import { findExecutable, ManagedProcess, pollUntil, runCommand } from './harness/process.js';
+import { REPO_ROOT } from '../../scripts/harness/bbagent-worker.js';
+import { BuildbotMaster, Results, channelText, findLog, findStep, type Protocol } from '../../scripts/harness/master.js';
+import { findExecutable, ManagedProcess, pollUntil, runCommand } from '../../scripts/harness/process.js';
 
 interface SmokeRun {
   id: string;
@@ -55,7 +55,7 @@ function runs(): SmokeRun[] {
       ...(host !== 'linux-x64'
         ? { skip: `the host is ${host}` }
         : !existsSync(x64)
-          ? { skip: `${x64} is absent (run scripts/build-binaries --target linux-x64)` }
+          ? { skip: `${x64} is absent (run scripts/release/build-binaries --target linux-x64)` }
           : {}),
     },
     {
@@ -65,7 +65,7 @@ function runs(): SmokeRun[] {
       daemon: false,
       windows: false,
       ...(!existsSync(arm64)
-        ? { skip: `${arm64} is absent (run scripts/build-binaries --target linux-arm64)` }
+        ? { skip: `${arm64} is absent (run scripts/release/build-binaries --target linux-arm64)` }
         : !qemu
           ? { skip: 'qemu-aarch64 is not installed (apt-get install qemu-user)' }
           : !existsSync(path.join(arm64Root, 'lib', 'ld-linux-aarch64.so.1'))
@@ -80,7 +80,7 @@ function runs(): SmokeRun[] {
       windows: true,
       env: WINE_ENV,
       ...(!existsSync(win)
-        ? { skip: `${win} is absent (run scripts/build-binaries --target win-x64)` }
+        ? { skip: `${win} is absent (run scripts/release/build-binaries --target win-x64)` }
         : !wine
           ? { skip: 'wine64 is not installed (apt-get install wine64)' }
           : host !== 'linux-x64'

@@ -8,9 +8,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { alive } from '../helpers/procs.js';
-import { BbagentWorker } from './bbagent-worker.js';
-import { BuildbotMaster, Results, channelText, findLog, findStep, type BuildResult, type Protocol } from './harness/master.js';
-import { ReferenceWorker } from './harness/reference-worker.js';
+import { BbagentWorker } from '../../scripts/harness/bbagent-worker.js';
+import { BuildbotMaster, Results, channelText, findLog, findStep, type BuildResult, type Protocol } from '../../scripts/harness/master.js';
+import { ReferenceWorker } from '../../scripts/harness/reference-worker.js';
 import { PYTHON_PREAMBLE, SCENARIOS } from './scenarios.js';
 
 const PASSWORD = 'sekrit';

@@ -7,8 +7,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BbagentWorker } from './bbagent-worker.js';
-import { BuildbotMaster, Results, channelText, findLog, findStep } from './harness/master.js';
+import { BbagentWorker } from '../../scripts/harness/bbagent-worker.js';
+import { BuildbotMaster, Results, channelText, findLog, findStep } from '../../scripts/harness/master.js';
+import { masterDeflateConfig } from '../../scripts/harness/master-deflate.js';
 
 const PASSWORD = 'pw';
 /** 2 MiB of distinct lines. */
@@ -39,7 +40,7 @@ describe('output pipeline against a real master (msgpack)', () => {
         },
         { name: 'first', workernames: ['bb'], steps: `[steps.ShellCommand(name='first', command='date +%s.%N; sleep 4', logEnviron=False)]` },
       ],
-      extraConfig: readFileSync(path.join(__dirname, '..', 'fixtures', 'master-deflate.py'), 'utf8'),
+      extraConfig: masterDeflateConfig(),
     });
     bb = await BbagentWorker.start({
       dir: path.join(scratch, 'bb'),
@@ -99,7 +100,7 @@ describe('output pipeline against a real master (msgpack)', () => {
 
   it('the first output of a step goes out at once, not after buffer_timeout (5 s)', async () => {
     // the step prints, then sleeps 4 s: the line must be on the master while the step still runs
-    // (latency figures are measured in scripts/bench, not asserted here)
+    // (latency figures are measured by scripts/bench/run, not asserted here)
     const brid = await master.forceBuild('first');
     const buildid = await master.waitForBuildStarted(brid);
     await master.waitForLogText(buildid, 'first', /^\d+\.\d+$/m, { timeoutMs: 10_000 });

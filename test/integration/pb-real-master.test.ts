@@ -11,8 +11,8 @@ import { Worker } from '../../agent/worker/worker.js';
 import { connectPb, type PbSession } from '../../agent/protocols/pb/connect.js';
 import { collectWorkerInfo } from '../../agent/worker/info.js';
 import { currentPlatform } from '../../platforms/index.js';
-import { BuildbotMaster, Results, channelText, findLog, findStep } from './harness/master.js';
-import { findExecutable } from './harness/process.js';
+import { BuildbotMaster, Results, channelText, findLog, findStep } from '../../scripts/harness/master.js';
+import { findExecutable } from '../../scripts/harness/process.js';
 import { PYTHON_PREAMBLE } from './scenarios.js';
 import { RecordingLogger } from '../helpers/recording-logger.js';
 

@@ -7,8 +7,8 @@ import tls from 'node:tls';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BbagentWorker } from './bbagent-worker.js';
-import { BuildbotMaster, Results, channelText, findLog, findStep, type Protocol } from './harness/master.js';
+import { BbagentWorker } from '../../scripts/harness/bbagent-worker.js';
+import { BuildbotMaster, Results, channelText, findLog, findStep, type Protocol } from '../../scripts/harness/master.js';
 
 const PASSWORD = 'pw';
 const protocols: Protocol[] = ['msgpack', 'pb'];

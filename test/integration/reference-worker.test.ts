@@ -4,8 +4,8 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BuildbotMaster, channelText, findLog, findStep, Results, stdioText, type Protocol } from './harness/master.js';
-import { ReferenceWorker } from './harness/reference-worker.js';
+import { BuildbotMaster, channelText, findLog, findStep, Results, stdioText, type Protocol } from '../../scripts/harness/master.js';
+import { ReferenceWorker } from '../../scripts/harness/reference-worker.js';
 
 const STEPS = `[
     steps.ShellCommand(name='hello', command='echo hello-out; echo hello-err >&2; printf payload > out.txt'),

@@ -1,21 +1,21 @@
 // `bbagent service` for real on Linux: the linux-x64 single executable installed as a systemd service in a
 // systemd-nspawn container (systemd as PID 1) and attached to a real Buildbot master; install, status, stop with
 // a build running, start, restart after kill -9, reboot, power cut, idempotent and forced install, uninstall
-// (service-live-checks.ts; scripts/service-live-test runs the same checks with one line each). Needs root; installs
+// (scripts/harness/service-live-checks.ts; scripts/service-live-test runs the same checks with one line each). Needs root; installs
 // systemd-container and debootstrap with apt-get and debootstraps Debian bookworm once into build/cache/service-live
 // (~35 s); the checks take ~30 s. Skipped, with the reason, when this host cannot boot systemd in a container.
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { REPO_ROOT } from './bbagent-worker.js';
-import { containerUnsupported } from './harness/container.js';
-import { EnvironmentError, checkLine, runServiceLive, type LiveCheck } from './service-live-checks.js';
+import { REPO_ROOT } from '../../scripts/harness/bbagent-worker.js';
+import { containerUnsupported } from '../../scripts/harness/container.js';
+import { EnvironmentError, checkLine, runServiceLive, type LiveCheck } from '../../scripts/harness/service-live-checks.js';
 
 const BINARY = path.join(REPO_ROOT, 'dist', 'bbagent-linux-x64');
 
 function skipReason(): string | undefined {
   if (`${process.platform}-${process.arch}` !== 'linux-x64') return `the host is ${process.platform}-${process.arch}, not linux-x64`;
-  if (!existsSync(BINARY)) return `${BINARY} is absent (run scripts/build-binaries --target linux-x64)`;
+  if (!existsSync(BINARY)) return `${BINARY} is absent (run scripts/release/build-binaries --target linux-x64)`;
   return containerUnsupported();
 }
 

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { launchdLabel, launchdServiceManager, renderPlist } from '../../platforms/darwin/service.js';
 import { ServiceError, type ServiceSpec } from '../../platforms/index.js';
-import { findExecutable } from '../integration/harness/process.js';
+import { findExecutable } from '../../scripts/harness/process.js';
 import { USERS, fakeHost, scratchDir } from './service-helpers.js';
 
 /** launchd.plist(5) keys this project may write, with the plistlib type each must have. */

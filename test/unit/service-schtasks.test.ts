@@ -17,7 +17,7 @@ import {
   windowsQuote,
 } from '../../platforms/win32/service.js';
 import type { CommandResult, ServiceSpec } from '../../platforms/index.js';
-import { findExecutable } from '../integration/harness/process.js';
+import { findExecutable } from '../../scripts/harness/process.js';
 import { fakeHost, scratchDir, type FakeHost } from './service-helpers.js';
 
 /** schtasks /XML reads UTF-16 little-endian with a byte-order mark (what Task Scheduler exports). */

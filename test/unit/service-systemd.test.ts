@@ -6,7 +6,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { renderUnit, systemdQuote, systemdServiceManager, unitName } from '../../platforms/linux/service.js';
 import { ServiceError, type ServiceSpec } from '../../platforms/index.js';
-import { findExecutable } from '../integration/harness/process.js';
+import { findExecutable } from '../../scripts/harness/process.js';
 import { fakeHost, scratchDir } from './service-helpers.js';
 
 function setup(opts: { privileged?: boolean; owner?: number; running?: boolean } = {}) {

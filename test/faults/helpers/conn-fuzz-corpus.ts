@@ -7,8 +7,8 @@ import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { BananaDecoder, type Sexp } from '../../../agent/protocols/pb/banana.js';
-import { BbagentWorker } from '../../integration/bbagent-worker.js';
-import { BuildbotMaster, Results, type Protocol } from '../../integration/harness/master.js';
+import { BbagentWorker } from '../../../scripts/harness/bbagent-worker.js';
+import { BuildbotMaster, Results, type Protocol } from '../../../scripts/harness/master.js';
 import { PYTHON_PREAMBLE } from '../../integration/scenarios.js';
 import { FaultProxy } from './tcp-proxy.js';
 

@@ -1,8 +1,8 @@
 // Checks shared by the fs fault tests: how long each step of a build took (as the master recorded it), the
 // event-loop stalls the agent logged, and whether a concurrent builder's output kept reaching the master.
 
-import type { BuildbotMaster } from '../../integration/harness/master.js';
-import { pollUntil } from '../../integration/harness/process.js';
+import type { BuildbotMaster } from '../../../scripts/harness/master.js';
+import { pollUntil } from '../../../scripts/harness/process.js';
 
 export interface StepTiming {
   name: string;

@@ -1,7 +1,7 @@
 // What the spool and secret fault tests share: a master-side probe of the worker info the master received,
 // the time the master stored for a step's end, the build processes of an agent, and the loop-stall check.
 import { closeSync, openSync, readdirSync, readFileSync, writeSync } from 'node:fs';
-import type { BuildbotMaster } from '../../integration/harness/master.js';
+import type { BuildbotMaster } from '../../../scripts/harness/master.js';
 
 /**
  * master.cfg preamble: a step writing to an 'info' log, as JSON, the worker info the master keeps for the

@@ -6,8 +6,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { build } from 'esbuild';
 import { afterAll, describe, expect, it } from 'vitest';
-import { lazyWsBuiltins } from '../../scripts/esbuild-plugins.mjs';
-import { REPO_ROOT } from '../integration/bbagent-worker.js';
+import { lazyWsBuiltins } from './esbuild-plugins.mjs';
+import { REPO_ROOT } from './harness/bbagent-worker.js';
 
 const scratch = mkdtempSync(path.join(os.tmpdir(), 'bbagent-esbuild-plugins-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));

@@ -1,7 +1,7 @@
-// The offline Mach-O signer of scripts/build-binaries on a small synthetic executable: an ad-hoc signature
+// The offline Mach-O signer of scripts/release/build-binaries on a small synthetic executable: an ad-hoc signature
 // verifies page by page, any changed byte breaks it, and removing it gives back the unsigned file.
 import { describe, expect, it } from 'vitest';
-import { MachOError, adhocSign, parseMachO, removeSignature, verifySignature } from '../../scripts/binaries/macho.js';
+import { MachOError, adhocSign, parseMachO, removeSignature, verifySignature } from './macho.js';
 
 /** A minimal 64-bit x86_64 Mach-O: __TEXT (one __text section) and __LINKEDIT at the end of the file. */
 function syntheticMachO(): Buffer {

@@ -1,8 +1,8 @@
-// scripts/build-binaries: builds bbagent as one Node single executable (SEA) per OS and architecture:
+// scripts/release/build-binaries: builds bbagent as one Node single executable (SEA) per OS and architecture:
 // bundle -> SEA blob (made by the pinned Node itself) -> inject into the official Node binary -> sign (macOS)
 // -> structural checks -> dist/bbagent-<os>-<arch>[.exe] and dist/SHA256SUMS.
 //
-// Usage: scripts/build-binaries [--target ID]... [--no-check] [--no-code-cache]
+// Usage: scripts/release/build-binaries [--target ID]... [--no-check] [--no-code-cache]
 //   ID: linux-x64 linux-arm64 win-x64 darwin-x64 darwin-arm64 (default: all five)
 
 import { build } from 'esbuild';

@@ -7,9 +7,9 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { RESTART_SEC } from '../../platforms/linux/service.js';
-import { containerUnsupported, ensureHostTools, prepareRootfs, SystemdContainer, type ExecResult } from './harness/container.js';
-import { BuildbotMaster, Results, channelText, findLog, findStep, type RestBuild, type RestBuildRequest } from './harness/master.js';
-import { pollUntil } from './harness/process.js';
+import { containerUnsupported, ensureHostTools, prepareRootfs, SystemdContainer, type ExecResult } from './container.js';
+import { BuildbotMaster, Results, channelText, findLog, findStep, type RestBuild, type RestBuildRequest } from './master.js';
+import { pollUntil } from './process.js';
 
 const WORKER = 'live-worker';
 const PASSWORD = 'live-pw';
@@ -107,7 +107,7 @@ export async function runServiceLive(opts: LiveRunOptions): Promise<LiveCheck[]>
   const say = opts.say ?? (() => undefined);
   const unsupported = containerUnsupported();
   if (unsupported) throw new EnvironmentError(unsupported);
-  if (!existsSync(opts.binary)) throw new Error(`${opts.binary} is absent (run scripts/build-binaries --target linux-x64)`);
+  if (!existsSync(opts.binary)) throw new Error(`${opts.binary} is absent (run scripts/release/build-binaries --target linux-x64)`);
   try {
     await ensureHostTools(say);
   } catch (err) {

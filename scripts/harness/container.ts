@@ -1,6 +1,6 @@
 // A Debian bookworm system container with systemd as its PID 1 (systemd-nspawn --boot on a debootstrap'd tree),
 // sharing the host's network so it reaches a master on 127.0.0.1, driven from the host with nsenter. It is what
-// the live service test (test/integration/service-live-checks.ts) installs bbagent into.
+// the live service test (scripts/harness/service-live-checks.ts) installs bbagent into.
 //
 // Findings (systemd 252, a Firecracker VM whose PID 1 is not systemd, cgroup v1+v2 hybrid):
 // - Without systemd on the host, nspawn needs --register=no (no machined) and --keep-unit (no scope from PID 1);

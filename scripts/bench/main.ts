@@ -1,18 +1,19 @@
-// scripts/bench: bbagent against buildbot-worker 3.7, side by side against one real Buildbot 3.7 master on
+// scripts/bench/run: bbagent against buildbot-worker 3.7, side by side against one real Buildbot 3.7 master on
 // loopback, over the same protocol. Prints (or writes) the markdown table of docs/performance.md.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { BUNDLE, REPO_ROOT } from '../../test/integration/bbagent-worker.js';
-import { BuildbotMaster, type Protocol } from '../../test/integration/harness/master.js';
+import { BUNDLE, REPO_ROOT } from '../harness/bbagent-worker.js';
+import { BuildbotMaster, type Protocol } from '../harness/master.js';
+import { masterDeflateConfig } from '../harness/master-deflate.js';
 import { benchBuilds, FULL_SIZES, payloadDeflateRatio, QUICK_SIZES, type BenchBuild, type WorkerKind } from './builds.js';
 import { MasterEvents } from './events.js';
 import { assertSingleProcess, clockTicksPerSecond } from './metrics.js';
 import { renderReport, type BuildRuns } from './report.js';
 import { builderName, PASSWORD, runOnce, workerDirs, type BenchEnv, type RunOutcome } from './runner.js';
 
-const USAGE = `Usage: scripts/bench [options]
+const USAGE = `Usage: scripts/bench/run [options]
 
 Runs every benchmark build once on buildbot-worker 3.7 and once on bbagent against a local Buildbot 3.7
 master, and prints a markdown table of the medians (master CPU/MiB, worker CPU/MiB, peak RSS, bytes on the
@@ -200,7 +201,7 @@ async function runSuite(opts: Options, scratch: string, suite: Suite): Promise<B
       builders: runnable.flatMap((b) =>
         suite.kinds.map((w) => ({ name: builderName(b, w), workernames: [names[w]], steps: b.steps(masterDir, builderName(b, w)) })),
       ),
-      ...(suite.deflate ? { extraConfig: readFileSync(path.join(REPO_ROOT, 'test', 'fixtures', 'master-deflate.py'), 'utf8') } : {}),
+      ...(suite.deflate ? { extraConfig: masterDeflateConfig() } : {}),
     });
     const masterPid = master.pid;
     if (masterPid === undefined) throw new Error('the master is not running');
@@ -254,12 +255,12 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const opts = parsed;
-  if (!existsSync(BUNDLE)) throw new Error(`${BUNDLE} is missing: run node scripts/build.mjs (scripts/bench does)`);
+  if (!existsSync(BUNDLE)) throw new Error(`${BUNDLE} is missing: run node scripts/build.mjs (scripts/bench/run does)`);
   const sizes = opts.quick ? QUICK_SIZES : FULL_SIZES;
   const builds = selectBuilds(benchBuilds(sizes), opts.only);
   const started = performance.now();
   const date = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
-  const command = ['scripts/bench', ...argv].join(' ');
+  const command = ['scripts/bench/run', ...argv].join(' ');
   const loadavg = (): string => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
   const loadAtStart = loadavg();
 

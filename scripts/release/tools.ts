@@ -1,4 +1,4 @@
-// Small helpers of scripts/build-binaries: running tools, fetching the pinned Node packages from the npm
+// Small helpers of scripts/release/build-binaries: running tools, fetching the pinned Node packages from the npm
 // registry into the build cache, hashing and sizes.
 
 import { execFileSync, type ExecFileSyncOptions } from 'node:child_process';

@@ -1,4 +1,4 @@
-// scripts/bench: start -> attached on loopback and idle RSS of bbagent (single executable and node bundle)
+// scripts/bench/run startup: start -> attached on loopback and idle RSS of bbagent (single executable and node bundle)
 // against buildbot-worker, in the same run against the same real Buildbot master, over the same protocol
 // (--protocol msgpack, the default, or pb). Idle RSS is sampled twice: once attached, and again after one build
 // (a shell step printing 5000 lines), when the worker has loaded what running commands needs and V8 has
@@ -14,7 +14,7 @@
 // as the build left it (one 100 MB write), its file pages sit in the page cache in large folios and each fault
 // maps more of them (+15 MiB of RSS for the same pages touched); --as-built measures that file instead.
 //
-// Usage: scripts/bench startup [--protocol msgpack|pb] [--runs N] [--idle-ms MS] [--cold] [--as-built]
+// Usage: scripts/bench/run startup [--protocol msgpack|pb] [--runs N] [--idle-ms MS] [--cold] [--as-built]
 
 import { execFileSync } from 'node:child_process';
 import { chmodSync, createReadStream, createWriteStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -23,8 +23,8 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
-import { BuildbotMaster } from '../../test/integration/harness/master.js';
-import { ManagedProcess, pollUntil, requireExecutable, runCommand } from '../../test/integration/harness/process.js';
+import { BuildbotMaster } from '../harness/master.js';
+import { ManagedProcess, pollUntil, requireExecutable, runCommand } from '../harness/process.js';
 
 const root = process.cwd();
 const PASSWORD = 'bench-pw';
@@ -147,7 +147,7 @@ async function main(): Promise<void> {
       start: () => spawnWorker('bbagent binary', binary, ['start', '--nodaemon', dirOf('bin')], 'bin'),
     });
   } else {
-    console.log(`(${built} is absent: run scripts/build-binaries --target linux-x64 to include it)`);
+    console.log(`(${built} is absent: run scripts/release/build-binaries --target linux-x64 to include it)`);
   }
   candidates.push(
     {

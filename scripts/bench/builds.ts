@@ -5,7 +5,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { deflateRawSync } from 'node:zlib';
 import { cpSync, existsSync, linkSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import type { BuildbotMaster, Protocol, RestLog, RestStep } from '../../test/integration/harness/master.js';
+import type { BuildbotMaster, Protocol, RestLog, RestStep } from '../harness/master.js';
 
 export type WorkerKind = 'ref' | 'bb';
 export type Family = 'stdout' | 'trickle' | 'budget' | 'steps' | 'upload' | 'download' | 'dirupload' | 'first-output';

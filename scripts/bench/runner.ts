@@ -2,10 +2,10 @@
 // counters are sampled, the build is forced and awaited (through master events, not REST polling), the
 // master goes idle, the counters are sampled again, the data is verified and the worker is stopped.
 import path from 'node:path';
-import { BbagentWorker } from '../../test/integration/bbagent-worker.js';
-import type { BuildbotMaster, Protocol, RestLog, RestStep } from '../../test/integration/harness/master.js';
-import { pollUntil } from '../../test/integration/harness/process.js';
-import { ReferenceWorker } from '../../test/integration/harness/reference-worker.js';
+import { BbagentWorker } from '../harness/bbagent-worker.js';
+import type { BuildbotMaster, Protocol, RestLog, RestStep } from '../harness/master.js';
+import { pollUntil } from '../harness/process.js';
+import { ReferenceWorker } from '../harness/reference-worker.js';
 import { printedTimestamp, type BenchBuild, type BuildContext, type WorkerKind } from './builds.js';
 import type { MasterEvents } from './events.js';
 import {

@@ -1,12 +1,12 @@
 // Runs bbagent as a real worker process (the built bundle, through its CLI: create-worker, then
-// start --nodaemon), so integration tests drive it exactly as an operator would.
+// start --nodaemon), so integration tests, the benchmark and the demo drive it exactly as an operator would.
 import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Protocol } from './harness/master.js';
-import { ManagedProcess, pollUntil, runCommand } from './harness/process.js';
+import type { Protocol } from './master.js';
+import { ManagedProcess, pollUntil, runCommand } from './process.js';
 
-/** The repository root: the nearest folder up with package.json (from test/integration, or from build/ when bundled). */
+/** The repository root: the nearest folder up with package.json (from scripts/harness, or from build/ when bundled). */
 function findRepoRoot(): string {
   let dir = typeof __dirname === 'string' ? __dirname : path.dirname(fileURLToPath(import.meta.url));
   while (!existsSync(path.join(dir, 'package.json')) && path.dirname(dir) !== dir) dir = path.dirname(dir);

@@ -1,12 +1,12 @@
-// Parsers of scripts/bench: /proc/<pid>/stat, VmHWM of /proc/<pid>/status and `ss -tinp` output, on text
+// Parsers of the benchmark (scripts/bench/run): /proc/<pid>/stat, VmHWM of /proc/<pid>/status and `ss -tinp` output, on text
 // captured from this machine's kernel and iproute2 6.1; and the benchmark's output generator, which awk,
 // python and the verifier must agree on.
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { awkLines, expectedSha, LINE_BYTES, LogLines, payloadDeflateRatio, pythonTrickle } from '../../scripts/benchmark/builds.js';
-import { median, parseCpuTotals, parseProcStat, parseSsTin, parseVmHWM } from '../../scripts/benchmark/metrics.js';
+import { awkLines, expectedSha, LINE_BYTES, LogLines, payloadDeflateRatio, pythonTrickle } from './builds.js';
+import { median, parseCpuTotals, parseProcStat, parseSsTin, parseVmHWM } from './metrics.js';
 
 describe('parseProcStat', () => {
   it('reads utime, stime and the children fields', () => {

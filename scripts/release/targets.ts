@@ -1,4 +1,4 @@
-// The five release targets of scripts/build-binaries: which npm package carries the official Node binary for
+// The five release targets of scripts/release/build-binaries: which npm package carries the official Node binary for
 // each, and what the output file is called. One pinned Node version for all (the only LTS release that every
 // one of the five packages publishes, see docs/install.md).
 
