@@ -28,5 +28,5 @@ await Promise.all([
   // the demo driver (a local master + a sample build)
   build({ ...common, entryPoints: [path.join(root, 'scripts', 'demo.ts')], outfile: path.join(root, 'build', 'demo.cjs') }),
   // the side-by-side benchmark against buildbot-worker (scripts/bench/run)
-  build({ ...common, entryPoints: [path.join(root, 'scripts', 'benchmark', 'main.ts')], outfile: path.join(root, 'build', 'bench.cjs') }),
+  build({ ...common, entryPoints: [path.join(root, 'scripts', 'bench', 'main.ts')], outfile: path.join(root, 'build', 'bench.cjs') }),
 ]);
