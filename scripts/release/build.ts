@@ -19,6 +19,10 @@ import { linuxStrip, nodePtyRuntime } from './node-pty.js';
 import { NODE_VERSION, SEA_FUSE, SEA_MACHO_SEGMENT, SEA_RESOURCE, TARGETS, findTarget, type Target } from './targets.js';
 import { BuildError, gzipSize, mib, nodePackageDir, run, sha256File, which } from './tools.js';
 
+// The header above, for --help (the bundle this runs from has no comments left to print).
+const USAGE = `Usage: scripts/release/build-binaries [--target ID]... [--no-check] [--no-code-cache]
+  ID: linux-x64 linux-arm64 win-x64 darwin-x64 darwin-arm64 (default: all five)`;
+
 const root = process.cwd();
 const cache = path.join(root, 'build', 'cache');
 const dist = path.join(root, 'dist');
@@ -170,12 +174,7 @@ async function main(): Promise<number> {
     },
   });
   if (values.help) {
-    console.log(
-      readFileSync(new URL(import.meta.url), 'utf8')
-        .split('\n')
-        .slice(0, 6)
-        .join('\n'),
-    );
+    console.log(USAGE);
     return 0;
   }
   const targets: Target[] = [];
