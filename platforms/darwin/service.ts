@@ -4,7 +4,15 @@
 
 import { existsSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { ServiceError, type InstallOutcome, type ServiceFile, type ServiceManager, type ServiceRef, type ServiceSpec, type ServiceStatus } from '../types.js';
+import {
+  ServiceError,
+  type InstallOutcome,
+  type ServiceFile,
+  type ServiceManager,
+  type ServiceRef,
+  type ServiceSpec,
+  type ServiceStatus,
+} from '../service/types.js';
 import { checkServiceName, compareInstalled, requireAbsoluteCommand, runChecked, writeAtomic, type ServiceHost, type UserInfo } from '../service/common.js';
 
 export interface LaunchdOptions {

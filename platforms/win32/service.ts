@@ -11,7 +11,15 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { ServiceError, type InstallOutcome, type ServiceFile, type ServiceManager, type ServiceRef, type ServiceSpec, type ServiceStatus } from '../types.js';
+import {
+  ServiceError,
+  type InstallOutcome,
+  type ServiceFile,
+  type ServiceManager,
+  type ServiceRef,
+  type ServiceSpec,
+  type ServiceStatus,
+} from '../service/types.js';
 import { checkServiceName, requireAbsoluteCommand, runChecked, type CommandResult, type ServiceHost } from '../service/common.js';
 
 export interface SchtasksOptions {

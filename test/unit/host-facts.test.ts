@@ -1,7 +1,7 @@
 import os from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { hostFacts } from '../../agent/worker/info.js';
-import { parseOsRelease, parseSystemVersionPlist } from '../../platforms/posix/platform.js';
+import { parseOsRelease, parseSystemVersionPlist } from '../../platforms/posix/host-facts.js';
 import type { Platform } from '../../platforms/types.js';
 
 // A real macOS 14 SystemVersion.plist (what `sw_vers` reads).
