@@ -4,10 +4,12 @@ import { spawn } from 'node:child_process';
 import { Readable, pipeline } from 'node:stream';
 import { createGzip } from 'node:zlib';
 import { PyError } from '../fs/pyerrors.js';
-import type { TarStream } from './tar.js';
+
+/** A byte stream that `return()` stops early, releasing its files and processes (tar.ts's TarStream). */
+type ChunkStream = AsyncGenerator<Buffer, void, undefined>;
 
 /** 'w|gz': one gzip member, as Python's tarfile stream mode reads it. */
-export async function* gzipStream(tar: TarStream): TarStream {
+export async function* gzipStream(tar: ChunkStream): ChunkStream {
   const gz = createGzip();
   // Readable.from closes the generator (open files) when the pipeline is torn down early
   pipeline(Readable.from(tar, { objectMode: false }), gz, () => {
@@ -21,7 +23,7 @@ export async function* gzipStream(tar: TarStream): TarStream {
 }
 
 /** 'w|bz2': node has no bzip2, so the archive goes through `bzip2 -c`. */
-export async function* bzip2Stream(tar: TarStream, exe: string, environ: Record<string, string | undefined>): TarStream {
+export async function* bzip2Stream(tar: ChunkStream, exe: string, environ: Record<string, string | undefined>): ChunkStream {
   const child = spawn(exe, ['-c'], { stdio: ['pipe', 'pipe', 'pipe'], env: environ, windowsHide: true });
   const stderr: Buffer[] = [];
   child.stderr.on('data', (c: Buffer) => {
