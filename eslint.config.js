@@ -1,5 +1,5 @@
 // Lint rules: typescript-eslint's recommended set, plus the layering rule of ../shared/STYLE.md:
-// nothing outside platforms/ looks at process.platform; and no recursive mkdir (see agent/fs/makedirs.ts).
+// nothing outside platforms/ looks at process.platform; and no recursive mkdir (see platforms/common/makedirs.ts).
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
@@ -18,7 +18,8 @@ export default tseslint.config(
     },
   },
   // Node's recursive mkdir never returns where mkdir fails with ENOENT under an existing parent (/proc): the
-  // agent and platforms/ create directories only through agent/fs/makedirs.ts, which works level by level.
+  // agent and platforms/ create directories only through the level-by-level walk of platforms/common/makedirs.ts
+  // (the agent through agent/fs/makedirs.ts, the same walk with Python's errors).
   {
     files: ['agent/**/*.ts', 'platforms/**/*.ts'],
     rules: {
@@ -26,11 +27,11 @@ export default tseslint.config(
         'error',
         {
           selector: "CallExpression[callee.name=/^mkdir(Sync)?$/] > ObjectExpression > Property[key.name='recursive']",
-          message: 'recursive mkdir loops forever under /proc: use makedirs() from agent/fs/makedirs.ts',
+          message: 'recursive mkdir loops forever under /proc: use makedirs() from agent/fs/makedirs.ts (platforms/: platforms/common/makedirs.ts)',
         },
         {
           selector: "CallExpression[callee.property.name=/^mkdir(Sync)?$/] > ObjectExpression > Property[key.name='recursive']",
-          message: 'recursive mkdir loops forever under /proc: use makedirs() from agent/fs/makedirs.ts',
+          message: 'recursive mkdir loops forever under /proc: use makedirs() from agent/fs/makedirs.ts (platforms/: platforms/common/makedirs.ts)',
         },
       ],
     },
@@ -40,20 +41,39 @@ export default tseslint.config(
   {
     files: ['agent/commands/**/*.ts', 'agent/process/**/*.ts', 'agent/transfer/**/*.ts', 'agent/output/**/*.ts', 'agent/fs/**/*.ts'],
     rules: {
-      'no-restricted-imports': ['error', { patterns: [{ group: ['**/connection/**', '**/protocols/**', '**/worker/**', '**/cli/**', '**/agent.js'], message: 'commands and the stages below them never know the worker, the protocol or the CLI' }] }],
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['**/connection/**', '**/protocols/**', '**/worker/**', '**/cli/**', '**/agent.js'],
+              message: 'commands and the stages below them never know the worker, the protocol or the CLI',
+            },
+          ],
+        },
+      ],
     },
   },
   {
     files: ['agent/output/**/*.ts', 'agent/process/**/*.ts'],
     rules: {
-      'no-restricted-imports': ['error', { patterns: [{ group: ['**/connection/**', '**/protocols/**', '**/worker/**', '**/cli/**', '**/commands/*.js', '!**/commands/types.js'], message: 'output and process are below commands: only the command types may be imported' }] }],
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['**/connection/**', '**/protocols/**', '**/worker/**', '**/cli/**', '**/commands/*.js', '!**/commands/types.js'],
+              message: 'output and process are below commands: only the command types may be imported',
+            },
+          ],
+        },
+      ],
     },
   },
   {
     files: ['platforms/**/*.ts'],
     rules: {
-      // the one exception: the leaf module that replaces Node's recursive mkdir (no agent state, no policy)
-      'no-restricted-imports': ['error', { patterns: [{ regex: '(^|/)agent/(?!fs/makedirs\\.js$)', message: 'platforms/ implements interfaces; it does not import the agent' }] }],
+      'no-restricted-imports': ['error', { patterns: [{ regex: '(^|/)agent/', message: 'platforms/ implements interfaces; it does not import the agent' }] }],
     },
   },
   // Tooling (bench, release, demo, the harness) is what tests import, never the other way round.

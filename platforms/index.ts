@@ -2,7 +2,8 @@
 
 import { posixPlatform } from './posix/platform.js';
 import { win32Platform } from './win32/platform.js';
-import type { Platform, ServiceManager } from './types.js';
+import type { Platform } from './types.js';
+import type { ServiceManager } from './service/types.js';
 import { launchdServiceManager } from './darwin/service.js';
 import { systemdServiceManager } from './linux/service.js';
 import { realServiceHost } from './service/host.js';
@@ -11,6 +12,9 @@ import { schtasksServiceManager } from './win32/service.js';
 
 export type {
   Platform,
+  ProcessControl,
+  HostFacts,
+  OwnerNames,
   SpawnRequest,
   ProcessHandle,
   ExitStatus,
@@ -21,9 +25,10 @@ export type {
   InspectLimits,
   StackReport,
 } from './types.js';
-export type { ServiceManager, ServiceSpec, ServiceRef, ServiceStatus, ServiceFile, InstallOutcome } from './types.js';
+export type { ServiceManager, ServiceSpec, ServiceRef, ServiceStatus, ServiceFile, InstallOutcome } from './service/types.js';
 export type { ServiceHost, CommandRunner, CommandResult } from './service/common.js';
-export { SpawnError, ServiceError } from './types.js';
+export { SpawnError } from './types.js';
+export { ServiceError } from './service/types.js';
 
 export function currentPlatform(): Platform {
   switch (process.platform) {

@@ -3,6 +3,8 @@
 
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { currentPlatform } from '../../platforms/index.js';
+import type { ProcessControl } from '../../platforms/types.js';
 import { AgentError } from '../errors.js';
 import { EXIT_FAILED, EXIT_OK, parseCommandLine, reportErrors, type CliIO, type OptionSpec } from './io.js';
 import { PIDFILE, isProcessAlive, pidfilePath, pidfileProcessAlive, readPidfile, releasePidfile, removePidfile } from './pidfile.js';
@@ -29,8 +31,15 @@ const STOP_POLL_MS = 100;
 
 export type StopResult = { kind: 'stopped'; pid: number } | { kind: 'not-running'; reason: string } | { kind: 'timeout'; pid: number };
 
-/** Stops the agent in `basedir`; prints nothing (callers word the result for their context). */
-export async function stopWorker(basedir: string, waitMs: number = STOP_WAIT_MS): Promise<StopResult> {
+/**
+ * Stops the agent in `basedir`; prints nothing (callers word the result for their context). The signal goes
+ * through the platform: on Windows, which has no SIGTERM, it ends the agent at once.
+ */
+export async function stopWorker(
+  basedir: string,
+  waitMs: number = STOP_WAIT_MS,
+  platform: Pick<ProcessControl, 'signalProcess'> = currentPlatform(),
+): Promise<StopResult> {
   const dir = path.resolve(basedir);
   const pidfile = pidfilePath(dir);
   const pid = readPidfile(pidfile);
@@ -47,15 +56,15 @@ export async function stopWorker(basedir: string, waitMs: number = STOP_WAIT_MS)
       reason: `bbagent is not running in ${dir} (removed stale ${PIDFILE}: process ${pid} started after it was written, so it is another program)`,
     };
   }
+  let sent: boolean;
   try {
-    process.kill(pid, 'SIGTERM');
+    sent = platform.signalProcess(pid, 'TERM');
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ESRCH') {
-      releasePidfile(pidfile, pid);
-      return { kind: 'not-running', reason: `bbagent is not running in ${dir} (process ${pid} already exited)` };
-    }
     throw new AgentError('E_SIGNAL', `${COMMAND}: cannot signal process ${pid} (from ${pidfile}): ${(err as Error).message}`);
+  }
+  if (!sent) {
+    releasePidfile(pidfile, pid);
+    return { kind: 'not-running', reason: `bbagent is not running in ${dir} (process ${pid} already exited)` };
   }
   const deadline = Date.now() + waitMs;
   while (Date.now() < deadline) {

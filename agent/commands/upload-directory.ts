@@ -26,7 +26,7 @@ class UploadDirectory implements WorkerCommand {
     const writer: RemoteWriter = io.writer();
     // errors at the root (no such directory, bzip2 missing) fail the command before anything is sent, like
     // buildbot-worker's tarfile.add raising in start(): no header, no rc
-    const tar = await openTarStream(path, this.compress, { environ: this.env.environ });
+    const tar = await openTarStream(path, this.compress, { environ: this.env.environ, host: this.env.platform });
     const source = new IteratorBlockReader(tar);
 
     io.text('header', `sending ${path}\n`);

@@ -3,7 +3,7 @@
 // stacks where a debugger is installed. Bounded in time and size; the kill waits for it, nothing else does.
 
 import { CommandArgsError } from '../errors.js';
-import type { Platform, ProcessFacts, ProcessQuery, StackReport } from '../../platforms/types.js';
+import type { ProcessControl, ProcessFacts, ProcessQuery, StackReport } from '../../platforms/types.js';
 import { valueWithin } from '../timers.js';
 
 /** The step variable that says when to collect forensics: `timeout` (default), `always` (also on interrupt), `off`. */
@@ -128,7 +128,7 @@ export function prefixLines(text: string, prefix = HANG_PREFIX): string {
  * (FORENSICS_TIMEOUT_MS) in all; `signal` (an interrupt that cannot wait) ends it early with what it has.
  */
 export async function collectHangReport(
-  platform: Platform,
+  platform: ProcessControl,
   query: ProcessQuery,
   why: string,
   opts: { signal?: AbortSignal; timeoutMs?: number } = {},

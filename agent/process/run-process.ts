@@ -8,7 +8,7 @@ import path from 'node:path';
 import {
   SpawnError,
   type ExitStatus,
-  type Platform,
+  type ProcessControl,
   type ProcessHandle,
   type ProcessQuery,
   type ProcessRef,
@@ -112,7 +112,7 @@ export class RunProcess implements TrackedProcess {
   constructor(
     private readonly opts: RunProcessOptions,
     private readonly io: CommandIO,
-    private readonly platform: Platform,
+    private readonly platform: ProcessControl,
     private readonly logger: Logger,
     private readonly now: () => number,
   ) {

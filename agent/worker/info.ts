@@ -4,13 +4,13 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { Platform } from '../../platforms/types.js';
+import type { HostFacts } from '../../platforms/types.js';
 import { COMMAND_VERSION, type CommandDefinition } from '../commands/types.js';
 import type { Logger } from '../log.js';
 
 export interface WorkerInfoOptions {
   basedir: string;
-  platform: Platform;
+  platform: HostFacts;
   commands: readonly CommandDefinition[];
   /** The environment builds get (the agent's own BBAGENT_* variables already removed). */
   environ: Record<string, string>;
@@ -71,7 +71,7 @@ export async function collectWorkerInfo(o: WorkerInfoOptions): Promise<Record<st
  * workers. All of them come from files and OS calls (node:os, os-release, SystemVersion.plist): no program
  * runs, so collecting them costs well under a millisecond and cannot fail for lack of a tool.
  */
-export function hostFacts(platform: Platform): Record<string, string | number> {
+export function hostFacts(platform: HostFacts): Record<string, string | number> {
   const product = platform.osProduct();
   const cpus = os.cpus();
   return {

@@ -4,7 +4,15 @@
 
 import { existsSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { ServiceError, type InstallOutcome, type ServiceFile, type ServiceManager, type ServiceRef, type ServiceSpec, type ServiceStatus } from '../types.js';
+import {
+  ServiceError,
+  type InstallOutcome,
+  type ServiceFile,
+  type ServiceManager,
+  type ServiceRef,
+  type ServiceSpec,
+  type ServiceStatus,
+} from '../service/types.js';
 import { checkServiceName, compareInstalled, requireAbsoluteCommand, runChecked, writeAtomic, type ServiceHost, type UserInfo } from '../service/common.js';
 
 export interface LaunchdOptions {
@@ -67,6 +75,31 @@ export function renderPlist(spec: ServiceSpec, user: UserInfo | undefined): stri
   );
 }
 
+/** The account the job runs as: a LaunchAgent's is the installing user; a LaunchDaemon's --user or BASEDIR's owner, never root. */
+function resolveUser(host: ServiceHost, spec: ServiceSpec): UserInfo | undefined {
+  if (spec.session === 'agent') {
+    if (spec.user !== undefined) throw new ServiceError('E_SERVICE_SPEC', 'a LaunchAgent runs as the user who installs it: drop --user');
+    return host.lookupUser(host.uid());
+  }
+  const wanted = spec.user ?? host.ownerOf(spec.basedir);
+  if (wanted === undefined) throw new ServiceError('E_SERVICE_SPEC', `${spec.basedir} does not exist`);
+  const user = host.lookupUser(wanted);
+  if (!user) throw new ServiceError('E_SERVICE_USER', `no such user '${wanted}' (pass --user NAME)`);
+  if (user.uid === 0)
+    throw new ServiceError('E_SERVICE_USER', 'refusing to run the worker as root: pass --user NAME of an unprivileged account that owns BASEDIR');
+  return user;
+}
+
+/** Rights an operation on a job of `session` needs: root for a LaunchDaemon, the logged-in user (not root) for a LaunchAgent. */
+function needRights(host: ServiceHost, session: ServiceRef['session']): void {
+  if (session === 'agent') {
+    if (host.isPrivileged())
+      throw new ServiceError('E_SERVICE_RIGHTS', 'a LaunchAgent (--session agent) belongs to the logged-in user: run it as that user, without sudo');
+  } else if (!host.isPrivileged()) {
+    throw new ServiceError('E_SERVICE_RIGHTS', 'a LaunchDaemon needs root: run it with sudo (or use --session agent)');
+  }
+}
+
 export function launchdServiceManager(opts: LaunchdOptions): ServiceManager {
   const { host } = opts;
   const launchctl = opts.launchctl ?? 'launchctl';
@@ -77,42 +110,19 @@ export function launchdServiceManager(opts: LaunchdOptions): ServiceManager {
   const domain = (session: ServiceRef['session']): string => (session === 'agent' ? `gui/${host.uid()}` : 'system');
   const target = (ref: Pick<ServiceRef, 'name' | 'session'>): string => `${domain(ref.session)}/${launchdLabel(ref.name)}`;
 
-  const needRights = (session: ServiceRef['session']): void => {
-    if (session === 'agent') {
-      if (host.isPrivileged())
-        throw new ServiceError('E_SERVICE_RIGHTS', 'a LaunchAgent (--session agent) belongs to the logged-in user: run it as that user, without sudo');
-    } else if (!host.isPrivileged()) {
-      throw new ServiceError('E_SERVICE_RIGHTS', 'a LaunchDaemon needs root: run it with sudo (or use --session agent)');
-    }
-  };
-
-  const resolveUser = (spec: ServiceSpec): UserInfo | undefined => {
-    if (spec.session === 'agent') {
-      if (spec.user !== undefined) throw new ServiceError('E_SERVICE_SPEC', 'a LaunchAgent runs as the user who installs it: drop --user');
-      return host.lookupUser(host.uid());
-    }
-    const wanted = spec.user ?? host.ownerOf(spec.basedir);
-    if (wanted === undefined) throw new ServiceError('E_SERVICE_SPEC', `${spec.basedir} does not exist`);
-    const user = host.lookupUser(wanted);
-    if (!user) throw new ServiceError('E_SERVICE_USER', `no such user '${wanted}' (pass --user NAME)`);
-    if (user.uid === 0)
-      throw new ServiceError('E_SERVICE_USER', 'refusing to run the worker as root: pass --user NAME of an unprivileged account that owns BASEDIR');
-    return user;
-  };
-
   const loaded = async (ref: Pick<ServiceRef, 'name' | 'session'>): Promise<boolean> => (await host.run(launchctl, ['print', target(ref)])).code === 0;
 
   const render = (spec: ServiceSpec): ServiceFile[] => {
     checkServiceName(spec.name);
     requireAbsoluteCommand(spec);
-    return [{ path: plistPath(spec.name, spec.session), content: renderPlist(spec, resolveUser(spec)) }];
+    return [{ path: plistPath(spec.name, spec.session), content: renderPlist(spec, resolveUser(host, spec)) }];
   };
 
   return {
     kind: 'launchd',
     render,
     async install(spec, { force, noStart }): Promise<InstallOutcome> {
-      needRights(spec.session);
+      needRights(host, spec.session);
       const [plist] = render(spec);
       const state = compareInstalled(plist!, force, 'the launchd job');
       if (state === 'different' && (await loaded(spec))) await runChecked(host.run, launchctl, ['bootout', target(spec)]);
@@ -123,7 +133,7 @@ export function launchdServiceManager(opts: LaunchdOptions): ServiceManager {
       return state === 'new' ? 'installed' : state === 'same' ? 'unchanged' : 'replaced';
     },
     async uninstall(ref) {
-      needRights(ref.session);
+      needRights(host, ref.session);
       const file = plistPath(ref.name, ref.session);
       if (!existsSync(file)) return false;
       if (await loaded(ref)) await runChecked(host.run, launchctl, ['bootout', target(ref)]); // stops the job's process group
@@ -139,14 +149,14 @@ export function launchdServiceManager(opts: LaunchdOptions): ServiceManager {
       return { installed, running: state === 'running', enabled: installed, detail: `state = ${state}${pid ? `, pid ${pid}` : ''}` };
     },
     async start(ref) {
-      needRights(ref.session);
+      needRights(host, ref.session);
       const file = plistPath(ref.name, ref.session);
       if (!existsSync(file)) throw new ServiceError('E_SERVICE_MISSING', `${file} is not installed (bbagent service install)`);
       if (!(await loaded(ref))) await runChecked(host.run, launchctl, ['bootstrap', domain(ref.session), file]);
       await runChecked(host.run, launchctl, ['kickstart', target(ref)]);
     },
     async stop(ref) {
-      needRights(ref.session);
+      needRights(host, ref.session);
       // With KeepAlive a killed job comes straight back: unloading is what stops it (until start, boot or login).
       if (await loaded(ref)) await runChecked(host.run, launchctl, ['bootout', target(ref)]);
     },

@@ -3,7 +3,15 @@
 
 import { existsSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { ServiceError, type InstallOutcome, type ServiceFile, type ServiceManager, type ServiceRef, type ServiceSpec, type ServiceStatus } from '../types.js';
+import {
+  ServiceError,
+  type InstallOutcome,
+  type ServiceFile,
+  type ServiceManager,
+  type ServiceRef,
+  type ServiceSpec,
+  type ServiceStatus,
+} from '../service/types.js';
 import { checkServiceName, compareInstalled, requireAbsoluteCommand, runChecked, writeAtomic, type ServiceHost, type UserInfo } from '../service/common.js';
 
 export interface SystemdOptions {
@@ -74,6 +82,49 @@ WantedBy=multi-user.target
 `;
 }
 
+/** The account to run as: --user, else BASEDIR's owner; never root, and it must own BASEDIR. */
+function resolveUser(host: ServiceHost, spec: ServiceSpec): UserInfo {
+  const owner = host.ownerOf(spec.basedir);
+  const wanted = spec.user ?? owner;
+  if (wanted === undefined) throw new ServiceError('E_SERVICE_SPEC', `${spec.basedir} does not exist`);
+  const user = host.lookupUser(wanted);
+  if (!user) throw new ServiceError('E_SERVICE_USER', `no such user '${wanted}' (create it, or pass --user NAME)`);
+  if (user.uid === 0) {
+    throw new ServiceError(
+      'E_SERVICE_USER',
+      `refusing to run the worker as root: builds run whatever the master sends. Create an unprivileged account ` +
+        `that owns ${spec.basedir} (chown -R NAME ${spec.basedir}) and pass --user NAME`,
+    );
+  }
+  if (owner !== undefined && owner !== user.uid) {
+    const ownerName = host.lookupUser(owner)?.name ?? String(owner);
+    throw new ServiceError(
+      'E_SERVICE_USER',
+      `${spec.basedir} belongs to ${ownerName}, not to ${user.name}, who must write it: chown -R ${user.name} ${spec.basedir}`,
+    );
+  }
+  return user;
+}
+
+/** The unit's state from `systemctl show --property=LoadState,ActiveState,SubState,UnitFileState,MainPID`. */
+function parseSystemctlShow(stdout: string, unitFileExists: boolean): ServiceStatus {
+  const props = Object.fromEntries(
+    stdout
+      .split('\n')
+      .filter((l) => l.includes('='))
+      .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+  );
+  const active = props['ActiveState'] ?? 'unknown';
+  const sub = props['SubState'] ?? '';
+  const pid = props['MainPID'] && props['MainPID'] !== '0' ? `, pid ${props['MainPID']}` : '';
+  return {
+    installed: unitFileExists && props['LoadState'] !== 'not-found',
+    running: active === 'active',
+    enabled: props['UnitFileState'] === 'enabled',
+    detail: `${active}${sub ? ` (${sub})` : ''}${pid}, ${props['UnitFileState'] ?? 'unknown'}`,
+  };
+}
+
 export function systemdServiceManager(opts: SystemdOptions): ServiceManager {
   const { host } = opts;
   const unitDir = opts.unitDir ?? '/etc/systemd/system';
@@ -91,34 +142,10 @@ export function systemdServiceManager(opts: SystemdOptions): ServiceManager {
   };
   const ctl = (...args: string[]): Promise<unknown> => runChecked(host.run, systemctl, args);
 
-  /** The account to run as: --user, else BASEDIR's owner; never root, and it must own BASEDIR. */
-  const resolveUser = (spec: ServiceSpec): UserInfo => {
-    const owner = host.ownerOf(spec.basedir);
-    const wanted = spec.user ?? owner;
-    if (wanted === undefined) throw new ServiceError('E_SERVICE_SPEC', `${spec.basedir} does not exist`);
-    const user = host.lookupUser(wanted);
-    if (!user) throw new ServiceError('E_SERVICE_USER', `no such user '${wanted}' (create it, or pass --user NAME)`);
-    if (user.uid === 0) {
-      throw new ServiceError(
-        'E_SERVICE_USER',
-        `refusing to run the worker as root: builds run whatever the master sends. Create an unprivileged account ` +
-          `that owns ${spec.basedir} (chown -R NAME ${spec.basedir}) and pass --user NAME`,
-      );
-    }
-    if (owner !== undefined && owner !== user.uid) {
-      const ownerName = host.lookupUser(owner)?.name ?? String(owner);
-      throw new ServiceError(
-        'E_SERVICE_USER',
-        `${spec.basedir} belongs to ${ownerName}, not to ${user.name}, who must write it: chown -R ${user.name} ${spec.basedir}`,
-      );
-    }
-    return user;
-  };
-
   const render = (spec: ServiceSpec): ServiceFile[] => {
     checkServiceName(spec.name);
     requireAbsoluteCommand(spec);
-    return [{ path: unitPathOf(spec.name), content: renderUnit(spec, resolveUser(spec).name) }];
+    return [{ path: unitPathOf(spec.name), content: renderUnit(spec, resolveUser(host, spec).name) }];
   };
 
   return {
@@ -153,21 +180,7 @@ export function systemdServiceManager(opts: SystemdOptions): ServiceManager {
       const installed = existsSync(unitPathOf(ref.name));
       if (!systemdRunning()) return { installed, running: undefined, enabled: undefined, detail: 'systemd is not running on this machine' };
       const r = await host.run(systemctl, ['show', unitName(ref.name), '--property=LoadState,ActiveState,SubState,UnitFileState,MainPID']);
-      const props = Object.fromEntries(
-        r.stdout
-          .split('\n')
-          .filter((l) => l.includes('='))
-          .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
-      );
-      const active = props['ActiveState'] ?? 'unknown';
-      const sub = props['SubState'] ?? '';
-      const pid = props['MainPID'] && props['MainPID'] !== '0' ? `, pid ${props['MainPID']}` : '';
-      return {
-        installed: installed && props['LoadState'] !== 'not-found',
-        running: active === 'active',
-        enabled: props['UnitFileState'] === 'enabled',
-        detail: `${active}${sub ? ` (${sub})` : ''}${pid}, ${props['UnitFileState'] ?? 'unknown'}`,
-      };
+      return parseSystemctlShow(r.stdout, installed);
     },
     async start(ref) {
       needRoot();

@@ -4,7 +4,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, lstatSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { makedirs } from '../../agent/fs/makedirs.js';
+import { makedirs } from '../common/makedirs.js';
 
 /** One embedded file: where it goes below the extraction directory, which asset holds it, its mode. */
 export interface ManifestFile {

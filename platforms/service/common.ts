@@ -4,8 +4,8 @@
 import { execFile } from 'node:child_process';
 import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { makedirs } from '../../agent/fs/makedirs.js';
-import { ServiceError, type ServiceFile, type ServiceSpec } from '../types.js';
+import { makedirs } from '../common/makedirs.js';
+import { ServiceError, type ServiceFile, type ServiceSpec } from './types.js';
 
 export interface CommandResult {
   code: number;

@@ -1,99 +1,11 @@
-// The Windows platform: cmd.exe, taskkill /T for trees. Not yet exercised on a real Windows host.
-// Tracking markers are not supported: Windows has no readable environment of other processes, and the
-// process tree is what taskkill /T finds (a per-command job object would need native code; see
-// docs/compatibility.md).
+// The Windows platform: process control and host facts of Windows.
 
-import { execFile, spawn as cpSpawn } from 'node:child_process';
-import os from 'node:os';
-import { SpawnError, type ExitStatus, type Platform } from '../types.js';
+import type { Platform } from '../types.js';
+import { win32HostFacts } from './host-facts.js';
+import { win32ProcessControl, type Win32Deps } from './process-control.js';
 
-/** taskkill normally answers at once; a wedged one must not hold a command's end forever (ms). */
-const TASKKILL_TIMEOUT_MS = 10_000;
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** What win32Platform runs; tests replace it. */
-export interface Win32Deps {
-  /** Runs a program and calls `done` when it ended (default: execFile with TASKKILL_TIMEOUT_MS). */
-  run?: (file: string, args: readonly string[], done: () => void) => void;
-}
+export type { Win32Deps } from './process-control.js';
 
 export function win32Platform(deps: Win32Deps = {}): Platform {
-  const run =
-    deps.run ??
-    ((file: string, args: readonly string[], done: () => void): void => {
-      execFile(file, args, { windowsHide: true, timeout: TASKKILL_TIMEOUT_MS }, () => done());
-    });
-  return {
-    id: 'win32',
-    osName: 'nt',
-    pathListSeparator: ';',
-    supportsPty: false,
-    shellArgv: (command) => [process.env['COMSPEC'] ?? 'cmd.exe', '/c', command],
-    spawn(req) {
-      if (req.pty) throw new SpawnError('ENOTSUP', 'usePTY is not supported on Windows yet');
-      const child = cpSpawn(req.argv[0] ?? '', req.argv.slice(1), {
-        cwd: req.cwd,
-        env: req.env,
-        stdio: ['pipe', 'pipe', 'pipe'],
-        windowsHide: true,
-      });
-      if (child.pid === undefined) throw new SpawnError('ENOENT', `could not start '${req.argv[0]}'`, 2);
-      if (!req.stdinPipe) child.stdin!.end();
-      child.stdin!.on('error', () => {});
-      let cb: ((s: ExitStatus) => void) | undefined;
-      let status: ExitStatus | undefined;
-      child.on('close', (code) => {
-        status = { code: code ?? 1, signal: null };
-        cb?.(status);
-      });
-      return {
-        pid: child.pid,
-        onStdout: (f) => child.stdout!.on('data', f),
-        onStderr: (f) => child.stderr!.on('data', f),
-        onExit: (f) => {
-          cb = f;
-          if (status) f(status);
-        },
-        writeStdin: (d) => child.stdin!.write(d),
-        closeStdin: () => child.stdin!.end(),
-        pause: () => child.stdout!.pause(),
-        resume: () => child.stdout!.resume(),
-        closeOutput: () => {
-          child.stdout!.destroy();
-          child.stderr!.destroy();
-        },
-      };
-    },
-    tracksMarkers: false,
-    // Not supported: only the root is known (taskkill /T finds the rest when killing).
-    findProcesses: async (q) => (q.root !== undefined && alive(q.root) ? [{ pid: q.root, start: undefined }] : []),
-    killProcesses(_sig, q) {
-      // Only the root, and only while the caller knows it unreaped: `group` is the same pid, but once the process
-      // was reaped that pid may be another program's, which taskkill /T would kill with its whole tree. (A tree
-      // whose root ended cannot be found through it anyway: Windows links children to a live parent only.)
-      const root = q.root;
-      if (root === undefined) return Promise.resolve([]);
-      return new Promise((resolve) => run('taskkill', ['/PID', String(root), '/T', '/F'], () => resolve([{ pid: root, start: undefined }])));
-    },
-    inspectProcesses: async (pids) =>
-      pids.map((pid) => ({ pid, ppid: undefined, state: undefined, cpuSeconds: undefined, wchan: undefined, openFiles: undefined, command: '?' })),
-    // Not supported: no stack tool is looked for on Windows.
-    collectStacks: async () => ({ tool: undefined, text: '' }),
-    processStartMs: () => undefined,
-    signalNumber: (name) => ({ KILL: 9, TERM: 15, INT: 2 })[name],
-    removeTreeArgv: (p) => ['cmd.exe', '/c', 'rmdir', '/s', '/q', p],
-    chmodTreeArgv: (p) => ['attrib', '-R', `${p}\\*`, '/S'],
-    copyTreeArgv: (from, to) => ['xcopy', '/E', '/I', '/H', '/K', '/Y', from, to],
-    osRelease: () => ({}),
-    // os.version() is the edition from the registry ("Windows 10 Pro"), os.release() the build ("10.0.19045").
-    osProduct: () => ({ name: os.version(), version: os.release() }),
-  };
+  return { ...win32ProcessControl(deps), ...win32HostFacts() };
 }

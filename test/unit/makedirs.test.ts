@@ -1,14 +1,16 @@
-// Checks the one directory-creating wrapper (agent/fs/makedirs.ts) against python3's os.makedirs: same
-// errors (type, errno, the path named), same directories made; and that it ends where Node's recursive mkdir
-// loops for ever (/proc), also through the callers a master reaches (a shell step's workdir, mkdir, cpdir).
+// Checks the one directory-creating walk (platforms/common/makedirs.ts) through the agent's wrapper
+// (agent/fs/makedirs.ts) against python3's os.makedirs: same errors (type, errno, the path named), same
+// directories made; that it ends where Node's recursive mkdir loops for ever (/proc), also through the callers a
+// master reaches (a shell step's workdir, mkdir, cpdir); and platforms' own use of it, with Node's errors.
 
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MAX_MAKEDIRS_LEVELS, makedirs } from '../../agent/fs/makedirs.js';
 import { PyError, PyOSError } from '../../agent/fs/pyerrors.js';
+import { makedirsWith, makedirs as platformMakedirs, type DirectoryOps } from '../../platforms/common/makedirs.js';
 import { runIsolated } from './fs-isolated.js';
 
 let tmp: string;
@@ -133,5 +135,64 @@ describe('callers a master reaches end where Node would loop for ever', () => {
       ['status', 'rc', 2],
       ['failure', 'FileNotFoundError', "[Errno 2] No such file or directory: '/proc/a'"],
     ]);
+  });
+});
+
+describe("platforms' makedirs (Node's errors, the same walk)", () => {
+  const nodeMakedirs = (p: string, existOk: boolean): unknown => {
+    try {
+      platformMakedirs(p, { existOk });
+      return 'ok';
+    } catch (err) {
+      return (err as NodeJS.ErrnoException).code;
+    }
+  };
+
+  it("ends where Node's recursive mkdir loops (/proc) with ENOENT, and fails as mkdir does elsewhere", () => {
+    expect(nodeMakedirs('/proc/x/y', true)).toBe('ENOENT');
+    expect(nodeMakedirs('/dev/null/x', true)).toBe('ENOTDIR');
+    expect(nodeMakedirs(join(tmp, 'exists'), false)).toBe('EEXIST');
+    expect(nodeMakedirs(join(tmp, 'exists'), true)).toBe('ok');
+    expect(nodeMakedirs(join(tmp, 'file'), true)).toBe('EEXIST'); // a file, not a directory
+  });
+
+  it('creates every missing level with the mode (trailing slash, "." and ".." levels)', () => {
+    for (const rel of ['a/b/c', 'd/e/', 'f/g/.', 'h/../i/j']) expect(nodeMakedirs(`${join(tmp, 'node')}/${rel}`, false)).toBe('ok'); // not join(): it would drop 'h/..'
+    for (const part of ['a/b/c', 'd/e', 'f/g', 'h', 'i/j']) expect(statSync(join(tmp, 'node', part)).isDirectory()).toBe(true);
+    platformMakedirs(join(tmp, 'node-modes', 'x'), { mode: 0o700 });
+    expect(statSync(join(tmp, 'node-modes')).mode & 0o777).toBe(0o700);
+    expect(statSync(join(tmp, 'node-modes', 'x')).mode & 0o777).toBe(0o700);
+  });
+
+  it('is bounded: too many missing levels is E_MAKEDIRS_DEPTH, nothing made', () => {
+    const deep = join(tmp, 'node-deep', ...Array.from({ length: MAX_MAKEDIRS_LEVELS + 10 }, () => 'a'));
+    expect(nodeMakedirs(deep, true)).toBe('E_MAKEDIRS_DEPTH');
+    expect(existsSync(join(tmp, 'node-deep'))).toBe(false);
+  });
+
+  it('a level made by someone else meanwhile (EEXIST on the way down) is fine; another error stops the walk', () => {
+    const made: string[] = [];
+    const ops: DirectoryOps = {
+      split: (p) => [dirname(p), basename(p)],
+      exists: (p) => p === '/r',
+      isdir: (p) => p === '/r/a/b',
+      mkdir: (p) => {
+        made.push(p);
+        if (p === '/r/a') throw Object.assign(new Error('raced'), { code: 'EEXIST' });
+      },
+      tooDeep: () => new Error('deep'),
+    };
+    makedirsWith(ops, '/r/a/b');
+    expect(made).toEqual(['/r/a', '/r/a/b']);
+    made.length = 0;
+    const failing: DirectoryOps = {
+      ...ops,
+      mkdir: (p) => {
+        made.push(p);
+        throw Object.assign(new Error('ro'), { code: 'EROFS' });
+      },
+    };
+    expect(() => makedirsWith(failing, '/r/a/b')).toThrow('ro');
+    expect(made).toEqual(['/r/a']); // '/r/a' failed: '/r/a/b' is not tried
   });
 });

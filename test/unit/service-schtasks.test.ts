@@ -7,15 +7,9 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import {
-  QUERY_SCRIPT,
-  REGISTER_SCRIPT,
-  definitionDigest,
-  renderTaskXml,
-  schtasksServiceManager,
-  taskName,
-  windowsQuote,
-} from '../../platforms/win32/service.js';
+import { schtasksServiceManager } from '../../platforms/win32/service.js';
+import { definitionDigest, renderTaskXml, taskName, windowsQuote } from '../../platforms/win32/task-definition.js';
+import { QUERY_SCRIPT, REGISTER_SCRIPT } from '../../platforms/win32/task-scripts.js';
 import type { CommandResult, ServiceSpec } from '../../platforms/index.js';
 import { findExecutable } from '../../scripts/harness/process.js';
 import { fakeHost, scratchDir, type FakeHost } from './service-helpers.js';

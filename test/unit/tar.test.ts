@@ -8,6 +8,7 @@ import {
   constants as fsConstants,
   openSync,
   chmodSync,
+  existsSync,
   linkSync,
   lstatSync,
   mkdirSync,
@@ -16,6 +17,7 @@ import {
   readdirSync,
   readlinkSync,
   rmSync,
+  statSync,
   symlinkSync,
   truncateSync,
   utimesSync,
@@ -24,7 +26,12 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BZIP2_MISSING, openTarStream, paxHeader, pyFloatRepr, roundHalfEven } from '../../agent/transfer/tar.js';
+import { currentPlatform } from '../../platforms/index.js';
+import { pyFloatRepr, roundHalfEven } from '../../agent/transfer/py-float.js';
+import { BZIP2_MISSING, openTarStream, type TarHost } from '../../agent/transfer/tar.js';
+import { paxHeader } from '../../agent/transfer/tar-header.js';
+
+const host = currentPlatform();
 
 let tmp: string;
 let src: string;
@@ -33,7 +40,7 @@ const LONG_FILE = 'f'.repeat(70) + '.txt';
 
 async function archive(root: string, compress: string | null, readChunkSize?: number): Promise<Buffer> {
   const parts: Buffer[] = [];
-  for await (const c of await openTarStream(root, compress, readChunkSize ? { readChunkSize } : {})) parts.push(c);
+  for await (const c of await openTarStream(root, compress, readChunkSize ? { host, readChunkSize } : { host })) parts.push(c);
   return Buffer.concat(parts);
 }
 
@@ -200,14 +207,14 @@ describe('tar writer', () => {
 
   it('a missing directory fails before any byte, as FileNotFoundError', async () => {
     const missing = join(tmp, 'nope');
-    await expect(openTarStream(missing, 'gz')).rejects.toMatchObject({
+    await expect(openTarStream(missing, 'gz', { host })).rejects.toMatchObject({
       pyType: 'FileNotFoundError',
       message: `[Errno 2] No such file or directory: '${missing}'`,
     });
   });
 
   it('bz2 without a bzip2 program fails clearly', async () => {
-    await expect(openTarStream(src, 'bz2', { environ: { PATH: join(tmp, 'no-such-bin') } })).rejects.toThrow(BZIP2_MISSING);
+    await expect(openTarStream(src, 'bz2', { host, environ: { PATH: join(tmp, 'no-such-bin') } })).rejects.toThrow(BZIP2_MISSING);
   });
 
   for (const compress of [null, 'gz', 'bz2']) {
@@ -221,7 +228,7 @@ describe('tar writer', () => {
         }
       };
       const before = fds();
-      const tar = await openTarStream(src, compress, { readChunkSize: 4096 });
+      const tar = await openTarStream(src, compress, { host, readChunkSize: 4096 });
       // read into big.bin so a file is open
       let n = 0;
       for (let r = await tar.next(); !r.done && n < 200; r = await tar.next()) n++;
@@ -238,7 +245,7 @@ describe('tar writer', () => {
       const dir = join(tmp, `shrink-${String(compress)}`);
       mkdirSync(dir);
       writeFileSync(join(dir, 'f.bin'), randomBytes(8 * 1024 * 1024));
-      const tar = await openTarStream(dir, compress, { readChunkSize: 4096 });
+      const tar = await openTarStream(dir, compress, { host, readChunkSize: 4096 });
       // into the file's data (plain: root header, file header, first data chunk)
       for (let i = 0; i < 3; i++) expect((await tar.next()).done).toBe(false);
       truncateSync(join(dir, 'f.bin'), 1000);
@@ -259,7 +266,7 @@ describe('tar writer', () => {
       mkdirSync(dir);
       const f = join(dir, 'f.txt');
       writeFileSync(f, 'regular when lstat saw it');
-      const tar = await openTarStream(dir, null);
+      const tar = await openTarStream(dir, null, { host });
       // root header, then the file's header: lstat is done, open is next
       for (let i = 0; i < 2; i++) expect((await tar.next()).done).toBe(false);
       rmSync(f);
@@ -283,7 +290,7 @@ describe('tar writer', () => {
     writeFileSync(join(dir, 'secret'), 'x');
     chmodSync(join(dir, 'secret'), 0);
     const run = async (): Promise<void> => {
-      for await (const _ of await openTarStream(dir, 'gz')) void _;
+      for await (const _ of await openTarStream(dir, 'gz', { host })) void _;
     };
     await expect(run()).rejects.toMatchObject({ pyType: 'PermissionError' });
   });
@@ -299,6 +306,39 @@ describe('tar writer', () => {
       },
     );
     expect(out.trim()).toBe("[('', 6, True)]");
+  });
+
+  /** Device numbers and owner names of the one member of an archive, as Python's tarfile reads them. */
+  const readMember = (data: Buffer): string =>
+    execFileSync(
+      'python3',
+      ['-c', "import tarfile,sys\nfor m in tarfile.open(fileobj=sys.stdin.buffer, mode='r|'): print(m.devmajor, m.devminor, m.uname, m.gname)"],
+      { input: data, encoding: 'utf8' },
+    ).trim();
+
+  it.runIf(existsSync('/dev/null'))('a device file: major and minor as the platform decodes st_rdev, owners as it names them', async () => {
+    const rdevs: bigint[] = [];
+    const fake: TarHost = {
+      deviceNumbers: (rdev) => (rdevs.push(rdev), [3, 2]),
+      ownerNames: () => ({ user: () => 'alice', group: () => 'staff' }),
+      findProgram: () => null,
+    };
+    const parts: Buffer[] = [];
+    for await (const c of await openTarStream('/dev/null', null, { host: fake })) parts.push(c);
+    expect(readMember(Buffer.concat(parts))).toBe('3 2 alice staff');
+    expect(rdevs).toEqual([statSync('/dev/null', { bigint: true }).rdev]);
+  });
+
+  it.runIf(existsSync('/dev/null'))("the real platform gives what Python's os.major / os.minor and pwd give on this host", async () => {
+    const python = execFileSync(
+      'python3',
+      [
+        '-c',
+        "import os,pwd,grp\nst=os.stat('/dev/null')\nprint(os.major(st.st_rdev), os.minor(st.st_rdev), pwd.getpwuid(st.st_uid)[0], grp.getgrgid(st.st_gid)[0])",
+      ],
+      { encoding: 'utf8' },
+    ).trim();
+    expect(readMember(await archive('/dev/null', null))).toBe(python);
   });
 });
 

@@ -32,7 +32,7 @@ import type { Logger } from '../../agent/log.js';
 import { openTarStream } from '../../agent/transfer/tar.js';
 import { journalDir } from '../../agent/transfer/temp-journal.js';
 import { runIsolated } from './fs-isolated.js';
-import type { Platform } from '../../platforms/types.js';
+import { currentPlatform } from '../../platforms/index.js';
 import { mountTmpfs, tmpfsSupport, unmount } from '../helpers/tmpfs.js';
 
 type Event = ['text', string, string] | ['status', string, StatusValue];
@@ -121,7 +121,7 @@ function harness(reader = new FakeReader()): Harness {
 
 function envFor(h: Harness): CommandEnv {
   const logger: Logger = { info() {}, debug() {}, error: (m) => void h.warnings.push(m), warn: (m) => void h.warnings.push(m) };
-  return { basedir: tmp, environ: h.environ, platform: {} as Platform, logger, now: () => Date.now() / 1000 };
+  return { basedir: tmp, environ: h.environ, platform: currentPlatform(), logger, now: () => Date.now() / 1000 };
 }
 
 function start(def: CommandDefinition, args: CommandArgs, h: Harness) {
@@ -346,7 +346,7 @@ describe('upload_directory', () => {
       ]);
       const sent = Buffer.concat(h.writer.data);
       const direct: Buffer[] = [];
-      for await (const c of await openTarStream(dir, compress)) direct.push(c);
+      for await (const c of await openTarStream(dir, compress, { host: currentPlatform() })) direct.push(c);
       expect(sent.equals(Buffer.concat(direct))).toBe(true);
       // the master extracts it
       const tarFile = join(tmp, `sent-${String(compress)}.tar`);

@@ -1,0 +1,74 @@
+// The service manager's vocabulary: what `bbagent service` installs, asks about and removes, behind one
+// interface for systemd, launchd and the Task Scheduler.
+
+/** What `bbagent service install` registers: one worker (its BASEDIR) run in the foreground by the OS's service manager. */
+export interface ServiceSpec {
+  /** Service id, [A-Za-z0-9_.-]: systemd unit bbagent-<name>.service, launchd label org.buildbot.bbagent.<name>, task \bbagent\<name>. */
+  name: string;
+  /** One line for humans (the unit's Description=). */
+  description: string;
+  /** Absolute worker directory. */
+  basedir: string;
+  /** Absolute program and its arguments that run the worker in the foreground. */
+  command: string[];
+  /** Account the worker runs as; undefined: the manager's default (Linux/macOS daemon: BASEDIR's owner). */
+  user?: string;
+  /** macOS: a LaunchDaemon at boot without a GUI session (default), or a LaunchAgent in the user's login session. */
+  session?: 'daemon' | 'agent';
+  /** Windows: the password of `user` for the Task Scheduler; it goes to a script's stdin, never to a file or a command line. */
+  password?: string;
+}
+
+/** Which installed service an operation is about. */
+export interface ServiceRef {
+  name: string;
+  basedir: string;
+  session?: 'daemon' | 'agent';
+  /** The agent's pidfile in BASEDIR (Windows stop ends the worker's process tree through it). */
+  pidFile: string;
+}
+
+/** A file the service manager writes (a systemd unit, a launchd plist, a scheduled-task definition). */
+export interface ServiceFile {
+  path: string;
+  content: string | Buffer;
+}
+
+export interface ServiceStatus {
+  installed: boolean;
+  /** undefined when the manager could not be asked (e.g. systemd not running). */
+  running: boolean | undefined;
+  /** Starts at boot (or login, for a LaunchAgent). */
+  enabled: boolean | undefined;
+  /** The manager's own words: "active (running)", "state = running", ... */
+  detail: string;
+}
+
+export type InstallOutcome = 'installed' | 'unchanged' | 'replaced';
+
+/**
+ * The OS service manager, behind one interface: systemd on Linux, launchd on macOS, the Task Scheduler on
+ * Windows. Failures throw ServiceError with a stable code.
+ */
+export interface ServiceManager {
+  readonly kind: 'systemd' | 'launchd' | 'schtasks';
+  /** The files install writes, without touching anything (for --dry-run and for validation). */
+  render(spec: ServiceSpec): ServiceFile[];
+  /** Idempotent: the same settings again are 'unchanged'; different ones are refused unless `force`. Starts it unless `noStart`. */
+  install(spec: ServiceSpec, opts: { force: boolean; noStart: boolean }): Promise<InstallOutcome>;
+  /** Stops and removes the service; BASEDIR is never touched. False when nothing was installed. */
+  uninstall(ref: ServiceRef): Promise<boolean>;
+  status(ref: ServiceRef): Promise<ServiceStatus>;
+  start(ref: ServiceRef): Promise<void>;
+  stop(ref: ServiceRef): Promise<void>;
+}
+
+export class ServiceError extends Error {
+  /** E_SERVICE_RIGHTS, E_SERVICE_EXISTS, E_SERVICE_USER, E_SERVICE_MANAGER, E_SERVICE_COMMAND, E_SERVICE_MISSING, E_SERVICE_SPEC */
+  readonly code: string;
+  constructor(code: string, message: string) {
+    super(message);
+    this.name = 'ServiceError';
+    this.code = code;
+  }
+}
