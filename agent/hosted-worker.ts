@@ -2,6 +2,7 @@
 // redaction set), its master connection kept up by a ConnectionManager, and its shutdown.stamp watcher. An agent
 // runs one per configured worker; what they share (processes, budget, signals) is passed in.
 
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { Platform } from '../platforms/types.js';
 import { COMMAND_TABLE } from './commands/index.js';
@@ -9,6 +10,8 @@ import type { WorkerConfig } from './config/schema.js';
 import { cleartextWarning } from './connection/cleartext.js';
 import { masterEndpoint } from './connection/endpoint.js';
 import { ConnectionManager } from './connection/manager.js';
+import { AgentError, errorMessage } from './errors.js';
+import { makedirs } from './fs/makedirs.js';
 import type { Logger } from './log.js';
 import type { TokenBucket } from './output/budget.js';
 import { outputSetupFromConfig } from './output/setup.js';
@@ -60,6 +63,7 @@ export class HostedWorker {
   ) {
     this.ended = new Promise((r) => (this.resolveEnded = r));
     const basedir = (this.basedir = path.resolve(config.basedir));
+    ensureBasedir(basedir, logger);
     sweepTempFiles(basedir, logger); // temp files of downloads a kill -9 interrupted
     const output = outputSetupFromConfig(config, basedir, shared.agentBucket, logger);
     const { platform, environ, processes } = shared;
@@ -155,6 +159,20 @@ export class HostedWorker {
   /** The agent stops this worker. */
   stop(): void {
     this.end('stopped');
+  }
+}
+
+/**
+ * A worker's base directory is created when missing (an entry of `workers` names one by hand; create-worker
+ * made the top level's): a msgpack master lists it before anything else, and refuses a worker without it.
+ */
+function ensureBasedir(basedir: string, logger: Logger): void {
+  if (existsSync(basedir)) return;
+  try {
+    makedirs(basedir, { existOk: true });
+    logger.info(`created the base directory ${basedir}`);
+  } catch (err) {
+    throw new AgentError('E_CONFIG', `basedir: cannot create ${basedir}: ${errorMessage(err)}`);
   }
 }
 
