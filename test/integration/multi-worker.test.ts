@@ -1,6 +1,7 @@
 // Several workers in one agent process (bbagent.json `workers`): one bbagent attaches two workers to one real
 // master, one over PB and one over msgpack, each with its own base directory; builds on both run at the same
-// time and finish with their logs; SIGTERM detaches both; a bad entry refuses to start, naming it.
+// time and finish with their logs; a third worker whose master is gone gives up alone; SIGTERM detaches both;
+// a bad entry refuses to start, naming it.
 
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -8,6 +9,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BbagentWorker, BUNDLE } from './bbagent-worker.js';
 import { BuildbotMaster, Results, channelText, findLog, findStep, type BuildResult, type RestStep } from './harness/master.js';
+import { freePort } from './harness/ports.js';
 import { runCommand } from './harness/process.js';
 
 const PB_PASSWORD = 'pb-password-1';
@@ -50,6 +52,7 @@ describe('two workers in one agent process', () => {
   });
 
   it('attaches both workers, runs a build on each at the same time, and detaches both on SIGTERM', async () => {
+    const nobodyListens = await freePort();
     agent = await BbagentWorker.start({
       dir: agentDir,
       masterPort: master.portFor('pb'),
@@ -59,13 +62,19 @@ describe('two workers in one agent process', () => {
       // the workers side by side in the agent's directory
       config: {
         basedir: 'w-pb',
-        workers: [{ basedir: 'w-mp', name: 'w-mp', password: MP_PASSWORD, protocol: 'msgpack', masterPort: master.portFor('msgpack') }],
+        workers: [
+          { basedir: 'w-mp', name: 'w-mp', password: MP_PASSWORD, protocol: 'msgpack', masterPort: master.portFor('msgpack') },
+          { basedir: 'w-gone', name: 'w-gone', masterPort: nobodyListens, maxretries: 0 },
+        ],
       },
     });
     const [pbWorker, mpWorker] = await Promise.all([master.waitForWorker('w-pb'), master.waitForWorker('w-mp')]);
     // each worker's log lines carry its name
     await agent.waitForOutput(/\[w-pb\] Connected to 127\.0\.0\.1:\d+ \(pb\)/);
     await agent.waitForOutput(/\[w-mp\] Connected to 127\.0\.0\.1:\d+ \(msgpack\)/);
+    // the worker whose master is gone stops alone; the others go on
+    await agent.waitForOutput(/\[w-gone\] giving up after 1 failed connection attempts \(maxretries 0\)/);
+    await agent.waitForOutput(/worker 'w-gone' stopped \(its master gave up\); 2 other worker\(s\) go on/);
 
     const [pbRequest, mpRequest] = await Promise.all([master.forceBuild('b-pb'), master.forceBuild('b-mp')]);
     const [pbBuild, mpBuild] = await Promise.all([master.waitForBuild(pbRequest), master.waitForBuild(mpRequest)]);
@@ -83,7 +92,8 @@ describe('two workers in one agent process', () => {
 
     agent.signal('SIGTERM');
     await Promise.all([master.waitForWorker('w-pb', false), master.waitForWorker('w-mp', false)]);
-    expect(await agent.exited).toBe(0);
+    // a worker gave up: the agent says so in its exit code
+    expect(await agent.exited).toBe(1);
     expect(agent.output).toMatch(/received SIGTERM/);
     expect(agent.output).toMatch(/bbagent stopped/);
   }, 120_000);
