@@ -3,7 +3,11 @@
 
 export type Protocol = 'pb' | 'msgpack';
 
-export interface AgentConfig {
+/**
+ * One worker's complete settings. The agent-wide fields (umask, logs, the agent's output budget, ...) are the
+ * same in every worker of an agent; config/workers.ts says which fields are whose.
+ */
+export interface WorkerConfig {
   /** Absolute worker base directory. */
   basedir: string;
   masterHost: string;
@@ -74,6 +78,12 @@ export interface AgentConfig {
   redactFile: string | null;
 }
 
+/** The loaded configuration: the top level (worker #1) and the further workers of the file's `workers`. */
+export interface AgentConfig extends WorkerConfig {
+  /** The further workers of this agent, each complete: the top level's settings with its entry's over them. */
+  workers: WorkerConfig[];
+}
+
 export const CONFIG_FILE = 'bbagent.json';
 
 export const CONFIG_DEFAULTS = {
@@ -106,4 +116,5 @@ export const CONFIG_DEFAULTS = {
   leanUpdates: true,
   redact: [] as string[],
   redactFile: null,
+  workers: [] as WorkerConfig[],
 } satisfies Partial<AgentConfig>;

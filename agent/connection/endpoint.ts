@@ -3,7 +3,7 @@
 
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
-import type { AgentConfig } from '../config/schema.js';
+import type { WorkerConfig } from '../config/schema.js';
 import { AgentError } from '../errors.js';
 
 export interface MasterEndpoint {
@@ -64,7 +64,7 @@ export function parseConnectionString(s: string, caFile: string | null): MasterE
   return { host, port, tls: kind === 'tls', ca: roots ? readCa(roots, 'connectionString') : undefined };
 }
 
-export function masterEndpoint(config: AgentConfig): MasterEndpoint {
+export function masterEndpoint(config: WorkerConfig): MasterEndpoint {
   if (config.connectionString) return parseConnectionString(config.connectionString, config.tlsCaFile);
   return {
     host: config.masterHost,

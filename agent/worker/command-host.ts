@@ -6,10 +6,10 @@
 
 import { CommandArgsError, errorMessage, UnknownCommandError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { CommandOutput, PLAIN_OUTPUT, type OutputOptions } from '../output/command-output.js';
-import { limitsFromStepEnv } from '../output/limits.js';
+import type { CommandOutput } from '../output/command-output.js';
+import { OutputSetup, type OutputSink } from '../output/setup.js';
 import type { OutputSettings } from '../output/settings.js';
-import { pruneSpools, Spool, type SpoolLimits, type SpoolOptions } from '../output/spool.js';
+import type { UpdateItem } from '../output/types.js';
 import { toFailure } from '../commands/failure.js';
 import { settleWithin } from '../timers.js';
 import type { CommandArgs, CommandChannel, CommandDefinition, CommandEnv, CommandIO, WorkerCommand } from '../commands/types.js';
@@ -34,19 +34,6 @@ export interface StartRequest {
  */
 export const FINISH_OUTPUT_TIMEOUT_MS = 4000;
 
-/** Output options of the whole agent, and where over-budget steps keep their full output. */
-export interface HostOutputConfig {
-  options: OutputOptions;
-  spool?: {
-    dir: string;
-    limits: SpoolLimits;
-    /** Opens a spool (default: a Spool in `dir`); tests pass one over a file that misbehaves. */
-    open?: (dir: string, name: string, opts: SpoolOptions) => Spool;
-  };
-  /** Default FINISH_OUTPUT_TIMEOUT_MS. */
-  finishTimeoutMs?: number;
-}
-
 class RunningCommand {
   interrupted = false;
   /** Set when the connection went away: nothing more may be sent for this command. */
@@ -64,44 +51,36 @@ class RunningCommand {
     req: StartRequest,
     env: CommandEnv,
     private readonly logger: Logger,
-    outputConfig: HostOutputConfig,
+    outputs: OutputSetup,
   ) {
     const channel = req.channel;
-    const spool = outputConfig.spool;
-    const options: OutputOptions = spool
-      ? {
-          ...outputConfig.options,
-          openSpool: (onFailure) => {
-            pruneSpools(spool.dir, spool.limits, Date.now(), logger);
-            const stamp = new Date().toISOString().replace(/[:.]/g, '-');
-            const file = `${stamp}-${name}-${id}`.replace(/[^A-Za-z0-9._-]/g, '_');
-            const opts: SpoolOptions = { logger, onFailure };
-            return spool.open ? spool.open(spool.dir, file, opts) : new Spool(spool.dir, file, opts);
-          },
-        }
-      : outputConfig.options;
-    this.output = new CommandOutput(
-      req.settings,
-      options,
-      (items) => {
-        if (this.abandoned) return;
-        try {
-          channel.sendUpdate(items);
-        } catch (err) {
-          this.logger.warn(`command ${name} (${id}): cannot send output: ${errorMessage(err)}`);
-        }
-      },
-      env.now,
-      undefined,
-      () => channel.backlog?.() ?? 0,
-      channel.textOnly ?? false,
-    );
-    // These run in the process's event handlers: an exception there would kill the agent.
-    const io: CommandIO = {
+    const sink: OutputSink = {
+      send: (items) => this.send(channel, items),
+      backlog: () => channel.backlog?.() ?? 0,
+      textOnly: channel.textOnly ?? false,
+    };
+    this.output = outputs.pipeline({ name, id }, req.settings, sink, env.now, logger);
+    this.command = def.create(req.args, this.commandIO(channel, outputs), env);
+    this.done = this.runToCompletion(channel, env.now, outputs.finishTimeoutMs ?? FINISH_OUTPUT_TIMEOUT_MS);
+  }
+
+  private send(channel: CommandChannel, items: UpdateItem[]): void {
+    if (this.abandoned) return;
+    try {
+      channel.sendUpdate(items);
+    } catch (err) {
+      this.logger.warn(`command ${this.name} (${this.id}): cannot send output: ${errorMessage(err)}`);
+    }
+  }
+
+  /** What the command writes to and reads from. These run in the process's event handlers: nothing may throw. */
+  private commandIO(channel: CommandChannel, outputs: OutputSetup): CommandIO {
+    const name = this.name;
+    return {
       text: (stream, text) => this.guard(() => this.output.text(stream, text)),
-      log: (name, text) => this.guard(() => this.output.log(name, text)),
+      log: (logName, text) => this.guard(() => this.output.log(logName, text)),
       status: (key, value) => this.guard(() => this.output.status(key, value)),
-      stepEnvironment: (stepEnv) => this.output.setLimits(limitsFromStepEnv(outputConfig.options.limits, stepEnv)),
+      stepEnvironment: (stepEnv) => this.output.setLimits(outputs.stepLimits(stepEnv)),
       backpressureMs: () => this.guard(() => this.output.backpressureMs(), 0),
       writer: () => {
         if (!channel.writer) throw new CommandArgsError(`${name}: the master gave no file writer`);
@@ -113,16 +92,19 @@ class RunningCommand {
       },
       abandoned: () => this.abandoned,
     };
-    this.command = def.create(req.args, io, env);
-    const start = env.now();
+  }
+
+  /** Runs the command, then `elapsed` (unless interrupted), the end of its output and `complete`. */
+  private runToCompletion(channel: CommandChannel, now: () => number, finishTimeoutMs: number): Promise<void> {
+    const { name, id } = this;
+    const start = now();
     let running: Promise<void>;
     try {
       running = this.command.run();
     } catch (err) {
       running = Promise.reject(err as Error);
     }
-    const finishTimeoutMs = outputConfig.finishTimeoutMs ?? FINISH_OUTPUT_TIMEOUT_MS;
-    this.done = running
+    return running
       .then(
         () => null,
         (err: unknown) => {
@@ -132,7 +114,7 @@ class RunningCommand {
       )
       .then(async (failure) => {
         if (this.abandoned) return;
-        if (!this.interrupted) this.guard(() => this.output.status('elapsed', env.now() - start));
+        if (!this.interrupted) this.guard(() => this.output.status('elapsed', now() - start));
         const finished = await settleWithin(
           Promise.resolve().then(() => this.output.finish()),
           finishTimeoutMs,
@@ -186,7 +168,8 @@ export class CommandHost {
   constructor(
     table: readonly CommandDefinition[],
     private readonly env: CommandEnv,
-    private readonly outputConfig: HostOutputConfig = { options: PLAIN_OUTPUT },
+    /** Each command's output pipeline (default: exactly buildbot-worker's output). */
+    private readonly outputs: OutputSetup = new OutputSetup(),
   ) {
     for (const def of table) for (const n of def.names) this.byName.set(n, def);
   }
@@ -200,7 +183,7 @@ export class CommandHost {
     const missing = def.requiredArgs.filter((a) => !(a in args));
     if (missing.length) throw new CommandArgsError(`${req.name} is missing args: ${missing.join(', ')}`);
     this.env.logger.info(`starting command ${req.name} (${req.id})`);
-    const cmd = new RunningCommand(req.id, req.name, def, { ...req, args }, env, this.env.logger, this.outputConfig);
+    const cmd = new RunningCommand(req.id, req.name, def, { ...req, args }, env, this.env.logger, this.outputs);
     this.running.set(req.id, cmd);
     this.started++;
     void cmd.done.finally(() => {

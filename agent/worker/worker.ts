@@ -5,12 +5,13 @@ import { readdirSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { confinePath } from '../commands/args.js';
 import { makedirs } from '../fs/makedirs.js';
-import { CommandHost, type HostOutputConfig } from './command-host.js';
+import { CommandHost } from './command-host.js';
 import type { CommandArgs, CommandChannel, CommandDefinition, CommandEnv } from '../commands/types.js';
 import { workerCommands } from './info.js';
 import type { Logger } from '../log.js';
 import { defaultOutputSettings, parseWorkerSettings, type OutputSettings } from '../output/settings.js';
 import { AgentError } from '../errors.js';
+import type { OutputSetup } from '../output/setup.js';
 import { AGENT_OWNED_DIRS, BASEDIR_LAYOUT } from '../layout.js';
 
 export type WorkerInfo = Record<string, unknown>;
@@ -35,7 +36,7 @@ export interface WorkerOptions {
   /** The version string reported to the master. */
   version?: string;
   /** Output budgets, redaction, progress collapsing, spool (default: exactly buildbot-worker's output). */
-  output?: HostOutputConfig;
+  output?: OutputSetup;
 }
 
 /** Where a command started on a builder (PB) runs: relative paths resolve against the builder directory. */

@@ -1,6 +1,6 @@
 // Runs bbagent as a real worker process (the built bundle, through its CLI: create-worker, then
 // start --nodaemon), so integration tests, the benchmark and the demo drive it exactly as an operator would.
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Protocol } from './master.js';
@@ -24,6 +24,8 @@ export interface BbagentWorkerOptions {
   protocol: Protocol;
   createArgs?: string[];
   env?: Record<string, string>;
+  /** bbagent.json fields set after create-worker (e.g. `workers`, and a `basedir` beside theirs). */
+  config?: Record<string, unknown>;
 }
 
 export class BbagentWorker {
@@ -49,6 +51,10 @@ export class BbagentWorker {
       opts.name,
       opts.password,
     ]);
+    if (opts.config) {
+      const file = path.join(path.resolve(opts.dir), 'bbagent.json');
+      writeFileSync(file, JSON.stringify({ ...(JSON.parse(readFileSync(file, 'utf8')) as object), ...opts.config }, null, 2));
+    }
   }
 
   static async start(opts: BbagentWorkerOptions): Promise<BbagentWorker> {

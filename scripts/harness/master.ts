@@ -82,6 +82,8 @@ export interface MasterOptions {
   env?: Record<string, string>;
   /** Default 30 s. */
   startTimeoutMs?: number;
+  /** Serve this protocol too, on a port of its own (`portFor`): a master both PB and msgpack workers attach to. */
+  alsoProtocol?: Protocol;
 }
 
 /** Buildbot result codes (buildbot.process.results). */
@@ -235,18 +237,21 @@ export class BuildbotMaster {
   readonly protocol: Protocol;
   readonly protocolPort: number;
   readonly wwwPort: number;
+  /** The port of `alsoProtocol`, if any. */
+  readonly alsoPort: number | undefined;
   /** `http://127.0.0.1:<wwwPort>/api/v2` */
   readonly apiUrl: string;
   private options: MasterOptions;
   private proc: ManagedProcess | undefined;
   private readonly builderIds = new Map<string, number>();
 
-  private constructor(options: MasterOptions, protocolPort: number, wwwPort: number) {
+  private constructor(options: MasterOptions, protocolPort: number, wwwPort: number, alsoPort?: number) {
     this.options = options;
     this.dir = path.resolve(options.dir);
     this.protocol = options.protocol;
     this.protocolPort = protocolPort;
     this.wwwPort = wwwPort;
+    this.alsoPort = alsoPort;
     this.apiUrl = `http://127.0.0.1:${wwwPort}/api/v2`;
   }
 
@@ -261,9 +266,9 @@ export class BuildbotMaster {
 
     let lastError: unknown;
     for (let attempt = 1; attempt <= PORT_ATTEMPTS; attempt++) {
-      const [protocolPort, wwwPort] = await freePorts(2);
+      const [protocolPort, wwwPort, alsoPort] = await freePorts(opts.alsoProtocol ? 3 : 2);
       if (protocolPort === undefined || wwwPort === undefined) throw new Error('freePorts(2) returned too few ports');
-      const master = new BuildbotMaster({ ...opts, dir }, protocolPort, wwwPort);
+      const master = new BuildbotMaster({ ...opts, dir }, protocolPort, wwwPort, alsoPort);
       master.writeConfig();
       try {
         await master.launch();
@@ -278,6 +283,13 @@ export class BuildbotMaster {
 
   get running(): boolean {
     return this.proc?.running ?? false;
+  }
+
+  /** The port a worker of `protocol` connects to (the main protocol's or `alsoProtocol`'s). */
+  portFor(protocol: Protocol): number {
+    if (protocol === this.protocol) return this.protocolPort;
+    if (protocol === this.options.alsoProtocol && this.alsoPort !== undefined) return this.alsoPort;
+    throw new Error(`the master does not serve ${protocol}`);
   }
 
   /** pid of the twistd process, if running. */
@@ -559,7 +571,7 @@ export class BuildbotMaster {
   }
 
   private writeConfig(): void {
-    writeFileSync(path.join(this.dir, 'master.cfg'), renderMasterCfg(this.options, this.protocolPort, this.wwwPort));
+    writeFileSync(path.join(this.dir, 'master.cfg'), renderMasterCfg(this.options, this.protocolPort, this.wwwPort, this.alsoPort));
   }
 
   /** Spawns the master and waits for "BuildMaster is running" plus a REST answer. */
@@ -640,11 +652,11 @@ export function dedent(text: string): string {
   return lines.map((l) => l.slice(cut)).join('\n');
 }
 
-export function renderMasterCfg(opts: MasterOptions, protocolPort: number, wwwPort: number): string {
-  const protocols =
-    opts.protocol === 'msgpack'
-      ? `{'msgpack_experimental_v7': {'port': ${protocolPort}}}`
-      : `{'pb': {'port': ${py(`tcp:${protocolPort}:interface=127.0.0.1`)}}}`;
+export function renderMasterCfg(opts: MasterOptions, protocolPort: number, wwwPort: number, alsoPort?: number): string {
+  const entry = (protocol: Protocol, port: number): string =>
+    protocol === 'msgpack' ? `'msgpack_experimental_v7': {'port': ${port}}` : `'pb': {'port': ${py(`tcp:${port}:interface=127.0.0.1`)}}`;
+  const also = opts.alsoProtocol && alsoPort !== undefined ? `, ${entry(opts.alsoProtocol, alsoPort)}` : '';
+  const protocols = `{${entry(opts.protocol, protocolPort)}${also}}`;
   const extra = (args: string | undefined): string => (args ? `, ${args}` : '');
   const workers = opts.workers.map((w) => `    worker.Worker(${py(w.name)}, ${py(w.password)}${extra(w.args)}),`).join('\n');
   const builders = opts.builders

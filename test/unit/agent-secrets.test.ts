@@ -4,7 +4,8 @@
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { buildEnviron, MIN_REDACTED_PASSWORD_LENGTH, outputConfig } from '../../agent/agent.js';
+import { buildEnviron } from '../../agent/agent.js';
+import { MIN_REDACTED_PASSWORD_LENGTH, outputSetupFromConfig } from '../../agent/output/setup.js';
 import { CONFIG_DEFAULTS, type AgentConfig } from '../../agent/config/schema.js';
 import { CommandOutput } from '../../agent/output/command-output.js';
 import { defaultOutputSettings } from '../../agent/output/settings.js';
@@ -17,7 +18,7 @@ const config = (password: string): AgentConfig =>
 /** What a pipeline with these options sends for `chunks` (stdout), flattened. */
 async function sent(redact: readonly string[], chunks: string[]): Promise<UpdateItem[]> {
   const messages: UpdateItem[][] = [];
-  const opts = outputConfig({ ...config(''), redact: [...redact] }, os.tmpdir()).options;
+  const opts = outputSetupFromConfig({ ...config(''), redact: [...redact] }, os.tmpdir(), null).options;
   const out = new CommandOutput(
     defaultOutputSettings(),
     opts,
@@ -48,15 +49,15 @@ describe("the agent's secrets", () => {
   it('the worker password is in the redaction set', () => {
     const logger = new RecordingLogger();
     const pw = 'correct-horse-battery';
-    expect(outputConfig(config(pw), os.tmpdir(), logger).options.redact).toContain(pw);
+    expect(outputSetupFromConfig(config(pw), os.tmpdir(), null, logger).options.redact).toContain(pw);
     expect(logger.lines).toEqual([]);
   });
 
   it(`a password under ${MIN_REDACTED_PASSWORD_LENGTH} characters is not redacted (it would mangle "pwd", "passed"), with a warning`, () => {
     const logger = new RecordingLogger();
-    expect(outputConfig(config('pw'), path.join(os.tmpdir()), logger).options.redact).toEqual([]);
+    expect(outputSetupFromConfig(config('pw'), path.join(os.tmpdir()), null, logger).options.redact).toEqual([]);
     expect(logger.lines).toEqual([expect.stringMatching(/^warn the worker password is shorter than 6 characters: it is not redacted/)]);
-    expect(outputConfig(config('sekrit'), os.tmpdir(), logger).options.redact).toEqual(['sekrit']);
+    expect(outputSetupFromConfig(config('sekrit'), os.tmpdir(), null, logger).options.redact).toEqual(['sekrit']);
   });
 
   it('redaction changes nothing the master receives when the secret does not occur', async () => {

@@ -6,7 +6,8 @@ import { closeSync, constants, mkdirSync, mkdtempSync, openSync, symlinkSync } f
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { CommandHost, type HostOutputConfig } from '../../agent/worker/command-host.js';
+import { CommandHost } from '../../agent/worker/command-host.js';
+import { OutputSetup, type OutputSetupOptions } from '../../agent/output/setup.js';
 import { shellCommand } from '../../agent/commands/shell.js';
 import type { CommandDefinition } from '../../agent/commands/types.js';
 import { PLAIN_OUTPUT } from '../../agent/output/command-output.js';
@@ -24,9 +25,9 @@ const FLOOD = `awk 'BEGIN{for(i=0;i<20000;i++) printf "flood %06d %s\\n", i, "ab
 const OVER_BUDGET = { ...PLAIN_OUTPUT, limits: { rate: 1000, burst: 2000, policy: 'spool' as const } };
 const SPOOL_LIMITS = { maxBytes: 1 << 30, maxAgeS: 86_400 };
 
-function host(output: HostOutputConfig, table: readonly CommandDefinition[] = [shellCommand]) {
+function host(output: OutputSetupOptions, table: readonly CommandDefinition[] = [shellCommand]) {
   const logger = new RecordingLogger();
-  return { h: new CommandHost(table, { basedir, platform, logger, environ, now: () => Date.now() / 1000 }, output), logger };
+  return { h: new CommandHost(table, { basedir, platform, logger, environ, now: () => Date.now() / 1000 }, new OutputSetup(output)), logger };
 }
 
 /** Runs a command; resolves when `complete` was sent, rejects if it was not within `boundMs`. */

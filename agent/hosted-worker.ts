@@ -1,0 +1,192 @@
+// One worker the agent hosts: its Worker (command host, builder directories), its output set-up (spool,
+// redaction set), its master connection kept up by a ConnectionManager, and its shutdown.stamp watcher. An agent
+// runs one per configured worker; what they share (processes, budget, signals) is passed in.
+
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import type { Platform } from '../platforms/types.js';
+import { COMMAND_TABLE } from './commands/index.js';
+import type { WorkerConfig } from './config/schema.js';
+import { cleartextWarning } from './connection/cleartext.js';
+import { masterEndpoint } from './connection/endpoint.js';
+import { ConnectionManager } from './connection/manager.js';
+import { AgentError, errorMessage } from './errors.js';
+import { makedirs } from './fs/makedirs.js';
+import type { Logger } from './log.js';
+import type { TokenBucket } from './output/budget.js';
+import { outputSetupFromConfig } from './output/setup.js';
+import type { ProcessRegistry } from './process/tracking.js';
+import type { Protocol, ProtocolEndpoint, Session } from './protocols/protocol.js';
+import { gracefulShutdown, watchShutdownFile } from './shutdown.js';
+import { sweepTempFiles } from './transfer/temp-journal.js';
+import { VERSION } from './version.js';
+import { collectWorkerInfo } from './worker/info.js';
+import { Worker } from './worker/worker.js';
+
+/** The master's handshake must finish within this time. */
+const HANDSHAKE_TIMEOUT_MS = 30_000;
+
+/** What all workers of an agent share. */
+export interface SharedParts {
+  platform: Platform;
+  /** Every running command's processes, so that the agent's exit kills them all. */
+  processes: ProcessRegistry;
+  /** The agent's output budget (all steps of all workers together). */
+  agentBucket: TokenBucket | null;
+  /** The environment builds start from. */
+  environ: Record<string, string>;
+  /** The protocols by the name the config gives. */
+  protocols: Record<WorkerConfig['protocol'], () => Promise<Protocol>>;
+  /** Something happened (connected, a command ended): the idle compactor counts from here. */
+  onActivity: () => void;
+}
+
+/** Why a worker stopped: the agent asked it ('stopped'), the master did ('shutdown'), or its master gave up ('gave-up'). */
+export type WorkerEnd = 'stopped' | 'shutdown' | 'gave-up';
+
+export class HostedWorker {
+  readonly worker: Worker;
+  readonly basedir: string;
+  /** Resolves once the worker stopped, and how. */
+  readonly ended: Promise<WorkerEnd>;
+  private readonly manager: ConnectionManager;
+  private session: Session | undefined;
+  private stopWatching: () => void = () => {};
+  private resolveEnded!: (how: WorkerEnd) => void;
+  private running = false;
+
+  /** Builds the worker (throws E_CONFIG on an unreadable redactFile or CA file); nothing connects before start(). */
+  constructor(
+    readonly config: WorkerConfig,
+    private readonly shared: SharedParts,
+    readonly logger: Logger,
+  ) {
+    this.ended = new Promise((r) => (this.resolveEnded = r));
+    const basedir = (this.basedir = path.resolve(config.basedir));
+    ensureBasedir(basedir, logger);
+    sweepTempFiles(basedir, logger); // temp files of downloads a kill -9 interrupted
+    const output = outputSetupFromConfig(config, basedir, shared.agentBucket, logger);
+    const { platform, environ, processes } = shared;
+    const version = `bbagent ${VERSION}`;
+    this.worker = new Worker({
+      output,
+      env: { basedir, platform, logger, environ, now: () => Date.now() / 1000, processes, confineToBasedir: config.confineToBasedir },
+      commands: COMMAND_TABLE,
+      logger,
+      collectInfo: () =>
+        collectWorkerInfo({
+          basedir,
+          platform,
+          commands: COMMAND_TABLE,
+          environ,
+          numcpus: config.numcpus,
+          version,
+          deleteLeftoverDirs: config.deleteLeftoverDirs,
+          logger,
+        }),
+      onShutdownRequest: () => this.end('shutdown'),
+      deleteLeftoverDirs: config.deleteLeftoverDirs,
+      version,
+    });
+    this.worker.host.onIdle = shared.onActivity;
+    this.manager = this.connectionManager();
+  }
+
+  private connectionManager(): ConnectionManager {
+    const { config, logger } = this;
+    const endpoint = masterEndpoint(config);
+    const cleartext = cleartextWarning(endpoint);
+    if (cleartext) logger.warn(cleartext);
+    if (config.confineToBasedir) logger.info(`confineToBasedir: file and transfer paths and shell workdirs must lead into ${this.basedir}`);
+    const protocolEndpoint: ProtocolEndpoint = {
+      host: endpoint.host,
+      port: endpoint.port,
+      tls: endpoint.tls,
+      ca: endpoint.ca,
+      name: config.name,
+      password: config.password,
+      keepaliveS: config.keepalive,
+      keepaliveTimeoutS: config.keepaliveTimeout,
+      handshakeTimeoutMs: HANDSHAKE_TIMEOUT_MS,
+      deflate: config.deflate,
+      leanUpdates: config.leanUpdates,
+    };
+    return new ConnectionManager({
+      describe: `${endpoint.host}:${endpoint.port} (${config.protocol}${endpoint.tls ? ', TLS' : ''})`,
+      maxdelayS: config.maxdelay,
+      maxretries: config.maxretries,
+      logger,
+      connect: () => this.connect(protocolEndpoint),
+    });
+  }
+
+  private async connect(endpoint: ProtocolEndpoint): Promise<Session> {
+    const protocol = await this.shared.protocols[this.config.protocol]();
+    const s = await protocol.connect(endpoint, this.worker, this.logger);
+    this.session = s;
+    this.shared.onActivity();
+    void s.closed.then(() => {
+      if (this.session === s) this.session = undefined;
+    });
+    return s;
+  }
+
+  /** Watches shutdown.stamp (allowShutdown 'file') and keeps the worker connected until it ends. */
+  start(): void {
+    this.running = true;
+    if (this.config.allowShutdown === 'file') this.stopWatching = watchShutdownFile(this.basedir, (why) => this.requestShutdown(why), this.logger);
+    void this.manager.run().then((how) => this.end(how === 'gave-up' ? 'gave-up' : 'stopped'));
+  }
+
+  /** Worker-initiated graceful shutdown: the master stops the worker once its builds are done. */
+  requestShutdown(why: string): void {
+    gracefulShutdown(this.session, this.config.protocol, why, () => this.end('shutdown'), this.logger);
+  }
+
+  /** Stops reconnecting and closes the connection; running commands are left to the caller (abandonAll). */
+  detach(): void {
+    this.manager.stop();
+    this.stopWatching();
+  }
+
+  private end(how: WorkerEnd): void {
+    if (!this.running) return;
+    this.running = false;
+    this.detach();
+    this.resolveEnded(how);
+  }
+
+  /** The agent stops this worker. */
+  stop(): void {
+    this.end('stopped');
+  }
+}
+
+/**
+ * A worker's base directory is created when missing (an entry of `workers` names one by hand; create-worker
+ * made the top level's): a msgpack master lists it before anything else, and refuses a worker without it.
+ */
+function ensureBasedir(basedir: string, logger: Logger): void {
+  if (existsSync(basedir)) return;
+  try {
+    makedirs(basedir, { existOk: true });
+    logger.info(`created the base directory ${basedir}`);
+  } catch (err) {
+    throw new AgentError('E_CONFIG', `basedir: cannot create ${basedir}: ${errorMessage(err)}`);
+  }
+}
+
+/** A logger that puts `[label] ` before every line of a worker's messages (several workers share one log). */
+export function labelledLogger(logger: Logger, label: string): Logger {
+  const tag = (m: string): string =>
+    m
+      .split('\n')
+      .map((l) => `[${label}] ${l}`)
+      .join('\n');
+  return {
+    info: (m) => logger.info(tag(m)),
+    warn: (m) => logger.warn(tag(m)),
+    error: (m) => logger.error(tag(m)),
+    debug: (m) => logger.debug(tag(m)),
+  };
+}
