@@ -3,8 +3,11 @@
 // (anything under /proc), so it is banned by lint (eslint.config.js) everywhere but here.
 
 import { mkdirSync } from 'node:fs';
-import { PyError, PyOSError, pyOSError, toPyError } from './pyerrors.js';
-import { checkNul, exists, fsPath, isdir, pathSplit } from './pyos.js';
+import { PyError } from '../py/exceptions.js';
+import { PyOSError, pyOSError, toPyError } from '../py/os-error.js';
+import { fsPath } from '../py/fsencoding.js';
+import { checkNul } from '../py/os.js';
+import { exists, isdir, pathSplit } from '../py/os-path.js';
 
 /**
  * At most this many missing levels are created for one path. CPython's makedirs recurses once per missing
@@ -80,4 +83,12 @@ export function makedirs(name: string, opts: MakedirsOptions = {}): void {
     }
   }
   if (pending !== null) throw pending;
+}
+
+/**
+ * os.makedirs(dir) when it is not a directory yet (a shell step's workdir); a failure is the OSError Python
+ * raises (naming the level that could not be made), never a hang: Node's recursive mkdir loops forever under /proc.
+ */
+export function ensureDir(dir: string): void {
+  if (!isdir(dir)) makedirs(dir);
 }

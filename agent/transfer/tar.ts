@@ -11,8 +11,12 @@ import { Readable, pipeline } from 'node:stream';
 import { createGzip } from 'node:zlib';
 import { fileKind } from '../fs/file-kind.js';
 import { O_NOFOLLOW, O_NONBLOCK, sameFile } from '../fs/open-flags.js';
-import { PyError, isSystemError, toPyError } from '../fs/pyerrors.js';
-import { fsPath, fsdecode, fsencode, pathJoin, scandirRaw, timeFloat } from '../fs/pyos.js';
+import { PyError } from '../py/exceptions.js';
+import { isSystemError, toPyError } from '../py/os-error.js';
+import { fsPath, fsdecode, fsencode } from '../py/fsencoding.js';
+import { pathJoin } from '../py/os-path.js';
+import { scandirRaw, timeFloat } from '../py/os.js';
+import { pyFloatRepr, roundHalfEven } from '../py/float.js';
 
 const BLOCKSIZE = 512;
 const RECORDSIZE = BLOCKSIZE * 20;
@@ -387,36 +391,6 @@ function itn(n: number, digits: number): string {
   const v = Math.trunc(n);
   if (!(v >= 0 && v < 8 ** (digits - 1))) throw new PyError('ValueError', 'overflow in number field', 'E_TAR_FIELD');
   return `${v.toString(8).padStart(digits - 1, '0')}\0`;
-}
-
-/** Python's round(float) -> int: halves go to the even neighbour. */
-export function roundHalfEven(x: number): number {
-  const f = Math.floor(x);
-  const d = x - f;
-  if (d < 0.5) return f;
-  if (d > 0.5) return f + 1;
-  return f % 2 === 0 ? f : f + 1;
-}
-
-/** repr(float) as Python prints it (shortest round-trip digits; exponent form below 1e-4 and from 1e16). */
-export function pyFloatRepr(x: number): string {
-  if (Number.isNaN(x)) return 'nan';
-  if (!Number.isFinite(x)) return x > 0 ? 'inf' : '-inf';
-  if (x === 0) return Object.is(x, -0) ? '-0.0' : '0.0';
-  const sign = x < 0 ? '-' : '';
-  const m = /^(\d)(?:\.(\d+))?e([+-]\d+)$/.exec(Math.abs(x).toExponential());
-  if (!m) return String(x);
-  const digits = m[1]! + (m[2] ?? '');
-  const exp = Number(m[3]);
-  if (exp >= -4 && exp < 16) {
-    if (exp < 0) return `${sign}0.${'0'.repeat(-exp - 1)}${digits}`;
-    const intPart = digits.slice(0, exp + 1).padEnd(exp + 1, '0');
-    const frac = digits.slice(exp + 1) || '0';
-    return `${sign}${intPart}.${frac}`;
-  }
-  const mant = digits.length > 1 ? `${digits[0]}.${digits.slice(1)}` : digits;
-  const e = Math.abs(exp).toString().padStart(2, '0');
-  return `${sign}${mant}e${exp < 0 ? '-' : '+'}${e}`;
 }
 
 /** os.major / os.minor of st_rdev (glibc encoding). */

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { checkConfined, ConfinementError, removalProtection } from '../../agent/commands/confine.js';
 import { MAX_LINK_HOPS, resolveFollowingLinks } from '../../agent/fs/follow-links.js';
-import { PyOSError } from '../../agent/fs/pyerrors.js';
+import { PyOSError } from '../../agent/py/os-error.js';
 import { CommandHost } from '../../agent/worker/command-host.js';
 import { COMMAND_TABLE } from '../../agent/commands/index.js';
 import type { CommandArgs, CommandEnv, RemoteReader, RemoteWriter } from '../../agent/commands/types.js';
@@ -335,7 +335,13 @@ describe("a builder whose directory is one of the agent's own", () => {
   for (const builddir of ['spool', 'info', '.bbagent']) {
     it(`'${builddir}': a warning names the sharing, and RemoveDirectory('build') removes the build tree`, async () => {
       const logger = new RecordingLogger();
-      const worker = new Worker({ env: { ...env(false), logger }, commands: COMMAND_TABLE, collectInfo: async () => ({}), logger, onShutdownRequest: () => {} });
+      const worker = new Worker({
+        env: { ...env(false), logger },
+        commands: COMMAND_TABLE,
+        collectInfo: async () => ({}),
+        logger,
+        onShutdownRequest: () => {},
+      });
       mkdirSync(path.join(base, builddir, 'build', 'deep'), { recursive: true });
       writeFileSync(path.join(base, builddir, 'build', 'deep', 'f'), 'x');
       writeFileSync(path.join(base, builddir, 'agent-file'), 'kept');
