@@ -3,7 +3,7 @@
 import { CommandArgsError } from '../errors.js';
 import type { CommandArgs, CommandEnv } from './types.js';
 import { isAbsolute } from 'node:path';
-import { pathJoin } from '../fs/pyos.js';
+import { pathJoin } from '../py/os-path.js';
 import { checkConfined } from './confine.js';
 
 export function argString(args: CommandArgs, name: string): string {

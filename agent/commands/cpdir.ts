@@ -4,7 +4,7 @@ import type { RunProcess } from '../process/run-process.js';
 import { toolProcess } from './tool-process.js';
 import { argString, commandPath } from './args.js';
 import { makedirs } from '../fs/makedirs.js';
-import { exists, pathDirname } from '../fs/pyos.js';
+import { exists, pathDirname } from '../py/os-path.js';
 import type { CommandDefinition } from './types.js';
 import { join, relArgString, rewrite } from './relative-args.js';
 

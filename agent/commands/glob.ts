@@ -4,8 +4,10 @@
 
 import { argPath } from './args.js';
 import type { CommandDefinition, CommandIO, WorkerCommand } from './types.js';
-import { pyGlob } from '../fs/pyglob.js';
-import { PyError, reportOSError } from '../fs/pyerrors.js';
+import { pyGlob } from '../py/glob.js';
+import { PyError } from '../py/exceptions.js';
+import { reportOSError } from '../fs/os-error-report.js';
+import { TimeSlicer } from '../fs/time-slice.js';
 import { relPath } from './relative-args.js';
 
 class GlobPath implements WorkerCommand {
@@ -19,7 +21,7 @@ class GlobPath implements WorkerCommand {
   async run(): Promise<void> {
     let files: string[];
     try {
-      files = await pyGlob(this.pattern, { recursive: true, stopped: () => this.interrupted });
+      files = await pyGlob(this.pattern, { recursive: true, stopped: () => this.interrupted, slicer: new TimeSlicer() });
     } catch (err) {
       if (err instanceof PyError && err.code === 'E_GLOB_STOPPED') {
         // like an interrupted transfer: rc 1, and no result

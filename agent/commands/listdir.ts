@@ -3,8 +3,8 @@
 
 import { argPath } from './args.js';
 import type { CommandDefinition, CommandIO, WorkerCommand } from './types.js';
-import { reportOSError } from '../fs/pyerrors.js';
-import { listdir } from '../fs/pyos.js';
+import { reportOSError } from '../fs/os-error-report.js';
+import { listdir } from '../py/os.js';
 import { relPath } from './relative-args.js';
 
 class ListDir implements WorkerCommand {

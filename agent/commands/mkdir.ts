@@ -4,8 +4,8 @@
 import { argPaths, commandPath } from './args.js';
 import type { CommandDefinition, CommandIO, WorkerCommand } from './types.js';
 import { makedirs } from '../fs/makedirs.js';
-import { reportOSError } from '../fs/pyerrors.js';
-import { isdir } from '../fs/pyos.js';
+import { reportOSError } from '../fs/os-error-report.js';
+import { isdir } from '../py/os-path.js';
 import { TimeSlicer } from '../fs/time-slice.js';
 import { join, relArgString, rewrite } from './relative-args.js';
 

@@ -2,7 +2,7 @@
 // directory) into the absolute forms the commands take. Each command names its own translation.
 
 import os from 'node:os';
-import { pathJoin } from '../fs/pyos.js';
+import { pathJoin } from '../py/os-path.js';
 import { argString as str } from './args.js';
 import type { CommandArgs, CommandEnv } from './types.js';
 

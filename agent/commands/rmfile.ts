@@ -3,8 +3,9 @@
 import { unlinkSync } from 'node:fs';
 import { argPath } from './args.js';
 import type { CommandDefinition, CommandIO, WorkerCommand } from './types.js';
-import { reportOSError } from '../fs/pyerrors.js';
-import { checkNul, fsPath } from '../fs/pyos.js';
+import { reportOSError } from '../fs/os-error-report.js';
+import { checkNul } from '../py/os.js';
+import { fsPath } from '../py/fsencoding.js';
 import { relPath } from './relative-args.js';
 
 class RemoveFile implements WorkerCommand {

@@ -4,8 +4,9 @@
 import { statSync } from 'node:fs';
 import { argPath } from './args.js';
 import type { CommandDefinition, CommandIO, WorkerCommand } from './types.js';
-import { reportOSError } from '../fs/pyerrors.js';
-import { checkNul, fsPath, timeSeconds } from '../fs/pyos.js';
+import { reportOSError } from '../fs/os-error-report.js';
+import { checkNul, timeSeconds } from '../py/os.js';
+import { fsPath } from '../py/fsencoding.js';
 import { join, relArgString, rewrite } from './relative-args.js';
 
 class StatFile implements WorkerCommand {

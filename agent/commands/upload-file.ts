@@ -10,7 +10,8 @@ import type { CommandArgs, CommandDefinition, CommandEnv, CommandIO, RemoteWrite
 import { FileBlockReader } from '../fs/block-reader.js';
 import type { BlockSource } from '../fs/block-reader.js';
 import { errorMessage } from '../errors.js';
-import { fsPath, timeFloat } from '../fs/pyos.js';
+import { fsPath } from '../py/fsencoding.js';
+import { timeFloat } from '../py/os.js';
 import { NotRegularFileError } from '../fs/file-kind.js';
 import { O_NONBLOCK } from '../fs/open-flags.js';
 import { transferPath } from './relative-args.js';

@@ -4,8 +4,8 @@
 
 import { lstatSync, readlinkSync, realpathSync } from 'node:fs';
 import path from 'node:path';
-import { pyOSError } from './pyerrors.js';
-import { fsPath, fsdecode } from './pyos.js';
+import { pyOSError } from '../py/os-error.js';
+import { fsPath, fsdecode } from '../py/fsencoding.js';
 
 /** Dangling links followed before giving up with ELOOP (Linux's MAXSYMLINKS, as the kernel counts). */
 export const MAX_LINK_HOPS = 40;

@@ -3,8 +3,11 @@
 
 import { mkdirSync } from 'node:fs';
 import { MAX_MAKEDIRS_LEVELS, makedirsWith, type DirectoryOps, type MakedirsOptions } from '../../platforms/common/makedirs.js';
-import { PyError, pyOSError, toPyError } from './pyerrors.js';
-import { checkNul, exists, fsPath, isdir, pathSplit } from './pyos.js';
+import { PyError } from '../py/exceptions.js';
+import { pyOSError, toPyError } from '../py/os-error.js';
+import { fsPath } from '../py/fsencoding.js';
+import { checkNul } from '../py/os.js';
+import { exists, isdir, pathSplit } from '../py/os-path.js';
 
 export { MAX_MAKEDIRS_LEVELS, type MakedirsOptions } from '../../platforms/common/makedirs.js';
 
@@ -39,4 +42,12 @@ export function makedirs(name: string, opts: MakedirsOptions = {}): void {
   checkNul(name);
   if (name.length > MAX_PATH_CHARS) throw pyOSError('ENAMETOOLONG', name);
   makedirsWith(PY_OPS, name, opts);
+}
+
+/**
+ * os.makedirs(dir) when it is not a directory yet (a shell step's workdir); a failure is the OSError Python
+ * raises (naming the level that could not be made), never a hang: Node's recursive mkdir loops forever under /proc.
+ */
+export function ensureDir(dir: string): void {
+  if (!isdir(dir)) makedirs(dir);
 }

@@ -1,66 +1,15 @@
-// Turns the master's `newline_re` (Python `re` source) into an equivalent JavaScript RegExp.
+// The master's `newline_re` (Python `re` source) as the RegExp that splits a command's output into lines.
 
 import { AgentError } from '../errors.js';
+import { pythonRegexSource } from '../py/regex.js';
 
 /** buildbot-worker's default newline_re, as the master also sends it in set_worker_settings. */
 export const DEFAULT_NEWLINE_RE = '(\\r\\n|\\r(?=.)|\\033\\[u|\\033\\[[0-9]+;[0-9]+[Hf]|\\033\\[2J|\\x08+)';
 
-/**
- * Python and JS regexes differ where it matters here: Python's `.` excludes only '\n' (JS also excludes '\r',
- * U+2028, U+2029), octal escapes like `\033` are legal in Python only, and named groups are spelled `(?P<n>)`.
- */
+/** The newline_re as a global JavaScript RegExp; a source neither dialect can use fails with E_NEWLINE_RE. */
 export function pythonRegexToJs(source: string): RegExp {
-  let out = '';
-  let inClass = false;
-  for (let i = 0; i < source.length; i++) {
-    const c = source[i]!;
-    if (c === '\\') {
-      const rest = source.slice(i + 1);
-      const octal = /^(0[0-7]{0,2}|[0-7]{3})/.exec(rest);
-      if (octal) {
-        out += `\\x${parseInt(octal[1]!, 8).toString(16).padStart(2, '0')}`;
-        i += octal[1]!.length;
-        continue;
-      }
-      out += c + (source[i + 1] ?? '');
-      i++;
-      continue;
-    }
-    if (inClass) {
-      if (c === ']') inClass = false;
-      out += c;
-      continue;
-    }
-    if (c === '[') {
-      inClass = true;
-      out += c;
-      if (source[i + 1] === ']' || (source[i + 1] === '^' && source[i + 2] === ']')) {
-        // a leading ']' is literal in both dialects; copy it so it does not close the class
-        const lead = source[i + 1] === '^' ? '^]' : ']';
-        out += lead.replace(']', '\\]');
-        i += lead.length;
-      }
-      continue;
-    }
-    if (c === '.') {
-      out += '[^\\n]';
-      continue;
-    }
-    if (c === '(' && source.startsWith('?P<', i + 1)) {
-      out += '(?<';
-      i += 3;
-      continue;
-    }
-    if (c === '(' && source.startsWith('?P=', i + 1)) {
-      const end = source.indexOf(')', i);
-      out += `\\k<${source.slice(i + 4, end)}>`;
-      i = end;
-      continue;
-    }
-    out += c;
-  }
   try {
-    return new RegExp(out, 'g');
+    return new RegExp(pythonRegexSource(source), 'g');
   } catch (err) {
     throw new AgentError('E_NEWLINE_RE', `newline_re ${JSON.stringify(source)} is not a usable regex: ${(err as Error).message}`);
   }

@@ -4,7 +4,9 @@
 
 import { CommandArgsError } from '../errors.js';
 import type { ProcessControl, ProcessFacts, ProcessQuery, StackReport } from '../../platforms/types.js';
+import type { Logger } from '../log.js';
 import { valueWithin } from '../timers.js';
+import type { ProcessSink } from './sink.js';
 
 /** The step variable that says when to collect forensics: `timeout` (default), `always` (also on interrupt), `off`. */
 export const HANG_ENV = 'BBAGENT_HANG_FORENSICS';
@@ -123,6 +125,17 @@ export function prefixLines(text: string, prefix = HANG_PREFIX): string {
     .join('\n')}\n`;
 }
 
+/** What a kill writes of a report: the header block (every line prefixed) and, when the step declared the log HANG_LOG, that log's text. */
+export function reportTexts(r: HangReport, declared: boolean): { header: string; log: string | undefined } {
+  const stacksNote = r.tool ? `stacks (${r.tool})` : `no stacks: ${r.stackNote ?? 'neither eu-stack nor gdb (Linux) or sample (macOS) is installed'}`;
+  const notes = r.notes.map((n) => `not examined: ${n}\n`).join('');
+  let header = `${r.title}\n${r.table}${notes}`;
+  if (declared) header += `${r.tool ? `${stacksNote} in log '${HANG_LOG}'` : stacksNote}\n`;
+  else header += r.tool ? `${stacksNote}:\n${r.stacks}` : `${stacksNote}\n`;
+  const log = declared ? `${r.title}\n${r.table}${notes}${r.tool ? `\n${stacksNote}:\n${r.stacks}` : `${stacksNote}\n`}` : undefined;
+  return { header: prefixLines(header), log };
+}
+
 /**
  * Collects the report for the processes `query` selects. Never rejects and never takes longer than `timeoutMs`
  * (FORENSICS_TIMEOUT_MS) in all; `signal` (an interrupt that cannot wait) ends it early with what it has.
@@ -178,4 +191,23 @@ export async function collectHangReport(
     notes: notes.map((n) => (n.length > NOTE_MAX_CHARS ? `${n.slice(0, NOTE_MAX_CHARS)}...` : n)),
     processes: facts.length,
   };
+}
+
+export interface HangReportWrite {
+  reason: KillReason;
+  /** The step declared the log HANG_LOG: the full report goes there, the header gets the table. */
+  declared: boolean;
+  sink: Pick<ProcessSink, 'text' | 'log'>;
+  logger: Logger;
+  signal: AbortSignal;
+}
+
+/** Collects the report before a kill for `w.reason` and writes it where the step reads it; the agent log says where. */
+export async function writeHangReport(platform: ProcessControl, query: ProcessQuery, w: HangReportWrite): Promise<void> {
+  const why = w.reason === 'interrupt' ? 'when interrupted' : `before the ${w.reason} kill`;
+  const r = await collectHangReport(platform, query, why, { signal: w.signal });
+  const { header, log } = reportTexts(r, w.declared);
+  w.sink.text('header', header);
+  if (log !== undefined) w.sink.log(HANG_LOG, log);
+  w.logger.info(`hang forensics of ${r.processes} process(es) written ${w.declared ? `to log '${HANG_LOG}'` : 'to the stdio header'}`);
 }

@@ -4,8 +4,10 @@
 // /dev/zero never ends), and a fast-growing file is read a slice at a time between turns of the event loop.
 
 import { closeSync, constants as fsConstants, fstatSync, openSync, readSync, statSync } from 'node:fs';
+import path from 'node:path';
 import { fileKind } from '../fs/file-kind.js';
 import { O_NONBLOCK } from '../fs/open-flags.js';
+import type { LogfileSpec } from './options.js';
 
 /** buildbot-worker polls logfiles every 2 seconds. */
 export const LOGFILE_POLL_MS = 2000;
@@ -169,5 +171,29 @@ export class LogFileWatcher {
       // unreadable for now; try again at the next poll
     }
     return total;
+  }
+}
+
+/** The watchers of a step's `logfiles`, each file at path.join(workdir, filename), started and stopped together. */
+export class LogfileWatchers {
+  private readonly watchers: LogFileWatcher[] = [];
+
+  /** Adds a watcher for every logfile (each notes the file's state now, to see it change). */
+  watch(workdir: string, logfiles: Record<string, LogfileSpec>, onData: (name: string, text: string) => void): void {
+    for (const [name, spec] of Object.entries(logfiles)) {
+      const filename = typeof spec === 'string' ? spec : spec.filename;
+      const follow = typeof spec === 'string' ? false : Boolean(spec.follow);
+      this.watchers.push(new LogFileWatcher(name, path.join(workdir, filename), follow, onData));
+    }
+  }
+
+  start(): void {
+    for (const w of this.watchers) w.start();
+  }
+
+  /** Stops every watcher, then runs `then` once each has passed on the rest of its file (at once without any). */
+  afterStop(then: () => void): void {
+    if (this.watchers.length === 0) then();
+    else void Promise.all(this.watchers.map((w) => w.stop())).then(then);
   }
 }

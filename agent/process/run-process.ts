@@ -14,15 +14,20 @@ import {
   type ProcessRef,
   type TrackingMarker,
 } from '../../platforms/types.js';
-import type { CommandIO } from '../commands/types.js';
 import type { Logger } from '../log.js';
 import { startDelay, type DelayTimer } from '../timers.js';
-import { collectHangReport, HANG_LOG, prefixLines, wantsForensics, type ForensicsWhen, type KillReason } from './hang-forensics.js';
-import { newTrackingMarker, withTrackingMarker, type ProcessRegistry, type TrackedProcess } from './tracking.js';
-import { makedirs } from '../fs/makedirs.js';
-import { isdir } from '../fs/pyos.js';
-import { LogFileWatcher } from './logfile-watcher.js';
-import { reprBytes, reprValue, shellQuote } from './pyrepr.js';
+import { HANG_LOG, wantsForensics, writeHangReport, type KillReason } from './hang-forensics.js';
+import { newTrackingMarker, withTrackingMarker, type TrackedProcess } from './tracking.js';
+import { ensureDir } from '../fs/makedirs.js';
+import { osErrorClass } from '../py/errno.js';
+import { commandRepr, execFailedText, secs, startHeaders } from './headers.js';
+import { ChildOutput } from './child-output.js';
+import { LogfileWatchers } from './logfile-watcher.js';
+import type { RunProcessOptions } from './options.js';
+import type { ProcessSink } from './sink.js';
+
+export type { LogfileSpec, RunProcessOptions } from './options.js';
+export type { ProcessSink } from './sink.js';
 
 /** After a kill, how long to wait for the process to end before giving up on it (buildbot-worker: 5 s). */
 export const BACKUP_TIMEOUT_MS = 5000;
@@ -34,43 +39,6 @@ const LEFTOVER_LIST_TIMEOUT_MS = 3000;
 const LEFTOVER_LIST_MAX = 20;
 /** Notes on processes a scan could not examine are logged at most this many times per command (a kill scans 2-3 times). */
 const INCOMPLETE_LOG_MAX = 3;
-
-export type LogfileSpec = string | { filename: string; follow?: boolean };
-
-export interface RunProcessOptions {
-  /** A string runs through the shell; a list is an argv. */
-  command: string | string[];
-  /** What the header shows instead of `command` (obfuscated arguments replaced). */
-  fakeCommand?: string | string[];
-  workdir: string;
-  environ: Record<string, string>;
-  sendStdout: boolean;
-  sendStderr: boolean;
-  sendRC: boolean;
-  /** Seconds (>= 0, Infinity: never), as argOptSeconds (commands/args.ts) checked them; null: none. */
-  timeout: number | null;
-  maxTime: number | null;
-  sigtermTime: number | null;
-  initialStdin: string | null;
-  logEnviron: boolean;
-  logfiles: Record<string, LogfileSpec>;
-  usePTY: boolean;
-  interruptSignal: string;
-  /** When to collect hang forensics before a kill (default: before a timeout or maxTime kill). */
-  forensics?: ForensicsWhen;
-  /** The agent's registry of running processes (it kills them all before it exits); absent: not registered. */
-  registry?: ProcessRegistry;
-  /** The tracking variable's value in the agent's own environment, kept in front of the command's marker. */
-  inheritedTrackingId?: string;
-  /**
-   * Whether a normal end looks for processes the command left running (default true). The rm/cp helpers of
-   * rmdir and cpdir start no daemons, and a scan of every process on the host after each would be wasted.
-   */
-  leftoverCheck?: boolean;
-}
-
-/** Seconds as Python's str() shows them in headers ("inf" for Infinity). */
-const secs = (v: number): string => (Number.isFinite(v) ? String(v) : 'inf');
 
 export class RunProcessError extends Error {
   constructor(
@@ -86,7 +54,6 @@ export class RunProcess implements TrackedProcess {
   private handle: ProcessHandle | undefined;
   private killed = false;
   private done = false;
-  private paused = false;
   private startTime = 0;
   private ioTimer: DelayTimer | undefined;
   private maxTimer: DelayTimer | undefined;
@@ -100,7 +67,7 @@ export class RunProcess implements TrackedProcess {
   private forensics: AbortController | undefined;
   private forensicsRun: Promise<void> | undefined;
   private terminating = false;
-  private watchers: LogFileWatcher[] = [];
+  private readonly watchers = new LogfileWatchers();
   /** Every process a kill found, so a later sweep finds them again after they were re-parented away. */
   private signalled: ProcessRef[] = [];
   private readonly marker: TrackingMarker = newTrackingMarker();
@@ -108,15 +75,22 @@ export class RunProcess implements TrackedProcess {
   private incompleteLogged = 0;
   private settle: { resolve: (rc: number) => void; reject: (e: Error) => void } | undefined;
   private readonly usePTY: boolean;
+  private readonly output: ChildOutput;
 
   constructor(
     private readonly opts: RunProcessOptions,
-    private readonly io: CommandIO,
+    private readonly io: ProcessSink,
     private readonly platform: ProcessControl,
     private readonly logger: Logger,
     private readonly now: () => number,
   ) {
     this.usePTY = opts.usePTY;
+    this.output = new ChildOutput({
+      sink: io,
+      send: { stdout: opts.sendStdout, stderr: opts.sendStderr },
+      onActivity: () => this.resetIoTimer(),
+      ended: () => this.done,
+    });
     // No PTY with stdin to close, nor where the platform has none (buildbot-worker: every non-POSIX system).
     if ((opts.initialStdin !== null || !platform.supportsPty) && opts.usePTY) {
       // buildbot-worker sends this without a newline, so it joins the next header line
@@ -137,34 +111,13 @@ export class RunProcess implements TrackedProcess {
 
   private launch(): void {
     const o = this.opts;
-    const fake = o.fakeCommand ?? o.command;
     const argv = typeof o.command === 'string' ? this.platform.shellArgv(o.command) : o.command;
-    const display = typeof fake === 'string' ? fake : shellQuote(fake);
     // the marker goes in last, after the step's env was merged: a step cannot remove it
     const env = withTrackingMarker({ ...o.environ, PWD: path.resolve(o.workdir) }, this.marker, o.inheritedTrackingId);
-
-    this.io.text('header', display + '\n');
-    let msg = ` in dir ${o.workdir}`;
-    if (o.timeout) msg += ` (timeout ${secs(o.timeout)} ${o.timeout === 1 ? 'sec' : 'secs'})`;
-    if (o.maxTime) msg += ` (maxTime ${secs(o.maxTime)} ${o.maxTime === 1 ? 'sec' : 'secs'})`;
-    this.io.text('header', msg + '\n');
-    this.io.text('header', ` watching logfiles ${reprValue(o.logfiles)}\n`);
-    const argvRepr = typeof fake === 'string' ? reprBytes(fake) : `[${fake.map(reprBytes).join(', ')}]`;
-    this.io.text('header', ` argv: ${argvRepr}\n`);
-    if (o.logEnviron) {
-      let e = ' environment:\n';
-      for (const k of Object.keys(env).sort()) e += `  ${k}=${env[k]}\n`;
-      this.io.text('header', e);
-    }
     const stdinBytes = o.initialStdin ? Buffer.from(o.initialStdin, 'utf8') : undefined;
-    if (stdinBytes) this.io.text('header', ` writing ${stdinBytes.length} bytes to stdin\n`);
-    this.io.text('header', ` using PTY: ${this.usePTY ? 'True' : 'False'}\n`);
+    for (const header of startHeaders(o, env, this.usePTY, stdinBytes)) this.io.text('header', header);
 
-    for (const [name, spec] of Object.entries(o.logfiles)) {
-      const filename = typeof spec === 'string' ? spec : spec.filename;
-      const follow = typeof spec === 'string' ? false : Boolean(spec.follow);
-      this.watchers.push(new LogFileWatcher(name, path.join(o.workdir, filename), follow, (n, t) => this.addLog(n, t)));
-    }
+    this.watchers.watch(o.workdir, o.logfiles, (n, t) => this.addLog(n, t));
 
     this.startTime = this.now();
     this.spawnedAtMs = Date.now();
@@ -176,15 +129,9 @@ export class RunProcess implements TrackedProcess {
     }
     o.registry?.add(this);
     const h = this.handle;
-    const out = new TextDecoder('utf-8');
-    const errd = new TextDecoder('utf-8');
-    h.onStdout((d) => this.addOutput('stdout', out.decode(d, { stream: true })));
-    h.onStderr((d) => this.addOutput('stderr', errd.decode(d, { stream: true })));
+    this.output.attach(h);
     h.onExit((status) => {
-      const tailOut = out.decode();
-      if (tailOut) this.addOutput('stdout', tailOut);
-      const tailErr = errd.decode();
-      if (tailErr) this.addOutput('stderr', tailErr);
+      this.output.flush();
       // forensics in progress end early, and their report still comes before the rc
       if (this.forensicsRun) {
         this.forensics?.abort();
@@ -198,7 +145,7 @@ export class RunProcess implements TrackedProcess {
     // startDelay: a timeout of 2^31 ms or more must not fire at once, as a bare setTimeout would
     if (o.timeout) this.ioTimer = startDelay(() => this.doTimeout(), o.timeout * 1000);
     if (o.maxTime) this.maxTimer = startDelay(() => this.doMaxTimeout(), o.maxTime * 1000);
-    for (const w of this.watchers) w.start();
+    this.watchers.start();
   }
 
   /**
@@ -210,40 +157,12 @@ export class RunProcess implements TrackedProcess {
       this.fail(err instanceof Error ? err : new Error(String(err)));
       return;
     }
-    const pyType = err.code === 'ENOENT' ? 'FileNotFoundError' : err.code === 'EACCES' ? 'PermissionError' : 'OSError';
-    this.addOutput(
-      'stderr',
-      `Upon execvpe ${argv[0]} ${reprValue(argv)} in environment id 0\n:Traceback (most recent call last):\n` +
-        `  File "bbagent", in spawn\n${pyType}: ${err.message}\n`,
-    );
+    this.output.add('stderr', execFailedText(argv, osErrorClass(err.code) ?? 'OSError', err.message));
     this.finished({ code: 1, signal: null });
   }
 
   private resetIoTimer(): void {
     this.ioTimer?.refresh();
-  }
-
-  private addOutput(stream: 'stdout' | 'stderr', text: string): void {
-    if (!text) return;
-    if (stream === 'stdout' ? this.opts.sendStdout : this.opts.sendStderr) this.io.text(stream, text);
-    this.resetIoTimer();
-    this.maybePause();
-  }
-
-  /** Pauses reading the child's output while the output pipeline asks for it (throttle budget, slow link). */
-  private maybePause(): void {
-    if (this.paused || !this.handle || this.done) return;
-    const wait = this.io.backpressureMs();
-    if (wait <= 0) return;
-    this.paused = true;
-    this.handle.pause();
-    setTimeout(() => {
-      this.paused = false;
-      if (this.done || !this.handle) return;
-      this.handle.resume();
-      this.resetIoTimer(); // a paused child could not write: the pause is not silence
-      this.maybePause();
-    }, wait);
   }
 
   private addLog(name: string, text: string): void {
@@ -252,8 +171,7 @@ export class RunProcess implements TrackedProcess {
   }
 
   private describeFake(): string {
-    const fake = this.opts.fakeCommand ?? this.opts.command;
-    return typeof fake === 'string' ? reprBytes(fake) : `[${fake.map(reprBytes).join(', ')}]`;
+    return commandRepr(this.opts.fakeCommand ?? this.opts.command);
   }
 
   private doTimeout(): void {
@@ -286,7 +204,8 @@ export class RunProcess implements TrackedProcess {
     if (wantsForensics(this.opts.forensics ?? 'timeout', reason) && !this.io.abandoned?.()) {
       const ac = new AbortController();
       this.forensics = ac;
-      this.forensicsRun = this.writeForensics(reason, ac.signal)
+      const declared = Object.prototype.hasOwnProperty.call(this.opts.logfiles, HANG_LOG);
+      this.forensicsRun = writeHangReport(this.platform, this.query(), { reason, declared, sink: this.io, logger: this.logger, signal: ac.signal })
         .catch((err: unknown) => this.logger.warn(`hang forensics failed: ${String(err)}`))
         .finally(() => {
           this.forensics = undefined;
@@ -296,20 +215,6 @@ export class RunProcess implements TrackedProcess {
       return;
     }
     this.signalKill();
-  }
-
-  private async writeForensics(reason: KillReason, signal: AbortSignal): Promise<void> {
-    const why = reason === 'interrupt' ? 'when interrupted' : `before the ${reason} kill`;
-    const r = await collectHangReport(this.platform, this.query(), why, { signal });
-    const declared = Object.prototype.hasOwnProperty.call(this.opts.logfiles, HANG_LOG);
-    const stacksNote = r.tool ? `stacks (${r.tool})` : `no stacks: ${r.stackNote ?? 'neither eu-stack nor gdb (Linux) or sample (macOS) is installed'}`;
-    const notes = r.notes.map((n) => `not examined: ${n}\n`).join('');
-    let header = `${r.title}\n${r.table}${notes}`;
-    if (declared) header += `${r.tool ? `${stacksNote} in log '${HANG_LOG}'` : stacksNote}\n`;
-    else header += r.tool ? `${stacksNote}:\n${r.stacks}` : `${stacksNote}\n`;
-    this.io.text('header', prefixLines(header));
-    if (declared) this.io.log(HANG_LOG, `${r.title}\n${r.table}${notes}${r.tool ? `\n${stacksNote}:\n${r.stacks}` : `${stacksNote}\n`}`);
-    this.logger.info(`hang forensics of ${r.processes} process(es) written ${declared ? `to log '${HANG_LOG}'` : 'to the stdio header'}`);
   }
 
   private signalKill(): void {
@@ -455,7 +360,7 @@ export class RunProcess implements TrackedProcess {
       }
     }
     // the logfiles' last content comes before the rc, as buildbot-worker sends it; reading it yields to the loop
-    this.afterWatchers(() => {
+    this.watchers.afterStop(() => {
       let rc = status.code ?? -1;
       if (this.killed && rc === 0) rc = -1;
       if (status.signal !== null) rc = -1;
@@ -472,28 +377,14 @@ export class RunProcess implements TrackedProcess {
   private fail(err: Error): void {
     this.done = true;
     this.cancelTimers();
-    this.afterWatchers(() => {
+    this.watchers.afterStop(() => {
       this.settle?.reject(err);
       this.settle = undefined;
     });
-  }
-
-  /** Stops every logfile watcher, then runs `then` once each has passed on the rest of its file (at once without any). */
-  private afterWatchers(then: () => void): void {
-    if (this.watchers.length === 0) then();
-    else void Promise.all(this.watchers.map((w) => w.stop())).then(then);
   }
 
   private cancelTimers(): void {
     for (const t of [this.ioTimer, this.maxTimer, this.sigtermTimer, this.backupTimer]) t?.cancel();
     this.ioTimer = this.maxTimer = this.sigtermTimer = this.backupTimer = undefined;
   }
-}
-
-/**
- * os.makedirs(workdir) when it is not a directory yet; a failure is the OSError Python raises (naming the level
- * that could not be made), never a hang: Node's recursive mkdir loops forever under /proc.
- */
-export function ensureDir(dir: string): void {
-  if (!isdir(dir)) makedirs(dir);
 }

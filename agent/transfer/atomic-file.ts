@@ -10,8 +10,8 @@ import * as nodePath from 'node:path';
 import { NotRegularFileError } from '../fs/file-kind.js';
 import { resolveFollowingLinks } from '../fs/follow-links.js';
 import { O_NONBLOCK } from '../fs/open-flags.js';
-import { isSystemError, pyOSError, toPyError } from '../fs/pyerrors.js';
-import { fsPath } from '../fs/pyos.js';
+import { isSystemError, pyOSError, toPyError } from '../py/os-error.js';
+import { fsPath } from '../py/fsencoding.js';
 import type { JournalEntry, TempFileJournal } from './temp-journal.js';
 import { tempPathBeside } from './temp-journal.js';
 

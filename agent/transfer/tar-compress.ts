@@ -3,7 +3,7 @@
 import { spawn } from 'node:child_process';
 import { Readable, pipeline } from 'node:stream';
 import { createGzip } from 'node:zlib';
-import { PyError } from '../fs/pyerrors.js';
+import { PyError } from '../py/exceptions.js';
 
 /** A byte stream that `return()` stops early, releasing its files and processes (tar.ts's TarStream). */
 type ChunkStream = AsyncGenerator<Buffer, void, undefined>;

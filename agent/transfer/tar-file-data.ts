@@ -7,8 +7,9 @@ import { lstat, open } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { fileKind } from '../fs/file-kind.js';
 import { O_NOFOLLOW, O_NONBLOCK, sameFile } from '../fs/open-flags.js';
-import { PyError, isSystemError, toPyError } from '../fs/pyerrors.js';
-import { fsPath } from '../fs/pyos.js';
+import { PyError } from '../py/exceptions.js';
+import { isSystemError, toPyError } from '../py/os-error.js';
+import { fsPath } from '../py/fsencoding.js';
 import { BLOCKSIZE } from './tar-header.js';
 
 /**

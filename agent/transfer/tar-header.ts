@@ -1,9 +1,9 @@
 // Tar header blocks as Python 3.11's tarfile writes them in PAX format (TarInfo.create_pax_header /
 // _create_header): a PAX extended header for what ustar cannot hold (and always for the float mtime), then ustar.
 
-import { PyError } from '../fs/pyerrors.js';
-import { fsencode } from '../fs/pyos.js';
-import { pyFloatRepr, roundHalfEven } from './py-float.js';
+import { PyError } from '../py/exceptions.js';
+import { fsencode } from '../py/fsencoding.js';
+import { pyFloatRepr, roundHalfEven } from '../py/float.js';
 
 export const BLOCKSIZE = 512;
 /** An archive ends on a whole record of 20 blocks (like tar -b20). */

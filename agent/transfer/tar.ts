@@ -5,8 +5,11 @@
 import type { BigIntStats } from 'node:fs';
 import { lstat, readlink } from 'node:fs/promises';
 import type { HostFacts, OwnerNames, ProcessControl } from '../../platforms/types.js';
-import { PyError, toPyError } from '../fs/pyerrors.js';
-import { fsPath, fsdecode, pathJoin, scandirRaw, timeFloat } from '../fs/pyos.js';
+import { PyError } from '../py/exceptions.js';
+import { toPyError } from '../py/os-error.js';
+import { fsPath, fsdecode } from '../py/fsencoding.js';
+import { pathJoin } from '../py/os-path.js';
+import { scandirRaw, timeFloat } from '../py/os.js';
 import { bzip2Stream, gzipStream } from './tar-compress.js';
 import { fileData } from './tar-file-data.js';
 import { BLKTYPE, BLOCKSIZE, CHRTYPE, DIRTYPE, FIFOTYPE, LNKTYPE, RECORDSIZE, REGTYPE, SYMTYPE, paxHeader, type MemberInfo } from './tar-header.js';

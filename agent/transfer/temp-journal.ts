@@ -10,7 +10,7 @@ import { errorMessage } from '../errors.js';
 import { BASEDIR_LAYOUT } from '../layout.js';
 import type { Logger } from '../log.js';
 import { makedirs } from '../fs/makedirs.js';
-import { fsPath } from '../fs/pyos.js';
+import { fsPath } from '../py/fsencoding.js';
 
 /** Where in BASEDIR/.bbagent the entries live. */
 const JOURNAL_DIR = 'temp-files';

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { checkConfined, ConfinementError, removalProtection } from '../../agent/commands/confine.js';
 import { MAX_LINK_HOPS, resolveFollowingLinks } from '../../agent/fs/follow-links.js';
-import { PyOSError } from '../../agent/fs/pyerrors.js';
+import { PyOSError } from '../../agent/py/os-error.js';
 import { CommandHost } from '../../agent/worker/command-host.js';
 import { COMMAND_TABLE } from '../../agent/commands/index.js';
 import type { CommandArgs, CommandEnv, RemoteReader, RemoteWriter } from '../../agent/commands/types.js';

@@ -9,7 +9,8 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MAX_MAKEDIRS_LEVELS, makedirs } from '../../agent/fs/makedirs.js';
-import { PyError, PyOSError } from '../../agent/fs/pyerrors.js';
+import { PyError } from '../../agent/py/exceptions.js';
+import { PyOSError } from '../../agent/py/os-error.js';
 import { makedirsWith, makedirs as platformMakedirs, type DirectoryOps } from '../../platforms/common/makedirs.js';
 import { runIsolated } from './fs-isolated.js';
 
@@ -106,7 +107,7 @@ describe('makedirs', () => {
 describe('callers a master reaches end where Node would loop for ever', () => {
   it("a shell step's workdir under /proc: FileNotFoundError naming '/proc/x' at once (RunProcess)", async () => {
     const r = await runIsolated(
-      `import { ensureDir } from '../../agent/process/run-process.js';
+      `import { ensureDir } from '../../agent/fs/makedirs.js';
        try { ensureDir('/proc/x/y'); report('no error'); } catch (e) { report({ name: (e as any).pyType, message: (e as Error).message }); }`,
       10_000,
     );

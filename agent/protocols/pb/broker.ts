@@ -7,6 +7,7 @@ import type { Logger } from '../../log.js';
 import type { MessageLimits } from '../limits.js';
 import { atom, BananaDecoder, chooseDialect, encode, type Sexp } from './banana.js';
 import { CopiedFailure, CopyableFailure, isPlainObject, jelly, Jellyable, PyTuple, unjelly, type Jellier, type JellyPeer } from './jelly.js';
+import { EXC_TAIL } from '../../py/exceptions.js';
 
 /** pb.Broker.version: both sides send it right after the dialect; any other number ends the connection. */
 export const PB_VERSION = 6;
@@ -38,8 +39,6 @@ export interface PythonError {
   pyType: string;
   pyParents: string[];
 }
-
-const EXC_TAIL = ['builtins.Exception', 'builtins.BaseException', 'builtins.object'];
 
 /** twisted.spread.flavors.NoSuchMethod: the master relies on this exact type name to fall back for old workers. */
 export class NoSuchMethodError extends AgentError implements PythonError {
@@ -166,7 +165,7 @@ export interface BrokerOptions {
 
 function defaultDescribe(err: unknown): PythonError {
   if (isPythonError(err)) return { pyType: err.pyType, pyParents: err.pyParents };
-  return { pyType: 'builtins.Exception', pyParents: EXC_TAIL };
+  return { pyType: 'builtins.Exception', pyParents: [...EXC_TAIL] };
 }
 
 function int(x: Sexp | undefined): number | undefined {

@@ -10,7 +10,8 @@ import type { Worker } from '../../worker/worker.js';
 import { SIZE_LIMIT } from './banana.js';
 import { ConnectionLostError, Referenceable, RemoteReference, type PythonError } from './broker.js';
 import { CopyableFailure, isPlainObject, PyFloat, PyTuple } from './jelly.js';
-import { ERRNO_TYPES } from '../../commands/failure.js';
+import { osErrorClass } from '../../py/errno.js';
+import { EXC_TAIL, pythonParents, qualifyType } from '../../py/exceptions.js';
 
 /**
  * Largest byte string we put in one call: under Banana's 640 KiB with room to spare. The master would refuse
@@ -19,59 +20,6 @@ import { ERRNO_TYPES } from '../../commands/failure.js';
 export const MAX_PAYLOAD = SIZE_LIMIT - 128 * 1024;
 
 // ---- Python exception names, so the master sees what buildbot-worker would send ----
-
-const BUILTIN_PARENT: Record<string, string> = {
-  BaseException: 'object',
-  Exception: 'BaseException',
-  OSError: 'Exception',
-  FileNotFoundError: 'OSError',
-  FileExistsError: 'OSError',
-  NotADirectoryError: 'OSError',
-  IsADirectoryError: 'OSError',
-  PermissionError: 'OSError',
-  TimeoutError: 'OSError',
-  InterruptedError: 'OSError',
-  BlockingIOError: 'OSError',
-  ChildProcessError: 'OSError',
-  ProcessLookupError: 'OSError',
-  ConnectionError: 'OSError',
-  BrokenPipeError: 'ConnectionError',
-  ValueError: 'Exception',
-  UnicodeError: 'ValueError',
-  UnicodeDecodeError: 'UnicodeError',
-  UnicodeEncodeError: 'UnicodeError',
-  TypeError: 'Exception',
-  RuntimeError: 'Exception',
-  NotImplementedError: 'RuntimeError',
-  AttributeError: 'Exception',
-  LookupError: 'Exception',
-  KeyError: 'LookupError',
-  IndexError: 'LookupError',
-  ArithmeticError: 'Exception',
-  ZeroDivisionError: 'ArithmeticError',
-};
-
-const EXC_TAIL = ['builtins.Exception', 'builtins.BaseException', 'builtins.object'];
-
-/** 'FileNotFoundError' -> 'builtins.FileNotFoundError'; qualified names stay as they are. */
-export function qualifyType(type: string): string {
-  return type.includes('.') ? type : `builtins.${type}`;
-}
-
-/** The MRO Twisted puts in a failure's `parents`, for the exception classes our commands report. */
-export function pythonParents(qualified: string): string[] {
-  if (qualified.startsWith('builtins.')) {
-    const out: string[] = [];
-    let name: string | undefined = qualified.slice('builtins.'.length);
-    if (BUILTIN_PARENT[name] === undefined) return [qualified, ...EXC_TAIL];
-    while (name !== undefined) {
-      out.push(`builtins.${name}`);
-      name = BUILTIN_PARENT[name];
-    }
-    return out;
-  }
-  return [qualified, ...EXC_TAIL];
-}
 
 function py(type: string, ...parents: string[]): PythonError {
   return { pyType: type, pyParents: [type, ...parents, ...EXC_TAIL] };
@@ -98,8 +46,9 @@ export function describePbError(err: unknown): PythonError {
     default:
       break;
   }
-  if (typeof e?.code === 'string' && ERRNO_TYPES[e.code]) {
-    const q = `builtins.${ERRNO_TYPES[e.code]}`;
+  const osError = typeof e?.code === 'string' ? osErrorClass(e.code) : undefined;
+  if (osError) {
+    const q = `builtins.${osError}`;
     return { pyType: q, pyParents: pythonParents(q) };
   }
   return { pyType: 'builtins.RuntimeError', pyParents: pythonParents('builtins.RuntimeError') };

@@ -1,5 +1,4 @@
-// Python's float arithmetic and repr where the tar header needs them: st_mtime is a float, rounded half to
-// even in the ustar field and written with repr() in the PAX record.
+// Python's float behaviour where the agent shows or rounds one as Python would: repr(float) and round().
 
 /** Python's round(float) -> int: halves go to the even neighbour. */
 export function roundHalfEven(x: number): number {

@@ -1,12 +1,10 @@
-// Python-shaped errors for filesystem work: the exception class, errno, strerror and str(exc) that
-// buildbot-worker would have produced, so headers, rc values and failures read the same as with Python.
+// errno names, numbers and texts as Python reports them on Linux: glibc's strerror() texts and the OSError
+// subclass Python raises for an errno (PEP 3151). The one table of each for the whole agent.
 
 import { constants as osConstants } from 'node:os';
-import { AgentError } from '../errors.js';
-import { reprStr } from '../process/pyrepr.js';
 
 /** glibc's strerror() texts (what Python's e.strerror holds on Linux), by errno name. */
-const STRERROR: Record<string, string> = {
+const STRERROR: Readonly<Record<string, string>> = {
   EPERM: 'Operation not permitted',
   ENOENT: 'No such file or directory',
   ESRCH: 'No such process',
@@ -89,8 +87,8 @@ const STRERROR: Record<string, string> = {
   ESHUTDOWN: 'Cannot send after transport endpoint shutdown',
 };
 
-/** The OSError subclass Python raises for an errno (PEP 3151). */
-const PY_TYPE: Record<string, string> = {
+/** The OSError subclass Python raises for an errno (PEP 3151); an errno not named here raises OSError itself. */
+const OS_ERROR_CLASS: Readonly<Record<string, string>> = {
   EACCES: 'PermissionError',
   EPERM: 'PermissionError',
   EAGAIN: 'BlockingIOError',
@@ -112,49 +110,17 @@ const PY_TYPE: Record<string, string> = {
   ETIMEDOUT: 'TimeoutError',
 };
 
-/**
- * An error that fails a command with a chosen Python exception type (the caller reads `pyType`) and the
- * message Python's str(exception) would give; `code` stays stable for the agent's own logs.
- */
-export class PyError extends AgentError {
-  readonly pyType: string;
-  constructor(pyType: string, message: string, code = 'E_PYTHON') {
-    super(code, message);
-    this.name = pyType;
-    this.pyType = pyType;
-  }
+/** The errno names the strerror table knows (for tests and for callers that list them). */
+export const KNOWN_ERRNOS: readonly string[] = Object.keys(STRERROR);
+
+/** strerror() of an errno name, or undefined when glibc's text for it is not in the table. */
+export function strerror(code: string): string | undefined {
+  return Object.hasOwn(STRERROR, code) ? STRERROR[code] : undefined;
 }
 
-/** Python's OSError: str() is `[Errno n] strerror: 'filename'`. */
-export class PyOSError extends PyError {
-  readonly errno: number;
-  readonly strerror: string;
-  readonly filename: string | undefined;
-  constructor(code: string, errno: number, filename?: string) {
-    const strerror = strerrorOf(code, errno);
-    super(
-      PY_TYPE[code] ?? 'OSError',
-      filename === undefined ? `[Errno ${errno}] ${strerror}` : `[Errno ${errno}] ${strerror}: ${reprStr(filename)}`,
-      code, // the errno name, e.g. 'ENOENT'
-    );
-    this.errno = errno;
-    this.strerror = strerror;
-    this.filename = filename;
-  }
-}
-
-function strerrorOf(code: string, errno: number): string {
-  return STRERROR[code] ?? `Unknown error ${errno}`;
-}
-
-/** A Node system error (fs / child_process), as opposed to argument errors (ERR_*) and bugs. */
-export function isSystemError(err: unknown): err is NodeJS.ErrnoException & { code: string } {
-  return (
-    err instanceof Error &&
-    typeof (err as NodeJS.ErrnoException).code === 'string' &&
-    typeof (err as NodeJS.ErrnoException).errno === 'number' &&
-    !(err as NodeJS.ErrnoException).code!.startsWith('ERR_')
-  );
+/** The OSError subclass Python raises for an errno name (e.g. 'ENOENT' -> 'FileNotFoundError'); undefined: plain OSError. */
+export function osErrorClass(code: string): string | undefined {
+  return Object.hasOwn(OS_ERROR_CLASS, code) ? OS_ERROR_CLASS[code] : undefined;
 }
 
 /** The positive host errno for a Node error code (Node's own `errno` field is negative on POSIX). */
@@ -162,44 +128,4 @@ export function errnoOf(code: string, fallback?: number): number {
   const n = (osConstants.errno as Record<string, number | undefined>)[code];
   if (n !== undefined) return n;
   return fallback !== undefined ? Math.abs(fallback) : 0;
-}
-
-/** Converts a Node system error into the OSError Python would raise for `filename`. */
-export function toPyOSError(err: NodeJS.ErrnoException & { code: string }, filename?: string): PyOSError {
-  return new PyOSError(err.code, errnoOf(err.code, err.errno), filename);
-}
-
-/**
- * Converts what a Node fs call threw into what Python would raise: system errors become OSError subclasses,
- * a NUL in a path becomes ValueError; anything else (bugs) is returned unchanged.
- */
-export function toPyError(err: unknown, filename?: string): unknown {
-  if (err instanceof PyError) return err; // already what Python raises (e.g. makedirs naming the failed level)
-  if (isSystemError(err)) return toPyOSError(err, filename);
-  if (err instanceof Error && (err as NodeJS.ErrnoException).code === 'ERR_INVALID_ARG_VALUE' && /null bytes/.test(err.message)) {
-    return new PyError('ValueError', 'embedded null byte', 'E_NUL_IN_PATH');
-  }
-  return err;
-}
-
-/** A new OSError for an errno name (e.g. 'ENOENT'), as Python would raise it. */
-export function pyOSError(code: string, filename?: string): PyOSError {
-  return new PyOSError(code, errnoOf(code), filename);
-}
-
-/** What the file commands report for an OSError: ('header', '<cmd>: <strerror>: <path>') and ('rc', errno). */
-export interface StatusSink {
-  text(stream: 'header', text: string): void;
-  status(key: string, value: number): void;
-}
-
-/**
- * buildbot-worker's `except OSError as e: sendStatus([('header', ...), ('rc', e.errno)])`. Errors Python would
- * not raise as OSError (ValueError for a NUL, bugs) are rethrown and fail the command.
- */
-export function reportOSError(io: StatusSink, header: string, path: string, err: unknown): void {
-  const e = toPyError(err, path);
-  if (!(e instanceof PyOSError)) throw e;
-  io.text('header', `${header}: ${e.strerror}: ${path}`);
-  io.status('rc', e.errno);
 }

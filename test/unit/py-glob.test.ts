@@ -6,10 +6,15 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fnmatchcase, pyGlob } from '../../agent/fs/pyglob.js';
+import { TimeSlicer } from '../../agent/fs/time-slice.js';
+import { fnmatchcase } from '../../agent/py/fnmatch.js';
+import { pyGlob as pyGlobIn, type GlobOptions } from '../../agent/py/glob.js';
 import { runIsolated } from './fs-isolated.js';
 
 let root: string;
+
+/** The glob command's walk: sliced as the command slices it. */
+const pyGlob = (p: string, o: Omit<GlobOptions, 'slicer'> = {}): Promise<string[]> => pyGlobIn(p, { slicer: new TimeSlicer(), ...o });
 
 function python(code: string, arg: unknown): unknown {
   const out = execFileSync('python3', ['-c', code, JSON.stringify(arg)], { encoding: 'utf8' });
@@ -271,8 +276,9 @@ describe('pyGlob over symbolic link loops', () => {
   it('two loops (python never returns): a clear error naming the loop, the event loop never held', async () => {
     const pattern = join(loops, 'two', '**');
     const r = await runIsolated(
-      `import { pyGlob } from '../../agent/fs/pyglob.js';
-       pyGlob(${JSON.stringify(pattern)}).then(
+      `import { TimeSlicer } from '../../agent/fs/time-slice.js';
+       import { pyGlob } from '../../agent/py/glob.js';
+       pyGlob(${JSON.stringify(pattern)}, { slicer: new TimeSlicer() }).then(
          (files) => report({ files: files.length }),
          (e) => report({ type: e.pyType, code: e.code, message: e.message }),
        );`,
