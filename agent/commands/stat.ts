@@ -7,6 +7,7 @@ import type { CommandDefinition, CommandIO, WorkerCommand } from './types.js';
 import { reportOSError } from '../fs/pyerrors.js';
 import { checkNul, fsPath, timeSeconds } from '../fs/pyos.js';
 import { join, relArgString, rewrite } from './relative-args.js';
+import { PyTuple } from '../py/values.js';
 
 class StatFile implements WorkerCommand {
   constructor(
@@ -24,19 +25,22 @@ class StatFile implements WorkerCommand {
       reportOSError(this.io, 'stat', filename, err);
       return;
     }
-    // tuple(os.stat_result): the integer fields, times truncated to whole seconds
-    this.io.status('stat', [
-      Number(st.mode),
-      Number(st.ino),
-      Number(st.dev),
-      Number(st.nlink),
-      Number(st.uid),
-      Number(st.gid),
-      Number(st.size),
-      timeSeconds(st.atimeNs),
-      timeSeconds(st.mtimeNs),
-      timeSeconds(st.ctimeNs),
-    ]);
+    // tuple(os.stat_result): the integer fields, times truncated to whole seconds; a tuple, as Python sends it
+    this.io.status(
+      'stat',
+      new PyTuple([
+        Number(st.mode),
+        Number(st.ino),
+        Number(st.dev),
+        Number(st.nlink),
+        Number(st.uid),
+        Number(st.gid),
+        Number(st.size),
+        timeSeconds(st.atimeNs),
+        timeSeconds(st.mtimeNs),
+        timeSeconds(st.ctimeNs),
+      ]),
+    );
     this.io.status('rc', 0);
   }
 

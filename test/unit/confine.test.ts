@@ -215,7 +215,7 @@ function env(confine: boolean): CommandEnv {
 async function attempt(name: string, args: CommandArgs, confine = true): Promise<{ error: string | undefined; ch: RecordingChannel }> {
   const host = new CommandHost(COMMAND_TABLE, env(confine));
   const ch = new RecordingChannel();
-  ch.writer = writer;
+  ch.uploadWriter = writer;
   ch.reader = reader();
   try {
     await host.start({ name, id: '1', args: { logEnviron: false, ...args }, channel: ch, settings: defaultOutputSettings() });
@@ -335,7 +335,13 @@ describe("a builder whose directory is one of the agent's own", () => {
   for (const builddir of ['spool', 'info', '.bbagent']) {
     it(`'${builddir}': a warning names the sharing, and RemoveDirectory('build') removes the build tree`, async () => {
       const logger = new RecordingLogger();
-      const worker = new Worker({ env: { ...env(false), logger }, commands: COMMAND_TABLE, collectInfo: async () => ({}), logger, onShutdownRequest: () => {} });
+      const worker = new Worker({
+        env: { ...env(false), logger },
+        commands: COMMAND_TABLE,
+        collectInfo: async () => ({}),
+        logger,
+        onShutdownRequest: () => {},
+      });
       mkdirSync(path.join(base, builddir, 'build', 'deep'), { recursive: true });
       writeFileSync(path.join(base, builddir, 'build', 'deep', 'f'), 'x');
       writeFileSync(path.join(base, builddir, 'agent-file'), 'kept');

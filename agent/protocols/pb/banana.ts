@@ -2,6 +2,7 @@
 // an encoder, the "pb" vocabulary, dialect negotiation and the limits Twisted enforces on both ends.
 
 import { AgentError } from '../../errors.js';
+import { PyFloat } from '../../py/values.js';
 import { MAX_NESTING, MESSAGE_LIMITS, type MessageLimits } from '../limits.js';
 
 /** Twisted's banana.SIZE_LIMIT: the longest STRING (bytes) or LIST (elements) either side accepts. */
@@ -63,12 +64,7 @@ const VOCAB_BYTES: readonly Buffer[] = PB_VOCABULARY.map((w) => Buffer.from(w, '
 const VOCAB_INDEX = new Map<string, number>(PB_VOCABULARY.map((w, i) => [w, i] as [string, number]).filter(([w]) => w !== ''));
 const LONGEST_WORD = Math.max(...PB_VOCABULARY.map((w) => w.length));
 
-/** A Python float on the wire (FLOAT), kept apart from integers: JS numbers alone cannot say 2.0 from 2. */
-export class PyFloat {
-  constructor(readonly value: number) {}
-}
-
-/** One Banana expression: raw byte strings, integers (bigint beyond 2^53), floats and lists. */
+/** One Banana expression: raw byte strings, integers (bigint beyond 2^53), floats (PyFloat: FLOAT) and lists. */
 export type Sexp = Buffer | number | bigint | PyFloat | Sexp[];
 
 export type Dialect = 'pb' | 'none';

@@ -4,18 +4,14 @@
 
 import { AgentError, errorMessage } from '../../errors.js';
 import type { Logger } from '../../log.js';
+import { ConnectionLostError } from '../errors.js';
 import type { MessageLimits } from '../limits.js';
 import { atom, BananaDecoder, chooseDialect, encode, type Sexp } from './banana.js';
-import { CopiedFailure, CopyableFailure, isPlainObject, jelly, Jellyable, PyTuple, unjelly, type Jellier, type JellyPeer } from './jelly.js';
+import { PyTuple } from '../../py/values.js';
+import { CopiedFailure, CopyableFailure, isPlainObject, jelly, Jellyable, unjelly, type Jellier, type JellyPeer } from './jelly.js';
 
 /** pb.Broker.version: both sides send it right after the dialect; any other number ends the connection. */
 export const PB_VERSION = 6;
-
-export class ConnectionLostError extends AgentError {
-  constructor(detail?: string) {
-    super('E_CONNECTION_LOST', detail ? `Connection lost: ${detail}` : 'Connection lost');
-  }
-}
 
 /** The peer answered a call with an error (a PB `error` message). */
 export class PbRemoteError extends AgentError {

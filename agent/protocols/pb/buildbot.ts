@@ -3,13 +3,15 @@
 // the master's RemoteCommand / FileWriter / FileReader references and releases them when the command is done.
 
 import type { CommandChannel, CommandFailure, RemoteReader, RemoteWriter } from '../../commands/types.js';
-import type { StatusValue, UpdateItem } from '../../output/types.js';
+import type { UpdateItem } from '../../output/types.js';
 import { AgentError, errorMessage } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import type { Worker } from '../../worker/worker.js';
 import { SIZE_LIMIT } from './banana.js';
-import { ConnectionLostError, Referenceable, RemoteReference, type PythonError } from './broker.js';
-import { CopyableFailure, isPlainObject, PyFloat, PyTuple } from './jelly.js';
+import { ConnectionLostError } from '../errors.js';
+import { Referenceable, RemoteReference, type PythonError } from './broker.js';
+import { PyFloat, PyTuple } from '../../py/values.js';
+import { CopyableFailure, isPlainObject } from './jelly.js';
 import { ERRNO_TYPES } from '../../commands/failure.js';
 
 /**
@@ -201,13 +203,6 @@ export function splitText(text: string, limit = MAX_PAYLOAD): string[] {
   return out;
 }
 
-function statusValue(key: string, v: StatusValue): unknown {
-  // Python sends elapsed as a float and stat as a tuple (os.stat_result); the master stores what it gets
-  if (key === 'elapsed' && typeof v === 'number') return new PyFloat(v);
-  if (key === 'stat' && Array.isArray(v)) return new PyTuple(v);
-  return v;
-}
-
 /** The `{key: value}` dicts for one item: ProtocolCommandPb.protocol_send_update_message sends text only. */
 export function updateDicts(item: UpdateItem): Record<string, unknown>[] {
   switch (item.kind) {
@@ -216,7 +211,8 @@ export function updateDicts(item: UpdateItem): Record<string, unknown>[] {
     case 'log':
       return splitText(item.chunk.text).map((t) => ({ log: new PyTuple([item.name, t]) }));
     case 'status':
-      return [{ [item.key]: statusValue(item.key, item.value) }];
+      // PyFloat and PyTuple values jelly as Python's float and tuple: the master stores what it gets
+      return [{ [item.key]: item.value }];
   }
 }
 
@@ -291,7 +287,8 @@ class CommandLink {
         this.completion = ref.callRemote('complete', failure ? completeFailure(failure) : null).then(() => undefined, this.logFailure('complete'));
         return Promise.resolve();
       },
-      writer,
+      // the master handed the writer of the right kind (FileWriter or DirectoryWriter): its methods are the same
+      writer: () => writer,
       reader,
       ...(this.backlog ? { backlog: this.backlog } : {}),
       // PB sends only the text of lines

@@ -9,7 +9,8 @@ import type { Worker } from '../../worker/worker.js';
 import { PRELOGIN_LIMITS, PRELOGIN_MAX_TOTAL_BYTES, MESSAGE_LIMITS } from '../limits.js';
 import { Liveness, livenessTimeoutS, type LivenessTimers } from '../liveness.js';
 import type { LiveSession, SessionEnd, SessionEndCause } from '../protocol.js';
-import { Broker, ConnectionLostError, PbRemoteError, type RemoteReference } from './broker.js';
+import { ConnectionLostError } from '../errors.js';
+import { Broker, PbRemoteError, type RemoteReference } from './broker.js';
 import { describePbError, PbWorker } from './buildbot.js';
 import { pbLogin } from './login.js';
 

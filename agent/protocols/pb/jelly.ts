@@ -3,11 +3,9 @@
 // and copyable failures. Anything else is refused with E_JELLY, as the master's globalSecurity would.
 
 import { AgentError } from '../../errors.js';
-import { PyTuple } from '../../py/values.js';
+import { PyFloat, PyTuple } from '../../py/values.js';
 import { MAX_MESSAGE_VALUES } from '../limits.js';
-import { atom, PyFloat, type Sexp } from './banana.js';
-
-export { PyFloat, PyTuple };
+import { atom, type Sexp } from './banana.js';
 
 function jellyError(message: string): AgentError {
   return new AgentError('E_JELLY', message);
