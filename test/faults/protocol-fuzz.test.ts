@@ -26,7 +26,8 @@ import { MAX_MESSAGE_BYTES, MAX_MESSAGE_VALUES, MAX_NESTING } from '../../agent/
 import { MsgpackSession } from '../../agent/protocols/msgpack/session.js';
 import { atom, BananaDecoder, dialectOffer, encode, SIZE_LIMIT, type Sexp } from '../../agent/protocols/pb/banana.js';
 import { Broker } from '../../agent/protocols/pb/broker.js';
-import { describePbError, PbWorker } from '../../agent/protocols/pb/buildbot.js';
+import { describePbError } from '../../agent/protocols/pb/buildbot.js';
+import { PbWorker } from '../../agent/protocols/pb/worker-objects.js';
 import { silentLogger } from '../../agent/log.js';
 import { currentPlatform } from '../../platforms/index.js';
 import { BbagentWorker } from '../integration/bbagent-worker.js';

@@ -11,7 +11,8 @@ import { Liveness, livenessTimeoutS, type LivenessTimers } from '../liveness.js'
 import type { LiveSession, SessionEnd, SessionEndCause } from '../protocol.js';
 import { ConnectionLostError } from '../errors.js';
 import { Broker, PbRemoteError, type RemoteReference } from './broker.js';
-import { describePbError, PbWorker } from './buildbot.js';
+import { describePbError } from './buildbot.js';
+import { PbWorker } from './worker-objects.js';
 import { pbLogin } from './login.js';
 
 export interface PbEndpoint {
