@@ -3,7 +3,7 @@
 
 import { AgentError } from '../../errors.js';
 import { PyTuple } from '../../py/values.js';
-import { RemoteReference } from './broker.js';
+import { RemoteReference } from './references.js';
 import { isPlainObject } from './jelly.js';
 
 export function argError(message: string): AgentError {

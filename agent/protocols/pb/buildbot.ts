@@ -3,7 +3,7 @@
 
 import type { CommandFailure } from '../../commands/types.js';
 import { AgentError } from '../../errors.js';
-import type { PythonError } from './broker.js';
+import type { PythonError } from './errors.js';
 import { CopyableFailure } from './jelly.js';
 import { ERRNO_TYPES } from '../../commands/failure.js';
 

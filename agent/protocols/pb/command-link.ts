@@ -8,7 +8,7 @@ import type { Logger } from '../../log.js';
 import { PyFloat, PyTuple } from '../../py/values.js';
 import { ConnectionLostError } from '../errors.js';
 import { SIZE_LIMIT } from './banana.js';
-import type { RemoteReference } from './broker.js';
+import type { RemoteReference } from './references.js';
 import { completeFailure } from './buildbot.js';
 
 /**

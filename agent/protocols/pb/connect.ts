@@ -10,7 +10,9 @@ import { PRELOGIN_LIMITS, PRELOGIN_MAX_TOTAL_BYTES, MESSAGE_LIMITS } from '../li
 import { Liveness, livenessTimeoutS, type LivenessTimers } from '../liveness.js';
 import type { LiveSession, SessionEnd, SessionEndCause } from '../protocol.js';
 import { ConnectionLostError } from '../errors.js';
-import { Broker, PbRemoteError, type RemoteReference } from './broker.js';
+import { Broker } from './broker.js';
+import { PbRemoteError } from './errors.js';
+import type { RemoteReference } from './references.js';
 import { describePbError } from './buildbot.js';
 import { PbWorker } from './worker-objects.js';
 import { pbLogin } from './login.js';

@@ -6,7 +6,7 @@ import type { Logger } from '../../log.js';
 import { PyTuple } from '../../py/values.js';
 import type { Worker } from '../../worker/worker.js';
 import { argError, commandArgs, param, textOf } from './arguments.js';
-import { Referenceable, RemoteReference } from './broker.js';
+import { Referenceable, RemoteReference } from './references.js';
 import { CommandLink } from './command-link.js';
 import { isPlainObject } from './jelly.js';
 
