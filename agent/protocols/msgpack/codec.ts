@@ -1,6 +1,6 @@
 // The msgpack_experimental_v7 envelope: one binary WebSocket message = one msgpack map with `op` and
 // `seq_number`, checked against the message limits before it is decoded. Also maps protocol-neutral update
-// items to the wire shapes the 3.7 master reads.
+// items, status values and failures to the wire shapes the 3.7 master reads.
 
 import { Decoder, Encoder } from '@msgpack/msgpack';
 import type { CommandFailure } from '../../commands/types.js';
