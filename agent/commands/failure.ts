@@ -36,8 +36,3 @@ export function toFailure(err: unknown): CommandFailure {
   }
   return { type: 'Exception', message: String(err), traceback: String(err) };
 }
-
-/** The text msgpack carries in `complete`: str(Failure) of the Python worker. */
-export function failureText(f: CommandFailure): string {
-  return `[Failure instance: Traceback: <class '${f.type}'>: ${f.message}\n${f.traceback}\n]`;
-}

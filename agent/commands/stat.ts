@@ -8,6 +8,7 @@ import { reportOSError } from '../fs/os-error-report.js';
 import { checkNul, timeSeconds } from '../py/os.js';
 import { fsPath } from '../py/fsencoding.js';
 import { join, relArgString, rewrite } from './relative-args.js';
+import { PyTuple } from '../py/values.js';
 
 class StatFile implements WorkerCommand {
   constructor(
@@ -25,19 +26,22 @@ class StatFile implements WorkerCommand {
       reportOSError(this.io, 'stat', filename, err);
       return;
     }
-    // tuple(os.stat_result): the integer fields, times truncated to whole seconds
-    this.io.status('stat', [
-      Number(st.mode),
-      Number(st.ino),
-      Number(st.dev),
-      Number(st.nlink),
-      Number(st.uid),
-      Number(st.gid),
-      Number(st.size),
-      timeSeconds(st.atimeNs),
-      timeSeconds(st.mtimeNs),
-      timeSeconds(st.ctimeNs),
-    ]);
+    // tuple(os.stat_result): the integer fields, times truncated to whole seconds; a tuple, as Python sends it
+    this.io.status(
+      'stat',
+      new PyTuple([
+        Number(st.mode),
+        Number(st.ino),
+        Number(st.dev),
+        Number(st.nlink),
+        Number(st.uid),
+        Number(st.gid),
+        Number(st.size),
+        timeSeconds(st.atimeNs),
+        timeSeconds(st.mtimeNs),
+        timeSeconds(st.ctimeNs),
+      ]),
+    );
     this.io.status('rc', 0);
   }
 

@@ -14,6 +14,12 @@ export interface CommandFailure {
   traceback: string;
 }
 
+/**
+ * What an upload sends: one file (the master's FileWriter) or a directory as a tar stream (its DirectoryWriter).
+ * A protocol may need it to address the writer (msgpack names its write op after it).
+ */
+export type UploadKind = 'file' | 'directory';
+
 /** Master-side file writer behind upload commands. Each call resolves when the master acknowledged it. */
 export interface RemoteWriter {
   write(data: Uint8Array): Promise<void>;
@@ -33,7 +39,8 @@ export interface CommandChannel {
   /** Sends one flushed batch of items, in order. Must not reorder with `complete`. */
   sendUpdate(items: UpdateItem[]): void;
   complete(failure: CommandFailure | null): Promise<void>;
-  readonly writer: RemoteWriter | undefined;
+  /** The master-side writer for an upload of this kind; undefined when the master gave none. */
+  writer(kind: UploadKind): RemoteWriter | undefined;
   readonly reader: RemoteReader | undefined;
   /** Bytes queued toward the master and not yet sent (output is paused above a high-water mark). */
   backlog?(): number;
@@ -50,8 +57,8 @@ export interface CommandIO {
   stepEnvironment(env: unknown): void;
   /** Milliseconds the command should pause its process's output (budget throttle, slow connection); 0: go on. */
   backpressureMs(): number;
-  /** The master-side writer (uploads); throws if the master gave none. */
-  writer(): RemoteWriter;
+  /** The master-side writer for an upload of this kind; throws if the master gave none. */
+  writer(kind: UploadKind): RemoteWriter;
   /** The master-side reader (downloads); throws if the master gave none. */
   reader(): RemoteReader;
   /** True once the connection went away: nothing more reaches the master (hang forensics are skipped). */

@@ -23,7 +23,7 @@ class UploadDirectory implements WorkerCommand {
 
   async run(): Promise<void> {
     const { state, io, path } = this;
-    const writer: RemoteWriter = io.writer();
+    const writer: RemoteWriter = io.writer('directory');
     // errors at the root (no such directory, bzip2 missing) fail the command before anything is sent, like
     // buildbot-worker's tarfile.add raising in start(): no header, no rc
     const tar = await openTarStream(path, this.compress, { environ: this.env.environ, host: this.env.platform });

@@ -92,7 +92,7 @@ class UploadFile implements WorkerCommand {
 
   async run(): Promise<void> {
     const { state, io, path } = this;
-    const writer: RemoteWriter = io.writer();
+    const writer: RemoteWriter = io.writer('file');
     let times: [number, number] | null = null;
     let fh: FileHandle | null = null;
     try {

@@ -4,3 +4,11 @@
 export class PyTuple {
   constructor(readonly items: readonly unknown[]) {}
 }
+
+/**
+ * A Python float, kept apart from integers: JS numbers alone cannot say 2.0 from 2. PB sends it as a FLOAT;
+ * msgpack sends the number as it is (an integral value goes as an integer).
+ */
+export class PyFloat {
+  constructor(readonly value: number) {}
+}

@@ -12,6 +12,7 @@ import type { OutputSettings } from '../output/settings.js';
 import type { UpdateItem } from '../output/types.js';
 import { toFailure } from '../commands/failure.js';
 import { settleWithin } from '../timers.js';
+import { PyFloat } from '../py/values.js';
 import type { CommandArgs, CommandChannel, CommandDefinition, CommandEnv, CommandIO, WorkerCommand } from '../commands/types.js';
 
 export interface StartRequest {
@@ -82,9 +83,10 @@ class RunningCommand {
       status: (key, value) => this.guard(() => this.output.status(key, value)),
       stepEnvironment: (stepEnv) => this.output.setLimits(outputs.stepLimits(stepEnv)),
       backpressureMs: () => this.guard(() => this.output.backpressureMs(), 0),
-      writer: () => {
-        if (!channel.writer) throw new CommandArgsError(`${name}: the master gave no file writer`);
-        return channel.writer;
+      writer: (kind) => {
+        const writer = channel.writer(kind);
+        if (!writer) throw new CommandArgsError(`${name}: the master gave no file writer`);
+        return writer;
       },
       reader: () => {
         if (!channel.reader) throw new CommandArgsError(`${name}: the master gave no file reader`);
@@ -114,7 +116,7 @@ class RunningCommand {
       )
       .then(async (failure) => {
         if (this.abandoned) return;
-        if (!this.interrupted) this.guard(() => this.output.status('elapsed', now() - start));
+        if (!this.interrupted) this.guard(() => this.output.status('elapsed', new PyFloat(now() - start)));
         const finished = await settleWithin(
           Promise.resolve().then(() => this.output.finish()),
           finishTimeoutMs,

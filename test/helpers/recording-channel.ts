@@ -1,15 +1,22 @@
 // A CommandChannel that records what a command sends, for unit tests of commands and the command host.
 
-import type { CommandChannel, CommandFailure, RemoteReader, RemoteWriter } from '../../agent/commands/types.js';
+import type { CommandChannel, CommandFailure, RemoteReader, RemoteWriter, UploadKind } from '../../agent/commands/types.js';
 import type { UpdateItem } from '../../agent/output/types.js';
 
 export class RecordingChannel implements CommandChannel {
   readonly messages: UpdateItem[][] = [];
   failure: CommandFailure | null | undefined = undefined;
-  writer: RemoteWriter | undefined;
+  /** What writer(kind) gives, whatever the kind; the kinds asked for are in writerKinds. */
+  uploadWriter: RemoteWriter | undefined;
+  readonly writerKinds: UploadKind[] = [];
   reader: RemoteReader | undefined;
   private resolveDone!: () => void;
   readonly completed = new Promise<void>((r) => (this.resolveDone = r));
+
+  writer(kind: UploadKind): RemoteWriter | undefined {
+    this.writerKinds.push(kind);
+    return this.uploadWriter;
+  }
 
   sendUpdate(items: UpdateItem[]): void {
     this.messages.push(items);

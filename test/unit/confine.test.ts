@@ -215,7 +215,7 @@ function env(confine: boolean): CommandEnv {
 async function attempt(name: string, args: CommandArgs, confine = true): Promise<{ error: string | undefined; ch: RecordingChannel }> {
   const host = new CommandHost(COMMAND_TABLE, env(confine));
   const ch = new RecordingChannel();
-  ch.writer = writer;
+  ch.uploadWriter = writer;
   ch.reader = reader();
   try {
     await host.start({ name, id: '1', args: { logEnviron: false, ...args }, channel: ch, settings: defaultOutputSettings() });

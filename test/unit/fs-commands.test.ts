@@ -14,6 +14,7 @@ import { mkdirCommand } from '../../agent/commands/mkdir.js';
 import { rmfileCommand } from '../../agent/commands/rmfile.js';
 import { statCommand } from '../../agent/commands/stat.js';
 import { silentLogger } from '../../agent/log.js';
+import { PyTuple } from '../../agent/py/values.js';
 import type { Platform } from '../../platforms/types.js';
 
 type Event = ['text', string, string] | ['status', string, StatusValue];
@@ -136,13 +137,13 @@ describe('mkdir', () => {
 });
 
 describe('stat', () => {
-  it('sends the 10 stat ints of os.stat, then rc 0', async () => {
+  it('sends the 10 stat ints of os.stat as a tuple, then rc 0', async () => {
     for (const p of [join(tmp, 'file.txt'), join(tmp, 'dir')]) {
       const want = JSON.parse(
         execFileSync('python3', ['-c', 'import os,sys,json; print(json.dumps(list(tuple(os.stat(sys.argv[1])))))', p], { encoding: 'utf8' }),
       ) as number[];
       expect(await run(statCommand, { path: p })).toEqual([
-        ['status', 'stat', want],
+        ['status', 'stat', new PyTuple(want)],
         ['status', 'rc', 0],
       ]);
     }

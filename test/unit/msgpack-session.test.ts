@@ -1,6 +1,6 @@
 // The msgpack protocol layer against an in-process WebSocket peer that speaks like the 3.7 master.
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import type { AddressInfo, Socket } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -8,7 +8,9 @@ import { constants as zlibConstants, createDeflateRaw } from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { decode, encode } from '@msgpack/msgpack';
+import { COMMAND_TABLE } from '../../agent/commands/index.js';
 import { shellCommand } from '../../agent/commands/shell.js';
+import type { CommandDefinition } from '../../agent/commands/types.js';
 import { Worker } from '../../agent/worker/worker.js';
 import { connectMsgpack } from '../../agent/protocols/msgpack/connect.js';
 import { MsgpackSession } from '../../agent/protocols/msgpack/session.js';
@@ -120,11 +122,11 @@ afterEach(async () => {
   master = undefined;
 });
 
-function makeBot(onShutdown = () => {}) {
+function makeBot(onShutdown = () => {}, commands: readonly CommandDefinition[] = [shellCommand]) {
   const basedir = mkdtempSync(path.join(os.tmpdir(), 'bbagent-mp-'));
   return new Worker({
     env: { basedir, platform: currentPlatform(), logger: silentLogger, environ: { PATH: process.env['PATH'] ?? '' }, now: () => Date.now() / 1000 },
-    commands: [shellCommand],
+    commands,
     collectInfo: async () => ({ basedir, system: 'posix' }),
     logger: silentLogger,
     onShutdownRequest: onShutdown,
@@ -212,6 +214,28 @@ describe('msgpack session', () => {
     await master.waitFor((m) => m['op'] === 'response' && m['seq_number'] === s);
     await new Promise((r) => setTimeout(r, 20));
     expect(stopped).toBe(true);
+  });
+
+  it("names the write op after the upload's kind: update_upload_file_write or update_upload_directory_write", async () => {
+    master = new FakeMaster('pw');
+    const ws = await connectMsgpack({ host: '127.0.0.1', port: master.port, name: 'w1', password: 'pw', tls: false, handshakeTimeoutMs: 5000 });
+    new MsgpackSession(
+      ws,
+      makeBot(() => {}, COMMAND_TABLE),
+      silentLogger,
+    );
+    await new Promise((r) => setTimeout(r, 50));
+    master.autoRespond();
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'bbagent-mp-up-'));
+    writeFileSync(path.join(dir, 'f.txt'), 'content\n');
+    master.send('start_command', { command_id: 'f', command_name: 'upload_file', args: { path: path.join(dir, 'f.txt'), blocksize: 16384, maxsize: null } });
+    master.send('start_command', { command_id: 'd', command_name: 'upload_directory', args: { path: dir, blocksize: 16384, maxsize: null, compress: null } });
+    await master.waitFor((m) => m['op'] === 'complete' && m['command_id'] === 'f');
+    await master.waitFor((m) => m['op'] === 'complete' && m['command_id'] === 'd');
+    const ops = (id: string): string[] =>
+      master!.received.filter((m) => m['command_id'] === id && String(m['op']).startsWith('update_upload')).map((m) => String(m['op']));
+    expect(ops('f')).toEqual(['update_upload_file_write', 'update_upload_file_close']);
+    expect(ops('d')).toEqual(['update_upload_directory_write', 'update_upload_directory_unpack']);
   });
 });
 

@@ -2,17 +2,9 @@
 // split point, limits, and hostile input that must fail with E_BANANA and never hang or throw anything else.
 import { describe, expect, it } from 'vitest';
 import { AgentError } from '../../agent/errors.js';
-import {
-  BananaDecoder,
-  chooseDialect,
-  dialectOffer,
-  encode,
-  MAX_DEPTH,
-  PB_VOCABULARY,
-  PyFloat,
-  SIZE_LIMIT,
-  type Sexp,
-} from '../../agent/protocols/pb/banana.js';
+import { chooseDialect, dialectOffer, encode, MAX_DEPTH, PB_VOCABULARY, SIZE_LIMIT, type Sexp } from '../../agent/protocols/pb/banana.js';
+import { BananaDecoder } from '../../agent/protocols/pb/banana-decoder.js';
+import { PyFloat } from '../../agent/py/values.js';
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 const b = (s: string): Buffer => Buffer.from(s, 'latin1');

@@ -3,17 +3,8 @@
 import { describe, expect, it } from 'vitest';
 import { MAX_MESSAGE_VALUES } from '../../agent/protocols/limits.js';
 import { encode, type Sexp } from '../../agent/protocols/pb/banana.js';
-import {
-  CopiedFailure,
-  CopyableFailure,
-  jelly,
-  JellyInstance,
-  PyFloat,
-  PyTuple,
-  unjelly,
-  Unpersistable,
-  type JellyPeer,
-} from '../../agent/protocols/pb/jelly.js';
+import { CopiedFailure, CopyableFailure, jelly, JellyInstance, unjelly, Unpersistable, type JellyPeer } from '../../agent/protocols/pb/jelly.js';
+import { PyFloat, PyTuple } from '../../agent/py/values.js';
 
 const hex = (s: string): string => s.replace(/\s+/g, '');
 const b = (s: string): Buffer => Buffer.from(s, 'latin1');

@@ -1,12 +1,12 @@
 // The msgpack_experimental_v7 envelope: one binary WebSocket message = one msgpack map with `op` and
 // `seq_number`, checked against the message limits before it is decoded. Also maps protocol-neutral update
-// items to the wire shapes the 3.7 master reads.
+// items, status values and failures to the wire shapes the 3.7 master reads.
 
 import { Decoder, Encoder } from '@msgpack/msgpack';
 import type { CommandFailure } from '../../commands/types.js';
 import type { LineChunk, UpdateItem } from '../../output/types.js';
-import { failureText } from '../../commands/failure.js';
 import { AgentError } from '../../errors.js';
+import { PyFloat, PyTuple } from '../../py/values.js';
 import { MAX_MESSAGE_BYTES } from '../limits.js';
 import { scanMessage } from './scan.js';
 
@@ -77,11 +77,35 @@ export function wireUpdateArgs(items: readonly UpdateItem[], lean = false): unkn
       case 'log':
         return ['log', [it.name, wireChunk(it.chunk)]];
       case 'status':
-        return [it.key, it.value];
+        return [it.key, wireValue(it.value)];
     }
   });
 }
 
+/**
+ * A value as msgpack carries it: msgpack has no tuples and JS numbers no floats, so a PyTuple goes as a list and a
+ * PyFloat as its number (an integral one as an integer, as JS numbers always went). Values without markers are
+ * returned as they are.
+ */
+export function wireValue(v: unknown): unknown {
+  if (typeof v !== 'object' || v === null) return v;
+  if (v instanceof PyFloat) return v.value;
+  if (v instanceof PyTuple) return v.items.map(wireValue);
+  if (Array.isArray(v)) {
+    let out: unknown[] | undefined;
+    for (let i = 0; i < v.length; i++) {
+      const w = wireValue(v[i]);
+      if (w !== v[i]) (out ??= v.slice())[i] = w;
+    }
+    return out ?? v;
+  }
+  if (v instanceof Uint8Array || Object.getPrototypeOf(v) !== Object.prototype) return v;
+  const entries = Object.entries(v);
+  const wire = entries.map(([k, x]) => [k, wireValue(x)] as const);
+  return wire.some(([, w], i) => w !== entries[i]![1]) ? Object.fromEntries(wire) : v;
+}
+
+/** The text msgpack carries in `complete`: str(Failure) of the Python worker, or None when the command succeeded. */
 export function wireFailure(f: CommandFailure | null): string | null {
-  return f === null ? null : failureText(f);
+  return f === null ? null : `[Failure instance: Traceback: <class '${f.type}'>: ${f.message}\n${f.traceback}\n]`;
 }

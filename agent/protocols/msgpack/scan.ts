@@ -38,6 +38,194 @@ function isText(b: number): boolean {
   return (b >= 0xa0 && b <= 0xbf) || (b >= 0xd9 && b <= 0xdb);
 }
 
+/** The bytes of one scan() call (the carried-over start of a value, then the chunk), read with bounds checks. */
+class Cursor {
+  pos = 0;
+  readonly n: number;
+  readonly view: DataView;
+
+  constructor(
+    readonly data: Uint8Array,
+    /** The offset in the message of data[0]. */
+    readonly base: number,
+    /** No more bytes will come: a value that needs more is truncated. */
+    readonly last: boolean,
+  ) {
+    this.n = data.length;
+    this.view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  }
+
+  /** Throws SHORT (wait for the next chunk) or Truncated (there is none) unless `k` more bytes are here. */
+  need(k: number): void {
+    if (this.pos + k <= this.n) return;
+    if (!this.last) throw SHORT;
+    throw new Truncated(`message truncated: ${k} more bytes declared at offset ${this.base + this.pos}, ${this.n - this.pos} present`);
+  }
+
+  u8(): number {
+    this.need(1);
+    return this.data[this.pos++]!;
+  }
+
+  u16(): number {
+    this.need(2);
+    const v = this.view.getUint16(this.pos);
+    this.pos += 2;
+    return v;
+  }
+
+  u32(): number {
+    this.need(4);
+    const v = this.view.getUint32(this.pos);
+    this.pos += 4;
+    return v;
+  }
+}
+
+/** One value's header as readHeader() leaves it; one per scanner, reused, so that nothing is allocated per value. */
+class Header {
+  /** Where a string's or binary's bytes start (-1: the value is neither), and how many there are. */
+  strAt = -1;
+  strLen = 0;
+  /** Bytes after the header of a number or an extension. */
+  payload = 0;
+  int: number | undefined;
+  /** Values a container holds (a map's keys and values both counted); -1: not a container. */
+  container = -1;
+  map = false;
+
+  /** Only what every value reads: strLen is read for strings, map for containers, which set them. */
+  reset(): void {
+    this.strAt = -1;
+    this.payload = 0;
+    this.int = undefined;
+    this.container = -1;
+  }
+
+  /** A string or binary of `len` bytes, which start at the cursor (after the length was read). */
+  string(c: Cursor, len: number): void {
+    this.strAt = c.pos;
+    this.strLen = len;
+  }
+}
+
+/** Reads the header that type byte `b` starts into `h`; false when `b` is no msgpack type. */
+function readHeader(c: Cursor, b: number, h: Header): boolean {
+  h.reset();
+  if (b <= 0x7f) h.int = b;
+  else if (b <= 0x8f) {
+    h.container = (b & 0x0f) * 2;
+    h.map = true;
+  } else if (b <= 0x9f) h.container = b & 0x0f;
+  else if (b <= 0xbf) h.string(c, b & 0x1f);
+  else if (b >= 0xe0) h.int = b - 0x100;
+  else if (b >= 0xca && b <= 0xd3) readNumber(c, b, h);
+  else return readSized(c, b, h);
+  return true;
+}
+
+/** float 32/64, uint 8-64, int 8-64 (0xca-0xd3). */
+function readNumber(c: Cursor, b: number, h: Header): void {
+  const { view } = c;
+  switch (b) {
+    case 0xca:
+      h.payload = 4;
+      return;
+    case 0xcb:
+      h.payload = 8;
+      return;
+    case 0xcc:
+      h.int = c.u8();
+      return;
+    case 0xcd:
+      h.int = c.u16();
+      return;
+    case 0xce:
+      h.int = c.u32();
+      return;
+    case 0xcf:
+      c.need(8);
+      h.int = view.getUint32(c.pos) * 2 ** 32 + view.getUint32(c.pos + 4);
+      c.pos += 8;
+      return;
+    case 0xd0:
+      c.need(1);
+      h.int = view.getInt8(c.pos);
+      c.pos += 1;
+      return;
+    case 0xd1:
+      c.need(2);
+      h.int = view.getInt16(c.pos);
+      c.pos += 2;
+      return;
+    case 0xd2:
+      c.need(4);
+      h.int = view.getInt32(c.pos);
+      c.pos += 4;
+      return;
+    default:
+      c.need(8);
+      h.int = view.getInt32(c.pos) * 2 ** 32 + view.getUint32(c.pos + 4);
+      c.pos += 8;
+  }
+}
+
+/** nil, booleans, and the types with a length: bin, str, ext, array, map (0xc0-0xc9, 0xd4-0xdf); false: no type. */
+function readSized(c: Cursor, b: number, h: Header): boolean {
+  switch (b) {
+    case 0xc0:
+    case 0xc2:
+    case 0xc3:
+      return true;
+    case 0xc4:
+    case 0xd9:
+      h.string(c, c.u8());
+      return true;
+    case 0xc5:
+    case 0xda:
+      h.string(c, c.u16());
+      return true;
+    case 0xc6:
+    case 0xdb:
+      h.string(c, c.u32());
+      return true;
+    case 0xc7:
+      h.payload = 1 + c.u8();
+      return true;
+    case 0xc8:
+      h.payload = 1 + c.u16();
+      return true;
+    case 0xc9:
+      h.payload = 1 + c.u32();
+      return true;
+    case 0xd4:
+    case 0xd5:
+    case 0xd6:
+    case 0xd7:
+    case 0xd8:
+      h.payload = 1 + 2 ** (b - 0xd4);
+      return true;
+    case 0xdc:
+      h.container = c.u16();
+      h.map = false;
+      return true;
+    case 0xdd:
+      h.container = c.u32();
+      h.map = false;
+      return true;
+    case 0xde:
+      h.container = c.u16() * 2;
+      h.map = true;
+      return true;
+    case 0xdf:
+      h.container = c.u32() * 2;
+      h.map = true;
+      return true;
+    default:
+      return false;
+  }
+}
+
 /** Scans `data` as one msgpack value; never throws. */
 export function scanMessage(data: Uint8Array, limits: ScanLimits = SCAN_LIMITS): ScanResult {
   return new MessageScanner(limits, data.length).push(data).end();
@@ -59,7 +247,9 @@ export class MessageScanner {
   /** Payload bytes (of a string, binary, number or extension) still to pass over, and where that value starts. */
   private skip = 0;
   private skipFrom = 0;
-  private values = 0;
+  private valueCount = 0;
+  /** The header of the value being read. */
+  private readonly header = new Header();
   private started = false;
   /** The top-level value is complete. */
   private done = false;
@@ -100,231 +290,107 @@ export class MessageScanner {
       data.set(chunk, this.carry.length);
       this.carry = undefined;
     }
-    const n = data.length;
-    const base = this.base;
-    const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
-    const limits = this.limits;
-    const remaining = this.remaining;
-    let pos = 0;
-
+    const c = new Cursor(data, this.base, last);
+    const n = c.n;
     if (this.skip > 0) {
       const k = Math.min(this.skip, n);
       this.skip -= k;
-      pos = k;
+      c.pos = k;
       if (this.skip > 0) {
         if (last) this.err = `message truncated: the value at offset ${this.skipFrom} needs ${this.skip} more bytes`;
         this.base += n;
         return;
       }
     }
-
-    const need = (k: number): void => {
-      if (pos + k <= n) return;
-      if (!last) throw SHORT;
-      throw new Truncated(`message truncated: ${k} more bytes declared at offset ${base + pos}, ${n - pos} present`);
-    };
-    const u8 = (): number => {
-      need(1);
-      return data[pos++]!;
-    };
-    const u16 = (): number => {
-      need(2);
-      const v = view.getUint16(pos);
-      pos += 2;
-      return v;
-    };
-    const u32 = (): number => {
-      need(4);
-      const v = view.getUint32(pos);
-      pos += 4;
-      return v;
-    };
-
-    let start = pos;
+    const start = { at: c.pos };
     try {
-      for (;;) {
-        while (remaining.length > 0 && remaining[remaining.length - 1] === 0) remaining.pop();
-        if (this.started && remaining.length === 0) {
-          this.done = true;
-          break;
-        }
-        if (pos === n && !last) break;
-        const depth = remaining.length;
-        // Where this value sits in the top-level map: a key (even position) or the value of `topKey`.
-        const atTop = depth === 1 && this.topIsMap;
-        const isKey = atTop && !this.expectValue;
-        const keyOfValue = atTop && this.expectValue ? this.topKey : undefined;
-
-        if (this.values + 1 > limits.maxValues) {
-          this.err = `more than ${limits.maxValues} values in one message`;
-          return;
-        }
-        start = pos;
-        const b = u8();
-        let str: { at: number; len: number } | undefined;
-        /** Bytes after the header: a string's, a binary's, a number's, an extension's. */
-        let payload = 0;
-        let int: number | undefined;
-        let container = -1;
-        let map = false;
-        if (b <= 0x7f) int = b;
-        else if (b <= 0x8f) {
-          container = (b & 0x0f) * 2;
-          map = true;
-        } else if (b <= 0x9f) container = b & 0x0f;
-        else if (b <= 0xbf) str = { at: pos, len: b & 0x1f };
-        else if (b >= 0xe0) int = b - 0x100;
-        else
-          switch (b) {
-            case 0xc0:
-            case 0xc2:
-            case 0xc3:
-              break;
-            case 0xc4:
-            case 0xd9: {
-              const len = u8();
-              str = { at: pos, len };
-              break;
-            }
-            case 0xc5:
-            case 0xda: {
-              const len = u16();
-              str = { at: pos, len };
-              break;
-            }
-            case 0xc6:
-            case 0xdb: {
-              const len = u32();
-              str = { at: pos, len };
-              break;
-            }
-            case 0xc7:
-              payload = 1 + u8();
-              break;
-            case 0xc8:
-              payload = 1 + u16();
-              break;
-            case 0xc9:
-              payload = 1 + u32();
-              break;
-            case 0xca:
-              payload = 4;
-              break;
-            case 0xcb:
-              payload = 8;
-              break;
-            case 0xcc:
-              int = u8();
-              break;
-            case 0xcd:
-              int = u16();
-              break;
-            case 0xce:
-              int = u32();
-              break;
-            case 0xcf:
-              need(8);
-              int = view.getUint32(pos) * 2 ** 32 + view.getUint32(pos + 4);
-              pos += 8;
-              break;
-            case 0xd0:
-              need(1);
-              int = view.getInt8(pos);
-              pos += 1;
-              break;
-            case 0xd1:
-              need(2);
-              int = view.getInt16(pos);
-              pos += 2;
-              break;
-            case 0xd2:
-              need(4);
-              int = view.getInt32(pos);
-              pos += 4;
-              break;
-            case 0xd3:
-              need(8);
-              int = view.getInt32(pos) * 2 ** 32 + view.getUint32(pos + 4);
-              pos += 8;
-              break;
-            case 0xd4:
-            case 0xd5:
-            case 0xd6:
-            case 0xd7:
-            case 0xd8:
-              payload = 1 + 2 ** (b - 0xd4);
-              break;
-            case 0xdc:
-              container = u16();
-              break;
-            case 0xdd:
-              container = u32();
-              break;
-            case 0xde:
-              container = u16() * 2;
-              map = true;
-              break;
-            case 0xdf:
-              container = u32() * 2;
-              map = true;
-              break;
-            default:
-              this.err = `invalid msgpack type byte 0x${b.toString(16)} at offset ${base + start}`;
-              return;
-          }
-        if (str) payload = str.len;
-        // the text this scan reads (a top-level key, the op) must be here whole; other payloads may be passed over
-        const text = str !== undefined && isText(b);
-        const wanted = !text ? 0 : isKey ? (str!.len <= MAX_KEY_BYTES ? str!.len : 0) : keyOfValue === 'op' ? Math.min(str!.len, MAX_OP_BYTES) : 0;
-        if (pos + wanted > n && !last) throw SHORT;
-        let end = pos + payload;
-        if (end > n) {
-          if (last) throw new Truncated(`message truncated: the value at offset ${base + start} needs ${end - n} more bytes`);
-          this.skip = end - n;
-          this.skipFrom = base + start;
-          end = n;
-        }
-
-        // the value is read: count it
-        this.values++;
-        if (this.started) remaining[depth - 1] = remaining[depth - 1]! - 1;
-        this.started = true;
-        if (atTop) this.expectValue = !this.expectValue;
-        if (isKey) this.topKey = wanted > 0 ? utf8.decode(data.subarray(str!.at, str!.at + wanted)) : undefined;
-        else if (keyOfValue === 'op' && text) this.op = utf8.decode(data.subarray(str!.at, str!.at + wanted));
-        else if (keyOfValue === 'seq_number' && int !== undefined) this.seq = int;
-        pos = end;
-        if (container >= 0) {
-          // each value takes at least one byte: a header claiming more than the rest of the message is a lie
-          if (this.total !== undefined && container > this.total - (base + pos)) {
-            this.err = `a ${map ? 'map' : 'array'} at offset ${base + start} declares ${map ? container / 2 : container} entries in ${this.total - (base + pos)} bytes`;
-            return;
-          }
-          if (depth + 1 > limits.maxNesting) {
-            this.err = `values nested deeper than ${limits.maxNesting}`;
-            return;
-          }
-          if (depth === 0) this.topIsMap = map;
-          remaining.push(container);
-        }
-      }
+      this.err = this.values(c, start);
+      if (this.err !== undefined) return;
     } catch (err) {
       if (err !== SHORT) {
         this.err = (err as Error).message;
         return;
       }
       // keep the value's start for the next chunk
-      this.carry = data.slice(start);
-      this.base = base + start;
+      this.carry = data.slice(start.at);
+      this.base = c.base + start.at;
       return;
     }
-    if (this.done && pos < n) {
+    if (this.done && c.pos < n) {
       this.err =
         this.total !== undefined
-          ? `${this.total - (base + pos)} bytes after the end of the message`
-          : `bytes after the end of the message at offset ${base + pos}`;
+          ? `${this.total - (c.base + c.pos)} bytes after the end of the message`
+          : `bytes after the end of the message at offset ${c.base + c.pos}`;
       return;
     }
-    this.base = base + n;
+    this.base = c.base + n;
+  }
+
+  /**
+   * Reads values until the message or the chunk ends; `start.at` is where the value being read starts. Returns what
+   * is wrong with the message; throws SHORT when a header continues in the next chunk, Truncated when none comes.
+   */
+  private values(c: Cursor, start: { at: number }): string | undefined {
+    const { limits, remaining, header: h } = this;
+    const { data, n, last, base } = c;
+    for (;;) {
+      while (remaining.length > 0 && remaining[remaining.length - 1] === 0) remaining.pop();
+      if (this.started && remaining.length === 0) {
+        this.done = true;
+        return undefined;
+      }
+      if (c.pos === n && !last) return undefined;
+      const depth = remaining.length;
+      // Where this value sits in the top-level map: a key (even position) or the value of `topKey`.
+      const atTop = depth === 1 && this.topIsMap;
+      const isKey = atTop && !this.expectValue;
+      const keyOfValue = atTop && this.expectValue ? this.topKey : undefined;
+
+      if (this.valueCount + 1 > limits.maxValues) return `more than ${limits.maxValues} values in one message`;
+      start.at = c.pos;
+      const b = c.u8();
+      if (!readHeader(c, b, h)) return `invalid msgpack type byte 0x${b.toString(16)} at offset ${base + start.at}`;
+      const str = h.strAt >= 0;
+      /** Bytes after the header: a string's, a binary's, a number's, an extension's. */
+      const payload = str ? h.strLen : h.payload;
+      // the text this scan reads (a top-level key, the op) must be here whole; other payloads may be passed over
+      const text = str && isText(b);
+      const wanted = !text ? 0 : isKey ? (h.strLen <= MAX_KEY_BYTES ? h.strLen : 0) : keyOfValue === 'op' ? Math.min(h.strLen, MAX_OP_BYTES) : 0;
+      if (c.pos + wanted > n && !last) throw SHORT;
+      let end = c.pos + payload;
+      if (end > n) {
+        if (last) throw new Truncated(`message truncated: the value at offset ${base + start.at} needs ${end - n} more bytes`);
+        this.skip = end - n;
+        this.skipFrom = base + start.at;
+        end = n;
+      }
+
+      // the value is read: count it
+      this.valueCount++;
+      if (this.started) remaining[depth - 1] = remaining[depth - 1]! - 1;
+      this.started = true;
+      if (atTop) this.expectValue = !this.expectValue;
+      if (isKey) this.topKey = wanted > 0 ? utf8.decode(data.subarray(h.strAt, h.strAt + wanted)) : undefined;
+      else if (keyOfValue === 'op' && text) this.op = utf8.decode(data.subarray(h.strAt, h.strAt + wanted));
+      else if (keyOfValue === 'seq_number' && h.int !== undefined) this.seq = h.int;
+      c.pos = end;
+      if (h.container >= 0) {
+        const err = this.enter(h, depth, base + c.pos, base + start.at);
+        if (err !== undefined) return err;
+      }
+    }
+  }
+
+  /** A container's header was read (`at`: its offset, `after`: the offset after its header). */
+  private enter(h: Header, depth: number, after: number, at: number): string | undefined {
+    const { container, map } = h;
+    // each value takes at least one byte: a header claiming more than the rest of the message is a lie
+    if (this.total !== undefined && container > this.total - after) {
+      return `a ${map ? 'map' : 'array'} at offset ${at} declares ${map ? container / 2 : container} entries in ${this.total - after} bytes`;
+    }
+    if (depth + 1 > this.limits.maxNesting) return `values nested deeper than ${this.limits.maxNesting}`;
+    if (depth === 0) this.topIsMap = map;
+    this.remaining.push(container);
+    return undefined;
   }
 }

@@ -4,13 +4,14 @@
 
 import type { Duplex } from 'node:stream';
 import type WebSocket from 'ws';
-import type { CommandChannel, CommandFailure, RemoteReader, RemoteWriter } from '../../commands/types.js';
+import type { CommandChannel, CommandFailure, RemoteReader, RemoteWriter, UploadKind } from '../../commands/types.js';
 import type { UpdateItem } from '../../output/types.js';
 import { AgentError, errorMessage } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import type { Worker } from '../../worker/worker.js';
 import { MAX_MESSAGE_BYTES, MAX_READ_BLOCK_BYTES } from '../limits.js';
 import { Liveness, livenessTimeoutS, type LivenessTimers } from '../liveness.js';
+import { ConnectionLostError } from '../errors.js';
 import type { SessionEnd, SessionEndCause } from '../protocol.js';
 import { decodeMessage, encodeMessage, RefusedMessage, wireFailure, wireUpdateArgs, type Message } from './codec.js';
 import { InflateError, readInflateNotice } from './inflate.js';
@@ -31,14 +32,6 @@ export class RemoteError extends AgentError {
     super('E_REMOTE', message);
   }
 }
-
-export class ConnectionLostError extends AgentError {
-  constructor() {
-    super('E_CONNECTION_LOST', 'Connection lost');
-  }
-}
-
-const DIRECTORY_UPLOADS = new Set(['upload_directory', 'uploadDirectory']);
 
 /**
  * The master speaks first once it attached the worker (print "attached"). The 3.7 master can leave an open
@@ -282,7 +275,7 @@ export class MsgpackSession {
         const args = need('args');
         if (typeof args !== 'object' || args === null || Array.isArray(args))
           throw new AgentError('E_MSGPACK_ARGS', `start_command ${name}: 'args' must be a map`);
-        void this.worker.startCommand(name, id, args as Record<string, unknown>, this.channel(id, name));
+        void this.worker.startCommand(name, id, args as Record<string, unknown>, this.channel(id));
         return null;
       }
       case 'interrupt_command':
@@ -297,12 +290,11 @@ export class MsgpackSession {
     }
   }
 
-  private channel(commandId: string, commandName: string): CommandChannel {
+  private channel(commandId: string): CommandChannel {
     const call = (op: string, fields: Record<string, unknown> = {}): Promise<unknown> => this.request(op, { ...fields, command_id: commandId });
-    const dir = DIRECTORY_UPLOADS.has(commandName);
-    const writer: RemoteWriter = {
+    const writer = (kind: UploadKind): RemoteWriter => ({
       write: async (data) => {
-        await call(dir ? 'update_upload_directory_write' : 'update_upload_file_write', { args: data });
+        await call(kind === 'directory' ? 'update_upload_directory_write' : 'update_upload_file_write', { args: data });
       },
       close: async () => {
         await call('update_upload_file_close');
@@ -314,7 +306,7 @@ export class MsgpackSession {
       unpack: async () => {
         await call('update_upload_directory_unpack');
       },
-    };
+    });
     const reader: RemoteReader = {
       read: async (length) => {
         // the answer must fit in one message

@@ -1,150 +1,25 @@
 // The Perspective Broker (twisted/spread/pb.py Broker), client side: dialect and version handshake, calls to
-// the peer's objects and their answers, dispatch of the peer's calls to our objects, and the per-connection
-// object tables with their reference counts.
+// the peer's objects and their answers, dispatch of the peer's calls to our objects (references.ts holds the
+// objects and their reference counts).
 
 import { AgentError, errorMessage } from '../../errors.js';
 import type { Logger } from '../../log.js';
+import { ConnectionLostError } from '../errors.js';
 import type { MessageLimits } from '../limits.js';
-import { atom, BananaDecoder, chooseDialect, encode, type Sexp } from './banana.js';
-import { CopiedFailure, CopyableFailure, isPlainObject, jelly, Jellyable, PyTuple, unjelly, type Jellier, type JellyPeer } from './jelly.js';
-import { EXC_TAIL } from '../../py/exceptions.js';
+import { atom, chooseDialect, encode, type Sexp } from './banana.js';
+import { BananaDecoder } from './banana-decoder.js';
+import { PyTuple } from '../../py/values.js';
+import { CopiedFailure, CopyableFailure, isPlainObject, jelly, unjelly, type JellyPeer } from './jelly.js';
+import { defaultDescribe, InvalidObjectError, NoSuchMethodError, PbRemoteError, type PythonError } from './errors.js';
+import { LocalObjects, RemoteReference, type Referenceable, type ReferenceBroker } from './references.js';
 
 /** pb.Broker.version: both sides send it right after the dialect; any other number ends the connection. */
 export const PB_VERSION = 6;
-
-export class ConnectionLostError extends AgentError {
-  constructor(detail?: string) {
-    super('E_CONNECTION_LOST', detail ? `Connection lost: ${detail}` : 'Connection lost');
-  }
-}
-
-/** The peer answered a call with an error (a PB `error` message). */
-export class PbRemoteError extends AgentError {
-  constructor(
-    readonly method: string,
-    /** The failure as sent; `remoteType` is its exception class. */
-    readonly failure: CopiedFailure | undefined,
-    message: string,
-  ) {
-    super('E_REMOTE', `master answered ${method} with an error: ${message}`);
-  }
-
-  get remoteType(): string {
-    return this.failure?.type ?? '';
-  }
-}
-
-/** An error that says which Python exception the peer should see (type and MRO, qualified names). */
-export interface PythonError {
-  pyType: string;
-  pyParents: string[];
-}
-
-/** twisted.spread.flavors.NoSuchMethod: the master relies on this exact type name to fall back for old workers. */
-export class NoSuchMethodError extends AgentError implements PythonError {
-  readonly pyType = 'twisted.spread.flavors.NoSuchMethod';
-  readonly pyParents = ['twisted.spread.flavors.NoSuchMethod', 'builtins.AttributeError', ...EXC_TAIL];
-  constructor(name: string) {
-    super('E_PB_NO_SUCH_METHOD', `No such method: remote_${name}`);
-  }
-}
-
-/** pb.Error("Invalid Object ID"), what Twisted answers for a call to an object it does not have. */
-export class InvalidObjectError extends AgentError implements PythonError {
-  readonly pyType = 'twisted.spread.pb.Error';
-  readonly pyParents = ['twisted.spread.pb.Error', ...EXC_TAIL];
-  constructor() {
-    super('E_PB_OBJECT', 'Invalid Object ID');
-  }
-}
-
-function isPythonError(e: unknown): e is Error & PythonError {
-  return e instanceof Error && typeof (e as Partial<PythonError>).pyType === 'string' && Array.isArray((e as Partial<PythonError>).pyParents);
-}
-
-/** A method of one of our objects: positional and keyword arguments as unjellied; may return a promise. */
-export type RemoteMethod = (args: unknown[], kwargs: Record<string, unknown>) => unknown;
-
-/** One of our objects the peer may call (Twisted's Referenceable): sent as `[remote, luid]`. */
-export class Referenceable extends Jellyable {
-  constructor(
-    /** For log lines: what this object is. */
-    readonly label: string,
-    private readonly methods: Readonly<Record<string, RemoteMethod>>,
-  ) {
-    super();
-  }
-
-  method(name: string): RemoteMethod | undefined {
-    return Object.hasOwn(this.methods, name) ? this.methods[name] : undefined;
-  }
-
-  jellyFor(j: Jellier): Sexp {
-    if (!(j.invoker instanceof Broker)) throw new AgentError('E_JELLY', `${this.label} can only be sent over a PB connection`);
-    return [atom('remote'), j.invoker.registerReference(this)];
-  }
-}
-
-/**
- * A reference to one of the peer's objects. Each one stands for one `[remote, luid]` received, which the
- * peer counts: release() sends the matching `decref` (Python does it when the proxy is garbage collected).
- */
-export class RemoteReference extends Jellyable {
-  private releasedFlag = false;
-  /** Set by keep(): the receiver of an incoming call holds on to it (otherwise it is released after the call). */
-  kept = false;
-
-  constructor(
-    readonly broker: Broker,
-    readonly luid: number | string,
-    private readonly counted: boolean,
-  ) {
-    super();
-  }
-
-  callRemote(method: string, ...args: unknown[]): Promise<unknown> {
-    return this.broker.callRemote(this, method, args, {});
-  }
-
-  callRemoteKw(method: string, args: unknown[], kwargs: Record<string, unknown>): Promise<unknown> {
-    return this.broker.callRemote(this, method, args, kwargs);
-  }
-
-  /** Holds on to the reference beyond the incoming call it arrived with; the holder must release() it. */
-  keep(): this {
-    this.kept = true;
-    return this;
-  }
-
-  /** Drops the reference: tells the peer once (later calls do nothing). */
-  release(): void {
-    if (this.releasedFlag) return;
-    this.releasedFlag = true;
-    if (this.counted && typeof this.luid === 'number') this.broker.sendDecref(this.luid);
-  }
-
-  get released(): boolean {
-    return this.releasedFlag;
-  }
-
-  jellyFor(j: Jellier): Sexp {
-    // sent back to its owner: pb.RemoteReference.jellyFor
-    if (j.invoker !== this.broker || typeof this.luid !== 'number') {
-      throw new AgentError('E_JELLY', 'a remote reference can only be sent back over its own connection');
-    }
-    return [atom('local'), this.luid];
-  }
-}
 
 interface Pending {
   method: string;
   resolve: (v: unknown) => void;
   reject: (e: Error) => void;
-}
-
-interface LocalEntry {
-  object: Referenceable;
-  refcount: number;
 }
 
 export interface BrokerOptions {
@@ -163,11 +38,6 @@ export interface BrokerOptions {
   limits?: MessageLimits;
 }
 
-function defaultDescribe(err: unknown): PythonError {
-  if (isPythonError(err)) return { pyType: err.pyType, pyParents: err.pyParents };
-  return { pyType: 'builtins.Exception', pyParents: [...EXC_TAIL] };
-}
-
 function int(x: Sexp | undefined): number | undefined {
   return typeof x === 'number' && Number.isInteger(x) ? x : undefined;
 }
@@ -180,13 +50,12 @@ function describeSexp(x: Sexp | undefined): string {
 }
 
 /** One PB connection's broker. Feed it the peer's bytes with receive(); it never throws. */
-export class Broker {
+export class Broker implements ReferenceBroker {
   private readonly decoder: BananaDecoder;
   private requestId = 0;
   private readonly pending = new Map<number, Pending>();
-  private localId = 0;
-  private readonly locals = new Map<number, LocalEntry>();
-  private readonly luids = new Map<Referenceable, number>();
+  /** Our objects the peer holds references to. */
+  private readonly objects = new LocalObjects();
   private closedReason: AgentError | undefined;
   private fatal: AgentError | undefined;
   /** Where unserialize() records the references it creates. */
@@ -212,7 +81,7 @@ export class Broker {
 
   /** Live entries of our object table (for tests and diagnostics). */
   get localObjectCount(): number {
-    return this.locals.size;
+    return this.objects.size;
   }
 
   /** The peer's root object ("root" on the wire; not reference counted). */
@@ -244,8 +113,7 @@ export class Broker {
     this.closedReason = new ConnectionLostError(why);
     const pending = [...this.pending.values()];
     this.pending.clear();
-    this.locals.clear();
-    this.luids.clear();
+    this.objects.clear();
     for (const p of pending) p.reject(new ConnectionLostError(why));
   }
 
@@ -360,7 +228,7 @@ export class Broker {
   }
 
   private localFor(id: Sexp | undefined): Referenceable | undefined {
-    return typeof id === 'number' ? this.locals.get(id)?.object : undefined;
+    return typeof id === 'number' ? this.objects.get(id) : undefined;
   }
 
   private sendAnswer(reqId: number, value: unknown): void {
@@ -430,16 +298,7 @@ export class Broker {
 
   private decrefReceived(id: Sexp | undefined): void {
     const luid = int(id);
-    const entry = luid === undefined ? undefined : this.locals.get(luid);
-    if (!entry || luid === undefined) {
-      this.opts.logger.debug(`the peer released object ${describeSexp(id)}, which we do not have`);
-      return;
-    }
-    entry.refcount--;
-    if (entry.refcount <= 0) {
-      this.locals.delete(luid);
-      this.luids.delete(entry.object);
-    }
+    if (luid === undefined || !this.objects.decref(luid)) this.opts.logger.debug(`the peer released object ${describeSexp(id)}, which we do not have`);
   }
 
   // ---- outgoing ----
@@ -498,15 +357,7 @@ export class Broker {
 
   /** Puts one of our objects in the table (or counts one more reference to it); returns its luid. */
   registerReference(obj: Referenceable): number {
-    const known = this.luids.get(obj);
-    if (known !== undefined) {
-      this.locals.get(known)!.refcount++;
-      return known;
-    }
-    const luid = ++this.localId;
-    this.locals.set(luid, { object: obj, refcount: 1 });
-    this.luids.set(obj, luid);
-    return luid;
+    return this.objects.register(obj);
   }
 
   private readonly peer: JellyPeer = {
@@ -516,7 +367,7 @@ export class Broker {
       return ref;
     },
     localObject: (luid) => {
-      const obj = this.locals.get(luid)?.object;
+      const obj = this.objects.get(luid);
       if (!obj) throw new AgentError('E_JELLY', `the peer sent back object ${luid}, which we do not have`);
       return obj;
     },

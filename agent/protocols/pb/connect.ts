@@ -9,8 +9,12 @@ import type { Worker } from '../../worker/worker.js';
 import { PRELOGIN_LIMITS, PRELOGIN_MAX_TOTAL_BYTES, MESSAGE_LIMITS } from '../limits.js';
 import { Liveness, livenessTimeoutS, type LivenessTimers } from '../liveness.js';
 import type { LiveSession, SessionEnd, SessionEndCause } from '../protocol.js';
-import { Broker, ConnectionLostError, PbRemoteError, type RemoteReference } from './broker.js';
-import { describePbError, PbWorker } from './buildbot.js';
+import { ConnectionLostError } from '../errors.js';
+import { Broker } from './broker.js';
+import { PbRemoteError } from './errors.js';
+import type { Referenceable, RemoteReference } from './references.js';
+import { describePbError } from './buildbot.js';
+import { PbWorker } from './worker-objects.js';
 import { pbLogin } from './login.js';
 
 export interface PbEndpoint {
@@ -128,6 +132,178 @@ class Session implements PbSession {
   }
 }
 
+/** TCP, or TLS when the master uses it (then `tls` is node:tls, loaded only for such masters). */
+function openSocket(e: PbEndpoint, tls: typeof import('node:tls') | undefined): net.Socket {
+  const socket: net.Socket =
+    e.tls && tls
+      ? tls.connect({
+          host: e.host,
+          port: e.port,
+          ca: e.tls.ca,
+          rejectUnauthorized: e.tls.rejectUnauthorized ?? true,
+          servername: net.isIP(e.host) ? undefined : e.host,
+        })
+      : net.connect({ host: e.host, port: e.port });
+  socket.setNoDelay(true);
+  return socket;
+}
+
+/**
+ * Everything written in one turn of the event loop goes out in one segment, as Twisted writes a reactor
+ * iteration's output at once: the master then reads a command's updates and complete together and answers them
+ * together. Twisted does not set TCP_NODELAY, so answers spread over several segments can wait for our delayed
+ * ACK (Nagle). Measured with the 3.7 master, 300 stat commands: 0.64-0.85 s corked, 0.69-1.08 s uncorked
+ * (buildbot-worker: 0.70-0.87 s).
+ */
+function corkedWriter(socket: net.Socket): (data: Buffer) => void {
+  let corked = false;
+  return (data) => {
+    if (socket.destroyed || !socket.writable) return;
+    if (!corked) {
+      corked = true;
+      socket.cork();
+      setImmediate(() => {
+        corked = false;
+        socket.uncork();
+      });
+    }
+    socket.write(data);
+  };
+}
+
+/** One connection attempt, from the socket to the accepted login (then a Session takes over) or a failure. */
+class Connecting {
+  private readonly master: string;
+  private readonly socket: net.Socket;
+  private readonly broker: Broker;
+  private readonly link: SessionLink;
+  private readonly timer: NodeJS.Timeout;
+  private settled = false;
+  private socketError: Error | undefined;
+  /** Set when we end the connection ourselves: why, for the connection manager. */
+  private ending: SessionEnd | undefined;
+  private preloginBytes = 0;
+  private resolveClosed!: (v: SessionEnd) => void;
+  private readonly closed = new Promise<SessionEnd>((r) => (this.resolveClosed = r));
+
+  constructor(
+    private readonly e: PbEndpoint,
+    private readonly worker: Worker,
+    private readonly logger: Logger,
+    tls: typeof import('node:tls') | undefined,
+    private readonly resolve: (s: PbSession) => void,
+    private readonly reject: (err: AgentError) => void,
+  ) {
+    this.master = describeMaster(e);
+    const socket = (this.socket = openSocket(e, tls));
+    this.link = {
+      onActivity: () => {},
+      drop: (cause, reason) => {
+        if (this.ending || socket.destroyed) return;
+        this.ending = { cause, reason };
+        logger.warn(`dropping the connection to master at ${this.master}: ${reason}`);
+        socket.destroy();
+      },
+      closing: () => {
+        this.ending ??= { cause: 'local', reason: 'closed by the worker' };
+      },
+    };
+    // PB has no settings message: commands use buildbot-worker's built-in output defaults (spec §10)
+    worker.resetSettings();
+    const pbWorker = new PbWorker({ worker, logger, backlog: () => socket.writableLength });
+    this.broker = new Broker({
+      send: corkedWriter(socket),
+      close: () => socket.destroy(),
+      logger,
+      describeError: describePbError,
+      // before the login completed, only the small messages of a login are expected
+      limits: PRELOGIN_LIMITS,
+      // the login goes out right after our version, without waiting for the master's (as Twisted does)
+      onReady: () => this.login(pbWorker.mind),
+    });
+    this.timer = setTimeout(
+      () =>
+        this.fail(
+          new AgentError('E_HANDSHAKE', `master at ${this.master} did not complete the PB login of worker '${e.name}' within ${e.handshakeTimeoutMs} ms`),
+        ),
+      e.handshakeTimeoutMs,
+    );
+    // attached before any byte can arrive: the master's first bytes may come in one read with later ones
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('error', (err: NodeJS.ErrnoException) => this.onError(err));
+    socket.on('close', () => this.onClose());
+  }
+
+  private login(mind: Referenceable): void {
+    const { e, broker, socket, logger } = this;
+    pbLogin(broker, mind, { name: e.name, password: e.password, master: this.master }).then(
+      (avatar) => {
+        if (this.settled) return;
+        this.settled = true;
+        clearTimeout(this.timer);
+        broker.setMessageLimits(MESSAGE_LIMITS);
+        try {
+          socket.setKeepAlive(true);
+        } catch {
+          // TCP keepalive is only a help; application keepalives still run
+        }
+        logger.debug(`PB login of worker '${e.name}' at ${this.master} accepted`);
+        this.resolve(new Session(socket, avatar, this.closed, logger, this.link, e.keepaliveS, e.keepaliveTimeoutS ?? null, e.livenessTimers));
+      },
+      (err: unknown) => this.fail(broker.fatalError ?? (err instanceof AgentError ? err : new AgentError('E_LOGIN', errorMessage(err)))),
+    );
+  }
+
+  private fail(err: AgentError): void {
+    if (this.settled) return;
+    this.settled = true;
+    clearTimeout(this.timer);
+    this.socket.destroy();
+    this.reject(err);
+  }
+
+  private onData(chunk: Buffer): void {
+    this.link.onActivity();
+    if (!this.settled) {
+      this.preloginBytes += chunk.length;
+      if (this.preloginBytes > PRELOGIN_MAX_TOTAL_BYTES) {
+        this.fail(
+          new AgentError(
+            'E_PB_PROTOCOL',
+            `master at ${this.master} sent more than ${PRELOGIN_MAX_TOTAL_BYTES} bytes before the login of worker '${this.e.name}' completed`,
+          ),
+        );
+        return;
+      }
+    }
+    this.broker.receive(chunk);
+  }
+
+  private onError(err: NodeJS.ErrnoException): void {
+    this.socketError = err;
+    if (!this.settled) {
+      const code = err.code === 'ECONNREFUSED' ? 'E_REFUSED' : 'E_CONNECT';
+      this.fail(new AgentError(code, `cannot connect to master at ${this.master}: ${err.message}`));
+    } else {
+      this.logger.warn(`connection to master at ${this.master}: ${err.message}`);
+    }
+  }
+
+  private onClose(): void {
+    const { broker } = this;
+    const fatal = broker.fatalError;
+    const end: SessionEnd =
+      this.ending ??
+      (fatal ? { cause: 'local', reason: fatal.message } : { cause: 'master', reason: this.socketError?.message ?? 'the master closed the connection' });
+    broker.connectionLost(end.reason);
+    this.worker.connectionLost();
+    this.resolveClosed(end);
+    this.fail(
+      broker.fatalError ?? new AgentError('E_CONNECTION_LOST', `master at ${this.master} closed the connection during the PB login of worker '${this.e.name}'`),
+    );
+  }
+}
+
 /**
  * Connects and logs in; resolves once the master answered `respond` (it has attached the worker by then).
  * Rejects with an AgentError: E_AUTH (wrong name or password), E_LOGIN (other refusal), E_REFUSED /
@@ -135,137 +311,9 @@ class Session implements PbSession {
  * nonsense), E_CONNECTION_LOST (it hung up).
  */
 export async function connectPb(e: PbEndpoint, worker: Worker, logger: Logger): Promise<PbSession> {
-  const master = describeMaster(e);
   // node:tls only when the master uses TLS: loading it pages in about 4 MiB of OpenSSL's TLS code and tables.
   const tls = e.tls ? await import('node:tls') : undefined;
   return new Promise<PbSession>((resolve, reject) => {
-    let settled = false;
-    let socketError: Error | undefined;
-    let resolveClosed!: (v: SessionEnd) => void;
-    const closed = new Promise<SessionEnd>((r) => (resolveClosed = r));
-    /** Set when we end the connection ourselves: why, for the connection manager. */
-    let ending: SessionEnd | undefined;
-    let preloginBytes = 0;
-    const link: SessionLink = {
-      onActivity: () => {},
-      drop: (cause, reason) => {
-        if (ending || socket.destroyed) return;
-        ending = { cause, reason };
-        logger.warn(`dropping the connection to master at ${master}: ${reason}`);
-        socket.destroy();
-      },
-      closing: () => {
-        ending ??= { cause: 'local', reason: 'closed by the worker' };
-      },
-    };
-
-    const socket: net.Socket =
-      e.tls && tls
-        ? tls.connect({
-            host: e.host,
-            port: e.port,
-            ca: e.tls.ca,
-            rejectUnauthorized: e.tls.rejectUnauthorized ?? true,
-            servername: net.isIP(e.host) ? undefined : e.host,
-          })
-        : net.connect({ host: e.host, port: e.port });
-    socket.setNoDelay(true);
-
-    const fail = (err: AgentError): void => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      socket.destroy();
-      reject(err);
-    };
-
-    // PB has no settings message: commands use buildbot-worker's built-in output defaults (spec §10)
-    worker.resetSettings();
-    const pbWorker = new PbWorker({ worker, logger, backlog: () => socket.writableLength });
-    // Everything written in one turn of the event loop goes out in one segment, as Twisted writes a reactor
-    // iteration's output at once: the master then reads a command's updates and complete together and
-    // answers them together. Twisted does not set TCP_NODELAY, so answers spread over several segments can
-    // wait for our delayed ACK (Nagle). Measured with the 3.7 master, 300 stat commands: 0.64-0.85 s corked,
-    // 0.69-1.08 s uncorked (buildbot-worker: 0.70-0.87 s).
-    let corked = false;
-    const broker = new Broker({
-      send: (data) => {
-        if (socket.destroyed || !socket.writable) return;
-        if (!corked) {
-          corked = true;
-          socket.cork();
-          setImmediate(() => {
-            corked = false;
-            socket.uncork();
-          });
-        }
-        socket.write(data);
-      },
-      close: () => socket.destroy(),
-      logger,
-      describeError: describePbError,
-      // before the login completed, only the small messages of a login are expected
-      limits: PRELOGIN_LIMITS,
-      onReady: () => {
-        // the login goes out right after our version, without waiting for the master's (as Twisted does)
-        pbLogin(broker, pbWorker.mind, { name: e.name, password: e.password, master }).then(
-          (avatar) => {
-            if (settled) return;
-            settled = true;
-            clearTimeout(timer);
-            broker.setMessageLimits(MESSAGE_LIMITS);
-            try {
-              socket.setKeepAlive(true);
-            } catch {
-              // TCP keepalive is only a help; application keepalives still run
-            }
-            logger.debug(`PB login of worker '${e.name}' at ${master} accepted`);
-            resolve(new Session(socket, avatar, closed, logger, link, e.keepaliveS, e.keepaliveTimeoutS ?? null, e.livenessTimers));
-          },
-          (err: unknown) => fail(broker.fatalError ?? (err instanceof AgentError ? err : new AgentError('E_LOGIN', errorMessage(err)))),
-        );
-      },
-    });
-
-    const timer = setTimeout(
-      () => fail(new AgentError('E_HANDSHAKE', `master at ${master} did not complete the PB login of worker '${e.name}' within ${e.handshakeTimeoutMs} ms`)),
-      e.handshakeTimeoutMs,
-    );
-
-    // attached before any byte can arrive: the master's first bytes may come in one read with later ones
-    socket.on('data', (chunk: Buffer) => {
-      link.onActivity();
-      if (!settled) {
-        preloginBytes += chunk.length;
-        if (preloginBytes > PRELOGIN_MAX_TOTAL_BYTES) {
-          fail(
-            new AgentError(
-              'E_PB_PROTOCOL',
-              `master at ${master} sent more than ${PRELOGIN_MAX_TOTAL_BYTES} bytes before the login of worker '${e.name}' completed`,
-            ),
-          );
-          return;
-        }
-      }
-      broker.receive(chunk);
-    });
-    socket.on('error', (err: NodeJS.ErrnoException) => {
-      socketError = err;
-      if (!settled) {
-        const code = err.code === 'ECONNREFUSED' ? 'E_REFUSED' : 'E_CONNECT';
-        fail(new AgentError(code, `cannot connect to master at ${master}: ${err.message}`));
-      } else {
-        logger.warn(`connection to master at ${master}: ${err.message}`);
-      }
-    });
-    socket.on('close', () => {
-      const fatal = broker.fatalError;
-      const end: SessionEnd =
-        ending ?? (fatal ? { cause: 'local', reason: fatal.message } : { cause: 'master', reason: socketError?.message ?? 'the master closed the connection' });
-      broker.connectionLost(end.reason);
-      worker.connectionLost();
-      resolveClosed(end);
-      fail(broker.fatalError ?? new AgentError('E_CONNECTION_LOST', `master at ${master} closed the connection during the PB login of worker '${e.name}'`));
-    });
+    new Connecting(e, worker, logger, tls, resolve, reject);
   });
 }

@@ -3,11 +3,9 @@
 // and copyable failures. Anything else is refused with E_JELLY, as the master's globalSecurity would.
 
 import { AgentError } from '../../errors.js';
-import { PyTuple } from '../../py/values.js';
+import { PyFloat, PyTuple } from '../../py/values.js';
 import { MAX_MESSAGE_VALUES } from '../limits.js';
-import { atom, PyFloat, type Sexp } from './banana.js';
-
-export { PyFloat, PyTuple };
+import { atom, type Sexp } from './banana.js';
 
 function jellyError(message: string): AgentError {
   return new AgentError('E_JELLY', message);
@@ -225,20 +223,33 @@ const REFUSED = new Set(['class', 'function', 'module', 'instance', 'method', 'p
  * for unknown or malformed types and for results over `opts.maxValues`.
  */
 export function unjelly(sexp: Sexp, peer?: JellyPeer, opts: UnjellyOptions = {}): unknown {
-  const maxValues = opts.maxValues ?? MAX_MESSAGE_VALUES;
+  return new Unjellier(peer, opts.maxValues ?? MAX_MESSAGE_VALUES).un(sexp);
+}
+
+/** Called with a container as soon as it exists, before its contents are read (so that references can point to it). */
+type OnCreate = ((v: unknown) => void) | undefined;
+
+/** One unjelly run: the shared values seen so far and the count of values against the limit. */
+class Unjellier {
   /** Shared values by reference id; `size` (values in it, references expanded) is known once it is complete. */
-  const refs = new Map<number, { value: unknown; size: number | undefined }>();
+  private readonly refs = new Map<number, { value: unknown; size: number | undefined }>();
   // Values of the result with every use of a shared value counted in full: what a copy of the result (as the
   // commands' argument handling makes) would hold. A chain of references that each use the previous one twice
   // is small on the wire and exponential when expanded.
-  let values = 0;
-  const grow = (n: number): void => {
-    values += n;
-    if (values > maxValues) throw jellyError(`jelly message too large: more than ${maxValues} values once shared references are expanded`);
-  };
+  private values = 0;
 
-  const un = (x: Sexp, onCreate?: (v: unknown) => void): unknown => {
-    grow(1);
+  constructor(
+    private readonly peer: JellyPeer | undefined,
+    private readonly maxValues: number,
+  ) {}
+
+  private grow(n: number): void {
+    this.values += n;
+    if (this.values > this.maxValues) throw jellyError(`jelly message too large: more than ${this.maxValues} values once shared references are expanded`);
+  }
+
+  un(x: Sexp, onCreate?: OnCreate): unknown {
+    this.grow(1);
     const done = (v: unknown): unknown => {
       onCreate?.(v);
       return v;
@@ -264,77 +275,86 @@ export function unjelly(sexp: Sexp, peer?: JellyPeer, opts: UnjellyOptions = {})
       case 'list': {
         const l: unknown[] = [];
         onCreate?.(l);
-        for (const e of rest) l.push(un(e));
+        for (const e of rest) l.push(this.un(e));
         return l;
       }
       case 'tuple': {
         const items: unknown[] = [];
         const t = new PyTuple(items);
         onCreate?.(t);
-        for (const e of rest) items.push(un(e));
+        for (const e of rest) items.push(this.un(e));
         return t;
       }
       case 'dictionary':
-        return unDict(rest, onCreate);
-      case 'reference': {
-        const [id, expr] = rest;
-        if (typeof id !== 'number' || expr === undefined) throw jellyError('malformed jelly reference');
-        // registered before its contents are read, so that a dereference inside (a cycle) is recognised
-        const before = values;
-        let entry: { value: unknown; size: number | undefined } | undefined;
-        const v = un(expr, (created) => {
-          if (refs.has(id)) throw jellyError(`jelly reference ${id} defined twice`);
-          entry = { value: created, size: undefined };
-          refs.set(id, entry);
-          onCreate?.(created);
-        });
-        if (entry) entry.size = values - before;
-        return v;
-      }
-      case 'dereference': {
-        const id = rest[0];
-        const entry = typeof id === 'number' ? refs.get(id) : undefined;
-        if (!entry) throw jellyError(`jelly dereference to unknown reference ${String(id)}`);
-        // Twisted can send a structure that contains itself; Buildbot never does, and every consumer of
-        // arguments (copies, logs, commands) would loop on one
-        if (entry.size === undefined) throw jellyError(`jelly reference ${String(id)} contains itself (a cycle), which is not accepted`);
-        grow(entry.size);
-        return done(entry.value);
-      }
+        return this.dict(rest, onCreate);
+      case 'reference':
+        return this.reference(rest, onCreate);
+      case 'dereference':
+        return done(this.dereference(rest[0]));
       case 'remote':
-      case 'local': {
-        const luid = rest[0];
-        if (typeof luid !== 'number') throw jellyError(`malformed jelly ${tag}: object id is not an integer`);
-        if (!peer) throw jellyError(`jelly ${tag} reference outside a broker`);
-        return done(tag === 'remote' ? peer.remoteReference(luid) : peer.localObject(luid));
-      }
+      case 'local':
+        return done(this.objectReference(tag, rest[0]));
       case 'unpersistable':
-        return done(new Unpersistable(text(Buffer.isBuffer(rest[0]) ? rest[0] : un(rest[0] ?? [A.None]))));
+        return done(new Unpersistable(text(Buffer.isBuffer(rest[0]) ? rest[0] : this.un(rest[0] ?? [A.None]))));
       default: {
         if (REFUSED.has(tag) || !tag.includes('.') || rest.length !== 1) throw jellyError(`unsupported jelly type '${tag.slice(0, 100)}'`);
         // a Copyable: [fully.qualified.ClassName, state]
-        const state = un(rest[0]!);
+        const state = this.un(rest[0]!);
         return done(tag === COPYABLE_FAILURE ? copiedFailure(state) : new JellyInstance(tag, state));
       }
     }
-  };
+  }
 
-  const isTextKey = (k: Sexp): boolean => Buffer.isBuffer(k) || (Array.isArray(k) && Buffer.isBuffer(k[0]) && k[0].toString('latin1') === 'unicode');
+  /** `[reference, id, expr]`: a value that later `[dereference, id]`s share. */
+  private reference(rest: Sexp[], onCreate: OnCreate): unknown {
+    const [id, expr] = rest;
+    if (typeof id !== 'number' || expr === undefined) throw jellyError('malformed jelly reference');
+    // registered before its contents are read, so that a dereference inside (a cycle) is recognised
+    const before = this.values;
+    let entry: { value: unknown; size: number | undefined } | undefined;
+    const v = this.un(expr, (created) => {
+      if (this.refs.has(id)) throw jellyError(`jelly reference ${id} defined twice`);
+      entry = { value: created, size: undefined };
+      this.refs.set(id, entry);
+      onCreate?.(created);
+    });
+    if (entry) entry.size = this.values - before;
+    return v;
+  }
 
-  const unDict = (pairs: Sexp[], onCreate?: (v: unknown) => void): unknown => {
+  private dereference(id: Sexp | undefined): unknown {
+    const entry = typeof id === 'number' ? this.refs.get(id) : undefined;
+    if (!entry) throw jellyError(`jelly dereference to unknown reference ${String(id)}`);
+    // Twisted can send a structure that contains itself; Buildbot never does, and every consumer of
+    // arguments (copies, logs, commands) would loop on one
+    if (entry.size === undefined) throw jellyError(`jelly reference ${String(id)} contains itself (a cycle), which is not accepted`);
+    this.grow(entry.size);
+    return entry.value;
+  }
+
+  /** `[remote, luid]` (the peer's object) or `[local, luid]` (one of ours, sent back). */
+  private objectReference(tag: 'remote' | 'local', luid: Sexp | undefined): unknown {
+    if (typeof luid !== 'number') throw jellyError(`malformed jelly ${tag}: object id is not an integer`);
+    if (!this.peer) throw jellyError(`jelly ${tag} reference outside a broker`);
+    return tag === 'remote' ? this.peer.remoteReference(luid) : this.peer.localObject(luid);
+  }
+
+  private dict(pairs: Sexp[], onCreate: OnCreate): unknown {
     for (const p of pairs) if (!Array.isArray(p) || p.length !== 2) throw jellyError('malformed jelly dictionary: an entry is not a [key, value] pair');
     const entries = pairs as [Sexp, Sexp][];
     if (entries.every(([k]) => isTextKey(k))) {
       const o: Record<string, unknown> = {};
       onCreate?.(o);
-      for (const [k, v] of entries) setKey(o, text(un(k)), un(v));
+      for (const [k, v] of entries) setKey(o, text(this.un(k)), this.un(v));
       return o;
     }
     const m = new Map<unknown, unknown>();
     onCreate?.(m);
-    for (const [k, v] of entries) m.set(un(k), un(v));
+    for (const [k, v] of entries) m.set(this.un(k), this.un(v));
     return m;
-  };
+  }
+}
 
-  return un(sexp);
+function isTextKey(k: Sexp): boolean {
+  return Buffer.isBuffer(k) || (Array.isArray(k) && Buffer.isBuffer(k[0]) && k[0].toString('latin1') === 'unicode');
 }

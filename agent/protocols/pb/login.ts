@@ -4,8 +4,11 @@
 
 import { createHash } from 'node:crypto';
 import { AgentError } from '../../errors.js';
-import { ConnectionLostError, PbRemoteError, RemoteReference, type Broker, type Referenceable } from './broker.js';
-import { PyTuple } from './jelly.js';
+import { ConnectionLostError } from '../errors.js';
+import type { Broker } from './broker.js';
+import { PbRemoteError } from './errors.js';
+import { RemoteReference, type Referenceable } from './references.js';
+import { PyTuple } from '../../py/values.js';
 
 /** pb.respond: the password hashed twice, the second time with the challenge. */
 export function challengeResponse(challenge: Buffer, password: Buffer): Buffer {
