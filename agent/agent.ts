@@ -11,15 +11,15 @@ import { LoopMonitor } from './loop-monitor.js';
 import { IdleCompactor } from './memory.js';
 import { agentOutputBucket } from './output/setup.js';
 import { ProcessRegistry } from './process/tracking.js';
-import type { Protocol } from './protocols/protocol.js';
+import type { Protocol } from './connection/protocol.js';
 import { onStopSignals, ShutdownStages, watchShutdownSignal, type Drainable } from './shutdown.js';
 import { VERSION } from './version.js';
 import type { Worker } from './worker/worker.js';
 
 /** The protocols, by the name the config gives; each loads when first used (msgpack brings ws, http and zlib). */
 const PROTOCOLS: Record<AgentConfig['protocol'], () => Promise<Protocol>> = {
-  msgpack: async () => (await import('./protocols/msgpack/index.js')).protocol,
-  pb: async () => (await import('./protocols/pb/index.js')).protocol,
+  msgpack: async () => (await import('./connection/msgpack/index.js')).protocol,
+  pb: async () => (await import('./connection/pb/index.js')).protocol,
 };
 
 export interface RunAgentOptions {

@@ -16,7 +16,7 @@ import type { Logger } from './log.js';
 import type { TokenBucket } from './output/budget.js';
 import { outputSetupFromConfig } from './output/setup.js';
 import type { ProcessRegistry } from './process/tracking.js';
-import type { Protocol, ProtocolEndpoint, Session } from './protocols/protocol.js';
+import type { Protocol, ProtocolEndpoint, Session } from './connection/protocol.js';
 import { gracefulShutdown, watchShutdownFile } from './shutdown.js';
 import { sweepTempFiles } from './transfer/temp-journal.js';
 import { VERSION } from './version.js';

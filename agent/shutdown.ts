@@ -5,7 +5,7 @@
 import { statSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from './log.js';
-import type { Session } from './protocols/protocol.js';
+import type { Session } from './connection/protocol.js';
 
 /**
  * After the first signal, how long the workers must stay without a running command before they disconnect:

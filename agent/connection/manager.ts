@@ -4,7 +4,7 @@
 import { AgentError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import { startDelay } from '../timers.js';
-import type { LiveSession } from '../protocols/protocol.js';
+import type { LiveSession } from './protocol.js';
 import { reconnectDelay } from './backoff.js';
 
 /**

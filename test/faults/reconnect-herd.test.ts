@@ -10,7 +10,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CONFIG_DEFAULTS } from '../../agent/config/schema.js';
 import { ConnectionManager } from '../../agent/connection/manager.js';
-import type { LiveSession, SessionEnd } from '../../agent/protocols/protocol.js';
+import type { LiveSession, SessionEnd } from '../../agent/connection/protocol.js';
 import { AgentError } from '../../agent/errors.js';
 import { silentLogger } from '../../agent/log.js';
 import { BuildbotMaster } from '../../scripts/harness/master.js';

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { COMMAND_TABLE } from '../../agent/commands/index.js';
 import { Worker } from '../../agent/worker/worker.js';
-import { connectPb, type PbSession } from '../../agent/protocols/pb/connect.js';
+import { connectPb, type PbSession } from '../../agent/connection/pb/connect.js';
 import { collectWorkerInfo } from '../../agent/worker/info.js';
 import { currentPlatform } from '../../platforms/index.js';
 import { BuildbotMaster, Results, channelText, findLog, findStep } from '../../scripts/harness/master.js';

@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { backoffCapS, reconnectDelay, RESTART_SPREAD_S } from '../../agent/connection/backoff.js';
 import { abortableSleep, ConnectionManager, STABLE_PERIOD_MS } from '../../agent/connection/manager.js';
-import type { LiveSession, SessionEnd } from '../../agent/protocols/protocol.js';
+import type { LiveSession, SessionEnd } from '../../agent/connection/protocol.js';
 import { AgentError } from '../../agent/errors.js';
 import type { Logger } from '../../agent/log.js';
 

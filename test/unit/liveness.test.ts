@@ -2,7 +2,7 @@
 // probe ends the session; and the bound the default configuration gives for noticing and replacing a dead link.
 import { describe, expect, it } from 'vitest';
 import { backoffCapS } from '../../agent/connection/backoff.js';
-import { Liveness, LIVENESS_TIMEOUT_MAX_S, livenessTimeoutS, type LivenessTimers } from '../../agent/protocols/liveness.js';
+import { Liveness, LIVENESS_TIMEOUT_MAX_S, livenessTimeoutS, type LivenessTimers } from '../../agent/connection/liveness.js';
 import { STABLE_PERIOD_MS } from '../../agent/connection/manager.js';
 import { CONFIG_DEFAULTS } from '../../agent/config/schema.js';
 

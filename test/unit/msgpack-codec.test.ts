@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { decode } from '@msgpack/msgpack';
 import type { StatusValue } from '../../agent/output/types.js';
-import { encodeMessage, wireFailure, wireUpdateArgs, wireValue } from '../../agent/protocols/msgpack/codec.js';
+import { encodeMessage, wireFailure, wireUpdateArgs, wireValue } from '../../agent/connection/msgpack/codec.js';
 import { PyFloat, PyTuple } from '../../agent/py/values.js';
 
 /** The bytes of one `update` message carrying one status item. */

@@ -1,11 +1,11 @@
-// The bounded permessage-deflate inflater (agent/protocols/msgpack/inflate.ts) on a real ws client and server, with
+// The bounded permessage-deflate inflater (agent/connection/msgpack/inflate.ts) on a real ws client and server, with
 // small limits, and its check of the ws internals it relies on.
 import { encode } from '@msgpack/msgpack';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import * as wsModule from 'ws';
 import { WebSocket, WebSocketServer } from 'ws';
-import { boundInflation, checkWsInternals, InflateError, readInflateNotice, type WsInternals } from '../../agent/protocols/msgpack/inflate.js';
+import { boundInflation, checkWsInternals, InflateError, readInflateNotice, type WsInternals } from '../../agent/connection/msgpack/inflate.js';
 
 const KiB = 1024;
 const LIMITS = { keepBytes: 256 * KiB, maxBytes: 4 * 256 * KiB };

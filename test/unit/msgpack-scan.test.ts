@@ -2,9 +2,9 @@
 // counted before anything is built, and the envelope (op, seq_number) read even from a refused message.
 import { encode } from '@msgpack/msgpack';
 import { describe, expect, it } from 'vitest';
-import { MAX_MESSAGE_VALUES, MAX_NESTING } from '../../agent/protocols/limits.js';
-import { decodeMessage, RefusedMessage } from '../../agent/protocols/msgpack/codec.js';
-import { MessageScanner, scanMessage, type ScanResult } from '../../agent/protocols/msgpack/scan.js';
+import { MAX_MESSAGE_VALUES, MAX_NESTING } from '../../agent/connection/limits.js';
+import { decodeMessage, RefusedMessage } from '../../agent/connection/msgpack/codec.js';
+import { MessageScanner, scanMessage, type ScanResult } from '../../agent/connection/msgpack/scan.js';
 
 const ok = { error: undefined };
 

@@ -2,8 +2,8 @@
 // split point, limits, and hostile input that must fail with E_BANANA and never hang or throw anything else.
 import { describe, expect, it } from 'vitest';
 import { AgentError } from '../../agent/errors.js';
-import { chooseDialect, dialectOffer, encode, MAX_DEPTH, PB_VOCABULARY, SIZE_LIMIT, type Sexp } from '../../agent/protocols/pb/banana.js';
-import { BananaDecoder } from '../../agent/protocols/pb/banana-decoder.js';
+import { chooseDialect, dialectOffer, encode, MAX_DEPTH, PB_VOCABULARY, SIZE_LIMIT, type Sexp } from '../../agent/connection/pb/banana.js';
+import { BananaDecoder } from '../../agent/connection/pb/banana-decoder.js';
 import { PyFloat } from '../../agent/py/values.js';
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');

@@ -3,10 +3,10 @@
 // Python's float and tuple, byte for byte as buildbot-worker's elapsed and stat did.
 import { describe, expect, it } from 'vitest';
 import type { StatusValue } from '../../agent/output/types.js';
-import { commandArgs } from '../../agent/protocols/pb/arguments.js';
-import { encode } from '../../agent/protocols/pb/banana.js';
-import { updateDicts } from '../../agent/protocols/pb/command-link.js';
-import { jelly } from '../../agent/protocols/pb/jelly.js';
+import { commandArgs } from '../../agent/connection/pb/arguments.js';
+import { encode } from '../../agent/connection/pb/banana.js';
+import { updateDicts } from '../../agent/connection/pb/command-link.js';
+import { jelly } from '../../agent/connection/pb/jelly.js';
 import { PyFloat, PyTuple } from '../../agent/py/values.js';
 
 describe('PB command arguments', () => {

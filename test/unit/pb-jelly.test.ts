@@ -1,9 +1,9 @@
 // Jelly subset: the spec's examples, the shapes the 3.7 master sends (from the transcripts), references,
 // failures both ways, and refusals with E_JELLY.
 import { describe, expect, it } from 'vitest';
-import { MAX_MESSAGE_VALUES } from '../../agent/protocols/limits.js';
-import { encode, type Sexp } from '../../agent/protocols/pb/banana.js';
-import { CopiedFailure, CopyableFailure, jelly, JellyInstance, unjelly, Unpersistable, type JellyPeer } from '../../agent/protocols/pb/jelly.js';
+import { MAX_MESSAGE_VALUES } from '../../agent/connection/limits.js';
+import { encode, type Sexp } from '../../agent/connection/pb/banana.js';
+import { CopiedFailure, CopyableFailure, jelly, JellyInstance, unjelly, Unpersistable, type JellyPeer } from '../../agent/connection/pb/jelly.js';
 import { PyFloat, PyTuple } from '../../agent/py/values.js';
 
 const hex = (s: string): string => s.replace(/\s+/g, '');

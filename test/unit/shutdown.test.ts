@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { Session, SessionEnd } from '../../agent/protocols/protocol.js';
+import type { Session, SessionEnd } from '../../agent/connection/protocol.js';
 import {
   drain,
   gracefulShutdown,

@@ -7,8 +7,8 @@ import { decode, encode as mpEncode } from '@msgpack/msgpack';
 import net from 'node:net';
 import { constants as zlibConstants, createDeflateRaw } from 'node:zlib';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { atom, dialectOffer, encode, type Sexp } from '../../../agent/protocols/pb/banana.js';
-import { BananaDecoder } from '../../../agent/protocols/pb/banana-decoder.js';
+import { atom, dialectOffer, encode, type Sexp } from '../../../agent/connection/pb/banana.js';
+import { BananaDecoder } from '../../../agent/connection/pb/banana-decoder.js';
 
 /** Structure-mutated requests bigger than this are not sent (the targeted cases send the big ones). */
 const MAX_FUZZ_FRAME_BYTES = 256 * 1024;

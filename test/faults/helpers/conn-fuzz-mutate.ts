@@ -1,7 +1,7 @@
 // Mutations for the protocol fuzz, from a seeded generator so that a failure can be replayed: byte-level
 // (flip, insert, delete, overwrite, splice) and structure-level (replace, drop, duplicate, retype and nest
 // values of a decoded msgpack map or of a Banana/Jelly s-expression).
-import { atom, type Sexp } from '../../../agent/protocols/pb/banana.js';
+import { atom, type Sexp } from '../../../agent/connection/pb/banana.js';
 import { PyFloat } from '../../../agent/py/values.js';
 
 /** mulberry32: a small seeded generator. */

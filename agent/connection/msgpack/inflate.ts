@@ -204,7 +204,7 @@ class BoundedInflater {
 function wsChanged(what: string): AgentError {
   return new AgentError(
     'E_WS_INTERNALS',
-    `the ws library no longer works as agent/protocols/msgpack/inflate.ts expects (written against ws 8.23.0): ${what}. ` +
+    `the ws library no longer works as agent/connection/msgpack/inflate.ts expects (written against ws 8.23.0): ${what}. ` +
       'Build with that ws version or update the file; meanwhile set deflate to false',
   );
 }
