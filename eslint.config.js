@@ -1,6 +1,54 @@
-// Lint rules: typescript-eslint's recommended set, plus the layering rule of ../shared/STYLE.md:
-// nothing outside platforms/ looks at process.platform; and no recursive mkdir (see platforms/common/makedirs.ts).
+// Lint rules: typescript-eslint's recommended set, plus the house rules: the floors (each file imports only from
+// the floors below its own), nothing outside platforms/ looks at process.platform, no recursive mkdir, the size bound.
 import tseslint from 'typescript-eslint';
+
+/** The floors, top first: each entry is one floor, its files (globs) and how an import names them. */
+const FLOORS = [
+  { name: 'the bundle entry (agent/main.ts)', files: ['agent/main.ts'], imported: ['**/main.js'] },
+  { name: 'the command line (agent/cli)', files: ['agent/cli/**/*.ts'], imported: ['**/cli/**'] },
+  { name: 'the composition root (agent/agent.ts)', files: ['agent/agent.ts'], imported: ['**/agent.js'] },
+  { name: 'one hosted worker (agent/hosted-worker.ts)', files: ['agent/hosted-worker.ts'], imported: ['**/hosted-worker.js'] },
+  { name: 'the shutdown stages (agent/shutdown.ts)', files: ['agent/shutdown.ts'], imported: ['**/shutdown.js'] },
+  { name: 'the connection and its protocols (agent/connection)', files: ['agent/connection/**/*.ts'], imported: ['**/connection/**'] },
+  { name: 'the worker core (agent/worker)', files: ['agent/worker/**/*.ts'], imported: ['**/worker/**'] },
+  { name: 'the commands (agent/commands)', files: ['agent/commands/**/*.ts'], imported: ['**/commands/**'] },
+  {
+    name: 'the process runner and fetching (agent/process, agent/artifacts)',
+    files: ['agent/process/**/*.ts', 'agent/artifacts/**/*.ts'],
+    imported: ['**/process/**', '**/artifacts/**'],
+  },
+  {
+    name: 'transfers and the output pipeline (agent/transfer, agent/output)',
+    files: ['agent/transfer/**/*.ts', 'agent/output/**/*.ts'],
+    imported: ['**/transfer/**', '**/output/**'],
+  },
+  { name: 'file work (agent/fs)', files: ['agent/fs/**/*.ts'], imported: ['**/fs/**'] },
+  {
+    name: 'Python compatibility, config, timers and the platforms',
+    files: ['agent/py/**/*.ts', 'agent/config/**/*.ts', 'agent/timers.ts', 'agent/memory.ts', 'agent/loop-monitor.ts', 'platforms/**/*.ts'],
+    imported: ['**/py/**', '**/config/**', '**/timers.js', '**/memory.js', '**/loop-monitor.js', '**/platforms/**'],
+  },
+  // the ground floor (errors.ts, log.ts, layout.ts, version.ts) is importable from everywhere
+];
+
+function floorRules() {
+  return FLOORS.map((floor, i) => {
+    const above = FLOORS.slice(0, i);
+    const patterns = above.length
+      ? [
+          {
+            group: above.flatMap((f) => f.imported),
+            message: `${floor.name} imports only from the floors below it (FLOORS in eslint.config.js, docs/architecture.md)`,
+          },
+        ]
+      : [];
+    if (floor.files.includes('platforms/**/*.ts')) {
+      // (these globs also cover agent/ files on this floor, where the pattern never matches: they import by ../)
+      patterns.push({ regex: '(^|/)agent/(?!errors\\.js$)', message: 'platforms/ implements interfaces; of the agent it imports only agent/errors.ts' });
+    }
+    return { files: floor.files, rules: { 'no-restricted-imports': ['error', { patterns }] } };
+  });
+}
 
 export default tseslint.config(
   { ignores: ['build/', 'dist/', 'node_modules/', 'bin/'] },
@@ -36,51 +84,26 @@ export default tseslint.config(
       ],
     },
   },
-  // Layering (../shared/STYLE.md): a stage only imports from the stages below it.
-  // master -> connection -> commands -> process/transfer -> output; platforms/ knows nothing of agent/.
+  // The floors of the house, top first (docs/architecture.md): a file imports only from the floors below its own,
+  // so data flows one way (master -> connection -> worker -> commands -> process/transfer -> output). Files on one
+  // floor may import each other. platforms/ may import nothing of the agent but its error root (agent/errors.ts).
+  ...floorRules(),
+  // The size bound: a file over 400 lines or a function over 80 is split by meaning (an exception says why).
   {
-    files: ['agent/commands/**/*.ts', 'agent/process/**/*.ts', 'agent/transfer/**/*.ts', 'agent/output/**/*.ts', 'agent/fs/**/*.ts'],
+    files: ['agent/**/*.ts', 'platforms/**/*.ts'],
     rules: {
-      'no-restricted-imports': [
-        'error',
-        {
-          patterns: [
-            {
-              group: ['**/connection/**', '**/protocols/**', '**/worker/**', '**/cli/**', '**/agent.js'],
-              message: 'commands and the stages below them never know the worker, the protocol or the CLI',
-            },
-          ],
-        },
-      ],
-    },
-  },
-  {
-    files: ['agent/output/**/*.ts', 'agent/process/**/*.ts'],
-    rules: {
-      'no-restricted-imports': [
-        'error',
-        {
-          patterns: [
-            {
-              group: ['**/connection/**', '**/protocols/**', '**/worker/**', '**/cli/**', '**/commands/*.js', '!**/commands/types.js'],
-              message: 'output and process are below commands: only the command types may be imported',
-            },
-          ],
-        },
-      ],
-    },
-  },
-  {
-    files: ['platforms/**/*.ts'],
-    rules: {
-      'no-restricted-imports': ['error', { patterns: [{ regex: '(^|/)agent/', message: 'platforms/ implements interfaces; it does not import the agent' }] }],
+      'max-lines': ['error', { max: 400 }],
+      'max-lines-per-function': ['error', { max: 80 }],
     },
   },
   // Tooling (bench, release, demo, the harness) is what tests import, never the other way round.
   {
     files: ['scripts/**/*.ts', 'scripts/**/*.mjs'],
     rules: {
-      'no-restricted-imports': ['error', { patterns: [{ regex: '(^|/)test/', message: 'scripts/ never imports test/: shared helpers belong in scripts/harness/' }] }],
+      'no-restricted-imports': [
+        'error',
+        { patterns: [{ regex: '(^|/)test/', message: 'scripts/ never imports test/: shared helpers belong in scripts/harness/' }] },
+      ],
     },
   },
 );

@@ -1,8 +1,102 @@
-// Errors the agent raises carry a stable `code` and a message naming what was wrong.
+// The one root of the errors the agent raises: an AgentError carries a stable `code` from the union below and a
+// message naming what was wrong (the path, the argument, the peer). Python-shaped errors (py/), the protocols'
+// errors and the platforms' errors all derive from it, so a caller tells them apart by `code`, never by text.
+
+/** Configuration, the command line and the agent's own files (pid file, log, config file). */
+type ConfigCode =
+  | 'E_CONFIG' // a setting is wrong: the message names the field and where it came from
+  | 'E_CONFIG_WRITE'
+  | 'E_USAGE' // a command-line mistake (exit code 2)
+  | 'E_CREATE' // create-worker could not lay out BASEDIR
+  | 'E_EXISTS' // create-worker: BASEDIR already holds a worker
+  | 'E_PIDFILE'
+  | 'E_PIDFILE_GARBLED'
+  | 'E_RUNNING' // an agent already runs in this BASEDIR
+  | 'E_LOG'
+  | 'E_SIGNAL'; // stop could not signal the agent
+
+/** Reaching and talking to a master, on either protocol. */
+type ConnectionCode =
+  | 'E_CONNECT'
+  | 'E_REFUSED'
+  | 'E_AUTH' // wrong worker name or password
+  | 'E_LOGIN'
+  | 'E_HANDSHAKE'
+  | 'E_CONNECTION_LOST'
+  | 'E_REMOTE' // the master answered a call with an error
+  | 'E_WS_INTERNALS' // the ws library no longer works as msgpack/inflate.ts expects
+  | 'E_MSGPACK_ARGS'
+  | 'E_MSGPACK_DECODE'
+  | 'E_MSGPACK_ENVELOPE'
+  | 'E_MSGPACK_INFLATE'
+  | 'E_MSGPACK_LIMIT'
+  | 'E_MSGPACK_OP'
+  | 'E_MSGPACK_READ'
+  | 'E_BANANA'
+  | 'E_JELLY'
+  | 'E_PB_ARGS'
+  | 'E_PB_NO_SUCH_METHOD'
+  | 'E_PB_OBJECT'
+  | 'E_PB_PROTOCOL'
+  | 'E_PB_READ'
+  | 'E_PB_RELEASED';
+
+/** What the master asked of the worker: a command, its arguments, its builder, its output settings. */
+type CommandCode =
+  | 'E_UNKNOWN_COMMAND'
+  | 'E_COMMAND_ARGS'
+  | 'E_NO_BUILDER'
+  | 'E_SETTINGS'
+  | 'E_CONFINED' // confineToBasedir refused a path
+  | 'E_READ_TOO_MUCH'
+  | 'E_RMDIR_BASEDIR'
+  | 'E_OUTPUT_LIMIT'
+  | 'E_NEWLINE_RE';
+
+/** Files, transfers and processes on the worker. */
+type WorkCode =
+  | 'E_NOT_REGULAR_FILE'
+  | 'E_MAKEDIRS_DEPTH'
+  | 'E_FILE_CHANGED'
+  | 'E_FILE_SHRANK'
+  | 'E_TAR_FIELD'
+  | 'E_BZIP2'
+  | 'E_NO_BZIP2'
+  | 'E_SPAWN' // a program could not be started (SpawnError: its errno name says why)
+  | 'E_KILL_FAILED';
+
+/** Python-compatible failures (py/): the exception class is the error's `pyType`. */
+type PythonCode = 'E_PYTHON' | 'E_GLOB_PATTERN' | 'E_GLOB_LIMIT' | 'E_GLOB_LOOP' | 'E_GLOB_STOPPED' | 'E_NUL_IN_PATH';
+
+/** The platforms: service managers and the single executable's embedded files. */
+type PlatformCode =
+  | 'E_SERVICE_COMMAND'
+  | 'E_SERVICE_EXISTS'
+  | 'E_SERVICE_MANAGER'
+  | 'E_SERVICE_MISSING'
+  | 'E_SERVICE_RIGHTS'
+  | 'E_SERVICE_SPEC'
+  | 'E_SERVICE_USER'
+  | 'E_SEA_ASSET'
+  | 'E_SEA_CACHE'
+  | 'E_SEA_MANIFEST';
+
+/**
+ * The errno name of an OS error the agent passes on as Python's OSError ('ENOENT', 'ECONNRESET', ...): whatever
+ * the OS said, so it is not a closed list; only osErrnoCode() makes one, so a mistyped agent code cannot pass.
+ */
+export type OsErrnoCode = string & { readonly osErrno: true };
+
+export type ErrorCode = ConfigCode | ConnectionCode | CommandCode | WorkCode | PythonCode | PlatformCode | OsErrnoCode;
+
+/** An errno name as Node reports it, as an error code. */
+export function osErrnoCode(name: string): OsErrnoCode {
+  return name as OsErrnoCode;
+}
 
 export class AgentError extends Error {
-  readonly code: string;
-  constructor(code: string, message: string) {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string) {
     super(message);
     this.code = code;
     this.name = 'AgentError';

@@ -1,6 +1,8 @@
 // Process control, one half of the Platform interface: starting a process (and the argv of the programs the
 // agent runs), finding, signalling and inspecting processes. agent/process/ needs this half only.
 
+import { AgentError } from '../agent/errors.js';
+
 export interface SpawnRequest {
   /** argv[0] is the executable (searched on PATH when it has no slash). */
   argv: string[];
@@ -107,13 +109,14 @@ export interface ProcessFacts {
 }
 
 /** Spawn failed before the program ran (cwd missing, executable not found, ...). */
-export class SpawnError extends Error {
-  readonly code: string;
+export class SpawnError extends AgentError {
+  /** Why, as the OS would say it: the errno name ('ENOENT', 'ENOTDIR') and number. */
+  readonly errnoName: string;
   readonly errno: number | undefined;
-  constructor(code: string, message: string, errno?: number) {
-    super(message);
+  constructor(errnoName: string, message: string, errno?: number) {
+    super('E_SPAWN', message);
     this.name = 'SpawnError';
-    this.code = code;
+    this.errnoName = errnoName;
     this.errno = errno;
   }
 }

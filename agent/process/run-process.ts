@@ -20,6 +20,7 @@ import { HANG_LOG, wantsForensics, writeHangReport, type KillReason } from './ha
 import { newTrackingMarker, withTrackingMarker, type TrackedProcess } from './tracking.js';
 import { ensureDir } from '../fs/makedirs.js';
 import { osErrorClass } from '../py/errno.js';
+import { PyError } from '../py/exceptions.js';
 import { commandRepr, execFailedText, secs, startHeaders } from './headers.js';
 import { ChildOutput } from './child-output.js';
 import { LogfileWatchers } from './logfile-watcher.js';
@@ -39,16 +40,6 @@ const LEFTOVER_LIST_TIMEOUT_MS = 3000;
 const LEFTOVER_LIST_MAX = 20;
 /** Notes on processes a scan could not examine are logged at most this many times per command (a kill scans 2-3 times). */
 const INCOMPLETE_LOG_MAX = 3;
-
-export class RunProcessError extends Error {
-  constructor(
-    readonly pyType: string,
-    message: string,
-  ) {
-    super(message);
-    this.name = 'RunProcessError';
-  }
-}
 
 export class RunProcess implements TrackedProcess {
   private handle: ProcessHandle | undefined;
@@ -157,7 +148,7 @@ export class RunProcess implements TrackedProcess {
       this.fail(err instanceof Error ? err : new Error(String(err)));
       return;
     }
-    this.output.add('stderr', execFailedText(argv, osErrorClass(err.code) ?? 'OSError', err.message));
+    this.output.add('stderr', execFailedText(argv, osErrorClass(err.errnoName) ?? 'OSError', err.message));
     this.finished({ code: 1, signal: null });
   }
 
@@ -344,7 +335,7 @@ export class RunProcess implements TrackedProcess {
       this.io.text('header', 'using fake rc=-1\n');
       this.io.status('rc', -1);
     }
-    this.fail(new RunProcessError('RuntimeError', `${name} failed to kill process`));
+    this.fail(new PyError('RuntimeError', `${name} failed to kill process`, 'E_KILL_FAILED'));
   }
 
   private finished(status: ExitStatus): void {

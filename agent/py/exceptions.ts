@@ -1,7 +1,7 @@
 // Python's exception classes as the master sees them: the error the agent raises in Python's name, and the
 // builtin class hierarchy (the MRO Twisted sends as a failure's `parents`).
 
-import { AgentError } from '../errors.js';
+import { AgentError, type ErrorCode } from '../errors.js';
 
 /**
  * An error that fails a command with a chosen Python exception type (the caller reads `pyType`) and the
@@ -9,7 +9,7 @@ import { AgentError } from '../errors.js';
  */
 export class PyError extends AgentError {
   readonly pyType: string;
-  constructor(pyType: string, message: string, code = 'E_PYTHON') {
+  constructor(pyType: string, message: string, code: ErrorCode = 'E_PYTHON') {
     super(code, message);
     this.name = pyType;
     this.pyType = pyType;

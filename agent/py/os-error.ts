@@ -1,6 +1,7 @@
 // Python's OSError for errors of the operating system: the subclass, errno, strerror and str(exc) that
 // buildbot-worker would have raised, made from what a Node call threw.
 
+import { osErrnoCode } from '../errors.js';
 import { errnoOf, osErrorClass, strerror } from './errno.js';
 import { PyError } from './exceptions.js';
 import { reprStr } from './repr.js';
@@ -15,7 +16,7 @@ export class PyOSError extends PyError {
     super(
       osErrorClass(code) ?? 'OSError',
       filename === undefined ? `[Errno ${errno}] ${text}` : `[Errno ${errno}] ${text}: ${reprStr(filename)}`,
-      code, // the errno name, e.g. 'ENOENT'
+      osErrnoCode(code), // the errno name, e.g. 'ENOENT'
     );
     this.errno = errno;
     this.strerror = text;

@@ -5,6 +5,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, lstatSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { makedirs } from '../common/makedirs.js';
+import { AgentError, type ErrorCode } from '../../agent/errors.js';
 
 /** One embedded file: where it goes below the extraction directory, which asset holds it, its mode. */
 export interface ManifestFile {
@@ -27,12 +28,11 @@ export interface AssetManifest {
 /** Written last into an extraction: a directory without it is incomplete and never used. */
 export const COMPLETE_MARKER = '.bbagent-complete';
 
-export class ExtractError extends Error {
-  readonly code: string;
-  constructor(code: string, message: string) {
-    super(message);
+export class ExtractError extends AgentError {
+  declare readonly code: Extract<ErrorCode, `E_SEA_${string}`>;
+  constructor(code: Extract<ErrorCode, `E_SEA_${string}`>, message: string) {
+    super(code, message);
     this.name = 'ExtractError';
-    this.code = code;
   }
 }
 

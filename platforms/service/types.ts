@@ -1,6 +1,8 @@
 // The service manager's vocabulary: what `bbagent service` installs, asks about and removes, behind one
 // interface for systemd, launchd and the Task Scheduler.
 
+import { AgentError, type ErrorCode } from '../../agent/errors.js';
+
 /** What `bbagent service install` registers: one worker (its BASEDIR) run in the foreground by the OS's service manager. */
 export interface ServiceSpec {
   /** Service id, [A-Za-z0-9_.-]: systemd unit bbagent-<name>.service, launchd label org.buildbot.bbagent.<name>, task \bbagent\<name>. */
@@ -63,12 +65,13 @@ export interface ServiceManager {
   stop(ref: ServiceRef): Promise<void>;
 }
 
-export class ServiceError extends Error {
-  /** E_SERVICE_RIGHTS, E_SERVICE_EXISTS, E_SERVICE_USER, E_SERVICE_MANAGER, E_SERVICE_COMMAND, E_SERVICE_MISSING, E_SERVICE_SPEC */
-  readonly code: string;
-  constructor(code: string, message: string) {
-    super(message);
+/** What a service manager refused or failed to do. */
+export type ServiceErrorCode = Extract<ErrorCode, `E_SERVICE_${string}`>;
+
+export class ServiceError extends AgentError {
+  declare readonly code: ServiceErrorCode;
+  constructor(code: ServiceErrorCode, message: string) {
+    super(code, message);
     this.name = 'ServiceError';
-    this.code = code;
   }
 }

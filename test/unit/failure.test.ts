@@ -39,7 +39,7 @@ describe('toFailure', () => {
   it("the agent's own errors: a Python type when they name one, Exception otherwise", () => {
     expect(toFailure(new PyError('ValueError', 'embedded null byte', 'E_NUL_IN_PATH'))).toMatchObject({ type: 'ValueError', message: 'embedded null byte' });
     expect(toFailure(new CommandArgsError('missing args: path'))).toMatchObject({ type: 'ValueError', message: 'missing args: path' });
-    expect(toFailure(new AgentError('E_SOMETHING', 'it broke'))).toMatchObject({ type: 'Exception', message: 'it broke' });
+    expect(toFailure(new AgentError('E_NO_BUILDER', 'it broke'))).toMatchObject({ type: 'Exception', message: 'it broke' });
     expect(toFailure('plain')).toEqual({ type: 'Exception', message: 'plain', traceback: 'plain' });
   });
 
