@@ -141,7 +141,7 @@ export class RunProcess implements TrackedProcess {
 
   /**
    * buildbot-worker forks before exec, so a missing program shows up as the child's traceback on stderr and
-   * rc 1 (see ../shared/protocol/README.md). We report the same, without the fork.
+   * rc 1 (docs/compatibility.md, shell: missing program). We report the same, without the fork.
    */
   private launchFailed(argv: string[], err: unknown): void {
     if (!(err instanceof SpawnError)) {

@@ -65,8 +65,8 @@ const NONE: number[] = [];
 
 /**
  * [key, value] pairs as in the 3.7 `update` op: text streams as [text, indexes, times], logs as [name, that].
- * `lean` sends empty index and time lists: the 3.7 master reads only the text (15% fewer bytes; see
- * ../shared/protocol/msgpack-protocol.md 6.2, where a probe showed empty lists are accepted).
+ * `lean` sends empty index and time lists: the 3.7 master reads only the text (15% fewer bytes; a 3.7 master
+ * stores such updates as it stores full ones: `leanUpdates` in docs/output.md).
  */
 export function wireUpdateArgs(items: readonly UpdateItem[], lean = false): unknown[] {
   const wireChunk = (c: LineChunk): [string, number[], number[]] => (lean ? [c.text, NONE, NONE] : [c.text, c.indexes, c.times]);
