@@ -2,7 +2,7 @@
 // JSON and from text), and the one-line messages that name a field, its source and the fault.
 
 import { AgentError } from '../errors.js';
-import type { WorkerConfig } from './schema.js';
+import { PROTOCOL_NAMES, type WorkerConfig } from './schema.js';
 
 /** A field of the schema (one setting; `workers` is not one: load.ts reads it apart). */
 export type ConfigField = keyof WorkerConfig;
@@ -72,6 +72,12 @@ function stringList(): FieldRule<string[]> {
   };
 }
 
+/** '"a", "b" or "c"', for the message of a choice. */
+function oneOf(names: readonly string[]): string {
+  const quoted = names.map((n) => JSON.stringify(n));
+  return quoted.length > 1 ? `${quoted.slice(0, -1).join(', ')} or ${quoted.at(-1)}` : (quoted[0] ?? '');
+}
+
 function choice<T extends string>(expect: string, map: Record<string, T>): FieldRule<T> {
   const pick = (s: string): Parsed<T> => (Object.hasOwn(map, s) ? (map[s] as T) : BAD);
   return { expect, fromJson: (v) => (typeof v === 'string' ? pick(v) : BAD), fromText: pick };
@@ -108,7 +114,7 @@ const RULES: { [K in ConfigField]: FieldRule<WorkerConfig[K]> } = {
   masterPort: int(1, 65535, 'an integer from 1 to 65535'),
   name: text('a non-empty string', (s) => s.length > 0),
   password: text('a string', () => true, true),
-  protocol: choice('"pb" or "msgpack"', { pb: 'pb', msgpack: 'msgpack', msgpack_experimental_v7: 'msgpack' }),
+  protocol: choice(oneOf([...new Set(Object.values(PROTOCOL_NAMES))]), PROTOCOL_NAMES),
   keepalive: int(0, Number.MAX_SAFE_INTEGER, 'an integer number of seconds >= 0 (0 disables)'),
   keepaliveTimeout: nullable(int(1, Number.MAX_SAFE_INTEGER, ''), 'an integer number of seconds >= 1 or null (automatic: one keepalive interval, 3-15 s)'),
   maxdelay: int(1, Number.MAX_SAFE_INTEGER, 'an integer number of seconds >= 1'),

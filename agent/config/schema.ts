@@ -1,7 +1,13 @@
 // The agent's configuration: one schema for the config file, the environment and the command line.
 // The config file (bbagent.json in BASEDIR) is bbagent's equivalent of buildbot-worker's buildbot.tac.
 
-export type Protocol = 'pb' | 'msgpack';
+/**
+ * The worker protocols by the names a config may give them (an alias maps to its protocol). The composition
+ * root's PROTOCOLS table (agent/agent.ts) has one line for each, which the type checker holds to this list.
+ */
+export const PROTOCOL_NAMES = { pb: 'pb', msgpack: 'msgpack', msgpack_experimental_v7: 'msgpack' } as const;
+
+export type Protocol = (typeof PROTOCOL_NAMES)[keyof typeof PROTOCOL_NAMES];
 
 /**
  * One worker's complete settings. The agent-wide fields (umask, logs, the agent's output budget, ...) are the
