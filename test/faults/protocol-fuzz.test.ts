@@ -27,7 +27,7 @@ import { MsgpackSession } from '../../agent/connection/msgpack/session.js';
 import { atom, dialectOffer, encode, SIZE_LIMIT, type Sexp } from '../../agent/connection/pb/banana.js';
 import { BananaDecoder } from '../../agent/connection/pb/banana-decoder.js';
 import { Broker } from '../../agent/connection/pb/broker.js';
-import { describePbError } from '../../agent/connection/pb/buildbot.js';
+import { describePbError } from '../../agent/connection/pb/failures.js';
 import { PbWorker } from '../../agent/connection/pb/worker-objects.js';
 import { silentLogger } from '../../agent/log.js';
 import { currentPlatform } from '../../platforms/index.js';

@@ -9,7 +9,7 @@ import { PyFloat, PyTuple } from '../../py/values.js';
 import { ConnectionLostError } from '../errors.js';
 import { SIZE_LIMIT } from './banana.js';
 import type { RemoteReference } from './references.js';
-import { completeFailure } from './buildbot.js';
+import { completeFailure } from './failures.js';
 
 /**
  * Largest byte string we put in one call: under Banana's 640 KiB with room to spare. The master would refuse

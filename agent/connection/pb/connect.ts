@@ -13,7 +13,7 @@ import { ConnectionLostError } from '../errors.js';
 import { Broker } from './broker.js';
 import { PbRemoteError } from './errors.js';
 import type { Referenceable, RemoteReference } from './references.js';
-import { describePbError } from './buildbot.js';
+import { describePbError } from './failures.js';
 import { PbWorker } from './worker-objects.js';
 import { pbLogin } from './login.js';
 
