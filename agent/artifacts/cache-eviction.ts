@@ -76,7 +76,9 @@ export async function evictToFloor(deps: EvictionDeps, need: number): Promise<Ev
     await deps.remove(entry);
     evicted++;
     evictedBytes += entry.bytes;
-    deps.logger.info(`cache: evicted ${keyString(entry.key)} (${entry.bytes} bytes, last used ${new Date(entry.lastUsedMs).toISOString()}) to keep free space above ${mib(floor)}`);
+    deps.logger.info(
+      `cache: evicted ${keyString(entry.key)} (${entry.bytes} bytes, last used ${new Date(entry.lastUsedMs).toISOString()}) to keep free space above ${mib(floor)}`,
+    );
     space = await deps.statfs(deps.root);
   }
   if (space.free - need < floor) {

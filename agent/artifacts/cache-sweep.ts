@@ -103,7 +103,11 @@ class Sweeper {
 
   private async checkEntry(key: CacheKey, data: string, hasMarker: boolean): Promise<void> {
     const marker = hasMarker ? await readEntryMarker(this.root, key) : undefined;
-    const why = !hasMarker ? 'no .complete marker (an interrupted publish)' : !marker ? 'its .complete marker is unreadable' : await this.mismatch(key, data, marker.bytes);
+    const why = !hasMarker
+      ? 'no .complete marker (an interrupted publish)'
+      : !marker
+        ? 'its .complete marker is unreadable'
+        : await this.mismatch(key, data, marker.bytes);
     if (why !== undefined) {
       if (hasMarker) await this.remove(data + MARKER_SUFFIX, `the marker of an entry removed: ${why}`);
       await this.remove(data, why);

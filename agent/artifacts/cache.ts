@@ -52,6 +52,8 @@ export interface CacheOptions {
   fastPath?: boolean | { rehashEvery?: number };
   /** Free space of the cache's file system (tests, or a platform without statfs). */
   statfs?: StatFs;
+  /** Wall clock in ms for last-use times (tests give a strictly increasing one: same-ms uses would tie). */
+  now?: () => number;
 }
 
 export interface GetOptions {
@@ -91,6 +93,7 @@ export class ArtifactCache {
   private readonly floor: FloorOptions;
   private readonly statfs: StatFs;
   private readonly rehashEvery: number;
+  private readonly now: () => number;
   private readonly index = new CacheIndex();
   private readonly flights = new Singleflight<CacheResult>();
   private readonly pins = new Map<string, number>();
@@ -111,6 +114,7 @@ export class ArtifactCache {
     this.logger = opts.logger ?? silentLogger;
     this.floor = opts.floor ?? {};
     this.statfs = opts.statfs ?? realStatFs;
+    this.now = opts.now ?? Date.now;
     const fast = opts.fastPath;
     this.rehashEvery = fast === true ? FAST_PATH_REHASH_EVERY : fast ? (fast.rehashEvery ?? FAST_PATH_REHASH_EVERY) : 0;
     this.sweepReport = report;
@@ -201,7 +205,8 @@ export class ArtifactCache {
     await this.evictToFloor(opts.expectedBytes ?? 0);
     const started = performance.now();
     const published = await produceAndPublish(this.root, key, opts.produce);
-    const now = Date.now();
+    const now = this.now();
+    await touchMarker(this.root, key, new Date(now)); // the marker's mtime is the last use, on this clock
     this.index.set({ key, bytes: published.bytes, lastUsedMs: now });
     this.fastHits.set(ks, 0);
     this.logger.info(`cache: published ${ks} (${published.bytes} bytes) in ${((performance.now() - started) / 1000).toFixed(2)} s`);
@@ -228,7 +233,7 @@ export class ArtifactCache {
       await this.removeEntry(key);
       return undefined;
     }
-    const at = new Date();
+    const at = new Date(this.now());
     await touchMarker(this.root, key, at);
     this.index.set({ key, bytes: marker.bytes, lastUsedMs: at.getTime() });
     const ms = (performance.now() - started).toFixed(0);
