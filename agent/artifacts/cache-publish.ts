@@ -3,7 +3,8 @@
 // file, renames it into place and writes the `.complete` marker last. Any failure removes what was written, and
 // a kill at any point leaves only things the start-up sweep removes: a temp name, or data without a marker.
 
-import { lstat, mkdir, open, rename, rm } from 'node:fs/promises';
+import { lstat, mkdir, open, rename } from 'node:fs/promises';
+import { removeAll } from './cache-remove.js';
 import path from 'node:path';
 import { AgentError } from '../errors.js';
 import { entryPath, keyString, TMP_DIR, type CacheKey } from './cache-key.js';
@@ -75,7 +76,7 @@ export async function produceAndPublish(root: string, key: CacheKey, produce: Pr
     }
     await mkdirIfMissing(path.join(root, key.algorithm));
     await mkdirIfMissing(path.dirname(final));
-    await rm(final, { recursive: true, force: true }); // data without a marker (removed by hand, or a failed removal)
+    await removeAll(final); // data without a marker (removed by hand, or a failed removal)
     await rename(tmp, final);
     placed = true;
     await syncDir(path.dirname(final));
@@ -83,8 +84,8 @@ export async function produceAndPublish(root: string, key: CacheKey, produce: Pr
     await writeEntryMarker(root, key, { bytes, publishedAt: new Date().toISOString(), fp, manifest });
     return { path: final, bytes };
   } catch (err) {
-    await rm(tmp, { recursive: true, force: true });
-    if (placed) await rm(final, { recursive: true, force: true });
+    await removeAll(tmp);
+    if (placed) await removeAll(final);
     throw err;
   }
 }

@@ -4,7 +4,8 @@
 // size disagrees with the file, and names the cache never writes. What stays becomes the in-memory index. The
 // sweep does not hash (a hit does): it checks what a stat can.
 
-import { lstat, opendir, rm, stat } from 'node:fs/promises';
+import { lstat, opendir, stat } from 'node:fs/promises';
+import { removeAll } from './cache-remove.js';
 import path from 'node:path';
 import type { Logger } from '../log.js';
 import { HASH_ALGORITHMS, keyFromEntryName, LOCK_FILE, MARKER_SUFFIX, TMP_DIR, type CacheKey } from './cache-key.js';
@@ -53,7 +54,7 @@ class Sweeper {
 
   async remove(p: string, why: string): Promise<void> {
     const usage = await treeUsage(p);
-    await rm(p, { recursive: true, force: true });
+    await removeAll(p);
     this.report.removedItems += usage.items;
     this.report.removedBytes += usage.bytes;
     const line = `cache sweep: removed '${path.relative(this.root, p)}' (${usage.bytes} bytes): ${why}`;

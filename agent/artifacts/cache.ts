@@ -18,7 +18,8 @@
 // E_CACHE_KEY, E_CACHE_LOCKED, E_CACHE_DISK_FLOOR, E_CACHE_PRODUCE, E_CACHE_HASH_MISMATCH, E_CACHE_CLOSED,
 // and whatever produce throws (unchanged).
 
-import { lstat, rm } from 'node:fs/promises';
+import { lstat } from 'node:fs/promises';
+import { removeAll } from './cache-remove.js';
 import path from 'node:path';
 import { AgentError, errorMessage } from '../errors.js';
 import { BASEDIR_LAYOUT } from '../layout.js';
@@ -39,6 +40,7 @@ export { writeCompleteMarker } from './cache-marker.js';
 export { DEFAULT_FLOOR_BYTES, DEFAULT_FLOOR_PERCENT, type FloorOptions, type DiskSpace, type StatFs } from './cache-eviction.js';
 export type { Produce, ProduceResult } from './cache-publish.js';
 export type { SweepReport } from './cache-sweep.js';
+export { getExtractedTree, type TreeResult, type TreeSource } from './cache-tree.js';
 
 /** With the fast path on, a full re-hash at least once every this many hits of an entry (and on its first hit in a process). */
 export const FAST_PATH_REHASH_EVERY = 20;
@@ -279,8 +281,8 @@ export class ArtifactCache {
     const work = (async () => {
       this.index.delete(key);
       this.fastHits.delete(ks);
-      await rm(markerPath(this.root, key), { force: true });
-      await rm(entryPath(this.root, key), { recursive: true, force: true });
+      await removeAll(markerPath(this.root, key));
+      await removeAll(entryPath(this.root, key));
     })().finally(() => this.removing.delete(ks));
     this.removing.set(ks, work);
     return work;

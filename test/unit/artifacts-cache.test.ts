@@ -10,6 +10,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ArtifactCache, extractedKey, fileKey, type CacheOptions } from '../../agent/artifacts/cache.js';
 import { entryPath, markerPath } from '../../agent/artifacts/cache-key.js';
+import { Singleflight } from '../../agent/artifacts/cache-singleflight.js';
 import { AGENT_OWNED_DIRS } from '../../agent/layout.js';
 import { RecordingLogger } from '../helpers/recording-logger.js';
 import { mountTmpfs, tmpfsSupport, unmount } from '../helpers/tmpfs.js';
@@ -374,5 +375,24 @@ describe.skipIf(!TMPFS.ok)('artifact cache: LRU eviction to a free-disk floor on
     } finally {
       unmount(mount);
     }
+  });
+});
+
+describe('Singleflight', () => {
+  it('frees the key even when fn throws synchronously, and shares one call per wave', async () => {
+    const sf = new Singleflight<number>();
+    let calls = 0;
+    const boom = (): Promise<number> => {
+      calls++;
+      throw new Error('sync');
+    };
+    const a = sf.do('k', boom);
+    const b = sf.do('k', boom);
+    expect([a.shared, b.shared]).toEqual([false, true]);
+    await expect(a.promise).rejects.toThrow('sync');
+    await expect(b.promise).rejects.toThrow('sync');
+    expect(calls).toBe(1);
+    expect(sf.has('k')).toBe(false);
+    expect(await sf.do('k', async () => 7).promise).toBe(7);
   });
 });
