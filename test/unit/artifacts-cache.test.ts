@@ -1,61 +1,18 @@
 // The artifact cache on real files: a hit runs no produce and is re-verified (hash for a file, manifest for a
 // tree, fingerprint on the opt-in fast path), a corrupted entry is removed and produced again, concurrent gets
-// share one produce and its error, a bad produce publishes nothing, the process lock, and the start-up sweep.
+// share one produce and its error, and a bad produce publishes nothing.
 import { createHash, randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
-import { spawn } from 'node:child_process';
-import os from 'node:os';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import { ArtifactCache, extractedKey, fileKey, type CacheOptions } from '../../agent/artifacts/cache.js';
-import { entryPath, markerPath } from '../../agent/artifacts/cache-key.js';
+import { describe, expect, it } from 'vitest';
+import { extractedKey, fileKey } from '../../agent/artifacts/cache.js';
+import { entryPath } from '../../agent/artifacts/cache-key.js';
 import { Singleflight } from '../../agent/artifacts/cache-singleflight.js';
 import { AGENT_OWNED_DIRS } from '../../agent/layout.js';
-import { RecordingLogger } from '../helpers/recording-logger.js';
-import { mountTmpfs, tmpfsSupport, unmount } from '../helpers/tmpfs.js';
+import { cleanUpAfterEach, flipByte, openCache, producer, scratch, sha256, treeProducer } from '../helpers/artifacts-cache.js';
 
-const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
-/** No floor: these tests are not about disk space (the LRU tests are, on a tmpfs). */
-const NO_FLOOR = { bytes: 0, percent: 0 };
-
-const opened: ArtifactCache[] = [];
-const scratches: string[] = [];
-afterEach(async () => {
-  for (const c of opened.splice(0)) await c.close();
-  for (const d of scratches.splice(0)) rmSync(d, { recursive: true, force: true });
-});
-
-function scratch(): string {
-  const d = mkdtempSync(path.join(os.tmpdir(), 'bbagent-cache-'));
-  scratches.push(d);
-  return d;
-}
-
-async function openCache(root: string, extra: Partial<CacheOptions> = {}): Promise<{ cache: ArtifactCache; log: RecordingLogger }> {
-  const log = new RecordingLogger();
-  const cache = await ArtifactCache.open({ root, logger: log, floor: NO_FLOOR, ...extra });
-  opened.push(cache);
-  return { cache, log };
-}
-
-/** A produce that writes `content` and counts its calls. */
-function producer(content: Buffer): { calls: number; produce: (p: string) => Promise<void> } {
-  const p = {
-    calls: 0,
-    produce: async (tmp: string) => {
-      p.calls++;
-      await writeFile(tmp, content);
-    },
-  };
-  return p;
-}
-
-function flipByte(file: string, at: number): void {
-  const b = readFileSync(file);
-  b[at] = b[at]! ^ 0xff;
-  writeFileSync(file, b);
-}
+cleanUpAfterEach();
 
 describe('artifact cache: files', () => {
   it('is an agent-owned BASEDIR directory (never removed by --delete-leftover-dirs)', () => {
@@ -175,21 +132,6 @@ describe('artifact cache: files', () => {
   });
 });
 
-/** A produce for a tree: a few files, a subdirectory, a relative link; counts its calls. */
-function treeProducer(): { calls: number; produce: (dir: string) => Promise<void> } {
-  const p = {
-    calls: 0,
-    produce: async (dir: string) => {
-      p.calls++;
-      mkdirSync(path.join(dir, 'bin'));
-      writeFileSync(path.join(dir, 'bin', 'run'), '#!/bin/sh\necho hi\n', { mode: 0o755 });
-      writeFileSync(path.join(dir, 'data.bin'), Buffer.alloc(40_000, 7));
-      symlinkSync('bin/run', path.join(dir, 'run'));
-    },
-  };
-  return p;
-}
-
 describe('artifact cache: extracted trees', () => {
   const key = extractedKey('sha256', 'ab'.repeat(32));
 
@@ -218,163 +160,6 @@ describe('artifact cache: extracted trees', () => {
     expect(p.calls).toBe(2);
     expect(readdirSync(dir).sort()).toEqual(['bin', 'data.bin', 'run']);
     expect(log.lines.some((l) => l.includes('failed verification'))).toBe(true);
-  });
-});
-
-describe('artifact cache: process lock', () => {
-  it('a second open of one root fails with E_CACHE_LOCKED, in this process or while another live process holds it', async () => {
-    const root = path.join(scratch(), 'cache');
-    const { cache } = await openCache(root);
-    await expect(ArtifactCache.open({ root })).rejects.toMatchObject({ code: 'E_CACHE_LOCKED' });
-    await cache.close();
-    const sleeper = spawn('sleep', ['30'], { stdio: 'ignore' });
-    try {
-      writeFileSync(path.join(root, '.lock'), `${sleeper.pid}\n`);
-      await expect(ArtifactCache.open({ root })).rejects.toMatchObject({ code: 'E_CACHE_LOCKED', message: expect.stringContaining(`process ${sleeper.pid}`) });
-    } finally {
-      sleeper.kill('SIGKILL');
-      await new Promise((r) => sleeper.once('exit', r));
-    }
-    // its holder is gone (as after kill -9): the lock is taken over
-    const again = await openCache(root);
-    expect(readFileSync(path.join(root, '.lock'), 'utf8')).toBe(`${process.pid}\n`);
-    await again.cache.close();
-    expect(existsSync(path.join(root, '.lock'))).toBe(false);
-  });
-});
-
-describe('artifact cache: start-up sweep', () => {
-  it('removes partials, temp dirs, unmarked entries and unknown files, counts their bytes, keeps verified entries', async () => {
-    const root = path.join(scratch(), 'cache');
-    const first = await openCache(root);
-    const content = randomBytes(20_000);
-    const key = fileKey('sha256', sha256(content));
-    await first.cache.get(key, { produce: producer(content).produce });
-    const tree = extractedKey('sha256', sha256(content));
-    await first.cache.get(tree, { produce: treeProducer().produce });
-    await first.cache.close();
-
-    const junk: [string, number][] = [];
-    const put = (rel: string, bytes: number): void => {
-      mkdirSync(path.dirname(path.join(root, rel)), { recursive: true });
-      writeFileSync(path.join(root, rel), Buffer.alloc(bytes, 1));
-      junk.push([rel, bytes]);
-    };
-    put('.tmp/123-abc.part', 1000); // a partial download
-    put('.tmp/123-def.tree/a/b/file', 2000); // a tree being extracted
-    put('.tmp/123-0ff.marker', 30); // a marker being written
-    const unmarked = 'cd'.repeat(32);
-    put(`sha256/cd/${unmarked}`, 4000); // renamed into place, killed before its marker
-    put(`sha256/cd/${unmarked}.extracted/x`, 500); // the same, for a tree
-    put(`sha256/ef/${'ef'.repeat(32)}.complete`, 60); // a marker whose data is gone
-    put('sha256/zz/whatever', 70); // not a prefix
-    put('sha256/ab/not-a-digest', 80);
-    put('sha1/ab/old', 90); // an algorithm the cache does not use
-    put('stray.txt', 100);
-    // an entry whose marker records another size (a truncated file, say)
-    const other = randomBytes(3000);
-    const otherKey = fileKey('sha256', sha256(other));
-    put(path.relative(root, entryPath(root, otherKey)), 2999);
-    writeFileSync(markerPath(root, otherKey), JSON.stringify({ v: 1, key: `sha256:${otherKey.digest}`, bytes: 3000, publishedAt: '' }));
-
-    const markerBytes = readFileSync(markerPath(root, otherKey)).length;
-    const { cache, log } = await openCache(root);
-    const report = cache.sweepReport;
-    expect(report.removedBytes).toBe(junk.reduce((s, [, b]) => s + b, 0) + markerBytes);
-    expect(report.entries.map((e) => e.key)).toEqual(expect.arrayContaining([key, tree]));
-    expect(report.entries).toHaveLength(2);
-    for (const [rel] of junk) expect(existsSync(path.join(root, rel))).toBe(false);
-    expect(readdirSync(path.join(root, '.tmp'))).toEqual([]);
-    expect(readdirSync(root).sort()).toEqual(['.lock', '.tmp', 'sha256']);
-    expect(log.lines.some((l) => /removed \d+ items \(\d+ bytes\); kept 2 entries/.test(l))).toBe(true);
-    const none = async (): Promise<void> => {
-      throw new Error('produce must not run');
-    };
-    expect((await cache.get(key, { produce: none })).cached).toBe(true);
-    expect((await cache.get(tree, { produce: none })).cached).toBe(true);
-  });
-});
-
-const TMPFS = tmpfsSupport();
-if (!TMPFS.ok) console.warn(`artifacts-cache: skipping the LRU floor tests: ${TMPFS.why}`);
-const MiB = 1024 * 1024;
-
-describe.skipIf(!TMPFS.ok)('artifact cache: LRU eviction to a free-disk floor on a real tmpfs', () => {
-  it('evicts the least recently used entries first, never a pinned one, and fails before produce when the floor cannot be met', async () => {
-    const mount = path.join(scratch(), 'small');
-    mountTmpfs(mount, 8 * MiB);
-    try {
-      let clock = 1_000_000;
-      const { cache, log } = await openCache(mount, { floor: { bytes: 3 * MiB, percent: 0 }, now: () => (clock += 1000) });
-      const blobs = new Map<string, Buffer>();
-      const put = async (name: string, pin = false): Promise<void> => {
-        const content = randomBytes(MiB);
-        blobs.set(name, content);
-        const key = fileKey('sha256', sha256(content));
-        if (pin) await cache.acquire(key); // held for the rest of the test
-        await cache.get(key, { produce: producer(content).produce, expectedBytes: MiB });
-      };
-      const keyOf = (name: string) => fileKey('sha256', sha256(blobs.get(name)!));
-      const present = (): string[] =>
-        [...blobs.keys()].filter((n) => cache.entries().some((e) => e.key.digest === keyOf(n).digest) && existsSync(entryPath(mount, keyOf(n))));
-
-      await put('A');
-      await put('B');
-      await put('C', true);
-      await put('D');
-      await cache.get(keyOf('A'), { produce: producer(blobs.get('A')!).produce }); // A: most recently used
-      expect(cache.entries().map((e) => [...blobs.keys()].find((n) => keyOf(n).digest === e.key.digest))).toEqual(['B', 'C', 'D', 'A']);
-
-      // 4 MiB used of 8: 1 MiB more needs ~4 MiB free above the 3 MiB floor, so the oldest (B) goes
-      await put('E');
-      expect(present()).toEqual(['A', 'C', 'D', 'E']);
-      expect(log.lines.some((l) => l.includes(`evicted sha256:${keyOf('B').digest}`))).toBe(true);
-
-      // 2 MiB more: C is older but pinned, so D then A go
-      const big = randomBytes(2 * MiB);
-      blobs.set('F', big);
-      await cache.get(fileKey('sha256', sha256(big)), { produce: producer(big).produce, expectedBytes: 2 * MiB });
-      expect(present()).toEqual(['C', 'E', 'F']);
-
-      // everything left pinned: no room for 6 MiB, an error naming the floor, and produce never runs
-      await cache.acquire(keyOf('E'));
-      await cache.acquire(keyOf('F'));
-      const p = producer(Buffer.alloc(1));
-      const err = await cache.get(fileKey('sha256', 'ee'.repeat(32)), { produce: p.produce, expectedBytes: 6 * MiB }).catch((e: unknown) => e);
-      expect(err).toMatchObject({ code: 'E_CACHE_DISK_FLOOR', message: expect.stringMatching(/disk floor: .* 3 entries in use/) });
-      expect(p.calls).toBe(0);
-      expect(present()).toEqual(['C', 'E', 'F']);
-      await cache.close();
-
-      // the LRU order survives a restart (the markers' mtimes)
-      const again = await openCache(mount, { floor: { bytes: 3 * MiB, percent: 0 } });
-      expect(again.cache.entries().map((e) => e.key.digest)).toEqual(['C', 'E', 'F'].map((n) => keyOf(n).digest));
-      await again.cache.close();
-    } finally {
-      unmount(mount);
-    }
-  });
-
-  it('a lease released makes the entry evictable again', async () => {
-    const mount = path.join(scratch(), 'small');
-    mountTmpfs(mount, 4 * MiB);
-    try {
-      const { cache } = await openCache(mount, { floor: { bytes: 2 * MiB, percent: 0 } });
-      const a = randomBytes(MiB);
-      const keyA = fileKey('sha256', sha256(a));
-      const lease = await cache.acquire(keyA);
-      await cache.get(keyA, { produce: producer(a).produce });
-      const b = randomBytes(MiB);
-      const getB = () => cache.get(fileKey('sha256', sha256(b)), { produce: producer(b).produce, expectedBytes: MiB });
-      await expect(getB()).rejects.toMatchObject({ code: 'E_CACHE_DISK_FLOOR' });
-      lease.release();
-      lease.release(); // twice: no effect
-      expect((await getB()).cached).toBe(false);
-      expect(existsSync(entryPath(mount, keyA))).toBe(false);
-      await cache.close();
-    } finally {
-      unmount(mount);
-    }
   });
 });
 
