@@ -1,11 +1,12 @@
 // LRU eviction to a free-disk floor on a real tmpfs: the least recently used entries go first, a pinned one
-// never, the order survives a restart, and a floor that cannot be met fails before produce runs.
+// never, the order survives a restart, and a floor that cannot be met fails before produce runs. Also an eviction
+// racing a get of the entry it removes (free space from an injected statfs), at many interleavings.
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { fileKey } from '../../agent/artifacts/cache.js';
-import { entryPath } from '../../agent/artifacts/cache-key.js';
+import { entryPath, markerPath } from '../../agent/artifacts/cache-key.js';
 import { cleanUpAfterEach, openCache, producer, scratch, sha256 } from '../helpers/artifacts-cache.js';
 import { mountTmpfs, tmpfsSupport, unmount } from '../helpers/tmpfs.js';
 
@@ -90,6 +91,29 @@ describe.skipIf(!TMPFS.ok)('artifact cache: LRU eviction to a free-disk floor on
       await cache.close();
     } finally {
       unmount(mount);
+    }
+  });
+});
+
+describe('artifact cache: eviction racing a get of the same key', () => {
+  it('at every interleaving the get returns a complete, verified entry and the cache stays consistent', async () => {
+    const root = path.join(scratch(), 'cache');
+    const content = randomBytes(64 * 1024);
+    const key = fileKey('sha256', sha256(content));
+    // free space is short exactly while the entry exists: every eviction wants it gone
+    const statfs = async (): Promise<{ free: number; total: number }> => ({ free: existsSync(entryPath(root, key)) ? 0 : 10 * 2 ** 30, total: 100 * 2 ** 30 });
+    const { cache } = await openCache(root, { floor: { bytes: 2 ** 30, percent: 0 }, statfs });
+    const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
+    for (let delay = 0; delay < 12; delay++) {
+      const p = producer(content);
+      await cache.get(key, { produce: p.produce }); // present (or produced) before the race
+      const eviction = cache.evictToFloor(0).catch((e: unknown) => e);
+      for (let i = 0; i < delay; i++) await tick();
+      const r = await cache.get(key, { produce: p.produce });
+      await eviction;
+      expect(existsSync(r.path) && existsSync(markerPath(root, key)), `delay ${delay}`).toBe(true);
+      expect(readFileSync(r.path).equals(content)).toBe(true);
+      expect((await cache.get(key, { produce: () => Promise.reject(new Error('must hit')) })).cached).toBe(true);
     }
   });
 });
