@@ -1,9 +1,11 @@
 // The artifact cache's process lock (one agent process per cache directory) and its start-up sweep (partials,
-// temp directories, unmarked entries and unknown files go, with their bytes counted; complete entries stay).
+// temp directories, unmarked entries and unknown files go, with their bytes counted; complete entries stay), and
+// the removal of trees with read-only directories by an unprivileged user.
 import { randomBytes } from 'node:crypto';
-import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { buildSync } from 'esbuild';
 import { describe, expect, it } from 'vitest';
 import { ArtifactCache, extractedKey, fileKey } from '../../agent/artifacts/cache.js';
 import { entryPath, markerPath } from '../../agent/artifacts/cache-key.js';
@@ -82,5 +84,42 @@ describe('artifact cache: start-up sweep', () => {
     };
     expect((await cache.get(key, { produce: none })).cached).toBe(true);
     expect((await cache.get(tree, { produce: none })).cached).toBe(true);
+  });
+});
+
+const IS_ROOT = process.getuid?.() === 0;
+/** The uid and gid of `nobody` on Debian. */
+const NOBODY = 65534;
+
+describe.skipIf(!IS_ROOT)('removing trees with read-only directories (as an unprivileged user)', () => {
+  it('removeAll makes them writable and removes everything', async () => {
+    const dir = scratch();
+    chmodSync(dir, 0o755);
+    const tree = path.join(dir, 'tree');
+    mkdirSync(path.join(tree, 'ro', 'deeper'), { recursive: true });
+    writeFileSync(path.join(tree, 'ro', 'deeper', 'f'), 'x');
+    writeFileSync(path.join(tree, 'ro', 'g'), 'y');
+    execFileSync('chown', ['-R', `${NOBODY}:${NOBODY}`, tree]);
+    chmodSync(path.join(tree, 'ro', 'deeper'), 0o555);
+    chmodSync(path.join(tree, 'ro'), 0o555);
+    const bundle = path.join(dir, 'remove.cjs');
+    const out = buildSync({
+      stdin: {
+        contents: `import { removeAll } from './cache-remove.js'; removeAll(process.argv[2]).then(() => process.exit(0), (e) => { console.error(e); process.exit(1); });`,
+        resolveDir: path.join(__dirname, '..', '..', 'agent', 'artifacts'),
+        loader: 'ts',
+      },
+      bundle: true,
+      platform: 'node',
+      format: 'cjs',
+      write: false,
+      logLevel: 'silent',
+    });
+    writeFileSync(bundle, out.outputFiles[0]!.text);
+    // a plain rm -r fails for that user (the reason removeAll exists) ...
+    expect(() => execFileSync('rm', ['-rf', tree], { uid: NOBODY, gid: NOBODY, stdio: 'pipe' })).toThrow();
+    // ... removeAll does not
+    execFileSync(process.execPath, [bundle, tree], { uid: NOBODY, gid: NOBODY, stdio: 'pipe' });
+    expect(existsSync(tree)).toBe(false);
   });
 });
