@@ -95,11 +95,12 @@ describe.skipIf(!IS_ROOT)('removing trees with read-only directories (as an unpr
   it('removeAll makes them writable and removes everything', async () => {
     const dir = scratch();
     chmodSync(dir, 0o755);
-    const tree = path.join(dir, 'tree');
+    const parent = path.join(dir, 'owned'); // the user's own directory, as the cache's are the agent's
+    const tree = path.join(parent, 'tree');
     mkdirSync(path.join(tree, 'ro', 'deeper'), { recursive: true });
     writeFileSync(path.join(tree, 'ro', 'deeper', 'f'), 'x');
     writeFileSync(path.join(tree, 'ro', 'g'), 'y');
-    execFileSync('chown', ['-R', `${NOBODY}:${NOBODY}`, tree]);
+    execFileSync('chown', ['-R', `${NOBODY}:${NOBODY}`, parent]);
     chmodSync(path.join(tree, 'ro', 'deeper'), 0o555);
     chmodSync(path.join(tree, 'ro'), 0o555);
     const bundle = path.join(dir, 'remove.cjs');
