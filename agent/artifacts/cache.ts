@@ -144,7 +144,10 @@ export class ArtifactCache {
     await this.lock.release();
   }
 
-  /** Pins `key` (present or not yet) against eviction until release. */
+  /**
+   * Pins `key` (present or not yet) against eviction until release. Not against a failed check: a get that finds
+   * the entry damaged replaces it even while pinned (a damaged entry is never handed out).
+   */
   async acquire(key: CacheKey): Promise<Lease> {
     const ks = keyString(key);
     await this.removing.get(ks);

@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { extractedKey, fileKey } from '../../agent/artifacts/cache.js';
 import { entryPath } from '../../agent/artifacts/cache-key.js';
 import { Singleflight } from '../../agent/artifacts/cache-singleflight.js';
+import { hashFile } from '../../agent/artifacts/cache-verify.js';
 import { AGENT_OWNED_DIRS } from '../../agent/layout.js';
 import { cleanUpAfterEach, flipByte, openCache, producer, scratch, sha256, treeProducer } from '../helpers/artifacts-cache.js';
 
@@ -179,5 +180,20 @@ describe('Singleflight', () => {
     expect(calls).toBe(1);
     expect(sf.has('k')).toBe(false);
     expect(await sf.do('k', async () => 7).promise).toBe(7);
+  });
+});
+
+describe('hashFile', () => {
+  it('matches a one-shot hash at every size around its read-buffer boundary', async () => {
+    const dir = scratch();
+    const MiB4 = 4 * 1024 * 1024;
+    const big = randomBytes(2 * MiB4 + 1);
+    for (const size of [0, 1, 1000, MiB4 - 1, MiB4, MiB4 + 1, 2 * MiB4, 2 * MiB4 + 1]) {
+      const file = path.join(dir, `f${size}`);
+      writeFileSync(file, big.subarray(0, size));
+      for (const algo of ['sha256', 'sha512'] as const) {
+        expect(await hashFile(file, algo), `${algo} of ${size} bytes`).toBe(createHash(algo).update(big.subarray(0, size)).digest('hex'));
+      }
+    }
   });
 });
