@@ -2,7 +2,7 @@
 // its least recently used entries that no step is using until free space on the cache's file system is above
 // the floor; a floor it cannot reach even with every unpinned entry gone is an error before any download.
 
-import { statfs } from 'node:fs/promises';
+import { lstat, statfs } from 'node:fs/promises';
 import { AgentError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { keyString } from './cache-key.js';
@@ -62,10 +62,11 @@ export interface EvictionResult {
 const mib = (n: number): string => `${(n / (1024 * 1024)).toFixed(1)} MiB`;
 
 /**
- * Evicts LRU entries not in use until `need` bytes fit above the floor. Throws E_CACHE_DISK_FLOOR (after
+ * Evicts LRU entries not in use until `own` bytes (and `pending`, what produces in flight have yet to write) fit above the floor. Throws E_CACHE_DISK_FLOOR (after
  * evicting what it could) when even that is not enough. Callers serialize calls (one eviction at a time).
  */
-export async function evictToFloor(deps: EvictionDeps, need: number): Promise<EvictionResult> {
+export async function evictToFloor(deps: EvictionDeps, own: number, pending = 0): Promise<EvictionResult> {
+  const need = own + pending;
   let space = await deps.statfs(deps.root);
   const floor = floorBytes(space.total, deps.floor);
   let evicted = 0;
@@ -86,9 +87,36 @@ export async function evictToFloor(deps: EvictionDeps, need: number): Promise<Ev
     const pinnedBytes = pinned.reduce((s, e) => s + e.bytes, 0);
     throw new AgentError(
       'E_CACHE_DISK_FLOOR',
-      `cache '${deps.root}': disk floor: ${mib(space.free)} free, ${mib(need)} needed above the floor of ${mib(floor)}, ` +
+      `cache '${deps.root}': disk floor: ${mib(space.free)} free, ${mib(own)} needed` +
+        (pending > 0 ? ` (and ${mib(pending)} still to come for entries being produced)` : '') +
+        ` above the floor of ${mib(floor)}, ` +
         `after evicting ${evicted} entries (${mib(evictedBytes)}); ${pinned.length} entries in use (${mib(pinnedBytes)}) cannot be evicted`,
     );
   }
   return { evicted, evictedBytes, free: space.free, floor };
+}
+
+/**
+ * Space promised to produces in flight, so that two concurrent misses do not both count the same free space:
+ * what each still has to write, its expected size less what its temp file holds so far (a tree's temp directory
+ * is not measured: its whole expected size counts, which for a tree is the archive's size, a lower bound).
+ */
+export class Reservations {
+  private readonly items = new Set<{ bytes: number; tmp: string; file: boolean }>();
+
+  /** Reserves `bytes` for the produce writing `tmp`; returns the release. */
+  add(bytes: number, tmp: string, file: boolean): () => void {
+    const item = { bytes, tmp, file };
+    if (bytes > 0) this.items.add(item);
+    return () => this.items.delete(item);
+  }
+
+  async outstanding(): Promise<number> {
+    let sum = 0;
+    for (const it of this.items) {
+      const written = it.file ? ((await lstat(it.tmp).catch(() => undefined))?.size ?? 0) : 0;
+      sum += Math.max(0, it.bytes - written);
+    }
+    return sum;
+  }
 }

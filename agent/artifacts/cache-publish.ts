@@ -57,10 +57,13 @@ async function checkProducedFile(key: CacheKey, tmp: string, result: ProduceResu
   return st.size;
 }
 
-/** Runs `produce` at a temp name and publishes the result as `key`'s entry (replacing leftover data). */
-export async function produceAndPublish(root: string, key: CacheKey, produce: Produce): Promise<Published> {
-  const tmpDir = path.join(root, TMP_DIR);
-  const tmp = path.join(tmpDir, tempName(key.kind === 'file' ? '.part' : '.tree'));
+/** A fresh temp name in ROOT/.tmp for producing `key`. */
+export function tempPathFor(root: string, key: CacheKey): string {
+  return path.join(root, TMP_DIR, tempName(key.kind === 'file' ? '.part' : '.tree'));
+}
+
+/** Runs `produce` at `tmp` (from tempPathFor) and publishes the result as `key`'s entry (replacing leftover data). */
+export async function produceAndPublish(root: string, key: CacheKey, produce: Produce, tmp: string): Promise<Published> {
   const final = entryPath(root, key);
   let placed = false;
   try {

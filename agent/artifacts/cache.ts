@@ -29,8 +29,8 @@ import { entryPath, keyString, markerPath, TMP_DIR, type CacheKey } from './cach
 import { CacheIndex, type IndexEntry } from './cache-index.js';
 import { lockCache, type CacheLock } from './cache-lock.js';
 import { readEntryMarker, touchMarker, writeEntryMarker, type EntryMarker } from './cache-marker.js';
-import { evictToFloor, realStatFs, type EvictionResult, type FloorOptions, type StatFs } from './cache-eviction.js';
-import { produceAndPublish, type Produce } from './cache-publish.js';
+import { evictToFloor, realStatFs, Reservations, type EvictionDeps, type EvictionResult, type FloorOptions, type StatFs } from './cache-eviction.js';
+import { produceAndPublish, tempPathFor, type Produce } from './cache-publish.js';
 import { Singleflight } from './cache-singleflight.js';
 import { sweepCache, type SweepReport } from './cache-sweep.js';
 import { checkTree, fingerprintOf, hashFile, sameFingerprint } from './cache-verify.js';
@@ -103,6 +103,7 @@ export class ArtifactCache {
   private readonly removing = new Map<string, Promise<void>>();
   /** Fast path: hits since the last full check, per key (absent: the next hit re-hashes). */
   private readonly fastHits = new Map<string, number>();
+  private readonly reservations = new Reservations();
   /** Evictions run one at a time. */
   private evictionChain: Promise<unknown> = Promise.resolve();
   private closed = false;
@@ -172,24 +173,39 @@ export class ArtifactCache {
     return promise;
   }
 
-  /** Evicts unpinned LRU entries until `needBytes` fit above the floor (E_CACHE_DISK_FLOOR when they cannot). */
+  /**
+   * Evicts unpinned LRU entries until `needBytes`, and what produces in flight have yet to write, fit above the
+   * floor (E_CACHE_DISK_FLOOR when they cannot).
+   */
   evictToFloor(needBytes = 0): Promise<EvictionResult> {
-    const run = this.evictionChain.then(() =>
-      evictToFloor(
-        {
-          root: this.root,
-          floor: this.floor,
-          statfs: this.statfs,
-          logger: this.logger,
-          lruOrder: () => this.index.lruOrder(),
-          inUse: (e) => this.inUse(e.key),
-          remove: (e) => this.removeEntry(e.key),
-        },
-        needBytes,
-      ),
-    );
+    return this.serialized(async () => evictToFloor(this.evictionDeps(), needBytes, await this.reservations.outstanding()));
+  }
+
+  /** evictToFloor for a produce, then (in the same turn of the queue) a reservation of its bytes; its release. */
+  private makeRoom(bytes: number, tmp: string, file: boolean): Promise<() => void> {
+    return this.serialized(async () => {
+      await evictToFloor(this.evictionDeps(), bytes, await this.reservations.outstanding());
+      return this.reservations.add(bytes, tmp, file);
+    });
+  }
+
+  /** Runs `fn` after every eviction queued before it: one eviction at a time. */
+  private serialized<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.evictionChain.then(fn);
     this.evictionChain = run.catch(() => undefined);
     return run;
+  }
+
+  private evictionDeps(): EvictionDeps {
+    return {
+      root: this.root,
+      floor: this.floor,
+      statfs: this.statfs,
+      logger: this.logger,
+      lruOrder: () => this.index.lruOrder(),
+      inUse: (e) => this.inUse(e.key),
+      remove: (e) => this.removeEntry(e.key),
+    };
   }
 
   /** Complete entries (from the index), least recently used first. */
@@ -207,9 +223,10 @@ export class ArtifactCache {
     await this.removing.get(ks);
     const hit = await this.tryHit(key);
     if (hit) return hit;
-    await this.evictToFloor(opts.expectedBytes ?? 0);
+    const tmp = tempPathFor(this.root, key);
+    const release = await this.makeRoom(opts.expectedBytes ?? 0, tmp, key.kind === 'file');
     const started = performance.now();
-    const published = await produceAndPublish(this.root, key, opts.produce);
+    const published = await produceAndPublish(this.root, key, opts.produce, tmp).finally(release);
     const now = this.now();
     await touchMarker(this.root, key, new Date(now)); // the marker's mtime is the last use, on this clock
     this.index.set({ key, bytes: published.bytes, lastUsedMs: now });

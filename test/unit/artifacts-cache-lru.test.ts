@@ -1,8 +1,10 @@
 // LRU eviction to a free-disk floor on a real tmpfs: the least recently used entries go first, a pinned one
 // never, the order survives a restart, and a floor that cannot be met fails before produce runs. Also an eviction
-// racing a get of the entry it removes (free space from an injected statfs), at many interleavings.
+// racing a get of the entry it removes, and two concurrent misses sharing the free space (free space from an
+// injected statfs).
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { fileKey } from '../../agent/artifacts/cache.js';
@@ -115,5 +117,38 @@ describe('artifact cache: eviction racing a get of the same key', () => {
       expect(readFileSync(r.path).equals(content)).toBe(true);
       expect((await cache.get(key, { produce: () => Promise.reject(new Error('must hit')) })).cached).toBe(true);
     }
+  });
+});
+
+describe('artifact cache: concurrent misses share the free space', () => {
+  it('a second miss counts what the first still has to write, and fails the floor instead of both passing', async () => {
+    const root = path.join(scratch(), 'cache');
+    const GiB = 2 ** 30;
+    // 1.5 GiB above the floor, whatever is written (the injected statfs does not see the files)
+    const statfs = async (): Promise<{ free: number; total: number }> => ({ free: 3.5 * GiB, total: 100 * GiB });
+    const { cache } = await openCache(root, { floor: { bytes: 2 * GiB, percent: 0 }, statfs });
+    const a = randomBytes(1000);
+    let openGate!: () => void;
+    const gate = new Promise<void>((r) => (openGate = r));
+    let started!: () => void;
+    const aStarted = new Promise<void>((r) => (started = r));
+    const first = cache.get(fileKey('sha256', sha256(a)), {
+      expectedBytes: GiB,
+      produce: async (tmp) => {
+        started();
+        await gate;
+        await writeFile(tmp, a);
+      },
+    });
+    await aStarted;
+    const b = producer(randomBytes(1000));
+    const second = await cache.get(fileKey('sha256', 'bb'.repeat(32)), { produce: b.produce, expectedBytes: GiB }).catch((e: unknown) => e);
+    expect(second).toMatchObject({ code: 'E_CACHE_DISK_FLOOR', message: expect.stringContaining('1024.0 MiB still to come for entries being produced') });
+    expect(b.calls).toBe(0);
+    openGate();
+    expect((await first).cached).toBe(false);
+    // the first one is done: its reservation is gone, and the same request now fits
+    const c = randomBytes(1000);
+    expect((await cache.get(fileKey('sha256', sha256(c)), { produce: producer(c).produce, expectedBytes: GiB })).cached).toBe(false);
   });
 });
