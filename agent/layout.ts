@@ -8,6 +8,8 @@ export const BASEDIR_LAYOUT = {
   spool: 'spool',
   /** The agent's own bookkeeping (journals of files being written, so a start-up sweep can remove leftovers). */
   state: '.bbagent',
+  /** The artifact cache of fetch (agent/artifacts/cache.ts): downloaded builds and their extracted trees. */
+  cache: 'cache',
 } as const;
 
 /** Directory names in BASEDIR that belong to the agent, never to a builder. */
