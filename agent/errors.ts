@@ -65,6 +65,15 @@ type WorkCode =
   | 'E_SPAWN' // a program could not be started (SpawnError: its errno name says why)
   | 'E_KILL_FAILED';
 
+/** Fetching builds and tests (artifacts/): the cache, downloads, extraction. */
+type ArtifactCode =
+  | 'E_CACHE_KEY'
+  | 'E_CACHE_LOCKED' // another live process holds the cache directory
+  | 'E_CACHE_DISK_FLOOR' // evicting every unpinned entry would not keep the free-disk floor
+  | 'E_CACHE_PRODUCE'
+  | 'E_CACHE_HASH_MISMATCH'
+  | 'E_CACHE_CLOSED';
+
 /** Python-compatible failures (py/): the exception class is the error's `pyType`. */
 type PythonCode = 'E_PYTHON' | 'E_GLOB_PATTERN' | 'E_GLOB_LIMIT' | 'E_GLOB_LOOP' | 'E_GLOB_STOPPED' | 'E_NUL_IN_PATH';
 
@@ -87,7 +96,7 @@ type PlatformCode =
  */
 export type OsErrnoCode = string & { readonly osErrno: true };
 
-export type ErrorCode = ConfigCode | ConnectionCode | CommandCode | WorkCode | PythonCode | PlatformCode | OsErrnoCode;
+export type ErrorCode = ConfigCode | ConnectionCode | CommandCode | WorkCode | ArtifactCode | PythonCode | PlatformCode | OsErrnoCode;
 
 /** An errno name as Node reports it, as an error code. */
 export function osErrnoCode(name: string): OsErrnoCode {
