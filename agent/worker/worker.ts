@@ -21,7 +21,7 @@ const OWNED_DIR_USE: Record<string, string> = {
   [BASEDIR_LAYOUT.info]: 'the files at its top are sent to the master as worker info',
   [BASEDIR_LAYOUT.spool]: 'the full logs (*.log.gz) at its top are pruned by size and age',
   [BASEDIR_LAYOUT.state]: 'the journals under temp-files/ name files that the next start removes',
-  [BASEDIR_LAYOUT.cache]: 'downloaded builds and their extracted trees, and the start-up sweep removes unknown files there',
+  [BASEDIR_LAYOUT.cache]: 'downloaded builds and their extracted trees; opening the cache removes any file there it does not know',
 };
 
 export interface WorkerOptions {
