@@ -72,7 +72,8 @@ export function parseRetryAfter(value: string | undefined, wallNow: number): num
   let ms: number;
   if (/^\d+$/.test(text)) ms = Number(text) * 1000;
   else {
-    const at = Date.parse(text);
+    // an HTTP date names its day and month (IMF-fixdate and the two obsolete forms); Date.parse alone takes '-5'
+    const at = /^[A-Za-z]{3}/.test(text) ? Date.parse(text) : NaN;
     if (Number.isNaN(at)) return undefined;
     ms = at - wallNow;
   }
