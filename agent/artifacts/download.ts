@@ -78,6 +78,17 @@ export interface DownloadResult {
   receivedBytes: number;
 }
 
+/** What the default partial file's name has after the destination's: `<dest>.partial-<12 hex>`. */
+export const PARTIAL_INFIX = '.partial-';
+
+/**
+ * A fresh partial name beside `dest`. Only a killed process leaves one behind (every failure removes it): a
+ * start-up sweep recognises them by PARTIAL_INFIX.
+ */
+export function partialPathFor(dest: string): string {
+  return `${dest}${PARTIAL_INFIX}${randomBytes(6).toString('hex')}`;
+}
+
 /** Downloads `opts.url` to `opts.dest`, verified, with retries and resume (see the opening comment). */
 export async function download(opts: DownloadOptions): Promise<DownloadResult> {
   const url = parseUrl(opts.url);
@@ -86,12 +97,16 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
   const started = now();
   const meter = new ProgressMeter(opts.onProgress, now);
   if (opts.signal?.aborted) throw aborted(url);
-  const partial = await PartialFile.create(opts.partialPath ?? `${opts.dest}.partial-${randomBytes(6).toString('hex')}`);
+  let partial: PartialFile;
+  try {
+    partial = await PartialFile.create(opts.partialPath ?? partialPathFor(opts.dest));
+  } catch (err) {
+    throw withUrl(url, err);
+  }
   const state: ContentState = { partial, hash: new StreamHash(expected.algorithm), rangesRefused: false };
   try {
     const tally = await attemptUntilDone(url, expected, state, meter, opts);
-    meter.enter('verifying', tally.attempts);
-    await partial.publish(opts.dest);
+    await partial.publish(opts.dest); // still 'verifying': the content is durable and in place only after this
     const result: DownloadResult = {
       path: opts.dest,
       algorithm: expected.algorithm,
@@ -133,6 +148,7 @@ async function attemptUntilDone(url: URL, expected: ExpectedDigest, state: Conte
     let err: unknown;
     try {
       await runAttempt(input, state, meter, report);
+      meter.enter('verifying', tally.attempts);
       const got = state.hash.hex();
       if (got === expected.digest) {
         account(tally, report);
@@ -146,7 +162,7 @@ async function attemptUntilDone(url: URL, expected: ExpectedDigest, state: Conte
     account(tally, report);
     if (opts.signal?.aborted) throw aborted(url);
     const verdict = await nextStep(err, state, report, { failures, mismatches, attempts: tally.attempts, maxAttempts });
-    opts.logger.info(`fetch ${url.href}: attempt ${tally.attempts}: ${describe(report, url)}, ${report.received} bytes, ${errorMessage(err)}${verdict.note}`);
+    opts.logger.warn(`fetch ${url.href}: attempt ${tally.attempts}: ${describe(report, url)}, ${report.received} bytes, ${errorMessage(err)}${verdict.note}`);
     if (verdict.give !== undefined) throw verdict.give;
     failures = verdict.failures;
     mismatches = verdict.mismatches;

@@ -141,6 +141,7 @@ async function send(url: URL, input: AttemptInput, state: ContentState, sameOrig
     socket.setTimeout(0);
     socket.destroy();
   };
+  req.on('error', () => {}); // a late error (after the response) must not crash the process; the body loop sees it
   try {
     res = await new Promise<http.IncomingMessage>((resolve, reject) => {
       req.once('response', resolve);

@@ -40,6 +40,9 @@ export class HttpOrigin {
   readonly script: Behaviour[] = [];
   private content: Buffer;
   etag: string;
+  /** Which validators responses carry: a strong ETag, a weak ETag plus Last-Modified, or none. */
+  validators: 'etag' | 'weak-etag+date' | 'none' = 'etag';
+  readonly lastModified = 'Mon, 07 Dec 2026 07:00:00 GMT';
   private readonly sockets = new Set<net.Socket>();
 
   private constructor(
@@ -106,7 +109,9 @@ export class HttpOrigin {
       return void res.end();
     }
     const body = this.content.subarray(start);
-    const headers: Record<string, string> = { ETag: this.etag, 'Accept-Ranges': 'bytes', 'Content-Length': String(body.length) };
+    const headers: Record<string, string> = { 'Accept-Ranges': 'bytes', 'Content-Length': String(body.length) };
+    if (this.validators === 'etag') headers['ETag'] = this.etag;
+    if (this.validators === 'weak-etag+date') Object.assign(headers, { ETag: `W/${this.etag}`, 'Last-Modified': this.lastModified });
     if (status === 206) headers['Content-Range'] = `bytes ${start}-${this.content.length - 1}/${this.content.length}`;
     res.writeHead(status, headers);
     if (b.kind === 'serve' || b.kind === 'ignore-range') {
@@ -127,7 +132,8 @@ export class HttpOrigin {
     const m = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
     if (m === null) return { status: 200, start: 0 };
     const ifRange = req.headers['if-range'];
-    if (ifRange !== undefined && ifRange !== this.etag) return { status: 200, start: 0 };
+    const current = this.validators === 'etag' ? this.etag : this.validators === 'none' ? undefined : this.lastModified;
+    if (ifRange !== undefined && ifRange !== current) return { status: 200, start: 0 };
     const start = Number(m[1]);
     if (start >= this.content.length) return { status: 416, start: 0 };
     return { status: 206, start };

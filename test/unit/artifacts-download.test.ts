@@ -87,6 +87,13 @@ describe('download: the plain case', () => {
     expect(readFileSync(r.path).equals(CONTENT)).toBe(true);
   });
 
+  it('a missing destination directory fails naming the URL and the partial file', async () => {
+    const err = await failure(download(options({ dest: path.join(dir, 'no', 'out.bin') })));
+    expect(err.code).toBe('E_FETCH_WRITE');
+    expect(err.message).toMatch(new RegExp(`^${origin.url().replace(/[.]/g, '\\.')}: cannot create .*/no/out\\.bin\\.partial-[0-9a-f]{12}: .*ENOENT`));
+    expect(origin.log).toHaveLength(0);
+  });
+
   it('refuses a bad digest or URL before any request', async () => {
     expect((await failure(download(options({ expected: { algorithm: 'sha256', digest: 'abc' } })))).code).toBe('E_FETCH_DIGEST');
     expect((await failure(download(options({ url: 'ftp://127.0.0.1/x' })))).code).toBe('E_FETCH_URL');
@@ -111,6 +118,22 @@ describe('download: resume and retry', () => {
     expect(events.some((e) => e.state === 'retrying' && e.retryInMs === 750 && e.bytes === 3 * MiB)).toBe(true);
     expect(logger.lines.some((l) => l.includes('attempt 1: HTTP 200') && l.includes('will resume at byte 3145728'))).toBe(true);
     expect(logger.lines.some((l) => l.includes('attempt 2: HTTP 206 resuming at byte 3145728'))).toBe(true);
+  });
+
+  it('If-Range names Last-Modified when the ETag is weak, and is left out when there is no validator (the digest still guards)', async () => {
+    origin.validators = 'weak-etag+date';
+    origin.plan({ kind: 'drop', bytes: MiB });
+    await download(options());
+    origin.validators = 'none';
+    origin.plan({ kind: 'drop', bytes: 2 * MiB });
+    const r = await download(options());
+    expect(readFileSync(r.path).equals(CONTENT)).toBe(true);
+    expect(origin.log.map((l) => [l.status, l.headers.range, l.headers['if-range']])).toEqual([
+      [200, undefined, undefined],
+      [206, `bytes=${MiB}-`, origin.lastModified],
+      [200, undefined, undefined],
+      [206, `bytes=${2 * MiB}-`, undefined],
+    ]);
   });
 
   it('(c) a body shorter than its Content-Length is a retryable transport error (then resumed)', async () => {
@@ -187,12 +210,22 @@ describe('download: content that changes upstream', () => {
   it('(f) a wrong digest after a complete body: one retry from byte 0 bypassing caches, then both digests', async () => {
     const other = randomBytes(MiB);
     origin.setContent(other);
-    const err = await failure(download(options()));
+    const events: DownloadProgress[] = [];
+    const err = await failure(download(options({ onProgress: (e) => events.push(e) })));
     expect(err.code).toBe('E_FETCH_HASH_MISMATCH');
     expect(err.message).toBe(`${origin.url()}: content changed upstream: expected sha256 ${sha256(CONTENT)}, got ${sha256(other)} (${other.length} bytes)`);
     expect(origin.log).toHaveLength(2);
     expect(origin.log[1]!.headers.range).toBeUndefined();
     expect(origin.log[1]!.headers['cache-control']).toBe('no-cache');
+    expect(events.map((e) => e.state).filter((st, i, a) => st !== a[i - 1])).toEqual([
+      'connecting',
+      'downloading',
+      'verifying',
+      'retrying',
+      'connecting',
+      'downloading',
+      'verifying',
+    ]);
     expect(readdirSync(dir)).toEqual([]);
   });
 
@@ -271,5 +304,45 @@ describe('download: abort and limits', () => {
     const partialPath = path.join(dir, '.partial-key');
     await failure(download(options({ partialPath })));
     expect(readdirSync(dir)).toEqual([]);
+  });
+});
+
+describe('download: redirects', () => {
+  it('follows a redirect (each attempt starts again at the URL asked for) and logs where the content came from', async () => {
+    origin.plan(
+      { kind: 'status', status: 302, headers: { Location: '/elsewhere.bin' } },
+      { kind: 'drop', bytes: MiB },
+      { kind: 'status', status: 301, headers: { Location: '/elsewhere.bin' } },
+    );
+    const r = await download(options({ headers: { Authorization: 'Bearer t' } }));
+    expect(readFileSync(r.path).equals(CONTENT)).toBe(true);
+    expect(origin.log.map((l) => [l.url, l.status, l.headers.range, l.headers.authorization])).toEqual([
+      ['/file.bin', 302, undefined, 'Bearer t'],
+      ['/elsewhere.bin', 200, undefined, 'Bearer t'],
+      ['/file.bin', 301, `bytes=${MiB}-`, 'Bearer t'],
+      ['/elsewhere.bin', 206, `bytes=${MiB}-`, 'Bearer t'],
+    ]);
+    expect(r.attempts).toBe(2);
+    expect(logger.lines.some((l) => l.includes(`attempt 2: HTTP 206 from ${origin.url('/elsewhere.bin')} resuming at byte ${MiB}`))).toBe(true);
+  });
+
+  it('does not send the caller’s headers to another origin', async () => {
+    const mirror = await HttpOrigin.start(CONTENT);
+    try {
+      origin.plan({ kind: 'status', status: 307, headers: { Location: mirror.url('/m.bin') } });
+      await download(options({ headers: { Authorization: 'Bearer t' } }));
+      expect(origin.log[0]!.headers.authorization).toBe('Bearer t');
+      expect(mirror.log.map((l) => [l.url, l.headers.authorization])).toEqual([['/m.bin', undefined]]);
+    } finally {
+      await mirror.close();
+    }
+  });
+
+  it('a redirect loop fails after MAX_REDIRECTS, without retries', async () => {
+    origin.plan(...Array.from({ length: 20 }, () => ({ kind: 'status' as const, status: 302, headers: { Location: '/file.bin' } })));
+    const err = await failure(download(options()));
+    expect(err.code).toBe('E_FETCH_REDIRECT');
+    expect(err.message).toBe(`${origin.url()}: more than 10 redirects (last to /file.bin)`);
+    expect(origin.log).toHaveLength(11);
   });
 });
