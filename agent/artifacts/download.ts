@@ -12,7 +12,8 @@
 // in its own directory so its start-up sweep finds leftovers of a killed agent), and the benchmark. Errors are
 // AgentError with codes: E_FETCH_URL, E_FETCH_DIGEST, E_FETCH_HTTP (status), E_FETCH_SHORT_BODY, E_FETCH_TIMEOUT,
 // E_FETCH_NETWORK (connection), E_FETCH_RANGE, E_FETCH_HASH_MISMATCH, E_FETCH_PROXY, E_FETCH_REDIRECT,
-// E_FETCH_TOO_LARGE, E_FETCH_WRITE (the partial or the destination), E_FETCH_ABORTED. Messages start with the URL.
+// E_FETCH_TOO_LARGE, E_FETCH_HEADERS, E_FETCH_WRITE (the partial or the destination), E_FETCH_ABORTED. Messages
+// start with the URL.
 
 import { randomBytes } from 'node:crypto';
 import { AgentError, errorMessage } from '../errors.js';

@@ -130,7 +130,13 @@ async function send(url: URL, input: AttemptInput, state: ContentState, sameOrig
   if (conn.absoluteForm && proxy?.authorization !== undefined) headers['Proxy-Authorization'] = proxy.authorization;
   const target = conn.absoluteForm ? `${url.origin}${url.pathname}${url.search}` : `${url.pathname}${url.search}`;
   const socket: net.Socket = conn.socket;
-  const req = http.request({ host: unbracket(url.hostname), port: portOf(url), path: target, method: 'GET', headers, createConnection: () => socket });
+  let req: http.ClientRequest;
+  try {
+    req = http.request({ host: unbracket(url.hostname), port: portOf(url), path: target, method: 'GET', headers, createConnection: () => socket });
+  } catch (err) {
+    socket.destroy(); // e.g. a caller's header with a character HTTP does not allow
+    throw new AgentError('E_FETCH_HEADERS', `cannot send the request: ${errorMessage(err)}`);
+  }
   let res: http.IncomingMessage | undefined;
   const fail = (err: Error): void => void (res ?? req).destroy(err);
   const onAbort = (): void => fail(new AgentError('E_FETCH_ABORTED', 'aborted'));

@@ -152,9 +152,11 @@ describe('download: resume and retry', () => {
       { kind: 'status', status: 429, headers: { 'Retry-After': new Date(wall + 5000).toUTCString() } },
       { kind: 'status', status: 429, headers: { 'Retry-After': '86400' } },
     );
-    const r = await download(options({ wallNow: () => wall }));
+    const events: DownloadProgress[] = [];
+    const r = await download(options({ wallNow: () => wall, onProgress: (e) => events.push(e) }));
     expect(r.attempts).toBe(4);
     expect(sleeps).toEqual([7000, 5000, 120_000]);
+    expect(events.find((e) => e.state === 'retrying')).toMatchObject({ attempt: 1, reason: 'HTTP 429 Too Many Requests', retryInMs: 7000 });
   });
 
   it('(d) 503 then 200; 408 and 500 too, with growing jittered backoff', async () => {
@@ -296,6 +298,13 @@ describe('download: abort and limits', () => {
   it('maxBytes: a larger Content-Length fails before the body', async () => {
     const err = await failure(download(options({ maxBytes: MiB })));
     expect(err.code).toBe('E_FETCH_TOO_LARGE');
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
+  it('a request header HTTP does not allow fails at once, naming the URL', async () => {
+    const err = await failure(download(options({ headers: { 'X-Bad': 'a\nb' } })));
+    expect(err.code).toBe('E_FETCH_HEADERS');
+    expect(err.message).toMatch(new RegExp(`^${origin.url().replace(/[.]/g, '\\.')}: cannot send the request: `));
     expect(readdirSync(dir)).toEqual([]);
   });
 
