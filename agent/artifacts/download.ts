@@ -73,7 +73,7 @@ export interface DownloadResult {
   /** Requests made (redirects not counted). */
   attempts: number;
   seconds: number;
-  /** Bytes not fetched again thanks to resumed (206) attempts. */
+  /** Bytes resuming saved: the sum of the Range starts the server answered with 206 (a restart would refetch them). */
   resumedBytes: number;
   /** Body bytes received over all attempts (bytes minus resumedBytes when nothing was lost). */
   receivedBytes: number;

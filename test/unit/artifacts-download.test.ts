@@ -136,6 +136,23 @@ describe('download: resume and retry', () => {
     ]);
   });
 
+  it('drops that each keep >= 1 MiB do not use up maxAttempts; the hash state carries across three resumes', async () => {
+    origin.plan({ kind: 'drop', bytes: MiB }, { kind: 'drop', bytes: MiB }, { kind: 'drop', bytes: MiB });
+    const r = await download(options({ maxAttempts: 2 }));
+    expect(readFileSync(r.path).equals(CONTENT)).toBe(true);
+    expect(origin.log.map((l) => l.headers.range)).toEqual([undefined, `bytes=${MiB}-`, `bytes=${2 * MiB}-`, `bytes=${3 * MiB}-`]);
+    expect(r).toMatchObject({ attempts: 4, resumedBytes: 6 * MiB, receivedBytes: CONTENT.length });
+    expect(sleeps).toEqual([750, 750, 750]); // progress starts the backoff again too
+  });
+
+  it('drops that keep less than 1 MiB count as failures in a row', async () => {
+    origin.plan({ kind: 'drop', bytes: 1000 }, { kind: 'drop', bytes: 1000 });
+    const err = await failure(download(options({ maxAttempts: 2 })));
+    expect(err.code).toBe('E_FETCH_SHORT_BODY');
+    expect(err.message).toMatch(/body ended after 1000 of \d+ bytes .*\(gave up after 2 attempts\)$/);
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
   it('(c) a body shorter than its Content-Length is a retryable transport error (then resumed)', async () => {
     origin.plan({ kind: 'short', bytes: MiB });
     const r = await download(options());
