@@ -3,6 +3,7 @@
 // starts nginx in the foreground on a free loopback port and waits until it accepts connections; accessLog()
 // reads back one JSON object per request (method, uri, status, body bytes sent, Range, If-Range), so a test can
 // count what reached the server. Installed by scripts/ensure-nginx (run by scripts/test) when missing.
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -42,9 +43,20 @@ export function findNginx(): string | undefined {
   return undefined;
 }
 
-function config(dir: string, root: string, port: number): string {
+/**
+ * Every temp path the binary has, pointed into `dir`: a non-root nginx cannot create the compiled-in ones under
+ * /var/lib/nginx, and naming a module the build left out would be a config error (nginx -V lists what is out).
+ */
+function tempPaths(binary: string, dir: string): string {
+  const built = spawnSync(binary, ['-V'], { encoding: 'utf8' }).stderr; // nginx -V writes to stderr
+  return ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']
+    .filter((m) => m === 'client_body' || !built.includes(`--without-http_${m}_module`))
+    .map((m) => `  ${m}_temp_path ${path.join(dir, 'temp', m)};`)
+    .join('\n');
+}
+
+function config(binary: string, dir: string, root: string, port: number): string {
   const asRoot = process.getuid?.() === 0 ? 'user root;' : ''; // else workers run as nobody, who cannot read a 0700 temp dir
-  const temp = (name: string): string => path.join(dir, 'temp', name);
   return `daemon off;
 master_process on;
 worker_processes 1;
@@ -55,9 +67,7 @@ events { worker_connections 256; }
 http {
   log_format bbagent escape=json '{"method":"$request_method","uri":"$request_uri","status":$status,"bytes":$body_bytes_sent,"range":"$http_range","ifRange":"$http_if_range"}';
   access_log ${path.join(dir, 'access.log')} bbagent;
-  client_body_temp_path ${temp('body')};
-  proxy_temp_path ${temp('proxy')};
-  fastcgi_temp_path ${temp('fastcgi')};
+${tempPaths(binary, dir)}
   default_type application/octet-stream;
   sendfile on;
   server {
@@ -85,7 +95,7 @@ export class Nginx {
     for (let attempt = 1; ; attempt++) {
       const port = await freePort();
       const conf = path.join(dir, 'nginx.conf');
-      writeFileSync(conf, config(dir, path.resolve(opts.root), port));
+      writeFileSync(conf, config(binary, dir, path.resolve(opts.root), port));
       const proc = await ManagedProcess.spawn({
         command: binary,
         args: ['-p', dir, '-c', conf, '-e', path.join(dir, 'error.log')],
