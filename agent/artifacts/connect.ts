@@ -36,7 +36,7 @@ export function connect(target: URL, proxy: Proxy | undefined, opts: ConnectOpti
   };
   const work = async (): Promise<Connection> => {
     if (proxy === undefined) {
-      const raw = track(await tcp(unbracket(target.hostname), portOf(target), track));
+      const raw = await tcp(unbracket(target.hostname), portOf(target), track);
       return { socket: target.protocol === 'https:' ? await startTls(raw, target, opts, track) : raw, absoluteForm: false };
     }
     if (target.protocol !== 'https:') return { socket: await tcp(proxy.host, proxy.port, track), absoluteForm: true };
