@@ -14,6 +14,9 @@
 // E_FETCH_NETWORK (connection), E_FETCH_RANGE, E_FETCH_HASH_MISMATCH, E_FETCH_PROXY, E_FETCH_REDIRECT,
 // E_FETCH_TOO_LARGE, E_FETCH_HEADERS, E_FETCH_WRITE (the partial or the destination), E_FETCH_ABORTED. Messages
 // start with the URL.
+//
+//   const r = await download({ url, expected: { algorithm: 'sha256', digest }, dest, logger, env: process.env,
+//                              onProgress: (p) => bar.draw(p), signal });   // r: { path, digest, bytes, attempts, ... }
 
 import { randomBytes } from 'node:crypto';
 import { AgentError, errorMessage } from '../errors.js';
