@@ -72,7 +72,21 @@ type ArtifactCode =
   | 'E_CACHE_DISK_FLOOR' // evicting every unpinned entry would not keep the free-disk floor
   | 'E_CACHE_PRODUCE'
   | 'E_CACHE_HASH_MISMATCH'
-  | 'E_CACHE_CLOSED';
+  | 'E_CACHE_CLOSED'
+  | 'E_FETCH_URL'
+  | 'E_FETCH_DIGEST'
+  | 'E_FETCH_HTTP' // the server answered a status that is not retried (404, 403, ...)
+  | 'E_FETCH_SHORT_BODY'
+  | 'E_FETCH_TIMEOUT'
+  | 'E_FETCH_NETWORK'
+  | 'E_FETCH_RANGE'
+  | 'E_FETCH_HASH_MISMATCH' // the content changed upstream: both hashes are in the message
+  | 'E_FETCH_PROXY'
+  | 'E_FETCH_REDIRECT'
+  | 'E_FETCH_TOO_LARGE'
+  | 'E_FETCH_HEADERS'
+  | 'E_FETCH_WRITE'
+  | 'E_FETCH_ABORTED';
 
 /** Python-compatible failures (py/): the exception class is the error's `pyType`. */
 type PythonCode = 'E_PYTHON' | 'E_GLOB_PATTERN' | 'E_GLOB_LIMIT' | 'E_GLOB_LOOP' | 'E_GLOB_STOPPED' | 'E_NUL_IN_PATH';

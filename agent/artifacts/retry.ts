@@ -2,7 +2,7 @@
 // a short body), how long to wait (jittered exponential backoff, or the server's Retry-After, capped), and the
 // error type that marks a failure as transient. The transport (http-attempt.ts) only reports; this decides.
 
-import { AgentError } from '../errors.js';
+import { AgentError, type ErrorCode } from '../errors.js';
 
 /** The first backoff delay; each further failure without progress doubles it. */
 export const BACKOFF_BASE_MS = 1_000;
@@ -20,7 +20,7 @@ export const PROGRESS_BYTES = 1024 * 1024;
 /** A failure another attempt may cure. `retryAfterMs` is the server's wish (Retry-After), already capped. */
 export class RetryableError extends AgentError {
   constructor(
-    code: string,
+    code: ErrorCode,
     message: string,
     readonly retryAfterMs?: number,
   ) {
