@@ -17,10 +17,10 @@ import {
   type ConfigLayer,
 } from '../config/load.js';
 import type { AgentConfig } from '../config/schema.js';
-import { CONFIG_FILE } from '../config/schema.js';
+import { CONFIG_DEFAULTS, CONFIG_FILE } from '../config/schema.js';
 import { AgentError } from '../errors.js';
 import { EXIT_FAILED, EXIT_OK, UsageError, parseCommandLine, reportErrors, type CliIO, type OptionSpec } from './io.js';
-import { copyInfoFiles, migrationFromTac, runningBuildbotWorker, tacPath } from './migrate.js';
+import { BUILDBOT_WORKER_KEEPALIVE, copyInfoFiles, migrationFromTac, runningBuildbotWorker, tacPath } from './migrate.js';
 import { FIELD_FLAGS, fieldFlagsHelp, fieldOptionSpec, fieldOverrides, helpEntry } from './options.js';
 import { readTac } from './tac.js';
 
@@ -189,7 +189,12 @@ function fromBuildbotWorker(dirArg: string, positionals: string[], values: Value
   const tacLayer = layerFromOverrides(migration.overrides, (field) => migration.sources[field] ?? tacFile);
   const config = mergeLayers([tacLayer, flagLayer(values)], { basedir }, (fields) => `${tacFile}: no ${fields.join(', ')} in it`);
   say(`read ${tacFile}`);
-  const after = migration.notes.map((n) => `note: ${n}`);
+  const after: string[] = [];
+  if (config.keepalive === BUILDBOT_WORKER_KEEPALIVE && values['keepalive'] === undefined) {
+    after.push(
+      `note: keepalive ${BUILDBOT_WORKER_KEEPALIVE} s (buildbot-worker's default) carried over; bbagent's default, ${CONFIG_DEFAULTS.keepalive} s, notices a dead master sooner (--keepalive ${CONFIG_DEFAULTS.keepalive})`,
+    );
+  }
   if (migration.basedir !== dir && migration.basedir !== basedir) {
     after.push(`note: ${tacFile} names basedir ${migration.basedir}; bbagent.json names ${basedir}`);
   }

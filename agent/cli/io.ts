@@ -13,6 +13,8 @@ export interface CliIO {
 }
 
 export function processIO(): CliIO {
+  // A closed stdout (`bbagent start --nodaemon | head`) is no reason to stop: the log file still has every line.
+  if (process.stdout.listenerCount('error') === 0) process.stdout.on('error', () => {});
   return {
     out: (line) => void process.stdout.write(`${line}\n`),
     err: (line) => void process.stderr.write(`${line}\n`),

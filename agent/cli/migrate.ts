@@ -19,12 +19,10 @@ export interface Migration {
   relocatable: boolean;
   /** The tac's basedir resolved (its own directory when relocatable). */
   basedir: string;
-  /** What the operator should know about the values carried over. */
-  notes: string[];
 }
 
 /** buildbot-worker's keepalive default: carried over as is, but worth a word (bbagent's is 60). */
-const BUILDBOT_WORKER_KEEPALIVE = 600;
+export const BUILDBOT_WORKER_KEEPALIVE = 600;
 
 /** Worker parameters with the field each sets; values are the tac's (None: the field's null, or its default). */
 const PARAM_FIELDS: Partial<Record<WorkerParam, ConfigField>> = {
@@ -59,7 +57,7 @@ function refuse(tac: Tac, v: TacValue, message: string): AgentError {
 
 /** The settings of `tac` (in `dir`, the buildbot-worker basedir) as bbagent config values. */
 export function migrationFromTac(tac: Tac, dir: string): Migration {
-  const m: Migration = { overrides: {}, sources: {}, relocatable: false, basedir: path.resolve(dir), notes: [] };
+  const m: Migration = { overrides: {}, sources: {}, relocatable: false, basedir: path.resolve(dir) };
   const set = (field: ConfigField, value: unknown, v: TacValue, what: string): void => {
     (m.overrides as Record<string, unknown>)[field] = value;
     m.sources[field] = `${tac.file} line ${v.line} (${what})`;
@@ -78,9 +76,6 @@ export function migrationFromTac(tac: Tac, dir: string): Migration {
   }
   hostFromConnectionString(tac, m, set);
   logSettings(tac, set);
-  if (m.overrides.keepalive === BUILDBOT_WORKER_KEEPALIVE) {
-    m.notes.push(`keepalive ${BUILDBOT_WORKER_KEEPALIVE} s (buildbot-worker's default) carried over; bbagent's default, 60 s, notices a dead master sooner`);
-  }
   return m;
 }
 

@@ -141,12 +141,12 @@ export function helpEntry(names: string, text: string): string[] {
   return lines;
 }
 
-/** The help lines of field flags, each with its default from CONFIG_DEFAULTS. */
-export function fieldFlagsHelp(flags: readonly FieldFlag[]): string {
+/** The help lines of field flags, each with its default from CONFIG_DEFAULTS (unless `defaults` is false). */
+export function fieldFlagsHelp(flags: readonly FieldFlag[], defaults = true): string {
   return flags
     .flatMap((f) => {
       const names = `${f.short ? `-${f.short}, ` : '    '}--${f.flag}${f.metavar ? ` ${f.metavar}` : ''}`;
-      if (f.metavar === undefined) return helpEntry(names, f.help);
+      if (f.metavar === undefined || !defaults) return helpEntry(names, f.help);
       const def = defaultText(f.field);
       const shown = def === 'None' && f.none ? `None: ${f.none}` : def;
       return helpEntry(names, `${f.help} (default ${shown}${f.note ? `; ${f.note}` : ''})`);
