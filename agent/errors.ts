@@ -9,6 +9,7 @@ type ConfigCode =
   | 'E_USAGE' // a command-line mistake (exit code 2)
   | 'E_CREATE' // create-worker could not lay out BASEDIR
   | 'E_EXISTS' // create-worker: BASEDIR already holds a worker
+  | 'E_TAC' // create-worker --from-buildbot-worker: buildbot.tac cannot be read or carried over
   | 'E_PIDFILE'
   | 'E_PIDFILE_GARBLED'
   | 'E_RUNNING' // an agent already runs in this BASEDIR

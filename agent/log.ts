@@ -9,9 +9,17 @@ export interface Logger {
 
 export type LogSink = (line: string) => void;
 
-/** A logger that writes timestamped lines (twistd-like) to a sink. */
-export function createLogger(sink: LogSink, opts: { debug?: boolean } = {}): Logger {
-  const write = (level: string, msg: string): void => {
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+const SEVERITY: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error: 3 };
+
+/**
+ * A logger that writes timestamped lines (twistd-like) to a sink, those at `level` or more severe (default
+ * info; `debug: true` is level debug).
+ */
+export function createLogger(sink: LogSink, opts: { debug?: boolean; level?: LogLevel } = {}): Logger {
+  const least = SEVERITY[opts.level ?? (opts.debug ? 'debug' : 'info')];
+  const write = (level: LogLevel, msg: string): void => {
+    if (SEVERITY[level] < least) return;
     const ts = new Date().toISOString();
     for (const line of msg.split('\n')) sink(`${ts} [${level}] ${line}`);
   };
@@ -19,9 +27,7 @@ export function createLogger(sink: LogSink, opts: { debug?: boolean } = {}): Log
     info: (m) => write('info', m),
     warn: (m) => write('warn', m),
     error: (m) => write('error', m),
-    debug: (m) => {
-      if (opts.debug) write('debug', m);
-    },
+    debug: (m) => write('debug', m),
   };
 }
 

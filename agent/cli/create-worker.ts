@@ -1,5 +1,7 @@
 // `bbagent create-worker`: makes a worker directory with bbagent.json and the info/ files, taking the same
 // arguments as `buildbot-worker create-worker` and printing what it did the same way. The master is not contacted.
+// With --from-buildbot-worker it takes the settings from a buildbot-worker basedir's buildbot.tac instead
+// (migrate.ts), read without running it.
 
 import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -12,85 +14,55 @@ import {
   parseFieldText,
   writeConfig,
   type ConfigField,
-  type ConfigOverrides,
+  type ConfigLayer,
 } from '../config/load.js';
-import { CONFIG_FILE } from '../config/schema.js';
+import type { AgentConfig } from '../config/schema.js';
+import { CONFIG_DEFAULTS, CONFIG_FILE } from '../config/schema.js';
 import { AgentError } from '../errors.js';
 import { EXIT_FAILED, EXIT_OK, UsageError, parseCommandLine, reportErrors, type CliIO, type OptionSpec } from './io.js';
+import { BUILDBOT_WORKER_KEEPALIVE, copyInfoFiles, migrationFromTac, runningBuildbotWorker, tacPath } from './migrate.js';
+import { FIELD_FLAGS, fieldFlagsHelp, fieldOptionSpec, fieldOverrides, helpEntry } from './options.js';
+import { readTac } from './tac.js';
 
 const COMMAND = 'bbagent create-worker';
 
+/** The flags that are no setting of the config. */
+const OWN_FLAGS: readonly { names: string; help: string }[] = [
+  { names: '-f, --force', help: 'overwrite an existing BASEDIR/bbagent.json' },
+  { names: '-r, --relocatable', help: "store basedir as '.' (the directory holding bbagent.json)" },
+  { names: '-n, --no-logrotate', help: 'never rotate bbagent.log (same as --log-size 0)' },
+  {
+    names: '    --from-buildbot-worker DIR',
+    help: "take master, name, password and options from DIR/buildbot.tac (read, never run) and keep DIR/info; writes DIR/bbagent.json, or TARGET/bbagent.json when TARGET is given; flags given too override the tac's values",
+  },
+  { names: '-q, --quiet', help: 'print nothing but errors' },
+  { names: '-h, --help', help: 'show this help' },
+];
+
 export const CREATE_WORKER_USAGE = `Usage: bbagent create-worker [options] BASEDIR MASTERHOST[:PORT] WORKERNAME PASSWORD
+       bbagent create-worker [options] --from-buildbot-worker DIR [TARGET]
 
 Creates BASEDIR (if needed) with bbagent.json and info/admin, info/host. PORT defaults to ${DEFAULT_MASTER_PORT}
 (write an IPv6 address as [addr]:port). The master is not contacted. Put -- before the arguments when one
 starts with '-' (a password, say).
 
 Options:
-  -f, --force                 overwrite an existing BASEDIR/bbagent.json
-  -r, --relocatable           store basedir as '.' (the directory holding bbagent.json)
-  -n, --no-logrotate          never rotate bbagent.log (same as --log-size 0)
-  -s, --log-size BYTES        rotate bbagent.log at this size (default 10000000)
-  -l, --log-count N|None      rotated log files to keep (default 10; None keeps all)
-  -k, --keepalive SECONDS     keepalive interval, 0 disables (default 60; buildbot-worker's is 600): a master
-                              silent for one interval (3-15 s) after one is taken for dead and reconnected
-      --keepalive-timeout SECONDS|None
-                              how long a master may stay silent after a keepalive (default None: one
-                              interval, 3-15 s); raise it for a master known to stall longer
-      --umask UMASK|None      umask for the worker, e.g. 0o22, 022 or 18 (default None: inherited)
-      --maxdelay SECONDS      longest wait between connection attempts (default 300)
-      --maxretries N|None     give up after N failed connection attempts in a row (default None: never)
-      --numcpus N|None        CPU count reported to the master (default None: detected)
-      --protocol PROTOCOL     pb or msgpack (also msgpack_experimental_v7) (default pb)
-      --connection-string S   Twisted-style client endpoint overriding MASTERHOST:PORT (e.g. tls:host:port)
-      --use-tls               connect to the master over TLS
-      --tls-ca-file FILE      trust the CA in this PEM file for the master's certificate (with --use-tls)
-      --delete-leftover-dirs  delete build directories the master no longer needs
-      --confine-to-basedir    refuse file and transfer paths, and shell workdirs, that lead out of BASEDIR
-  -a, --allow-shutdown HOW    let the worker request a graceful shutdown: signal (SIGHUP) or file
-  -q, --quiet                 print nothing but errors
-  -h, --help                  show this help`;
+${OWN_FLAGS.slice(0, 4)
+  .flatMap((f) => helpEntry(f.names, f.help))
+  .join('\n')}
+${fieldFlagsHelp(FIELD_FLAGS)}
+${OWN_FLAGS.slice(4)
+  .flatMap((f) => helpEntry(f.names, f.help))
+  .join('\n')}`;
 
 const OPTIONS: OptionSpec = {
   force: { type: 'boolean', short: 'f' },
   relocatable: { type: 'boolean', short: 'r' },
   'no-logrotate': { type: 'boolean', short: 'n' },
-  'log-size': { type: 'string', short: 's' },
-  'log-count': { type: 'string', short: 'l' },
-  keepalive: { type: 'string', short: 'k' },
-  'keepalive-timeout': { type: 'string' },
-  umask: { type: 'string' },
-  maxdelay: { type: 'string' },
-  maxretries: { type: 'string' },
-  numcpus: { type: 'string' },
-  protocol: { type: 'string' },
-  'connection-string': { type: 'string' },
-  'use-tls': { type: 'boolean' },
-  'tls-ca-file': { type: 'string' },
-  'delete-leftover-dirs': { type: 'boolean' },
-  'confine-to-basedir': { type: 'boolean' },
-  'allow-shutdown': { type: 'string', short: 'a' },
+  'from-buildbot-worker': { type: 'string' },
+  ...fieldOptionSpec(FIELD_FLAGS),
   quiet: { type: 'boolean', short: 'q' },
   help: { type: 'boolean', short: 'h' },
-};
-
-/** Options that set a config field directly (their text is parsed like the environment's). */
-const FIELD_OPTIONS: Partial<Record<string, ConfigField>> = {
-  'log-size': 'logSize',
-  'log-count': 'logCount',
-  keepalive: 'keepalive',
-  'keepalive-timeout': 'keepaliveTimeout',
-  umask: 'umask',
-  maxdelay: 'maxdelay',
-  maxretries: 'maxretries',
-  numcpus: 'numcpus',
-  protocol: 'protocol',
-  'connection-string': 'connectionString',
-  'use-tls': 'useTls',
-  'tls-ca-file': 'tlsCaFile',
-  'delete-leftover-dirs': 'deleteLeftoverDirs',
-  'confine-to-basedir': 'confineToBasedir',
-  'allow-shutdown': 'allowShutdown',
 };
 
 const MASTER_ARG = 'MASTERHOST:PORT argument';
@@ -128,6 +100,8 @@ export function parseMasterArgument(arg: string): { host: string; port: number }
   };
 }
 
+type Values = Record<string, string | boolean | undefined>;
+
 export async function createWorkerCommand(argv: string[], io: CliIO): Promise<number> {
   return reportErrors(io, async () => {
     const { values, positionals } = parseCommandLine(COMMAND, argv, OPTIONS, 4);
@@ -135,39 +109,14 @@ export async function createWorkerCommand(argv: string[], io: CliIO): Promise<nu
       io.out(CREATE_WORKER_USAGE);
       return EXIT_OK;
     }
-    if (positionals.length !== 4) {
-      throw new UsageError(
-        `${COMMAND}: expected 4 arguments BASEDIR MASTERHOST[:PORT] WORKERNAME PASSWORD, got ${positionals.length} (see '${COMMAND} --help')`,
-      );
-    }
-    const [basedirArg, masterArg, name, password] = positionals as [string, string, string, string];
-
+    const quiet = values['quiet'] === true;
+    const say = (line: string): void => {
+      if (!quiet) io.out(line);
+    };
     // Everything is validated before anything is created.
-    const basedir = path.resolve(basedirArg);
-    const master = parseMasterArgument(masterArg);
-    const overrides: ConfigOverrides = {};
-    const sources: Partial<Record<ConfigField, string>> = {};
-    for (const [option, field] of Object.entries(FIELD_OPTIONS)) {
-      const value = values[option];
-      if (field === undefined || value === undefined) continue;
-      (overrides as Record<string, unknown>)[field] = value;
-      sources[field] = `--${option}`;
-    }
-    if (values['no-logrotate']) {
-      if (values['log-size'] !== undefined) {
-        throw new UsageError(`${COMMAND}: --no-logrotate and --log-size cannot be used together (see '${COMMAND} --help')`);
-      }
-      overrides.logSize = 0;
-      sources.logSize = '--no-logrotate';
-    }
-    // The positional arguments go through the same rules as flags, so an empty name is refused here too.
-    const positional = layerFromOverrides(
-      { basedir, masterHost: master.host, masterPort: master.port, name, password },
-      (field) => POSITIONAL_SOURCES[field] ?? field,
-    );
-    const flags = layerFromOverrides(overrides, (field) => sources[field] ?? field);
-    const config = mergeLayers([positional, flags], { basedir }, (fields) => `${COMMAND}: missing ${fields.join(', ')}`);
-
+    const from = values['from-buildbot-worker'];
+    const plan = typeof from === 'string' ? fromBuildbotWorker(from, positionals, values, say) : fromArguments(positionals, values);
+    const { basedir } = plan.config;
     const file = configPath(basedir);
     if (existsSync(file) && !values['force']) {
       throw new AgentError('E_EXISTS', `${COMMAND}: ${file} already exists; use --force to overwrite it`);
@@ -175,23 +124,85 @@ export async function createWorkerCommand(argv: string[], io: CliIO): Promise<nu
     if (existsSync(basedir) && !statSync(basedir).isDirectory()) {
       throw new AgentError('E_EXISTS', `${COMMAND}: ${basedir} exists and is not a directory`);
     }
-
-    const quiet = values['quiet'] === true;
-    const say = (line: string): void => {
-      if (!quiet) io.out(line);
-    };
     try {
       makeBaseDir(basedir, say);
       if (existsSync(file)) say(`overwriting existing ${CONFIG_FILE}`);
-      writeConfig(basedir, config, { relocatable: values['relocatable'] === true });
+      writeConfig(basedir, plan.config, { relocatable: values['relocatable'] === true || plan.relocatable });
+      if (plan.infoFrom !== undefined) copyInfoFiles(plan.infoFrom, basedir, say);
       makeInfoFiles(basedir, say);
     } catch (err) {
       io.err(`${err instanceof Error ? err.message : String(err)}; failed to configure worker in ${basedir}`);
       return EXIT_FAILED;
     }
     say(`worker configured in ${basedir}`);
+    plan.after.forEach(say);
     return EXIT_OK;
   });
+}
+
+/** What create-worker writes: the config, whether it is relocatable, where info/ comes from, and what to say after. */
+interface Plan {
+  config: AgentConfig;
+  relocatable: boolean;
+  infoFrom?: string;
+  after: string[];
+}
+
+/** The flags' settings as a config layer (the text is parsed by each field's rule, naming the flag). */
+function flagLayer(values: Values): ConfigLayer {
+  const { overrides, sources } = fieldOverrides(FIELD_FLAGS, values);
+  if (values['no-logrotate']) {
+    if (values['log-size'] !== undefined) {
+      throw new UsageError(`${COMMAND}: --no-logrotate and --log-size cannot be used together (see '${COMMAND} --help')`);
+    }
+    overrides.logSize = 0;
+    sources.logSize = '--no-logrotate';
+  }
+  return layerFromOverrides(overrides, (field) => sources[field] ?? field);
+}
+
+function fromArguments(positionals: string[], values: Values): Plan {
+  if (positionals.length !== 4) {
+    throw new UsageError(`${COMMAND}: expected 4 arguments BASEDIR MASTERHOST[:PORT] WORKERNAME PASSWORD, got ${positionals.length} (see '${COMMAND} --help')`);
+  }
+  const [basedirArg, masterArg, name, password] = positionals as [string, string, string, string];
+  const basedir = path.resolve(basedirArg);
+  const master = parseMasterArgument(masterArg);
+  // The positional arguments go through the same rules as flags, so an empty name is refused here too.
+  const positional = layerFromOverrides(
+    { basedir, masterHost: master.host, masterPort: master.port, name, password },
+    (field) => POSITIONAL_SOURCES[field] ?? field,
+  );
+  const config = mergeLayers([positional, flagLayer(values)], { basedir }, (fields) => `${COMMAND}: missing ${fields.join(', ')}`);
+  return { config, relocatable: false, after: [] };
+}
+
+/** The settings of DIR/buildbot.tac, with the flags over them, for TARGET (default DIR). */
+function fromBuildbotWorker(dirArg: string, positionals: string[], values: Values, say: (line: string) => void): Plan {
+  if (positionals.length > 1) {
+    throw new UsageError(`${COMMAND}: with --from-buildbot-worker, expected at most 1 argument TARGET, got ${positionals.length} (see '${COMMAND} --help')`);
+  }
+  const dir = path.resolve(dirArg);
+  const tacFile = tacPath(dir);
+  const migration = migrationFromTac(readTac(tacFile), dir);
+  const basedir = path.resolve(positionals[0] ?? dir);
+  const tacLayer = layerFromOverrides(migration.overrides, (field) => migration.sources[field] ?? tacFile);
+  const config = mergeLayers([tacLayer, flagLayer(values)], { basedir }, (fields) => `${tacFile}: no ${fields.join(', ')} in it`);
+  say(`read ${tacFile}`);
+  const after: string[] = [];
+  if (config.keepalive === BUILDBOT_WORKER_KEEPALIVE && values['keepalive'] === undefined) {
+    after.push(
+      `note: keepalive ${BUILDBOT_WORKER_KEEPALIVE} s (buildbot-worker's default) carried over; bbagent's default, ${CONFIG_DEFAULTS.keepalive} s, notices a dead master sooner (--keepalive ${CONFIG_DEFAULTS.keepalive})`,
+    );
+  }
+  if (migration.basedir !== dir && migration.basedir !== basedir) {
+    after.push(`note: ${tacFile} names basedir ${migration.basedir}; bbagent.json names ${basedir}`);
+  }
+  const pid = runningBuildbotWorker(dir);
+  if (pid !== null) {
+    after.push(`buildbot-worker is still running in ${dir} (pid ${pid}): stop it ("buildbot-worker stop ${dir}") before "bbagent start ${basedir}"`);
+  }
+  return { config, relocatable: migration.relocatable, infoFrom: dir, after };
 }
 
 function makeBaseDir(basedir: string, say: (line: string) => void): void {

@@ -9,10 +9,13 @@ export const USAGE = `Usage: bbagent <command> [options]
 Commands:
   create-worker [options] BASEDIR MASTERHOST[:PORT] WORKERNAME PASSWORD
                                   create a worker directory with bbagent.json and info/ files
+  create-worker --from-buildbot-worker DIR [TARGET]
+                                  make a buildbot-worker directory a bbagent one (reads its buildbot.tac)
   start [--nodaemon] [BASEDIR]    start the worker (in the background unless --nodaemon)
   stop [BASEDIR]                  stop the worker
   restart [--nodaemon] [BASEDIR]  stop the worker if it is running, then start it
   service ACTION [BASEDIR]        install|uninstall|status|start|stop the worker as a system service
+  help [COMMAND]                  show this help, or a command's
 
 Options:
   -h, --help       show this help (bbagent <command> --help for a command's options)
@@ -38,6 +41,7 @@ export async function runCli(argv: string[], io: CliIO = processIO()): Promise<n
     io.out(USAGE);
     return EXIT_USAGE;
   }
+  if (first === 'help' && rest.length > 0) return helpFor(rest, io);
   if (first === '--help' || first === '-h' || first === 'help') {
     io.out(USAGE);
     return EXIT_OK;
@@ -53,4 +57,16 @@ export async function runCli(argv: string[], io: CliIO = processIO()): Promise<n
     return EXIT_USAGE;
   }
   return command(rest, io);
+}
+
+/** `bbagent help COMMAND`: the command's own --help. */
+async function helpFor(args: string[], io: CliIO): Promise<number> {
+  const [name, ...extra] = args as [string, ...string[]];
+  const command = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
+  if (command === undefined || extra.length > 0) {
+    const what = command === undefined ? `unknown command '${name}'` : `unexpected argument '${extra[0] ?? ''}'`;
+    io.err(`bbagent help: ${what} (see 'bbagent --help')`);
+    return EXIT_USAGE;
+  }
+  return command(['--help'], io);
 }

@@ -13,6 +13,8 @@ export interface CliIO {
 }
 
 export function processIO(): CliIO {
+  // A closed stdout (`bbagent start --nodaemon | head`) is no reason to stop: the log file still has every line.
+  if (process.stdout.listenerCount('error') === 0) process.stdout.on('error', () => {});
   return {
     out: (line) => void process.stdout.write(`${line}\n`),
     err: (line) => void process.stderr.write(`${line}\n`),
@@ -20,7 +22,7 @@ export function processIO(): CliIO {
   };
 }
 
-/** Exit codes: 2 for a bad invocation or configuration (nothing was done), 1 when doing it failed. */
+/** Exit codes: 2 for a bad invocation or configuration (a buildbot.tac to migrate too: nothing was done), 1 when doing it failed. */
 export const EXIT_OK = 0;
 export const EXIT_FAILED = 1;
 export const EXIT_USAGE = 2;
@@ -33,7 +35,7 @@ export class UsageError extends AgentError {
 }
 
 export function exitCodeFor(err: unknown): number {
-  return err instanceof AgentError && (err.code === 'E_USAGE' || err.code === 'E_CONFIG') ? EXIT_USAGE : EXIT_FAILED;
+  return err instanceof AgentError && (err.code === 'E_USAGE' || err.code === 'E_CONFIG' || err.code === 'E_TAC') ? EXIT_USAGE : EXIT_FAILED;
 }
 
 export type OptionSpec = NonNullable<ParseArgsConfig['options']>;

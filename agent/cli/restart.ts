@@ -4,19 +4,21 @@
 import path from 'node:path';
 import { loadConfig } from '../config/load.js';
 import { EXIT_FAILED, EXIT_OK, parseCommandLine, reportErrors, type CliIO } from './io.js';
-import { START_OPTIONS, startWorker } from './start.js';
+import { START_OPTIONS, START_SETTINGS_HELP, startOverrides, startWorker } from './start.js';
 import { describeTimeout, stopWorker } from './stop.js';
 
 const COMMAND = 'bbagent restart';
 
-export const RESTART_USAGE = `Usage: bbagent restart [--nodaemon] [--quiet] [BASEDIR]
+export const RESTART_USAGE = `Usage: bbagent restart [--nodaemon] [--quiet] [SETTINGS] [BASEDIR]
 
 Stops the worker in BASEDIR (default: the current directory) if it is running, then starts it again.
 
 Options:
-      --nodaemon   start in the foreground, logging to stdout and bbagent.log
-  -q, --quiet      print nothing but errors
-  -h, --help       show this help`;
+      --nodaemon              start in the foreground, logging to stdout and bbagent.log
+  -q, --quiet                 print nothing but errors
+  -h, --help                  show this help
+
+${START_SETTINGS_HELP}`;
 
 export async function restartCommand(argv: string[], io: CliIO): Promise<number> {
   return reportErrors(io, async () => {
@@ -30,7 +32,7 @@ export async function restartCommand(argv: string[], io: CliIO): Promise<number>
       if (!quiet) io.out(line);
     };
     const dir = path.resolve(positionals[0] ?? '.');
-    loadConfig(dir, {}, io.env);
+    loadConfig(dir, startOverrides(values), io.env);
     const stopped = await stopWorker(dir);
     if (stopped.kind === 'timeout') {
       io.err(describeTimeout(stopped.pid));
@@ -38,6 +40,6 @@ export async function restartCommand(argv: string[], io: CliIO): Promise<number>
     }
     say(stopped.kind === 'stopped' ? `bbagent process ${stopped.pid} is dead` : 'no old bbagent process found to stop');
     say('now restarting bbagent process..');
-    return startWorker(dir, { nodaemon: values['nodaemon'] === true, quiet }, io);
+    return startWorker(dir, { nodaemon: values['nodaemon'] === true, quiet, values }, io);
   });
 }

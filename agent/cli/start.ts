@@ -6,30 +6,39 @@ import { closeSync, existsSync, fstatSync, openSync, readSync } from 'node:fs';
 import path from 'node:path';
 import { isSingleExecutable } from '../../platforms/sea/index.js';
 import { runAgent } from '../agent.js';
-import { loadConfig } from '../config/load.js';
+import { loadConfig, type ConfigOverrides } from '../config/load.js';
 import type { AgentConfig } from '../config/schema.js';
 import { AgentError, errorMessage } from '../errors.js';
 import { createLogger } from '../log.js';
 import { EXIT_FAILED, EXIT_OK, exitCodeFor, parseCommandLine, reportErrors, type CliIO, type OptionSpec } from './io.js';
 import { openRotatingLog, type RotatingLog } from './logfile.js';
+import { FIELD_FLAGS, fieldArgv, fieldFlagsHelp, fieldOptionSpec, fieldOverrides } from './options.js';
 import { PIDFILE, checkPidfile, claimPidfile, pidfilePath, releasePidfile } from './pidfile.js';
 
 const COMMAND = 'bbagent start';
 
-export const START_USAGE = `Usage: bbagent start [--nodaemon] [--quiet] [BASEDIR]
+/** The settings a start may be given for one run: every flag of create-worker that sets a field. */
+export const START_SETTINGS_HELP = `Settings for this run (over BASEDIR/bbagent.json and BBAGENT_* variables; the file is not changed):
+${fieldFlagsHelp(FIELD_FLAGS, false)}`;
 
-Starts the worker in BASEDIR (default: the current directory). Without --nodaemon it runs in the background,
-logging to BASEDIR/bbagent.log, and this command waits up to 10 s for it to connect to the master.
+export const START_USAGE = `Usage: bbagent start [--nodaemon] [--quiet] [SETTINGS] [BASEDIR]
+
+Starts the worker in BASEDIR (default: the current directory). Without --nodaemon it runs in the background
+(pidfile BASEDIR/bbagent.pid, rotating log BASEDIR/bbagent.log), and this command waits up to 10 s for it to
+connect to the master.
 
 Options:
-      --nodaemon   stay in the foreground, logging to stdout and bbagent.log
-  -q, --quiet      print nothing but errors
-  -h, --help       show this help`;
+      --nodaemon              stay in the foreground, logging to stdout and bbagent.log
+  -q, --quiet                 print nothing but errors
+  -h, --help                  show this help
+
+${START_SETTINGS_HELP}`;
 
 export const START_OPTIONS: OptionSpec = {
   nodaemon: { type: 'boolean' },
   quiet: { type: 'boolean', short: 'q' },
   help: { type: 'boolean', short: 'h' },
+  ...fieldOptionSpec(FIELD_FLAGS),
 };
 
 export const LOG_FILE = 'bbagent.log';
@@ -48,6 +57,13 @@ const LOG_PREFIX = /^\S+ \[\w+\] /;
 export interface StartOptions {
   nodaemon: boolean;
   quiet: boolean;
+  /** The parsed command line: its setting flags override the config for this run. */
+  values?: Record<string, string | boolean | undefined>;
+}
+
+/** The settings flags of a start's command line as config overrides (loadConfig names each by its flag). */
+export function startOverrides(values: Record<string, string | boolean | undefined>): ConfigOverrides {
+  return fieldOverrides(FIELD_FLAGS, values).overrides;
 }
 
 export function logfilePath(basedir: string): string {
@@ -61,7 +77,7 @@ export async function startCommand(argv: string[], io: CliIO): Promise<number> {
       io.out(START_USAGE);
       return EXIT_OK;
     }
-    return startWorker(positionals[0] ?? '.', { nodaemon: values['nodaemon'] === true, quiet: values['quiet'] === true }, io);
+    return startWorker(positionals[0] ?? '.', { nodaemon: values['nodaemon'] === true, quiet: values['quiet'] === true, values }, io);
   });
 }
 
@@ -69,8 +85,8 @@ export async function startCommand(argv: string[], io: CliIO): Promise<number> {
 export async function startWorker(basedir: string, opts: StartOptions, io: CliIO): Promise<number> {
   const dir = path.resolve(basedir);
   // A bad or half-written config is refused here, before a pidfile, a log or a process exists.
-  const config = loadConfig(dir, {}, io.env);
-  return opts.nodaemon ? runForeground(config, dir, io) : daemonize(dir, opts.quiet, io);
+  const config = loadConfig(dir, startOverrides(opts.values ?? {}), io.env);
+  return opts.nodaemon ? runForeground(config, dir, io) : daemonize(dir, opts.quiet, fieldArgv(FIELD_FLAGS, opts.values ?? {}), io);
 }
 
 async function runForeground(config: AgentConfig, dir: string, io: CliIO): Promise<number> {
@@ -86,10 +102,13 @@ async function runForeground(config: AgentConfig, dir: string, io: CliIO): Promi
     } catch (err) {
       throw new AgentError('E_LOG', `${COMMAND}: cannot open ${logfilePath(dir)}: ${errorMessage(err)}`);
     }
-    const logger = createLogger((line) => {
-      log.write(line);
-      io.out(line);
-    });
+    const logger = createLogger(
+      (line) => {
+        log.write(line);
+        io.out(line);
+      },
+      { level: config.logLevel },
+    );
     try {
       return await runAgent(config, { logger });
     } catch (err) {
@@ -122,7 +141,8 @@ type StartupOutcome =
   | { kind: 'spawn-error'; message: string }
   | { kind: 'timeout'; connecting: boolean };
 
-async function daemonize(dir: string, quiet: boolean, io: CliIO): Promise<number> {
+/** Runs `start --nodaemon` detached with the same setting flags (`settings`), and follows its log. */
+async function daemonize(dir: string, quiet: boolean, settings: string[], io: CliIO): Promise<number> {
   const say = (line: string): void => {
     if (!quiet) io.out(line);
   };
@@ -139,7 +159,7 @@ async function daemonize(dir: string, quiet: boolean, io: CliIO): Promise<number
     // The child writes bbagent.log itself; its stderr goes there too so a crash is on record. Its stdout (the
     // foreground logger's echo) is dropped so lines are not written twice. detached: its own session, so it
     // outlives this process and the terminal.
-    child = spawn(self.command, [...self.args, 'start', '--nodaemon', dir], {
+    child = spawn(self.command, [...self.args, 'start', '--nodaemon', ...settings, dir], {
       cwd: dir,
       detached: true,
       stdio: ['ignore', 'ignore', fd],

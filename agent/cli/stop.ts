@@ -1,10 +1,15 @@
 // `bbagent stop`: signals the process named in <basedir>/bbagent.pid with SIGTERM and waits for it to exit,
 // as buildbot-worker's stop does with twistd.pid. It needs no valid config, so a broken one can still be stopped.
+// Exit codes and messages as buildbot-worker's: a worker that is not running (no pidfile, or a stale one) is
+// said so on stdout with exit 0, so `stop; start` works under `set -e`; a directory that is no worker
+// directory, and a process that does not go away, exit 1.
 
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { currentPlatform } from '../../platforms/index.js';
 import type { ProcessControl } from '../../platforms/types.js';
+import { configPath } from '../config/load.js';
 import { AgentError } from '../errors.js';
 import { EXIT_FAILED, EXIT_OK, parseCommandLine, reportErrors, type CliIO, type OptionSpec } from './io.js';
 import { PIDFILE, isProcessAlive, pidfilePath, pidfileProcessAlive, readPidfile, releasePidfile, removePidfile } from './pidfile.js';
@@ -14,7 +19,9 @@ const COMMAND = 'bbagent stop';
 export const STOP_USAGE = `Usage: bbagent stop [--quiet] [BASEDIR]
 
 Stops the worker running in BASEDIR (default: the current directory): sends it SIGTERM and waits up to 10 s.
-The agent first lets running commands finish; run stop again to interrupt them.
+The agent first lets running commands finish; run stop again to interrupt them. As buildbot-worker's stop,
+it exits 0 when the worker is not running (no bbagent.pid, or one naming a dead process), and 1 when BASEDIR
+is not a worker directory or the process has not exited within the 10 s.
 
 Options:
   -q, --quiet   print nothing but errors
@@ -43,17 +50,17 @@ export async function stopWorker(
   const dir = path.resolve(basedir);
   const pidfile = pidfilePath(dir);
   const pid = readPidfile(pidfile);
-  if (pid === null) return { kind: 'not-running', reason: `bbagent is not running in ${dir} (no ${PIDFILE})` };
+  if (pid === null) return { kind: 'not-running', reason: `bbagent not running in ${dir} (no ${PIDFILE})` };
   if (!isProcessAlive(pid)) {
     removePidfile(pidfile);
-    return { kind: 'not-running', reason: `bbagent is not running in ${dir} (removed stale ${PIDFILE} naming process ${pid})` };
+    return { kind: 'not-running', reason: `bbagent process ${pid} is dead (removed stale ${PIDFILE} in ${dir})` };
   }
   if (!pidfileProcessAlive(pidfile, pid)) {
     // The pid was reused (a reboot since): that process is not ours to signal.
     removePidfile(pidfile);
     return {
       kind: 'not-running',
-      reason: `bbagent is not running in ${dir} (removed stale ${PIDFILE}: process ${pid} started after it was written, so it is another program)`,
+      reason: `bbagent not running in ${dir} (removed stale ${PIDFILE}: process ${pid} started after it was written, so it is another program)`,
     };
   }
   let sent: boolean;
@@ -64,7 +71,7 @@ export async function stopWorker(
   }
   if (!sent) {
     releasePidfile(pidfile, pid);
-    return { kind: 'not-running', reason: `bbagent is not running in ${dir} (process ${pid} already exited)` };
+    return { kind: 'not-running', reason: `bbagent not running in ${dir} (process ${pid} already exited)` };
   }
   const deadline = Date.now() + waitMs;
   while (Date.now() < deadline) {
@@ -89,14 +96,21 @@ export async function stopCommand(argv: string[], io: CliIO): Promise<number> {
       io.out(STOP_USAGE);
       return EXIT_OK;
     }
-    const result = await stopWorker(positionals[0] ?? '.');
+    const dir = path.resolve(positionals[0] ?? '.');
+    // buildbot-worker's isWorkerDir: a mistyped BASEDIR is an error, not "not running".
+    if (!existsSync(configPath(dir)) && !existsSync(pidfilePath(dir))) {
+      io.err(`${COMMAND}: invalid worker directory '${dir}' (no ${path.basename(configPath(dir))} or ${PIDFILE} in it)`);
+      return EXIT_FAILED;
+    }
+    const quiet = values['quiet'] === true;
+    const result = await stopWorker(dir);
     switch (result.kind) {
       case 'stopped':
-        if (values['quiet'] !== true) io.out(`bbagent process ${result.pid} is dead`);
+        if (!quiet) io.out(`bbagent process ${result.pid} is dead`);
         return EXIT_OK;
       case 'not-running':
-        io.err(result.reason);
-        return EXIT_FAILED;
+        if (!quiet) io.out(result.reason);
+        return EXIT_OK;
       case 'timeout':
         io.err(describeTimeout(result.pid));
         return EXIT_FAILED;

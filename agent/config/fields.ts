@@ -151,6 +151,7 @@ const RULES: { [K in ConfigField]: FieldRule<WorkerConfig[K]> } = {
     text('', (s) => s.length > 0),
     'a path or null',
   ),
+  logLevel: choice('"debug" or "info"', { debug: 'debug', info: 'info' }),
 };
 
 /** The schema's fields in the order the file lists them. */

@@ -82,6 +82,8 @@ export interface WorkerConfig {
   redact: string[];
   /** A file with more values to redact, one per line; null: none. */
   redactFile: string | null;
+  /** 'debug' adds the agent's debug lines to its log (keepalive replies, logins, heap compactions). */
+  logLevel: 'debug' | 'info';
 }
 
 /** The loaded configuration: the top level (worker #1) and the further workers of the file's `workers`. */
@@ -122,5 +124,6 @@ export const CONFIG_DEFAULTS = {
   leanUpdates: true,
   redact: [] as string[],
   redactFile: null,
+  logLevel: 'info' as const,
   workers: [] as WorkerConfig[],
 } satisfies Partial<AgentConfig>;

@@ -46,6 +46,7 @@ export const FIELD_SCOPE: { readonly [K in ConfigField]: 'agent' | 'worker' } = 
   leanUpdates: 'worker',
   redact: 'worker',
   redactFile: 'worker',
+  logLevel: 'agent',
 };
 
 /** How messages name worker i of [top level, ...entries]. */

@@ -138,6 +138,7 @@ describe('bbagent create-worker', () => {
       leanUpdates: true,
       redact: [],
       redactFile: null,
+      logLevel: 'info',
     });
   });
 
@@ -173,6 +174,7 @@ describe('bbagent create-worker', () => {
       '1000',
       '-l',
       'None',
+      '--log-level=debug',
       dir,
       '[::1]:4321',
       'w2',
@@ -213,6 +215,7 @@ describe('bbagent create-worker', () => {
       leanUpdates: true,
       redact: [],
       redactFile: null,
+      logLevel: 'debug',
     });
   });
 
@@ -318,21 +321,29 @@ describe('bbagent start/stop/restart refusals', () => {
     expectRefused(bbagent(['stop', '--nodaemon']), /^bbagent stop: unknown option '--nodaemon'/);
   });
 
-  it('stop without a pidfile says so and exits 1', () => {
+  it('stop without a pidfile says so and exits 0, as buildbot-worker does', () => {
     const dir = freshDir();
-    mkdirSync(dir);
+    expect(bbagent(['create-worker', '-q', dir, 'm', 'w', 'p']).code).toBe(0);
     const r = bbagent(['stop', dir]);
-    expect(r).toEqual({ code: 1, stdout: '', stderr: `bbagent is not running in ${dir} (no bbagent.pid)\n` });
+    expect(r).toEqual({ code: 0, stdout: `bbagent not running in ${dir} (no bbagent.pid)\n`, stderr: '' });
+    expect(bbagent(['stop', '-q', dir])).toEqual({ code: 0, stdout: '', stderr: '' });
   });
 
-  it('stop removes a stale pidfile and exits 1', () => {
+  it('stop removes a stale pidfile and exits 0', () => {
     const dir = freshDir();
     mkdirSync(dir);
-    writeFileSync(path.join(dir, 'bbagent.pid'), `${deadPid()}\n`);
+    const pid = deadPid();
+    writeFileSync(path.join(dir, 'bbagent.pid'), `${pid}\n`);
     const r = bbagent(['stop', dir]);
-    expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/removed stale bbagent\.pid/);
+    expect(r).toEqual({ code: 0, stdout: `bbagent process ${pid} is dead (removed stale bbagent.pid in ${dir})\n`, stderr: '' });
     expect(existsSync(path.join(dir, 'bbagent.pid'))).toBe(false);
+  });
+
+  it('stop in a directory that is not a worker directory exits 1', () => {
+    const dir = freshDir();
+    mkdirSync(dir);
+    const r = bbagent(['stop', dir]);
+    expect(r).toEqual({ code: 1, stdout: '', stderr: `bbagent stop: invalid worker directory '${dir}' (no bbagent.json or bbagent.pid in it)\n` });
   });
 
   it('stop terminates the process named in the pidfile', async () => {
