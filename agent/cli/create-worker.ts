@@ -43,6 +43,9 @@ Options:
       --numcpus N|None        CPU count reported to the master (default None: detected)
       --protocol PROTOCOL     pb or msgpack (also msgpack_experimental_v7) (default pb)
       --connection-string S   Twisted-style client endpoint overriding MASTERHOST:PORT (e.g. tls:host:port)
+      --master HOST:PORT      a further master to fail over to, after MASTERHOST:PORT (once per master, in order)
+      --proxy-connection-string S
+                              reach the masters through this HTTP CONNECT proxy (tcp:host=H:port=P or http://H:P)
       --use-tls               connect to the master over TLS
       --tls-ca-file FILE      trust the CA in this PEM file for the master's certificate (with --use-tls)
       --delete-leftover-dirs  delete build directories the master no longer needs
@@ -65,6 +68,8 @@ const OPTIONS: OptionSpec = {
   numcpus: { type: 'string' },
   protocol: { type: 'string' },
   'connection-string': { type: 'string' },
+  master: { type: 'string', multiple: true },
+  'proxy-connection-string': { type: 'string' },
   'use-tls': { type: 'boolean' },
   'tls-ca-file': { type: 'string' },
   'delete-leftover-dirs': { type: 'boolean' },
@@ -86,6 +91,7 @@ const FIELD_OPTIONS: Partial<Record<string, ConfigField>> = {
   numcpus: 'numcpus',
   protocol: 'protocol',
   'connection-string': 'connectionString',
+  'proxy-connection-string': 'proxyConnectionString',
   'use-tls': 'useTls',
   'tls-ca-file': 'tlsCaFile',
   'delete-leftover-dirs': 'deleteLeftoverDirs',
@@ -152,6 +158,11 @@ export async function createWorkerCommand(argv: string[], io: CliIO): Promise<nu
       if (field === undefined || value === undefined) continue;
       (overrides as Record<string, unknown>)[field] = value;
       sources[field] = `--${option}`;
+    }
+    const further = values['master'] as string[] | undefined;
+    if (further?.length) {
+      overrides.masters = [masterArg, ...further].join('\n');
+      sources.masters = '--master';
     }
     if (values['no-logrotate']) {
       if (values['log-size'] !== undefined) {

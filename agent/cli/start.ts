@@ -6,7 +6,7 @@ import { closeSync, existsSync, fstatSync, openSync, readSync } from 'node:fs';
 import path from 'node:path';
 import { isSingleExecutable } from '../../platforms/sea/index.js';
 import { runAgent } from '../agent.js';
-import { loadConfig } from '../config/load.js';
+import { loadConfig, type ConfigOverrides } from '../config/load.js';
 import type { AgentConfig } from '../config/schema.js';
 import { AgentError, errorMessage } from '../errors.js';
 import { createLogger } from '../log.js';
@@ -16,13 +16,17 @@ import { PIDFILE, checkPidfile, claimPidfile, pidfilePath, releasePidfile } from
 
 const COMMAND = 'bbagent start';
 
-export const START_USAGE = `Usage: bbagent start [--nodaemon] [--quiet] [BASEDIR]
+export const START_USAGE = `Usage: bbagent start [--nodaemon] [--quiet] [--master HOST:PORT ...] [--proxy-connection-string S] [BASEDIR]
 
 Starts the worker in BASEDIR (default: the current directory). Without --nodaemon it runs in the background,
 logging to BASEDIR/bbagent.log, and this command waits up to 10 s for it to connect to the master.
 
 Options:
       --nodaemon   stay in the foreground, logging to stdout and bbagent.log
+      --master HOST:PORT
+                   a master to attach to, once per master in order of preference (replaces bbagent.json's)
+      --proxy-connection-string S
+                   reach the masters through this HTTP CONNECT proxy (tcp:host=H:port=P or http://H:P)
   -q, --quiet      print nothing but errors
   -h, --help       show this help`;
 
@@ -31,6 +35,16 @@ export const START_OPTIONS: OptionSpec = {
   quiet: { type: 'boolean', short: 'q' },
   help: { type: 'boolean', short: 'h' },
 };
+
+/** The config fields `start` takes for this run (and passes on to the agent it starts in the background). */
+const CONNECTION_OPTIONS: OptionSpec = { master: { type: 'string', multiple: true }, 'proxy-connection-string': { type: 'string' } };
+
+function connectionOverrides(values: Record<string, unknown>): { overrides: ConfigOverrides; args: string[] } {
+  const masters = (values['master'] as string[] | undefined) ?? [];
+  const proxy = values['proxy-connection-string'] as string | undefined;
+  const overrides: ConfigOverrides = { ...(masters.length ? { masters: masters.join('\n') } : {}), ...(proxy ? { proxyConnectionString: proxy } : {}) };
+  return { overrides, args: [...masters.flatMap((m) => ['--master', m]), ...(proxy ? ['--proxy-connection-string', proxy] : [])] };
+}
 
 export const LOG_FILE = 'bbagent.log';
 
@@ -48,6 +62,8 @@ const LOG_PREFIX = /^\S+ \[\w+\] /;
 export interface StartOptions {
   nodaemon: boolean;
   quiet: boolean;
+  /** --master / --proxy-connection-string: over the config for this run; `args` as typed, for the background agent. */
+  connection?: { overrides: ConfigOverrides; args: string[] };
 }
 
 export function logfilePath(basedir: string): string {
@@ -56,12 +72,13 @@ export function logfilePath(basedir: string): string {
 
 export async function startCommand(argv: string[], io: CliIO): Promise<number> {
   return reportErrors(io, async () => {
-    const { values, positionals } = parseCommandLine(COMMAND, argv, START_OPTIONS, 1);
+    const { values, positionals } = parseCommandLine(COMMAND, argv, { ...START_OPTIONS, ...CONNECTION_OPTIONS }, 1);
     if (values['help']) {
       io.out(START_USAGE);
       return EXIT_OK;
     }
-    return startWorker(positionals[0] ?? '.', { nodaemon: values['nodaemon'] === true, quiet: values['quiet'] === true }, io);
+    const connection = connectionOverrides(values);
+    return startWorker(positionals[0] ?? '.', { nodaemon: values['nodaemon'] === true, quiet: values['quiet'] === true, connection }, io);
   });
 }
 
@@ -69,8 +86,8 @@ export async function startCommand(argv: string[], io: CliIO): Promise<number> {
 export async function startWorker(basedir: string, opts: StartOptions, io: CliIO): Promise<number> {
   const dir = path.resolve(basedir);
   // A bad or half-written config is refused here, before a pidfile, a log or a process exists.
-  const config = loadConfig(dir, {}, io.env);
-  return opts.nodaemon ? runForeground(config, dir, io) : daemonize(dir, opts.quiet, io);
+  const config = loadConfig(dir, opts.connection?.overrides ?? {}, io.env);
+  return opts.nodaemon ? runForeground(config, dir, io) : daemonize(dir, opts.quiet, io, opts.connection?.args ?? []);
 }
 
 async function runForeground(config: AgentConfig, dir: string, io: CliIO): Promise<number> {
@@ -122,7 +139,7 @@ type StartupOutcome =
   | { kind: 'spawn-error'; message: string }
   | { kind: 'timeout'; connecting: boolean };
 
-async function daemonize(dir: string, quiet: boolean, io: CliIO): Promise<number> {
+async function daemonize(dir: string, quiet: boolean, io: CliIO, connectionArgs: string[]): Promise<number> {
   const say = (line: string): void => {
     if (!quiet) io.out(line);
   };
@@ -139,7 +156,7 @@ async function daemonize(dir: string, quiet: boolean, io: CliIO): Promise<number
     // The child writes bbagent.log itself; its stderr goes there too so a crash is on record. Its stdout (the
     // foreground logger's echo) is dropped so lines are not written twice. detached: its own session, so it
     // outlives this process and the terminal.
-    child = spawn(self.command, [...self.args, 'start', '--nodaemon', dir], {
+    child = spawn(self.command, [...self.args, 'start', '--nodaemon', ...connectionArgs, dir], {
       cwd: dir,
       detached: true,
       stdio: ['ignore', 'ignore', fd],

@@ -173,6 +173,7 @@ export function envVarName(field: ConfigField): string {
 }
 
 export function flagName(field: ConfigField): string {
+  if (field === 'masters') return '--master'; // given once per master
   return '--' + field.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 }
 

@@ -1,10 +1,11 @@
 // The masters list and the proxy in the config: `masters` in the file (objects or HOST:PORT strings), the single
 // master as a list of one, --master / BBAGENT_MASTERS over the file, a further worker's own list, and the
 // endpoints each master gets (its own protocol and TLS, or the worker's).
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { createWorkerCommand } from '../../agent/cli/create-worker.js';
 import { loadConfig, validateConfig } from '../../agent/config/load.js';
 import { masterEndpoints } from '../../agent/connection/endpoint.js';
 
@@ -59,7 +60,7 @@ describe('masters in the config', () => {
     expect(env.failoverGrace).toBe(5);
     // a single master set more specifically than the file's list contradicts it: said, not guessed
     expect(() => loadConfig(dir, { masterHost: 'other' }, {})).toThrow(/overrides masters/);
-    expect(() => loadConfig(dir, { masters: 'bad host:1' }, {})).toThrow(/^--masters: masters must be a list of masters/);
+    expect(() => loadConfig(dir, { masters: 'bad host:1' }, {})).toThrow(/^--master: masters must be a list of masters/);
   });
 
   it('a further worker has its own list, or its own single master, never the top level’s list', () => {
@@ -85,5 +86,28 @@ describe('masters in the config', () => {
     const c = validateConfig({ ...base, masterHost: 'm', masterPort: 1, proxyConnectionString: 'tcp:host=p:port=3128' }, 'f', '/tmp');
     expect(c.proxyConnectionString).toBe('tcp:host=p:port=3128');
     expect(() => validateConfig({ ...base, masterHost: 'm', masterPort: 1, proxyConnectionString: '' }, 'f', '/tmp')).toThrow(/proxyConnectionString must be/);
+  });
+});
+
+describe('create-worker --master and --proxy-connection-string', () => {
+  it('writes the positional master first and each --master after it, and the proxy', async () => {
+    const dir = path.join(mkdtempSync(path.join(os.tmpdir(), 'bbagent-cw-')), 'w');
+    const errors: string[] = [];
+    const io = { out: () => {}, err: (l: string) => errors.push(l), env: {} };
+    const code = await createWorkerCommand(
+      ['--master', 'b.example:9991', '--master', '[::1]', '--proxy-connection-string', 'tcp:host=p:port=3128', dir, 'a.example:9990', 'w', 'pw'],
+      io,
+    );
+    expect(errors).toEqual([]);
+    expect(code).toBe(0);
+    const written = JSON.parse(readFileSync(path.join(dir, 'bbagent.json'), 'utf8')) as Record<string, unknown>;
+    expect(written['masterHost']).toBe('a.example');
+    expect(written['masters']).toEqual([
+      { host: 'a.example', port: 9990 },
+      { host: 'b.example', port: 9991 },
+      { host: '::1', port: 9989 },
+    ]);
+    expect(written['proxyConnectionString']).toBe('tcp:host=p:port=3128');
+    expect(loadConfig(dir, {}, {}).masters).toHaveLength(3);
   });
 });
