@@ -9,7 +9,7 @@ import { COMMAND_TABLE } from './commands/index.js';
 import type { WorkerConfig } from './config/schema.js';
 import { cleartextWarning } from './connection/cleartext.js';
 import { masterEndpoints, type ListedMaster } from './connection/endpoint.js';
-import { IdleGate, type MasterTarget } from './connection/failover.js';
+import { IdleGate, probeIntervalMs, type MasterTarget } from './connection/failover.js';
 import { abortableSleep, ConnectionManager } from './connection/manager.js';
 import { describeProxy, parseProxyConnectionString, probeEndpoint, type ProxyEndpoint } from './connection/proxy.js';
 import { AgentError, errorMessage } from './errors.js';
@@ -117,6 +117,7 @@ export class HostedWorker {
     return new ConnectionManager({
       masters: masters.map((m) => this.target(m, proxy)),
       failoverGraceMs: config.failoverGrace * 1000,
+      probeIntervalMs: probeIntervalMs(config.failoverGrace * 1000),
       idle,
       maxdelayS: config.maxdelay,
       maxretries: config.maxretries,

@@ -9,8 +9,18 @@ import type { Logger } from '../log.js';
 import type { LiveSession } from './protocol.js';
 import { reconnectDelay } from './backoff.js';
 
-/** While attached to a later master, how often the earlier ones are checked. */
+/** While attached to a later master, how often the earlier ones are checked, at most (see probeIntervalMs). */
 export const PROBE_INTERVAL_MS = 30_000;
+/** ... and at least. */
+export const MIN_PROBE_INTERVAL_MS = 1000;
+
+/**
+ * The earlier masters are checked at the pace of the failover grace (the time scale the operator gave for a
+ * master's absence), within 1-30 s: a short grace moves away fast and comes back as fast.
+ */
+export function probeIntervalMs(failoverGraceMs: number): number {
+  return Math.min(PROBE_INTERVAL_MS, Math.max(MIN_PROBE_INTERVAL_MS, failoverGraceMs));
+}
 /**
  * "Idle" is no command running for this long: between the steps of a build no command runs for a moment, and
  * going back then would cut the build. A master-side step longer than this between two commands is not covered.

@@ -2,7 +2,7 @@
 // lost master is retried for the grace period before the next is tried, each master backs off on its own, and the
 // worker goes back to an earlier master only when it accepts again and the worker is idle.
 import { describe, expect, it } from 'vitest';
-import { IdleGate, PROBE_INTERVAL_MS, type IdleSource, type MasterTarget } from '../../agent/connection/failover.js';
+import { IdleGate, PROBE_INTERVAL_MS, probeIntervalMs, type IdleSource, type MasterTarget } from '../../agent/connection/failover.js';
 import { ConnectionManager } from '../../agent/connection/manager.js';
 import type { LiveSession, SessionEnd } from '../../agent/connection/protocol.js';
 import { AgentError } from '../../agent/errors.js';
@@ -192,6 +192,12 @@ describe('failover between several masters', () => {
     expect(gaps).toEqual([...gaps].sort((a, b) => a - b));
     expect(gaps.at(-1)).toBeGreaterThan(PROBE_INTERVAL_MS);
     expect(w.attempts.map((a) => a.master)).toEqual([0, 1]); // the session stayed until the stop
+  });
+});
+
+describe('probeIntervalMs', () => {
+  it('checks at the pace of the grace, within 1-30 s', () => {
+    expect([0, 3000, 60_000].map(probeIntervalMs)).toEqual([1000, 3000, PROBE_INTERVAL_MS]);
   });
 });
 
