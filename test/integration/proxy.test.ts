@@ -8,7 +8,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BbagentWorker } from '../../scripts/harness/bbagent-worker.js';
 import { BuildbotMaster, Results, findLog, findStep, stdioText } from '../../scripts/harness/master.js';
-import { startConnectProxy, type TestProxy } from '../unit/connect-proxy.js';
+import { startConnectProxy, type TestProxy } from '../helpers/connect-proxy.js';
 
 const PASSWORD = 'proxy-pw';
 

@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openTunnel, parseProxyConnectionString, probeEndpoint } from '../../agent/connection/proxy.js';
 import { AgentError } from '../../agent/errors.js';
-import { startConnectProxy, type TestProxy } from './connect-proxy.js';
+import { startConnectProxy, type TestProxy } from '../helpers/connect-proxy.js';
 
 describe('parseProxyConnectionString', () => {
   it("reads Twisted's tcp: forms and http:// URLs with credentials", () => {
