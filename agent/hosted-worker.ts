@@ -101,7 +101,7 @@ export class HostedWorker {
     const proxy = config.proxyConnectionString ? parseProxyConnectionString(config.proxyConnectionString) : undefined;
     const masters = masterEndpoints(config);
     for (const m of masters) {
-      const cleartext = proxy ? undefined : cleartextWarning(m);
+      const cleartext = cleartextWarning(m);
       if (cleartext) logger.warn(cleartext);
     }
     if (proxy && masters.some((m) => !m.tls))

@@ -95,8 +95,12 @@ export class IdleGate implements IdleSource {
     while (!signal.aborted && !this.isIdle()) {
       if (this.host.runningCount > 0) {
         await new Promise<void>((resolve) => {
-          this.waiters.push(resolve);
-          signal.addEventListener('abort', () => resolve(), { once: true });
+          const done = (): void => {
+            signal.removeEventListener('abort', done);
+            resolve();
+          };
+          this.waiters.push(done);
+          signal.addEventListener('abort', done, { once: true });
         });
       } else {
         await this.sleep(this.settleMs - (this.now() - this.lastBusyAt), signal);

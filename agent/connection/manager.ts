@@ -203,15 +203,18 @@ export class ConnectionManager {
       return 'gave-up';
     }
     if (this.abort.signal.aborted) return undefined;
-    this.scheduleRetry(state);
-    if (this.several && (this.graceEnd === undefined || this.now() >= this.graceEnd)) this.moveOn();
+    const moveOn = this.several && (this.graceEnd === undefined || this.now() >= this.graceEnd);
+    this.scheduleRetry(state, !moveOn);
+    if (moveOn) this.moveOn();
     return undefined;
   }
 
-  private scheduleRetry(state: MasterBackoff): void {
+  /** Draws when this master is tried again; `log`: that is what happens next (no move to another master). */
+  private scheduleRetry(state: MasterBackoff, log = true): void {
     const { capS } = state.schedule(this.now(), this.opts.maxdelayS, this.opts.random);
     // within the grace period the lost master is tried again by its end at the latest
     if (this.graceEnd !== undefined) state.notBefore = Math.min(state.notBefore, Math.max(this.graceEnd, this.now()));
+    if (!log) return;
     const why = state.spread ? ', spread because the master ended the session' : '';
     const target = this.several ? ` ${(this.targets[this.index] as MasterTarget).describe}` : '';
     this.opts.logger.info(
@@ -227,7 +230,9 @@ export class ConnectionManager {
     this.index = (this.index + 1) % this.targets.length;
     const to = this.targets[this.index] as MasterTarget;
     const why = lostOne ? `it has not come back within the failover grace of ${seconds(this.opts.failoverGraceMs ?? 0)}` : 'it does not accept the worker';
-    this.opts.logger.warn(`failing over from ${from.describe} to ${to.describe}: ${why}`);
+    const wait = (this.states[this.index] as MasterBackoff).notBefore - this.now();
+    const when = wait > 0 ? `; trying it in ${seconds(wait)} (its own back-off)` : '';
+    this.opts.logger.warn(`failing over from ${from.describe} to ${to.describe}: ${why}${when}`);
   }
 
   get everConnected(): boolean {
