@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createWorkerCommand } from '../../agent/cli/create-worker.js';
+import { startCommand } from '../../agent/cli/start.js';
 import { loadConfig, validateConfig } from '../../agent/config/load.js';
 import { masterEndpoints } from '../../agent/connection/endpoint.js';
 
@@ -109,5 +110,17 @@ describe('create-worker --master and --proxy-connection-string', () => {
     ]);
     expect(written['proxyConnectionString']).toBe('tcp:host=p:port=3128');
     expect(loadConfig(dir, {}, {}).masters).toHaveLength(3);
+  });
+});
+
+describe('start --master', () => {
+  it('reads each --master as the next master of the list, and refuses a bad one naming the flag, before starting anything', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'bbagent-start-'));
+    writeFileSync(path.join(dir, 'bbagent.json'), JSON.stringify({ ...base, masterHost: 'm', masterPort: 1 }));
+    const errors: string[] = [];
+    const io = { out: () => {}, err: (l: string) => errors.push(l), env: {} };
+    const code = await startCommand(['--nodaemon', '--master', 'a:1', '--master', 'bad host:2', dir], io);
+    expect(code).not.toBe(0);
+    expect(errors.join('\n')).toMatch(/--master: masters must be a list of masters in order.*got "a:1\\nbad host:2"/);
   });
 });
