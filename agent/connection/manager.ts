@@ -235,6 +235,11 @@ export class ConnectionManager {
     this.opts.logger.warn(`failing over from ${from.describe} to ${to.describe}: ${why}${when}`);
   }
 
+  /** The attached master's description (MasterTarget.describe), or undefined while not attached. */
+  get attachedTo(): string | undefined {
+    return this.current ? (this.targets[this.index] as MasterTarget).describe : undefined;
+  }
+
   get everConnected(): boolean {
     return this.connectedOnce;
   }

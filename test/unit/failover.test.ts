@@ -167,6 +167,7 @@ describe('failover between several masters', () => {
     await w.m.run();
     // the first check is one probe interval after attaching; the worker was busy then, so it waited for idle
     expect(w.probes[0]).toEqual({ master: 0, at: PROBE_INTERVAL_MS });
+    expect(w.m.attachedTo).toBeUndefined(); // stopped
     expect(idleWaits).toBe(1);
     expect(onSecond.closedByUs()).toBe(true);
     expect(w.attempts.map((a) => a.master)).toEqual([0, 1, 0]);
