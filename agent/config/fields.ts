@@ -3,6 +3,7 @@
 
 import { AgentError } from '../errors.js';
 import { MASTERS_EXPECT, mastersFromJson, mastersFromText } from './masters.js';
+import { proxyProblem } from './proxy.js';
 import { PROTOCOL_NAMES, type WorkerConfig } from './schema.js';
 
 /** A field of the schema (one setting; `workers` is not one: load.ts reads it apart). */
@@ -138,7 +139,7 @@ const RULES: { [K in ConfigField]: FieldRule<WorkerConfig[K]> } = {
   masters: { expect: MASTERS_EXPECT, fromJson: (v) => mastersFromJson(v) ?? BAD, fromText: (s) => mastersFromText(s) ?? BAD },
   failoverGrace: int(0, Number.MAX_SAFE_INTEGER, 'an integer number of seconds >= 0'),
   proxyConnectionString: nullable(
-    text('', (s) => s.length > 0),
+    text('', (s) => proxyProblem(s) === undefined),
     'a proxy endpoint (tcp:host=HOST:port=PORT or http://HOST:PORT) or null',
   ),
   logSize: int(0, Number.MAX_SAFE_INTEGER, 'an integer number of bytes >= 0 (0 never rotates)'),

@@ -4,6 +4,7 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { MasterEntry, Protocol, WorkerConfig } from '../config/schema.js';
+import { splitEndpoint } from '../config/proxy.js';
 import { AgentError } from '../errors.js';
 
 export interface MasterEndpoint {
@@ -12,21 +13,6 @@ export interface MasterEndpoint {
   tls: boolean;
   /** Extra trusted CA certificates (PEM), for masters with a self-signed CA. */
   ca: Buffer[] | undefined;
-}
-
-/** Splits an endpoint string at unescaped ':' (Twisted escapes ':' in IPv6 addresses as '\:'). */
-export function splitEndpoint(s: string): string[] {
-  const parts: string[] = [];
-  let cur = '';
-  for (let i = 0; i < s.length; i++) {
-    if (s[i] === '\\' && i + 1 < s.length) cur += s[++i];
-    else if (s[i] === ':') {
-      parts.push(cur);
-      cur = '';
-    } else cur += s[i];
-  }
-  parts.push(cur);
-  return parts;
 }
 
 function readCa(file: string, what: string): Buffer[] {

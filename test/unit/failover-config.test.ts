@@ -87,6 +87,10 @@ describe('masters in the config', () => {
     const c = validateConfig({ ...base, masterHost: 'm', masterPort: 1, proxyConnectionString: 'tcp:host=p:port=3128' }, 'f', '/tmp');
     expect(c.proxyConnectionString).toBe('tcp:host=p:port=3128');
     expect(() => validateConfig({ ...base, masterHost: 'm', masterPort: 1, proxyConnectionString: '' }, 'f', '/tmp')).toThrow(/proxyConnectionString must be/);
+    // refused with the config, before the agent starts
+    expect(() => validateConfig({ ...base, masterHost: 'm', masterPort: 1, proxyConnectionString: 'proxy:3128' }, 'f', '/tmp')).toThrow(
+      /^f: proxyConnectionString must be a proxy endpoint \(tcp:host=HOST:port=PORT or http:\/\/HOST:PORT\) or null, got "proxy:3128"$/,
+    );
   });
 });
 
