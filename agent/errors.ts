@@ -23,6 +23,7 @@ type ConnectionCode =
   | 'E_AUTH' // wrong worker name or password
   | 'E_LOGIN'
   | 'E_HANDSHAKE'
+  | 'E_PROXY' // the HTTP CONNECT proxy refused or failed the tunnel to the master
   | 'E_CONNECTION_LOST'
   | 'E_REMOTE' // the master answered a call with an error
   | 'E_WS_INTERNALS' // the ws library no longer works as msgpack/inflate.ts expects

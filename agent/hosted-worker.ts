@@ -8,8 +8,10 @@ import type { Platform } from '../platforms/types.js';
 import { COMMAND_TABLE } from './commands/index.js';
 import type { WorkerConfig } from './config/schema.js';
 import { cleartextWarning } from './connection/cleartext.js';
-import { masterEndpoint } from './connection/endpoint.js';
-import { ConnectionManager } from './connection/manager.js';
+import { masterEndpoints, type ListedMaster } from './connection/endpoint.js';
+import { IdleGate, probeIntervalMs, type MasterTarget } from './connection/failover.js';
+import { abortableSleep, ConnectionManager } from './connection/manager.js';
+import { describeProxy, parseProxyConnectionString, probeEndpoint, type ProxyEndpoint } from './connection/proxy.js';
 import { AgentError, errorMessage } from './errors.js';
 import { makedirs } from './fs/makedirs.js';
 import type { Logger } from './log.js';
@@ -51,6 +53,8 @@ export class HostedWorker {
   readonly ended: Promise<WorkerEnd>;
   private readonly manager: ConnectionManager;
   private session: Session | undefined;
+  /** The protocol of the attached master (each master of `masters` may speak its own). */
+  private sessionProtocol: WorkerConfig['protocol'];
   private stopWatching: () => void = () => {};
   private resolveEnded!: (how: WorkerEnd) => void;
   private running = false;
@@ -62,6 +66,7 @@ export class HostedWorker {
     readonly logger: Logger,
   ) {
     this.ended = new Promise((r) => (this.resolveEnded = r));
+    this.sessionProtocol = config.protocol;
     const basedir = (this.basedir = path.resolve(config.basedir));
     ensureBasedir(basedir, logger);
     sweepTempFiles(basedir, logger); // temp files of downloads a kill -9 interrupted
@@ -88,21 +93,46 @@ export class HostedWorker {
       deleteLeftoverDirs: config.deleteLeftoverDirs,
       version,
     });
-    this.worker.host.onIdle = shared.onActivity;
     this.manager = this.connectionManager();
   }
 
   private connectionManager(): ConnectionManager {
     const { config, logger } = this;
-    const endpoint = masterEndpoint(config);
-    const cleartext = cleartextWarning(endpoint);
-    if (cleartext) logger.warn(cleartext);
+    const proxy = config.proxyConnectionString ? parseProxyConnectionString(config.proxyConnectionString) : undefined;
+    const masters = masterEndpoints(config);
+    for (const m of masters) {
+      const cleartext = cleartextWarning(m);
+      if (cleartext) logger.warn(cleartext);
+    }
+    if (proxy && masters.some((m) => !m.tls))
+      logger.warn(`the masters are reached through the ${describeProxy(proxy)} without TLS: the proxy sees the worker password and every command`);
     if (config.confineToBasedir) logger.info(`confineToBasedir: file and transfer paths and shell workdirs must lead into ${this.basedir}`);
-    const protocolEndpoint: ProtocolEndpoint = {
-      host: endpoint.host,
-      port: endpoint.port,
-      tls: endpoint.tls,
-      ca: endpoint.ca,
+    if (masters.length > 1)
+      logger.info(`masters in order of preference: ${masters.map((m) => `${m.host}:${m.port}`).join(', ')} (failover grace ${config.failoverGrace} s)`);
+    const idle = new IdleGate(this.worker.host, () => performance.now(), abortableSleep);
+    this.worker.host.onIdle = () => {
+      this.shared.onActivity();
+      idle.commandsEnded();
+    };
+    return new ConnectionManager({
+      masters: masters.map((m) => this.target(m, proxy)),
+      failoverGraceMs: config.failoverGrace * 1000,
+      probeIntervalMs: probeIntervalMs(config.failoverGrace * 1000),
+      idle,
+      maxdelayS: config.maxdelay,
+      maxretries: config.maxretries,
+      logger,
+    });
+  }
+
+  private target(m: ListedMaster, proxy: ProxyEndpoint | undefined): MasterTarget {
+    const { config } = this;
+    const endpoint: ProtocolEndpoint = {
+      host: m.host,
+      port: m.port,
+      tls: m.tls,
+      ca: m.ca,
+      proxy,
       name: config.name,
       password: config.password,
       keepaliveS: config.keepalive,
@@ -111,19 +141,19 @@ export class HostedWorker {
       deflate: config.deflate,
       leanUpdates: config.leanUpdates,
     };
-    return new ConnectionManager({
-      describe: `${endpoint.host}:${endpoint.port} (${config.protocol}${endpoint.tls ? ', TLS' : ''})`,
-      maxdelayS: config.maxdelay,
-      maxretries: config.maxretries,
-      logger,
-      connect: () => this.connect(protocolEndpoint),
-    });
+    const via = proxy ? `, via ${describeProxy(proxy)}` : '';
+    return {
+      describe: `${m.host}:${m.port} (${m.protocol}${m.tls ? ', TLS' : ''}${via})`,
+      connect: () => this.connect(m.protocol, endpoint),
+      probe: () => probeEndpoint(m, proxy, HANDSHAKE_TIMEOUT_MS),
+    };
   }
 
-  private async connect(endpoint: ProtocolEndpoint): Promise<Session> {
-    const protocol = await this.shared.protocols[this.config.protocol]();
+  private async connect(name: WorkerConfig['protocol'], endpoint: ProtocolEndpoint): Promise<Session> {
+    const protocol = await this.shared.protocols[name]();
     const s = await protocol.connect(endpoint, this.worker, this.logger);
     this.session = s;
+    this.sessionProtocol = name;
     this.shared.onActivity();
     void s.closed.then(() => {
       if (this.session === s) this.session = undefined;
@@ -140,7 +170,7 @@ export class HostedWorker {
 
   /** Worker-initiated graceful shutdown: the master stops the worker once its builds are done. */
   requestShutdown(why: string): void {
-    gracefulShutdown(this.session, this.config.protocol, why, () => this.end('shutdown'), this.logger);
+    gracefulShutdown(this.session, this.sessionProtocol, why, () => this.end('shutdown'), this.logger);
   }
 
   /** Stops reconnecting and closes the connection; running commands are left to the caller (abandonAll). */

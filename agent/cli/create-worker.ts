@@ -31,6 +31,7 @@ const OWN_FLAGS: readonly { names: string; help: string }[] = [
   { names: '-f, --force', help: 'overwrite an existing BASEDIR/bbagent.json' },
   { names: '-r, --relocatable', help: "store basedir as '.' (the directory holding bbagent.json)" },
   { names: '-n, --no-logrotate', help: 'never rotate bbagent.log (same as --log-size 0)' },
+  { names: '    --master HOST:PORT', help: 'a further master to fail over to, after MASTERHOST:PORT (once per master, in order of preference)' },
   {
     names: '    --from-buildbot-worker DIR',
     help: "take master, name, password and options from DIR/buildbot.tac (read, never run) and keep DIR/info; writes DIR/bbagent.json, or TARGET/bbagent.json when TARGET is given; flags given too override the tac's values",
@@ -47,11 +48,11 @@ Creates BASEDIR (if needed) with bbagent.json and info/admin, info/host. PORT de
 starts with '-' (a password, say).
 
 Options:
-${OWN_FLAGS.slice(0, 4)
+${OWN_FLAGS.slice(0, -2)
   .flatMap((f) => helpEntry(f.names, f.help))
   .join('\n')}
 ${fieldFlagsHelp(FIELD_FLAGS)}
-${OWN_FLAGS.slice(4)
+${OWN_FLAGS.slice(-2)
   .flatMap((f) => helpEntry(f.names, f.help))
   .join('\n')}`;
 
@@ -59,6 +60,7 @@ const OPTIONS: OptionSpec = {
   force: { type: 'boolean', short: 'f' },
   relocatable: { type: 'boolean', short: 'r' },
   'no-logrotate': { type: 'boolean', short: 'n' },
+  master: { type: 'string', multiple: true },
   'from-buildbot-worker': { type: 'string' },
   ...fieldOptionSpec(FIELD_FLAGS),
   quiet: { type: 'boolean', short: 'q' },
@@ -100,7 +102,7 @@ export function parseMasterArgument(arg: string): { host: string; port: number }
   };
 }
 
-type Values = Record<string, string | boolean | undefined>;
+type Values = Readonly<Record<string, unknown>>;
 
 export async function createWorkerCommand(argv: string[], io: CliIO): Promise<number> {
   return reportErrors(io, async () => {
@@ -173,7 +175,10 @@ function fromArguments(positionals: string[], values: Values): Plan {
     { basedir, masterHost: master.host, masterPort: master.port, name, password },
     (field) => POSITIONAL_SOURCES[field] ?? field,
   );
-  const config = mergeLayers([positional, flagLayer(values)], { basedir }, (fields) => `${COMMAND}: missing ${fields.join(', ')}`);
+  // --master: further masters after MASTERHOST:PORT, in order of preference
+  const further = (values['master'] as string[] | undefined) ?? [];
+  const masters = further.length ? [layerFromOverrides({ masters: [masterArg, ...further].join('\n') }, () => '--master')] : [];
+  const config = mergeLayers([positional, flagLayer(values), ...masters], { basedir }, (fields) => `${COMMAND}: missing ${fields.join(', ')}`);
   return { config, relocatable: false, after: [] };
 }
 
@@ -181,6 +186,9 @@ function fromArguments(positionals: string[], values: Values): Plan {
 function fromBuildbotWorker(dirArg: string, positionals: string[], values: Values, say: (line: string) => void): Plan {
   if (positionals.length > 1) {
     throw new UsageError(`${COMMAND}: with --from-buildbot-worker, expected at most 1 argument TARGET, got ${positionals.length} (see '${COMMAND} --help')`);
+  }
+  if (values['master'] !== undefined) {
+    throw new UsageError(`${COMMAND}: --master is for a new worker; after --from-buildbot-worker, add further masters to bbagent.json's "masters"`);
   }
   const dir = path.resolve(dirArg);
   const tacFile = tacPath(dir);

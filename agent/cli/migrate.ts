@@ -4,7 +4,6 @@
 
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { isField } from '../config/fields.js';
 import type { ConfigField, ConfigOverrides } from '../config/load.js';
 import { AgentError } from '../errors.js';
 import { isProcessAlive } from './pidfile.js';
@@ -91,9 +90,7 @@ function otherParam(tac: Tac, m: Migration, param: WorkerParam, v: TacValue, set
       return;
     case 'proxy_connection_string':
       if (v.value === null) return;
-      // the field comes with HTTP CONNECT proxy support; until then a proxied worker cannot be carried over
-      if (!isField('proxyConnectionString' as string)) throw refuse(tac, v, 'bbagent has no proxy_connection_string (HTTP proxy) setting yet');
-      set('proxyConnectionString' as ConfigField, v.value, v, param);
+      set('proxyConnectionString', v.value, v, param);
       return;
     case 'usePTY':
     case 'unicode_encoding':

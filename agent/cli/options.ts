@@ -51,6 +51,19 @@ export const FIELD_FLAGS: readonly FieldFlag[] = [
     help: 'Twisted-style client endpoint overriding MASTERHOST:PORT (e.g. tls:host=H:port=P)',
     none: 'MASTERHOST:PORT',
   },
+  {
+    flag: 'proxy-connection-string',
+    field: 'proxyConnectionString',
+    metavar: 'S',
+    help: 'reach the masters through this HTTP CONNECT proxy (tcp:host=H:port=P or http://[USER:PASSWORD@]H:P)',
+    none: 'direct',
+  },
+  {
+    flag: 'failover-grace',
+    field: 'failoverGrace',
+    metavar: 'SECONDS',
+    help: 'with several masters: how long a lost master is retried before the worker moves to the next one',
+  },
   { flag: 'use-tls', field: 'useTls', help: 'connect to the master over TLS' },
   { flag: 'tls-ca-file', field: 'tlsCaFile', metavar: 'FILE', help: "trust the CA in this PEM file for the master's certificate", none: 'the system CAs' },
   { flag: 'delete-leftover-dirs', field: 'deleteLeftoverDirs', help: 'delete build directories the master no longer needs' },
@@ -84,13 +97,13 @@ export function fieldOptionSpec(flags: readonly FieldFlag[]): OptionSpec {
 /** The config values these flags gave (text, parsed later with the field's rules) and the flag that gave each. */
 export function fieldOverrides(
   flags: readonly FieldFlag[],
-  values: Record<string, string | boolean | undefined>,
+  values: Readonly<Record<string, unknown>>,
 ): { overrides: ConfigOverrides; sources: Partial<Record<ConfigField, string>> } {
   const overrides: ConfigOverrides = {};
   const sources: Partial<Record<ConfigField, string>> = {};
   for (const f of flags) {
     const value = values[f.flag];
-    if (value === undefined) continue;
+    if (typeof value !== 'string' && typeof value !== 'boolean') continue;
     (overrides as Record<string, unknown>)[f.field] = value;
     sources[f.field] = `--${f.flag}`;
   }
@@ -98,7 +111,7 @@ export function fieldOverrides(
 }
 
 /** The given flags as argv again (to hand them to another process). */
-export function fieldArgv(flags: readonly FieldFlag[], values: Record<string, string | boolean | undefined>): string[] {
+export function fieldArgv(flags: readonly FieldFlag[], values: Readonly<Record<string, unknown>>): string[] {
   const argv: string[] = [];
   for (const f of flags) {
     const value = values[f.flag];

@@ -29,6 +29,7 @@ connect to the master.
 
 Options:
       --nodaemon              stay in the foreground, logging to stdout and bbagent.log
+      --master HOST:PORT      a master to attach to, once per master in order of preference (replaces the config's)
   -q, --quiet                 print nothing but errors
   -h, --help                  show this help
 
@@ -38,6 +39,7 @@ export const START_OPTIONS: OptionSpec = {
   nodaemon: { type: 'boolean' },
   quiet: { type: 'boolean', short: 'q' },
   help: { type: 'boolean', short: 'h' },
+  master: { type: 'string', multiple: true },
   ...fieldOptionSpec(FIELD_FLAGS),
 };
 
@@ -58,12 +60,18 @@ export interface StartOptions {
   nodaemon: boolean;
   quiet: boolean;
   /** The parsed command line: its setting flags override the config for this run. */
-  values?: Record<string, string | boolean | undefined>;
+  values?: Readonly<Record<string, unknown>>;
 }
 
 /** The settings flags of a start's command line as config overrides (loadConfig names each by its flag). */
-export function startOverrides(values: Record<string, string | boolean | undefined>): ConfigOverrides {
-  return fieldOverrides(FIELD_FLAGS, values).overrides;
+export function startOverrides(values: Readonly<Record<string, unknown>>): ConfigOverrides {
+  const masters = startMasters(values);
+  return { ...fieldOverrides(FIELD_FLAGS, values).overrides, ...(masters.length ? { masters: masters.join('\n') } : {}) };
+}
+
+/** The --master flags of a start, in order. */
+function startMasters(values: Readonly<Record<string, unknown>>): string[] {
+  return (values['master'] as string[] | undefined) ?? [];
 }
 
 export function logfilePath(basedir: string): string {
@@ -86,7 +94,7 @@ export async function startWorker(basedir: string, opts: StartOptions, io: CliIO
   const dir = path.resolve(basedir);
   // A bad or half-written config is refused here, before a pidfile, a log or a process exists.
   const config = loadConfig(dir, startOverrides(opts.values ?? {}), io.env);
-  return opts.nodaemon ? runForeground(config, dir, io) : daemonize(dir, opts.quiet, fieldArgv(FIELD_FLAGS, opts.values ?? {}), io);
+  return opts.nodaemon ? runForeground(config, dir, io) : daemonize(dir, opts.quiet, startArgv(opts.values ?? {}), io);
 }
 
 async function runForeground(config: AgentConfig, dir: string, io: CliIO): Promise<number> {
@@ -140,6 +148,11 @@ type StartupOutcome =
   | { kind: 'exited'; code: number | null; signal: string | null; lines: string[] }
   | { kind: 'spawn-error'; message: string }
   | { kind: 'timeout'; connecting: boolean };
+
+/** The setting flags of a start as argv again, for the agent it starts in the background. */
+function startArgv(values: Readonly<Record<string, unknown>>): string[] {
+  return [...fieldArgv(FIELD_FLAGS, values), ...startMasters(values).map((m) => `--master=${m}`)];
+}
 
 /** Runs `start --nodaemon` detached with the same setting flags (`settings`), and follows its log. */
 async function daemonize(dir: string, quiet: boolean, settings: string[], io: CliIO): Promise<number> {

@@ -2,6 +2,8 @@
 // JSON and from text), and the one-line messages that name a field, its source and the fault.
 
 import { AgentError } from '../errors.js';
+import { MASTERS_EXPECT, mastersFromJson, mastersFromText } from './masters.js';
+import { proxyProblem } from './proxy.js';
 import { PROTOCOL_NAMES, type WorkerConfig } from './schema.js';
 
 /** A field of the schema (one setting; `workers` is not one: load.ts reads it apart). */
@@ -133,6 +135,13 @@ const RULES: { [K in ConfigField]: FieldRule<WorkerConfig[K]> } = {
     text('', (s) => s.length > 0),
     'a non-empty endpoint string or null',
   ),
+  // failover and proxy (config/masters.ts)
+  masters: { expect: MASTERS_EXPECT, fromJson: (v) => mastersFromJson(v) ?? BAD, fromText: (s) => mastersFromText(s) ?? BAD },
+  failoverGrace: int(0, Number.MAX_SAFE_INTEGER, 'an integer number of seconds >= 0'),
+  proxyConnectionString: nullable(
+    text('', (s) => proxyProblem(s) === undefined),
+    'a proxy endpoint (tcp:host=HOST:port=PORT or http://HOST:PORT) or null',
+  ),
   logSize: int(0, Number.MAX_SAFE_INTEGER, 'an integer number of bytes >= 0 (0 never rotates)'),
   logCount: nullable(int(0, Number.MAX_SAFE_INTEGER, ''), 'an integer >= 0 or null (keep all)'),
   outputRate: nullable(int(1, Number.MAX_SAFE_INTEGER, ''), 'an integer number of bytes per second >= 1 or null (unlimited)'),
@@ -166,6 +175,7 @@ export function envVarName(field: ConfigField): string {
 }
 
 export function flagName(field: ConfigField): string {
+  if (field === 'masters') return '--master'; // given once per master
   return '--' + field.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 }
 

@@ -16,6 +16,7 @@ import {
   unknownKeysError,
   type ConfigField,
 } from './fields.js';
+import { reconcileMasters } from './masters.js';
 import { CONFIG_DEFAULTS, CONFIG_FILE, type AgentConfig, type WorkerConfig } from './schema.js';
 import { checkWorkers, WORKERS_KEY, workerEntries } from './workers.js';
 
@@ -30,8 +31,7 @@ export interface ConfigLayer {
   sources: Partial<Record<ConfigField, string>>;
 }
 
-/** buildbot-worker's port when MASTERHOST:PORT has no port. */
-export const DEFAULT_MASTER_PORT = 9989;
+export { DEFAULT_MASTER_PORT } from './masters.js';
 
 const REQUIRED: readonly ConfigField[] = ['masterHost', 'masterPort', 'name', 'password'];
 
@@ -113,10 +113,17 @@ export function layerFromOverrides(
 export function mergeLayers(layers: readonly ConfigLayer[], defaults: { basedir: string }, missing: (fields: ConfigField[]) => string): AgentConfig {
   const values: Partial<AgentConfig> = { ...CONFIG_DEFAULTS, ...defaults, workers: [] };
   const sources: Partial<Record<ConfigField, string>> = {};
-  for (const layer of layers) {
+  /** Which layer set the master list and the single master: the more specific one wins. */
+  let mastersLayer = -1;
+  let hostLayer = -1;
+  layers.forEach((layer, i) => {
     Object.assign(values, layer.values);
     Object.assign(sources, layer.sources);
-  }
+    if (layer.values.masters !== undefined) mastersLayer = i;
+    if (layer.values.masterHost !== undefined || layer.values.masterPort !== undefined) hostLayer = i;
+  });
+  const fault = reconcileMasters(values, mastersLayer > hostLayer);
+  if (fault !== undefined) throw configError(sources.masters ?? 'config', fault);
   const absent = REQUIRED.filter((f) => values[f] === undefined);
   if (absent.length > 0) throw new AgentError('E_CONFIG', missing(absent));
   const config = values as AgentConfig;

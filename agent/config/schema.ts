@@ -9,6 +9,17 @@ export const PROTOCOL_NAMES = { pb: 'pb', msgpack: 'msgpack', msgpack_experiment
 
 export type Protocol = (typeof PROTOCOL_NAMES)[keyof typeof PROTOCOL_NAMES];
 
+/** One master of a worker's ordered list (`masters`); the fields it leaves out are the worker's own. */
+export interface MasterEntry {
+  host: string;
+  port: number;
+  protocol?: Protocol;
+  /** A Twisted-style endpoint overriding host/port for this master (tcp:..., tls:...). */
+  connectionString?: string | null;
+  useTls?: boolean;
+  tlsCaFile?: string | null;
+}
+
 /**
  * One worker's complete settings. The agent-wide fields (umask, logs, the agent's output budget, ...) are the
  * same in every worker of an agent; config/workers.ts says which fields are whose.
@@ -51,6 +62,15 @@ export interface WorkerConfig {
   tlsCaFile: string | null;
   /** A Twisted-style client endpoint string overriding host/port (e.g. tls:host:port), or null. */
   connectionString: string | null;
+  /**
+   * The masters in order of preference (empty: the one master of masterHost/masterPort). The worker attaches to
+   * the first that accepts, fails over down the list, and goes back to an earlier one only when idle.
+   */
+  masters: MasterEntry[];
+  /** Seconds a lost master is retried before the worker moves on to the next master of `masters`. */
+  failoverGrace: number;
+  /** An HTTP CONNECT proxy to reach the masters through (tcp:host=H:port=P or http://[user:pw@]H:P), or null. */
+  proxyConnectionString: string | null;
   /** Rotate the log file at this many bytes; 0 disables rotation. */
   logSize: number;
   /** Keep this many rotated log files (null keeps all). */
@@ -109,6 +129,10 @@ export const CONFIG_DEFAULTS = {
   useTls: false,
   tlsCaFile: null,
   connectionString: null,
+  masters: [] as MasterEntry[],
+  // a master restart takes seconds; a fleet's reconnects after one are spread over 45 s (backoff.ts)
+  failoverGrace: 60,
+  proxyConnectionString: null,
   logSize: 10_000_000,
   logCount: 10,
   outputRate: null,

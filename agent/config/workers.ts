@@ -3,6 +3,7 @@
 
 import path from 'node:path';
 import { CONFIG_FIELDS, configError, isField, parseFieldJson, show, unknownKeysError, type ConfigField } from './fields.js';
+import { reconcileMasters } from './masters.js';
 import type { WorkerConfig } from './schema.js';
 
 export const WORKERS_KEY = 'workers';
@@ -31,6 +32,9 @@ export const FIELD_SCOPE: { readonly [K in ConfigField]: 'agent' | 'worker' } = 
   useTls: 'worker',
   tlsCaFile: 'worker',
   connectionString: 'worker',
+  masters: 'worker',
+  failoverGrace: 'worker',
+  proxyConnectionString: 'worker',
   logSize: 'agent',
   logCount: 'agent',
   outputRate: 'agent',
@@ -77,9 +81,14 @@ function workerEntry(entry: unknown, top: WorkerConfig, source: string, relative
   // the fields only: the top level as loaded also lists the workers
   const config = Object.fromEntries(CONFIG_FIELDS.map((f) => [f, top[f]])) as unknown as WorkerConfig;
   // the top level's connection string would override the entry's own master address
-  if (!keys.includes('connectionString') && (keys.includes('masterHost') || keys.includes('masterPort'))) config.connectionString = null;
+  const ownMaster = keys.includes('masterHost') || keys.includes('masterPort');
+  if (!keys.includes('connectionString') && (ownMaster || keys.includes('masters'))) config.connectionString = null;
+  // nor would the top level's list of masters
+  if (!keys.includes('masters') && (ownMaster || keys.includes('connectionString'))) config.masters = [];
   const values = entry as Record<ConfigField, unknown>;
   for (const field of keys as ConfigField[]) setParsed(config, field, values[field], source, `${label}.${field}`);
+  const fault = reconcileMasters(config, !ownMaster);
+  if (fault !== undefined) throw configError(source, `${label}: ${fault}`);
   config.basedir = path.resolve(relativeTo, config.basedir);
   if (config.protocol === 'msgpack' && config.name.includes(':')) {
     throw configError(source, `${label}.name must not contain ':' with protocol msgpack, got ${show(config.name, false)}`);

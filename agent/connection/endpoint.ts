@@ -3,7 +3,8 @@
 
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
-import type { WorkerConfig } from '../config/schema.js';
+import type { MasterEntry, Protocol, WorkerConfig } from '../config/schema.js';
+import { splitEndpoint } from '../config/proxy.js';
 import { AgentError } from '../errors.js';
 
 export interface MasterEndpoint {
@@ -12,21 +13,6 @@ export interface MasterEndpoint {
   tls: boolean;
   /** Extra trusted CA certificates (PEM), for masters with a self-signed CA. */
   ca: Buffer[] | undefined;
-}
-
-/** Splits an endpoint string at unescaped ':' (Twisted escapes ':' in IPv6 addresses as '\:'). */
-function splitEndpoint(s: string): string[] {
-  const parts: string[] = [];
-  let cur = '';
-  for (let i = 0; i < s.length; i++) {
-    if (s[i] === '\\' && i + 1 < s.length) cur += s[++i];
-    else if (s[i] === ':') {
-      parts.push(cur);
-      cur = '';
-    } else cur += s[i];
-  }
-  parts.push(cur);
-  return parts;
 }
 
 function readCa(file: string, what: string): Buffer[] {
@@ -62,6 +48,27 @@ export function parseConnectionString(s: string, caFile: string | null): MasterE
   }
   const roots = named['trustRoots'] ?? caFile;
   return { host, port, tls: kind === 'tls', ca: roots ? readCa(roots, 'connectionString') : undefined };
+}
+
+/** One master of a worker's list, with the protocol spoken to it. */
+export interface ListedMaster extends MasterEndpoint {
+  protocol: Protocol;
+}
+
+/** The worker's masters in order: its `masters`, or the one master of masterHost/masterPort/connectionString. */
+export function masterEndpoints(config: WorkerConfig): ListedMaster[] {
+  if (config.masters.length === 0) return [{ ...masterEndpoint(config), protocol: config.protocol }];
+  return config.masters.map((m: MasterEntry) => ({
+    ...masterEndpoint({
+      ...config,
+      masterHost: m.host,
+      masterPort: m.port,
+      connectionString: m.connectionString ?? null,
+      useTls: m.useTls ?? config.useTls,
+      tlsCaFile: m.tlsCaFile === undefined ? config.tlsCaFile : m.tlsCaFile,
+    }),
+    protocol: m.protocol ?? config.protocol,
+  }));
 }
 
 export function masterEndpoint(config: WorkerConfig): MasterEndpoint {

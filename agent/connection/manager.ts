@@ -4,8 +4,8 @@
 import { AgentError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import { startDelay } from '../timers.js';
-import type { LiveSession } from './protocol.js';
-import { reconnectDelay } from './backoff.js';
+import type { LiveSession, SessionEnd } from './protocol.js';
+import { MasterBackoff, PROBE_INTERVAL_MS, watchPreferred, type IdleSource, type MasterTarget } from './failover.js';
 
 /**
  * Who ended a session. 'master': the master closed or reset the connection (a restart or shutdown does it to
@@ -19,10 +19,17 @@ import { reconnectDelay } from './backoff.js';
 export const STABLE_PERIOD_MS = 60_000;
 
 export interface ConnectionManagerOptions {
-  /** Opens and attaches one session; rejects with an AgentError naming what went wrong. */
-  connect: () => Promise<LiveSession>;
-  /** Human-readable master address for log lines. */
-  describe: string;
+  /** Opens and attaches one session (one master); `masters` replaces it for a list. */
+  connect?: () => Promise<LiveSession>;
+  /** Human-readable master address for log lines (with `connect`). */
+  describe?: string;
+  /** The masters in order of preference (failover.ts); one master is a list of one. */
+  masters?: readonly MasterTarget[];
+  /** A lost master is retried this long before the next one of `masters` is tried. */
+  failoverGraceMs?: number;
+  /** Whether the worker runs a command now: the manager goes back to an earlier master only when idle. */
+  idle?: IdleSource;
+  probeIntervalMs?: number;
   maxdelayS: number;
   /** Failed attempts in a row before giving up; null = never give up. */
   maxretries: number | null;
@@ -54,67 +61,183 @@ function seconds(ms: number): string {
   return `${(ms / 1000).toFixed(1)} s`;
 }
 
+type Attached = { end: SessionEnd; lasted: number } | { back: number };
+
 export class ConnectionManager {
   private readonly abort = new AbortController();
   private current: LiveSession | undefined;
   private connectedOnce = false;
+  private readonly targets: readonly MasterTarget[];
+  private readonly states: MasterBackoff[];
+  private readonly sleep: (ms: number, signal: AbortSignal) => Promise<void>;
+  private readonly now: () => number;
+  /** The master tried or attached now (index into targets). */
+  private index = 0;
+  /** Set while a lost master is retried before the next is tried: when its grace ends. */
+  private graceEnd: number | undefined;
 
-  constructor(private readonly opts: ConnectionManagerOptions) {}
+  constructor(private readonly opts: ConnectionManagerOptions) {
+    const { connect, describe } = opts;
+    this.targets = opts.masters ?? (connect ? [{ describe: describe ?? 'the master', connect, probe: () => Promise.resolve() }] : []);
+    if (this.targets.length === 0) throw new AgentError('E_CONFIG', 'no master to connect to');
+    this.states = this.targets.map(() => new MasterBackoff());
+    this.sleep = opts.sleep ?? abortableSleep;
+    this.now = opts.now ?? (() => performance.now());
+  }
+
+  private get several(): boolean {
+    return this.targets.length > 1;
+  }
 
   /** Runs until stop() ('stopped') or until maxretries failed attempts in a row ('gave-up'). */
   async run(): Promise<'stopped' | 'gave-up'> {
     const { logger } = this.opts;
-    const sleep = this.opts.sleep ?? abortableSleep;
-    const now = this.opts.now ?? (() => performance.now());
-    /** Back-off step: failed attempts and short sessions since the last stable session. */
-    let attempt = 0;
     /** Failed connection attempts in a row (maxretries counts these). */
     let failures = 0;
-    /** The master ended the last session: spread the attempts over the restart window until one succeeds. */
-    let spread = false;
     let count = 0;
     while (!this.abort.signal.aborted) {
+      const target = this.targets[this.index] as MasterTarget;
+      const state = this.states[this.index] as MasterBackoff;
+      const wait = state.notBefore - this.now();
+      if (wait > 0) await this.sleep(wait, this.abort.signal);
+      if (this.abort.signal.aborted) break;
       count++;
-      logger.info(`Connecting to ${this.opts.describe} (attempt ${count})`);
+      logger.info(`Connecting to ${target.describe} (attempt ${count})`);
+      let session: LiveSession;
       try {
-        const session = await this.opts.connect();
-        if (this.abort.signal.aborted) {
-          session.close();
-          break;
-        }
-        this.current = session;
-        this.connectedOnce = true;
-        failures = 0;
-        const since = now();
-        logger.info(`Connected to ${this.opts.describe}; worker is ready`);
-        const end = await session.closed;
-        this.current = undefined;
-        if (this.abort.signal.aborted) break;
-        const lasted = now() - since;
-        attempt = lasted >= STABLE_PERIOD_MS ? 0 : attempt + 1;
-        spread = end.cause === 'master';
-        logger.warn(`lost connection to ${this.opts.describe} after ${seconds(lasted)} attached: ${end.reason}`);
+        session = await target.connect();
       } catch (err) {
         failures++;
-        attempt++;
-        // `spread` stays: a master that is still restarting refuses the early ones of a fleet, and their retries
-        // on the short first steps of the back-off would gather into a wave just when it comes back
-        const code = err instanceof AgentError ? err.code : 'E_CONNECT';
-        logger.error(`${errorMessage(err)}${code === 'E_AUTH' ? ' (check the worker name and password on both sides; retrying)' : ''}`);
-        // a setting or a build that no retry can mend
-        if (code === 'E_CONFIG' || code === 'E_WS_INTERNALS') return 'gave-up';
-        if (this.opts.maxretries !== null && failures > this.opts.maxretries) {
-          logger.error(`giving up after ${failures} failed connection attempts (maxretries ${this.opts.maxretries})`);
-          return 'gave-up';
-        }
+        const verdict = this.failed(err, failures);
+        if (verdict) return verdict;
+        continue;
       }
+      if (this.abort.signal.aborted) {
+        session.close();
+        break;
+      }
+      failures = 0;
+      const outcome = await this.attached(session, target);
       if (this.abort.signal.aborted) break;
-      const { delayMs, capS } = reconnectDelay(attempt, this.opts.maxdelayS, spread, this.opts.random);
-      const why = spread ? ', spread because the master ended the session' : '';
-      logger.info(`reconnecting in ${seconds(delayMs)} (drawn from 0-${capS.toFixed(1)} s, back-off step ${attempt}${why})`);
-      await sleep(delayMs, this.abort.signal);
+      if ('back' in outcome) {
+        this.goBack(outcome.back, session);
+        // the old connection's end (the worker's connectionLost) must come before the new one attaches
+        await session.closed;
+      } else this.lost(outcome.end, outcome.lasted);
     }
     return 'stopped';
+  }
+
+  /** Holds the session until it ends, or until an earlier master accepts again and the worker is idle. */
+  private async attached(session: LiveSession, target: MasterTarget): Promise<Attached> {
+    this.current = session;
+    this.connectedOnce = true;
+    this.graceEnd = undefined;
+    const since = this.now();
+    this.opts.logger.info(`Connected to ${target.describe}; worker is ready`);
+    const watch = new AbortController();
+    const ended = session.closed.then((end) => ({ end, lasted: this.now() - since }));
+    const onStop = (): void => watch.abort();
+    this.abort.signal.addEventListener('abort', onStop, { once: true });
+    const back =
+      this.index > 0 && this.opts.idle
+        ? watchPreferred({
+            targets: this.targets,
+            states: this.states,
+            attached: this.index,
+            idle: this.opts.idle,
+            maxdelayS: this.opts.maxdelayS,
+            probeIntervalMs: this.opts.probeIntervalMs ?? PROBE_INTERVAL_MS,
+            logger: this.opts.logger,
+            now: this.now,
+            sleep: this.sleep,
+            random: this.opts.random,
+            signal: watch.signal,
+          }).then((j) => (j === undefined ? new Promise<never>(() => {}) : { back: j }))
+        : new Promise<never>(() => {});
+    try {
+      return await Promise.race([ended, back]);
+    } finally {
+      watch.abort();
+      this.abort.signal.removeEventListener('abort', onStop);
+      this.current = undefined;
+    }
+  }
+
+  /** The worker is idle and an earlier master accepts again: leave this one and go there at once. */
+  private goBack(j: number, session: LiveSession): void {
+    const from = this.targets[this.index] as MasterTarget;
+    const to = this.targets[j] as MasterTarget;
+    this.opts.logger.info(`moving back to the preferred master ${to.describe}: it accepts connections again and this worker is idle; leaving ${from.describe}`);
+    session.close();
+    (this.states[this.index] as MasterBackoff).spread = false;
+    this.index = j;
+    (this.states[j] as MasterBackoff).notBefore = 0;
+  }
+
+  /** The attached session ended: retry this master (within the grace period when there are several). */
+  private lost(end: SessionEnd, lasted: number): void {
+    const { logger } = this.opts;
+    const target = this.targets[this.index] as MasterTarget;
+    const state = this.states[this.index] as MasterBackoff;
+    state.attempt = lasted >= STABLE_PERIOD_MS ? 0 : state.attempt + 1;
+    state.spread = end.cause === 'master';
+    logger.warn(`lost connection to ${target.describe} after ${seconds(lasted)} attached: ${end.reason}`);
+    if (this.several) this.graceEnd = this.now() + (this.opts.failoverGraceMs ?? 0);
+    this.scheduleRetry(state);
+  }
+
+  /** A connection attempt failed: returns 'gave-up' when no retry can help, else picks what to try next. */
+  private failed(err: unknown, failures: number): 'gave-up' | undefined {
+    const { logger } = this.opts;
+    const state = this.states[this.index] as MasterBackoff;
+    state.attempt++;
+    // `spread` stays: a master that is still restarting refuses the early ones of a fleet, and their retries
+    // on the short first steps of the back-off would gather into a wave just when it comes back
+    const code = err instanceof AgentError ? err.code : 'E_CONNECT';
+    logger.error(`${errorMessage(err)}${code === 'E_AUTH' ? ' (check the worker name and password on both sides; retrying)' : ''}`);
+    // a setting or a build that no retry can mend
+    if (code === 'E_CONFIG' || code === 'E_WS_INTERNALS') return 'gave-up';
+    if (this.opts.maxretries !== null && failures > this.opts.maxretries) {
+      logger.error(`giving up after ${failures} failed connection attempts (maxretries ${this.opts.maxretries})`);
+      return 'gave-up';
+    }
+    if (this.abort.signal.aborted) return undefined;
+    const moveOn = this.several && (this.graceEnd === undefined || this.now() >= this.graceEnd);
+    this.scheduleRetry(state, !moveOn);
+    if (moveOn) this.moveOn();
+    return undefined;
+  }
+
+  /** Draws when this master is tried again; `log`: that is what happens next (no move to another master). */
+  private scheduleRetry(state: MasterBackoff, log = true): void {
+    const { capS } = state.schedule(this.now(), this.opts.maxdelayS, this.opts.random);
+    // within the grace period the lost master is tried again by its end at the latest
+    if (this.graceEnd !== undefined) state.notBefore = Math.min(state.notBefore, Math.max(this.graceEnd, this.now()));
+    if (!log) return;
+    const why = state.spread ? ', spread because the master ended the session' : '';
+    const target = this.several ? ` ${(this.targets[this.index] as MasterTarget).describe}` : '';
+    this.opts.logger.info(
+      `reconnecting${target} in ${seconds(state.notBefore - this.now())} (drawn from 0-${capS.toFixed(1)} s, back-off step ${state.attempt}${why})`,
+    );
+  }
+
+  /** The master tried now is gone (past its grace period, or never attached): on to the next in the list. */
+  private moveOn(): void {
+    const from = this.targets[this.index] as MasterTarget;
+    const lostOne = this.graceEnd !== undefined;
+    this.graceEnd = undefined;
+    this.index = (this.index + 1) % this.targets.length;
+    const to = this.targets[this.index] as MasterTarget;
+    const why = lostOne ? `it has not come back within the failover grace of ${seconds(this.opts.failoverGraceMs ?? 0)}` : 'it does not accept the worker';
+    const wait = (this.states[this.index] as MasterBackoff).notBefore - this.now();
+    const when = wait > 0 ? `; trying it in ${seconds(wait)} (its own back-off)` : '';
+    this.opts.logger.warn(`failing over from ${from.describe} to ${to.describe}: ${why}${when}`);
+  }
+
+  /** The attached master's description (MasterTarget.describe), or undefined while not attached. */
+  get attachedTo(): string | undefined {
+    return this.current ? (this.targets[this.index] as MasterTarget).describe : undefined;
   }
 
   get everConnected(): boolean {

@@ -5,6 +5,7 @@
 
 import type { Logger } from '../log.js';
 import type { Worker } from '../worker/worker.js';
+import type { ProxyEndpoint } from './proxy.js';
 
 export type SessionEndCause = 'master' | 'liveness' | 'local';
 
@@ -37,6 +38,8 @@ export interface ProtocolEndpoint {
   tls: boolean;
   /** Extra trusted CA certificates (PEM) replacing the system roots, for masters with a self-signed CA. */
   ca: Buffer[] | undefined;
+  /** Reach the master through this HTTP CONNECT proxy (proxy.ts), or directly. */
+  proxy?: ProxyEndpoint | undefined;
   /** Worker name and password as configured on the master. */
   name: string;
   password: string;

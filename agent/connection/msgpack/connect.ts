@@ -7,6 +7,7 @@ import WebSocket from 'ws';
 import { AgentError } from '../../errors.js';
 import { MAX_INFLATED_MESSAGE_BYTES, MAX_MESSAGE_BYTES } from '../limits.js';
 import { boundInflation, wsInternalsProblem } from './inflate.js';
+import { TunnelAgent, type ProxyEndpoint } from '../proxy.js';
 
 /** After our close frame, how long the master may take to answer before the socket is destroyed. */
 export const CLOSE_GRACE_MS = 2000;
@@ -23,6 +24,8 @@ export interface MsgpackEndpoint {
   deflate?: boolean;
   /** Give up on an unanswered handshake after this long. */
   handshakeTimeoutMs: number;
+  /** Reach the master through this HTTP CONNECT proxy (wss: TLS on top of the tunnel). */
+  proxy?: ProxyEndpoint | undefined;
 }
 
 export function msgpackUrl(e: Pick<MsgpackEndpoint, 'host' | 'port' | 'tls'>): string {
@@ -55,6 +58,7 @@ export function connectMsgpack<T = WebSocket>(e: MsgpackEndpoint, attach: (ws: W
       maxPayload: MAX_MESSAGE_BYTES,
       closeTimeout: CLOSE_GRACE_MS,
       ...(e.ca ? { ca: e.ca } : {}),
+      ...(e.proxy ? { agent: new TunnelAgent(e.proxy, e.tls ? { ca: e.ca } : undefined, e.handshakeTimeoutMs) } : {}),
     };
     const ws = new WebSocket(url, options);
     let settled = false;
@@ -89,6 +93,7 @@ export function connectMsgpack<T = WebSocket>(e: MsgpackEndpoint, attach: (ws: W
       else fail(new AgentError('E_HANDSHAKE', `master at ${url} refused the WebSocket upgrade with HTTP ${code}`));
     });
     ws.once('error', (err: NodeJS.ErrnoException) => {
+      if (err instanceof AgentError) return fail(err); // the proxy's (proxy.ts), naming it
       fail(new AgentError(err.code === 'ECONNREFUSED' ? 'E_REFUSED' : 'E_CONNECT', `cannot connect to master at ${url}: ${err.message}`));
     });
     ws.once('close', () => fail(new AgentError('E_CONNECT', `master at ${url} closed the connection during the handshake`)));

@@ -16,6 +16,7 @@ import type { Referenceable, RemoteReference } from './references.js';
 import { describePbError } from './failures.js';
 import { PbWorker } from './worker-objects.js';
 import { pbLogin } from './login.js';
+import { openTunnel, type ProxyEndpoint } from '../proxy.js';
 
 export interface PbEndpoint {
   host: string;
@@ -35,6 +36,8 @@ export interface PbEndpoint {
   handshakeTimeoutMs: number;
   /** Connect with TLS (the master's `useTls`); `ca` (PEM, one or several, as MasterEndpoint.ca) replaces the system roots. */
   tls?: { ca?: Buffer | Buffer[]; rejectUnauthorized?: boolean };
+  /** Reach the master through this HTTP CONNECT proxy (TLS, if any, on top of the tunnel). */
+  proxy?: ProxyEndpoint;
 }
 
 export interface PbSession extends LiveSession {
@@ -132,18 +135,21 @@ class Session implements PbSession {
   }
 }
 
-/** TCP, or TLS when the master uses it (then `tls` is node:tls, loaded only for such masters). */
-function openSocket(e: PbEndpoint, tls: typeof import('node:tls') | undefined): net.Socket {
+/**
+ * TCP, or TLS when the master uses it (then `tls` is node:tls, loaded only for such masters); over `tunnel`
+ * (a proxy's, paused: the master's first bytes wait in it) when given.
+ */
+function openSocket(e: PbEndpoint, tls: typeof import('node:tls') | undefined, tunnel: net.Socket | undefined): net.Socket {
+  if (tunnel && e.tls) tunnel.resume(); // nothing waits: the master speaks TLS only after our hello
   const socket: net.Socket =
     e.tls && tls
       ? tls.connect({
-          host: e.host,
-          port: e.port,
+          ...(tunnel ? { socket: tunnel } : { host: e.host, port: e.port }),
           ca: e.tls.ca,
           rejectUnauthorized: e.tls.rejectUnauthorized ?? true,
           servername: net.isIP(e.host) ? undefined : e.host,
         })
-      : net.connect({ host: e.host, port: e.port });
+      : (tunnel ?? net.connect({ host: e.host, port: e.port }));
   socket.setNoDelay(true);
   return socket;
 }
@@ -191,11 +197,12 @@ class Connecting {
     private readonly worker: Worker,
     private readonly logger: Logger,
     tls: typeof import('node:tls') | undefined,
+    tunnel: net.Socket | undefined,
     private readonly resolve: (s: PbSession) => void,
     private readonly reject: (err: AgentError) => void,
   ) {
     this.master = describeMaster(e);
-    const socket = (this.socket = openSocket(e, tls));
+    const socket = (this.socket = openSocket(e, tls, tunnel));
     this.link = {
       onActivity: () => {},
       drop: (cause, reason) => {
@@ -232,6 +239,7 @@ class Connecting {
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', (err: NodeJS.ErrnoException) => this.onError(err));
     socket.on('close', () => this.onClose());
+    socket.resume(); // a proxy's tunnel comes paused
   }
 
   private login(mind: Referenceable): void {
@@ -313,7 +321,8 @@ class Connecting {
 export async function connectPb(e: PbEndpoint, worker: Worker, logger: Logger): Promise<PbSession> {
   // node:tls only when the master uses TLS: loading it pages in about 4 MiB of OpenSSL's TLS code and tables.
   const tls = e.tls ? await import('node:tls') : undefined;
+  const tunnel = e.proxy ? await openTunnel(e.proxy, { host: e.host, port: e.port, timeoutMs: e.handshakeTimeoutMs }) : undefined;
   return new Promise<PbSession>((resolve, reject) => {
-    new Connecting(e, worker, logger, tls, resolve, reject);
+    new Connecting(e, worker, logger, tls, tunnel, resolve, reject);
   });
 }

@@ -15,6 +15,7 @@ export const protocol: Protocol = {
         keepaliveTimeoutS: e.keepaliveTimeoutS,
         handshakeTimeoutMs: e.handshakeTimeoutMs,
         ...(e.tls ? { tls: e.ca ? { ca: e.ca } : {} } : {}),
+        ...(e.proxy ? { proxy: e.proxy } : {}),
       },
       worker,
       logger,
