@@ -1,0 +1,98 @@
+// The plain tar bytes inside a compressed file, as a stream: gzip with node's zlib; zstd with node's zlib where it
+// has it (Node >= 22.15) and the pure-JS `fzstd` elsewhere (Node 20); bzip2 with the pure-JS `unbzip2-stream`;
+// xz with `xz-decompress` (xz-embedded compiled to WebAssembly, carried inside its JS file). All of them bundle
+// into the single executable: no native addon, no program on PATH (Windows has no bzip2 or xz).
+//
+// Note: xz-decompress decodes one stream at a time per process (a mutex around its WebAssembly instance), so two
+// xz extractions in one agent run one after the other.
+
+import { createReadStream } from 'node:fs';
+import { Readable, Transform, pipeline, type TransformCallback } from 'node:stream';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import * as zlib from 'node:zlib';
+import { Decompress as ZstdJs } from 'fzstd';
+import unbzip2 from 'unbzip2-stream';
+import { XzReadableStream } from 'xz-decompress';
+import type { ArchiveFormat } from './archive-kind.js';
+
+/** Bytes read from the archive at a time. */
+const READ_CHUNK = 256 * 1024;
+
+type ZstdFactory = () => Transform;
+
+/** Node's own zstd decoder when this Node has one (22.15+, 23.8+), else null. */
+export function nativeZstd(): ZstdFactory | null {
+  const create = (zlib as unknown as { createZstdDecompress?: ZstdFactory }).createZstdDecompress;
+  return typeof create === 'function' ? () => create.call(zlib) : null;
+}
+
+/** fzstd as a node Transform. */
+export function jsZstd(): Transform {
+  let push: ((chunk: Buffer) => void) | null = null;
+  const decoder = new ZstdJs((chunk) => push?.(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)));
+  return new Transform({
+    transform(chunk: Buffer, _enc, done: TransformCallback) {
+      push = (c) => this.push(c);
+      try {
+        decoder.push(chunk);
+        done();
+      } catch (err) {
+        done(err as Error);
+      }
+    },
+    flush(done: TransformCallback) {
+      push = (c) => this.push(c);
+      try {
+        decoder.push(new Uint8Array(0), true);
+        done();
+      } catch (err) {
+        done(err as Error);
+      }
+    },
+  });
+}
+
+/** The decoded bytes of `archivePath`; errors of the file or the decoder surface while iterating. */
+export function plainStream(archivePath: string, format: Exclude<ArchiveFormat, 'zip'>, signal?: AbortSignal): AsyncIterable<Buffer> {
+  const file = createReadStream(archivePath, { highWaterMark: READ_CHUNK, ...(signal ? { signal } : {}) });
+  switch (format) {
+    case 'tar':
+      return file;
+    case 'tar.gz':
+      return decode(file, zlib.createGunzip());
+    case 'tar.zst':
+      return decode(file, (nativeZstd() ?? jsZstd)());
+    case 'tar.bz2':
+      return bzip2Stream(file);
+    case 'tar.xz':
+      return xzStream(file);
+  }
+}
+
+/** file | decoder; pipeline destroys both on an error of either, and the consumer sees that error. */
+function decode(file: Readable, decoder: Transform): AsyncIterable<Buffer> {
+  return pipeline(file, decoder, () => {
+    // errors reach the consumer through the decoder
+  });
+}
+
+/** unbzip2-stream is an old-style (`through`) stream: wrapped into a Readable that carries its errors. */
+function bzip2Stream(file: Readable): AsyncIterable<Buffer> {
+  const bz = unbzip2();
+  const out = new Readable({ read() {} }).wrap(bz);
+  file.on('error', (err) => out.destroy(err));
+  out.on('close', () => file.destroy());
+  file.pipe(bz);
+  return out;
+}
+
+/** xz-decompress works on web streams. */
+async function* xzStream(file: Readable): AsyncGenerator<Buffer> {
+  const web = Readable.toWeb(file) as unknown as ReadableStream<Uint8Array>;
+  const xz = new XzReadableStream(web) as unknown as WebReadableStream<Uint8Array>;
+  try {
+    for await (const chunk of xz) yield Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+  } finally {
+    file.destroy();
+  }
+}
