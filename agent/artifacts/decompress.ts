@@ -1,5 +1,6 @@
 // The plain tar bytes inside a compressed file, as a stream: gzip with node's zlib; zstd with node's zlib where it
-// has it (Node >= 22.15) and the pure-JS `fzstd` elsewhere (Node 20); bzip2 with the pure-JS `unbzip2-stream`;
+// has it (Node >= 22.15) and the pure-JS `fzstd` elsewhere (Node 20); bzip2 with the pure-JS block decoder of
+// `unbzip2-stream` (bzip2-stream.ts);
 // xz with `xz-decompress` (xz-embedded compiled to WebAssembly, carried inside its JS file). All of them bundle
 // into the single executable: no native addon, no program on PATH (Windows has no bzip2 or xz).
 //
@@ -11,9 +12,9 @@ import { Readable, Transform, pipeline, type TransformCallback } from 'node:stre
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import * as zlib from 'node:zlib';
 import { Decompress as ZstdJs } from 'fzstd';
-import unbzip2 from 'unbzip2-stream';
 import { XzReadableStream } from 'xz-decompress';
 import type { ArchiveFormat } from './archive-kind.js';
+import { bunzip2 } from './bzip2-stream.js';
 
 /** Bytes read from the archive at a time. */
 const READ_CHUNK = 256 * 1024;
@@ -63,7 +64,7 @@ export function plainStream(archivePath: string, format: Exclude<ArchiveFormat, 
     case 'tar.zst':
       return decode(file, (nativeZstd() ?? jsZstd)());
     case 'tar.bz2':
-      return bzip2Stream(file);
+      return bunzip2(file);
     case 'tar.xz':
       return xzStream(file);
   }
@@ -74,16 +75,6 @@ function decode(file: Readable, decoder: Transform): AsyncIterable<Buffer> {
   return pipeline(file, decoder, () => {
     // errors reach the consumer through the decoder
   });
-}
-
-/** unbzip2-stream is an old-style (`through`) stream: wrapped into a Readable that carries its errors. */
-function bzip2Stream(file: Readable): AsyncIterable<Buffer> {
-  const bz = unbzip2();
-  const out = new Readable({ read() {} }).wrap(bz);
-  file.on('error', (err) => out.destroy(err));
-  out.on('close', () => file.destroy());
-  file.pipe(bz);
-  return out;
 }
 
 /** xz-decompress works on web streams. */

@@ -26,10 +26,23 @@ function memberMeta(entry: ReadEntry): { name: string; mode?: number; mtime?: Da
   };
 }
 
+/**
+ * The data of `entry`, ending early with the extraction's failure: after a decoder error the parser never ends
+ * the entry, and a destroyed minipass stream never settles a later read.
+ */
+async function* entryData(entry: ReadEntry, failed: Promise<never>): AsyncGenerator<Buffer> {
+  const it = (entry as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+  for (;;) {
+    const r = await Promise.race([it.next(), failed]);
+    if (r.done) return;
+    yield r.value;
+  }
+}
+
 /** Hands one member to the writer; its data (if any) is read from `entry`. */
-async function writeMember(entry: ReadEntry, w: TreeWriter): Promise<void> {
+async function writeMember(entry: ReadEntry, w: TreeWriter, failed: Promise<never>): Promise<void> {
   const meta = memberMeta(entry);
-  if (FILE_TYPES.has(entry.type)) return w.file(meta, entry.size, entry as AsyncIterable<Buffer>);
+  if (FILE_TYPES.has(entry.type)) return w.file(meta, entry.size, entryData(entry, failed));
   entry.resume();
   switch (entry.type) {
     case 'Directory':
@@ -52,31 +65,30 @@ export async function extractTarStream(plain: AsyncIterable<Buffer>, w: TreeWrit
   let rejectFailed: (err: unknown) => void = () => {};
   const failed = new Promise<never>((_, reject) => (rejectFailed = reject));
   failed.catch(() => {}); // observed through Promise.race below
-  // the member being written: destroyed on a failure, so a writer waiting for its data stops
-  let current: ReadEntry | null = null;
   const fail = (err: unknown): void => {
     if (failure !== null) return;
     failure = err;
     rejectFailed(err);
-    current?.destroy();
   };
   let work: Promise<void> = Promise.resolve();
   parser.on('entry', (entry: ReadEntry) => {
     work = work.then(async () => {
       if (failure !== null) return void entry.resume();
-      current = entry;
       try {
-        await writeMember(entry, w);
+        await writeMember(entry, w, failed);
       } catch (err) {
+        entry.resume();
         fail(err);
-      } finally {
-        current = null;
       }
     });
   });
   // entries node-tar cannot use (sparse files, multi-volume parts, oversized PAX headers) would extract wrongly
   parser.on('ignoredEntry', (entry: ReadEntry) => fail(w.refuse(entry.path, `unsupported tar member type '${entry.type}'`, 'E_EXTRACT_UNSUPPORTED')));
   parser.on('error', (err: Error) => fail(new AgentError('E_EXTRACT_CORRUPT', `${archive}: corrupt or truncated tar data: ${err.message}`)));
+  // GNU tar, bsdtar, Python and node-tar all end an archive with two zero blocks: without them it was cut short
+  // (at a member boundary, where the parser itself sees nothing wrong)
+  let sawEnd = false;
+  parser.on('eof', () => (sawEnd = true));
   const ended = once(parser, 'end');
   ended.catch(() => {});
   try {
@@ -87,6 +99,7 @@ export async function extractTarStream(plain: AsyncIterable<Buffer>, w: TreeWrit
     if (failure === null) {
       parser.end();
       await Promise.race([ended, failed]);
+      if (!sawEnd) fail(new AgentError('E_EXTRACT_CORRUPT', `${archive}: truncated tar data: no end-of-archive blocks`));
     }
   } catch (err) {
     fail(err instanceof AgentError ? err : new AgentError('E_EXTRACT_CORRUPT', `${archive}: corrupt or truncated data: ${errorMessage(err)}`));
