@@ -31,11 +31,16 @@ class ByteSink {
 }
 
 /** Decodes one or more concatenated bzip2 streams (pbzip2, lbzip2 write several). */
-export async function* bunzip2(input: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+export async function* bunzip2(input: AsyncIterable<Buffer> | Iterable<Buffer>): AsyncGenerator<Buffer> {
   const queue: Buffer[] = [];
   let received = 0;
   let ended = false;
-  const source = input[Symbol.asyncIterator]();
+  const source: AsyncIterator<Buffer> =
+    Symbol.asyncIterator in input
+      ? input[Symbol.asyncIterator]()
+      : (async function* () {
+          yield* input;
+        })();
   const fill = async (want: number, bits: BitReader | null): Promise<void> => {
     while (!ended && received - (bits?.bytesRead ?? 0) < want) {
       const r = await source.next();

@@ -8,7 +8,7 @@
 // xz extractions in one agent run one after the other.
 
 import { createReadStream } from 'node:fs';
-import { Readable, Transform, pipeline, type TransformCallback } from 'node:stream';
+import { Readable, pipeline, type Transform } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import * as zlib from 'node:zlib';
 import { Decompress as ZstdJs } from 'fzstd';
@@ -27,30 +27,32 @@ export function nativeZstd(): ZstdFactory | null {
   return typeof create === 'function' ? () => create.call(zlib) : null;
 }
 
-/** fzstd as a node Transform. */
-export function jsZstd(): Transform {
-  let push: ((chunk: Buffer) => void) | null = null;
-  const decoder = new ZstdJs((chunk) => push?.(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)));
-  return new Transform({
-    transform(chunk: Buffer, _enc, done: TransformCallback) {
-      push = (c) => this.push(c);
-      try {
-        decoder.push(chunk);
-        done();
-      } catch (err) {
-        done(err as Error);
-      }
-    },
-    flush(done: TransformCallback) {
-      push = (c) => this.push(c);
-      try {
-        decoder.push(new Uint8Array(0), true);
-        done();
-      } catch (err) {
-        done(err as Error);
-      }
-    },
+/**
+ * Compressed bytes given to fzstd per call. fzstd decodes everything a call's input completes, synchronously: one
+ * RLE block of ~5 bytes is 128 KiB of output, so this bounds what one step can produce (~25 MiB) before the
+ * consumer (and the byte cap) sees it. fzstd queues partial blocks without copying, so small slices cost little.
+ */
+const ZSTD_SLICE = 1024;
+
+/** fzstd (pure JS) over a byte stream, one slice at a time. */
+export async function* jsZstd(input: AsyncIterable<Buffer> | Iterable<Buffer>): AsyncGenerator<Buffer> {
+  let out: Buffer[] = [];
+  const decoder = new ZstdJs((chunk) => {
+    if (chunk.length > 0) out.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
   });
+  const drain = function* (): Generator<Buffer> {
+    const ready = out;
+    out = [];
+    yield* ready;
+  };
+  for await (const chunk of input) {
+    for (let at = 0; at < chunk.length; at += ZSTD_SLICE) {
+      decoder.push(chunk.subarray(at, at + ZSTD_SLICE));
+      yield* drain();
+    }
+  }
+  decoder.push(new Uint8Array(0), true);
+  yield* drain();
 }
 
 /** The decoded bytes of `archivePath`; errors of the file or the decoder surface while iterating. */
@@ -62,7 +64,7 @@ export function plainStream(archivePath: string, format: Exclude<ArchiveFormat, 
     case 'tar.gz':
       return decode(file, zlib.createGunzip());
     case 'tar.zst':
-      return decode(file, (nativeZstd() ?? jsZstd)());
+      return nativeZstd() ? decode(file, (nativeZstd() as ZstdFactory)()) : jsZstd(file);
     case 'tar.bz2':
       return bunzip2(file);
     case 'tar.xz':

@@ -305,3 +305,42 @@ describe('archive bombs stop at the caps', () => {
     for (const a of [tar, zip]) await expectRefused(a, 'E_EXTRACT_LIMIT', 'f', /more than 100 members/, { limits: { maxEntries: 100 } });
   });
 });
+
+describe('decoders hand out bounded steps, so a bomb cannot fill memory before the cap', () => {
+  /** Takes `upTo` bytes from a decoder, checking each step's size, then stops it. */
+  async function takeBounded(decoded: AsyncGenerator<Buffer>, upTo: number, maxStep: number): Promise<number> {
+    let total = 0;
+    for await (const chunk of decoded) {
+      expect(chunk.length).toBeLessThanOrEqual(maxStep);
+      total += chunk.length;
+      if (total >= upTo) break;
+    }
+    return total;
+  }
+
+  it('bzip2: 256 MiB of zeros in ~200 bytes comes out block by block (at most 1 MiB a step)', async () => {
+    const a = path.join(scratch(), 'zeros.bz2');
+    run('sh', ['-c', `head -c 268435456 /dev/zero | bzip2 -9 > '${a}'`]);
+    expect(statSync(a).size).toBeLessThan(4096);
+    const { bunzip2 } = await import('../../agent/artifacts/bzip2-stream.js');
+    expect(await takeBounded(bunzip2([readFileSync(a)]), 64 * 1024 ** 2, 1024 ** 2)).toBeGreaterThanOrEqual(64 * 1024 ** 2);
+  });
+
+  it('zstd (fzstd fallback): 1 GiB of zeros comes out in slices of at most one step of input', async () => {
+    const a = path.join(scratch(), 'zeros.zst');
+    run('sh', ['-c', `head -c 1073741824 /dev/zero | zstd -q -c > '${a}'`]);
+    const { jsZstd } = await import('../../agent/artifacts/decompress.js');
+    let steps = 0;
+    let biggestStep = 0;
+    const counted = async function* (): AsyncGenerator<Buffer> {
+      for await (const c of jsZstd([readFileSync(a)])) {
+        steps++;
+        biggestStep = Math.max(biggestStep, c.length);
+        yield c;
+      }
+    };
+    expect(await takeBounded(counted(), 64 * 1024 ** 2, 128 * 1024)).toBeGreaterThanOrEqual(64 * 1024 ** 2);
+    expect(steps).toBeGreaterThan(64 * 8 - 1);
+    expect(biggestStep).toBeLessThanOrEqual(128 * 1024);
+  });
+});
