@@ -38,6 +38,8 @@ export interface WriterOptions {
   /** fsync each file before it is closed (a power loss cannot leave a `.complete` tree with empty files). */
   durable: boolean;
   signal?: AbortSignal;
+  /** After each member, with the running totals. */
+  onProgress?: (stats: Readonly<WriterStats>) => void;
 }
 
 export interface WriterStats {
@@ -79,6 +81,7 @@ export class TreeWriter {
 
   private count(member: string): void {
     this.opts.signal?.throwIfAborted();
+    if (this.stats.entries > 0) this.opts.onProgress?.(this.stats);
     if (++this.stats.entries > this.opts.limits.maxEntries) {
       throw this.refuse(member, `more than ${this.opts.limits.maxEntries} members`, 'E_EXTRACT_LIMIT');
     }
@@ -197,6 +200,7 @@ export class TreeWriter {
 
   /** The end: refuses symlink chains that escape, then sets directory modes and mtimes deepest first. */
   async finish(): Promise<void> {
+    this.opts.onProgress?.(this.stats);
     const bad = this.model.escapingLinks()[0];
     if (bad) throw this.refuse(bad[0], bad[1]);
     for (const dir of this.model.dirsDeepestFirst()) {

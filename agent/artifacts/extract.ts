@@ -15,7 +15,11 @@
 // symlink whose target leaves the root (alone or through other symlinks), a hardlink that is not to an earlier
 // regular file, or a member written through a symlink of the archive fails the whole extraction with
 // E_EXTRACT_UNSAFE naming the archive, the member and why. Devices, FIFOs and sockets are skipped with a warning.
-// Limits (bytes, members) stop archive bombs while streaming (E_EXTRACT_LIMIT).
+// Limits (bytes, members) stop archive bombs while streaming (E_EXTRACT_LIMIT); a tar member's declared size is
+// checked before its data. Modes: permission bits less `modeMask` (0o022), never setuid/setgid/sticky; mtimes of
+// files and directories as the archive has them. A symlink on Windows needs the right to create one, else
+// E_EXTRACT_IO. Other codes: E_EXTRACT_FORMAT (not an archive), E_EXTRACT_CORRUPT (truncated, bad checksum),
+// E_EXTRACT_UNSUPPORTED (sparse tar members, encrypted zip entries), E_EXTRACT_TARGET_EXISTS, E_EXTRACT_ABORTED.
 
 import { lstat, mkdir, readdir, rename, rm, rmdir } from 'node:fs/promises';
 import path from 'node:path';
@@ -48,6 +52,13 @@ export interface ExtractOptions {
    * E_EXTRACT_TARGET_EXISTS; true swaps the new tree in and removes the old one.
    */
   replace?: boolean;
+  /** Called after each member with the running totals (the caller rate-limits what it shows). */
+  onProgress?: (progress: Readonly<ExtractProgress>) => void;
+}
+
+export interface ExtractProgress {
+  entries: number;
+  bytes: number;
 }
 
 export interface ExtractResult {
@@ -80,6 +91,7 @@ export async function extractArchive(archivePath: string, targetDir: string, opt
     limits,
     modeMask: opts.modeMask ?? DEFAULT_MODE_MASK,
     durable: opts.durable ?? true,
+    ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
     ...(opts.signal ? { signal: opts.signal } : {}),
   });
   try {

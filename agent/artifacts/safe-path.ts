@@ -59,13 +59,23 @@ export function resolveLinkTarget(linkParts: readonly string[], target: string):
   return { ok: true, parts: stack };
 }
 
-/**
- * The key of a path in the extraction model, and its folded form: on a case-insensitive or
- * normalization-insensitive file system (macOS, Windows) `A` and `a`, or NFC and NFD spellings, are one file.
- */
+/** The key of a path in the extraction model. */
 export function pathKey(parts: readonly string[]): string {
   return parts.join('/');
 }
+
+/**
+ * The folded form of a path: names one file system may treat as one file. Case-insensitive and
+ * normalization-insensitive systems (macOS, Windows) make `A` and `a`, or NFC and NFD spellings, one name;
+ * Windows also drops trailing dots and spaces (`l. ` is `l`).
+ */
 export function foldedKey(parts: readonly string[]): string {
-  return parts.join('/').normalize('NFC').toLowerCase();
+  return parts
+    .map((p) =>
+      p
+        .normalize('NFC')
+        .toLowerCase()
+        .replace(/[. ]+$/, ''),
+    )
+    .join('/');
 }

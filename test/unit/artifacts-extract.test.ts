@@ -74,8 +74,11 @@ describe('extractArchive on archives of the real tar and zip programs', () => {
     it(`${format}: every entry comes back (content, mode, symlink target, mtime${format === 'zip' ? '' : ', hardlink'})`, async () => {
       const target = path.join(work, `out-${format}`);
       const logger = new RecordingLogger();
-      const r = await extractArchive(archives.get(format) as string, target, { logger });
+      const progress: number[] = [];
+      const r = await extractArchive(archives.get(format) as string, target, { logger, onProgress: (p) => progress.push(p.entries) });
       expect(r.format).toBe(format);
+      expect(progress.at(-1)).toBe(r.entries);
+      expect(progress).toEqual([...progress].sort((a, b) => a - b));
       expect(r.path).toBe(target);
       expect(r.bytes).toBeGreaterThan(1 << 20);
       expect(r.skipped).toBe(0);
@@ -153,6 +156,23 @@ describe('publishing the tree', () => {
     expect(existsSync(target)).toBe(false);
     expect(readdirSync(work).filter((n) => n.includes('.extracting-'))).toEqual([]);
   });
+
+  for (const format of ['tar.xz', 'zip'] as const) {
+    it(`${format}: aborting halfway (from the progress callback) removes the temp tree; the next extraction works`, async () => {
+      const target = path.join(work, `aborted-mid-${format}`);
+      const ac = new AbortController();
+      const archive = archives.get(format) as string;
+      const err = await extractArchive(archive, target, { logger: new RecordingLogger(), signal: ac.signal, onProgress: () => ac.abort() }).catch(
+        (e: unknown) => e,
+      );
+      expect((err as AgentError).code).toBe('E_EXTRACT_ABORTED');
+      expect(existsSync(target)).toBe(false);
+      expect(readdirSync(work).filter((n) => n.includes('.extracting-'))).toEqual([]);
+      // nothing stays locked (xz-decompress holds a process-wide mutex while it decodes)
+      await extractArchive(archive, target, { logger: new RecordingLogger() });
+      compareWithSource(target, { hardlinks: format !== 'zip' });
+    });
+  }
 
   it('sweepExtractTemps removes what dead processes left (dirs and marker temps), spares live ones and the rest', async () => {
     const cache = path.join(work, 'cache');
