@@ -293,6 +293,19 @@ describe('archive bombs stop at the caps', () => {
     await expectRefused(a, 'E_EXTRACT_LIMIT', "'./z", /more than 10485760 bytes/, { limits: { maxBytes: 10 * 1024 ** 2 } });
   });
 
+  it('zip members adding up past the byte cap are refused from their declared sizes', async () => {
+    const d = scratch();
+    mkdirSync(path.join(d, 'tree'));
+    for (let i = 0; i < 40; i++) {
+      const f = path.join(d, 'tree', `z${String(i).padStart(2, '0')}`);
+      writeFileSync(f, '');
+      truncateSync(f, 1024 ** 2);
+    }
+    const a = path.join(d, 'many.zip');
+    run('zip', ['-q', '-r', a, '.'], { cwd: path.join(d, 'tree') });
+    await expectRefused(a, 'E_EXTRACT_LIMIT', "'z", /more than 10485760 bytes/, { limits: { maxBytes: 10 * 1024 ** 2 } });
+  });
+
   it('too many members stop at the entry cap (zip and tar)', async () => {
     const d = scratch();
     const tree = path.join(d, 'tree');

@@ -10,13 +10,16 @@ export function run(cmd: string, args: string[], opts: { cwd?: string; input?: s
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}): ${r.stderr}${r.error?.message ?? ''}`);
 }
 
+/** Longer than ustar's 100 + 155 bytes: GNU tar needs its long-name members, pax its extended headers. */
+const LONG_DIR = `${'d'.repeat(90)}/${'e'.repeat(90)}`;
+
 /** A fixed old mtime (seconds), so a test sees that mtimes come from the archive and not from now. */
 export const OLD_MTIME = 1_500_000_000;
 
 /**
  * A tree with what archives carry: modes (0644, 0755, 0600, 0444, a 0750 directory), a setuid file, symlinks to a
- * file, to a directory and up one level inside the tree, a hardlink pair, an empty directory, unicode names, and
- * a 1 MiB file of varied bytes. Returns `root`.
+ * file, to a directory and up one level inside the tree, a hardlink pair, an empty directory, unicode names, a
+ * path too long for ustar, and a 1 MiB file of varied bytes. Returns `root`.
  */
 export function makeTree(root: string): string {
   mkdirSync(path.join(root, 'bin'), { recursive: true });
@@ -24,6 +27,7 @@ export function makeTree(root: string): string {
   mkdirSync(path.join(root, 'empty'));
   mkdirSync(path.join(root, 'private'), { mode: 0o750 });
   mkdirSync(path.join(root, 'données', '日本語'), { recursive: true });
+  mkdirSync(path.join(root, LONG_DIR), { recursive: true });
   const files: [string, string | Buffer, number][] = [
     ['README.md', 'hello\n', 0o644],
     ['bin/run.sh', '#!/bin/sh\necho run\n', 0o755],
@@ -36,6 +40,7 @@ export function makeTree(root: string): string {
     ['with space.txt', 'space\n', 0o644],
     ['big.bin', Buffer.from(Array.from({ length: 1 << 20 }, (_, i) => (i * 7919) % 251)), 0o644],
     ['empty.txt', '', 0o644],
+    [`${LONG_DIR}/${'n'.repeat(120)}.txt`, 'a long name\n', 0o644],
   ];
   for (const [name, data, mode] of files) {
     const p = path.join(root, name);

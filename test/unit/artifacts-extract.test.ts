@@ -34,6 +34,10 @@ beforeAll(() => {
   const zip = path.join(work, 'tree.zip');
   run('zip', ['-q', '-r', '--symlinks', zip, '.'], { cwd: src });
   archives.set('zip', zip);
+  // POSIX pax format (extended headers for the long path) instead of GNU's default
+  const pax = path.join(work, 'tree-pax.tar.gz');
+  run('tar', ['-C', src, '--format=pax', '-czf', pax, '.']);
+  archives.set('pax', pax);
   // a misleading name: a gzip'd tar called .zip
   const liar = path.join(work, 'really-a-tgz.zip');
   run('cp', [archives.get('tar.gz') as string, liar]);
@@ -89,6 +93,12 @@ describe('extractArchive on archives of the real tar and zip programs', () => {
       expect(logger.lines.some((l) => l.startsWith(`info extracted ${archives.get(format)} (${format})`))).toBe(true);
     });
   }
+
+  it('pax format (tar --format=pax): the same tree, long path included', async () => {
+    const target = path.join(work, 'out-pax');
+    await extractArchive(archives.get('pax') as string, target, { logger: new RecordingLogger() });
+    compareWithSource(target, { hardlinks: true });
+  });
 
   it('detects the format by its bytes, not by the name', async () => {
     const r = await extractArchive(archives.get('liar') as string, path.join(work, 'out-liar'), { logger: new RecordingLogger() });
