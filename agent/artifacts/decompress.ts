@@ -16,15 +16,15 @@ import { XzReadableStream } from 'xz-decompress';
 import type { ArchiveFormat } from './archive-kind.js';
 import { bunzip2 } from './bzip2-stream.js';
 
-/** Bytes read from the archive at a time. */
+/** Bytes read from the archive at a time, and zlib's output chunk (its 16 KiB default costs ~40% on gzip). */
 const READ_CHUNK = 256 * 1024;
 
-type ZstdFactory = () => Transform;
+type ZstdFactory = (opts?: { chunkSize?: number }) => Transform;
 
 /** Node's own zstd decoder when this Node has one (22.15+, 23.8+), else null. */
 export function nativeZstd(): ZstdFactory | null {
   const create = (zlib as unknown as { createZstdDecompress?: ZstdFactory }).createZstdDecompress;
-  return typeof create === 'function' ? () => create.call(zlib) : null;
+  return typeof create === 'function' ? (opts) => create.call(zlib, opts) : null;
 }
 
 /**
@@ -62,9 +62,9 @@ export function plainStream(archivePath: string, format: Exclude<ArchiveFormat, 
     case 'tar':
       return file;
     case 'tar.gz':
-      return decode(file, zlib.createGunzip());
+      return decode(file, zlib.createGunzip({ chunkSize: READ_CHUNK }));
     case 'tar.zst':
-      return nativeZstd() ? decode(file, (nativeZstd() as ZstdFactory)()) : jsZstd(file);
+      return nativeZstd() ? decode(file, (nativeZstd() as ZstdFactory)({ chunkSize: READ_CHUNK })) : jsZstd(file);
     case 'tar.bz2':
       return bunzip2(file);
     case 'tar.xz':
