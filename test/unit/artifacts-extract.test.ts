@@ -94,6 +94,12 @@ describe('extractArchive on archives of the real tar and zip programs', () => {
     });
   }
 
+  it('concurrent extractions (two xz, two bz2, a zst) do not share decoder state', async () => {
+    const jobs = (['tar.xz', 'tar.xz', 'tar.bz2', 'tar.bz2', 'tar.zst'] as const).map((format, i) => ({ format, target: path.join(work, `concurrent-${i}`) }));
+    await Promise.all(jobs.map((j) => extractArchive(archives.get(j.format) as string, j.target, { logger: new RecordingLogger() })));
+    for (const j of jobs) compareWithSource(j.target, { hardlinks: true });
+  });
+
   it('pax format (tar --format=pax): the same tree, long path included', async () => {
     const target = path.join(work, 'out-pax');
     await extractArchive(archives.get('pax') as string, target, { logger: new RecordingLogger() });
