@@ -88,7 +88,15 @@ type ArtifactCode =
   | 'E_FETCH_TOO_LARGE'
   | 'E_FETCH_HEADERS'
   | 'E_FETCH_WRITE'
-  | 'E_FETCH_ABORTED';
+  | 'E_FETCH_ABORTED'
+  | 'E_EXTRACT_UNSAFE' // a member would land outside the target (.., absolute, an escaping link, through a link)
+  | 'E_EXTRACT_LIMIT' // the archive holds more bytes or members than the caps allow
+  | 'E_EXTRACT_CORRUPT'
+  | 'E_EXTRACT_FORMAT'
+  | 'E_EXTRACT_UNSUPPORTED'
+  | 'E_EXTRACT_IO'
+  | 'E_EXTRACT_TARGET_EXISTS'
+  | 'E_EXTRACT_ABORTED';
 
 /** Python-compatible failures (py/): the exception class is the error's `pyType`. */
 type PythonCode = 'E_PYTHON' | 'E_GLOB_PATTERN' | 'E_GLOB_LIMIT' | 'E_GLOB_LOOP' | 'E_GLOB_STOPPED' | 'E_NUL_IN_PATH';

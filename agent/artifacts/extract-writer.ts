@@ -11,7 +11,7 @@
 import { closeSync, constants as fsc, fchmodSync, futimesSync, openSync, writeSync } from 'node:fs';
 import { link, lutimes, mkdir, open, symlink, unlink, chmod, utimes } from 'node:fs/promises';
 import path from 'node:path';
-import { AgentError } from '../errors.js';
+import { AgentError, type ErrorCode } from '../errors.js';
 import type { Logger } from '../log.js';
 import { ExtractModel, type NodeKind } from './extract-model.js';
 import { pathKey, resolveLinkTarget, safeMemberName } from './safe-path.js';
@@ -81,7 +81,7 @@ export class TreeWriter {
   }
 
   /** An AgentError naming the archive and the member. */
-  refuse(member: string, reason: string, code = 'E_EXTRACT_UNSAFE'): AgentError {
+  refuse(member: string, reason: string, code: ErrorCode = 'E_EXTRACT_UNSAFE'): AgentError {
     return new AgentError(code, `${this.archive}: refusing member '${member}': ${reason}`);
   }
 
