@@ -40,7 +40,6 @@ export { writeCompleteMarker } from './cache-marker.js';
 export { DEFAULT_FLOOR_BYTES, DEFAULT_FLOOR_PERCENT, type FloorOptions, type DiskSpace, type StatFs } from './cache-eviction.js';
 export type { Produce, ProduceResult } from './cache-publish.js';
 export type { SweepReport } from './cache-sweep.js';
-export { getExtractedTree, type TreeResult, type TreeSource } from './cache-tree.js';
 
 /** With the fast path on, a full re-hash at least once every this many hits of an entry (and on its first hit in a process). */
 export const FAST_PATH_REHASH_EVERY = 20;

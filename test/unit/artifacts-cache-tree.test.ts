@@ -7,7 +7,8 @@ import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSy
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ArtifactCache, getExtractedTree, type TreeSource } from '../../agent/artifacts/cache.js';
+import { ArtifactCache } from '../../agent/artifacts/cache.js';
+import { getExtractedTree, type TreeSource } from '../../agent/artifacts/cache-tree.js';
 
 describe('getExtractedTree', () => {
   const scratch = mkdtempSync(path.join(os.tmpdir(), 'bbagent-cache-tree-'));
