@@ -1,9 +1,10 @@
 // The `.complete` marker: written last, atomically (temp name in ROOT/.tmp, fsync, rename), so an entry exists
 // exactly when its marker does. It records what a hit checks (size, fingerprint, tree manifest), and its mtime
 // is the entry's last use (the LRU order), set by utimes on each hit: one atomic metadata update, no index file.
-// The extraction helper may call writeCompleteMarker for its own trees outside the cache; the cache's entries
-// use writeEntryMarker.
+// Trees published outside the cache get theirs from markComplete (extract-publish.ts); the cache's entries use
+// writeEntryMarker.
 
+import { syncDir } from '../fs/sync-dir.js';
 import { randomBytes } from 'node:crypto';
 import { open, readFile, rename, rm, utimes } from 'node:fs/promises';
 import path from 'node:path';
@@ -30,20 +31,6 @@ export function tempName(suffix: string): string {
   return `${process.pid}-${randomBytes(6).toString('hex')}${suffix}`;
 }
 
-/** fsync of a directory, so a rename in it survives a power loss; best effort (Windows cannot open a directory). */
-export async function syncDir(dir: string): Promise<void> {
-  try {
-    const fh = await open(dir, 'r');
-    try {
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-  } catch {
-    // not supported here: the rename is still atomic, only its durability after a power loss is weaker
-  }
-}
-
 /** Writes `content` to `dest` atomically: `tmpDir`/temp name, fsync, rename, fsync of dest's directory. */
 export async function writeFileAtomic(dest: string, tmpDir: string, content: string): Promise<void> {
   const tmp = path.join(tmpDir, tempName('.marker'));
@@ -61,16 +48,6 @@ export async function writeFileAtomic(dest: string, tmpDir: string, content: str
     throw err;
   }
   await syncDir(path.dirname(dest));
-}
-
-/**
- * A plain `.complete` marker for `target` (`target + '.complete'`), written last and atomically, as
- * actions/toolkit's tool-cache does: for trees published outside the cache (a step's --extract DIR).
- */
-export async function writeCompleteMarker(target: string, info: Record<string, unknown> = {}): Promise<string> {
-  const dest = target + '.complete';
-  await writeFileAtomic(dest, path.dirname(target), JSON.stringify({ ...info, completedAt: new Date().toISOString() }) + '\n');
-  return dest;
 }
 
 export async function writeEntryMarker(root: string, key: CacheKey, marker: Omit<EntryMarker, 'v' | 'key'>): Promise<void> {

@@ -8,7 +8,8 @@ import { removeAll } from './cache-remove.js';
 import path from 'node:path';
 import { AgentError } from '../errors.js';
 import { entryPath, keyString, TMP_DIR, type CacheKey } from './cache-key.js';
-import { syncDir, tempName, writeEntryMarker } from './cache-marker.js';
+import { tempName, writeEntryMarker } from './cache-marker.js';
+import { syncDir } from '../fs/sync-dir.js';
 import { buildManifest, fingerprintOf, hashFile, manifestBytes } from './cache-verify.js';
 
 /** What `produce` may return: the digest it computed while writing saves the cache a second read. */

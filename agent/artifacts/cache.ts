@@ -36,7 +36,6 @@ import { sweepCache, type SweepReport } from './cache-sweep.js';
 import { checkTree, fingerprintOf, hashFile, sameFingerprint } from './cache-verify.js';
 
 export { extractedKey, fileKey, keyString, type CacheKey, type HashAlgorithm } from './cache-key.js';
-export { writeCompleteMarker } from './cache-marker.js';
 export { DEFAULT_FLOOR_BYTES, DEFAULT_FLOOR_PERCENT, type FloorOptions, type DiskSpace, type StatFs } from './cache-eviction.js';
 export type { Produce, ProduceResult } from './cache-publish.js';
 export type { SweepReport } from './cache-sweep.js';

@@ -4,6 +4,7 @@
 // Temp names are `<target>.extracting-<pid>-<hex>[-old]`: the pid lets a sweep spare the extractions of agents
 // still running on a shared cache (several workers of one agent are one process; two agents are two pids).
 
+import { syncDir } from '../fs/sync-dir.js';
 import { randomBytes } from 'node:crypto';
 import { open, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
@@ -17,20 +18,6 @@ export const COMPLETE_SUFFIX = '.complete';
 /** A temp name beside `target`, unique to this process and call. */
 export function tempPathFor(target: string, suffix = ''): string {
   return `${target}${TEMP_INFIX}${process.pid}-${randomBytes(6).toString('hex')}${suffix}`;
-}
-
-/** fsync a directory so a rename in it survives a power loss; some systems (Windows) cannot, which is fine. */
-export async function fsyncDir(dir: string): Promise<void> {
-  try {
-    const fh = await open(dir, 'r');
-    try {
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-  } catch {
-    // EISDIR / EPERM / EINVAL where directories cannot be opened or synced: the rename is still atomic
-  }
 }
 
 export function completeMarkerPath(target: string): string {
@@ -54,7 +41,7 @@ export async function markComplete(target: string, info: Record<string, unknown>
       await fh.close();
     }
     await rename(temp, marker);
-    await fsyncDir(path.dirname(marker));
+    await syncDir(path.dirname(marker));
   } catch (err) {
     await rm(temp, { force: true });
     throw new AgentError('E_EXTRACT_IO', `cannot write the completion marker ${marker}: ${errorMessage(err)}`);

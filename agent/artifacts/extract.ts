@@ -31,7 +31,8 @@ import { plainStream } from './decompress.js';
 import { extractTarStream } from './extract-tar.js';
 import { DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, DEFAULT_MODE_MASK, TreeWriter, type ExtractLimits } from './extract-writer.js';
 import { extractZip } from './extract-zip.js';
-import { fsyncDir, tempPathFor } from './extract-publish.js';
+import { tempPathFor } from './extract-publish.js';
+import { syncDir } from '../fs/sync-dir.js';
 
 export { DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, DEFAULT_MODE_MASK, type ExtractLimits } from './extract-writer.js';
 export { formatOf, type ArchiveFormat } from './archive-kind.js';
@@ -139,6 +140,6 @@ async function publish(archive: string, temp: string, target: string, replace: b
     });
   }
   await rename(temp, target);
-  await fsyncDir(path.dirname(target));
+  await syncDir(path.dirname(target));
   if (old) await rm(old, { recursive: true, force: true, maxRetries: 3 });
 }

@@ -3,6 +3,7 @@
 // fsync of the directory). Whoever holds a PartialFile either publishes or discards it: no partial outlives a
 // download that failed.
 
+import { syncDir } from '../fs/sync-dir.js';
 import { constants as fsConstants } from 'node:fs';
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
@@ -86,7 +87,7 @@ export class PartialFile {
     } catch (err) {
       throw ioError('rename', `${this.path} -> ${dest}`, err);
     }
-    await syncDirectory(path.dirname(dest));
+    await syncDir(path.dirname(dest));
   }
 
   /** Closes and removes the file (nothing is kept); never throws. */
@@ -106,17 +107,4 @@ export class PartialFile {
 
 function ioError(op: string, file: string, err: unknown): AgentError {
   return new AgentError('E_FETCH_WRITE', `cannot ${op} ${file}: ${errorMessage(err)}`);
-}
-
-/** fsync of a directory, so a rename in it survives a power loss (best effort: Windows cannot open a directory). */
-async function syncDirectory(dir: string): Promise<void> {
-  let fh: FileHandle | undefined;
-  try {
-    fh = await open(dir, fsConstants.O_RDONLY);
-    await fh.sync();
-  } catch {
-    // the rename is atomic all the same; only its durability is left to the OS
-  } finally {
-    await fh?.close().catch(() => undefined);
-  }
 }

@@ -2,6 +2,7 @@
 // renamed over it. Readers (and a crash, a kill, a full disk) see the old file or the whole new one, never
 // part of it; a discarded or crashed write leaves no temp file (journal: temp-journal.ts).
 
+import { syncDir } from '../fs/sync-dir.js';
 import { constants as fsConstants } from 'node:fs';
 import type { BigIntStats } from 'node:fs';
 import { access, open, rename, stat, unlink } from 'node:fs/promises';
@@ -113,7 +114,7 @@ class TempFileSink implements FileSink {
       await this.discard();
       throw toPyError(err); // Python's close errors name no file
     }
-    await syncDirectory(nodePath.dirname(this.target));
+    await syncDir(fsPath(nodePath.dirname(this.target)));
     await this.entry.forget();
   }
 
@@ -167,18 +168,5 @@ async function writeAll(fh: FileHandle, data: Uint8Array): Promise<void> {
     } catch (err) {
       throw toPyError(err); // Python's write errors name no file
     }
-  }
-}
-
-/** fsync of the directory, so the rename itself survives a power loss (not possible everywhere: best effort). */
-async function syncDirectory(dir: string): Promise<void> {
-  let fh: FileHandle | undefined;
-  try {
-    fh = await open(fsPath(dir), fsConstants.O_RDONLY);
-    await fh.sync();
-  } catch {
-    // e.g. Windows cannot open a directory: the rename is still atomic, only its durability is the OS's
-  } finally {
-    await fh?.close().catch(() => undefined);
   }
 }
