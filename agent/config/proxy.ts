@@ -5,6 +5,22 @@
 
 import { AgentError } from '../errors.js';
 
+/**
+ * A Twisted client endpoint string (`tcp:host=H:port=P`, `tcp:H:P`, `tls:...`) as its kind, its `name=value`
+ * parts and its positional parts.
+ */
+export function endpointParts(s: string): { kind: string | undefined; named: Record<string, string>; positional: string[] } {
+  const [kind, ...rest] = splitEndpoint(s);
+  const named: Record<string, string> = {};
+  const positional: string[] = [];
+  for (const p of rest) {
+    const eq = p.indexOf('=');
+    if (eq > 0) named[p.slice(0, eq)] = p.slice(eq + 1);
+    else positional.push(p);
+  }
+  return { kind, named, positional };
+}
+
 /** Splits an endpoint string at unescaped ':' (Twisted escapes ':' in IPv6 addresses as '\:'). */
 export function splitEndpoint(s: string): string[] {
   const parts: string[] = [];
@@ -56,16 +72,9 @@ function fromUrl(s: string): ProxyEndpoint {
 /** Reads `tcp:host=H:port=P`, `tcp:H:P` (Twisted's form, as buildbot-worker takes it) or `http://[user:pw@]H:P`. */
 export function parseProxyConnectionString(s: string): ProxyEndpoint {
   if (/^https?:\/\//i.test(s)) return fromUrl(s);
-  const [kind, ...rest] = splitEndpoint(s);
+  const { kind, named, positional } = endpointParts(s);
   if (kind === 'tls' || kind === 'ssl') throw badProxy(s, 'a proxy reached over TLS is not supported (use tcp: or http://)');
   if (kind !== 'tcp') throw badProxy(s, 'expected tcp:host=HOST:port=PORT or http://HOST:PORT');
-  const named: Record<string, string> = {};
-  const positional: string[] = [];
-  for (const p of rest) {
-    const eq = p.indexOf('=');
-    if (eq > 0) named[p.slice(0, eq)] = p.slice(eq + 1);
-    else positional.push(p);
-  }
   const host = named['host'] ?? positional[0];
   if (!host) throw badProxy(s, 'the proxy host is missing');
   return { host, port: checkedPort(named['port'] ?? positional[1], s), authorization: undefined };

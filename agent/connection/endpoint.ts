@@ -4,7 +4,7 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { MasterEntry, Protocol, WorkerConfig } from '../config/schema.js';
-import { splitEndpoint } from '../config/proxy.js';
+import { endpointParts } from '../config/proxy.js';
 import { AgentError } from '../errors.js';
 
 export interface MasterEndpoint {
@@ -29,16 +29,9 @@ function readCa(file: string, what: string): Buffer[] {
 }
 
 export function parseConnectionString(s: string, caFile: string | null): MasterEndpoint {
-  const [kind, ...rest] = splitEndpoint(s);
+  const { kind, named, positional } = endpointParts(s);
   if (kind !== 'tcp' && kind !== 'tls') {
     throw new AgentError('E_CONFIG', `connectionString: only tcp: and tls: endpoints are supported, got ${JSON.stringify(s)}`);
-  }
-  const named: Record<string, string> = {};
-  const positional: string[] = [];
-  for (const p of rest) {
-    const eq = p.indexOf('=');
-    if (eq > 0) named[p.slice(0, eq)] = p.slice(eq + 1);
-    else positional.push(p);
   }
   const host = named['host'] ?? positional[0];
   const portText = named['port'] ?? positional[1];
