@@ -41,8 +41,9 @@ export function planChunks(ids: Iterable<string>, options: ChunkOptions): ChunkP
   const sorted = sortedUnique(ids);
   const by = options.by ?? 'test';
   const groupOf = options.groupOf ?? directoryOf;
-  if (options.durations === undefined && by === 'test') return sliceChunks(sorted, total);
   const weightOf = weights(sorted, options.durations);
+  // no listed test has a recorded duration (no file, or the first run): the same split as without durations
+  if (by === 'test' && weightOf.known === 0) return sliceChunks(sorted, total);
   const items = by === 'group' ? groupItems(sorted, groupOf, weightOf.weight) : sorted.map((id) => ({ key: id, ids: [id], weight: weightOf.weight(id) }));
   return { ...lptChunks(items, total), unknownWeight: weightOf.unknown };
 }
@@ -99,8 +100,15 @@ interface Item {
   weight: number;
 }
 
-function weights(sorted: string[], durations: ReadonlyMap<string, number> | undefined): { weight: (id: string) => number; unknown: number } {
-  if (durations === undefined) return { weight: () => 1, unknown: 1 };
+interface Weights {
+  weight: (id: string) => number;
+  unknown: number;
+  /** How many listed tests have a recorded duration. */
+  known: number;
+}
+
+function weights(sorted: string[], durations: ReadonlyMap<string, number> | undefined): Weights {
+  if (durations === undefined) return { weight: () => 1, unknown: 1, known: 0 };
   let sum = 0;
   let known = 0;
   for (const id of sorted) {
@@ -113,7 +121,7 @@ function weights(sorted: string[], durations: ReadonlyMap<string, number> | unde
     known++;
   }
   const unknown = known > 0 ? sum / known : 1;
-  return { weight: (id) => durations.get(id) ?? unknown, unknown };
+  return { weight: (id) => durations.get(id) ?? unknown, unknown, known };
 }
 
 /** One item per group (groups in code-unit order of their key, sums in the sorted order of their ids). */
