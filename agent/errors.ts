@@ -104,6 +104,7 @@ type SuiteCode =
   | 'E_SUITE_CHUNK_THIS' // the chunk asked for is not an integer in 1..total
   | 'E_SUITE_DUPLICATE_TEST' // a test id appears twice in the list to chunk
   | 'E_SUITE_DURATION' // a recorded duration is negative or not a finite number
+  | 'E_SUITE_DURATIONS_FILE' // a durations file is not JSON or not of the expected shape (file and reason named)
   | 'E_SUITE_RERUNS'; // a failure cannot be classified from the reruns given (none, or counts out of range)
 
 /** Python-compatible failures (py/): the exception class is the error's `pyType`. */
