@@ -98,6 +98,15 @@ type ArtifactCode =
   | 'E_EXTRACT_TARGET_EXISTS'
   | 'E_EXTRACT_ABORTED';
 
+/** Test suites (suites/): chunking a test list, classifying reruns. */
+type SuiteCode =
+  | 'E_SUITE_CHUNK_TOTAL' // the number of chunks is not an integer >= 1
+  | 'E_SUITE_CHUNK_THIS' // the chunk asked for is not an integer in 1..total
+  | 'E_SUITE_DUPLICATE_TEST' // a test id appears twice in the list to chunk
+  | 'E_SUITE_DURATION' // a recorded duration is negative or not a finite number
+  | 'E_SUITE_DURATIONS_FILE' // a durations file is not JSON or not of the expected shape (file and reason named)
+  | 'E_SUITE_RERUNS'; // a failure cannot be classified from the reruns given (none, or counts out of range)
+
 /** Python-compatible failures (py/): the exception class is the error's `pyType`. */
 type PythonCode = 'E_PYTHON' | 'E_GLOB_PATTERN' | 'E_GLOB_LIMIT' | 'E_GLOB_LOOP' | 'E_GLOB_STOPPED' | 'E_NUL_IN_PATH';
 
@@ -120,7 +129,7 @@ type PlatformCode =
  */
 export type OsErrnoCode = string & { readonly osErrno: true };
 
-export type ErrorCode = ConfigCode | ConnectionCode | CommandCode | WorkCode | ArtifactCode | PythonCode | PlatformCode | OsErrnoCode;
+export type ErrorCode = ConfigCode | ConnectionCode | CommandCode | WorkCode | ArtifactCode | SuiteCode | PythonCode | PlatformCode | OsErrnoCode;
 
 /** An errno name as Node reports it, as an error code. */
 export function osErrnoCode(name: string): OsErrnoCode {

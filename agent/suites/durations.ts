@@ -1,0 +1,133 @@
+// Per-test durations the agent records from parsed results, so the next chunked run balances by itself: the last
+// few samples of each test (the median damps one slow run), entries not seen for a while dropped, a canonical JSON
+// file (keys in code-unit order) and a snapshot id that names exactly which durations balanced a chunk.
+import { createHash } from 'node:crypto';
+import { AgentError } from '../errors.js';
+import { compareIds } from './chunk.js';
+
+/** Samples kept per test: the median of 5 ignores up to 2 outliers. */
+export const KEEP_SAMPLES = 5;
+/** A test not seen in this many recorded runs is dropped (renamed or deleted tests must not linger). */
+export const MAX_AGE_RUNS = 20;
+
+export interface TestHistory {
+  /** Seconds, oldest first, at most KEEP_SAMPLES. */
+  samples: number[];
+  /** The recorded run (DurationHistory.runs) that last saw the test. */
+  lastRun: number;
+}
+
+export interface DurationHistory {
+  /** How many runs were recorded into it. */
+  runs: number;
+  tests: Map<string, TestHistory>;
+}
+
+/** One result of a parsed report, as the parsers give it. */
+export interface TimedResult {
+  name: string;
+  status: 'pass' | 'fail' | 'skip' | 'error';
+  duration_s: number;
+}
+
+export function emptyHistory(): DurationHistory {
+  return { runs: 0, tests: new Map() };
+}
+
+/** Records one run's results: skipped tests (no meaningful time) and non-finite times are left out. */
+export function recordRun(history: DurationHistory, results: Iterable<TimedResult>, keep = KEEP_SAMPLES, maxAge = MAX_AGE_RUNS): DurationHistory {
+  const runs = history.runs + 1;
+  const tests = new Map<string, TestHistory>();
+  for (const [id, h] of history.tests) if (runs - h.lastRun <= maxAge) tests.set(id, { samples: [...h.samples], lastRun: h.lastRun });
+  for (const r of results) {
+    if (r.status === 'skip' || !Number.isFinite(r.duration_s) || r.duration_s < 0) continue;
+    const h = tests.get(r.name) ?? { samples: [], lastRun: runs };
+    h.samples.push(r.duration_s);
+    if (h.samples.length > keep) h.samples.splice(0, h.samples.length - keep);
+    h.lastRun = runs;
+    tests.set(r.name, h);
+  }
+  return { runs, tests };
+}
+
+/** The duration chunking balances on: each test's median sample. */
+export function durationsOf(history: DurationHistory): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const [id, h] of history.tests) if (h.samples.length > 0) out.set(id, median(h.samples));
+  return out;
+}
+
+function median(values: number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+/** The history as canonical JSON: byte-identical for the same history on every OS. */
+export function formatHistory(history: DurationHistory): string {
+  const ids = [...history.tests.keys()].sort(compareIds);
+  // no prototype: a test named "__proto__" stays a key
+  const tests = Object.create(null) as Record<string, { samples: number[]; last_run: number }>;
+  for (const id of ids) {
+    const h = history.tests.get(id)!;
+    tests[id] = { samples: h.samples, last_run: h.lastRun };
+  }
+  return `${JSON.stringify({ bbagent_durations: 1, runs: history.runs, tests }, null, 1)}\n`;
+}
+
+/**
+ * Reads a durations file: the agent's own (formatHistory), or a flat {"test id": seconds} map (written by hand or
+ * taken from elsewhere, such as one suite of Mozilla's manifest-runtimes files), read as one sample each.
+ */
+export function parseHistory(text: string, source: string): DurationHistory {
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (err) {
+    throw new AgentError('E_SUITE_DURATIONS_FILE', `${source}: not JSON (${(err as Error).message})`);
+  }
+  if (!isRecord(data)) throw new AgentError('E_SUITE_DURATIONS_FILE', `${source}: expected a JSON object`);
+  if (data.bbagent_durations === undefined) return flatHistory(data, source);
+  if (data.bbagent_durations !== 1)
+    throw new AgentError('E_SUITE_DURATIONS_FILE', `${source}: unknown bbagent_durations version ${JSON.stringify(data.bbagent_durations)}`);
+  const runs = data.runs;
+  if (!Number.isInteger(runs) || (runs as number) < 0) throw new AgentError('E_SUITE_DURATIONS_FILE', `${source}: "runs" must be an integer >= 0`);
+  if (!isRecord(data.tests)) throw new AgentError('E_SUITE_DURATIONS_FILE', `${source}: "tests" must be an object`);
+  const tests = new Map<string, TestHistory>();
+  for (const [id, entry] of Object.entries(data.tests)) {
+    const samples = isRecord(entry) ? entry.samples : undefined;
+    const lastRun = isRecord(entry) ? entry.last_run : undefined;
+    if (!Array.isArray(samples) || !samples.every(isSeconds) || !Number.isInteger(lastRun)) {
+      throw new AgentError('E_SUITE_DURATIONS_FILE', `${source}: test ${JSON.stringify(id)} needs "samples" (seconds >= 0) and an integer "last_run"`);
+    }
+    tests.set(id, { samples: samples as number[], lastRun: lastRun as number });
+  }
+  return { runs: runs as number, tests };
+}
+
+function flatHistory(data: Record<string, unknown>, source: string): DurationHistory {
+  const tests = new Map<string, TestHistory>();
+  for (const [id, seconds] of Object.entries(data)) {
+    if (!isSeconds(seconds))
+      throw new AgentError('E_SUITE_DURATIONS_FILE', `${source}: the duration of test ${JSON.stringify(id)} is not a number of seconds >= 0`);
+    tests.set(id, { samples: [seconds], lastRun: 0 });
+  }
+  return { runs: 0, tests };
+}
+
+/**
+ * A short id of the durations a split was balanced on (sha256 of the sorted pairs): recorded with a chunk's
+ * results, it says whether two chunks were cut from the same durations, so a chunk can be replayed exactly.
+ */
+export function snapshotId(durations: ReadonlyMap<string, number>): string {
+  const pairs = [...durations].sort((a, b) => compareIds(a[0], b[0]));
+  return createHash('sha256').update(JSON.stringify(pairs)).digest('hex').slice(0, 16);
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function isSeconds(value: unknown): value is number {
+  return typeof value === 'number' && Number.isFinite(value) && value >= 0;
+}
