@@ -2,7 +2,8 @@
 // optionally extracted, for use from any ShellCommand. Exit 0 prints the resulting path (or, with --json, one
 // object); any failure prints one line naming the URL and the reason and exits 1 (2 for a bad command line).
 // Progress goes to stderr: a bar rewritten in place on a terminal, one JSON line per state change with --json
-// when stderr is not a terminal, nothing otherwise.
+// when stderr is not a terminal, nothing otherwise. SIGINT and SIGTERM abort the fetch: partial files are removed
+// and the one-line error says it was aborted.
 
 import path from 'node:path';
 import { ArtifactCache } from '../artifacts/cache.js';
@@ -124,6 +125,11 @@ function defaultDest(url: string): string {
 
 async function run(req: FetchRequest, io: CliIO, onProgress: ((p: DownloadProgress) => void) | undefined): Promise<FetchResult> {
   const cache = req.cache !== undefined ? await ArtifactCache.open({ root: path.resolve(req.cache) }) : undefined;
+  // Ctrl-C or a step's SIGTERM stops the fetch and removes its partial files before the process exits.
+  const abort = new AbortController();
+  const stop = (): void => abort.abort();
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
   try {
     return await fetchArtifact({
       url: req.url,
@@ -134,8 +140,11 @@ async function run(req: FetchRequest, io: CliIO, onProgress: ((p: DownloadProgre
       env: io.env,
       logger: silentLogger,
       ...(onProgress ? { onProgress } : {}),
+      signal: abort.signal,
     });
   } finally {
+    process.removeListener('SIGINT', stop);
+    process.removeListener('SIGTERM', stop);
     await cache?.close();
   }
 }

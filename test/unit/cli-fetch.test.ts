@@ -131,6 +131,28 @@ describe('bbagent fetch', () => {
     expect(readdirSync(cwd)).toEqual([]);
   });
 
+  it('SIGTERM mid-body aborts: exit 1, one line, no partial file left', async () => {
+    const cwd = fresh();
+    origin.plan({ kind: 'stall', bytes: 100_000 });
+    const args = [BUNDLE, 'fetch', origin.url('/slow.bin'), '--sha256', digest, '--json'];
+    const child = spawn(process.execPath, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'], timeout: 30_000 });
+    let stderr = '';
+    const closed = new Promise<number | null>((resolve) => child.on('close', resolve));
+    // the body has started once the progress says so
+    await new Promise<void>((resolve) => {
+      child.stderr.setEncoding('utf8').on('data', (d: string) => {
+        stderr += d;
+        if (stderr.includes('"state":"downloading"')) resolve();
+      });
+    });
+    expect(readdirSync(cwd).filter((f) => f.startsWith('slow.bin.partial-'))).toHaveLength(1);
+    child.kill('SIGTERM');
+    expect(await closed).toBe(1);
+    const lines = stderr.trimEnd().split('\n');
+    expect(lines[lines.length - 1]).toBe(`${origin.url('/slow.bin')}: download aborted`);
+    expect(readdirSync(cwd)).toEqual([]);
+  });
+
   it('a bad command line exits 2 with one line; help fetch prints the usage', async () => {
     const cwd = fresh();
     expectOneLineFailure(await bbagent(['fetch', origin.url()], cwd), 2, '--sha256');
