@@ -89,6 +89,7 @@ type ArtifactCode =
   | 'E_FETCH_HEADERS'
   | 'E_FETCH_WRITE'
   | 'E_FETCH_ABORTED'
+  | 'E_FETCH_DEST' // fetch: no place (or two places) to put the result
   | 'E_EXTRACT_UNSAFE' // a member would land outside the target (.., absolute, an escaping link, through a link)
   | 'E_EXTRACT_LIMIT' // the archive holds more bytes or members than the caps allow
   | 'E_EXTRACT_CORRUPT'

@@ -15,6 +15,8 @@ Commands:
   stop [BASEDIR]                  stop the worker
   restart [--nodaemon] [BASEDIR]  stop the worker if it is running, then start it
   service ACTION [BASEDIR]        install|uninstall|status|start|stop the worker as a system service
+  fetch URL (--sha256 HEX | --sha512 HEX) [--dest PATH | --extract DIR] [--cache DIR] [--json]
+                                  download a file, verified (and cached, extracted); prints its path
   help [COMMAND]                  show this help, or a command's
 
 Options:
@@ -33,6 +35,7 @@ const COMMANDS: Record<string, Subcommand> = {
   stop: async (argv, io) => (await import('./stop.js')).stopCommand(argv, io),
   restart: async (argv, io) => (await import('./restart.js')).restartCommand(argv, io),
   service: async (argv, io) => (await import('./service.js')).serviceCommand(argv, io),
+  fetch: async (argv, io) => (await import('./fetch.js')).fetchCommand(argv, io),
 };
 
 export async function runCli(argv: string[], io: CliIO = processIO()): Promise<number> {

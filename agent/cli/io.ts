@@ -10,6 +10,10 @@ export interface CliIO {
   /** One line of error output (a newline is added). */
   err(line: string): void;
   env: NodeJS.ProcessEnv;
+  /** Error output is a terminal (progress bars are drawn only then). */
+  isTTY?: boolean;
+  /** Raw error output, no newline added (a progress line rewritten with \r). */
+  errWrite?(text: string): void;
 }
 
 export function processIO(): CliIO {
@@ -19,6 +23,8 @@ export function processIO(): CliIO {
     out: (line) => void process.stdout.write(`${line}\n`),
     err: (line) => void process.stderr.write(`${line}\n`),
     env: process.env,
+    isTTY: process.stderr.isTTY === true,
+    errWrite: (text) => void process.stderr.write(text),
   };
 }
 

@@ -1,0 +1,154 @@
+// The fetch job: one URL, verified, through the cache when there is one, and optionally extracted. It composes
+// the downloader (download.ts), the cache (cache.ts) and extraction (extract.ts); it is what `bbagent fetch` runs
+// and what the `fetch` remote command will run.
+//
+// Where the result lands (`FetchResult.path`):
+// - `extract: DIR`: the archive is extracted into DIR (made atomically by extractArchive; DIR must not exist or
+//   be empty). With a cache the archive comes from the cache (a hit sends no request); without one it is
+//   downloaded to a temp file beside DIR, removed afterwards. The tree in DIR is the caller's to write into.
+// - `dest: PATH`: the file at PATH. With a cache it is copied from the cache entry (temp name, fsync, rename);
+//   without one it is downloaded there directly.
+// - neither, with a cache: the cache entry itself. It is read-only: a change is found on the next hit and the
+//   entry fetched again. (The cache's extracted trees, `getExtractedTree` in cache-tree.ts, are for callers
+//   that hold the agent's cache and only read the tree: the remote command.)
+// Errors are AgentErrors whose message starts with the URL (codes of download.ts, cache.ts and extract.ts, plus
+// E_FETCH_DEST when there is nowhere to put the file).
+
+import { randomBytes } from 'node:crypto';
+import { constants as fsc } from 'node:fs';
+import { copyFile, open, rename, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { AgentError, errorMessage } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { ArtifactCache } from './cache.js';
+import { fileKey } from './cache-key.js';
+import { download, type DownloadResult, type ExpectedDigest, type ProgressCallback, type ProxyEnv } from './download.js';
+import { extractArchive } from './extract.js';
+import { checkDigest, type DigestAlgorithm } from './hashing.js';
+
+export interface FetchOptions {
+  url: string;
+  expected: ExpectedDigest;
+  /** The file to create or replace (its directory must exist). */
+  dest?: string;
+  /** Extract the archive into this directory instead (it must not exist, or be empty). */
+  extract?: string;
+  /** Fetch through this cache (a hit sends no request). */
+  cache?: ArtifactCache;
+  env?: ProxyEnv;
+  logger: Logger;
+  onProgress?: ProgressCallback;
+  signal?: AbortSignal;
+}
+
+export interface FetchResult {
+  /** The file, or the extracted directory. */
+  path: string;
+  algorithm: DigestAlgorithm;
+  digest: string;
+  /** Bytes of the downloaded (or cached) file. */
+  bytes: number;
+  /** The file came from the cache: no request was sent. */
+  cached: boolean;
+  /** Requests made (0 on a cache hit). */
+  attempts: number;
+  seconds: number;
+}
+
+/** Fetches `opts.url` as the module comment describes. */
+export async function fetchArtifact(opts: FetchOptions): Promise<FetchResult> {
+  const started = performance.now();
+  try {
+    const expected = checkDigest(opts.expected);
+    if (opts.dest !== undefined && opts.extract !== undefined) {
+      throw new AgentError('E_FETCH_DEST', `${opts.url}: give a destination file or a directory to extract into, not both`);
+    }
+    const got = opts.cache ? await viaCache(opts, opts.cache, expected) : await direct(opts, expected);
+    return { ...got, algorithm: expected.algorithm, digest: expected.digest, seconds: (performance.now() - started) / 1000 };
+  } catch (err) {
+    throw withUrl(opts.url, err);
+  }
+}
+
+type Fetched = Pick<FetchResult, 'path' | 'bytes' | 'cached' | 'attempts'>;
+
+async function direct(opts: FetchOptions, expected: ExpectedDigest): Promise<Fetched> {
+  if (opts.extract === undefined) {
+    if (opts.dest === undefined) throw new AgentError('E_FETCH_DEST', `${opts.url}: no destination file, directory to extract into, or cache`);
+    const r = await download(downloadOptions(opts, expected, opts.dest));
+    return { path: r.path, bytes: r.bytes, cached: false, attempts: r.attempts };
+  }
+  const target = path.resolve(opts.extract);
+  const archive = `${target}.fetch-${randomBytes(6).toString('hex')}`;
+  try {
+    const r = await download(downloadOptions(opts, expected, archive));
+    const tree = await extractArchive(archive, target, { logger: opts.logger, signal: opts.signal });
+    return { path: tree.path, bytes: r.bytes, cached: false, attempts: r.attempts };
+  } finally {
+    await rm(archive, { force: true });
+  }
+}
+
+async function viaCache(opts: FetchOptions, cache: ArtifactCache, expected: ExpectedDigest): Promise<Fetched> {
+  const key = fileKey(expected.algorithm, expected.digest);
+  const lease = await cache.acquire(key); // pinned while it is copied or extracted
+  try {
+    let produced: DownloadResult | undefined;
+    const entry = await cache.get(key, {
+      produce: async (tmp) => {
+        produced = await download(downloadOptions(opts, expected, tmp));
+        return { digest: produced.digest };
+      },
+    });
+    const fetched = { bytes: entry.bytes, cached: entry.cached, attempts: produced?.attempts ?? 0 };
+    if (opts.extract !== undefined) {
+      const tree = await extractArchive(entry.path, opts.extract, { logger: opts.logger, signal: opts.signal });
+      return { ...fetched, path: tree.path };
+    }
+    if (opts.dest !== undefined) {
+      await copyAtomically(entry.path, opts.dest);
+      return { ...fetched, path: opts.dest };
+    }
+    return { ...fetched, path: entry.path };
+  } finally {
+    lease.release();
+  }
+}
+
+function downloadOptions(opts: FetchOptions, expected: ExpectedDigest, dest: string): Parameters<typeof download>[0] {
+  return {
+    url: opts.url,
+    expected,
+    dest,
+    logger: opts.logger,
+    ...(opts.env ? { env: opts.env } : {}),
+    ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+    ...(opts.signal ? { signal: opts.signal } : {}),
+  };
+}
+
+/** Copies to a temp name beside `dest`, fsyncs, renames over `dest`; the temp name never outlives the call. */
+async function copyAtomically(from: string, dest: string): Promise<void> {
+  const tmp = `${dest}.copy-${randomBytes(6).toString('hex')}`;
+  try {
+    await copyFile(from, tmp, fsc.COPYFILE_FICLONE);
+    const fh = await open(tmp, 'r+');
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, dest);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw new AgentError('E_FETCH_WRITE', `cannot copy ${from} to ${dest}: ${errorMessage(err)}`);
+  }
+}
+
+/** Every message starts with the URL (the extraction's and the cache's name paths only). */
+function withUrl(url: string, err: unknown): unknown {
+  if (!(err instanceof AgentError) || err.message.startsWith(url)) return err;
+  const wrapped = new AgentError(err.code, `${url}: ${err.message}`);
+  wrapped.cause = err;
+  return wrapped;
+}

@@ -1,0 +1,208 @@
+// `bbagent fetch`: fetches one URL, verified by its sha256 or sha512, optionally through a cache directory and
+// optionally extracted, for use from any ShellCommand. Exit 0 prints the resulting path (or, with --json, one
+// object); any failure prints one line naming the URL and the reason and exits 1 (2 for a bad command line).
+// Progress goes to stderr: a bar rewritten in place on a terminal, one JSON line per state change with --json
+// when stderr is not a terminal, nothing otherwise. SIGINT and SIGTERM abort the fetch: partial files are removed
+// and the one-line error says it was aborted.
+
+import path from 'node:path';
+import { ArtifactCache } from '../artifacts/cache.js';
+import type { DownloadProgress } from '../artifacts/download.js';
+import { fetchArtifact, type FetchResult } from '../artifacts/fetch.js';
+import type { DigestAlgorithm } from '../artifacts/hashing.js';
+import { AgentError, errorMessage } from '../errors.js';
+import { silentLogger } from '../log.js';
+import { EXIT_OK, UsageError, parseCommandLine, reportErrors, type CliIO, type OptionSpec } from './io.js';
+
+const COMMAND = 'bbagent fetch';
+
+export const FETCH_USAGE = `Usage: bbagent fetch URL (--sha256 HEX | --sha512 HEX) [--dest PATH | --extract DIR] [--cache DIR] [--json]
+
+Downloads URL (http or https; HTTPS_PROXY, HTTP_PROXY and NO_PROXY are honoured), checks its sha256 or sha512
+while it streams, and prints the resulting path. Connection drops resume with Range; resets, timeouts, 408, 429
+and 5xx are retried with back-off; other statuses and a hash mismatch fail at once (one retry from byte 0 when
+the content changed upstream). Any failure prints one line naming the URL and the reason and exits 1.
+
+Where the result goes:
+  --dest PATH      the file PATH (replaced atomically). Default without --cache: the URL's file name in the
+                   current directory
+  --extract DIR    extract the archive (tar, tar.gz, tar.bz2, tar.xz, tar.zst, zip) into DIR, which must not
+                   exist or be empty; members escaping DIR (.., absolute paths, links) fail the fetch
+  neither, with --cache: the file inside the cache (read-only: do not change it)
+
+Options:
+      --sha256 HEX    the expected sha256 of the file (64 hex characters)
+      --sha512 HEX    the expected sha512 of the file (128 hex characters)
+      --cache DIR     fetch through the content-addressed cache in DIR: a file already there is re-verified
+                      and no request is sent. There is no cache unless this is given: a running agent holds
+                      BASEDIR/cache, so use another directory from a ShellCommand
+      --json          print one JSON object {path, sha256|sha512, bytes, cached, attempts}; progress on a
+                      non-terminal stderr becomes one JSON line per state change
+  -h, --help          show this help`;
+
+const OPTIONS: OptionSpec = {
+  sha256: { type: 'string' },
+  sha512: { type: 'string' },
+  dest: { type: 'string' },
+  extract: { type: 'string' },
+  cache: { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+};
+
+interface FetchRequest {
+  url: string;
+  algorithm: DigestAlgorithm;
+  digest: string;
+  dest?: string;
+  extract?: string;
+  cache?: string;
+  json: boolean;
+}
+
+export async function fetchCommand(argv: string[], io: CliIO): Promise<number> {
+  return reportErrors(io, async () => {
+    const { values, positionals } = parseCommandLine(COMMAND, argv, OPTIONS, 1);
+    if (values.help === true) {
+      io.out(FETCH_USAGE);
+      return EXIT_OK;
+    }
+    const req = request(values, positionals);
+    const progress = progressReporter(io, req.json);
+    let result: FetchResult;
+    try {
+      result = await run(req, io, progress.onProgress);
+    } catch (err) {
+      progress.clear();
+      if (err instanceof AgentError) throw err;
+      throw new AgentError('E_FETCH_NETWORK', `${req.url}: ${errorMessage(err)}`);
+    }
+    progress.clear();
+    if (req.json) {
+      io.out(JSON.stringify({ path: result.path, [result.algorithm]: result.digest, bytes: result.bytes, cached: result.cached, attempts: result.attempts }));
+    } else {
+      io.out(result.path);
+    }
+    return EXIT_OK;
+  });
+}
+
+function request(values: Record<string, string | boolean | undefined>, positionals: string[]): FetchRequest {
+  const str = (name: string): string | undefined => (typeof values[name] === 'string' ? values[name] : undefined);
+  const url = positionals[0];
+  if (url === undefined) throw new UsageError(`${COMMAND}: missing URL (see '${COMMAND} --help')`);
+  const sha256 = str('sha256');
+  const sha512 = str('sha512');
+  if ((sha256 === undefined) === (sha512 === undefined)) {
+    throw new UsageError(`${COMMAND}: give exactly one of --sha256 and --sha512 (see '${COMMAND} --help')`);
+  }
+  const dest = str('dest');
+  const extract = str('extract');
+  if (dest !== undefined && extract !== undefined) throw new UsageError(`${COMMAND}: --dest and --extract exclude each other (see '${COMMAND} --help')`);
+  const cache = str('cache');
+  const req: FetchRequest = { url, algorithm: sha256 !== undefined ? 'sha256' : 'sha512', digest: sha256 ?? sha512 ?? '', json: values.json === true };
+  if (extract !== undefined) req.extract = extract;
+  else if (dest !== undefined) req.dest = dest;
+  else if (cache === undefined) req.dest = defaultDest(url);
+  if (cache !== undefined) req.cache = cache;
+  return req;
+}
+
+/** The URL's last path segment, in the current directory (as wget names it). */
+function defaultDest(url: string): string {
+  let name = '';
+  try {
+    name = decodeURIComponent(new URL(url).pathname.split('/').pop() ?? '');
+  } catch {
+    // a bad URL fails in the download, with its own message
+    return 'index.html';
+  }
+  if (name === '' || name === '.' || name === '..' || /[/\\\0]/.test(name)) {
+    throw new UsageError(`${COMMAND}: ${url} names no file: give --dest PATH (see '${COMMAND} --help')`);
+  }
+  return path.resolve(name);
+}
+
+async function run(req: FetchRequest, io: CliIO, onProgress: ((p: DownloadProgress) => void) | undefined): Promise<FetchResult> {
+  const cache = req.cache !== undefined ? await ArtifactCache.open({ root: path.resolve(req.cache) }) : undefined;
+  // Ctrl-C or a step's SIGTERM stops the fetch and removes its partial files before the process exits.
+  const abort = new AbortController();
+  const stop = (): void => abort.abort();
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  try {
+    return await fetchArtifact({
+      url: req.url,
+      expected: { algorithm: req.algorithm, digest: req.digest },
+      ...(req.dest !== undefined ? { dest: path.resolve(req.dest) } : {}),
+      ...(req.extract !== undefined ? { extract: path.resolve(req.extract) } : {}),
+      ...(cache ? { cache } : {}),
+      env: io.env,
+      logger: silentLogger,
+      ...(onProgress ? { onProgress } : {}),
+      signal: abort.signal,
+    });
+  } finally {
+    process.removeListener('SIGINT', stop);
+    process.removeListener('SIGTERM', stop);
+    await cache?.close();
+  }
+}
+
+interface ProgressReporter {
+  onProgress: ((p: DownloadProgress) => void) | undefined;
+  /** Removes the bar before the result or the error is printed. */
+  clear(): void;
+}
+
+function progressReporter(io: CliIO, json: boolean): ProgressReporter {
+  const write = io.errWrite;
+  if (io.isTTY === true && write !== undefined) {
+    let drawn = false;
+    return {
+      onProgress: (p) => {
+        write(`\r${progressLine(p)}\x1b[K`);
+        drawn = true;
+      },
+      clear: () => {
+        if (drawn) write('\r\x1b[K');
+        drawn = false;
+      },
+    };
+  }
+  if (!json) return { onProgress: undefined, clear: () => {} };
+  let last = '';
+  return {
+    onProgress: (p) => {
+      const state = `${p.state}/${p.attempt}`;
+      if (state === last) return;
+      last = state;
+      io.err(JSON.stringify({ event: 'progress', ...p }));
+    },
+    clear: () => {},
+  };
+}
+
+/** `downloading  12.0 MiB / 40.0 MiB  30%  5.1 MiB/s  ETA 6 s` (what is known of it). */
+export function progressLine(p: DownloadProgress): string {
+  const parts = [p.attempt > 1 ? `${p.state} (attempt ${p.attempt})` : p.state];
+  parts.push(p.total !== undefined ? `${size(p.bytes)} / ${size(p.total)}  ${Math.floor((100 * p.bytes) / Math.max(p.total, 1))}%` : size(p.bytes));
+  if (p.rate !== undefined) {
+    parts.push(`${size(p.rate)}/s`);
+    if (p.total !== undefined && p.rate > 0) parts.push(`ETA ${Math.ceil((p.total - p.bytes) / p.rate)} s`);
+  }
+  if (p.state === 'retrying' && p.reason !== undefined) parts.push(`${p.reason}; again in ${Math.ceil((p.retryInMs ?? 0) / 1000)} s`);
+  return parts.join('  ');
+}
+
+function size(bytes: number): string {
+  if (bytes < 1024) return `${Math.round(bytes)} B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let v = bytes / 1024;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${v.toFixed(1)} ${units[i] ?? 'TiB'}`;
+}

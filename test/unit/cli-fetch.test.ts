@@ -1,0 +1,183 @@
+// `bbagent fetch` as a ShellCommand runs it: the built bundle (node build/bbagent.cjs, built by
+// `node scripts/build.mjs`) against the in-test origin. Exit 0 prints the path (or one JSON object), a cache hit
+// sends no request, a 404 and a wrong sha256 exit 1 with one line naming the URL and the reason, a bad command
+// line exits 2. The terminal progress bar is checked in process with an injected TTY.
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fetchCommand } from '../../agent/cli/fetch.js';
+import { HttpOrigin, sha256 } from '../helpers/http-origin.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const BUNDLE = path.join(ROOT, 'build', 'bbagent.cjs');
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the bundle without blocking the loop (the origin lives in this process). */
+function bbagent(args: string[], cwd: string): Promise<Run> {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('BBAGENT_') && !/_proxy$/i.test(k)) env[k] = v;
+  const child = spawn(process.execPath, [BUNDLE, ...args], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'], timeout: 30_000 });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  return new Promise((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr })));
+}
+
+function expectOneLineFailure(r: Run, code: number, ...parts: string[]): void {
+  expect(r.code, r.stderr).toBe(code);
+  expect(r.stdout).toBe('');
+  expect(r.stderr.endsWith('\n')).toBe(true);
+  expect(r.stderr.trimEnd().split('\n')).toHaveLength(1);
+  for (const p of parts) expect(r.stderr).toContain(p);
+}
+
+describe('bbagent fetch', () => {
+  const content = Buffer.alloc(300_000, 9);
+  const digest = sha256(content);
+  let origin: HttpOrigin;
+  let tmp: string;
+  let n = 0;
+  const fresh = (): string => {
+    const d = path.join(tmp, `d${n++}`);
+    mkdirSync(d);
+    return d;
+  };
+
+  beforeAll(async () => {
+    if (!existsSync(BUNDLE)) throw new Error(`${BUNDLE} is missing: run "node scripts/build.mjs" first`);
+    tmp = mkdtempSync(path.join(os.tmpdir(), 'bbagent-cli-fetch-'));
+    origin = await HttpOrigin.start(content);
+  });
+  afterAll(async () => {
+    await origin.close();
+    rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it('prints the path of the file it fetched (the URL file name by default, --dest otherwise), quietly', async () => {
+    const cwd = fresh();
+    const r = await bbagent(['fetch', origin.url('/builds/app.bin'), '--sha256', digest], cwd);
+    expect(r).toEqual({ code: 0, stdout: `${path.join(cwd, 'app.bin')}\n`, stderr: '' });
+    expect(readFileSync(path.join(cwd, 'app.bin')).equals(content)).toBe(true);
+    const d = await bbagent(['fetch', origin.url(), '--sha256', digest, '--dest', 'sub.bin'], cwd);
+    expect(d).toEqual({ code: 0, stdout: `${path.join(cwd, 'sub.bin')}\n`, stderr: '' });
+    expect(readdirSync(cwd).sort()).toEqual(['app.bin', 'sub.bin']);
+  });
+
+  it('--json prints one object; through --cache the second run is a hit with no request', async () => {
+    const cwd = fresh();
+    const before = origin.log.length;
+    const args = ['fetch', origin.url(), '--sha256', digest, '--cache', 'cache', '--dest', 'out.bin', '--json'];
+    const first = await bbagent(args, cwd);
+    expect(first.code, first.stderr).toBe(0);
+    expect(JSON.parse(first.stdout)).toEqual({ path: path.join(cwd, 'out.bin'), sha256: digest, bytes: content.length, cached: false, attempts: 1 });
+    // progress on a pipe with --json: one JSON line per state change
+    const states = first.stderr
+      .trimEnd()
+      .split('\n')
+      .map((l) => (JSON.parse(l) as { state: string }).state);
+    expect(states).toEqual(['connecting', 'downloading', 'verifying', 'done']);
+    expect(origin.log.length).toBe(before + 1);
+
+    const second = await bbagent(args, cwd);
+    expect(second.code, second.stderr).toBe(0);
+    expect(JSON.parse(second.stdout)).toMatchObject({ cached: true, attempts: 0, bytes: content.length });
+    expect(origin.log.length).toBe(before + 1);
+  });
+
+  it('--extract DIR prints DIR with the archive extracted in it', async () => {
+    const cwd = fresh();
+    const src = fresh();
+    writeFileSync(path.join(src, 'hello.txt'), 'hello\n');
+    const { execFileSync } = await import('node:child_process');
+    const tgz = execFileSync('tar', ['-czf', '-', '-C', src, '.']);
+    const o = await HttpOrigin.start(tgz);
+    try {
+      const r = await bbagent(['fetch', o.url('/t.tar.gz'), '--sha256', sha256(tgz), '--extract', 'tree'], cwd);
+      expect(r).toEqual({ code: 0, stdout: `${path.join(cwd, 'tree')}\n`, stderr: '' });
+      expect(readFileSync(path.join(cwd, 'tree', 'hello.txt'), 'utf8')).toBe('hello\n');
+      expect(readdirSync(cwd)).toEqual(['tree']);
+    } finally {
+      await o.close();
+    }
+  });
+
+  it('a 404 and a wrong sha256 exit 1 with one line naming the URL and the reason; nothing is left', async () => {
+    const cwd = fresh();
+    origin.plan({ kind: 'status', status: 404 });
+    const notFound = await bbagent(['fetch', origin.url('/gone.bin'), '--sha256', digest], cwd);
+    expectOneLineFailure(notFound, 1, origin.url('/gone.bin'), '404');
+    const wrong = 'cd'.repeat(32);
+    const bad = await bbagent(['fetch', origin.url('/x.bin'), '--sha256', wrong, '--json'], cwd);
+    expect(bad.code).toBe(1);
+    expect(bad.stdout).toBe('');
+    const lines = bad.stderr.trimEnd().split('\n');
+    const last = lines[lines.length - 1]!;
+    expect(last).toContain(origin.url('/x.bin'));
+    expect(last).toContain(wrong);
+    expect(last).toContain(digest);
+    // the lines before the error are the JSON progress lines
+    for (const l of lines.slice(0, -1)) expect(() => JSON.parse(l) as unknown).not.toThrow();
+    const quiet = await bbagent(['fetch', origin.url('/x.bin'), '--sha256', wrong], cwd);
+    expectOneLineFailure(quiet, 1, origin.url('/x.bin'), wrong, digest);
+    expect(readdirSync(cwd)).toEqual([]);
+  });
+
+  it('SIGTERM mid-body aborts: exit 1, one line, no partial file left', async () => {
+    const cwd = fresh();
+    origin.plan({ kind: 'stall', bytes: 100_000 });
+    const args = [BUNDLE, 'fetch', origin.url('/slow.bin'), '--sha256', digest, '--json'];
+    const child = spawn(process.execPath, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'], timeout: 30_000 });
+    let stderr = '';
+    const closed = new Promise<number | null>((resolve) => child.on('close', resolve));
+    // the body has started once the progress says so
+    await new Promise<void>((resolve) => {
+      child.stderr.setEncoding('utf8').on('data', (d: string) => {
+        stderr += d;
+        if (stderr.includes('"state":"downloading"')) resolve();
+      });
+    });
+    expect(readdirSync(cwd).filter((f) => f.startsWith('slow.bin.partial-'))).toHaveLength(1);
+    child.kill('SIGTERM');
+    expect(await closed).toBe(1);
+    const lines = stderr.trimEnd().split('\n');
+    expect(lines[lines.length - 1]).toBe(`${origin.url('/slow.bin')}: download aborted`);
+    expect(readdirSync(cwd)).toEqual([]);
+  });
+
+  it('a bad command line exits 2 with one line; help fetch prints the usage', async () => {
+    const cwd = fresh();
+    expectOneLineFailure(await bbagent(['fetch', origin.url()], cwd), 2, '--sha256');
+    expectOneLineFailure(await bbagent(['fetch', origin.url(), '--sha256', digest, '--dest', 'a', '--extract', 'b'], cwd), 2, '--extract');
+    const help = await bbagent(['help', 'fetch'], cwd);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(/^Usage: bbagent fetch URL/);
+    expect(help.stdout).toContain('BASEDIR/cache');
+  });
+
+  it('on a terminal draws one line rewritten in place and clears it before printing the path', async () => {
+    const cwd = fresh();
+    const out: string[] = [];
+    const raw: string[] = [];
+    const code = await fetchCommand([origin.url(), '--sha256', digest, '--dest', path.join(cwd, 'f')], {
+      out: (l) => out.push(l),
+      err: (l) => raw.push(`${l}\n`),
+      env: {},
+      isTTY: true,
+      errWrite: (t) => raw.push(t),
+    });
+    expect(code).toBe(0);
+    expect(out).toEqual([path.join(cwd, 'f')]);
+    expect(raw.every((t) => t.startsWith('\r') && !t.includes('\n'))).toBe(true);
+    expect(raw.some((t) => t.includes('downloading') && t.includes(`/ 293.0 KiB`))).toBe(true);
+    expect(raw[raw.length - 1]).toBe('\r\x1b[K');
+  });
+});
