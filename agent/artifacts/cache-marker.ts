@@ -4,9 +4,9 @@
 // Trees published outside the cache get theirs from markComplete (extract-publish.ts); the cache's entries use
 // writeEntryMarker.
 
-import { syncDir } from '../fs/sync-dir.js';
+import { publishFile } from '../fs/publish-file.js';
 import { randomBytes } from 'node:crypto';
-import { open, readFile, rename, rm, utimes } from 'node:fs/promises';
+import { readFile, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Fingerprint, ManifestItem } from './cache-verify.js';
 import { keyString, markerPath, TMP_DIR, type CacheKey } from './cache-key.js';
@@ -33,21 +33,7 @@ export function tempName(suffix: string): string {
 
 /** Writes `content` to `dest` atomically: `tmpDir`/temp name, fsync, rename, fsync of dest's directory. */
 export async function writeFileAtomic(dest: string, tmpDir: string, content: string): Promise<void> {
-  const tmp = path.join(tmpDir, tempName('.marker'));
-  try {
-    const fh = await open(tmp, 'wx', 0o644);
-    try {
-      await fh.writeFile(content);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, dest);
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw err;
-  }
-  await syncDir(path.dirname(dest));
+  await publishFile(path.join(tmpDir, tempName('.marker')), dest, (tmp) => writeFile(tmp, content, { flag: 'wx', mode: 0o644 }));
 }
 
 export async function writeEntryMarker(root: string, key: CacheKey, marker: Omit<EntryMarker, 'v' | 'key'>): Promise<void> {

@@ -16,7 +16,8 @@
 
 import { randomBytes } from 'node:crypto';
 import { constants as fsc } from 'node:fs';
-import { copyFile, open, rename, rm } from 'node:fs/promises';
+import { copyFile, rm } from 'node:fs/promises';
+import { publishFile } from '../fs/publish-file.js';
 import path from 'node:path';
 import { AgentError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -129,18 +130,9 @@ function downloadOptions(opts: FetchOptions, expected: ExpectedDigest, dest: str
 
 /** Copies to a temp name beside `dest`, fsyncs, renames over `dest`; the temp name never outlives the call. */
 async function copyAtomically(from: string, dest: string): Promise<void> {
-  const tmp = `${dest}.copy-${randomBytes(6).toString('hex')}`;
   try {
-    await copyFile(from, tmp, fsc.COPYFILE_FICLONE);
-    const fh = await open(tmp, 'r+');
-    try {
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, dest);
+    await publishFile(`${dest}.copy-${randomBytes(6).toString('hex')}`, dest, (tmp) => copyFile(from, tmp, fsc.COPYFILE_FICLONE));
   } catch (err) {
-    await rm(tmp, { force: true });
     throw new AgentError('E_FETCH_WRITE', `cannot copy ${from} to ${dest}: ${errorMessage(err)}`);
   }
 }
