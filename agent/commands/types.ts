@@ -97,6 +97,11 @@ export interface WorkerCommand {
 export interface CommandDefinition {
   /** Wire names, e.g. ['upload_file', 'uploadFile']; all are advertised to the master. */
   names: readonly string[];
+  /**
+   * The version advertised for this command; absent: COMMAND_VERSION (buildbot-worker's). bbagent's own commands
+   * (fetch, suite, perf) carry their own, which the master-side steps check.
+   */
+  version?: string;
   /** Arguments that must be present (checked before the command is created). */
   requiredArgs: readonly string[];
   create(args: CommandArgs, io: CommandIO, env: CommandEnv): WorkerCommand;

@@ -22,7 +22,7 @@ export interface WorkerInfoOptions {
 
 export function workerCommands(commands: readonly CommandDefinition[]): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const c of commands) for (const n of c.names) out[n] = COMMAND_VERSION;
+  for (const c of commands) for (const n of c.names) out[n] = c.version ?? COMMAND_VERSION;
   return out;
 }
 

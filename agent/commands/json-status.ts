@@ -1,0 +1,16 @@
+// Structured results of bbagent's own commands (fetch, suite, perf) reach the master as status updates: one JSON
+// document under one status key, cut into pieces of at most JSON_STATUS_PIECE characters so that no single
+// update comes near a protocol's message limit (PB's Banana refuses strings over 640 KiB). The master keeps every
+// update of an unknown key in order (`RemoteCommand.updates[key]`, a list); the master-side package
+// (master/bbagent_buildbot/common.py, `json_status`) joins the pieces and parses them.
+
+import type { CommandIO } from './types.js';
+
+export const JSON_STATUS_PIECE = 256 * 1024;
+
+/** Sends `value` as JSON under `key`, in order, in pieces of at most `piece` characters. */
+export function sendJsonStatus(io: CommandIO, key: string, value: unknown, piece = JSON_STATUS_PIECE): void {
+  const text = JSON.stringify(value);
+  if (text.length === 0) return;
+  for (let at = 0; at < text.length; at += piece) io.status(key, text.slice(at, at + piece));
+}
