@@ -153,6 +153,7 @@ const RULES: { [K in ConfigField]: FieldRule<WorkerConfig[K]> } = {
   spoolMaxAgeS: int(0, Number.MAX_SAFE_INTEGER, 'an integer number of seconds >= 0'),
   collapseProgress: bool(),
   outputBatchBytes: nullable(int(1024, 512 * 1024, ''), 'an integer number of bytes from 1024 to 524288 or null'),
+  outputBatching: choice('"aligned" or "reference"', { aligned: 'aligned', reference: 'reference' }),
   deflate: bool(),
   leanUpdates: bool(),
   redact: stringList(),

@@ -92,8 +92,16 @@ export interface WorkerConfig {
   spoolMaxAgeS: number;
   /** Send only the last state of a '\r'-rewritten progress line per update (buildbot issue 3517). */
   collapseProgress: boolean;
-  /** Raise the size of one update above the master's buffer_size (bytes); null keeps the master's. */
+  /**
+   * The largest update in bytes: with 'aligned' batching whole master chunks are sent up to it (null: 512 KiB);
+   * with 'reference' it raises one update above the master's buffer_size (null keeps the master's).
+   */
   outputBatchBytes: number | null;
+  /**
+   * 'aligned': updates shaped for how the master stores logs (whole 64 KiB chunks, fewer transactions, nothing
+   * for its end-of-log compaction to redo); 'reference': buildbot-worker's batching, message for message.
+   */
+  outputBatching: 'aligned' | 'reference';
   /** Offer permessage-deflate on the msgpack WebSocket (used only when the master accepts it). */
   deflate: boolean;
   /** Omit msgpack's per-line offsets and times, which the 3.7 master never reads (15% of the bytes). */
@@ -144,6 +152,7 @@ export const CONFIG_DEFAULTS = {
   spoolMaxAgeS: 7 * 24 * 3600,
   collapseProgress: false,
   outputBatchBytes: null,
+  outputBatching: 'aligned',
   deflate: true,
   leanUpdates: true,
   redact: [] as string[],

@@ -46,6 +46,7 @@ export const FIELD_SCOPE: { readonly [K in ConfigField]: 'agent' | 'worker' } = 
   spoolMaxAgeS: 'agent',
   collapseProgress: 'agent',
   outputBatchBytes: 'agent',
+  outputBatching: 'agent',
   deflate: 'worker',
   leanUpdates: 'worker',
   redact: 'worker',

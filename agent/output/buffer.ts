@@ -45,7 +45,7 @@ export function splitHead(chunk: LineChunk, limit: number, lean: boolean): [Line
   ];
 }
 
-function joinChunks(a: LineChunk, b: LineChunk): LineChunk {
+export function joinChunks(a: LineChunk, b: LineChunk): LineChunk {
   const shift = a.text.length;
   return {
     text: a.text + b.text,
@@ -54,13 +54,13 @@ function joinChunks(a: LineChunk, b: LineChunk): LineChunk {
   };
 }
 
-function sameStream(a: UpdateItem, b: UpdateItem): boolean {
+export function sameStream(a: UpdateItem, b: UpdateItem): boolean {
   if (a.kind === 'text' && b.kind === 'text') return a.key === b.key;
   if (a.kind === 'log' && b.kind === 'log') return a.name === b.name;
   return false;
 }
 
-function withChunk(item: UpdateItem, chunk: LineChunk): UpdateItem {
+export function withChunk(item: UpdateItem, chunk: LineChunk): UpdateItem {
   if (item.kind === 'status') return item;
   return { ...item, chunk };
 }

@@ -6,6 +6,7 @@
 
 import type { LineChunk, StatusValue, TextStream, UpdateItem } from './types.js';
 import { errorMessage } from '../errors.js';
+import { ALIGNED_MAX_BATCH, AlignedBatcher, type Batcher, LATENCY_CAP_MS } from './aligned-batcher.js';
 import { BufferManager, type MessageSender, type Timers, realTimers } from './buffer.js';
 import type { TokenBucket } from './budget.js';
 import { ProgressCollapser } from './collapse.js';
@@ -29,8 +30,16 @@ export interface OutputOptions {
   agentBucket: TokenBucket | null;
   redact: readonly string[];
   collapseProgress: boolean;
-  /** Raises the update size above the master's buffer_size; null keeps the master's. */
+  /**
+   * The largest update: with 'reference' batching it raises the update size above the master's buffer_size
+   * (null keeps the master's); with 'aligned' it is the size whole master chunks are sent at (null: 512 KiB).
+   */
   batchBytes: number | null;
+  /**
+   * 'aligned' (the default): updates shaped for how the master stores logs (aligned-batcher.ts); 'reference':
+   * buildbot-worker's BufferManager, message for message.
+   */
+  batching?: 'aligned' | 'reference';
   /**
    * Opens the spool of a command (policy spool); undefined: spooling unavailable. The spool calls
    * `onFailure` once if it fails.
@@ -57,7 +66,7 @@ interface Stream {
 
 export class CommandOutput {
   private readonly streams = new Map<string, Stream>();
-  private readonly buffer: BufferManager;
+  private readonly buffer: Batcher;
   private limiter: OutputLimiter | undefined;
   private spool: Spool | undefined;
   /** Why the full output is not kept (the spool failed, or could not be opened). */
@@ -82,8 +91,11 @@ export class CommandOutput {
     /** The protocol sends only line text (PB, lean msgpack): batches are sized by text. */
     textOnly = false,
   ) {
-    const size = opts.batchBytes ?? settings.bufferSize;
-    this.buffer = new BufferManager(send, size, settings.bufferTimeoutMs, timers, Math.min(FIRST_FLUSH_MS, settings.bufferTimeoutMs), textOnly);
+    const first = Math.min(FIRST_FLUSH_MS, settings.bufferTimeoutMs);
+    this.buffer =
+      opts.batching === 'reference'
+        ? new BufferManager(send, opts.batchBytes ?? settings.bufferSize, settings.bufferTimeoutMs, timers, first, textOnly)
+        : new AlignedBatcher(send, opts.batchBytes ?? ALIGNED_MAX_BATCH, Math.min(LATENCY_CAP_MS, settings.bufferTimeoutMs), timers, first);
     this.buffer.beforeFlush = () => this.takeProgress();
     this.limits = opts.limits;
   }

@@ -97,6 +97,7 @@ export function outputSetupFromConfig(config: WorkerConfig, basedir: string, age
       redact: redactionSet(config, logger),
       collapseProgress: config.collapseProgress,
       batchBytes: config.outputBatchBytes,
+      batching: config.outputBatching,
     },
     spool: { dir: path.join(basedir, BASEDIR_LAYOUT.spool), limits: { maxBytes: config.spoolMaxBytes, maxAgeS: config.spoolMaxAgeS } },
   });

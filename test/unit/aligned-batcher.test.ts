@@ -1,0 +1,195 @@
+// The aligned batcher against a model of how a Buildbot 3.7 master stores a log (buildbot/db/logs.py, written
+// here from its rules): each text item is one appendLog; the master prefixes every line with its channel
+// character, drops the last newline and cuts chunks at the last newline before 64 KiB; compressLog later merges
+// neighbours whose line span is at most 1,000 lines (the size rule uses compressed sizes; 80-byte build-log
+// lines gzip well, so here the line rule decides).
+import { describe, expect, it } from 'vitest';
+import { ALIGNED_MAX_BATCH, AlignedBatcher, MASTER_CHUNK_BYTES, storedLineBytes } from '../../agent/output/aligned-batcher.js';
+import { BufferManager, type Timers } from '../../agent/output/buffer.js';
+import type { LineChunk, UpdateItem } from '../../agent/output/types.js';
+
+function fakeTimers() {
+  const pending: { cb: () => void; ms: number; id: number }[] = [];
+  let next = 0;
+  const timers: Timers = {
+    setTimeout: (cb, ms) => {
+      pending.push({ cb, ms, id: next });
+      return next++;
+    },
+    clearTimeout: (h) => {
+      const i = pending.findIndex((p) => p.id === h);
+      if (i >= 0) pending.splice(i, 1);
+    },
+  };
+  return { timers, pending, fire: () => pending.splice(0).forEach((p) => p.cb()) };
+}
+
+function chunkOf(lines: string[]): LineChunk {
+  let text = '';
+  const indexes: number[] = [];
+  for (const l of lines) {
+    text += `${l}\n`;
+    indexes.push(text.length - 1);
+  }
+  return { text, indexes, times: indexes.map(() => 1) };
+}
+
+function buildLines(n: number, width: number, seed = 1): string[] {
+  const out: string[] = [];
+  let x = seed;
+  for (let i = 0; i < n; i++) {
+    x = (x * 1103515245 + 12345) % 2 ** 31;
+    const w = Math.max(1, width + ((x % 9) - 4));
+    out.push(`${i}:`.padEnd(w, String.fromCharCode(97 + (x % 26))));
+  }
+  return out;
+}
+
+/** The master's chunks (line counts and stored bytes) for one appended item. */
+function masterChunks(chunk: LineChunk): { lines: number; bytes: number }[] {
+  const sizes = storedLineBytes(chunk);
+  const out: { lines: number; bytes: number }[] = [];
+  let lines = 0;
+  let bytes = 0;
+  for (const s of sizes) {
+    if (lines > 0 && bytes + s > MASTER_CHUNK_BYTES) {
+      out.push({ lines, bytes: bytes - 1 });
+      lines = 0;
+      bytes = 0;
+    }
+    lines++;
+    bytes += s;
+  }
+  if (lines > 0) out.push({ lines, bytes: bytes - 1 });
+  return out;
+}
+
+/** How many chunks compressLog would merge into others (by its line-span rule). */
+function mergedByCompaction(chunks: { lines: number }[]): number {
+  let merged = 0;
+  let first = 0;
+  let line = 0;
+  let group = 0;
+  for (const c of chunks) {
+    const last = line + c.lines - 1;
+    if (last - first > 1000) {
+      if (group > 1) merged += group;
+      first = line;
+      group = 0;
+    }
+    group++;
+    line = last + 1;
+  }
+  if (group > 1) merged += group;
+  return merged;
+}
+
+function stored(messages: UpdateItem[][]) {
+  const items = messages.flat().filter((i): i is Extract<UpdateItem, { kind: 'text' }> => i.kind === 'text');
+  const chunks = items.flatMap((i) => masterChunks(i.chunk));
+  return { items, chunks, text: items.map((i) => i.chunk.text).join('') };
+}
+
+describe('AlignedBatcher', () => {
+  it('a fast stream of build-log lines: whole master chunks only, nothing for compaction to merge, 8x fewer appends', () => {
+    const lines = buildLines(60_000, 80);
+    const run = (make: (send: (m: UpdateItem[]) => void, t: Timers) => { append(i: UpdateItem): void; flush(): void }) => {
+      const messages: UpdateItem[][] = [];
+      const t = fakeTimers();
+      const b = make((m) => messages.push(m), t.timers);
+      for (let i = 0; i < lines.length; i += 50) b.append({ kind: 'text', key: 'stdout', chunk: chunkOf(lines.slice(i, i + 50)) });
+      b.flush();
+      return stored(messages);
+    };
+    const aligned = run((send, t) => new AlignedBatcher(send, ALIGNED_MAX_BATCH, 1000, t, 250));
+    // PB sends text only: buildbot-worker's rule, sized by text, is what bbagent did before
+    const reference = run((send, t) => new BufferManager(send, 65536, 5000, t, 250, true));
+    expect(aligned.text).toBe(chunkOf(lines).text);
+    expect(reference.text).toBe(aligned.text);
+    // every chunk but the very last is full: the next line would not have fitted
+    for (const c of aligned.chunks.slice(0, -1)) expect(c.bytes).toBeGreaterThan(MASTER_CHUNK_BYTES - 100);
+    expect(mergedByCompaction(aligned.chunks.slice(0, -1))).toBe(0);
+    expect(mergedByCompaction(reference.chunks)).toBeGreaterThan(reference.chunks.length / 2);
+    expect(aligned.items.length * 6).toBeLessThan(reference.items.length);
+    for (const i of aligned.items) expect(Buffer.byteLength(i.chunk.text) + i.chunk.indexes.length).toBeLessThanOrEqual(ALIGNED_MAX_BATCH);
+  });
+
+  it('multi-byte text is counted in UTF-8 bytes, as the master stores it', () => {
+    const lines = buildLines(20_000, 40).map((l) => `${l}ü€`);
+    const messages: UpdateItem[][] = [];
+    const t = fakeTimers();
+    const b = new AlignedBatcher((m) => messages.push(m), ALIGNED_MAX_BATCH, 1000, t.timers, 250);
+    b.append({ kind: 'text', key: 'stdout', chunk: chunkOf(lines) });
+    b.flush();
+    const { chunks, text } = stored(messages);
+    expect(text).toBe(chunkOf(lines).text);
+    for (const c of chunks) expect(c.bytes).toBeLessThan(MASTER_CHUNK_BYTES);
+    for (const c of chunks.slice(0, -1)) expect(c.bytes).toBeGreaterThan(MASTER_CHUNK_BYTES - 100);
+  });
+
+  it('first output after the first timeout; then whole chunks go on the timer and a partly filled chunk waits one more period', () => {
+    const messages: UpdateItem[][] = [];
+    const t = fakeTimers();
+    const b = new AlignedBatcher((m) => messages.push(m), ALIGNED_MAX_BATCH, 1000, t.timers, 250);
+    b.append({ kind: 'text', key: 'stdout', chunk: chunkOf(['first']) });
+    expect(t.pending.map((p) => p.ms)).toEqual([250]);
+    t.fire();
+    expect(messages).toHaveLength(1);
+    // 1.5 master chunks arrive within one period
+    const lines = buildLines(1200, 80);
+    b.append({ kind: 'text', key: 'stdout', chunk: chunkOf(lines) });
+    expect(t.pending.map((p) => p.ms)).toEqual([1000]);
+    t.fire();
+    expect(messages).toHaveLength(2);
+    const sent = stored([messages[1]!]);
+    expect(sent.chunks).toHaveLength(1);
+    expect(sent.chunks[0]!.bytes).toBeGreaterThan(MASTER_CHUNK_BYTES - 100);
+    // the rest waits one more period (it began after that timer was armed), then goes even though not full
+    expect(t.pending.map((p) => p.ms)).toEqual([1000]);
+    t.fire();
+    expect(messages).toHaveLength(3);
+    expect(stored(messages).text).toBe(chunkOf(['first', ...lines]).text);
+    expect(t.pending).toHaveLength(0);
+  });
+
+  it('a slow trickle goes out once per period, whole or not', () => {
+    const messages: UpdateItem[][] = [];
+    const t = fakeTimers();
+    const b = new AlignedBatcher((m) => messages.push(m), ALIGNED_MAX_BATCH, 1000, t.timers, 250);
+    b.append({ kind: 'text', key: 'stdout', chunk: chunkOf(['a']) });
+    t.fire();
+    b.append({ kind: 'text', key: 'stdout', chunk: chunkOf(['b']) });
+    b.append({ kind: 'text', key: 'stderr', chunk: chunkOf(['c']) });
+    b.append({ kind: 'status', key: 'progress', value: 1 });
+    t.fire();
+    expect(messages.map((m) => m.length)).toEqual([1, 3]);
+    expect(t.pending).toHaveLength(0);
+  });
+
+  it('streams, logs and status keep their order; the rc comes last', () => {
+    const messages: UpdateItem[][] = [];
+    const t = fakeTimers();
+    const b = new AlignedBatcher((m) => messages.push(m), 70_000, 1000, t.timers, 250);
+    const out = buildLines(3000, 60);
+    b.append({ kind: 'text', key: 'stdout', chunk: chunkOf(out.slice(0, 1500)) });
+    b.append({ kind: 'log', name: 'l', chunk: chunkOf(['log line']) });
+    b.append({ kind: 'text', key: 'stdout', chunk: chunkOf(out.slice(1500)) });
+    b.append({ kind: 'status', key: 'rc', value: 0 });
+    b.flush();
+    const flat = messages.flat();
+    expect(flat.at(-1)).toEqual({ kind: 'status', key: 'rc', value: 0 });
+    const text = flat.map((i) => (i.kind === 'text' ? i.chunk.text : i.kind === 'log' ? `[${i.chunk.text}]` : '')).join('');
+    expect(text).toBe(chunkOf(out.slice(0, 1500)).text + '[log line\n]' + chunkOf(out.slice(1500)).text);
+  });
+
+  it('a maximum under one chunk still bounds every message', () => {
+    const messages: UpdateItem[][] = [];
+    const t = fakeTimers();
+    const b = new AlignedBatcher((m) => messages.push(m), 4096, 1000, t.timers, 250);
+    b.append({ kind: 'text', key: 'stdout', chunk: chunkOf(buildLines(1000, 100)) });
+    b.flush();
+    for (const m of messages)
+      for (const i of m) if (i.kind !== 'status') expect(Buffer.byteLength(i.chunk.text) + i.chunk.indexes.length).toBeLessThanOrEqual(4096);
+    expect(stored(messages).text).toBe(chunkOf(buildLines(1000, 100)).text);
+  });
+});
