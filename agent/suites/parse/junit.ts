@@ -100,7 +100,8 @@ class JunitState {
     // saxes accumulates the token it is reading in its private `text`; reading its length is the only way to bound it
     const held = (parser as unknown as { text: string }).text.length;
     if (held > this.limits.maxTokenChars) {
-      throw this.error(parser.line, `one attribute value, CDATA section or message is longer than ${this.limits.maxTokenChars} characters`);
+      const what = `one attribute value, CDATA section or message is longer than ${this.limits.maxTokenChars} characters`;
+      throw new AgentError('E_SUITE_REPORT_LIMIT', `${this.file}:${parser.line}: ${what}`);
     }
   }
 
@@ -110,7 +111,9 @@ class JunitState {
 
   private open(tag: SaxesTagPlain, line: number): void {
     this.depth++;
-    if (this.depth > this.limits.maxDepth) throw this.error(line, `elements nest deeper than ${this.limits.maxDepth} levels`);
+    if (this.depth > this.limits.maxDepth) {
+      throw new AgentError('E_SUITE_REPORT_LIMIT', `${this.file}:${line}: elements nest deeper than ${this.limits.maxDepth} levels`);
+    }
     // any root is read (a wrapper of another tool's making may hold testcases): no JUnit element at all fails at the end
     const name = tag.name;
     if (name === 'testsuites') this.sawJunit = true;

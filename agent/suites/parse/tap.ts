@@ -124,11 +124,11 @@ class TapState {
     this.sawTap = true;
     const { name, directive, reason } = splitDescription(rest);
     const children = this.blocks.length > level + 1 ? this.blocks[level + 1] : undefined;
-    this.blocks.length = level + 1;
+    if (this.blocks.length > level + 1) this.blocks.length = level + 1;
     this.block(level).points++;
     const group = this.groupAt(level);
     const subtestName = this.names[level];
-    this.names.length = level;
+    if (this.names.length > level) this.names.length = level;
     // a point named only by its # Subtest comment (TAP 14 allows an empty description)
     const pointName = name === '' && subtestName !== undefined ? subtestName : name;
     this.pending = { ok, name: pointName, directive, reason, level, indent, line: lineNo, group, children, yaml: undefined, yamlChars: 0, inYaml: false };
