@@ -3,7 +3,7 @@
 // system-out that costs nothing; the same results whatever the chunk size the text streams in.
 import { describe, expect, it } from 'vitest';
 import { parseReportChunks, textChunks } from '../../agent/suites/parse/index.js';
-import type { TestResult } from '../../agent/suites/model.js';
+import { timedResult, type TestResult } from '../../agent/suites/model.js';
 
 async function parse(xml: string, chunk = 1 << 20): Promise<{ tests: TestResult[]; counts: Record<string, number> }> {
   const tests: TestResult[] = [];
@@ -45,6 +45,8 @@ describe('JUnit parser', () => {
     expect(tests[2]!.duration_s).toBeNaN();
     expect(tests[3]!.message).toBe('not on linux');
     expect(tests[0]!.message).toBe('');
+    // the durations file keys a result by its id: the name alone is not unique across classes
+    expect(timedResult(tests[1]!)).toEqual({ name: 'pkg.A::fails', status: 'fail', duration_s: 1234.5 });
   });
 
   it('gives the same results whatever the chunk size', async () => {

@@ -80,7 +80,7 @@ class TapState {
       this.block(level).plan = Number(plan[1]);
     } else if (content.startsWith('# Subtest')) {
       this.sawTap = true;
-      this.names[level] = content.replace(/^# Subtest:?\s*/, '');
+      this.names[level] = unescape(content.replace(/^# Subtest:?\s*/, ''));
     } else if (/^TAP version \d+$/i.test(content)) this.sawTap = true;
     else if (content.startsWith('Bail out!')) {
       this.bailed = true;
@@ -191,11 +191,16 @@ function splitDescription(rest: string): { name: string; directive: 'skip' | 'to
       break;
     }
   }
-  const description = (hash < 0 ? rest : rest.slice(0, hash)).trim().replace(/\\([\\#])/g, '$1');
+  const description = unescape((hash < 0 ? rest : rest.slice(0, hash)).trim());
   const comment = hash < 0 ? '' : rest.slice(hash + 1).trim();
   const m = /^(skip|todo)\S*\s*(.*)$/i.exec(comment);
   if (m === null) return { name: description, directive: undefined, reason: '' };
   return { name: description, directive: m[1]!.toLowerCase() as 'skip' | 'todo', reason: m[2]!.trim() };
+}
+
+/** TAP escapes: `\#` is a hash, `\\` a backslash. */
+function unescape(text: string): string {
+  return text.replace(/\\([\\#])/g, '$1');
 }
 
 function diagnosticMessage(p: Point, yaml: Map<string, string>): string {
