@@ -17,6 +17,8 @@ interface Sample {
   cpuSeconds: number;
   results: number;
   maxRssMiB: number;
+  /** Peak RSS before the parse: node and the parser loaded. */
+  baselineMiB: number;
 }
 
 async function child(file: string, keep: boolean): Promise<void> {
@@ -27,7 +29,7 @@ async function child(file: string, keep: boolean): Promise<void> {
   const seconds = Number(process.hrtime.bigint() - start) / 1e9;
   const used = process.cpuUsage(cpu);
   const cpuSeconds = (used.user + used.system) / 1e6;
-  const sample: Sample & { baselineMiB: number } = {
+  const sample: Sample = {
     seconds,
     cpuSeconds,
     results: r.total,
@@ -73,6 +75,7 @@ async function main(argv: string[]): Promise<void> {
       ['mozlog', 'raw.log', writeMozlog],
       ['TAP 13', 'report.tap', writeTap],
     ];
+    const baselines: number[] = [];
     const rows = [
       '| format | tests | file MiB | streaming: results/s (wall) | results per CPU-s | MiB/s | peak RSS MiB | keeping results: results/s | peak RSS MiB |',
       '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
@@ -83,6 +86,7 @@ async function main(argv: string[]): Promise<void> {
       const mib = statSync(file).size / 2 ** 20;
       const stream = measure(self, file, false, runs, counts.total);
       const keep = measure(self, file, true, runs, counts.total);
+      baselines.push(stream.baselineMiB, keep.baselineMiB);
       const rate = (s: Sample): string => Math.round(s.results / s.seconds).toLocaleString('en-US');
       rows.push(
         `| ${label} | ${n.toLocaleString('en-US')} | ${mib.toFixed(1)} | ${rate(stream)} | ${Math.round(stream.results / stream.cpuSeconds).toLocaleString('en-US')} | ${(mib / stream.seconds).toFixed(0)} | ${stream.maxRssMiB.toFixed(0)} | ${rate(keep)} | ${keep.maxRssMiB.toFixed(0)} |`,
@@ -90,7 +94,7 @@ async function main(argv: string[]): Promise<void> {
     }
     const load = os.loadavg()[0]!.toFixed(2);
     process.stdout.write(
-      `${rows.join('\n')}\n\nnode ${process.version}, ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}), load average ${load}; median of ${runs} runs, each in a fresh process.\n`,
+      `${rows.join('\n')}\n\nnode ${process.version}, ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}), load average ${load}; median of ${runs} runs, each in a fresh process (whose RSS before parsing was ${Math.min(...baselines).toFixed(0)}-${Math.max(...baselines).toFixed(0)} MiB).\n`,
     );
   } finally {
     rmSync(dir, { recursive: true, force: true });
