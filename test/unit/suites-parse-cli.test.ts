@@ -144,7 +144,7 @@ describe('through the bundle', () => {
     expect(r.status).toBe(0);
     expect(r.stdout).toBe(`${chunkTests(IDS, { total: 2, this: 2 }).join('\n')}\n`);
     const p = bbagent(['suite', 'parse', '-'], '{"action":"test_start","test":"t","time":1}\n{"action":"test_end","test":"t","status":"PASS","time":3}\n');
-    expect(p).toMatchObject({ status: 0, stdout: '1 tests: 1 passed, 0 failed, 0 skipped, 0 errors\n' });
+    expect(p).toMatchObject({ status: 0, stdout: '1 test: 1 passed, 0 failed, 0 skipped, 0 errors\n' });
   });
 
   it('is in the top-level help and `bbagent help suite`', () => {
