@@ -35,7 +35,7 @@ interface Block {
 }
 
 export async function parseTap(chunks: AsyncIterable<string>, file: string, limits: ParseLimits, emit: (test: TestResult) => void): Promise<void> {
-  const state = new TapState(file, emit);
+  const state = new TapState(file, limits.maxDepth, emit);
   await forEachLine(chunks, file, limits.maxTokenChars, (line, lineNo) => state.line(line, lineNo));
   state.end();
 }
@@ -52,6 +52,7 @@ class TapState {
 
   constructor(
     private readonly file: string,
+    private readonly maxDepth: number,
     private readonly emit: (test: TestResult) => void,
   ) {}
 
@@ -69,6 +70,9 @@ class TapState {
     if (content === '' || (content.startsWith('#') && !content.startsWith('# Subtest'))) return true;
     this.flush();
     const level = Math.floor(indent / INDENT);
+    if (level > this.maxDepth) {
+      throw new AgentError('E_SUITE_REPORT_LIMIT', `${this.file}:${lineNo}: subtests nest deeper than ${this.maxDepth} levels (${indent} spaces)`);
+    }
     const point = /^(not )?ok\b\s*(\d+)?\s*(?:- )?(.*)$/.exec(content);
     if (point !== null) {
       this.openPoint(point[1] === undefined, point[3] ?? '', level, indent, lineNo);
@@ -113,9 +117,10 @@ class TapState {
       p.inYaml = false;
       return false;
     }
+    // a blank line counts too: a block of a million empty lines must not grow the array
     if (p.yamlChars < MAX_YAML_CHARS) {
       p.yaml!.push(raw.slice(body));
-      p.yamlChars += raw.length;
+      p.yamlChars += raw.length + 1;
     }
     return true;
   }
