@@ -106,7 +106,11 @@ type SuiteCode =
   | 'E_SUITE_DUPLICATE_TEST' // a test id appears twice in the list to chunk
   | 'E_SUITE_DURATION' // a recorded duration is negative or not a finite number
   | 'E_SUITE_DURATIONS_FILE' // a durations file is not JSON or not of the expected shape (file and reason named)
-  | 'E_SUITE_RERUNS'; // a failure cannot be classified from the reruns given (none, or counts out of range)
+  | 'E_SUITE_RERUNS' // a failure cannot be classified from the reruns given (none, or counts out of range)
+  | 'E_SUITE_REPORT_READ' // a test report or test list cannot be read (the file and the OS's reason named)
+  | 'E_SUITE_REPORT_FORMAT' // a test report is none of the formats read, or not the one asked for
+  | 'E_SUITE_REPORT_MALFORMED' // a test report is broken (not well-formed XML, a bad JSON line): file:line named
+  | 'E_SUITE_REPORT_LIMIT'; // a test report exceeds a limit that keeps memory bounded (a line, a token, nesting)
 
 /** Python-compatible failures (py/): the exception class is the error's `pyType`. */
 type PythonCode = 'E_PYTHON' | 'E_GLOB_PATTERN' | 'E_GLOB_LIMIT' | 'E_GLOB_LOOP' | 'E_GLOB_STOPPED' | 'E_NUL_IN_PATH';
