@@ -43,6 +43,7 @@ Options:
       --stop-timeout T   install: how long a stop waits for running builds to finish before it kills them
                          (systemd TimeoutStopSec, launchd ExitTimeOut, WinSW stoptimeout): seconds, or with
                          s, m or h (90s, 30m, 2h); default 30m, at most 24h
+      --winsw PATH       Windows install: the WinSW executable to use (default: winsw.exe beside bbagent.exe)
       --force            install: replace a service of that name that has other settings (Windows: also
                          registers the service again with the same settings, e.g. after a password change)
       --no-start         install: enable at boot, but do not start now
@@ -63,6 +64,7 @@ const OPTIONS: OptionSpec = {
   'no-start': { type: 'boolean' },
   'dry-run': { type: 'boolean' },
   'stop-timeout': { type: 'string' },
+  winsw: { type: 'string' },
   quiet: { type: 'boolean', short: 'q' },
   help: { type: 'boolean', short: 'h' },
 };
@@ -187,6 +189,7 @@ async function runAction(
         ...(sessionValue ? { session: sessionValue } : {}),
         ...(password !== undefined ? { password } : {}),
         ...(stopTimeout !== undefined ? { stopTimeoutS: stopTimeout } : {}),
+        ...(typeof values['winsw'] === 'string' ? { winsw: path.resolve(values['winsw']) } : {}),
       };
       if (values['dry-run']) {
         for (const file of manager.render(spec)) {

@@ -24,6 +24,8 @@ export interface ServiceSpec {
    * systemd TimeoutStopSec=, launchd ExitTimeOut, WinSW stoptimeout. Default DEFAULT_STOP_TIMEOUT_S.
    */
   stopTimeoutS?: number;
+  /** Windows: the WinSW executable to install the service with (default: winsw.exe beside bbagent.exe). */
+  winsw?: string;
 }
 
 /** Which installed service an operation is about. */

@@ -70,8 +70,9 @@ $p = [Text.Encoding]::UTF8.GetString([Convert]::FromBase64String([Console]::In.R
 /**
  * Checks the account (exists; not SYSTEM, a service account, a built-in group, the Administrator or a direct
  * member of Administrators), gives it Modify on BASEDIR (it writes builds there), and makes the service's own
- * directory readable by Administrators and SYSTEM only (the wrapper's configuration holds the account's password
- * while `install` runs). Payload: user, basedir, servicedir.
+ * directory (the wrapper and its configuration) writable by Administrators and SYSTEM only, readable by the
+ * account that runs them: no other user can swap the wrapper, or read the configuration while it holds the
+ * account's password during `install`. Payload: user, basedir, servicedir.
  */
 export const ACCOUNT_SCRIPT = `${READ_PAYLOAD}try {
   $sid = (New-Object Security.Principal.NTAccount($p.user)).Translate([Security.Principal.SecurityIdentifier]).Value
@@ -97,9 +98,9 @@ if ($LASTEXITCODE -ne 0) {
   exit ${PS_EXIT_ACL}
 }
 New-Item -ItemType Directory -Force -Path $p.servicedir | Out-Null
-& $icacls $p.servicedir /inheritance:r /grant:r '*S-1-5-32-544:(OI)(CI)F' '*S-1-5-18:(OI)(CI)F' /Q | Out-Null
+& $icacls $p.servicedir /inheritance:r /grant:r '*S-1-5-32-544:(OI)(CI)F' '*S-1-5-18:(OI)(CI)F' "*$($sid):(OI)(CI)RX" /Q | Out-Null
 if ($LASTEXITCODE -ne 0) {
-  [Console]::Error.WriteLine("icacls could not restrict $($p.servicedir) to Administrators and SYSTEM (exit $LASTEXITCODE)")
+  [Console]::Error.WriteLine("icacls could not restrict $($p.servicedir) to Administrators, SYSTEM and '$($p.user)' (read) (exit $LASTEXITCODE)")
   exit ${PS_EXIT_ACL}
 }
 `;

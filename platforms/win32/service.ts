@@ -26,13 +26,13 @@ import {
 } from '../service/common.js';
 import { ACCOUNT_SCRIPT, PS_EXIT_NO_ACCOUNT, PS_EXIT_PRIVILEGED, checkServiceAccount, powershellArgs, powershellInput } from './account.js';
 import { legacyTaskExists, removeLegacyTask, taskName, type LegacyTaskTools } from './legacy-task.js';
-import { renderWinswXml, serviceId } from './winsw-config.js';
+import { WINSW_EXE_CONFIG, WINSW_SOURCE, renderWinswXml, serviceId } from './winsw-config.js';
 
 export interface WinswOptions {
   host: ServiceHost;
   /** Where each service's directory is made (default %ProgramData%\bbagent\services). */
   serviceRoot?: string;
-  /** The wrapper to copy (default: winsw.exe beside the service's program, i.e. beside bbagent.exe). */
+  /** The wrapper to copy (default: the spec's, else winsw.exe beside bbagent.exe, else node-windows's). */
   winsw?: string;
   sc?: string;
   schtasks?: string;
@@ -132,15 +132,26 @@ class Scm {
     else await runChecked(this.host.run, this.sc, ['delete', serviceId(name)]);
   }
 
+  /** winsw.exe to copy: --winsw, else beside bbagent.exe (a release), else node-windows's beside the script (npm -g). */
   private wrapperSource(spec: ServiceSpec): string {
-    const winsw = this.opts.winsw ?? this.p.join(this.p.dirname(spec.command[0] ?? ''), 'winsw.exe');
-    if (!existsSync(winsw)) {
+    const p = this.p;
+    const [program, script] = spec.command;
+    const explicit = spec.winsw ?? this.opts.winsw;
+    // npm -g: <prefix>/node_modules/bbagent/build/bbagent.cjs, node-windows nested in it or hoisted beside it
+    const npmCopies = (dir: string): string[] =>
+      [p.join(dir, '..', 'node_modules'), p.join(dir, '..', '..')].map((base) => p.join(base, WINSW_SOURCE.npmPackage, ...WINSW_SOURCE.file.split('/')));
+    const candidates = explicit
+      ? [explicit]
+      : [p.join(p.dirname(program ?? ''), 'winsw.exe'), ...(script && /\.c?js$/.test(script) ? npmCopies(p.dirname(script)) : [])];
+    const found = candidates.find((c) => existsSync(c));
+    if (!found) {
       throw new ServiceError(
         'E_SERVICE_MANAGER',
-        `the Windows service wrapper ${winsw} is missing: it ships beside bbagent.exe in the release (docs/install.md, "Windows service")`,
+        `the Windows service wrapper is missing (looked for ${candidates.join(', ')}): a release ships winsw.exe beside bbagent.exe, ` +
+          `npm install -g brings it in ${WINSW_SOURCE.npmPackage}; or pass --winsw PATH (docs/install.md, "Windows service")`,
       );
     }
-    return winsw;
+    return found;
   }
 
   /** Writes the wrapper and its configuration and registers the service; the password is on disk only meanwhile. */
@@ -153,7 +164,8 @@ class Scm {
     if (prepared.code !== 0) throw scriptFailure(`checking the account ${user} and giving it ${spec.basedir}`, prepared);
     makedirs(dir, { existOk: true }); // made and locked by the script; here when it is not Windows (tests)
     copyFileSync(this.wrapperSource(spec), this.exeOf(spec.name));
-    writeAtomic({ path: file.path, content: renderWinswXml(spec, dir, password) }, 0o600);
+    writeAtomic({ path: `${this.exeOf(spec.name)}.config`, content: WINSW_EXE_CONFIG });
+    writeAtomic({ path: file.path, content: renderWinswXml(spec, password) }, 0o600);
     try {
       await runChecked(this.host.run, this.exeOf(spec.name), ['install']);
     } finally {
@@ -187,7 +199,7 @@ export function winswServiceManager(opts: WinswOptions): ServiceManager {
     checkServiceName(spec.name);
     requireAbsoluteCommand(spec, scm.p.isAbsolute);
     checkServiceAccount(spec);
-    return [{ path: scm.xmlOf(spec.name), content: renderWinswXml(spec, scm.dirOf(spec.name)) }];
+    return [{ path: scm.xmlOf(spec.name), content: renderWinswXml(spec) }];
   };
   const needService = async (name: string): Promise<void> => {
     if ((await scm.state(name)) === undefined) throw new ServiceError('E_SERVICE_MISSING', `the service ${serviceId(name)} is not installed`);

@@ -9,6 +9,32 @@ import { ServiceError, type ServiceSpec } from '../service/types.js';
 import { stopTimeoutOf } from '../service/common.js';
 import { splitAccount, windowsQuote } from './account.js';
 
+/**
+ * Where WinSW comes from: npm's node-windows package (MIT, as WinSW) carries WinSW 1.17 as bin/winsw/winsw.exe.
+ * On Windows `npm install -g` installs it (an optional dependency); a release takes it from `npm pack` of that
+ * version and ships it beside bbagent.exe, checked against this digest.
+ */
+export const WINSW_SOURCE = {
+  npmPackage: 'node-windows',
+  version: '0.1.14',
+  file: 'bin/winsw/winsw.exe',
+  winswVersion: '1.17.0.0',
+  sha256: '5859b114d96800a2b98ef9d19eaa573a786a422dad324547ef25be181389df01',
+} as const;
+
+/**
+ * The wrapper's .NET configuration (<wrapper>.exe.config): WinSW 1.x is built for .NET 2.0, which Windows 10
+ * and later do not have by default; this lets it run on the .NET 4 every Windows since 8 carries.
+ */
+export const WINSW_EXE_CONFIG = `<?xml version="1.0" encoding="utf-8"?>
+<configuration>
+  <startup>
+    <supportedRuntime version="v4.0"/>
+    <supportedRuntime version="v2.0.50727"/>
+  </startup>
+</configuration>
+`;
+
 /** Pause of the recovery action before the wrapper is started again (systemd's RestartSec= of the Linux unit). */
 export const RESTART_DELAY_S = 10;
 /** Failures within this long count together; after a quiet hour the first restart action applies again. */
@@ -34,7 +60,7 @@ function noPercent(what: string, value: string): string {
  * The configuration as text. `password` is included only for the wrapper's `install` (which hands it to the
  * Service Control Manager); the file left on disk is rendered without it.
  */
-export function renderWinswXml(spec: ServiceSpec, logDir: string, password?: string): string {
+export function renderWinswXml(spec: ServiceSpec, password?: string): string {
   const [program, ...args] = spec.command.map((a) => noPercent('a service argument', a));
   const id = serviceId(spec.name);
   const account = spec.user === undefined ? undefined : splitAccount(spec.user);
@@ -64,8 +90,9 @@ ${serviceAccount}  <!-- A crash, a kill or exit 1 is a failure: the Service Cont
        process tree after stoptimeout (the stop timeout option of install). -->
   <stopparentprocessfirst>true</stopparentprocessfirst>
   <stoptimeout>${stopTimeoutOf(spec)} sec</stoptimeout>
-  <!-- The agent writes BASEDIR\\bbagent.log itself; the wrapper keeps its own log and the agent's stderr here. -->
-  <logpath>${xml(noPercent('the log directory', logDir))}</logpath>
+  <!-- The agent writes BASEDIR\\bbagent.log itself; the wrapper's own log and the agent's stderr go beside it
+       (bbagent-NAME.wrapper.log, .err.log): the account can write BASEDIR, not the wrapper's directory. -->
+  <logpath>${xml(spec.basedir)}</logpath>
   <log mode="roll"/>
 </service>
 `;

@@ -4,14 +4,14 @@
 // (in the configuration only while the wrapper's `install` runs, never on a command line), the sc.exe calls
 // against a recorded Service Control Manager, the removal of an older bbagent's scheduled task, and
 // `bbagent stop` going through the SCM. Nothing here ran on Windows.
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { CommandResult, ServiceSpec } from '../../platforms/index.js';
 import { ACCOUNT_SCRIPT, windowsQuote } from '../../platforms/win32/account.js';
 import { taskName } from '../../platforms/win32/legacy-task.js';
 import { parseScState, winswServiceManager } from '../../platforms/win32/service.js';
-import { RESTART_DELAY_S, renderWinswXml, serviceId } from '../../platforms/win32/winsw-config.js';
+import { RESTART_DELAY_S, WINSW_EXE_CONFIG, WINSW_SOURCE, renderWinswXml, serviceId } from '../../platforms/win32/winsw-config.js';
 import { child, fakeHost, parseXml, python, scratchDir, type FakeHost } from './service-helpers.js';
 
 /** The configuration elements WinSW 1.17 reads (the names in its winsw.exe), of which we may write any. */
@@ -56,8 +56,13 @@ describe('windows argument quoting', () => {
 });
 
 describe.skipIf(!python)('WinSW configuration', () => {
+  it("the wrapper's .NET configuration is well-formed and allows .NET 4", () => {
+    const cfg = parseXml(WINSW_EXE_CONFIG);
+    expect(child(cfg, 'startup').children.map((c) => c.attrs['version'])).toEqual(['v4.0', 'v2.0.50727']);
+  });
+
   it('is well-formed, uses only WinSW 1.x elements, restarts on failure, and drains on stop', () => {
-    const doc = parseXml(renderWinswXml(winSpec, 'C:\\ProgramData\\bbagent\\services\\w1'));
+    const doc = parseXml(renderWinswXml(winSpec));
     expect(doc.tag).toBe('service');
     for (const c of doc.children) expect(WINSW_1_ELEMENTS.has(c.tag), `<${c.tag}> is not a WinSW 1.x element`).toBe(true);
     const text = (tag: string): string => child(doc, tag).text;
@@ -73,6 +78,8 @@ describe.skipIf(!python)('WinSW configuration', () => {
     // Ctrl+C to the agent first (its first stop stage: builds finish); its tree is ended after stoptimeout
     expect(text('stopparentprocessfirst')).toBe('true');
     expect(text('stoptimeout')).toBe('1800 sec');
+    // the wrapper's log goes where the account may write: BASEDIR
+    expect(text('logpath')).toBe('C:\\workers\\w 1');
     const account = child(doc, 'serviceaccount');
     expect(account.children.map((c) => [c.tag, c.text])).toEqual([
       ['domain', '.'],
@@ -82,19 +89,19 @@ describe.skipIf(!python)('WinSW configuration', () => {
   });
 
   it('holds the password only when rendered for the install call, XML-escaped', () => {
-    const withPassword = parseXml(renderWinswXml(winSpec, 'C:\\s', PASSWORD));
+    const withPassword = parseXml(renderWinswXml(winSpec, PASSWORD));
     expect(child(child(withPassword, 'serviceaccount'), 'password').text).toBe(PASSWORD);
-    expect(renderWinswXml(winSpec, 'C:\\s')).not.toContain('pa$$');
+    expect(renderWinswXml(winSpec)).not.toContain('pa$$');
   });
 
   it('takes the stop timeout and a domain account; refuses % (WinSW expands it)', () => {
-    const doc = parseXml(renderWinswXml({ ...winSpec, user: 'CORP\\builder', stopTimeoutS: 300 }, 'C:\\s'));
+    const doc = parseXml(renderWinswXml({ ...winSpec, user: 'CORP\\builder', stopTimeoutS: 300 }));
     expect(child(doc, 'stoptimeout').text).toBe('300 sec');
     expect(child(child(doc, 'serviceaccount'), 'domain').text).toBe('CORP');
-    expect(() => renderWinswXml({ ...winSpec, basedir: 'C:\\100%' }, 'C:\\s')).toThrow(/contains %/);
+    expect(() => renderWinswXml({ ...winSpec, basedir: 'C:\\100%' })).toThrow(/contains %/);
     // '--' may not appear in an XML comment, and a service name may hold it
-    expect(child(parseXml(renderWinswXml({ ...winSpec, name: 'a--b' }, 'C:\\s')), 'id').text).toBe('bbagent-a--b');
-    expect(() => renderWinswXml({ ...winSpec, stopTimeoutS: 0 }, 'C:\\s')).toThrow(/stop timeout/);
+    expect(child(parseXml(renderWinswXml({ ...winSpec, name: 'a--b' })), 'id').text).toBe('bbagent-a--b');
+    expect(() => renderWinswXml({ ...winSpec, stopTimeoutS: 0 })).toThrow(/stop timeout/);
   });
 
   it('render names the configuration under %ProgramData%\\bbagent\\services and checks the account first', () => {
@@ -172,10 +179,12 @@ describe('WinSW install', () => {
     expect(Buffer.from(host.calls[ps]![5]!, 'base64').toString('utf16le')).toBe(ACCOUNT_SCRIPT);
     expect(payloadOf(host.inputs[ps])).toEqual({ user: '.\\bbagent', basedir: spec.basedir, servicedir: path.join(serviceRoot, 'w1') });
     expect(readFileSync(exePath, 'utf8')).toBe('MZ fake wrapper');
+    // WinSW 1.x is a .NET 2.0 program: its .config lets it run on the .NET 4 of current Windows
+    expect(readFileSync(`${exePath}.config`, 'utf8')).toBe(WINSW_EXE_CONFIG);
     // the wrapper's install saw the password; the file left behind does not hold it
     expect(scm.installedXml).toContain('<password>pa$$ w\u00f6rd &quot;x&quot; &lt;&amp;&gt;</password>');
     expect(readFileSync(xmlPath, 'utf8')).not.toContain('pa$$');
-    expect(readFileSync(xmlPath, 'utf8')).toBe(renderWinswXml(spec, path.join(serviceRoot, 'w1')));
+    expect(readFileSync(xmlPath, 'utf8')).toBe(renderWinswXml(spec));
     for (const c of host.calls) expect(c.join(' ')).not.toContain('pa$$');
     expect(host.calls.filter((c) => c[0] !== 'powershell.exe')).toEqual([
       ['schtasks', '/Query', '/TN', taskName('w1')],
@@ -227,16 +236,35 @@ describe('WinSW install', () => {
     expect(await manager.install(spec, { force: false, noStart: true })).toBe('installed');
   });
 
-  it('a missing winsw.exe is named, with where it comes from; no elevation is refused first', async () => {
-    const { host, spec, serviceRoot } = setup();
-    const manager = winswServiceManager({ host, serviceRoot, sc: 'sc.exe', powershell: 'powershell.exe', pathApi: path.posix });
-    await expect(manager.install(spec, { force: false, noStart: true })).rejects.toMatchObject({
-      code: 'E_SERVICE_MANAGER',
-      message: expect.stringContaining('/opt/bbagent/winsw.exe is missing: it ships beside bbagent.exe'),
-    });
-    const { manager: m2, spec: s2, host: h2 } = setup(false);
-    await expect(m2.install(s2, { force: false, noStart: true })).rejects.toMatchObject({ code: 'E_SERVICE_RIGHTS' });
-    expect(h2.calls).toEqual([]);
+  it('finds winsw.exe: --winsw, else beside bbagent.exe, else node-windows of an npm -g install; a missing one is named', async () => {
+    const { host, spec, serviceRoot, root } = setup();
+    const manager = winswServiceManager({ host, serviceRoot, sc: 'sc.exe', powershell: 'powershell.exe', pathApi: path.posix, pollMs: 1 });
+    const err = await manager.install(spec, { force: false, noStart: true }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'E_SERVICE_MANAGER', message: expect.stringContaining('looked for /opt/bbagent/winsw.exe') });
+    expect((err as Error).message).toMatch(/--winsw PATH/);
+    // the spec's (--winsw)
+    const mine = path.join(root, 'my-winsw.exe');
+    writeFileSync(mine, 'MZ mine');
+    expect(await manager.install({ ...spec, winsw: mine }, { force: false, noStart: true })).toBe('installed');
+    expect(readFileSync(path.join(serviceRoot, 'w1', 'bbagent-w1.exe'), 'utf8')).toBe('MZ mine');
+  });
+
+  it('npm -g: node <prefix>/node_modules/bbagent/build/bbagent.cjs takes node-windows from <prefix>/node_modules', async () => {
+    const { host, spec, serviceRoot, root } = setup();
+    const manager = winswServiceManager({ host, serviceRoot, sc: 'sc.exe', powershell: 'powershell.exe', pathApi: path.posix, pollMs: 1 });
+    const pkg = path.join(root, 'prefix', 'node_modules', 'bbagent');
+    const npmWinsw = path.join(root, 'prefix', 'node_modules', WINSW_SOURCE.npmPackage, 'bin', 'winsw', 'winsw.exe');
+    mkdirSync(path.dirname(npmWinsw), { recursive: true });
+    writeFileSync(npmWinsw, 'MZ from npm');
+    const npmSpec = { ...spec, command: ['/usr/bin/node', path.join(pkg, 'build', 'bbagent.cjs'), 'start', '--nodaemon', spec.basedir] };
+    expect(await manager.install(npmSpec, { force: false, noStart: true })).toBe('installed');
+    expect(readFileSync(path.join(serviceRoot, 'w1', 'bbagent-w1.exe'), 'utf8')).toBe('MZ from npm');
+  });
+
+  it('refuses without elevation, running nothing', async () => {
+    const { manager, spec, host } = setup(false);
+    await expect(manager.install(spec, { force: false, noStart: true })).rejects.toMatchObject({ code: 'E_SERVICE_RIGHTS' });
+    expect(host.calls).toEqual([]);
   });
 
   it("reports the script's refusal of an account (an administrator, say) as E_SERVICE_USER, and installs nothing", async () => {
@@ -265,7 +293,8 @@ describe('WinSW install', () => {
     expect(ACCOUNT_SCRIPT).toMatch(/\$sid -in @\('S-1-5-18', 'S-1-5-19', 'S-1-5-20'\)/);
     expect(ACCOUNT_SCRIPT).toContain("Get-LocalGroupMember -SID 'S-1-5-32-544'");
     expect(ACCOUNT_SCRIPT).toContain('$p.basedir /grant "*$($sid):(OI)(CI)M"');
-    expect(ACCOUNT_SCRIPT).toContain("$p.servicedir /inheritance:r /grant:r '*S-1-5-32-544:(OI)(CI)F' '*S-1-5-18:(OI)(CI)F'");
+    // the account runs the wrapper: it reads the directory, and only Administrators and SYSTEM write it
+    expect(ACCOUNT_SCRIPT).toContain(`$p.servicedir /inheritance:r /grant:r '*S-1-5-32-544:(OI)(CI)F' '*S-1-5-18:(OI)(CI)F' "*$($sid):(OI)(CI)RX"`);
   });
 });
 
