@@ -25,7 +25,7 @@ const skip = skipReason();
 
 describe('bbagent service against a live systemd (systemd-nspawn container)', () => {
   it.skipIf(skip !== undefined)(
-    `install, status, stop, start, kill -9, reboot, power cut, reinstall, uninstall${skip ? ` (skipped: ${skip})` : ''}`,
+    `install, status, stop drains a build, stop timeout, bbagent stop stays stopped, start, kill -9, reboot, power cut, reinstall, uninstall${skip ? ` (skipped: ${skip})` : ''}`,
     async (ctx) => {
       // One block in the test output (vitest heads every console.log with the test's name).
       const lines: string[] = [];
