@@ -8,7 +8,7 @@ import { launchdServiceManager } from './darwin/service.js';
 import { systemdServiceManager } from './linux/service.js';
 import { realServiceHost } from './service/host.js';
 import type { ServiceHost } from './service/common.js';
-import { schtasksServiceManager } from './win32/service.js';
+import { winswServiceManager } from './win32/service.js';
 
 export type {
   Platform,
@@ -41,11 +41,11 @@ export function currentPlatform(): Platform {
   }
 }
 
-/** The OS's service manager (systemd, launchd or the Task Scheduler); `host` replaces the real machine in tests. */
+/** The OS's service manager (systemd, launchd or a WinSW-run Windows service); `host` replaces the real machine in tests. */
 export function currentServiceManager(host: ServiceHost = realServiceHost()): ServiceManager {
   switch (process.platform) {
     case 'win32':
-      return schtasksServiceManager({ host });
+      return winswServiceManager({ host });
     case 'darwin':
       return launchdServiceManager({ host });
     default:

@@ -1,6 +1,7 @@
 // `bbagent service install|uninstall|status|start|stop|run`: registers the worker in BASEDIR with the OS's service
-// manager (systemd, launchd, Task Scheduler: platforms/*/service.ts) so it comes back after every reboot.
-// `run` is the supervisor the Windows task starts: it runs the worker and starts it again whenever it exits.
+// manager (systemd, launchd, a Windows service run by WinSW: platforms/*/service.ts) so it comes back after every
+// reboot, is restarted when it fails, and drains (running builds finish) when it is stopped.
+// `run` is the supervisor that scheduled tasks of older bbagent versions start; it stays until they are uninstalled.
 
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -18,15 +19,17 @@ const COMMAND = 'bbagent service';
 export const SERVICE_USAGE = `Usage: bbagent service ACTION [options] [BASEDIR]
 
 Runs the worker in BASEDIR (default: the current directory) as a system service that starts at boot and is
-restarted whenever it stops: a systemd unit on Linux, a launchd job on macOS, a scheduled task on Windows.
+restarted when it fails: a systemd unit on Linux, a launchd job on macOS, a Windows service (WinSW) on Windows.
+A stop lets running builds finish first (up to --stop-timeout); 'bbagent stop' stops the service for good
+(until 'service start' or the next boot).
 
 Actions:
   install     register, enable at boot and start the service (idempotent)
   uninstall   stop and remove the service; BASEDIR is left as it is
   status      print the service's state (exit 0 running, 3 stopped, 4 not installed)
   start       start the installed service
-  stop        stop the service and every process of its builds
-  run         run the worker and restart it when it exits (what the Windows task runs)
+  stop        stop the service: running builds finish first, whatever is left after --stop-timeout is killed
+  run         run the worker and restart it when it exits (what older bbagent's Windows tasks run)
 
 Options:
       --name NAME        service name (default: the worker name in bbagent.json)
@@ -37,8 +40,12 @@ Options:
                          it is never taken on the command line, where any process listing shows it)
       --session KIND     macOS: daemon (LaunchDaemon, at boot, headless; default) or agent (LaunchAgent, in the
                          user's login session, for GUI and performance tests)
+      --stop-timeout T   install: how long a stop waits for running builds to finish before it kills them
+                         (systemd TimeoutStopSec, launchd ExitTimeOut, WinSW stoptimeout): seconds, or with
+                         s, m or h (90s, 30m, 2h); default 30m, at most 24h
+      --winsw PATH       Windows install: the WinSW executable to use (default: winsw.exe beside bbagent.exe)
       --force            install: replace a service of that name that has other settings (Windows: also
-                         registers the task again with the same settings, e.g. after a password change)
+                         registers the service again with the same settings, e.g. after a password change)
       --no-start         install: enable at boot, but do not start now
       --dry-run          install: print what would be written and change nothing
   -q, --quiet            print nothing but errors
@@ -56,6 +63,8 @@ const OPTIONS: OptionSpec = {
   force: { type: 'boolean' },
   'no-start': { type: 'boolean' },
   'dry-run': { type: 'boolean' },
+  'stop-timeout': { type: 'string' },
+  winsw: { type: 'string' },
   quiet: { type: 'boolean', short: 'q' },
   help: { type: 'boolean', short: 'h' },
 };
@@ -98,6 +107,13 @@ async function servicePassword(values: Record<string, string | boolean | undefin
     return text.replace(/\r?\n$/, '');
   }
   return io.env['BBAGENT_SERVICE_PASSWORD'];
+}
+
+/** --stop-timeout: whole seconds from "90", "90s", "30m" or "2h" (the service managers check the range). */
+export function parseStopTimeout(text: string): number {
+  const m = /^(\d{1,6})([smh]?)$/.exec(text.trim());
+  if (!m) throw new UsageError(`${COMMAND}: --stop-timeout must be seconds, or a number with s, m or h (90s, 30m, 2h), not '${text}'`);
+  return Number(m[1]) * { '': 1, s: 1, m: 60, h: 3600 }[m[2] as '' | 's' | 'm' | 'h'];
 }
 
 /** A service name from a worker name: the characters every manager accepts. */
@@ -162,17 +178,18 @@ async function runAction(
 
   switch (action) {
     case 'install': {
-      // Windows: the Task Scheduler does not restart a task whose program exited, so the task runs the supervisor.
-      const run = manager.kind === 'schtasks' ? ['service', 'run', dir] : ['start', '--nodaemon', dir];
+      const stopTimeout = typeof values['stop-timeout'] === 'string' ? parseStopTimeout(values['stop-timeout']) : undefined;
       const password = await servicePassword(values, io, deps);
       const spec: ServiceSpec = {
         name,
         description: `bbagent Buildbot worker ${config.name} (${dir})`,
         basedir: dir,
-        command: [self.command, ...self.args, ...run],
+        command: [self.command, ...self.args, 'start', '--nodaemon', dir],
         ...(typeof values['user'] === 'string' ? { user: values['user'] } : {}),
         ...(sessionValue ? { session: sessionValue } : {}),
         ...(password !== undefined ? { password } : {}),
+        ...(stopTimeout !== undefined ? { stopTimeoutS: stopTimeout } : {}),
+        ...(typeof values['winsw'] === 'string' ? { winsw: path.resolve(values['winsw']) } : {}),
       };
       if (values['dry-run']) {
         for (const file of manager.render(spec)) {

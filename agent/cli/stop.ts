@@ -3,11 +3,14 @@
 // Exit codes and messages as buildbot-worker's: a worker that is not running (no pidfile, or a stale one) is
 // said so on stdout with exit 0, so `stop; start` works under `set -e`; a directory that is no worker
 // directory, and a process that does not go away, exit 1.
+// Under a service manager the stop is for good: the agent's drain ends in exit 0, which systemd's
+// Restart=on-failure and launchd's SuccessfulExit=false do not restart (no root, no systemctl needed); on Windows,
+// where no signal drains the agent, the service is stopped through the Service Control Manager.
 
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { currentPlatform } from '../../platforms/index.js';
+import { currentPlatform, currentServiceManager, ServiceError, type ServiceManager } from '../../platforms/index.js';
 import type { ProcessControl } from '../../platforms/types.js';
 import { configPath } from '../config/load.js';
 import { AgentError } from '../errors.js';
@@ -22,6 +25,9 @@ Stops the worker running in BASEDIR (default: the current directory): sends it S
 The agent first lets running commands finish; run stop again to interrupt them. As buildbot-worker's stop,
 it exits 0 when the worker is not running (no bbagent.pid, or one naming a dead process), and 1 when BASEDIR
 is not a worker directory or the process has not exited within the 10 s.
+A worker run by 'bbagent service' stays stopped (its clean exit is not restarted) until 'bbagent service
+start' or the next boot; on Windows stop asks the service manager (an elevated prompt), which lets running
+builds finish.
 
 Options:
   -q, --quiet   print nothing but errors
@@ -89,7 +95,28 @@ export function describeTimeout(pid: number, waitMs: number = STOP_WAIT_MS): str
   return `bbagent process ${pid} has not exited after ${waitMs / 1000} s ` + `(it may be letting running commands finish; run stop again to interrupt them)`;
 }
 
-export async function stopCommand(argv: string[], io: CliIO): Promise<number> {
+export interface StopCommandDeps {
+  /** The service manager asked whether a service runs the agent (default: this OS's). */
+  manager?: Pick<ServiceManager, 'stopAgent'>;
+}
+
+/** The service running the agent in `dir`, if any; on Windows it is stopped through the manager here. */
+async function serviceOfAgent(
+  dir: string,
+  manager: Pick<ServiceManager, 'stopAgent'>,
+): Promise<{ via: 'exit' | 'manager'; service: string; pid: number } | undefined> {
+  const pid = readPidfile(pidfilePath(dir));
+  if (pid === null || !isProcessAlive(pid) || !pidfileProcessAlive(pidfilePath(dir), pid)) return undefined;
+  try {
+    const svc = await manager.stopAgent(dir, pid);
+    return svc && { ...svc, pid };
+  } catch (err) {
+    if (!(err instanceof ServiceError)) throw err;
+    throw new AgentError(err.code, `${COMMAND}: the worker runs as a service: ${err.message} (ending the process would make the service restart it)`);
+  }
+}
+
+export async function stopCommand(argv: string[], io: CliIO, deps: StopCommandDeps = {}): Promise<number> {
   return reportErrors(io, async () => {
     const { values, positionals } = parseCommandLine(COMMAND, argv, OPTIONS, 1);
     if (values['help']) {
@@ -103,16 +130,22 @@ export async function stopCommand(argv: string[], io: CliIO): Promise<number> {
       return EXIT_FAILED;
     }
     const quiet = values['quiet'] === true;
+    const svc = await serviceOfAgent(dir, deps.manager ?? currentServiceManager());
+    if (svc?.via === 'manager') {
+      if (!quiet) io.out(`bbagent process ${svc.pid} is dead (the service ${svc.service} was stopped)`);
+      return EXIT_OK;
+    }
+    const stays = svc ? `; the service ${svc.service} stays stopped until 'bbagent service start' or the next boot` : '';
     const result = await stopWorker(dir);
     switch (result.kind) {
       case 'stopped':
-        if (!quiet) io.out(`bbagent process ${result.pid} is dead`);
+        if (!quiet) io.out(`bbagent process ${result.pid} is dead${stays}`);
         return EXIT_OK;
       case 'not-running':
         if (!quiet) io.out(result.reason);
         return EXIT_OK;
       case 'timeout':
-        io.err(describeTimeout(result.pid));
+        io.err(`${describeTimeout(result.pid)}${svc ? `; once it exits, the service ${svc.service} stays stopped` : ''}`);
         return EXIT_FAILED;
     }
   });

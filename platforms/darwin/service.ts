@@ -2,7 +2,7 @@
 // runs as UserName) for headless workers, or a LaunchAgent (~/Library/LaunchAgents, starts when that user logs
 // in, inside their Aqua session) for performance and GUI tests that need a window server.
 
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import {
   ServiceError,
@@ -13,7 +13,16 @@ import {
   type ServiceSpec,
   type ServiceStatus,
 } from '../service/types.js';
-import { checkServiceName, compareInstalled, requireAbsoluteCommand, runChecked, writeAtomic, type ServiceHost, type UserInfo } from '../service/common.js';
+import {
+  checkServiceName,
+  compareInstalled,
+  requireAbsoluteCommand,
+  runChecked,
+  stopTimeoutOf,
+  writeAtomic,
+  type ServiceHost,
+  type UserInfo,
+} from '../service/common.js';
 
 export interface LaunchdOptions {
   host: ServiceHost;
@@ -26,8 +35,6 @@ export interface LaunchdOptions {
 
 /** launchd's minimum pause between two starts of a KeepAlive job (its default is also 10 s). */
 export const THROTTLE_INTERVAL_S = 10;
-/** SIGTERM -> SIGKILL grace when the job is stopped (launchd signals the whole process group). */
-export const EXIT_TIMEOUT_S = 30;
 /** launchd's default PATH lacks /usr/local/bin and Homebrew's prefix, where build tools live. */
 const SERVICE_PATH = '/usr/local/bin:/opt/homebrew/bin:/usr/bin:/bin:/usr/sbin:/sbin';
 
@@ -51,7 +58,7 @@ export function renderPlist(spec: ServiceSpec, user: UserInfo | undefined): stri
   return (
     '<?xml version="1.0" encoding="UTF-8"?>\n' +
     '<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">\n' +
-    `<!-- bbagent worker ${xml(spec.name)}: written by 'bbagent service install', removed by 'bbagent service uninstall'. -->\n` +
+    `<!-- bbagent worker ${xml(spec.name).replace(/-(?=-)/g, '- ')}: written by 'bbagent service install', removed by 'bbagent service uninstall'. -->\n` +
     '<plist version="1.0">\n<dict>\n' +
     str('Label', launchdLabel(spec.name)) +
     `  <key>ProgramArguments</key>\n  <array>\n${spec.command.map((a) => `    <string>${xml(a)}</string>\n`).join('')}  </array>\n` +
@@ -61,10 +68,12 @@ export function renderPlist(spec: ServiceSpec, user: UserInfo | undefined): stri
       .map(([k, v]) => `    <key>${xml(k)}</key>\n    <string>${xml(v)}</string>\n`)
       .join('')}  </dict>\n` +
     '  <key>RunAtLoad</key>\n  <true/>\n' +
-    // Restart always, like systemd's Restart=always.
-    '  <key>KeepAlive</key>\n  <true/>\n' +
+    // Restarted when it fails (a crash, a kill -9, exit 1), like systemd's Restart=on-failure; a clean exit
+    // ('bbagent stop', a master that shut the worker down) leaves it stopped until the next start, boot or login.
+    '  <key>KeepAlive</key>\n  <dict>\n    <key>SuccessfulExit</key>\n    <false/>\n  </dict>\n' +
     `  <key>ThrottleInterval</key>\n  <integer>${THROTTLE_INTERVAL_S}</integer>\n` +
-    `  <key>ExitTimeOut</key>\n  <integer>${EXIT_TIMEOUT_S}</integer>\n` +
+    // A stop sends SIGTERM, which lets running builds finish; SIGKILL after this long (install --stop-timeout).
+    `  <key>ExitTimeOut</key>\n  <integer>${stopTimeoutOf(spec)}</integer>\n` +
     // Standard: not throttled like Background jobs; builds and perf tests need full CPU and I/O.
     str('ProcessType', 'Standard') +
     // The agent writes BASEDIR/bbagent.log itself; stdout would repeat it. stderr keeps a crash on record.
@@ -157,8 +166,34 @@ export function launchdServiceManager(opts: LaunchdOptions): ServiceManager {
     },
     async stop(ref) {
       needRights(host, ref.session);
-      // With KeepAlive a killed job comes straight back: unloading is what stops it (until start, boot or login).
+      // Unloading is what stops it (until start, boot or login): SIGTERM, the agent drains, SIGKILL after ExitTimeOut.
       if (await loaded(ref)) await runChecked(host.run, launchctl, ['bootout', target(ref)]);
     },
+    // The agent's SIGTERM drain ends in exit 0, which KeepAlive/SuccessfulExit=false does not restart.
+    async stopAgent(basedir) {
+      const label = jobOfBasedir([daemonDir, agentDir()], basedir);
+      return label ? { via: 'exit', service: label } : undefined;
+    },
   };
+}
+
+/** The label of a bbagent plist in `dirs` whose WorkingDirectory is `basedir`, if any. */
+function jobOfBasedir(dirs: string[], basedir: string): string | undefined {
+  const wanted = `<key>WorkingDirectory</key>\n  <string>${xml(basedir)}</string>\n`;
+  for (const dir of dirs) {
+    let names: string[];
+    try {
+      names = readdirSync(dir).filter((n) => n.startsWith(launchdLabel('')) && n.endsWith('.plist'));
+    } catch {
+      continue;
+    }
+    for (const n of names) {
+      try {
+        if (readFileSync(path.join(dir, n), 'utf8').includes(wanted)) return n.slice(0, -'.plist'.length);
+      } catch {
+        // unreadable: not ours to judge
+      }
+    }
+  }
+  return undefined;
 }

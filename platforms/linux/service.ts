@@ -1,7 +1,8 @@
 // Linux service install: a systemd system unit /etc/systemd/system/bbagent-<name>.service that runs the worker
-// in the foreground as an unprivileged user, restarts it always, and stops its whole build tree with it.
+// in the foreground as an unprivileged user, restarts it when it fails, and stops it gracefully: SIGTERM to the
+// agent alone, which lets running builds finish, then SIGKILL to whatever is left of its build tree.
 
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import {
   ServiceError,
@@ -12,7 +13,16 @@ import {
   type ServiceSpec,
   type ServiceStatus,
 } from '../service/types.js';
-import { checkServiceName, compareInstalled, requireAbsoluteCommand, runChecked, writeAtomic, type ServiceHost, type UserInfo } from '../service/common.js';
+import {
+  checkServiceName,
+  compareInstalled,
+  requireAbsoluteCommand,
+  runChecked,
+  stopTimeoutOf,
+  writeAtomic,
+  type ServiceHost,
+  type UserInfo,
+} from '../service/common.js';
 
 export interface SystemdOptions {
   host: ServiceHost;
@@ -21,10 +31,9 @@ export interface SystemdOptions {
   /** sd_booted(): systemd is PID 1 when /run/systemd/system exists. */
   systemdRunning?: () => boolean;
   systemctl?: string;
+  /** /proc/PID/cgroup of a process, undefined when it is gone (tests pass a fake). */
+  readCgroup?: (pid: number) => string | undefined;
 }
-
-/** How long systemd waits after SIGTERM before it SIGKILLs whatever is left of the unit (the agent needs ~10 s). */
-export const STOP_TIMEOUT_S = 30;
 /** Pause between restarts: long enough not to hammer a master that refuses us, short enough to come back soon. */
 export const RESTART_SEC = 10;
 
@@ -53,7 +62,7 @@ Description=${spec.description.replace(/[\n\r]/g, ' ').replace(/%/g, '%%')}
 Documentation=https://docs.buildbot.net/latest/manual/installation/worker.html
 After=network-online.target
 Wants=network-online.target
-# Restart=always forever: no start rate limit that would give up after a few quick failures.
+# Restarts for as long as it keeps failing: no start rate limit that would give up after a few quick failures.
 StartLimitIntervalSec=0
 
 [Service]
@@ -61,14 +70,16 @@ Type=simple
 User=${user}
 WorkingDirectory=${unitPath(spec.basedir)}
 ExecStart=${spec.command.map(systemdQuote).join(' ')}
-Restart=always
+# A crash, a kill -9 or a worker that gave up (exit 1) is restarted; a clean exit is not: 'bbagent stop', or a
+# master that shut the worker down, leaves the unit stopped until 'bbagent service start' or the next boot.
+Restart=on-failure
 RestartSec=${RESTART_SEC}
-# Stop: SIGTERM to every process of the unit's control group at once (the agent reports the interrupted steps to
-# the master), SIGKILL to whatever is left after TimeoutStopSec. A build cannot escape the cgroup, so nothing
-# outlives the service.
-KillMode=control-group
+# Stop (systemctl stop, a reboot): SIGTERM to the agent alone, whose first stage lets running builds finish and
+# then exits; whatever is still in the unit's control group after TimeoutStopSec (install --stop-timeout) gets
+# SIGKILL, the builds with it. A build cannot escape the cgroup, so nothing outlives the service.
+KillMode=mixed
 KillSignal=SIGTERM
-TimeoutStopSec=${STOP_TIMEOUT_S}
+TimeoutStopSec=${stopTimeoutOf(spec)}
 SendSIGKILL=yes
 # Logs: the agent's stdout to the journal (journalctl -u ${unitName(spec.name)}) and BASEDIR/bbagent.log.
 StandardOutput=journal
@@ -131,6 +142,7 @@ export function systemdServiceManager(opts: SystemdOptions): ServiceManager {
   const systemctl = opts.systemctl ?? 'systemctl';
   const systemdRunning = opts.systemdRunning ?? (() => existsSync('/run/systemd/system'));
   const unitPathOf = (name: string): string => path.join(unitDir, unitName(name));
+  const readCgroup = opts.readCgroup ?? readProcCgroup;
 
   const needRoot = (): void => {
     if (!host.isPrivileged()) throw new ServiceError('E_SERVICE_RIGHTS', 'needs root: run it with sudo');
@@ -194,5 +206,24 @@ export function systemdServiceManager(opts: SystemdOptions): ServiceManager {
       if (!existsSync(unitPathOf(ref.name))) throw new ServiceError('E_SERVICE_MISSING', `${unitName(ref.name)} is not installed`);
       await ctl('stop', unitName(ref.name));
     },
+    // The agent's SIGTERM drain ends in exit 0, which Restart=on-failure does not restart: 'bbagent stop' needs
+    // no root and no systemctl. The unit is named so that stop can say how to start it again.
+    async stopAgent(_basedir, pid) {
+      const unit = unitOfCgroup(readCgroup(pid));
+      return unit ? { via: 'exit', service: unit } : undefined;
+    },
   };
+}
+
+function readProcCgroup(pid: number): string | undefined {
+  try {
+    return readFileSync(`/proc/${pid}/cgroup`, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+/** The bbagent unit a process runs in, from its /proc/PID/cgroup ("0::/system.slice/bbagent-w1.service"). */
+export function unitOfCgroup(cgroup: string | undefined): string | undefined {
+  return /\/(bbagent-[A-Za-z0-9_.-]+\.service)(?:\/|$)/m.exec(cgroup ?? '')?.[1];
 }

@@ -63,6 +63,23 @@ export async function runChecked(run: CommandRunner, cmd: string, args: string[]
   return r;
 }
 
+/**
+ * How long a service stop lets the agent drain by default: most builds end within half an hour, and a reboot
+ * waits no longer than that for a build that does not (install --stop-timeout changes it).
+ */
+export const DEFAULT_STOP_TIMEOUT_S = 1800;
+/** The longest --stop-timeout: a day. launchd reads 0 as "never", which can stall a shutdown for good. */
+export const MAX_STOP_TIMEOUT_S = 86_400;
+
+/** The spec's stop timeout, checked: whole seconds in 1..MAX_STOP_TIMEOUT_S. */
+export function stopTimeoutOf(spec: ServiceSpec): number {
+  const t = spec.stopTimeoutS ?? DEFAULT_STOP_TIMEOUT_S;
+  if (!Number.isInteger(t) || t < 1 || t > MAX_STOP_TIMEOUT_S) {
+    throw new ServiceError('E_SERVICE_SPEC', `the stop timeout must be 1 to ${MAX_STOP_TIMEOUT_S} whole seconds, got ${t}`);
+  }
+  return t;
+}
+
 /** [A-Za-z0-9_.-] only, as unit names, launchd labels and task names all accept. */
 export function checkServiceName(name: string): void {
   if (!/^[A-Za-z0-9_.-]{1,64}$/.test(name) || name.startsWith('.') || name.startsWith('-')) {

@@ -1,5 +1,5 @@
 // The service manager's vocabulary: what `bbagent service` installs, asks about and removes, behind one
-// interface for systemd, launchd and the Task Scheduler.
+// interface for systemd, launchd and a Windows service (WinSW).
 
 import { AgentError, type ErrorCode } from '../../agent/errors.js';
 
@@ -17,8 +17,15 @@ export interface ServiceSpec {
   user?: string;
   /** macOS: a LaunchDaemon at boot without a GUI session (default), or a LaunchAgent in the user's login session. */
   session?: 'daemon' | 'agent';
-  /** Windows: the password of `user` for the Task Scheduler; it goes to a script's stdin, never to a file or a command line. */
+  /** Windows: the password of `user`; it goes to the service manager on stdin or in an administrators-only file, never on a command line. */
   password?: string;
+  /**
+   * How long a stop waits for the agent to drain (running builds finish) before the manager kills what is left:
+   * systemd TimeoutStopSec=, launchd ExitTimeOut, WinSW stoptimeout. Default DEFAULT_STOP_TIMEOUT_S.
+   */
+  stopTimeoutS?: number;
+  /** Windows: the WinSW executable to install the service with (default: winsw.exe beside bbagent.exe). */
+  winsw?: string;
 }
 
 /** Which installed service an operation is about. */
@@ -49,11 +56,11 @@ export interface ServiceStatus {
 export type InstallOutcome = 'installed' | 'unchanged' | 'replaced';
 
 /**
- * The OS service manager, behind one interface: systemd on Linux, launchd on macOS, the Task Scheduler on
- * Windows. Failures throw ServiceError with a stable code.
+ * The OS service manager, behind one interface: systemd on Linux, launchd on macOS, the Service Control Manager
+ * (through WinSW) on Windows. Failures throw ServiceError with a stable code.
  */
 export interface ServiceManager {
-  readonly kind: 'systemd' | 'launchd' | 'schtasks';
+  readonly kind: 'systemd' | 'launchd' | 'winsw';
   /** The files install writes, without touching anything (for --dry-run and for validation). */
   render(spec: ServiceSpec): ServiceFile[];
   /** Idempotent: the same settings again are 'unchanged'; different ones are refused unless `force`. Starts it unless `noStart`. */
@@ -63,6 +70,13 @@ export interface ServiceManager {
   status(ref: ServiceRef): Promise<ServiceStatus>;
   start(ref: ServiceRef): Promise<void>;
   stop(ref: ServiceRef): Promise<void>;
+  /**
+   * `bbagent stop` of the agent in `basedir` (process `pid`): how this manager sees it. 'exit' when the agent's
+   * own clean exit leaves the service stopped (systemd Restart=on-failure, launchd SuccessfulExit=false), with the
+   * service's name when the agent is known to run under it; 'manager' when it had to stop the service itself
+   * (Windows, where no signal reaches the agent gracefully); undefined when no service runs that agent.
+   */
+  stopAgent(basedir: string, pid: number): Promise<{ via: 'exit' | 'manager'; service: string } | undefined>;
 }
 
 /** What a service manager refused or failed to do. */

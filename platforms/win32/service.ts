@@ -1,71 +1,61 @@
-// Windows service install with the Task Scheduler: a task \bbagent\<name> that starts at boot (before any
-// logon) and runs `bbagent.exe service run BASEDIR`, a supervisor that restarts the worker whenever it exits.
-// A Node process cannot answer the Service Control Manager, and the Task Scheduler is on every Windows: nothing
-// else is installed. docs/install.md weighs this against a service wrapper (WinSW, NSSM).
+// Windows service install: a real service in the Service Control Manager (services.msc lists it), run by WinSW,
+// a service wrapper: the SCM cannot start a Node program itself, since a service must answer its control
+// requests from native code. `install` copies winsw.exe (shipped beside bbagent.exe) to
+// %ProgramData%\bbagent\services\<name>\bbagent-<name>.exe with its configuration bbagent-<name>.xml
+// (winsw-config.ts) and runs its `install`; the SCM then starts it at boot, restarts it when it fails, and a stop
+// sends the agent Ctrl+C, its drain signal. docs/install.md says why WinSW and what was run where.
 //
-// Trust: the task runs as a standard account the operator names (never LocalSystem, LocalService or
-// NetworkService, which a hostile build turns into SYSTEM). The definition and the account's password go to
-// the Task Scheduler's COM API through a PowerShell script's stdin: nothing is written to a file another user
-// could swap before it is read, and no secret is on a command line.
+// Trust: the service runs as a standard account the operator names (never LocalSystem, LocalService or
+// NetworkService, which a hostile build turns into SYSTEM). Its password is in the configuration only while the
+// wrapper's `install` hands it to the SCM, in a directory only Administrators and SYSTEM can read, and never on
+// a command line.
 
-import { readFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { makedirs } from '../common/makedirs.js';
+import { ServiceError, type InstallOutcome, type ServiceFile, type ServiceManager, type ServiceSpec, type ServiceStatus } from '../service/types.js';
 import {
-  ServiceError,
-  type InstallOutcome,
-  type ServiceFile,
-  type ServiceManager,
-  type ServiceRef,
-  type ServiceSpec,
-  type ServiceStatus,
-} from '../service/types.js';
-import { checkServiceName, requireAbsoluteCommand, runChecked, type CommandResult, type ServiceHost } from '../service/common.js';
-import { TASK_FOLDER, checkTaskAccount, definitionDigest, describeTaskDifference, renderTaskXml, taskName } from './task-definition.js';
-import { PS_EXIT_ABSENT, PS_EXIT_NO_ACCOUNT, PS_EXIT_PRIVILEGED, QUERY_SCRIPT, REGISTER_SCRIPT, powershellArgs, powershellInput } from './task-scripts.js';
+  checkServiceName,
+  compareInstalled,
+  requireAbsoluteCommand,
+  runChecked,
+  writeAtomic,
+  type CommandResult,
+  type ServiceHost,
+} from '../service/common.js';
+import { ACCOUNT_SCRIPT, PS_EXIT_NO_ACCOUNT, PS_EXIT_PRIVILEGED, checkServiceAccount, powershellArgs, powershellInput } from './account.js';
+import { legacyTaskExists, removeLegacyTask, taskName, type LegacyTaskTools } from './legacy-task.js';
+import { WINSW_EXE_CONFIG, WINSW_SOURCE, renderWinswXml, serviceId } from './winsw-config.js';
 
-export interface SchtasksOptions {
+export interface WinswOptions {
   host: ServiceHost;
+  /** Where each service's directory is made (default %ProgramData%\bbagent\services). */
+  serviceRoot?: string;
+  /** The wrapper to copy (default: the spec's, else winsw.exe beside bbagent.exe, else node-windows's). */
+  winsw?: string;
+  sc?: string;
   schtasks?: string;
   taskkill?: string;
   /** Windows PowerShell 5.1 (every Windows 10 / Server 2016 has it). */
   powershell?: string;
+  /** Path functions (tests on Linux pass path.posix). */
+  pathApi?: typeof path.win32;
+  /** Pause between two state queries while a stop completes (ms). */
+  pollMs?: number;
 }
 
-/** The programs that talk to the Task Scheduler (schtasks, the PowerShell scripts) and taskkill. */
-class TaskScheduler {
-  constructor(
-    private readonly host: ServiceHost,
-    readonly schtasks: string,
-    private readonly taskkill: string,
-    private readonly powershell: string,
-  ) {}
+/** sc.exe's exit code is the Win32 error code. */
+const ERROR_ACCESS_DENIED = 5;
+const ERROR_SERVICE_ALREADY_RUNNING = 1056;
+const ERROR_SERVICE_DOES_NOT_EXIST = 1060;
+const ERROR_SERVICE_NOT_ACTIVE = 1062;
+/** How long past its stoptimeout a stop may take before `service stop` reports it (the wrapper's own exit). */
+const STOP_SLACK_MS = 60_000;
 
-  async exists(name: string): Promise<boolean> {
-    return (await this.host.run(this.schtasks, ['/Query', '/TN', taskName(name)])).code === 0;
-  }
-
-  runScript(script: string, payload: Record<string, string>): Promise<CommandResult> {
-    return this.host.run(this.powershell, powershellArgs(script), { input: powershellInput(payload) });
-  }
-
-  /** The registered task's definition, or undefined when there is none. */
-  async registered(name: string): Promise<string | undefined> {
-    const r = await this.runScript(QUERY_SCRIPT, { folder: TASK_FOLDER, name });
-    if (r.code === PS_EXIT_ABSENT) return undefined;
-    if (r.code !== 0) throw scriptFailure(`reading the scheduled task ${taskName(name)}`, r);
-    return Buffer.from(r.stdout.trim(), 'base64').toString('utf8');
-  }
-
-  /** Ends the worker's process tree (the Task Scheduler ends only the supervisor it started). */
-  async killWorkerTree(ref: ServiceRef): Promise<void> {
-    let pid: number | undefined;
-    try {
-      pid = Number(readFileSync(ref.pidFile, 'utf8').trim()) || undefined;
-    } catch {
-      pid = undefined;
-    }
-    if (pid !== undefined) await this.host.run(this.taskkill, ['/PID', String(pid), '/T', '/F']);
-  }
+/** The SCM state from `sc.exe query ID` ("STATE : 4  RUNNING"). */
+export function parseScState(stdout: string): string | undefined {
+  return /^\s*STATE\s*:\s*\d+\s+(\w+)/m.exec(stdout)?.[1];
 }
 
 function scriptFailure(what: string, r: CommandResult): ServiceError {
@@ -74,102 +64,211 @@ function scriptFailure(what: string, r: CommandResult): ServiceError {
   return new ServiceError(code, `${what} failed (exit ${r.code})${why ? `: ${why}` : ''}`);
 }
 
-/**
- * What install does about the task registered under the name (`installed`, undefined when none): register it
- * ('installed', 'replaced') or leave it ('unchanged'); throws E_SERVICE_EXISTS where only --force may replace it.
- */
-function installOutcome(name: string, installed: string | undefined, wanted: string, force: boolean): InstallOutcome {
-  if (installed === undefined) return 'installed';
-  const digest = definitionDigest(installed);
-  if (digest === undefined && !force) {
-    throw new ServiceError('E_SERVICE_EXISTS', `the scheduled task ${taskName(name)} exists but was not installed by bbagent; install --force to replace it`);
+/** The Service Control Manager and the wrapper's files, as the manager's operations use them. */
+class Scm {
+  readonly host: ServiceHost;
+  readonly p: typeof path.win32;
+  readonly sc: string;
+  readonly powershell: string;
+  readonly legacy: LegacyTaskTools;
+  readonly root: string;
+  private readonly pollMs: number;
+
+  constructor(private readonly opts: WinswOptions) {
+    this.host = opts.host;
+    const p = (this.p = opts.pathApi ?? path.win32);
+    const system32 = p.join(process.env['SystemRoot'] ?? 'C:\\Windows', 'System32');
+    this.sc = opts.sc ?? p.join(system32, 'sc.exe');
+    this.powershell = opts.powershell ?? p.join(system32, 'WindowsPowerShell', 'v1.0', 'powershell.exe');
+    this.legacy = { host: opts.host, schtasks: opts.schtasks ?? 'schtasks', taskkill: opts.taskkill ?? 'taskkill' };
+    this.root = opts.serviceRoot ?? p.join(process.env['ProgramData'] ?? 'C:\\ProgramData', 'bbagent', 'services');
+    this.pollMs = opts.pollMs ?? 1000;
   }
-  // --force registers again even with the same settings: the way to give the task a new password
-  if (force) return 'replaced';
-  if (digest === definitionDigest(wanted)) return 'unchanged';
-  throw new ServiceError(
-    'E_SERVICE_EXISTS',
-    `the scheduled task ${taskName(name)} already exists with different settings (${describeTaskDifference(installed, wanted)}); ` +
-      `run 'bbagent service uninstall' first, or install --force to replace it`,
-  );
+
+  dirOf(name: string): string {
+    return this.p.join(this.root, name);
+  }
+  exeOf(name: string): string {
+    return this.p.join(this.dirOf(name), `${serviceId(name)}.exe`);
+  }
+  xmlOf(name: string): string {
+    return this.p.join(this.dirOf(name), `${serviceId(name)}.xml`);
+  }
+
+  needAdmin(): void {
+    if (!this.host.isPrivileged()) throw new ServiceError('E_SERVICE_RIGHTS', 'needs an elevated prompt: run it as Administrator');
+  }
+
+  /** The service's SCM state (RUNNING, STOPPED, ...), undefined when there is no such service. */
+  async state(name: string): Promise<string | undefined> {
+    const r = await this.host.run(this.sc, ['query', serviceId(name)]);
+    return r.code === ERROR_SERVICE_DOES_NOT_EXIST ? undefined : (parseScState(r.stdout) ?? 'UNKNOWN');
+  }
+
+  async start(name: string): Promise<void> {
+    const r = await this.host.run(this.sc, ['start', serviceId(name)]);
+    if (r.code !== 0 && r.code !== ERROR_SERVICE_ALREADY_RUNNING) throw scriptFailure(`sc.exe start ${serviceId(name)}`, r);
+  }
+
+  /** Asks the SCM to stop the service (the wrapper sends Ctrl+C) and waits until it is stopped. */
+  async stopAndWait(name: string): Promise<void> {
+    const id = serviceId(name);
+    const r = await this.host.run(this.sc, ['stop', id]);
+    if (r.code === ERROR_ACCESS_DENIED) throw new ServiceError('E_SERVICE_RIGHTS', `stopping the service ${id} needs an elevated prompt`);
+    if (r.code !== 0 && r.code !== ERROR_SERVICE_NOT_ACTIVE) throw scriptFailure(`sc.exe stop ${id}`, r);
+    // the installed configuration's stoptimeout: how long the drain may take
+    const text = existsSync(this.xmlOf(name)) ? readFileSync(this.xmlOf(name), 'utf8') : '';
+    const deadline = Date.now() + Number(/<stoptimeout>(\d+) sec<\/stoptimeout>/.exec(text)?.[1] ?? 60) * 1000 + STOP_SLACK_MS;
+    for (let s = await this.state(name); s !== undefined && s !== 'STOPPED'; s = await this.state(name)) {
+      if (Date.now() > deadline) throw new ServiceError('E_SERVICE_COMMAND', `the service ${id} is still ${s} after its stop timeout`);
+      await sleep(this.pollMs);
+    }
+  }
+
+  /** Stops the service and removes it from the SCM (through the wrapper when it is there). */
+  async remove(name: string): Promise<void> {
+    await this.stopAndWait(name);
+    if (existsSync(this.exeOf(name))) await runChecked(this.host.run, this.exeOf(name), ['uninstall']);
+    else await runChecked(this.host.run, this.sc, ['delete', serviceId(name)]);
+  }
+
+  /** winsw.exe to copy: --winsw, else beside bbagent.exe (a release), else node-windows's beside the script (npm -g). */
+  private wrapperSource(spec: ServiceSpec): string {
+    const p = this.p;
+    const [program, script] = spec.command;
+    const explicit = spec.winsw ?? this.opts.winsw;
+    // npm -g: <prefix>/node_modules/bbagent/build/bbagent.cjs, node-windows nested in it or hoisted beside it
+    const npmCopies = (dir: string): string[] =>
+      [p.join(dir, '..', 'node_modules'), p.join(dir, '..', '..')].map((base) => p.join(base, WINSW_SOURCE.npmPackage, ...WINSW_SOURCE.file.split('/')));
+    const candidates = explicit
+      ? [explicit]
+      : [p.join(p.dirname(program ?? ''), 'winsw.exe'), ...(script && /\.c?js$/.test(script) ? npmCopies(p.dirname(script)) : [])];
+    const found = candidates.find((c) => existsSync(c));
+    if (!found) {
+      throw new ServiceError(
+        'E_SERVICE_MANAGER',
+        `the Windows service wrapper is missing (looked for ${candidates.join(', ')}): a release ships winsw.exe beside bbagent.exe, ` +
+          `npm install -g brings it in ${WINSW_SOURCE.npmPackage}; or pass --winsw PATH (docs/install.md, "Windows service")`,
+      );
+    }
+    return found;
+  }
+
+  /** Writes the wrapper and its configuration and registers the service; the password is on disk only meanwhile. */
+  async register(spec: ServiceSpec, file: ServiceFile): Promise<void> {
+    const { user, password } = checkServiceAccount(spec);
+    const dir = this.dirOf(spec.name);
+    const prepared = await this.host.run(this.powershell, powershellArgs(ACCOUNT_SCRIPT), {
+      input: powershellInput({ user, basedir: spec.basedir, servicedir: dir }),
+    });
+    if (prepared.code !== 0) throw scriptFailure(`checking the account ${user} and giving it ${spec.basedir}`, prepared);
+    makedirs(dir, { existOk: true }); // made and locked by the script; here when it is not Windows (tests)
+    copyFileSync(this.wrapperSource(spec), this.exeOf(spec.name));
+    writeAtomic({ path: `${this.exeOf(spec.name)}.config`, content: WINSW_EXE_CONFIG });
+    writeAtomic({ path: file.path, content: renderWinswXml(spec, password) }, 0o600);
+    try {
+      await runChecked(this.host.run, this.exeOf(spec.name), ['install']);
+    } finally {
+      writeAtomic(file);
+    }
+  }
 }
 
-/** The task's state from `schtasks /Query /FO LIST /V`. */
-function parseTaskStatus(stdout: string): ServiceStatus {
-  const field = (label: string): string | undefined => new RegExp(`^${label}:\\s*(.*)$`, 'mi').exec(stdout)?.[1]?.trim();
-  const status = field('Status') ?? 'unknown';
-  return {
-    installed: true,
-    running: /running/i.test(status),
-    enabled: !/disabled/i.test(field('Scheduled Task State') ?? status),
-    detail: `${status}${field('Last Result') ? `, last result ${field('Last Result')}` : ''}`,
-  };
+async function install(scm: Scm, spec: ServiceSpec, file: ServiceFile, force: boolean): Promise<InstallOutcome> {
+  if (await legacyTaskExists(scm.legacy, spec.name)) {
+    throw new ServiceError(
+      'E_SERVICE_EXISTS',
+      `an older bbagent installed this worker as the scheduled task ${taskName(spec.name)}: run 'bbagent service uninstall' first, which removes it`,
+    );
+  }
+  const current = await scm.state(spec.name);
+  if (current !== undefined && !existsSync(file.path) && !force) {
+    throw new ServiceError('E_SERVICE_EXISTS', `a service ${serviceId(spec.name)} exists but was not installed by bbagent; install --force to replace it`);
+  }
+  const compared = compareInstalled(file, force, 'the service configuration');
+  // --force registers again even with the same settings: the way to give the service a new password
+  const outcome: InstallOutcome = current === undefined ? 'installed' : compared === 'same' && !force ? 'unchanged' : 'replaced';
+  if (outcome === 'replaced') await scm.remove(spec.name);
+  if (outcome !== 'unchanged') await scm.register(spec, file);
+  return outcome;
 }
 
-export function schtasksServiceManager(opts: SchtasksOptions): ServiceManager {
-  const { host } = opts;
-  const system32 = path.win32.join(process.env['SystemRoot'] ?? 'C:\\Windows', 'System32');
-  const ts = new TaskScheduler(
-    host,
-    opts.schtasks ?? 'schtasks',
-    opts.taskkill ?? 'taskkill',
-    opts.powershell ?? path.win32.join(system32, 'WindowsPowerShell', 'v1.0', 'powershell.exe'),
-  );
-  const schtasks = (args: string[]): Promise<CommandResult> => host.run(ts.schtasks, args);
-  const needAdmin = (): void => {
-    if (!host.isPrivileged()) throw new ServiceError('E_SERVICE_RIGHTS', 'needs an elevated prompt: run it as Administrator');
-  };
-  const needTask = async (name: string): Promise<void> => {
-    if (!(await ts.exists(name))) throw new ServiceError('E_SERVICE_MISSING', `the scheduled task ${taskName(name)} is not installed`);
-  };
-
-  /** Nothing is written to disk: the "file" is the definition as the Task Scheduler receives it (--dry-run shows it). */
+export function winswServiceManager(opts: WinswOptions): ServiceManager {
+  const scm = new Scm(opts);
   const render = (spec: ServiceSpec): ServiceFile[] => {
     checkServiceName(spec.name);
-    requireAbsoluteCommand(spec, path.win32.isAbsolute);
-    checkTaskAccount(spec);
-    return [{ path: `Task Scheduler ${taskName(spec.name)}`, content: renderTaskXml(spec) }];
+    requireAbsoluteCommand(spec, scm.p.isAbsolute);
+    checkServiceAccount(spec);
+    return [{ path: scm.xmlOf(spec.name), content: renderWinswXml(spec) }];
+  };
+  const needService = async (name: string): Promise<void> => {
+    if ((await scm.state(name)) === undefined) throw new ServiceError('E_SERVICE_MISSING', `the service ${serviceId(name)} is not installed`);
   };
 
   return {
-    kind: 'schtasks',
+    kind: 'winsw',
     render,
     async install(spec, { force, noStart }): Promise<InstallOutcome> {
-      needAdmin();
-      const [def] = render(spec);
-      const wanted = def!.content as string;
-      const { user, password } = checkTaskAccount(spec);
-      const outcome = installOutcome(spec.name, await ts.registered(spec.name), wanted, force);
-      if (outcome !== 'unchanged') {
-        const r = await ts.runScript(REGISTER_SCRIPT, { folder: TASK_FOLDER, name: spec.name, xml: wanted, user, password, basedir: spec.basedir });
-        if (r.code !== 0) throw scriptFailure(`registering the scheduled task ${taskName(spec.name)} as ${user}`, r);
-      }
-      if (!noStart) await schtasks(['/Run', '/TN', taskName(spec.name)]); // IgnoreNew: a no-op when running
+      scm.needAdmin();
+      const [file] = render(spec);
+      const outcome = await install(scm, spec, file!, force);
+      if (!noStart) await scm.start(spec.name);
       return outcome;
     },
     async uninstall(ref) {
-      needAdmin();
-      if (!(await ts.exists(ref.name))) return false;
-      await schtasks(['/End', '/TN', taskName(ref.name)]);
-      await ts.killWorkerTree(ref);
-      await runChecked(host.run, ts.schtasks, ['/Delete', '/TN', taskName(ref.name), '/F']);
-      return true;
+      scm.needAdmin();
+      const installed = (await scm.state(ref.name)) !== undefined;
+      if (installed) await scm.remove(ref.name);
+      rmSync(scm.dirOf(ref.name), { recursive: true, force: true });
+      // An install by an older bbagent: a scheduled task running the `service run` supervisor.
+      return (await removeLegacyTask(scm.legacy, ref.name, ref.pidFile)) || installed;
     },
     async status(ref): Promise<ServiceStatus> {
-      const r = await schtasks(['/Query', '/TN', taskName(ref.name), '/FO', 'LIST', '/V']);
-      if (r.code !== 0) return { installed: false, running: false, enabled: false, detail: 'no such scheduled task' };
-      return parseTaskStatus(r.stdout);
+      const s = await scm.state(ref.name);
+      if (s !== undefined) return { installed: true, running: s === 'RUNNING', enabled: true, detail: `${serviceId(ref.name)} ${s}` };
+      if (await legacyTaskExists(scm.legacy, ref.name)) {
+        const detail = `an older bbagent's scheduled task ${taskName(ref.name)}; 'bbagent service uninstall' removes it`;
+        return { installed: true, running: undefined, enabled: true, detail };
+      }
+      return { installed: false, running: false, enabled: false, detail: `no service ${serviceId(ref.name)}` };
     },
     async start(ref) {
-      needAdmin();
-      await needTask(ref.name);
-      await runChecked(host.run, ts.schtasks, ['/Run', '/TN', taskName(ref.name)]);
+      scm.needAdmin();
+      await needService(ref.name);
+      await scm.start(ref.name);
     },
     async stop(ref) {
-      needAdmin();
-      await needTask(ref.name);
-      await schtasks(['/End', '/TN', taskName(ref.name)]);
-      await ts.killWorkerTree(ref);
+      scm.needAdmin();
+      await needService(ref.name);
+      await scm.stopAndWait(ref.name);
+    },
+    // Windows has no signal another process can send the agent to drain it (process.kill ends it at once, exit 1,
+    // which the recovery actions restart): a worker run by a service is stopped through the SCM.
+    async stopAgent(basedir) {
+      const name = serviceOfBasedir(scm.root, scm.p, basedir);
+      if (name === undefined || (await scm.state(name)) !== 'RUNNING') return undefined;
+      await scm.stopAndWait(name);
+      return { via: 'manager', service: serviceId(name) };
     },
   };
+}
+
+/** The name of the bbagent service whose configuration runs in `basedir`, if any. */
+function serviceOfBasedir(root: string, p: typeof path.win32, basedir: string): string | undefined {
+  let names: string[];
+  try {
+    names = readdirSync(root);
+  } catch {
+    return undefined;
+  }
+  const wanted = `<workingdirectory>${basedir.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;')}</workingdirectory>`;
+  return names.find((n) => {
+    try {
+      return readFileSync(p.join(root, n, `${serviceId(n)}.xml`), 'utf8')
+        .toLowerCase()
+        .includes(wanted.toLowerCase());
+    } catch {
+      return false;
+    }
+  });
 }

@@ -1,6 +1,7 @@
 // The live service test: `bbagent service install|status|start|stop|uninstall` of the linux-x64 single executable
 // against a real systemd (PID 1 of a systemd-nspawn container, harness/container.ts), with the worker attached to a
-// real Buildbot 3.7 master on the host. Each check ends in a PASS or FAIL with what it saw. Run by
+// real Buildbot 3.7 master on the host: install, a stop that lets a running build finish, a stop that kills a build
+// at --stop-timeout, 'bbagent stop' leaving the unit stopped, restart after kill -9, reboot. Each check ends in a PASS or FAIL with what it saw. Run by
 // scripts/service-live-test (prints the lines) and test/integration/service-live.test.ts.
 import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -28,6 +29,13 @@ const DIST_IN_CONTAINER = '/mnt/dist';
 const ODD_WORKER = 'odd-worker';
 const ODD_BASEDIR = `${HOME}/odd dir %n 100%`;
 const ODD_UNIT = `bbagent-${ODD_WORKER}.service`;
+/**
+ * install --stop-timeout: long enough for the 'drain' build (DRAIN_BUILD_S) to finish inside a stop, short enough
+ * that the stop of the never-ending 'sleeper' build (killed at the timeout) adds little to the run.
+ */
+const STOP_TIMEOUT_S = 8;
+/** How long the 'drain' build runs: a stop begun during it waits for it. */
+const DRAIN_BUILD_S = 3;
 /** A worker reconnects within a second or two; a restart after kill -9 waits RestartSec=10 first. */
 const ATTACH_TIMEOUT_MS = 30_000;
 const RESTART_TIMEOUT_MS = 45_000;
@@ -89,6 +97,13 @@ function builders(): { name: string; workernames: string[]; steps: string }[] {
       steps: String.raw`[
         steps.ShellCommand(name='identity', command='echo "user=$(id -un) home=$HOME cache=$CACHE_DIRECTORY"; grep -E "^0::|name=systemd" /proc/self/cgroup', logEnviron=False),
         steps.ShellCommand(name='pty', command='tty', usePTY=True, logEnviron=False),
+      ]`,
+    },
+    {
+      name: 'drain',
+      workernames: [WORKER],
+      steps: String.raw`[
+        steps.ShellCommand(name='work', command='echo started; sleep ${DRAIN_BUILD_S}; echo finished', logEnviron=False),
       ]`,
     },
     {
@@ -278,7 +293,7 @@ export async function runServiceLive(opts: LiveRunOptions): Promise<LiveCheck[]>
       'service install',
       async () => {
         installedAt = Date.now();
-        const r = await bbagent(['service', 'install', '--user', USER, BASEDIR]);
+        const r = await bbagent(['service', 'install', '--user', USER, '--stop-timeout', `${STOP_TIMEOUT_S}s`, BASEDIR]);
         expect(r.code === 0, `exit ${r.code}: ${r.stderr.trim() || r.stdout.trim()}`);
         expect(/installed \(systemd\)/.test(r.stdout), `output: ${r.stdout.trim()}`);
         return r.stdout.trim();
@@ -289,13 +304,14 @@ export async function runServiceLive(opts: LiveRunOptions): Promise<LiveCheck[]>
     await check('unit file written, enabled and active', async () => {
       const enabled = (await container.exec(['systemctl', 'is-enabled', UNIT])).stdout.trim();
       const active = (await container.exec(['systemctl', 'is-active', UNIT])).stdout.trim();
-      const p = await show('FragmentPath', 'User', 'Restart', 'KillMode');
+      const p = await show('FragmentPath', 'User', 'Restart', 'KillMode', 'TimeoutStopUSec');
       expect(enabled === 'enabled' && active === 'active', `is-enabled ${enabled}, is-active ${active}`);
       expect(p['FragmentPath'] === UNIT_FILE, `FragmentPath ${p['FragmentPath']}`);
-      expect(p['Restart'] === 'always' && p['KillMode'] === 'control-group', `Restart=${p['Restart']} KillMode=${p['KillMode']}`);
+      expect(p['Restart'] === 'on-failure' && p['KillMode'] === 'mixed', `Restart=${p['Restart']} KillMode=${p['KillMode']}`);
+      expect(p['TimeoutStopUSec'] === `${STOP_TIMEOUT_S}s`, `TimeoutStopUSec=${p['TimeoutStopUSec']} (want ${STOP_TIMEOUT_S}s)`);
       const warnings = await unitWarnings(UNIT_FILE);
       expect(warnings.length === 0, `systemd complains about the unit: ${warnings.join(' / ')}`);
-      return `${UNIT_FILE}: ${enabled}, ${active}, User=${p['User']}, Restart=${p['Restart']}, KillMode=${p['KillMode']}`;
+      return `${UNIT_FILE}: ${enabled}, ${active}, User=${p['User']}, Restart=${p['Restart']}, KillMode=${p['KillMode']}, TimeoutStopUSec=${p['TimeoutStopUSec']}`;
     });
 
     await check(`the agent runs as ${USER}`, async () => {
@@ -340,6 +356,34 @@ export async function runServiceLive(opts: LiveRunOptions): Promise<LiveCheck[]>
       return `${out.split('\n')[0]}; pty ${tty}; node-pty unpacked to ${cached}`;
     });
 
+    await check('service stop with a build running: the build finishes, then the unit stops', async () => {
+      const brid = await m.forceBuild('drain');
+      const buildid = await m.waitForBuildStarted(brid);
+      await m.waitForLogText(buildid, 'work', 'started', { timeoutMs: 30_000 });
+      const started = Date.now();
+      const r = await bbagent(['service', 'stop', BASEDIR]);
+      const took = Date.now() - started;
+      expect(r.code === 0, `exit ${r.code}: ${r.stderr.trim()}`);
+      const active = (await container.exec(['systemctl', 'is-active', UNIT])).stdout.trim();
+      expect(active === 'inactive', `is-active ${active}`);
+      // When the stop returned, the master had the build's end: it ended before the unit stopped.
+      const { builds } = await m.get<{ builds: RestBuild[] }>(`/builds/${buildid}`);
+      const build = builds[0];
+      expect(build?.complete, `build ${buildid} is not complete when the unit stopped: '${build?.state_string}'`);
+      expect(build.results === Results.SUCCESS, `build ${buildid}: ${RESULT_NAMES[build.results ?? -1] ?? build.results} '${build.state_string}'`);
+      const out = channelText(findLog(findStep(await m.getBuild(buildid), 'work')), 'o');
+      expect(out.includes('finished'), `the step printed ${JSON.stringify(out)}`);
+      const j = await container.run(['journalctl', '-u', UNIT, '-o', 'cat', '--no-pager']);
+      expect(j.includes('waiting for 1 running command(s) to finish'), `the journal has no drain line`);
+      const result = (await show('Result'))['Result'];
+      expect(result === 'success', `Result=${result} (a timeout or a kill is not success)`);
+      const s = await bbagent(['service', 'start', BASEDIR]);
+      expect(s.code === 0, `start: exit ${s.code}: ${s.stderr.trim()}`);
+      await waitActive('the unit to run again');
+      await attached();
+      return `stop took ${seconds(took)} with ${DRAIN_BUILD_S} s of build left at most; build ${buildid} SUCCESS ('finished' printed); Result=${result}; started again`;
+    });
+
     let sleeperBrid = 0;
     let sleeperBuild = 0;
     await check("a long build's processes are in the unit's cgroup", async () => {
@@ -359,20 +403,26 @@ export async function runServiceLive(opts: LiveRunOptions): Promise<LiveCheck[]>
       return `${found.map((s) => `'${s.args}' pid ${s.pid}`).join(', ')} in ${CGROUP} with ${inCgroup.length} processes`;
     });
 
-    await check('service stop ends every process of the build (the cgroup is empty)', async () => {
-      const started = Date.now();
-      const r = await bbagent(['service', 'stop', BASEDIR]);
-      const took = Date.now() - started;
-      expect(r.code === 0, `exit ${r.code}: ${r.stderr.trim()}`);
-      const active = (await container.exec(['systemctl', 'is-active', UNIT])).stdout.trim();
-      expect(active === 'inactive', `is-active ${active}`);
-      const left = await cgroupPids();
-      expect(left.length === 0, `left in the cgroup: ${left.join(', ')}`);
-      const s = await sleepers();
-      expect(s.length === 0, `still running: ${s.map((p) => `${p.args} (${p.pid})`).join(', ')}`);
-      const gone = !(await cgroupExists());
-      return `stopped in ${seconds(took)}; cgroup ${gone ? 'removed' : 'empty'}; no sleep left`;
-    });
+    await check(
+      `service stop of a build that outlasts --stop-timeout: SIGKILL after ${STOP_TIMEOUT_S} s ends every process (the cgroup is empty)`,
+      async () => {
+        const started = Date.now();
+        const r = await bbagent(['service', 'stop', BASEDIR]);
+        const took = Date.now() - started;
+        expect(r.code === 0, `exit ${r.code}: ${r.stderr.trim()}`);
+        // The agent drained (KillMode=mixed: only it got SIGTERM) until systemd's SIGKILL at TimeoutStopSec.
+        expect(took >= (STOP_TIMEOUT_S - 1) * 1000, `stopped after ${seconds(took)}: the build was not waited for`);
+        const { ActiveState: active, Result: result } = await show('ActiveState', 'Result');
+        // A stop that ran into TimeoutStopSec ends 'failed' with Result=timeout: what it is, and not restarted.
+        expect(active === 'inactive' || active === 'failed', `ActiveState ${active}`);
+        const left = await cgroupPids();
+        expect(left.length === 0, `left in the cgroup: ${left.join(', ')}`);
+        const s = await sleepers();
+        expect(s.length === 0, `still running: ${s.map((p) => `${p.args} (${p.pid})`).join(', ')}`);
+        const gone = !(await cgroupExists());
+        return `stopped in ${seconds(took)} (${active}, Result=${result}); cgroup ${gone ? 'removed' : 'empty'}; no sleep left`;
+      },
+    );
 
     await check('the master sees the worker disconnect; the build ends', async () => {
       await detached();
@@ -405,6 +455,30 @@ export async function runServiceLive(opts: LiveRunOptions): Promise<LiveCheck[]>
       const pid = await waitActive('the unit to run');
       await attached();
       return `${r.stdout.trim()}; MainPID ${pid}; connected`;
+    });
+
+    await check("'bbagent stop' under the unit: the agent drains and exits 0, and systemd leaves the unit stopped", async () => {
+      const before = await show('NRestarts', 'MainPID');
+      const r = await container.exec([BIN, 'stop', BASEDIR], { user: USER, timeoutMs: 30_000 });
+      expect(r.code === 0, `exit ${r.code}: ${r.stderr.trim() || r.stdout.trim()}`);
+      expect(r.stdout.includes(`the service ${UNIT} stays stopped`), `output: ${r.stdout.trim()}`);
+      // Restart=on-failure: a clean exit is 'dead', never 'auto-restart' (a restart would be pending RestartSec).
+      const p = await pollUntil(
+        async () => {
+          const q = await show('ActiveState', 'SubState', 'Result', 'NRestarts', 'ExecMainStatus');
+          return q['ActiveState'] === 'inactive' || q['ActiveState'] === 'failed' || q['SubState'] === 'auto-restart' ? q : undefined;
+        },
+        { timeoutMs: 10_000, intervalMs: 100, what: 'the unit to leave active' },
+      );
+      const state = `${p['ActiveState']}/${p['SubState']} Result=${p['Result']} ExecMainStatus=${p['ExecMainStatus']} NRestarts=${p['NRestarts']}`;
+      expect(p['ActiveState'] === 'inactive' && p['SubState'] === 'dead' && p['Result'] === 'success', state);
+      expect(p['NRestarts'] === before['NRestarts'], `NRestarts ${before['NRestarts']} -> ${p['NRestarts']}`);
+      await detached();
+      const s = await bbagent(['service', 'start', BASEDIR]);
+      expect(s.code === 0, `start: exit ${s.code}: ${s.stderr.trim()}`);
+      await waitActive('the unit to run again');
+      await attached();
+      return `pid ${before['MainPID']}: '${r.stdout.trim()}'; then ${state}; started again`;
     });
 
     await check('kill -9 of the agent: systemd restarts it and it attaches again', async () => {
@@ -457,7 +531,7 @@ export async function runServiceLive(opts: LiveRunOptions): Promise<LiveCheck[]>
     await check("install again with the same settings changes nothing (no --user: BASEDIR's owner)", async () => {
       const hash = await unitHash();
       const pid = await mainPid();
-      const r = await bbagent(['service', 'install', BASEDIR]);
+      const r = await bbagent(['service', 'install', '--stop-timeout', String(STOP_TIMEOUT_S), BASEDIR]);
       expect(r.code === 0, `exit ${r.code}: ${r.stderr.trim()}`);
       expect(/already installed with these settings/.test(r.stdout), `output: ${r.stdout.trim()}`);
       expect((await unitHash()) === hash, 'the unit file changed');
@@ -469,7 +543,7 @@ export async function runServiceLive(opts: LiveRunOptions): Promise<LiveCheck[]>
       await container.run(['install', '-D', '-m', '0755', BIN, OTHER_BIN]);
       const hash = await unitHash();
       const pid = await mainPid();
-      const r = await bbagent(['service', 'install', '--user', USER, BASEDIR], OTHER_BIN);
+      const r = await bbagent(['service', 'install', '--user', USER, '--stop-timeout', `${STOP_TIMEOUT_S}s`, BASEDIR], OTHER_BIN);
       expect(r.code !== 0, `exit 0: ${r.stdout.trim()}`);
       expect(/already exists with different settings.*ExecStart.*--force/.test(r.stderr), `stderr: ${r.stderr.trim()}`);
       expect((await unitHash()) === hash, 'the unit file changed');
@@ -479,7 +553,7 @@ export async function runServiceLive(opts: LiveRunOptions): Promise<LiveCheck[]>
 
     await check('install --force replaces the unit and restarts the agent', async () => {
       const pid = await mainPid();
-      const r = await bbagent(['service', 'install', '--force', '--user', USER, BASEDIR], OTHER_BIN);
+      const r = await bbagent(['service', 'install', '--force', '--user', USER, '--stop-timeout', `${STOP_TIMEOUT_S}s`, BASEDIR], OTHER_BIN);
       expect(r.code === 0, `exit ${r.code}: ${r.stderr.trim()}`);
       expect(/replaced \(systemd\)/.test(r.stdout), `output: ${r.stdout.trim()}`);
       const newPid = await waitActive('the replaced unit to run', (p) => p !== pid);
@@ -571,7 +645,8 @@ export async function runServiceLive(opts: LiveRunOptions): Promise<LiveCheck[]>
       expect(left.length === 0, `processes of ${USER} left: ${left.map((p) => p.args).join(', ')}`);
       await detached();
       const kept = (await container.run(['ls', '-A', BASEDIR])).trim().split('\n');
-      for (const f of ['bbagent.json', 'bbagent.log', 'info', 'identity', 'sleeper']) expect(kept.includes(f), `${BASEDIR} lost ${f} (has ${kept.join(' ')})`);
+      for (const f of ['bbagent.json', 'bbagent.log', 'info', 'identity', 'drain', 'sleeper'])
+        expect(kept.includes(f), `${BASEDIR} lost ${f} (has ${kept.join(' ')})`);
       const status = await bbagent(['service', 'status', BASEDIR], OTHER_BIN);
       expect(status.code === 4, `status exit ${status.code} (want 4): ${status.stdout.trim()}`);
       const again = await bbagent(['service', 'uninstall', BASEDIR], OTHER_BIN);

@@ -1,9 +1,11 @@
 // `bbagent service` for real on Linux: the linux-x64 single executable installed as a systemd service in a
-// systemd-nspawn container (systemd as PID 1) and attached to a real Buildbot master; install, status, stop with
-// a build running, start, restart after kill -9, reboot, power cut, idempotent and forced install, uninstall
-// (scripts/harness/service-live-checks.ts; scripts/service-live-test runs the same checks with one line each). Needs root; installs
-// systemd-container and debootstrap with apt-get and debootstraps Debian bookworm once into build/cache/service-live
-// (~35 s); the checks take ~30 s. Skipped, with the reason, when this host cannot boot systemd in a container.
+// systemd-nspawn container (systemd as PID 1) and attached to a real Buildbot master; install, status, a stop that
+// lets a running build finish, a stop that kills a never-ending build at --stop-timeout, 'bbagent stop' leaving
+// the unit stopped, start, restart after kill -9, reboot, power cut, idempotent and forced install, uninstall
+// (scripts/harness/service-live-checks.ts; scripts/service-live-test runs the same checks with one line each).
+// Needs root; installs systemd-container and debootstrap with apt-get and debootstraps Debian bookworm once into
+// build/cache/service-live (~35 s); the checks take 45-85 s. Skipped, with the reason, when this host cannot boot
+// systemd in a container.
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -23,7 +25,7 @@ const skip = skipReason();
 
 describe('bbagent service against a live systemd (systemd-nspawn container)', () => {
   it.skipIf(skip !== undefined)(
-    `install, status, stop, start, kill -9, reboot, power cut, reinstall, uninstall${skip ? ` (skipped: ${skip})` : ''}`,
+    `install, status, stop drains a build, stop timeout, bbagent stop stays stopped, start, kill -9, reboot, power cut, reinstall, uninstall${skip ? ` (skipped: ${skip})` : ''}`,
     async (ctx) => {
       // One block in the test output (vitest heads every console.log with the test's name).
       const lines: string[] = [];

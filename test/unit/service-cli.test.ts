@@ -12,6 +12,7 @@ import {
   STATUS_RUNNING,
   STATUS_STOPPED,
   serviceCommand,
+  parseStopTimeout,
   serviceNameFor,
   superviseWorker,
   type SupervisorChild,
@@ -49,6 +50,7 @@ function fakeManager(kind: ServiceManager['kind'] = 'systemd') {
     stop: async () => {
       throw new ServiceError('E_SERVICE_RIGHTS', 'needs root: run it with sudo');
     },
+    stopAgent: async () => undefined,
   };
   return { manager, seen, setStatus: (s: ServiceStatus) => (status = s) };
 }
@@ -88,17 +90,32 @@ describe('bbagent service', () => {
     expect(io.lines.join('\n')).toMatch(/service w-1 installed \(systemd\)/);
   });
 
-  it('on Windows the task runs the supervisor', async () => {
+  it('on Windows too the service runs the worker in the foreground (WinSW restarts it; no supervisor)', async () => {
     const dir = await worker();
-    const { manager, seen } = fakeManager('schtasks');
+    const { manager, seen } = fakeManager('winsw');
     await serviceCommand(['install', '--name', 'ci', dir], recordingIO(), { manager, self });
-    expect(seen.installed?.command).toEqual(['/usr/local/bin/bbagent', 'service', 'run', dir]);
+    expect(seen.installed?.command).toEqual(['/usr/local/bin/bbagent', 'start', '--nodaemon', dir]);
     expect(seen.installed?.name).toBe('ci');
+  });
+
+  it('--stop-timeout takes seconds or s/m/h and hands whole seconds to the manager', async () => {
+    expect([parseStopTimeout('90'), parseStopTimeout('90s'), parseStopTimeout('30m'), parseStopTimeout('2h')]).toEqual([90, 90, 1800, 7200]);
+    const dir = await worker();
+    const { manager, seen } = fakeManager();
+    expect(await serviceCommand(['install', '--stop-timeout', '45m', dir], recordingIO(), { manager, self })).toBe(0);
+    expect(seen.installed?.stopTimeoutS).toBe(2700);
+    expect(await serviceCommand(['install', dir], recordingIO(), { manager, self })).toBe(0);
+    expect(seen.installed?.stopTimeoutS).toBeUndefined();
+    const io = recordingIO();
+    for (const bad of ['1.5h', '10 min', '-5', 'forever']) {
+      expect(await serviceCommand(['install', '--stop-timeout', bad, dir], io, { manager, self })).toBe(2);
+    }
+    expect(io.errors[0]).toMatch(/--stop-timeout must be seconds, or a number with s, m or h \(90s, 30m, 2h\), not '1.5h'/);
   });
 
   it('takes the Windows password from stdin or the environment, never from the command line', async () => {
     const dir = await worker();
-    const { manager, seen } = fakeManager('schtasks');
+    const { manager, seen } = fakeManager('winsw');
     const io = recordingIO();
     expect(await serviceCommand(['install', '--user', '.\\bbagent', '--password', 's3cret', dir], io, { manager, self })).toBe(2);
     expect(io.errors.join('\n')).toMatch(/--password would show the password to every user in the process list; pipe it in with --password-stdin/);

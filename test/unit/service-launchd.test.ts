@@ -1,5 +1,6 @@
 // The launchd service manager: the plist it writes, parsed by Python's plistlib (a strict XML plist reader)
-// and checked against the keys and types of launchd.plist(5); daemon vs agent; the launchctl calls.
+// and checked against the keys and types of launchd.plist(5); daemon vs agent; the launchctl calls; how
+// `bbagent stop` finds the job of a BASEDIR. Nothing here ran on macOS: plutil and launchd are not on this host.
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -20,7 +21,7 @@ const LAUNCHD_KEYS: Record<string, 'str' | 'bool' | 'int' | 'list' | 'dict'> = {
   WorkingDirectory: 'str',
   EnvironmentVariables: 'dict',
   RunAtLoad: 'bool',
-  KeepAlive: 'bool',
+  KeepAlive: 'dict',
   ThrottleInterval: 'int',
   ExitTimeOut: 'int',
   ProcessType: 'str',
@@ -60,7 +61,7 @@ function setup(opts: { privileged?: boolean; uid?: number; owner?: number } = {}
 }
 
 describe.skipIf(!python)('launchd plist', () => {
-  it('a LaunchDaemon: valid plist, known keys of the right types, runs as the user, restarts always', () => {
+  it('a LaunchDaemon: valid plist, known keys of the right types, runs as the user, restarts on failure only', () => {
     const { spec } = setup();
     const plist = parsePlist(renderPlist({ ...spec, description: 'a <b> & "c"' }, USERS[1]));
     for (const [key, { type }] of Object.entries(plist)) {
@@ -70,7 +71,10 @@ describe.skipIf(!python)('launchd plist', () => {
     expect(plist['Label']?.value).toBe(launchdLabel('w1'));
     expect(plist['ProgramArguments']?.value).toEqual(spec.command);
     expect(plist['UserName']?.value).toBe('buildbot');
-    expect(plist['KeepAlive']?.value).toBe(true);
+    // launchd restarts the job unless it exited 0: 'bbagent stop' (the agent drains, then exits 0) is for good
+    expect(plist['KeepAlive']?.value).toEqual({ SuccessfulExit: false });
+    // the drain time before SIGKILL: install --stop-timeout, 30 min by default
+    expect(plist['ExitTimeOut']?.value).toBe(1800);
     expect(plist['RunAtLoad']?.value).toBe(true);
     expect(plist['ProcessType']?.value).toBe('Standard');
     expect((plist['EnvironmentVariables']?.value as Record<string, string>)['HOME']).toBe('/var/lib/buildbot');
@@ -84,10 +88,18 @@ describe.skipIf(!python)('launchd plist', () => {
     expect(plist['UserName']).toBeUndefined();
   });
 
+  it('ExitTimeOut is the stop timeout; 0 (launchd: never) and out-of-range values are refused', () => {
+    const { spec } = setup();
+    expect(parsePlist(renderPlist({ ...spec, stopTimeoutS: 600 }, USERS[1]))['ExitTimeOut']?.value).toBe(600);
+    expect(() => renderPlist({ ...spec, stopTimeoutS: 0 }, USERS[1])).toThrow(/stop timeout/);
+  });
+
   it('escapes XML in arguments and paths', () => {
     const { spec } = setup();
     const plist = parsePlist(renderPlist({ ...spec, command: ['/opt/a&b/bbagent', '<x>', '"q"'] }, USERS[1]));
     expect(plist['ProgramArguments']?.value).toEqual(['/opt/a&b/bbagent', '<x>', '"q"']);
+    // '--' may not appear in an XML comment, and a service name may hold it
+    expect(parsePlist(renderPlist({ ...spec, name: 'a---b' }, USERS[1]))['Label']?.value).toBe(launchdLabel('a---b'));
   });
 });
 
@@ -146,5 +158,18 @@ describe('launchd install', () => {
     expect(host.calls).toContainEqual(['launchctl', 'bootout', 'system/org.buildbot.bbagent.w1']);
     expect(existsSync(basedir)).toBe(true);
     expect(await manager.uninstall(ref)).toBe(false);
+  });
+});
+
+describe('launchd and bbagent stop', () => {
+  it("finds the job whose WorkingDirectory is BASEDIR (daemon or agent), and stops it by the agent's clean exit", async () => {
+    const { manager, spec, host, basedir, root } = setup();
+    host.answers.set('launchctl print', { code: 113, stdout: '', stderr: '' });
+    expect(await manager.stopAgent(basedir, 4242)).toBeUndefined();
+    await manager.install(spec, { force: false, noStart: true });
+    expect(await manager.stopAgent(basedir, 4242)).toEqual({ via: 'exit', service: launchdLabel('w1') });
+    expect(await manager.stopAgent(path.join(root, 'elsewhere'), 4242)).toBeUndefined();
+    // nothing is booted out: the job stays loaded, and launchd does not restart a clean exit
+    expect(host.calls.filter((c) => c.includes('bootout'))).toEqual([]);
   });
 });

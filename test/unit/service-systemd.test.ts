@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { renderUnit, systemdQuote, systemdServiceManager, unitName } from '../../platforms/linux/service.js';
+import { renderUnit, systemdQuote, systemdServiceManager, unitName, unitOfCgroup } from '../../platforms/linux/service.js';
 import { ServiceError, type ServiceSpec } from '../../platforms/index.js';
 import { findExecutable } from '../../scripts/harness/process.js';
 import { fakeHost, scratchDir } from './service-helpers.js';
@@ -33,18 +33,46 @@ async function rejection(p: Promise<unknown>): Promise<ServiceError> {
 }
 
 describe('systemd unit', () => {
-  it('restarts always, runs as the user, stops the whole cgroup, logs to the journal', () => {
+  it('restarts on failure only, runs as the user, drains on stop (SIGTERM to the agent alone), logs to the journal', () => {
     const { spec } = setup();
     const unit = renderUnit(spec, 'buildbot');
-    expect(unit).toMatch(/^Restart=always$/m);
+    // a clean exit (bbagent stop, a master's shutdown) is not restarted; a crash or kill -9 is
+    expect(unit).toMatch(/^Restart=on-failure$/m);
+    expect(unit).not.toMatch(/^Restart=always$/m);
     expect(unit).toMatch(/^StartLimitIntervalSec=0$/m);
     expect(unit).toMatch(/^User=buildbot$/m);
-    expect(unit).toMatch(/^KillMode=control-group$/m);
+    // SIGTERM to the main process only: the builds are not signalled, the agent lets them finish
+    expect(unit).toMatch(/^KillMode=mixed$/m);
+    expect(unit).toMatch(/^KillSignal=SIGTERM$/m);
+    expect(unit).toMatch(/^TimeoutStopSec=1800$/m);
     expect(unit).toMatch(/^SendSIGKILL=yes$/m);
     expect(unit).toMatch(/^StandardOutput=journal$/m);
     expect(unit).toMatch(/^WantedBy=multi-user.target$/m);
     // the path has a space: quoted
     expect(unit).toContain(`ExecStart=${process.execPath} /opt/bbagent/bbagent.cjs start --nodaemon "${spec.basedir}"`);
+  });
+
+  it('takes the stop timeout from the spec, and refuses one out of range', () => {
+    const { spec } = setup();
+    expect(renderUnit({ ...spec, stopTimeoutS: 7200 }, 'buildbot')).toMatch(/^TimeoutStopSec=7200$/m);
+    for (const bad of [0, -5, 1.5, 86_401]) {
+      expect(() => renderUnit({ ...spec, stopTimeoutS: bad }, 'buildbot')).toThrow(/stop timeout must be 1 to 86400 whole seconds/);
+    }
+  });
+
+  it('names the unit an agent runs in from its cgroup, for bbagent stop', async () => {
+    expect(unitOfCgroup('0::/system.slice/bbagent-w1.service\n')).toBe('bbagent-w1.service');
+    expect(unitOfCgroup('12:pids:/system.slice/bbagent-a.b_c.service\n1:name=systemd:/system.slice/bbagent-a.b_c.service\n')).toBe('bbagent-a.b_c.service');
+    expect(unitOfCgroup('0::/user.slice/user-1000.slice/session-3.scope\n')).toBeUndefined();
+    expect(unitOfCgroup(undefined)).toBeUndefined();
+    const cgroups: Record<number, string> = { 10: '0::/system.slice/bbagent-w1.service\n', 11: '0::/user.slice/session-1.scope\n' };
+    const { host } = setup();
+    const manager = systemdServiceManager({ host, unitDir: '/nonexistent', systemdRunning: () => true, readCgroup: (pid) => cgroups[pid] });
+    expect(await manager.stopAgent('/w', 10)).toEqual({ via: 'exit', service: 'bbagent-w1.service' });
+    expect(await manager.stopAgent('/w', 11)).toBeUndefined();
+    expect(await manager.stopAgent('/w', 12)).toBeUndefined();
+    // nothing is run: the agent's own clean exit stops it for good
+    expect(host.calls).toEqual([]);
   });
 
   it('quotes ExecStart words the way systemd splits them', () => {
@@ -67,7 +95,7 @@ describe('systemd unit', () => {
     const verify = (): { status: number | null; stderr: string } => spawnSync(analyze!, ['verify', file], { encoding: 'utf8' });
     expect(verify()).toMatchObject({ status: 0, stderr: '' });
     // and it does catch a broken unit (a warning on stderr, whatever the exit code)
-    writeFileSync(file, renderUnit(spec, 'root').replace(/^Restart=always$/m, 'Restart=sometimes'));
+    writeFileSync(file, renderUnit(spec, 'root').replace(/^Restart=on-failure$/m, 'Restart=sometimes'));
     const complaint = verify().stderr;
     expect(complaint).toMatch(/restart specifier/);
   });
