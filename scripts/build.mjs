@@ -14,7 +14,7 @@ const common = {
   format: 'cjs',
   target: 'node20',
   sourcemap: 'linked',
-  external: ['node-pty', 'bufferutil', 'utf-8-validate'],
+  external: ['@lydell/node-pty', 'node-pty', 'bufferutil', 'utf-8-validate'],
   define: { BBAGENT_VERSION: JSON.stringify(pkg.version) },
   logLevel: 'warning',
   // node-pty is loaded with createRequire(__filename ?? import.meta.url): the import.meta branch is for vitest (ESM)

@@ -53,7 +53,7 @@ async function bundle(): Promise<string> {
     platform: 'node',
     format: 'cjs',
     target: `node${NODE_VERSION.split('.')[0]}`,
-    external: ['node-pty'],
+    external: ['node-pty', '@lydell/node-pty'],
     define: {
       BBAGENT_VERSION: JSON.stringify(pkg.version),
       // ws probes for optional native helpers with require(); inside a SEA that require cannot load them.

@@ -2,6 +2,10 @@
 // native directory prebuilds/<os>-<arch>/. node-pty 1.1.0 ships prebuilds for darwin and win32; for Linux the
 // addon is compiled here with node-gyp against the pinned Node package's headers (cross-compiled for arm64
 // with Debian's g++-aarch64-linux-gnu), binding old glibc symbol versions so the addon runs on old glibc.
+//
+// npm installs use @lydell/node-pty instead (prebuilt, no compiler; see docs/install.md). The executables keep
+// Microsoft's node-pty (a devDependency): its sources compile here, and @lydell's linux-arm64 addon asks for
+// glibc 2.34 (forkpty, openpty), above the 2.28 that the official Node 22 binary needs, which this build keeps.
 
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';

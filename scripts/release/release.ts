@@ -1,6 +1,7 @@
 // scripts/release/make-release: builds the release directory an operator serves over HTTP(S) and installs from:
-// the executables of build-binaries, SHA256SUMS (sha256sum's format), install.sh (Linux, macOS) and install.ps1
-// (Windows). The two install scripts are copied from this directory with the default base URL filled in.
+// the executables of build-binaries, SHA256SUMS (sha256sum's format), install.sh (Linux, macOS), install.ps1
+// (Windows) and the npm package bbagent-<version>.tgz (npm-package.ts). The two install scripts are copied from
+// this directory with the default base URL filled in.
 //
 // Usage: scripts/release/make-release [--out DIR] [--target ID]... [--base-url URL] [--no-build [--dist DIR]]
 //                                     [build-binaries flags]
@@ -10,6 +11,7 @@ import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSy
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
+import { packNpm } from './npm-package.js';
 import { TARGETS, findTarget, type Target } from './targets.js';
 import { BuildError, sha256File } from './tools.js';
 
@@ -18,6 +20,7 @@ const USAGE = `Usage: scripts/release/make-release [--out DIR] [--target ID]... 
   Builds the executables (scripts/release/build-binaries, which installs missing build tools with apt-get unless
   --no-install-tools), then writes DIR (default: dist/release) with them, SHA256SUMS, install.sh and install.ps1.
   ID: ${TARGETS.map((t) => t.id).join(' ')} (default: all five)
+  Also bbagent-VERSION.tgz, for npm install -g (no compiler needed: prebuilt node-pty).
   --base-url URL  where DIR will be served: the install scripts' default for their --base-url / -BaseUrl
   --no-build      take the executables already in dist/ (or --dist DIR) instead of building them`;
 
@@ -60,6 +63,8 @@ export interface ReleaseOptions {
   out: string;
   targets: readonly Target[];
   baseUrl?: string;
+  /** Also pack the npm package (default true). */
+  npm?: boolean;
 }
 
 /** Writes the release directory from the executables in ROOT/dist; returns the file names it holds. */
@@ -86,6 +91,7 @@ export function assembleRelease(opts: ReleaseOptions): string[] {
     writeFileSync(path.join(opts.out, name), withBaseUrl(name, text, opts.baseUrl), { mode: 0o755 });
     files.push(name);
   }
+  if (opts.npm !== false) files.push(packNpm(opts.root, opts.out));
   writeFileSync(path.join(opts.out, 'SHA256SUMS'), sha256sums(opts.out, files));
   return [...files, 'SHA256SUMS'];
 }

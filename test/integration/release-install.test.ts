@@ -2,7 +2,8 @@
 // linux-x64 release (the single executable from dist/ when built, else a stand-in that runs the bundle: building
 // one takes ~20 s), install.sh installs it with curl + sha256sum, and with wget + shasum, and then runs
 // create-worker; a tampered executable is refused and removed, nothing installed; an unreachable or wrong base
-// URL fails with a message that names it.
+// URL fails with a message that names it. The release's npm package installs with `npm install -g URL` with no
+// compiler on PATH (node-pty comes prebuilt), and that install runs a PTY step for a real Buildbot master.
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -10,8 +11,9 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REPO_ROOT } from '../../scripts/harness/bbagent-worker.js';
 import { Nginx, findNginx } from '../../scripts/harness/nginx.js';
+import { BuildbotMaster, Results, channelText, findLog, findStep } from '../../scripts/harness/master.js';
 import { freePort } from '../../scripts/harness/ports.js';
-import { findExecutable, runCommand } from '../../scripts/harness/process.js';
+import { ManagedProcess, findExecutable, runCommand } from '../../scripts/harness/process.js';
 import { sha256File } from '../../scripts/release/tools.js';
 
 const haveNginx = findNginx() !== undefined; // scripts/test installs it (scripts/ensure-nginx)
@@ -39,7 +41,7 @@ function sh(script: string, env: NodeJS.ProcessEnv): Promise<Result> {
 /** A directory of links to the programs install.sh may use, leaving out `without` (to force the other tool). */
 function toolDir(dir: string, without: string[]): string {
   mkdirSync(dir);
-  const tools = ['sh', 'uname', 'awk', 'cut', 'mktemp', 'rm', 'cp', 'mv', 'chmod', 'chown', 'mkdir', 'id', 'cat', 'sysctl'];
+  const tools = ['sh', 'uname', 'awk', 'cut', 'mktemp', 'rm', 'cp', 'mv', 'chmod', 'chown', 'mkdir', 'id', 'cat', 'sysctl', 'tty', 'env', 'ln', 'stty'];
   for (const t of [...tools, 'curl', 'wget', 'sha256sum', 'shasum', 'node', 'perl']) {
     const found = findExecutable(t);
     if (found !== undefined && !without.includes(t)) symlinkSync(found, path.join(dir, t));
@@ -89,8 +91,9 @@ describe.skipIf(!haveNginx)('release directory + install.sh over nginx', () => {
 
   it('make-release wrote the executable, both install scripts and a SHA256SUMS that sha256sum -c accepts', async () => {
     const release = path.join(www(), 'release');
-    expect(readdirSync(release).sort()).toEqual(['SHA256SUMS', 'bbagent-linux-x64', 'install.ps1', 'install.sh']);
-    expect(await runCommand('sha256sum', ['-c', 'SHA256SUMS'], { cwd: release })).toMatch(/bbagent-linux-x64: OK/);
+    expect(readdirSync(release).sort()).toEqual(['SHA256SUMS', `bbagent-${VERSION}.tgz`, 'bbagent-linux-x64', 'install.ps1', 'install.sh']);
+    const checked = await runCommand('sha256sum', ['-c', 'SHA256SUMS'], { cwd: release });
+    expect(checked.split('\n').filter((l) => l.endsWith(': OK'))).toHaveLength(4);
     expect(readFileSync(path.join(release, 'install.sh'), 'utf8')).toContain(`BASE_URL='${nginx.url('/release')}'`);
     expect(readFileSync(path.join(release, 'install.ps1'), 'utf8')).toContain(`[string]$BaseUrl = '${nginx.url('/release')}'`);
   });
@@ -151,6 +154,48 @@ describe.skipIf(!haveNginx)('release directory + install.sh over nginx', () => {
     const noWorker = await sh(`sh '${script}' --prefix '${prefix}' -- host:1 w pw`, env);
     expect(noWorker.out).toContain('-- (create-worker) and --service need --basedir DIR');
     expect(existsSync(prefix)).toBe(false);
+  });
+
+  it('npm install -g of the release tarball needs no compiler, and that install runs a PTY step for a real master', async () => {
+    const npmCli = path.join(path.dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'bin', 'npm-cli.js');
+    const bin = toolDir(path.join(tmp, 'tools-npm'), ['curl', 'wget', 'perl']);
+    const noCompiler = await sh('for c in gcc g++ cc c++ make python3 node-gyp; do command -v $c && exit 1; done; exit 0', { PATH: bin });
+    expect(noCompiler.code, `a compiler is on the test PATH: ${noCompiler.out}`).toBe(0);
+    const prefix = path.join(tmp, 'npm-prefix');
+    const npmEnv = { PATH: bin, HOME: process.env['HOME'] ?? tmp, npm_config_update_notifier: 'false' };
+    // From the URL of the release directory; the registry packages come from npm's cache when it has them.
+    const url = nginx.url(`/release/bbagent-${VERSION}.tgz`);
+    const installed = await sh(`node '${npmCli}' install -g --prefix '${prefix}' --prefer-offline --no-audit --no-fund '${url}'`, npmEnv);
+    expect(installed.code, installed.out).toBe(0);
+    expect(installed.out).not.toMatch(/install scripts|gyp|prebuild/i);
+    expect(nginx.accessLog().some((e) => e.uri === `/release/bbagent-${VERSION}.tgz` && e.status === 200)).toBe(true);
+    const exe = path.join(prefix, 'bin', 'bbagent');
+    expect((await runCommand(exe, ['--version'], { env: npmEnv })).trim()).toBe(`bbagent ${VERSION}`);
+    const modules = path.join(prefix, 'lib', 'node_modules', 'bbagent', 'node_modules');
+    expect(readdirSync(path.join(modules, '@lydell')).sort()).toEqual(['node-pty', 'node-pty-linux-x64']);
+    expect(existsSync(path.join(modules, 'node-pty'))).toBe(false); // nothing compiled
+
+    const master = await BuildbotMaster.start({
+      dir: path.join(tmp, 'master'),
+      protocol: 'msgpack',
+      workers: [{ name: 'npm', password: 'pw' }],
+      builders: [{ name: 'pty', workernames: ['npm'], steps: "[steps.ShellCommand(name='pty', command='tty; echo pty-ok', usePTY=True, logEnviron=False)]" }],
+    });
+    let worker: ManagedProcess | undefined;
+    try {
+      const basedir = path.join(tmp, 'npm-worker');
+      await runCommand(exe, ['create-worker', '--quiet', '--protocol=msgpack', '--maxdelay=2', basedir, `127.0.0.1:${master.protocolPort}`, 'npm', 'pw'], {
+        env: npmEnv,
+      });
+      worker = await ManagedProcess.spawn({ command: exe, args: ['start', '--nodaemon', basedir], cwd: basedir, env: npmEnv, label: 'bbagent (npm install)' });
+      await master.waitForWorker('npm', true, 30_000);
+      const build = await master.runBuild('pty', 30_000);
+      expect(build.results, worker.capturedOutput).toBe(Results.SUCCESS);
+      expect(channelText(findLog(findStep(build, 'pty')), 'o')).toMatch(/^\/dev\/pts\/\d+\r?\npty-ok\r?\n$/);
+    } finally {
+      await worker?.stop();
+      await master.stop();
+    }
   });
 
   it('--service runs `bbagent service install` with --user and --service-args (dry run here: no systemd)', async () => {

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { findExecutable } from '../../scripts/harness/process.js';
 import { ensureTools, toolsFor, type InstallHost } from '../../scripts/release/build-tools.js';
+import { npmManifest } from '../../scripts/release/npm-package.js';
 import { checkBaseUrl, sha256sums, withBaseUrl } from '../../scripts/release/release.js';
 import { TARGETS, findTarget } from '../../scripts/release/targets.js';
 
@@ -118,6 +119,25 @@ describe('release directory', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('npm package', () => {
+  const pkg = JSON.parse(readFileSync(path.join(REPO, 'package.json'), 'utf8')) as Parameters<typeof npmManifest>[0];
+
+  it('packs a package.json without scripts or devDependencies, with node-pty from prebuilds', () => {
+    const m = npmManifest(pkg);
+    expect(Object.keys(m).sort()).toEqual(['bin', 'dependencies', 'description', 'engines', 'files', 'license', 'name', 'version']);
+    expect(m['dependencies']).toEqual({ '@lydell/node-pty': expect.any(String) as string });
+  });
+
+  it('installs nothing that runs an install script (a compiler): the lock file marks none outside devDependencies', () => {
+    const lock = JSON.parse(readFileSync(path.join(REPO, 'package-lock.json'), 'utf8')) as {
+      packages: Record<string, { dev?: boolean; hasInstallScript?: boolean }>;
+    };
+    const runtime = Object.entries(lock.packages).filter(([name, p]) => name !== '' && p.dev !== true);
+    expect(runtime.map(([name]) => name)).toContain('node_modules/@lydell/node-pty');
+    expect(runtime.filter(([, p]) => p.hasInstallScript === true).map(([name]) => name)).toEqual([]);
   });
 });
 
