@@ -19,7 +19,7 @@ import { ensureTools, realHost, toolsFor } from './build-tools.js';
 import { checkBinary } from './check.js';
 import { adhocSign, removeSignature } from './macho.js';
 import { linuxStrip, nodePtyRuntime } from './node-pty.js';
-import { NODE_VERSION, SEA_FUSE, SEA_MACHO_SEGMENT, SEA_RESOURCE, TARGETS, findTarget, type Target } from './targets.js';
+import { NODE_PTY_VERSION, NODE_VERSION, SEA_FUSE, SEA_MACHO_SEGMENT, SEA_RESOURCE, TARGETS, findTarget, type Target } from './targets.js';
 import { BuildError, gzipSize, mib, nodePackageDir, run, sha256File, which } from './tools.js';
 
 // The header above, for --help (the bundle this runs from has no comments left to print).
@@ -76,7 +76,7 @@ function makeBlob(t: Target, bundlePath: string, hostNode: string, nodeDir: stri
   rmSync(work, { recursive: true, force: true });
   mkdirSync(work, { recursive: true });
   const runtime = nodePtyRuntime(root, cache, t, nodeDir, log);
-  const ptyVersion = (JSON.parse(readFileSync(path.join(root, 'node_modules', 'node-pty', 'package.json'), 'utf8')) as { version: string }).version;
+  const ptyVersion = NODE_PTY_VERSION;
   const assets: Record<string, string> = {};
   const files = runtime.map((f) => {
     const asset = `node-pty/${f.rel}`;
