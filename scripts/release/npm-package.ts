@@ -28,18 +28,20 @@ export function npmManifest(pkg: RepoPackage): Record<string, unknown> {
   return { name, version, description, license, bin, engines, files: ['bin/', 'build/'], dependencies: dependencies ?? {} };
 }
 
-/** Builds the bundle, then packs the package into `out`; returns the tarball's file name. */
+/** Builds the bundle (into a directory of its own: build/ may be in use), then packs the package into `out`. */
 export function packNpm(root: string, out: string): string {
-  run(process.execPath, [path.join(root, 'scripts', 'build.mjs')], { cwd: root });
   const pkg = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as RepoPackage;
   const stage = mkdtempSync(path.join(os.tmpdir(), 'bbagent-npm-'));
   try {
+    const built = path.join(stage, 'bundle');
+    run(process.execPath, [path.join(root, 'scripts', 'build.mjs')], { cwd: root, env: { ...process.env, BBAGENT_BUILD_DIR: built } });
+    const pack = path.join(stage, 'package');
     for (const f of NPM_FILES) {
-      mkdirSync(path.dirname(path.join(stage, f)), { recursive: true });
-      copyFileSync(path.join(root, f), path.join(stage, f));
+      mkdirSync(path.dirname(path.join(pack, f)), { recursive: true });
+      copyFileSync(f.startsWith('build/') ? path.join(built, path.basename(f)) : path.join(root, f), path.join(pack, f));
     }
-    writeFileSync(path.join(stage, 'package.json'), JSON.stringify(npmManifest(pkg), null, 2) + '\n');
-    const printed = run('npm', ['pack', '--pack-destination', out, '--silent', '--no-audit', '--no-fund'], { cwd: stage }).trim().split('\n');
+    writeFileSync(path.join(pack, 'package.json'), JSON.stringify(npmManifest(pkg), null, 2) + '\n');
+    const printed = run('npm', ['pack', '--pack-destination', out, '--silent', '--no-audit', '--no-fund'], { cwd: pack }).trim().split('\n');
     const name = printed[printed.length - 1] ?? '';
     if (!name.endsWith('.tgz')) throw new BuildError(`npm pack printed no tarball name (got '${printed.join(' ')}')`);
     return name;
