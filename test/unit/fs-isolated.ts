@@ -40,7 +40,7 @@ export async function runIsolated(source: string, timeoutMs: number): Promise<Is
     format: 'cjs',
     target: 'node20',
     write: false,
-    external: ['node-pty'],
+    external: ['@lydell/node-pty', 'node-pty'],
     logLevel: 'silent',
   });
   const dir = mkdtempSync(path.join(tmpdir(), 'isolated-'));
