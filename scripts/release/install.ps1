@@ -127,6 +127,31 @@ try {
     }
   }
 
+  # --- the service wrapper (WinSW), shipped beside bbagent.exe: `bbagent service install` copies it from there
+  $Wrapper = 'winsw.exe'
+  $WExpected = $null
+  foreach ($Line in Get-Content -LiteralPath $Sums) {
+    $Parts = $Line -split '\s+', 2
+    if ($Parts.Count -eq 2 -and ($Parts[1] -eq $Wrapper -or $Parts[1] -eq "*$Wrapper")) { $WExpected = $Parts[0].ToLowerInvariant(); break }
+  }
+  if ($null -eq $WExpected) {
+    Write-Host "install.ps1: $BaseUrl/SHA256SUMS has no line for ${Wrapper}: 'bbagent service install' will need --winsw PATH"
+  } else {
+    $WDownload = Join-Path $Tmp $Wrapper
+    try {
+      Invoke-WebRequest -UseBasicParsing -Uri "$BaseUrl/$Wrapper" -OutFile $WDownload
+    } catch {
+      Fail "cannot download $BaseUrl/$Wrapper ($($_.Exception.Message)); bbagent itself is installed: $Dest"
+    }
+    $WActual = (Get-FileHash -LiteralPath $WDownload -Algorithm SHA256).Hash.ToLowerInvariant()
+    if ($WActual -ne $WExpected) {
+      Remove-Item -LiteralPath $WDownload -Force
+      Fail "checksum mismatch for ${Wrapper}: SHA256SUMS says $WExpected, the download is $WActual. It was removed; bbagent itself is installed: $Dest"
+    }
+    Copy-Item -LiteralPath $WDownload -Destination (Join-Path $Prefix $Wrapper) -Force
+    Write-Host "install.ps1: installed $(Join-Path $Prefix $Wrapper) (the service wrapper, sha256 $WExpected)"
+  }
+
   # --- worker and service
   if ($WorkerArgs.Count -gt 0) {
     & $Dest create-worker $BaseDir @WorkerArgs

@@ -17,15 +17,22 @@ interface RepoPackage {
   bin?: Record<string, string>;
   engines?: Record<string, string>;
   dependencies?: Record<string, string>;
+  optionalDependencies?: Record<string, string>;
 }
 
 /** The files of the package, relative to the repository root. */
 export const NPM_FILES = ['bin/bbagent.cjs', 'build/bbagent.cjs', 'README.md'] as const;
 
-/** package.json of the packed package: the repository's identity, bin and runtime dependencies; no scripts. */
+/**
+ * package.json of the packed package: the repository's identity, bin and runtime dependencies; no scripts. The
+ * optional ones stay optional: node-windows carries winsw.exe, which `bbagent service install` uses on Windows
+ * (npm installs it only there: it declares itself Windows-only).
+ */
 export function npmManifest(pkg: RepoPackage): Record<string, unknown> {
-  const { name, version, description, license, bin, engines, dependencies } = pkg;
-  return { name, version, description, license, bin, engines, files: ['bin/', 'build/'], dependencies: dependencies ?? {} };
+  const { name, version, description, license, bin, engines, dependencies, optionalDependencies } = pkg;
+  const manifest: Record<string, unknown> = { name, version, description, license, bin, engines, files: ['bin/', 'build/'], dependencies: dependencies ?? {} };
+  if (optionalDependencies && Object.keys(optionalDependencies).length > 0) manifest['optionalDependencies'] = optionalDependencies;
+  return manifest;
 }
 
 /** Builds the bundle (into a directory of its own: build/ may be in use), then packs the package into `out`. */

@@ -1,7 +1,8 @@
 // scripts/release/make-release: builds the release directory an operator serves over HTTP(S) and installs from:
 // the executables of build-binaries, SHA256SUMS (sha256sum's format), install.sh (Linux, macOS), install.ps1
-// (Windows) and the npm package bbagent-<version>.tgz (npm-package.ts). The two install scripts are copied from
-// this directory with the default base URL filled in.
+// (Windows) and the npm package bbagent-<version>.tgz (npm-package.ts); with the Windows executable, also winsw.exe,
+// the service wrapper `bbagent service install` copies (from node-windows's npm package, its SHA-256 checked
+// against WINSW_SOURCE). The two install scripts are copied from this directory with the default base URL filled in.
 //
 // Usage: scripts/release/make-release [--out DIR] [--target ID]... [--base-url URL] [--no-build [--dist DIR]]
 //                                     [build-binaries flags]
@@ -13,7 +14,8 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { packNpm } from './npm-package.js';
 import { TARGETS, findTarget, type Target } from './targets.js';
-import { BuildError, sha256File } from './tools.js';
+import { BuildError, nodePackageDir, sha256File } from './tools.js';
+import { WINSW_SOURCE } from '../../platforms/win32/winsw-config.js';
 
 const USAGE = `Usage: scripts/release/make-release [--out DIR] [--target ID]... [--base-url URL] [--no-build [--dist DIR]]
                                     [--no-check] [--no-code-cache] [--no-install-tools]
@@ -65,6 +67,17 @@ export interface ReleaseOptions {
   baseUrl?: string;
   /** Also pack the npm package (default true). */
   npm?: boolean;
+  /** winsw.exe to ship with a Windows executable (default: fetched from the npm registry into build/cache). */
+  winsw?: string;
+}
+
+/** winsw.exe from node-windows's npm package (the only copy on the registry), checked against WINSW_SOURCE. */
+export function fetchWinsw(cache: string, log: (s: string) => void): string {
+  const pkg = nodePackageDir(cache, { nodePackage: WINSW_SOURCE.npmPackage, nodeBinary: WINSW_SOURCE.file }, WINSW_SOURCE.version, log);
+  const exe = path.join(pkg, WINSW_SOURCE.file);
+  const got = sha256File(exe);
+  if (got !== WINSW_SOURCE.sha256) throw new BuildError(`${exe}: SHA-256 ${got}, expected ${WINSW_SOURCE.sha256} (WINSW_SOURCE)`);
+  return exe;
 }
 
 /** Writes the release directory from the executables in ROOT/dist; returns the file names it holds. */
@@ -85,6 +98,11 @@ export function assembleRelease(opts: ReleaseOptions): string[] {
     copyFileSync(path.join(dist, t.output), path.join(opts.out, t.output));
     chmodSync(path.join(opts.out, t.output), 0o755);
     files.push(t.output);
+  }
+  if (opts.targets.some((t) => t.output.endsWith('.exe'))) {
+    const winsw = opts.winsw ?? fetchWinsw(path.join(opts.root, 'build', 'cache'), (line) => console.log(`make-release: ${line}`));
+    copyFileSync(winsw, path.join(opts.out, 'winsw.exe'));
+    files.push('winsw.exe');
   }
   for (const name of Object.keys(BASE_URL_LINES) as InstallScript[]) {
     const text = readFileSync(path.join(opts.root, 'scripts', 'release', name), 'utf8');

@@ -10,7 +10,9 @@ import { describe, expect, it } from 'vitest';
 import { findExecutable } from '../../scripts/harness/process.js';
 import { ensureTools, toolsFor, type InstallHost } from '../../scripts/release/build-tools.js';
 import { npmManifest } from '../../scripts/release/npm-package.js';
-import { checkBaseUrl, sha256sums, withBaseUrl } from '../../scripts/release/release.js';
+import { checkBaseUrl, fetchWinsw, sha256sums, withBaseUrl } from '../../scripts/release/release.js';
+import { sha256File } from '../../scripts/release/tools.js';
+import { WINSW_SOURCE } from '../../platforms/win32/winsw-config.js';
 import { TARGETS, findTarget } from '../../scripts/release/targets.js';
 
 const REPO = path.resolve(import.meta.dirname, '..', '..');
@@ -125,10 +127,24 @@ describe('release directory', () => {
 describe('npm package', () => {
   const pkg = JSON.parse(readFileSync(path.join(REPO, 'package.json'), 'utf8')) as Parameters<typeof npmManifest>[0];
 
-  it('packs a package.json without scripts or devDependencies, with node-pty from prebuilds', () => {
+  it('packs a package.json without scripts or devDependencies, with node-pty from prebuilds and node-windows (winsw.exe) optional', () => {
     const m = npmManifest(pkg);
-    expect(Object.keys(m).sort()).toEqual(['bin', 'dependencies', 'description', 'engines', 'files', 'license', 'name', 'version']);
+    expect(Object.keys(m).sort()).toEqual(['bin', 'dependencies', 'description', 'engines', 'files', 'license', 'name', 'optionalDependencies', 'version']);
     expect(m['dependencies']).toEqual({ '@lydell/node-pty': expect.any(String) as string });
+    expect(m['optionalDependencies']).toEqual({ 'node-windows': WINSW_SOURCE.version });
+  });
+
+  it('ships winsw.exe with a Windows executable: fetched from the npm registry, its SHA-256 checked', () => {
+    const cache = mkdtempSync(path.join(os.tmpdir(), 'bbagent-winsw-'));
+    try {
+      const exe = fetchWinsw(cache, () => {});
+      expect(sha256File(exe)).toBe(WINSW_SOURCE.sha256);
+      // a tampered copy in the cache is refused
+      writeFileSync(exe, 'not winsw');
+      expect(() => fetchWinsw(cache, () => {})).toThrow(/SHA-256 .* expected 5859b114/);
+    } finally {
+      rmSync(cache, { recursive: true, force: true });
+    }
   });
 
   it('installs nothing that runs an install script (a compiler): the lock file marks none outside devDependencies', () => {
