@@ -2,7 +2,6 @@
 // the PERFHERDER_DATA line, and the two artifacts in --out. Progress goes to stderr. SIGINT and SIGTERM kill the
 // running replicate and end the run with exit 1. A noisy host (gate refuse, or wait that timed out) exits 1.
 
-import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { AgentError } from '../errors.js';
 import { VERSION } from '../version.js';
@@ -118,9 +117,6 @@ export async function perfRunCommand(argv: string[], io: CliIO): Promise<number>
     }
     const options = runOptions(values, positionals, io);
     const out = path.resolve(typeof values.out === 'string' ? values.out : '.');
-    await mkdir(out).catch((err: NodeJS.ErrnoException) => {
-      if (err.code !== 'EEXIST') throw new AgentError('E_PERF_RESULTS_FILE', `--out ${out}: ${err.message}`);
-    });
     const abort = new AbortController();
     const stop = (): void => abort.abort();
     process.once('SIGINT', stop);

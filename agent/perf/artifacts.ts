@@ -5,6 +5,7 @@
 import { rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { AgentError, errorMessage } from '../errors.js';
+import { ensureDir } from '../fs/makedirs.js';
 import type { PerfherderData } from './perfherder.js';
 import type { PerfResult } from './types.js';
 
@@ -21,8 +22,13 @@ async function writeJson(file: string, value: unknown): Promise<void> {
   }
 }
 
-/** Writes both artifacts into `dir` (which must exist); returns their paths. */
+/** Writes both artifacts into `dir` (made if missing); returns their paths. */
 export async function writePerfArtifacts(dir: string, result: PerfResult, data: PerfherderData): Promise<{ perfherder: string; stats: string }> {
+  try {
+    ensureDir(dir);
+  } catch (err) {
+    throw new AgentError('E_PERF_RESULTS_FILE', `cannot make the output directory ${dir}: ${errorMessage(err)}`);
+  }
   const perfherder = path.join(dir, PERFHERDER_FILE);
   const stats = path.join(dir, STATS_FILE);
   await writeJson(perfherder, data);
