@@ -10,6 +10,7 @@ import path from 'node:path';
 import { AgentError, CommandArgsError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { buildEnvironment } from '../process/environment.js';
+import { ensureDir } from '../fs/makedirs.js';
 import { summaryLines, writePerfArtifacts } from '../perf/artifacts.js';
 import { DEFAULT_FILTER } from '../perf/filters.js';
 import { GATE_MODES, type GateMode, type GateReport } from '../perf/gate.js';
@@ -78,6 +79,8 @@ class PerfCommand implements WorkerCommand {
     const out = outArg === undefined ? undefined : path.resolve(workdir, outArg);
     if (out !== undefined) confinePath(env, out);
     const options = perfOptions(args, env, workdir);
+    // as a shell step does: the workdir is made when missing (an OSError naming it fails the command otherwise)
+    ensureDir(workdir);
     const line = (stream: 'stdout' | 'stderr', text: string): void => io.text(stream, `${text}\n`);
     try {
       const result = await runPerf(
