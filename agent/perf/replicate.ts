@@ -4,6 +4,7 @@
 // timeout kills its whole tree.
 
 import { AgentError, errorMessage } from '../errors.js';
+import { startDelay } from '../timers.js';
 import type { ExitStatus, ProcessControl } from '../../platforms/types.js';
 
 /** Output kept per replicate for PERFMETRIC lines and error reports; beyond it the oldest text is dropped. */
@@ -61,10 +62,11 @@ export async function runReplicate(pc: ProcessControl, req: ReplicateRequest): P
   };
   const onAbort = (): void => kill('interrupted');
   req.signal?.addEventListener('abort', onAbort);
-  const timer = req.timeoutMs === undefined ? undefined : setTimeout(() => kill(`timed out after ${req.timeoutMs} ms`), req.timeoutMs);
+  // startDelay, not setTimeout: a --timeout past 2^31 ms would make a plain timer fire at once
+  const timer = req.timeoutMs === undefined ? undefined : startDelay(() => kill(`timed out after ${req.timeoutMs} ms`), req.timeoutMs);
   const status = await new Promise<ExitStatus>((resolve) => handle.onExit(resolve));
   const end = process.hrtime.bigint();
-  if (timer) clearTimeout(timer);
+  timer?.cancel();
   req.signal?.removeEventListener('abort', onAbort);
   if (why !== undefined) throw new AgentError('E_PERF_COMMAND', `${req.label}: ${why}`);
   if (status.code !== 0) {

@@ -154,6 +154,44 @@ describe('bbagent perf run', () => {
     expect(bad.err.at(-1)).toBe("replicate 1, output line 1: 'PERFMETRIC t fast': 'fast' is not a number");
   });
 
+  it('kills a replicate past --timeout, and a timeout past 2^31 ms does not fire at once', async () => {
+    const slow = await perf(
+      '--name',
+      'x',
+      '--repeat',
+      '1',
+      '--timeout',
+      '0.2',
+      '--quiet-host',
+      'off',
+      '--out',
+      outDir(),
+      '--',
+      '/bin/sh',
+      '-c',
+      'exec sleep 20',
+    );
+    expect(slow.code).toBe(1);
+    expect(slow.err.at(-1)).toBe('replicate 1: timed out after 200 ms');
+    const long = await perf(
+      '--name',
+      'x',
+      '--repeat',
+      '2',
+      '--timeout',
+      '10000000',
+      '--quiet-host',
+      'off',
+      '--out',
+      outDir(),
+      '--',
+      '/bin/sh',
+      '-c',
+      'sleep 0.05',
+    );
+    expect(long.code, long.err.join('\n')).toBe(0);
+  });
+
   it("our schema is not vacuous: it rejects what Perfherder's format forbids", () => {
     const sub = { name: 't', value: 1 };
     const suite = { name: 's', subtests: [sub] };
