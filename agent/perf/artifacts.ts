@@ -42,7 +42,7 @@ export function summaryLines(result: PerfResult): string[] {
     const out = s.outliers.outliers.length ? `, ${s.outliers.outliers.length} outlier(s) at ${s.outliers.outliers.map((o) => o.index).join(',')}` : '';
     const cold = s.outliers.coldFirst ? ' (cold first run)' : '';
     return (
-      `${result.suite}/${s.name}: ${fmt(s.value)} ${s.unit} (${result.filter}; median ${fmt(s.stats.median)}, 95% CI ${fmt(s.ci.low)}..${fmt(s.ci.high)} ` +
+      `${result.suite}/${s.name}: ${fmt(s.value)}${s.unit ? ` ${s.unit}` : ''} (${result.filter}; median ${fmt(s.stats.median)}, 95% CI ${fmt(s.ci.low)}..${fmt(s.ci.high)} ` +
       `±${s.ciHalfWidthPercent.toFixed(2)}%, CV ${s.stats.cvPercent.toFixed(2)}%, MAD ${fmt(s.stats.mad)}, n=${s.stats.n} of ${s.replicates.length}${out}${cold})`
     );
   });
