@@ -105,7 +105,8 @@ class PerfTest(BbagentStep):
         if len(subs) == 1:
             s = subs[0]
             return (
-                f"{result['suite']}: {_fmt(s['value'])} {s['unit']} (median {_fmt(s['stats']['median'])}, "
+                f"{result['suite']}: {_fmt(s['value'])}{' ' + s['unit'] if s['unit'] else ''} "
+                f"(median {_fmt(s['stats']['median'])}, "
                 f"95% CI ±{s['ciHalfWidthPercent']:.2f}%, CV {s['stats']['cvPercent']:.2f}%, "
                 f"n={s['stats']['n']})"
             )
