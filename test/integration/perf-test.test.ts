@@ -1,9 +1,10 @@
 // PerfTest (master/bbagent_buildbot/perf.py) on a real Buildbot 3.7 master with bbagent (the bundle) as the
-// worker: the step runs the `perf` remote command, the step log carries the PERFHERDER_DATA line, the values are
+// worker, over msgpack and over PB (one master serving both): the step runs the `perf` remote command (with a
+// workdir made absolute on the master, as msgpack does for shell steps), the step log carries the PERFHERDER_DATA line, the values are
 // read back from the master's own tables (/api/v2/builds/N/test_result_sets and .../results: one `performance`
 // set per subtest, the value and every replicate), and the summary names the value, the median and the CI. A
 // failing replicate fails the step with the reason; buildbot-worker (no `perf` command) fails it clearly.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -27,10 +28,16 @@ interface TestResult {
   value: string;
 }
 
+/** The bbagent workers, one per protocol, on one master serving both. */
+const WORKERS = [
+  { name: 'bb', protocol: 'msgpack' },
+  { name: 'bbpb', protocol: 'pb' },
+] as const;
+
 describe('PerfTest on a real master', () => {
   const scratch = mkdtempSync(path.join(os.tmpdir(), 'bbagent-it-perf-'));
   let master: BuildbotMaster;
-  let bb: BbagentWorker;
+  const workers: BbagentWorker[] = [];
   let ref: ReferenceWorker;
 
   beforeAll(async () => {
@@ -38,37 +45,43 @@ describe('PerfTest on a real master', () => {
     master = await BuildbotMaster.start({
       dir: path.join(scratch, 'master'),
       protocol: 'msgpack',
-      workers: [
-        { name: 'bb', password: PASSWORD },
-        { name: 'ref', password: PASSWORD },
-      ],
+      alsoProtocol: 'pb',
+      workers: [...WORKERS.map((w) => ({ name: w.name, password: PASSWORD })), { name: 'ref', password: PASSWORD }],
       builders: [
-        {
-          name: 'perf-bb',
-          workernames: ['bb'],
-          steps: `[PerfTest(suite='page', command=${metrics}, repeat=4, filter='ignore_first:1,median', quiet_host='off')]`,
-        },
-        { name: 'perf-fail', workernames: ['bb'], steps: `[PerfTest(suite='broken', command='echo bad >&2; exit 3', repeat=3, quiet_host='off')]` },
+        ...WORKERS.flatMap(({ name }) => [
+          {
+            name: `perf-${name}`,
+            workernames: [name],
+            steps: `[PerfTest(suite='page', command=${metrics}, repeat=4, filter='ignore_first:1,median', quiet_host='off')]`,
+          },
+          { name: `perf-wall-${name}`, workernames: [name], steps: `[PerfTest(suite='spawn', command=['true'], repeat=3, out='perf-out', quiet_host='off')]` },
+          { name: `perf-fail-${name}`, workernames: [name], steps: `[PerfTest(suite='broken', command='echo bad >&2; exit 3', repeat=3, quiet_host='off')]` },
+        ]),
         { name: 'perf-ref', workernames: ['ref'], steps: `[PerfTest(suite='page', command=['true'], quiet_host='off')]` },
       ],
       pythonPreamble: 'from bbagent_buildbot.perf import PerfTest',
       env: { PYTHONPATH: path.join(REPO_ROOT, 'master') },
     });
-    [bb, ref] = await Promise.all([
-      BbagentWorker.start({ dir: path.join(scratch, 'bb'), masterPort: master.protocolPort, name: 'bb', password: PASSWORD, protocol: 'msgpack' }),
+    const port = (protocol: 'msgpack' | 'pb'): number => (protocol === 'msgpack' ? master.protocolPort : master.alsoPort!);
+    const started = await Promise.all([
+      ...WORKERS.map((w) =>
+        BbagentWorker.start({ dir: path.join(scratch, w.name), masterPort: port(w.protocol), name: w.name, password: PASSWORD, protocol: w.protocol }),
+      ),
       ReferenceWorker.start({ dir: path.join(scratch, 'ref'), masterPort: master.protocolPort, name: 'ref', password: PASSWORD, protocol: 'msgpack' }),
     ]);
-    await Promise.all([master.waitForWorker('bb'), master.waitForWorker('ref')]);
+    ref = started.pop() as ReferenceWorker;
+    workers.push(...(started as BbagentWorker[]));
+    await Promise.all([...WORKERS.map((w) => master.waitForWorker(w.name)), master.waitForWorker('ref')]);
   });
 
   afterAll(async () => {
-    await Promise.allSettled([bb?.stop(), ref?.stop()]);
+    await Promise.allSettled([...workers.map((w) => w.stop()), ref?.stop()]);
     await master?.stop();
     rmSync(scratch, { recursive: true, force: true });
   });
 
-  it('stores the values in the test-result tables and summarizes them', async () => {
-    const build = await master.runBuild('perf-bb', 60_000);
+  it.each(WORKERS)('$protocol: stores the values in the test-result tables and summarizes them', async ({ name }) => {
+    const build = await master.runBuild(`perf-${name}`, 60_000);
     const step = findStep(build, 'perf');
     expect(build.results, step.state_string).toBe(Results.SUCCESS);
     expect(step.state_string).toBe('page: 2 subtests, geometric mean 6.12372 (widest 95% CI ±0.00%)');
@@ -89,8 +102,21 @@ describe('PerfTest on a real master', () => {
     ]);
   });
 
-  it('fails the step with the reason when a replicate fails', async () => {
-    const build = await master.runBuild('perf-fail', 60_000);
+  it.each(WORKERS)('$protocol: measures wall time and summarizes one subtest with the median, the CI and the CV', async ({ name }) => {
+    const build = await master.runBuild(`perf-wall-${name}`, 60_000);
+    const step = findStep(build, 'perf');
+    expect(build.results, step.state_string).toBe(Results.SUCCESS);
+    expect(step.state_string).toMatch(/^spawn: [\d.e-]+ ms \(median [\d.e-]+, 95% CI ±\d+\.\d\d%, CV \d+\.\d\d%, n=3\)$/);
+    const { test_result_sets: sets } = await master.get<{ test_result_sets: ResultSet[] }>(`/builds/${build.buildid}/test_result_sets`);
+    expect(sets.map((s) => [s.category, s.value_unit])).toEqual([['performance', 'ms']]);
+    const stats = JSON.parse(readFileSync(path.join(scratch, name, `perf-wall-${name}`, 'build', 'perf-out', 'perf-stats.json'), 'utf8')) as {
+      subtests: { replicates: number[] }[];
+    };
+    expect(stats.subtests[0]!.replicates).toHaveLength(3);
+  });
+
+  it.each(WORKERS)('$protocol: fails the step with the reason when a replicate fails', async ({ name }) => {
+    const build = await master.runBuild(`perf-fail-${name}`, 60_000);
     expect(build.results).toBe(Results.FAILURE);
     expect(findStep(build, 'perf').state_string).toMatch(/^perf broken: replicate 1: .* exited with rc 3: bad \(failure\)$/);
   });
