@@ -1,7 +1,7 @@
 // PerfTest (master/bbagent_buildbot/perf.py) on a real Buildbot 3.7 master with bbagent (the bundle) as the
-// worker, over msgpack and over PB (one master serving both): the step runs the `perf` remote command (with a
-// workdir made absolute on the master, as msgpack does for shell steps), the step log carries the PERFHERDER_DATA line, the values are
-// read back from the master's own tables (/api/v2/builds/N/test_result_sets and .../results: one `performance`
+// worker, over msgpack and over PB (one master serving both): the step runs the `perf` remote command (its
+// workdir made absolute on the master, as msgpack does for shell steps), the step log carries the PERFHERDER_DATA
+// line, the values are read back from the master's own tables (/api/v2/builds/N/test_result_sets and .../results: one `performance`
 // set per subtest, the value and every replicate), and the summary names the value, the median and the CI. A
 // failing replicate fails the step with the reason; buildbot-worker (no `perf` command) fails it clearly.
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
