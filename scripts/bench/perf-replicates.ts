@@ -7,6 +7,8 @@
 //    the machine's noise.
 // 2. A real command on this machine (a shell loop of a few ms): one fixed-25 run and one adaptive run through
 //    runPerf, the real runner (gate off: the bench machine is shared), with the CV each reports.
+// 3. The quiet-host gate's own cost: its window (GATE_WINDOW_MS) plus the reads of one sample (CPU counters and
+//    every process's CPU time), timed over 20 samples.
 //
 // Usage: npx esbuild scripts/bench/perf-replicates.ts --bundle --platform=node --format=esm \
 //          --packages=external --outfile=build/cache/perf-replicates.mjs && node build/cache/perf-replicates.mjs
@@ -17,6 +19,7 @@ import { adaptiveDecision, halfWidthPercent } from '../../agent/perf/adaptive.js
 import { bootstrapMedianCI, mulberry32 } from '../../agent/perf/bootstrap.js';
 import { runPerf } from '../../agent/perf/run.js';
 import { median } from '../../agent/perf/stats.js';
+import { GATE_WINDOW_MS } from '../../agent/perf/gate.js';
 import { currentPlatform } from '../../platforms/index.js';
 import { currentQuietHostProbe } from '../../platforms/common/quiet-host.js';
 
@@ -88,6 +91,22 @@ async function real(target: number): Promise<void> {
   }
 }
 
+function gateCost(): void {
+  const probe = currentQuietHostProbe();
+  const times: number[] = [];
+  let processes = 0;
+  for (let i = 0; i < 20; i++) {
+    const t0 = performance.now();
+    probe.cpuTimes();
+    processes = probe.processCpu()?.size ?? 0;
+    probe.throttleEvents();
+    times.push(performance.now() - t0);
+  }
+  console.log(
+    `gate: window ${GATE_WINDOW_MS} ms + two samples of ${median(times).toFixed(2)} ms each (median of 20; ${processes} processes read, source ${probe.source})`,
+  );
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { trials: { type: 'string', default: '40' }, target: { type: 'string', default: '1' } } });
   const trials = Number(values.trials);
@@ -107,6 +126,7 @@ async function main(): Promise<void> {
     `all levels: adaptive ${adaptiveTotal.toFixed(1)} vs fixed ${fixedTotal.toFixed(1)} replicates (${((100 * (fixedTotal - adaptiveTotal)) / fixedTotal).toFixed(0)}% fewer)`,
   );
   await real(Math.max(target, 2));
+  gateCost();
 }
 
 await main();
