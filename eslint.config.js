@@ -13,9 +13,9 @@ const FLOORS = [
   { name: 'the worker core (agent/worker)', files: ['agent/worker/**/*.ts'], imported: ['**/worker/**'] },
   { name: 'the commands (agent/commands)', files: ['agent/commands/**/*.ts'], imported: ['**/commands/**'] },
   {
-    name: 'the process runner, fetching and suites (agent/process, agent/artifacts, agent/suites)',
-    files: ['agent/process/**/*.ts', 'agent/artifacts/**/*.ts', 'agent/suites/**/*.ts'],
-    imported: ['**/process/**', '**/artifacts/**', '**/suites/**'],
+    name: 'the process runner, fetching, suites and perf (agent/process, agent/artifacts, agent/suites, agent/perf)',
+    files: ['agent/process/**/*.ts', 'agent/artifacts/**/*.ts', 'agent/suites/**/*.ts', 'agent/perf/**/*.ts'],
+    imported: ['**/process/**', '**/artifacts/**', '**/suites/**', '**/perf/**'],
   },
   {
     name: 'transfers and the output pipeline (agent/transfer, agent/output)',

@@ -112,6 +112,16 @@ type SuiteCode =
   | 'E_SUITE_REPORT_MALFORMED' // a test report is broken (not well-formed XML, a bad JSON line): file:line named
   | 'E_SUITE_REPORT_LIMIT'; // a test report exceeds a limit that keeps memory bounded (a line, a token, nesting)
 
+/** Performance tests (perf/): filters, replicates, the quiet-host gate, comparisons. */
+type PerfCode =
+  | 'E_PERF_FILTER' // a filter spec is malformed, or the filters leave no value to summarize
+  | 'E_PERF_OPTIONS' // a replicate count, target or bound is out of range (the option is named)
+  | 'E_PERF_METRIC' // a PERFMETRIC line is malformed, or replicates report different metrics
+  | 'E_PERF_COMMAND' // the measured command could not start, failed or was interrupted (its rc is named)
+  | 'E_PERF_NOISY_HOST' // the quiet-host gate refused the run (what was noisy is named)
+  | 'E_PERF_RESULTS_FILE' // a results file to compare is unreadable or not of a known shape (file and reason named)
+  | 'E_PERF_SCHEMA'; // the Perfherder document would break the format's limits (the field is named)
+
 /** Python-compatible failures (py/): the exception class is the error's `pyType`. */
 type PythonCode = 'E_PYTHON' | 'E_GLOB_PATTERN' | 'E_GLOB_LIMIT' | 'E_GLOB_LOOP' | 'E_GLOB_STOPPED' | 'E_NUL_IN_PATH';
 
@@ -134,7 +144,7 @@ type PlatformCode =
  */
 export type OsErrnoCode = string & { readonly osErrno: true };
 
-export type ErrorCode = ConfigCode | ConnectionCode | CommandCode | WorkCode | ArtifactCode | SuiteCode | PythonCode | PlatformCode | OsErrnoCode;
+export type ErrorCode = ConfigCode | ConnectionCode | CommandCode | WorkCode | ArtifactCode | SuiteCode | PerfCode | PythonCode | PlatformCode | OsErrnoCode;
 
 /** An errno name as Node reports it, as an error code. */
 export function osErrnoCode(name: string): OsErrnoCode {

@@ -18,6 +18,7 @@ Commands:
   fetch URL (--sha256 HEX | --sha512 HEX) [--dest PATH | --extract DIR] [--cache DIR] [--json]
                                   download a file, verified (and cached, extracted); prints its path
   suite chunk|parse ...           split a test list into chunks; read JUnit, TAP or mozlog reports
+  perf run|compare ...            performance tests: replicates, statistics, Perfherder data; compare two results
   help [COMMAND]                  show this help, or a command's
 
 Options:
@@ -38,6 +39,7 @@ const COMMANDS: Record<string, Subcommand> = {
   service: async (argv, io) => (await import('./service.js')).serviceCommand(argv, io),
   fetch: async (argv, io) => (await import('./fetch.js')).fetchCommand(argv, io),
   suite: async (argv, io) => (await import('./suite.js')).suiteCommand(argv, io),
+  perf: async (argv, io) => (await import('./perf.js')).perfCommand(argv, io),
 };
 
 export async function runCli(argv: string[], io: CliIO = processIO()): Promise<number> {

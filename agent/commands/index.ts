@@ -5,6 +5,7 @@ import { downloadFileCommand } from './download-file.js';
 import { globCommand } from './glob.js';
 import { listdirCommand } from './listdir.js';
 import { mkdirCommand } from './mkdir.js';
+import { perfCommand } from './perf.js';
 import { rmdirCommand } from './rmdir.js';
 import { rmfileCommand } from './rmfile.js';
 import { shellCommand } from './shell.js';
@@ -25,4 +26,5 @@ export const COMMAND_TABLE: readonly CommandDefinition[] = [
   globCommand,
   listdirCommand,
   rmfileCommand,
+  perfCommand,
 ];
