@@ -109,7 +109,11 @@ type SuiteCode =
   | 'E_SUITE_RERUN_TEMPLATE' // a rerun template is malformed (open quote), names no program or no {test}/{name}/{group}
   | 'E_SUITE_NO_RESULTS' // a suite run wrote no report matching its --results glob
   | 'E_SUITE_EXIT' // a suite exited non-zero although its reports name no failing test
-  | 'E_SUITE_RERUNS'; // a failure cannot be classified from the reruns given (none, or counts out of range)
+  | 'E_SUITE_RERUNS' // a failure cannot be classified from the reruns given (none, or counts out of range)
+  | 'E_SUITE_REPORT_READ' // a test report cannot be read (the file and the OS's reason named)
+  | 'E_SUITE_REPORT_FORMAT' // a test report is none of the formats read, or not the one asked for
+  | 'E_SUITE_REPORT_MALFORMED' // a test report is broken (not well-formed XML, a bad JSON line): file:line named
+  | 'E_SUITE_REPORT_LIMIT'; // a test report exceeds a limit that keeps memory bounded (a line, a token, nesting)
 
 /** Python-compatible failures (py/): the exception class is the error's `pyType`. */
 type PythonCode = 'E_PYTHON' | 'E_GLOB_PATTERN' | 'E_GLOB_LIMIT' | 'E_GLOB_LOOP' | 'E_GLOB_STOPPED' | 'E_NUL_IN_PATH';
