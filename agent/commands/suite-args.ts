@@ -5,6 +5,7 @@ import path from 'node:path';
 import { CommandArgsError, errorMessage } from '../errors.js';
 import { BASEDIR_LAYOUT } from '../layout.js';
 import { buildEnvironment } from '../process/environment.js';
+import { checkFormat } from '../suites/run-parse.js';
 import { checkTemplate, splitTemplate } from '../suites/run-template.js';
 import type { SuiteRunOptions } from '../suites/run-types.js';
 import { argBool, argOptInt, argOptSeconds, argOptString, argPath, argString, describe } from './args.js';
@@ -40,7 +41,7 @@ export function readSuiteArgs(args: CommandArgs, env: CommandEnv): SuiteCommandS
       command: readCommand(args['command']),
       results: argString(args, 'results'),
       workdir: argPath(args, 'workdir', env),
-      format: argOptString(args, 'format') ?? 'auto',
+      format: readFormat(argOptString(args, 'format') ?? 'auto'),
       repeatFailures,
       rerun,
       stopAtFirstPass: argBool(args, 'stop_at_first_pass', false),
@@ -54,6 +55,14 @@ export function readSuiteArgs(args: CommandArgs, env: CommandEnv): SuiteCommandS
     interruptSignal: argOptString(args, 'interruptSignal') || 'KILL',
     logEnviron: argBool(args, 'logEnviron', true),
   };
+}
+
+function readFormat(format: string): string {
+  try {
+    return checkFormat(format);
+  } catch (err) {
+    throw new CommandArgsError(`argument 'format': ${errorMessage(err)}`);
+  }
 }
 
 function readCommand(v: unknown): string | string[] {
