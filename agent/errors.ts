@@ -110,7 +110,7 @@ type SuiteCode =
   | 'E_SUITE_NO_RESULTS' // a suite run wrote no report matching its --results glob
   | 'E_SUITE_EXIT' // a suite exited non-zero although its reports name no failing test
   | 'E_SUITE_RERUNS' // a failure cannot be classified from the reruns given (none, or counts out of range)
-  | 'E_SUITE_REPORT_READ' // a test report cannot be read (the file and the OS's reason named)
+  | 'E_SUITE_REPORT_READ' // a test report or test list cannot be read (the file and the OS's reason named)
   | 'E_SUITE_REPORT_FORMAT' // a test report is none of the formats read, or not the one asked for
   | 'E_SUITE_REPORT_MALFORMED' // a test report is broken (not well-formed XML, a bad JSON line): file:line named
   | 'E_SUITE_REPORT_LIMIT'; // a test report exceeds a limit that keeps memory bounded (a line, a token, nesting)

@@ -17,6 +17,7 @@ Commands:
   service ACTION [BASEDIR]        install|uninstall|status|start|stop the worker as a system service
   fetch URL (--sha256 HEX | --sha512 HEX) [--dest PATH | --extract DIR] [--cache DIR] [--json]
                                   download a file, verified (and cached, extracted); prints its path
+  suite chunk|parse ...           split a test list into chunks; read JUnit, TAP or mozlog reports
   help [COMMAND]                  show this help, or a command's
 
 Options:
@@ -36,6 +37,7 @@ const COMMANDS: Record<string, Subcommand> = {
   restart: async (argv, io) => (await import('./restart.js')).restartCommand(argv, io),
   service: async (argv, io) => (await import('./service.js')).serviceCommand(argv, io),
   fetch: async (argv, io) => (await import('./fetch.js')).fetchCommand(argv, io),
+  suite: async (argv, io) => (await import('./suite.js')).suiteCommand(argv, io),
 };
 
 export async function runCli(argv: string[], io: CliIO = processIO()): Promise<number> {

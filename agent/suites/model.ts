@@ -90,11 +90,12 @@ export function clipMessage(text: string): string {
   return `${text.slice(0, MAX_MESSAGE_CHARS)}… (${text.length - MAX_MESSAGE_CHARS} more characters)`;
 }
 
-/** The JSON shape `bbagent suite parse --json` prints for a result (duration null when unknown). */
+/** The JSON shape `bbagent suite parse --json` prints for a result (duration null when unknown; no file, line). */
 export function resultJson(test: TestResult): Record<string, unknown> {
   const out: Record<string, unknown> = {
     name: test.name,
     group: test.group,
+    id: test.id,
     status: test.status,
     duration_s: Number.isFinite(test.duration_s) ? test.duration_s : null,
     message: test.message,
