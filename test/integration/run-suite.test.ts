@@ -10,7 +10,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BbagentWorker } from '../../scripts/harness/bbagent-worker.js';
-import { BuildbotMaster, Results, channelText, findLog, findStep, type Protocol } from '../../scripts/harness/master.js';
+import { BuildbotMaster, Results, channelText, findLog, findStep, type Protocol, type StepResult } from '../../scripts/harness/master.js';
 import { ReferenceWorker } from '../../scripts/harness/reference-worker.js';
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -49,6 +49,11 @@ interface TestResultRow {
   test_name: string;
   value: string;
   duration_ns: number | null;
+}
+
+/** What a failed expectation shows: the step's logs (what the worker ran and what the step concluded). */
+function why(step: StepResult): string {
+  return step.logs.map((l) => `--- ${l.name}\n${l.content.slice(-4000)}`).join('\n');
 }
 
 const protocols: Protocol[] = ['msgpack', 'pb'];
@@ -91,8 +96,22 @@ describe.each(protocols)('RunSuite over %s', (protocol) => {
       env: { PYTHONPATH: path.join(REPO_ROOT, 'master') },
     });
     [bb, ref] = await Promise.all([
-      BbagentWorker.start({ dir: path.join(scratch, 'bb'), masterPort: master.protocolPort, name: 'bb', password: PASSWORD, protocol, env: { LANG: 'C.UTF-8' } }),
-      ReferenceWorker.start({ dir: path.join(scratch, 'ref'), masterPort: master.protocolPort, name: 'ref', password: PASSWORD, protocol, env: { LANG: 'C.UTF-8' } }),
+      BbagentWorker.start({
+        dir: path.join(scratch, 'bb'),
+        masterPort: master.protocolPort,
+        name: 'bb',
+        password: PASSWORD,
+        protocol,
+        env: { LANG: 'C.UTF-8' },
+      }),
+      ReferenceWorker.start({
+        dir: path.join(scratch, 'ref'),
+        masterPort: master.protocolPort,
+        name: 'ref',
+        password: PASSWORD,
+        protocol,
+        env: { LANG: 'C.UTF-8' },
+      }),
     ]);
     await Promise.all([master.waitForWorker('bb'), master.waitForWorker('ref')]);
   }, 60_000);
@@ -107,7 +126,7 @@ describe.each(protocols)('RunSuite over %s', (protocol) => {
     const build = await master.runBuild('suite', 60_000);
     const step = findStep(build, 'tests');
     // Buildbot adds the result to a step's summary when it is not SUCCESS
-    expect(step.state_string).toBe('1 passed, 1 failed, 1 intermittent, 1 skipped (failure)');
+    expect(step.state_string, why(step)).toBe('1 passed, 1 failed, 1 intermittent, 1 skipped (failure)');
     expect(step.results).toBe(Results.FAILURE);
     expect(channelText(findLog(step, 'stdio'), 'h')).toContain('suite: test::flaky: intermittent, 1 of 3 rerun(s) failed');
     const summary = findLog(step, 'summary').content;
@@ -137,7 +156,7 @@ describe.each(protocols)('RunSuite over %s', (protocol) => {
     placeSuite('flaky-only', false);
     const build = await master.runBuild('flaky-only', 60_000);
     const step = findStep(build, 'tests');
-    expect(step.state_string).toBe('1 passed, 0 failed, 1 intermittent, 1 skipped (warnings)');
+    expect(step.state_string, why(step)).toBe('1 passed, 0 failed, 1 intermittent, 1 skipped (warnings)');
     expect(step.results).toBe(Results.WARNINGS);
   });
 
