@@ -6,7 +6,9 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { sendJsonStatus } from '../../agent/commands/json-status.js';
 import { suiteCommand } from '../../agent/commands/suite.js';
+import type { CommandIO } from '../../agent/commands/types.js';
 import { silentLogger } from '../../agent/log.js';
 import { defaultOutputSettings } from '../../agent/output/settings.js';
 import type { SuiteRunResult } from '../../agent/suites/run-types.js';
@@ -65,6 +67,21 @@ async function run(args: Record<string, unknown>, during?: (h: CommandHost, ch: 
   const pieces = ch.status('suite') as string[];
   return { ch, pieces, result: pieces.length ? (JSON.parse(pieces.join('')) as SuiteRunResult) : undefined };
 }
+
+describe('sendJsonStatus', () => {
+  it('sends ASCII pieces: a cut never splits a surrogate pair, and the pieces join to the same document', () => {
+    const value = { tests: [{ name: 'caf\u00e9 \u{1F600}\u{1F600} \u6d4b\u8bd5', group: '\u{1F680}' }] };
+    const pieces: string[] = [];
+    const io = { status: (_k: string, v: unknown) => pieces.push(v as string) } as unknown as CommandIO;
+    for (const size of [1, 2, 3, 5, 7]) {
+      pieces.length = 0;
+      sendJsonStatus(io, 'suite', value, size);
+      expect(pieces.every((p) => /^[\x00-\x7f]*$/.test(p) && p.length <= size)).toBe(true);
+      // what the master gets: each piece encoded on its own
+      expect(JSON.parse(pieces.map((p) => Buffer.from(p, 'utf8').toString('utf8')).join(''))).toEqual(value);
+    }
+  });
+});
 
 describe('the suite command', () => {
   it('runs, parses, reruns and classifies; the result goes back as JSON under "suite"; durations are recorded', async () => {
