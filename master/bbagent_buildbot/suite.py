@@ -90,6 +90,8 @@ class RunSuite(BbagentStep):
     description = ["running", "suite"]
     descriptionDone = ["suite"]
     bbagent_command = "suite"
+    bulk_insert = True
+    """False stores the rows through Buildbot's own ``addTestResults`` (slower; scripts/bench compares the two)."""
     renderables = ["command", "results_glob", "format", "repeat_failures", "rerun", "env", "durations", "result_set_description"]
 
     def __init__(
@@ -209,7 +211,7 @@ class RunSuite(BbagentStep):
         builderid = yield self.build.getBuilderId()
         category, value_unit = kind
         setid = yield updates.addTestResultSet(builderid, self.build.buildid, self.stepid, description, category, value_unit)
-        yield insert_test_results(self.master, builderid, setid, rows)
+        yield insert_test_results(self.master, builderid, setid, rows, bulk=self.bulk_insert)
         yield updates.completeTestResultSet(setid, tests_passed=passed, tests_failed=failed)
 
     @defer.inlineCallbacks
@@ -220,7 +222,7 @@ class RunSuite(BbagentStep):
 
 
 @defer.inlineCallbacks
-def insert_test_results(master, builderid, setid, rows):
+def insert_test_results(master, builderid, setid, rows, bulk=True):
     """Inserts test results (dicts of ``value``, ``test_name``, optional ``duration_ns``) into a result set.
 
     Buildbot 3.7's ``data.updates.addTestResults`` does it with one multi-row ``INSERT ... VALUES`` per batch of
@@ -230,7 +232,7 @@ def insert_test_results(master, builderid, setid, rows):
     database layer is not the one this was written against, it falls back to the data API.
     """
     model = getattr(getattr(master.db, "model", None), "test_results", None)
-    if model is None or not hasattr(master.db, "pool"):
+    if not bulk or model is None or not hasattr(master.db, "pool"):
         for at in range(0, len(rows), BATCH):
             yield master.data.updates.addTestResults(builderid, setid, rows[at:at + BATCH])
         return
