@@ -92,7 +92,9 @@ async function printSummary(files: string[], format: FormatChoice, io: CliIO): P
     else unlisted++;
   };
   const { counts } = await parseAll(files, { format, onTest });
-  io.out(`${counts.total} tests: ${counts.passed} passed, ${counts.failed} failed, ${counts.skipped} skipped, ${counts.errors} errors`);
+  io.out(
+    `${counts.total} test${counts.total === 1 ? '' : 's'}: ${counts.passed} passed, ${counts.failed} failed, ${counts.skipped} skipped, ${counts.errors} errors`,
+  );
   for (const t of listed) {
     const firstLine = t.message.split('\n', 1)[0] ?? '';
     const flags = [t.known_intermittent === true ? 'known intermittent' : '', t.rerun_failures !== undefined ? `${t.rerun_failures} reruns failed` : ''].filter(

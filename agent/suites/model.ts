@@ -1,6 +1,7 @@
 // The one result model every report format is parsed into (parse/), and that chunking (durations), reruns
 // (confirm, classify) and the master read: a test has a status out of four, a duration, a message, and the few
 // facts the rerun logic needs (known-intermittent, reruns the producer itself ran).
+import type { TimedResult } from './durations.js';
 
 /** A test's outcome as the suite sees it: `fail` is a test that did not do what was expected, `error` a test
  *  that could not run properly (a crash, an error outside its assertions), `skip` a test that did not run. */
@@ -106,4 +107,9 @@ export function resultJson(test: TestResult): Record<string, unknown> {
   if (test.rerun_failures !== undefined) out.rerun_failures = test.rerun_failures;
   if (test.flaky === true) out.flaky = true;
   return out;
+}
+
+/** A result as the durations file records it: keyed by its id (a JUnit test name alone is not unique). */
+export function timedResult(test: TestResult): TimedResult {
+  return { name: test.id, status: test.status, duration_s: test.duration_s };
 }

@@ -2,8 +2,8 @@
 // (flakyFailure, rerunFailure), CTest/GoogleTest status attributes, messages from attributes, text and CDATA, and
 // system-out that costs nothing; the same results whatever the chunk size the text streams in.
 import { describe, expect, it } from 'vitest';
-import { parseReportChunks, textChunks } from '../../agent/suites/parse/index.js';
-import type { TestResult } from '../../agent/suites/model.js';
+import { parseReportChunks, parseReports, textChunks } from '../../agent/suites/parse/index.js';
+import { timedResult, type TestResult } from '../../agent/suites/model.js';
 
 async function parse(xml: string, chunk = 1 << 20): Promise<{ tests: TestResult[]; counts: Record<string, number> }> {
   const tests: TestResult[] = [];
@@ -45,6 +45,8 @@ describe('JUnit parser', () => {
     expect(tests[2]!.duration_s).toBeNaN();
     expect(tests[3]!.message).toBe('not on linux');
     expect(tests[0]!.message).toBe('');
+    // the durations file keys a result by its id: the name alone is not unique across classes
+    expect(timedResult(tests[1]!)).toEqual({ name: 'pkg.A::fails', status: 'fail', duration_s: 1234.5 });
   });
 
   it('gives the same results whatever the chunk size', async () => {
@@ -90,5 +92,32 @@ describe('JUnit parser', () => {
     const { tests } = await parse(`<testsuite><testcase name="t"><failure message="m">${big}</failure></testcase></testsuite>`, 4096);
     expect(tests[0]!.message.length).toBeLessThan(17_000);
     expect(tests[0]!.message).toMatch(/more characters\)$/);
+  });
+});
+
+describe('parseReports', () => {
+  it('adds up files in order; keepTests false keeps none, onTest sees every result', async () => {
+    const { mkdtempSync, rmSync, writeFileSync } = await import('node:fs');
+    const os = await import('node:os');
+    const path = await import('node:path');
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'bbagent-parse-many-'));
+    try {
+      const a = path.join(dir, 'a.xml');
+      const b = path.join(dir, 'b.tap');
+      writeFileSync(a, JENKINS);
+      writeFileSync(b, '> pkg@1.0.0 test\n> node --test\n\nTAP version 13\nok 1 - x\n1..1\n');
+      const seen: string[] = [];
+      const r = await parseReports([a, b], { keepTests: false, onTest: (t) => seen.push(t.id) });
+      expect(r).toMatchObject({ total: 6, passed: 3, failed: 1, skipped: 1, errors: 1, tests: [] });
+      expect(r.reports.map((x) => [x.file, x.format, x.counts.total])).toEqual([
+        [a, 'junit', 5],
+        [b, 'tap', 1],
+      ]);
+      expect(seen).toHaveLength(6);
+      expect(seen.at(-1)).toBe('x');
+      expect((await parseReports([a, b])).tests.map((t) => t.id)).toEqual(seen);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

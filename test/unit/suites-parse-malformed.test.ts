@@ -105,3 +105,20 @@ describe('malformed reports', () => {
     expect((await parseReport(file('be.xml', Buffer.concat([Buffer.from([0xfe, 0xff]), be])))).tests[0]).toMatchObject({ id: 'ü::t☺' });
   });
 });
+
+describe('limits of the line formats', () => {
+  it('TAP: absurdly deep subtest indentation is an error, a million blank YAML lines are not held', async () => {
+    const deep = await failure(file('deep.tap', `TAP version 14\n${' '.repeat(4 * 300)}ok 1 - x\n`));
+    expect(deep).toMatchObject({ code: 'E_SUITE_REPORT_LIMIT' });
+    expect(deep.message).toMatch(/deep\.tap:2: subtests nest deeper than 256 levels/);
+    const blank = file('blank.tap', `TAP version 13\nnot ok 1 - x\n  ---\n  message: |-\n${'\n'.repeat(1_000_000)}    tail\n  ...\n1..1\n`);
+    expect(await parseReport(blank)).toMatchObject({ total: 1, failed: 1 });
+  });
+
+  it('mozlog: more than 10000 tests started and never ended is an error', async () => {
+    const lines = Array.from({ length: 10_001 }, (_, i) => `{"action":"test_start","test":"t${i}","time":${i}}`);
+    const err = await failure(file('open.log', `${lines.join('\n')}\n`));
+    expect(err).toMatchObject({ code: 'E_SUITE_REPORT_LIMIT' });
+    expect(err.message).toMatch(/open\.log:10001: more than 10000 tests started and not ended/);
+  });
+});

@@ -123,6 +123,11 @@ not ok 1 - s
     expect((await parse('1..0 # SKIP nothing to do\n')).tests).toEqual([]);
   });
 
+  it('unescapes hashes in subtest names used as groups', async () => {
+    const { tests } = await parse('TAP version 14\n# Subtest: a \\# b\n    ok 1 - c\n    1..1\nok 1 - a \\# b\n1..1\n');
+    expect(tests.map((t) => t.id)).toEqual(['a # b > c', 'a # b']);
+  });
+
   it('reads CRLF line ends', async () => {
     const { tests } = await parse('TAP version 13\r\n1..1\r\nnot ok 1 - a # TODO later\r\n');
     expect(tests[0]).toMatchObject({ name: 'a', status: 'skip', message: 'TODO: later' });

@@ -71,7 +71,10 @@ export function detectFormat(head: string): ReportFormat | undefined {
   const text = head.replace(/^\uFEFF/, '');
   const start = text.trimStart();
   if (start.startsWith('<')) return 'junit';
-  for (const raw of text.split('\n', 50)) {
+  const lines = text.split('\n', 50);
+  // a TAP version line after a few lines of a wrapper's output (npm's "> pkg test" banner) still makes it TAP
+  if (lines.some((l) => /^TAP version \d+\s*$/i.test(l))) return 'tap';
+  for (const raw of lines) {
     const line = raw.trim();
     if (line === '') continue;
     if (line.startsWith('{')) return /"action"\s*:/.test(line) ? 'mozlog' : undefined;

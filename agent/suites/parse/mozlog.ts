@@ -29,6 +29,8 @@ interface OpenTest {
   knownSubtest: boolean;
 }
 
+/** Tests started and not yet ended at once, at most: a harness runs a few in parallel, not thousands. */
+export const MAX_OPEN_TESTS = 10_000;
 /** Statuses that mean the test could not run properly, rather than failed its checks. */
 const ERROR_STATUSES = new Set(['ERROR', 'CRASH']);
 /** The statuses a passing test reports (a test_end of a harness test says OK, a plain test PASS). */
@@ -44,6 +46,9 @@ export async function parseMozlog(chunks: AsyncIterable<string>, file: string, l
     const record = parseRecord(line, lineNo, fail);
     if (record.action === 'test_start') {
       const test = field(record, 'test', lineNo, fail);
+      if (open.size >= MAX_OPEN_TESTS && !open.has(test)) {
+        throw new AgentError('E_SUITE_REPORT_LIMIT', `${file}:${lineNo}: more than ${MAX_OPEN_TESTS} tests started and not ended`);
+      }
       open.set(test, { start: time(record), line: lineNo, group: groupOf(record, test), failures: [], failureChars: 0, knownSubtest: false });
     } else if (record.action === 'test_status') {
       const t = open.get(field(record, 'test', lineNo, fail));

@@ -22,7 +22,8 @@ export function readDiagnostics(lines: readonly string[]): Map<string, string> {
 }
 
 function blockScalar(block: string[], indicator: string): string {
-  const indent = Math.min(...block.filter((l) => l.trim() !== '').map((l) => l.length - l.trimStart().length));
+  let indent = Infinity;
+  for (const l of block) if (l.trim() !== '') indent = Math.min(indent, l.length - l.trimStart().length);
   const lines = block.map((l) => l.slice(Number.isFinite(indent) ? indent : 0));
   const text = indicator.startsWith('>') ? lines.join(' ') : lines.join('\n');
   return indicator.endsWith('+') ? `${text}\n` : text.replace(/\n+$/, '');

@@ -35,7 +35,7 @@ interface Block {
 }
 
 export async function parseTap(chunks: AsyncIterable<string>, file: string, limits: ParseLimits, emit: (test: TestResult) => void): Promise<void> {
-  const state = new TapState(file, emit);
+  const state = new TapState(file, limits.maxDepth, emit);
   await forEachLine(chunks, file, limits.maxTokenChars, (line, lineNo) => state.line(line, lineNo));
   state.end();
 }
@@ -52,6 +52,7 @@ class TapState {
 
   constructor(
     private readonly file: string,
+    private readonly maxDepth: number,
     private readonly emit: (test: TestResult) => void,
   ) {}
 
@@ -69,6 +70,9 @@ class TapState {
     if (content === '' || (content.startsWith('#') && !content.startsWith('# Subtest'))) return true;
     this.flush();
     const level = Math.floor(indent / INDENT);
+    if (level > this.maxDepth) {
+      throw new AgentError('E_SUITE_REPORT_LIMIT', `${this.file}:${lineNo}: subtests nest deeper than ${this.maxDepth} levels (${indent} spaces)`);
+    }
     const point = /^(not )?ok\b\s*(\d+)?\s*(?:- )?(.*)$/.exec(content);
     if (point !== null) {
       this.openPoint(point[1] === undefined, point[3] ?? '', level, indent, lineNo);
@@ -80,7 +84,7 @@ class TapState {
       this.block(level).plan = Number(plan[1]);
     } else if (content.startsWith('# Subtest')) {
       this.sawTap = true;
-      this.names[level] = content.replace(/^# Subtest:?\s*/, '');
+      this.names[level] = unescape(content.replace(/^# Subtest:?\s*/, ''));
     } else if (/^TAP version \d+$/i.test(content)) this.sawTap = true;
     else if (content.startsWith('Bail out!')) {
       this.bailed = true;
@@ -113,9 +117,10 @@ class TapState {
       p.inYaml = false;
       return false;
     }
+    // a blank line counts too: a block of a million empty lines must not grow the array
     if (p.yamlChars < MAX_YAML_CHARS) {
       p.yaml!.push(raw.slice(body));
-      p.yamlChars += raw.length;
+      p.yamlChars += raw.length + 1;
     }
     return true;
   }
@@ -191,11 +196,16 @@ function splitDescription(rest: string): { name: string; directive: 'skip' | 'to
       break;
     }
   }
-  const description = (hash < 0 ? rest : rest.slice(0, hash)).trim().replace(/\\([\\#])/g, '$1');
+  const description = unescape((hash < 0 ? rest : rest.slice(0, hash)).trim());
   const comment = hash < 0 ? '' : rest.slice(hash + 1).trim();
   const m = /^(skip|todo)\S*\s*(.*)$/i.exec(comment);
   if (m === null) return { name: description, directive: undefined, reason: '' };
   return { name: description, directive: m[1]!.toLowerCase() as 'skip' | 'todo', reason: m[2]!.trim() };
+}
+
+/** TAP escapes: `\#` is a hash, `\\` a backslash. */
+function unescape(text: string): string {
+  return text.replace(/\\([\\#])/g, '$1');
 }
 
 function diagnosticMessage(p: Point, yaml: Map<string, string>): string {
