@@ -1,5 +1,6 @@
 // `bbagent suite run` as a ShellCommand runs it: the built bundle (node build/bbagent.cjs, built by
-// `node scripts/build.mjs`) running a real `node --test` suite with Node's JUnit reporter: a passing test, one that
+// `node scripts/build.mjs`) running a real `node --test` suite with Node's JUnit reporter (and a pytest suite with
+// pytest's): a passing test, one that
 // always fails and a flaky one (its failures driven by a counter file: runs 0, 3, 6, 9 fail), rerun through a
 // template with `--test-name-pattern`. Exit 1 on the regression, 0 when the only failure is intermittent, 2 on a
 // bad command line; SIGTERM kills the suite's tree.
@@ -77,6 +78,36 @@ describe('bbagent suite run', () => {
     expect(result.counts).toMatchObject({ total: 3, passed: 1, failed: 2, regressions: 1, intermittent: 1 });
     expect(readFileSync(path.join(d, 'count'), 'utf8')).toBe('10');
     expect(Object.keys(JSON.parse(readFileSync(path.join(d, 'd.json'), 'utf8')).tests)).toEqual(['test::always fails', 'test::flaky', 'test::passes']);
+  });
+
+  it("classifies a pytest suite from pytest's own JUnit XML, rerun with -k", async () => {
+    const d = path.join(tmp, `py${n++}`);
+    mkdirSync(d);
+    writeFileSync(
+      path.join(d, 'test_suite.py'),
+      [
+        'import os',
+        'def test_ok():',
+        '    pass',
+        'def test_broken():',
+        '    assert 1 == 2',
+        'def test_flaky():',
+        "    n = int(open('count').read()) if os.path.exists('count') else 0",
+        "    open('count', 'w').write(str(n + 1))",
+        '    assert n % 3 != 0, "flaky failure on run %d" % n',
+        '',
+      ].join('\n'),
+    );
+    const pytest = ['/usr/bin/python3', '-m', 'pytest', '-q', '-p', 'no:cacheprovider'];
+    const rerun = `${pytest.join(' ')} test_suite.py -k {name}`;
+    const r = await bbagent(
+      ['suite', 'run', '--results', 'junit.xml', '--repeat-failures', '3', '--rerun', rerun, '--', ...pytest, '--junitxml=junit.xml', 'test_suite.py'],
+      d,
+    );
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stdout).toContain('bbagent suite run: fail: 1 passed, 1 failed, 1 intermittent\n');
+    expect(r.stdout).toContain('  regression: test_suite::test_broken (3 of 3 reruns failed');
+    expect(r.stdout).toContain('  intermittent: test_suite::test_flaky (1 of 3 reruns failed');
   });
 
   it('exits 0 when the only failure is intermittent', async () => {
