@@ -151,6 +151,33 @@ describe('the suite command', () => {
     expect(existsSync(path.join(dir, 'pwned'))).toBe(false);
   });
 
+  it("a mozlog report's known intermittent is classified without a rerun; the verdict is intermittent", async () => {
+    const dir = workdir('mozlog');
+    const rec = (o: Record<string, unknown>) => JSON.stringify({ time: 1, thread: 'main', pid: 1, source: 'suite', ...o });
+    const lines = [
+      rec({ action: 'suite_start', tests: { default: ['a.html', 'b.html'] } }),
+      rec({ action: 'test_start', test: 'a.html' }),
+      rec({ action: 'test_end', test: 'a.html', status: 'OK' }),
+      rec({ action: 'test_start', test: 'b.html' }),
+      rec({ action: 'test_end', test: 'b.html', status: 'FAIL', expected: 'OK', known_intermittent: ['FAIL'] }),
+      rec({ action: 'suite_end' }),
+    ];
+    writeFileSync(path.join(dir, 'suite.js'), `require('fs').writeFileSync('raw.log', ${JSON.stringify(lines.join('\n') + '\n')}); process.exit(1)`);
+    const { result } = await run({
+      workdir: dir,
+      command: [node, 'suite.js'],
+      results: 'raw.log',
+      repeat_failures: 9,
+      rerun: [node, 'rerun.js', '{test}'],
+      logEnviron: false,
+    });
+    expect(result!.classifications).toEqual([
+      { test: 'b.html', name: 'b.html', group: expect.any(String), kind: 'known-intermittent', reruns: 0, failures: 0 },
+    ]);
+    expect(result).toMatchObject({ verdict: 'intermittent', counts: { total: 2, passed: 1, failed: 1, known_intermittent: 1 } });
+    expect(existsSync(path.join(dir, 'reruns.log'))).toBe(false);
+  });
+
   it('a missing report and bad arguments are clear', async () => {
     const dir = workdir('missing');
     const { result, ch } = await run({ workdir: dir, command: 'true', results: 'nothing/*.xml', logEnviron: false });
