@@ -10,6 +10,7 @@ import { parseSuiteReports } from '../suites/run-parse.js';
 import { SuiteProcesses } from '../suites/run-process.js';
 import { runSuite } from '../suites/run.js';
 import type { SuiteRunResult } from '../suites/run-types.js';
+import { confinePath } from './args.js';
 import { sendJsonStatus } from './json-status.js';
 import { readSuiteArgs } from './suite-args.js';
 import { forMaster } from './suite-result.js';
@@ -51,7 +52,12 @@ export const suiteCommand: CommandDefinition = {
         const result = await runSuite(spec.options, {
           runner: processes,
           parse: parseSuiteReports,
-          findReports,
+          // a confined worker reads no report outside BASEDIR (the glob may hold '..' or meet a symlink)
+          findReports: async (pattern, workdir) => {
+            const found = await findReports(pattern, workdir);
+            for (const f of found) confinePath(env, f.path);
+            return found;
+          },
           note: (line) => io.text('header', `${line}\n`),
           signal: interrupted.signal,
         });

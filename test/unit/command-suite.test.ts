@@ -178,6 +178,17 @@ describe('the suite command', () => {
     expect(existsSync(path.join(dir, 'reruns.log'))).toBe(false);
   });
 
+  it('a confined worker reads no report outside BASEDIR', async () => {
+    const dir = workdir('confined');
+    const outside = mkdtempSync(path.join(os.tmpdir(), 'bbagent-suite-outside-'));
+    writeFileSync(path.join(outside, 'r.xml'), '<testsuite><testcase classname="x" name="y"/></testsuite>');
+    const h = new CommandHost([suiteCommand], { basedir, platform, logger: silentLogger, environ, now: () => Date.now() / 1000, confineToBasedir: true });
+    const ch = new RecordingChannel();
+    const args = { workdir: dir, command: `touch ${JSON.stringify(path.join(outside, 'r.xml'))}`, results: path.join(outside, '*.xml'), logEnviron: false };
+    await h.start({ name: 'suite', id: '1', args, channel: ch, settings: defaultOutputSettings() });
+    expect(ch.failure?.message).toMatch(/^confineToBasedir: refusing '.*r\.xml'/);
+  });
+
   it('a missing report and bad arguments are clear', async () => {
     const dir = workdir('missing');
     const { result, ch } = await run({ workdir: dir, command: 'true', results: 'nothing/*.xml', logEnviron: false });
