@@ -106,6 +106,9 @@ type SuiteCode =
   | 'E_SUITE_DUPLICATE_TEST' // a test id appears twice in the list to chunk
   | 'E_SUITE_DURATION' // a recorded duration is negative or not a finite number
   | 'E_SUITE_DURATIONS_FILE' // a durations file is not JSON or not of the expected shape (file and reason named)
+  | 'E_SUITE_RERUN_TEMPLATE' // a rerun template is malformed (open quote), names no program or no {test}/{name}/{group}
+  | 'E_SUITE_NO_RESULTS' // a suite run wrote no report matching its --results glob
+  | 'E_SUITE_EXIT' // a suite exited non-zero although its reports name no failing test
   | 'E_SUITE_RERUNS' // a failure cannot be classified from the reruns given (none, or counts out of range)
   | 'E_SUITE_REPORT_READ' // a test report or test list cannot be read (the file and the OS's reason named)
   | 'E_SUITE_REPORT_FORMAT' // a test report is none of the formats read, or not the one asked for

@@ -10,6 +10,8 @@ export const BASEDIR_LAYOUT = {
   state: '.bbagent',
   /** The artifact cache of fetch (agent/artifacts/cache.ts): downloaded builds and their extracted trees. */
   cache: 'cache',
+  /** What suite runs keep between builds: per-test durations for chunking (agent/commands/suite-args.ts). */
+  suites: 'suites',
 } as const;
 
 /** Directory names in BASEDIR that belong to the agent, never to a builder. */

@@ -20,6 +20,11 @@ export const SUITE_SUBCOMMANDS: Record<string, SuiteSubcommand> = {
     summary: 'read JUnit XML, TAP or mozlog reports into one summary (or JSON)',
     run: async (argv, io) => (await import('./suite-parse.js')).suiteParseCommand(argv, io),
   },
+  run: {
+    synopsis: "run --results GLOB [--format F] [--repeat-failures K --rerun 'CMD {test}'] -- CMD...",
+    summary: 'run a suite, rerun its failures, classify them',
+    run: async (argv, io) => (await import('./suite-run.js')).suiteRunCommand(argv, io),
+  },
 };
 
 export function suiteUsage(): string {

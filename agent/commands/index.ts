@@ -10,6 +10,7 @@ import { rmdirCommand } from './rmdir.js';
 import { rmfileCommand } from './rmfile.js';
 import { shellCommand } from './shell.js';
 import { statCommand } from './stat.js';
+import { suiteCommand } from './suite.js';
 import type { CommandDefinition } from './types.js';
 import { uploadDirectoryCommand } from './upload-directory.js';
 import { uploadFileCommand } from './upload-file.js';
@@ -27,4 +28,5 @@ export const COMMAND_TABLE: readonly CommandDefinition[] = [
   listdirCommand,
   rmfileCommand,
   perfCommand,
+  suiteCommand,
 ];

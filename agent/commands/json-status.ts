@@ -8,9 +8,13 @@ import type { CommandIO } from './types.js';
 
 export const JSON_STATUS_PIECE = 256 * 1024;
 
-/** Sends `value` as JSON under `key`, in order, in pieces of at most `piece` characters. */
+/**
+ * Sends `value` as JSON under `key`, in order, in pieces of at most `piece` characters. Characters past ASCII are
+ * written as \uXXXX escapes: a piece is then as many bytes as characters on the wire, and a cut never splits a
+ * surrogate pair (each half alone would reach the master as U+FFFD, and the document would change).
+ */
 export function sendJsonStatus(io: CommandIO, key: string, value: unknown, piece = JSON_STATUS_PIECE): void {
-  const text = JSON.stringify(value);
+  const text = JSON.stringify(value).replace(/[\u0080-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
   if (text.length === 0) return;
   for (let at = 0; at < text.length; at += piece) io.status(key, text.slice(at, at + piece));
 }

@@ -1,0 +1,305 @@
+"""RunSuite: runs a test suite on a bbagent worker and stores its results in the master's test-result tables.
+
+The worker runs the suite (output in the step's ``stdio`` like a shell command), parses the reports it wrote,
+reruns each unexpected failure in a fresh process and classifies it (``regression``, ``intermittent``,
+``known-intermittent``). The step then stores:
+
+- one test result set per run, category ``pass_fail``, value unit ``boolean``: one result per test that ran
+  (``"1"`` passed, ``"0"`` failed or errored, as the suite's own run saw it; skipped tests are left out), its name
+  the test's id, its duration in ``duration_ns``;
+- when failures were rerun or known intermittent, a second set, category ``rerun_classification``, value unit
+  ``kind``: one result per failure, value ``"<kind> <failures>/<reruns>"`` (e.g. ``"intermittent 3/9"``), from
+  which the failure rate and its Wilson interval follow.
+
+Result: FAILURE on a regression, a failure that was not rerun, no report or a report that does not parse, or a
+suite that exited non-zero while its reports name no failure; WARNINGS when every failure was intermittent or
+known intermittent (the suite did not regress, but someone should look at the flaky tests: a green build would
+hide them, a red one would blame the change); SUCCESS otherwise. The summary reads like
+``1234 passed, 2 failed, 1 intermittent``.
+"""
+
+import time
+
+import sqlalchemy as sa
+from twisted.internet import defer
+
+from buildbot import config
+from buildbot.process import remotecommand
+from buildbot.process import results
+
+from bbagent_buildbot.common import BbagentStep
+from bbagent_buildbot.common import json_status
+
+SUITE_STATUS_KEY = "suite"
+"""The status key the worker's ``suite`` command sends its JSON result under."""
+
+PASS_FAIL = ("pass_fail", "boolean")
+BATCH = 3000
+"""Rows per insert: Buildbot's own batch (TestResultSubmitter), within SQLite's limit on bound variables."""
+RERUNS = ("rerun_classification", "kind")
+
+
+def builder_workdir(step, workdir):
+    """The ``workdir`` argument for a bbagent command, as the master's protocol would send it for ``shell``.
+
+    Over PB the worker joins a relative workdir onto the builder's directory itself; Buildbot 3.7's msgpack
+    protocol does that join on the master, but only for the commands it knows. For ours the step does it.
+    """
+    conn = step.build.conn
+    basedirs = getattr(conn, "builder_basedirs", None)
+    name = step.build.builder.name
+    if basedirs is None or name not in basedirs:
+        return workdir
+    return conn.path_module.join(basedirs[name], workdir)
+
+
+def summary_of(result):
+    """``"1234 passed, 2 failed, 1 intermittent"`` (skipped tests and a missing result only when there are any)."""
+    if result.get("error") and not result.get("tests"):
+        return f"no results: {result['error']['code']}"
+    c = result["counts"]
+    intermittent = c["intermittent"] + c["known_intermittent"]
+    failed = c["failed"] + c["errors"] - intermittent
+    parts = [f"{c['passed']} passed", f"{failed} failed"]
+    if intermittent:
+        parts.append(f"{intermittent} intermittent")
+    if c["skipped"]:
+        parts.append(f"{c['skipped']} skipped")
+    if result.get("error"):
+        parts.append(result["error"]["code"])
+    return ", ".join(parts)
+
+
+def verdict_results(result):
+    """The step's result for the worker's verdict (see the module's docstring)."""
+    if result.get("interrupted"):
+        return results.CANCELLED
+    return {"pass": results.SUCCESS, "intermittent": results.WARNINGS}.get(result.get("verdict"), results.FAILURE)
+
+
+class RunSuite(BbagentStep):
+    """Runs ``command`` on a bbagent worker; reports are found by ``results`` (a glob relative to the workdir).
+
+    ``repeat_failures=K`` reruns each unexpected failure K times with ``rerun``, a template naming one test:
+    a string split into words without a shell (``"pytest {test}"``; ``{name}`` and ``{group}`` also work) or a
+    list of words. ``durations`` names the file the worker records per-test times under
+    (``BASEDIR/suites/durations/NAME.json``): True (default) uses ``<builder>-<step name>``, False records none.
+    """
+
+    name = "suite"
+    description = ["running", "suite"]
+    descriptionDone = ["suite"]
+    bbagent_command = "suite"
+    bulk_insert = True
+    """False stores the rows through Buildbot's own ``addTestResults`` (slower; scripts/bench compares the two)."""
+    renderables = ["command", "results_glob", "format", "repeat_failures", "rerun", "env", "durations", "result_set_description"]
+
+    def __init__(
+        self,
+        command,
+        results,
+        format="auto",
+        repeat_failures=0,
+        rerun=None,
+        stop_at_first_pass=False,
+        max_confirmed=None,
+        durations=True,
+        env=None,
+        timeout=20 * 60,
+        maxTime=None,
+        sigtermTime=None,
+        interruptSignal=None,
+        logEnviron=True,
+        result_set_description=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if isinstance(repeat_failures, int) and repeat_failures > 0 and rerun is None:
+            config.error("RunSuite: repeat_failures needs a rerun template naming one test, e.g. rerun='pytest {test}'")
+        self.command = command
+        self.results_glob = results
+        self.format = format
+        self.repeat_failures = repeat_failures
+        self.rerun = rerun
+        self.stop_at_first_pass = stop_at_first_pass
+        self.max_confirmed = max_confirmed
+        self.durations = durations
+        self.env = env
+        self.timeout = timeout
+        self.maxTime = maxTime
+        self.sigtermTime = sigtermTime
+        self.interruptSignal = interruptSignal
+        self.logEnviron = logEnviron
+        self.result_set_description = result_set_description
+
+    def _args(self):
+        args = {
+            "workdir": builder_workdir(self, self.workdir),
+            "command": self.command,
+            "results": self.results_glob,
+            "format": self.format,
+            "repeat_failures": self.repeat_failures,
+            "stop_at_first_pass": self.stop_at_first_pass,
+            "timeout": self.timeout,
+            "logEnviron": self.logEnviron,
+        }
+        optional = {
+            "rerun": self.rerun,
+            "max_confirmed": self.max_confirmed,
+            "env": self.env,
+            "maxTime": self.maxTime,
+            "sigtermTime": self.sigtermTime,
+            "interruptSignal": self.interruptSignal,
+        }
+        args.update({k: v for k, v in optional.items() if v is not None})
+        if self.durations is True:
+            args["durations"] = f"{self.build.builder.name}-{self.name}"
+        elif self.durations:
+            args["durations"] = str(self.durations)
+        return args
+
+    @defer.inlineCallbacks
+    def run(self):
+        missing = yield self.require_bbagent_command()
+        if missing is not None:
+            return missing
+        stdio = yield self.addLog("stdio")
+        cmd = remotecommand.RemoteCommand("suite", self._args())
+        cmd.useLog(stdio, closeWhenFinished=True)
+        yield self.runCommand(cmd)
+        result = json_status(cmd, SUITE_STATUS_KEY)
+        if result is None:
+            self.descriptionDone = ["suite: no result from the worker"]
+            return results.EXCEPTION if not self.stopped else results.CANCELLED
+        started = time.monotonic()
+        stored = yield self._store(result)
+        elapsed = time.monotonic() - started
+        yield self._write_summary_log(result, f"stored {stored} test results in {elapsed:.2f} s")
+        self.descriptionDone = [summary_of(result)]
+        return verdict_results(result)
+
+    @defer.inlineCallbacks
+    def _store(self, result):
+        """Stores the tests and classifications; returns how many results were stored."""
+        description = self.result_set_description or self.name
+        rows = []
+        passed = failed = 0
+        for t in result["tests"]:
+            status = t["status"]
+            if status == "skip":
+                continue
+            row = {"value": "1" if status == "pass" else "0", "test_name": t["id"]}
+            duration = t.get("duration_s")
+            if duration is not None:
+                row["duration_ns"] = int(duration * 1e9)
+            if status == "pass":
+                passed += 1
+            else:
+                failed += 1
+            rows.append(row)
+        yield self._add_result_set(description, PASS_FAIL, rows, passed, failed)
+        kinds = [{"value": f"{c['kind']} {c['failures']}/{c['reruns']}", "test_name": c["test"]} for c in result["classifications"]]
+        if kinds:
+            yield self._add_result_set(f"{description}: reruns", RERUNS, kinds, None, None)
+        return len(rows) + len(kinds)
+
+    @defer.inlineCallbacks
+    def _add_result_set(self, description, kind, rows, passed, failed):
+        """One complete result set: created and completed through the data API (which sends the events), its rows
+        inserted in bulk (``insert_test_results``)."""
+        updates = self.master.data.updates
+        builderid = yield self.build.getBuilderId()
+        category, value_unit = kind
+        setid = yield updates.addTestResultSet(builderid, self.build.buildid, self.stepid, description, category, value_unit)
+        yield insert_test_results(self.master, builderid, setid, rows, bulk=self.bulk_insert)
+        yield updates.completeTestResultSet(setid, tests_passed=passed, tests_failed=failed)
+
+    @defer.inlineCallbacks
+    def _write_summary_log(self, result, stored):
+        log = yield self.addLog("summary", type="t")
+        yield log.addContent(summary_text(result) + stored + "\n")
+        yield log.finish()
+
+
+@defer.inlineCallbacks
+def insert_test_results(master, builderid, setid, rows, bulk=True):
+    """Inserts test results (dicts of ``value``, ``test_name``, optional ``duration_ns``) into a result set.
+
+    Buildbot 3.7's ``data.updates.addTestResults`` does it with one multi-row ``INSERT ... VALUES`` per batch of
+    3000, which SQLAlchemy compiles anew each time: 100k results took 36 s on a loaded 2-core machine. The same
+    tables filled with executemany (one prepared statement, all rows) take about 3 s. The names are looked up and
+    added first, as Buildbot does (a name another step adds meanwhile is found on the retry). On a master whose
+    database layer is not the one this was written against, it falls back to the data API.
+    """
+    model = getattr(getattr(master.db, "model", None), "test_results", None)
+    if not bulk or model is None or not hasattr(master.db, "pool"):
+        for at in range(0, len(rows), BATCH):
+            yield master.data.updates.addTestResults(builderid, setid, rows[at:at + BATCH])
+        return
+    yield master.db.pool.do(_thd_insert_results, master.db.model, builderid, setid, rows)
+
+
+def _thd_insert_results(conn, model, builderid, setid, rows):
+    names = {r["test_name"] for r in rows}
+    ids = _thd_name_ids(conn, model.test_names, builderid, names)
+    missing = names.difference(ids)
+    if missing:
+        try:
+            conn.execute(model.test_names.insert(), [{"builderid": builderid, "name": n} for n in missing])
+        except (sa.exc.IntegrityError, sa.exc.ProgrammingError):
+            # another step added some of these names meanwhile: add the rest one by one
+            for n in missing.difference(_thd_name_ids(conn, model.test_names, builderid, missing)):
+                try:
+                    conn.execute(model.test_names.insert(), {"builderid": builderid, "name": n})
+                except (sa.exc.IntegrityError, sa.exc.ProgrammingError):
+                    pass
+        ids.update(_thd_name_ids(conn, model.test_names, builderid, missing))
+    values = [
+        {
+            "builderid": builderid,
+            "test_result_setid": setid,
+            "test_nameid": ids[r["test_name"]],
+            "test_code_pathid": None,
+            "line": None,
+            "duration_ns": r.get("duration_ns"),
+            "value": r["value"],
+        }
+        for r in rows
+    ]
+    if values:
+        conn.execute(model.test_results.insert(), values)
+
+
+def _thd_name_ids(conn, names_table, builderid, names):
+    """{name: id} of those of ``names`` the builder already has (looked up BATCH at a time)."""
+    found = {}
+    names = list(names)
+    query = sa.select([names_table.c.id, names_table.c.name]).where(
+        names_table.c.name.in_(sa.bindparam("names", expanding=True)) & (names_table.c.builderid == builderid)
+    )
+    for at in range(0, len(names), BATCH):
+        for row in conn.execute(query, {"names": names[at:at + BATCH]}):
+            found[row.name] = row.id
+    return found
+
+
+def summary_text(result):
+    """The ``summary`` log: the counts, each classification with its rate and interval, the failures' messages."""
+    lines = [summary_of(result)]
+    if result.get("error"):
+        lines.append(f"error: {result['error']['code']}: {result['error']['message']}")
+    if result.get("stale_reports"):
+        lines.append(f"{result['stale_reports']} report(s) matched but predate the run: ignored")
+    for c in result["classifications"]:
+        line = f"{c['kind']}: {c['test']} ({c['failures']} of {c['reruns']} reruns failed"
+        if c.get("interval"):
+            line += f", failure rate {c['rate']:.2f}, 95% interval {c['interval']['low']:.2f}-{c['interval']['high']:.2f}"
+        lines.append(line + ")")
+    classified = {c["test"] for c in result["classifications"]}
+    for t in result["tests"]:
+        if t["status"] in ("fail", "error") and t["id"] not in classified:
+            lines.append(f"failed (not rerun): {t['id']}")
+    for t in result["tests"]:
+        if t["status"] in ("fail", "error") and t.get("message"):
+            lines.append(f"--- {t['id']} ({t['status']})\n{t['message']}")
+    return "\n".join(lines) + "\n"
