@@ -53,6 +53,8 @@ export interface CommandIO {
   text(stream: TextStream, text: string): void;
   log(name: string, text: string): void;
   status(key: string, value: StatusValue): void;
+  /** The text with the worker's secrets (its `redact` values and password) replaced; absent: nothing to redact. */
+  redact?(text: string): string;
   /** The step's environment (`env` argument): it may set BBAGENT_OUTPUT_* limits for this step. */
   stepEnvironment(env: unknown): void;
   /** Milliseconds the command should pause its process's output (budget throttle, slow connection); 0: go on. */

@@ -123,9 +123,17 @@ export class CommandOutput {
       this.endSpooled(value);
       return;
     }
+    if (typeof value === 'string') value = this.redact(value);
     // the process ended: its final over-budget marker goes before the rc (the master then writes "program finished")
     if (key === 'rc') this.limiter?.finish();
     this.buffer.append({ kind: 'status', key, value });
+  }
+
+  /** `text` with the secrets replaced, as a stream's text would be (structured results are redacted with it). */
+  redact(text: string): string {
+    if (this.opts.redact.length === 0) return text;
+    const r = new Redactor(this.opts.redact);
+    return r.push(text) + r.flush();
   }
 
   /** Milliseconds the process should pause before producing more output. */

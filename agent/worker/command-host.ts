@@ -81,6 +81,7 @@ class RunningCommand {
       text: (stream, text) => this.guard(() => this.output.text(stream, text)),
       log: (logName, text) => this.guard(() => this.output.log(logName, text)),
       status: (key, value) => this.guard(() => this.output.status(key, value)),
+      redact: (text) => this.output.redact(text),
       stepEnvironment: (stepEnv) => this.output.setLimits(outputs.stepLimits(stepEnv)),
       backpressureMs: () => this.guard(() => this.output.backpressureMs(), 0),
       writer: (kind) => {
