@@ -1,0 +1,48 @@
+// The agent's one artifact cache, behind the ArtifactCacheProvider every command env carries: all workers and all
+// steps of an agent process share it, so that concurrent fetches of one file make one request and the cache's
+// process lock (one agent per cache directory) is taken once. The composition root (agent/agent.ts) makes it and
+// starts opening it at start-up (the open sweeps what a killed agent left); a cache that cannot be opened (another
+// process holds it) fails the fetches that need it, with the reason, and is tried again by the next one.
+
+import { ArtifactCache, type CacheOptions } from '../artifacts/cache.js';
+import { AgentError, errorMessage } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { ArtifactCacheProvider } from './types.js';
+
+export class SharedArtifactCache implements ArtifactCacheProvider {
+  private opening: Promise<ArtifactCache> | undefined;
+  private closed = false;
+
+  constructor(
+    readonly root: string,
+    private readonly logger: Logger,
+    private readonly options: Omit<CacheOptions, 'root' | 'logger'> = {},
+  ) {}
+
+  get(): Promise<ArtifactCache> {
+    if (this.closed) return Promise.reject(new AgentError('E_CACHE_CLOSED', `cache '${this.root}' is closed: the agent is stopping`));
+    if (this.opening === undefined) {
+      const opening = ArtifactCache.open({ root: this.root, logger: this.logger, ...this.options });
+      this.opening = opening;
+      opening.catch(() => {
+        if (this.opening === opening) this.opening = undefined; // the next fetch tries again
+      });
+    }
+    return this.opening;
+  }
+
+  /** Opens the cache now (its sweep runs at start-up); a failure is logged, and fetches report it. */
+  openAtStart(): void {
+    this.get().then(
+      (c) => this.logger.info(`artifact cache in ${c.root}: ${c.entries().length} entries`),
+      (err: unknown) => this.logger.warn(`artifact cache in ${this.root} cannot be opened (fetch steps will fail until it can): ${errorMessage(err)}`),
+    );
+  }
+
+  /** Releases the cache's lock; later gets fail with E_CACHE_CLOSED. */
+  async close(): Promise<void> {
+    this.closed = true;
+    const cache = await this.opening?.catch(() => undefined);
+    await cache?.close();
+  }
+}
