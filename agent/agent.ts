@@ -9,7 +9,8 @@ import { defaultCacheRoot } from './artifacts/cache.js';
 import { SharedArtifactCache } from './commands/fetch-cache.js';
 import type { AgentConfig, WorkerConfig } from './config/schema.js';
 import { HostedWorker, labelledLogger, type SharedParts, type WorkerEnd } from './hosted-worker.js';
-import { errorMessage } from './errors.js';
+import { AgentError, errorMessage } from './errors.js';
+import { AGENT_OWNED_DIRS } from './layout.js';
 import type { Logger } from './log.js';
 import { LoopMonitor } from './loop-monitor.js';
 import { IdleCompactor } from './memory.js';
@@ -60,6 +61,8 @@ export function startAgent(config: AgentConfig, opts: RunAgentOptions): RunningA
     logger,
   });
   const artifacts = new SharedArtifactCache(artifactCacheRoot(config), logger);
+  const misplaced = misplacedCacheDir(config, artifacts.root);
+  if (misplaced !== undefined) logger.warn(misplaced);
   const shared: SharedParts = {
     platform: opts.platform ?? currentPlatform(),
     processes,
@@ -119,6 +122,25 @@ export function startAgent(config: AgentConfig, opts: RunAgentOptions): RunningA
 export function artifactCacheRoot(config: AgentConfig): string {
   const basedir = path.resolve(config.basedir);
   return config.cacheDir === null ? defaultCacheRoot(basedir) : path.resolve(basedir, config.cacheDir);
+}
+
+/**
+ * Why a configured cacheDir is in the way, or undefined: inside a worker's basedir (not its own `cache`), a builder
+ * may have the same directory name, and deleteLeftoverDirs takes it for a leftover builder directory.
+ */
+export function misplacedCacheDir(config: AgentConfig, root: string): string | undefined {
+  for (const w of workerConfigs(config)) {
+    // the cache's sweep would delete the worker's files: refused
+    const up = path.relative(root, path.resolve(w.basedir));
+    if (up === '' || (!up.startsWith('..') && !path.isAbsolute(up))) {
+      throw new AgentError('E_CONFIG', `cacheDir ${root} is (or contains) worker '${w.name}''s basedir ${w.basedir}: give the cache a directory of its own`);
+    }
+    const rel = path.relative(path.resolve(w.basedir), root);
+    if (rel === '' || rel === '..' || rel.startsWith(`..${path.sep}`) || path.isAbsolute(rel)) continue;
+    if (AGENT_OWNED_DIRS.includes(rel.split(path.sep)[0] ?? '')) continue;
+    return `cacheDir ${root} is inside worker '${w.name}''s basedir ${w.basedir}: a builder directory of that name would share it, and deleteLeftoverDirs would remove it (put it outside, or leave cacheDir unset for BASEDIR/cache)`;
+  }
+  return undefined;
 }
 
 /** Builds every worker before any connects, so that a worker's bad setting stops the agent before it starts. */

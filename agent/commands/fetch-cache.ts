@@ -4,7 +4,9 @@
 // starts opening it at start-up (the open sweeps what a killed agent left); a cache that cannot be opened (another
 // process holds it) fails the fetches that need it, with the reason, and is tried again by the next one.
 
+import { readdirSync } from 'node:fs';
 import { ArtifactCache, type CacheOptions } from '../artifacts/cache.js';
+import { HASH_ALGORITHMS, LOCK_FILE, TMP_DIR } from '../artifacts/cache-key.js';
 import { AgentError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { ArtifactCacheProvider } from './types.js';
@@ -22,7 +24,10 @@ export class SharedArtifactCache implements ArtifactCacheProvider {
   get(): Promise<ArtifactCache> {
     if (this.closed) return Promise.reject(new AgentError('E_CACHE_CLOSED', `cache '${this.root}' is closed: the agent is stopping`));
     if (this.opening === undefined) {
-      const opening = ArtifactCache.open({ root: this.root, logger: this.logger, ...this.options });
+      const opening = (async () => {
+        refuseForeignDirectory(this.root);
+        return ArtifactCache.open({ root: this.root, logger: this.logger, ...this.options });
+      })();
       this.opening = opening;
       opening.catch(() => {
         if (this.opening === opening) this.opening = undefined; // the next fetch tries again
@@ -45,4 +50,25 @@ export class SharedArtifactCache implements ArtifactCacheProvider {
     const cache = await this.opening?.catch(() => undefined);
     await cache?.close();
   }
+}
+
+/**
+ * Throws E_CACHE_FOREIGN when `root` exists, is not empty and holds none of the names a cache writes: the cache's
+ * start-up sweep removes every name it does not know, so a cacheDir set to a directory in use (a home, a worker's
+ * basedir) would be emptied.
+ */
+export function refuseForeignDirectory(root: string): void {
+  let names: string[];
+  try {
+    names = readdirSync(root);
+  } catch {
+    return; // missing (the cache creates it) or unreadable (the open reports it)
+  }
+  const own = new Set<string>([LOCK_FILE, TMP_DIR, ...HASH_ALGORITHMS]);
+  if (names.length === 0 || names.some((n) => own.has(n))) return;
+  const shown = names.slice(0, 3).join(', ') + (names.length > 3 ? ', ...' : '');
+  throw new AgentError(
+    'E_CACHE_FOREIGN',
+    `cache directory '${root}' holds files no cache wrote (${shown}); its start-up sweep would delete them: give cacheDir an empty or new directory`,
+  );
 }
