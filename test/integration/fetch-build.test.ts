@@ -2,18 +2,21 @@
 // tar.gz from real nginx on loopback through bbagent's `fetch` remote command, extracts it into the build, and the
 // next step reads the extracted file (by a relative path and by the step's `fetch_path` property); a second build
 // is a cache hit that sends no request (nginx's access log); a wrong sha256 fails the step with both hashes in its
-// summary; on buildbot-worker, which has no `fetch`, the step fails saying so. (master-package.test.ts installs
+// summary; a build stopped from the master while the body is arriving (an in-test origin that stalls) ends
+// CANCELLED with no partial file left; on buildbot-worker, which has no `fetch`, the step fails saying so. (master-package.test.ts installs
 // the package with pip.)
 
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BbagentWorker, REPO_ROOT } from '../../scripts/harness/bbagent-worker.js';
 import { BuildbotMaster, Results, channelText, findLog, findStep, type Protocol } from '../../scripts/harness/master.js';
 import { Nginx } from '../../scripts/harness/nginx.js';
+import { pollUntil } from '../../scripts/harness/process.js';
+import { HttpOrigin, sha256 as sha256Of } from '../helpers/http-origin.js';
 import { ReferenceWorker } from '../../scripts/harness/reference-worker.js';
 
 const PASSWORD = 'sekrit';
@@ -36,6 +39,8 @@ describe.each(protocols)('FetchBuild over %s', (protocol) => {
   const scratch = mkdtempSync(path.join(os.tmpdir(), `bbagent-fetchbuild-${protocol}-`));
   const www = path.join(scratch, 'www');
   let nginx: Nginx;
+  let stalling: HttpOrigin;
+  const stalled = randomBytes(1 << 20);
   let master: BuildbotMaster;
   let bb: BbagentWorker;
   let ref: ReferenceWorker;
@@ -45,6 +50,7 @@ describe.each(protocols)('FetchBuild over %s', (protocol) => {
     mkdirSync(www);
     sha = makeArchive(www, scratch);
     nginx = await Nginx.start({ root: www });
+    stalling = await HttpOrigin.start(stalled);
     const fetch = (extra = ''): string =>
       `FetchBuild(name='fetch', url=util.Interpolate('${nginx.url('/')}%(kw:file)s', file='build-1.tar.gz'), ` +
       `sha256=util.Property('want_sha', default='${sha}'), extract='app'${extra})`;
@@ -66,6 +72,11 @@ describe.each(protocols)('FetchBuild over %s', (protocol) => {
             .replace(", extract='app'", '')}]`,
         },
         { name: 'fetch-ref', workernames: ['ref'], steps: `[${fetch()}, ${read}]` },
+        {
+          name: 'fetch-stall-bb',
+          workernames: ['bb'],
+          steps: `[FetchBuild(name='fetch', url='${stalling.url('/stall.bin')}', sha256='${sha256Of(stalled)}', dest='stalled.bin')]`,
+        },
       ],
       pythonPreamble: 'from bbagent_buildbot.fetch import FetchBuild',
       env: { PYTHONPATH: path.join(REPO_ROOT, 'master') },
@@ -81,6 +92,7 @@ describe.each(protocols)('FetchBuild over %s', (protocol) => {
     await Promise.allSettled([bb?.stop(), ref?.stop()]);
     await master?.stop();
     await nginx?.stop();
+    await stalling?.close();
     rmSync(scratch, { recursive: true, force: true });
   });
 
@@ -113,6 +125,20 @@ describe.each(protocols)('FetchBuild over %s', (protocol) => {
     expect(step.state_string).toContain('0'.repeat(64));
     expect(step.state_string).toContain(sha);
     expect(channelText(findLog(step), 'e')).toContain(sha);
+  });
+
+  it('a build stopped while the body arrives is cancelled and leaves no partial file', async () => {
+    stalling.plan({ kind: 'stall', bytes: 64 * 1024 });
+    const brid = await master.forceBuild('fetch-stall-bb');
+    const buildid = await master.waitForBuildStarted(brid);
+    const tmp = path.join(bb.dir, 'cache', '.tmp');
+    await pollUntil(() => (stalling.log.length === 1 && readdirSync(tmp).length > 0) || undefined, { timeoutMs: 30_000, what: 'the download under way' });
+    await master.stopBuild(buildid, 'stopped by the test');
+    const build = await master.waitForBuild(brid);
+    expect(build.results).toBe(Results.CANCELLED);
+    expect(channelText(findLog(findStep(build, 'fetch')), 'e')).toMatch(/stall\.bin: .*aborted.*\(interrupted\)/);
+    expect(readdirSync(tmp)).toEqual([]);
+    expect(existsSync(path.join(bb.dir, 'fetch-stall-bb', 'build', 'stalled.bin'))).toBe(false);
   });
 
   it('fails clearly on buildbot-worker, which has no fetch command', async () => {
