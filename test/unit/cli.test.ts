@@ -142,6 +142,7 @@ describe('bbagent create-worker', () => {
       redact: [],
       redactFile: null,
       logLevel: 'info',
+      cacheDir: null,
     });
   });
 
@@ -222,6 +223,7 @@ describe('bbagent create-worker', () => {
       redact: [],
       redactFile: null,
       logLevel: 'debug',
+      cacheDir: null,
     });
   });
 
