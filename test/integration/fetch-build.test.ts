@@ -1,7 +1,7 @@
 // FetchBuild (master/bbagent_buildbot/fetch.py) in real Buildbot 3.7 builds, over PB and msgpack: a build fetches a
 // tar.gz from real nginx on loopback through bbagent's `fetch` remote command, extracts it into the build, and the
-// next step reads the extracted file (by a relative path and by the step's `fetch_path` property); a second build
-// is a cache hit that sends no request (nginx's access log); a wrong sha256 fails the step with both hashes in its
+// next step reads the extracted file (by a relative path and by the step's `fetch_path` property); a second build,
+// and a build on the agent's second worker, are cache hits that send no request (nginx's access log); a wrong sha256 fails the step with both hashes in its
 // summary; a build stopped from the master while the body is arriving (an in-test origin that stalls) ends
 // CANCELLED with no partial file left; on buildbot-worker, which has no `fetch`, the step fails saying so. (master-package.test.ts installs
 // the package with pip.)
@@ -60,6 +60,7 @@ describe.each(protocols)('FetchBuild over %s', (protocol) => {
       protocol,
       workers: [
         { name: 'bb', password: PASSWORD },
+        { name: 'bb2', password: PASSWORD },
         { name: 'ref', password: PASSWORD },
       ],
       builders: [
@@ -71,6 +72,7 @@ describe.each(protocols)('FetchBuild over %s', (protocol) => {
             .replace(`default='${sha}'`, `default='${'0'.repeat(64)}'`)
             .replace(", extract='app'", '')}]`,
         },
+        { name: 'fetch-bb2', workernames: ['bb2'], steps: `[${fetch()}, ${read}]` },
         { name: 'fetch-ref', workernames: ['ref'], steps: `[${fetch()}, ${read}]` },
         {
           name: 'fetch-stall-bb',
@@ -82,10 +84,18 @@ describe.each(protocols)('FetchBuild over %s', (protocol) => {
       env: { PYTHONPATH: path.join(REPO_ROOT, 'master') },
     });
     [bb, ref] = await Promise.all([
-      BbagentWorker.start({ dir: path.join(scratch, 'bb'), masterPort: master.protocolPort, name: 'bb', password: PASSWORD, protocol }),
+      // one agent, two workers side by side in its directory (bb in bb/w1, bb2 in bb/w2): one cache, in w1/cache
+      BbagentWorker.start({
+        dir: path.join(scratch, 'bb'),
+        masterPort: master.protocolPort,
+        name: 'bb',
+        password: PASSWORD,
+        protocol,
+        config: { basedir: 'w1', workers: [{ basedir: 'w2', name: 'bb2' }] },
+      }),
       ReferenceWorker.start({ dir: path.join(scratch, 'ref'), masterPort: master.protocolPort, name: 'ref', password: PASSWORD, protocol }),
     ]);
-    await Promise.all([master.waitForWorker('bb'), master.waitForWorker('ref')]);
+    await Promise.all([master.waitForWorker('bb'), master.waitForWorker('bb2'), master.waitForWorker('ref')]);
   });
 
   afterAll(async () => {
@@ -96,13 +106,13 @@ describe.each(protocols)('FetchBuild over %s', (protocol) => {
     rmSync(scratch, { recursive: true, force: true });
   });
 
-  it('fetches and extracts a build that the next step reads; the second build is a cache hit with no request', async () => {
+  it("fetches and extracts a build that the next step reads; the second build and one on the agent's other worker are cache hits with no request", async () => {
     const first = await master.runBuild('fetch-bb', 60_000);
     const step = findStep(first, 'fetch');
     expect(step.results, step.state_string).toBe(Results.SUCCESS);
     expect(step.state_string).toMatch(/^fetched 30\d\.\d KiB \(1 request\(s\)\)$/);
     expect(channelText(findLog(step), 'o')).toMatch(/attempt 1: HTTP 200, \d+ bytes, sha256 ok/);
-    const extracted = path.join(bb.dir, 'fetch-bb', 'build', 'app');
+    const extracted = path.join(bb.dir, 'w1', 'fetch-bb', 'build', 'app');
     expect(readFileSync(path.join(extracted, 'tests', 'run.txt'), 'utf8')).toBe('the tests ran\n');
     expect(channelText(findLog(findStep(first, 'read')), 'o')).toBe('the tests ran\nthe tests ran\n');
     expect(first.results).toBe(Results.SUCCESS);
@@ -114,6 +124,13 @@ describe.each(protocols)('FetchBuild over %s', (protocol) => {
     expect(findStep(second, 'fetch').state_string).toMatch(/^fetched 30\d\.\d KiB \(cached\)$/);
     expect(channelText(findLog(findStep(second, 'fetch')), 'o')).toContain('from the cache, no request');
     expect(channelText(findLog(findStep(second, 'read')), 'o')).toBe('the tests ran\nthe tests ran\n');
+    expect(nginx.accessLog()).toHaveLength(1);
+
+    // the agent's other worker shares the cache
+    const other = await master.runBuild('fetch-bb2', 60_000);
+    expect(other.results).toBe(Results.SUCCESS);
+    expect(findStep(other, 'fetch').state_string).toMatch(/\(cached\)$/);
+    expect(readFileSync(path.join(bb.dir, 'w2', 'fetch-bb2', 'build', 'app', 'tests', 'run.txt'), 'utf8')).toBe('the tests ran\n');
     expect(nginx.accessLog()).toHaveLength(1);
   });
 
@@ -131,14 +148,14 @@ describe.each(protocols)('FetchBuild over %s', (protocol) => {
     stalling.plan({ kind: 'stall', bytes: 64 * 1024 });
     const brid = await master.forceBuild('fetch-stall-bb');
     const buildid = await master.waitForBuildStarted(brid);
-    const tmp = path.join(bb.dir, 'cache', '.tmp');
+    const tmp = path.join(bb.dir, 'w1', 'cache', '.tmp');
     await pollUntil(() => (stalling.log.length === 1 && readdirSync(tmp).length > 0) || undefined, { timeoutMs: 30_000, what: 'the download under way' });
     await master.stopBuild(buildid, 'stopped by the test');
     const build = await master.waitForBuild(brid);
     expect(build.results).toBe(Results.CANCELLED);
     expect(channelText(findLog(findStep(build, 'fetch')), 'e')).toMatch(/stall\.bin: .*aborted.*\(interrupted\)/);
     expect(readdirSync(tmp)).toEqual([]);
-    expect(existsSync(path.join(bb.dir, 'fetch-stall-bb', 'build', 'stalled.bin'))).toBe(false);
+    expect(existsSync(path.join(bb.dir, 'w1', 'fetch-stall-bb', 'build', 'stalled.bin'))).toBe(false);
   });
 
   it('fails clearly on buildbot-worker, which has no fetch command', async () => {
