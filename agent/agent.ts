@@ -2,10 +2,15 @@
 // base directory), runs what they share (process registry, loop monitor, idle compactor, output budget,
 // signals), and stops in stages (agent/shutdown.ts). It exits once every worker has stopped.
 
+import path from 'node:path';
 import { currentPlatform } from '../platforms/index.js';
 import type { Platform } from '../platforms/types.js';
+import { defaultCacheRoot } from './artifacts/cache.js';
+import { SharedArtifactCache } from './commands/fetch-cache.js';
 import type { AgentConfig, WorkerConfig } from './config/schema.js';
 import { HostedWorker, labelledLogger, type SharedParts, type WorkerEnd } from './hosted-worker.js';
+import { AgentError, errorMessage } from './errors.js';
+import { AGENT_OWNED_DIRS } from './layout.js';
 import type { Logger } from './log.js';
 import { LoopMonitor } from './loop-monitor.js';
 import { IdleCompactor } from './memory.js';
@@ -55,15 +60,20 @@ export function startAgent(config: AgentConfig, opts: RunAgentOptions): RunningA
     activity: () => hosts().reduce((n, h) => n + h.startedCount, 0),
     logger,
   });
+  const artifacts = new SharedArtifactCache(artifactCacheRoot(config), logger);
+  const misplaced = misplacedCacheDir(config, artifacts.root);
+  if (misplaced !== undefined) logger.warn(misplaced);
   const shared: SharedParts = {
     platform: opts.platform ?? currentPlatform(),
     processes,
+    artifacts,
     agentBucket: agentOutputBucket(config),
     environ: buildEnviron(process.env),
     protocols: PROTOCOLS,
     onActivity: () => compactor.poke(),
   };
   hosted = buildWorkers(workerConfigs(config), shared, logger);
+  artifacts.openAtStart(); // once the base directories exist
   const loopMonitor = new LoopMonitor({ logger });
   loopMonitor.start();
 
@@ -84,7 +94,8 @@ export function startAgent(config: AgentConfig, opts: RunAgentOptions): RunningA
     // that is done: a pending TERM grace or kill timer would die with the agent and leave them running
     const killed = processes.terminateAll();
     for (const h of hosted) h.worker.host.abandonAll();
-    void killed.then(() => {
+    void killed.then(async () => {
+      await artifacts.close().catch((err: unknown) => logger.warn(`artifact cache: ${errorMessage(err)}`));
       logger.info('bbagent stopped');
       resolveExit(gaveUp ? 1 : 0);
     });
@@ -105,6 +116,31 @@ export function startAgent(config: AgentConfig, opts: RunAgentOptions): RunningA
   for (const h of hosted) h.start();
   if (opts.handleSignals !== false) cleanups.push(onStopSignals(() => stages.next(), logger));
   return { exited, stop: () => stages.next(), workers: hosted.map((h) => h.worker) };
+}
+
+/** The one artifact cache of the agent: `cacheDir` (relative: to the top level's basedir), else its BASEDIR/cache. */
+export function artifactCacheRoot(config: AgentConfig): string {
+  const basedir = path.resolve(config.basedir);
+  return config.cacheDir === null ? defaultCacheRoot(basedir) : path.resolve(basedir, config.cacheDir);
+}
+
+/**
+ * Why a configured cacheDir is in the way, or undefined: inside a worker's basedir (not its own `cache`), a builder
+ * may have the same directory name, and deleteLeftoverDirs takes it for a leftover builder directory.
+ */
+export function misplacedCacheDir(config: AgentConfig, root: string): string | undefined {
+  for (const w of workerConfigs(config)) {
+    // the cache's sweep would delete the worker's files: refused
+    const up = path.relative(root, path.resolve(w.basedir));
+    if (up === '' || (!up.startsWith('..') && !path.isAbsolute(up))) {
+      throw new AgentError('E_CONFIG', `cacheDir ${root} is (or contains) worker '${w.name}''s basedir ${w.basedir}: give the cache a directory of its own`);
+    }
+    const rel = path.relative(path.resolve(w.basedir), root);
+    if (rel === '' || rel === '..' || rel.startsWith(`..${path.sep}`) || path.isAbsolute(rel)) continue;
+    if (AGENT_OWNED_DIRS.includes(rel.split(path.sep)[0] ?? '')) continue;
+    return `cacheDir ${root} is inside worker '${w.name}''s basedir ${w.basedir}: a builder directory of that name would share it, and deleteLeftoverDirs would remove it (put it outside, or leave cacheDir unset for BASEDIR/cache)`;
+  }
+  return undefined;
 }
 
 /** Builds every worker before any connects, so that a worker's bad setting stops the agent before it starts. */

@@ -75,6 +75,7 @@ type ArtifactCode =
   | 'E_CACHE_PRODUCE'
   | 'E_CACHE_HASH_MISMATCH'
   | 'E_CACHE_CLOSED'
+  | 'E_CACHE_FOREIGN' // the cache directory holds what no cache wrote: its sweep would delete it
   | 'E_FETCH_URL'
   | 'E_FETCH_DIGEST'
   | 'E_FETCH_HTTP' // the server answered a status that is not retried (404, 403, ...)

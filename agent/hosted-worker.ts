@@ -6,6 +6,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { Platform } from '../platforms/types.js';
 import { COMMAND_TABLE } from './commands/index.js';
+import type { ArtifactCacheProvider } from './commands/types.js';
 import type { WorkerConfig } from './config/schema.js';
 import { cleartextWarning } from './connection/cleartext.js';
 import { masterEndpoints, type ListedMaster } from './connection/endpoint.js';
@@ -33,6 +34,8 @@ export interface SharedParts {
   platform: Platform;
   /** Every running command's processes, so that the agent's exit kills them all. */
   processes: ProcessRegistry;
+  /** The agent's one artifact cache (fetch), shared by all its workers. */
+  artifacts?: ArtifactCacheProvider;
   /** The agent's output budget (all steps of all workers together). */
   agentBucket: TokenBucket | null;
   /** The environment builds start from. */
@@ -71,11 +74,20 @@ export class HostedWorker {
     ensureBasedir(basedir, logger);
     sweepTempFiles(basedir, logger); // temp files of downloads a kill -9 interrupted
     const output = outputSetupFromConfig(config, basedir, shared.agentBucket, logger);
-    const { platform, environ, processes } = shared;
+    const { platform, environ, processes, artifacts } = shared;
     const version = `bbagent ${VERSION}`;
     this.worker = new Worker({
       output,
-      env: { basedir, platform, logger, environ, now: () => Date.now() / 1000, processes, confineToBasedir: config.confineToBasedir },
+      env: {
+        basedir,
+        platform,
+        logger,
+        environ,
+        now: () => Date.now() / 1000,
+        processes,
+        confineToBasedir: config.confineToBasedir,
+        ...(artifacts ? { artifacts } : {}),
+      },
       commands: COMMAND_TABLE,
       logger,
       collectInfo: () =>

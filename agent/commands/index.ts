@@ -2,6 +2,7 @@
 
 import { cpdirCommand } from './cpdir.js';
 import { downloadFileCommand } from './download-file.js';
+import { fetchCommand } from './fetch.js';
 import { globCommand } from './glob.js';
 import { listdirCommand } from './listdir.js';
 import { mkdirCommand } from './mkdir.js';
@@ -27,6 +28,7 @@ export const COMMAND_TABLE: readonly CommandDefinition[] = [
   globCommand,
   listdirCommand,
   rmfileCommand,
+  fetchCommand,
   perfCommand,
   suiteCommand,
 ];

@@ -1,6 +1,7 @@
 // The one command interface every protocol drives: a command gets its arguments, a CommandIO to report
 // through, and an environment; it never knows which protocol carries it.
 
+import type { ArtifactCache } from '../artifacts/cache.js';
 import type { Logger } from '../log.js';
 import type { Platform } from '../../platforms/types.js';
 import type { ProcessRegistry } from '../process/tracking.js';
@@ -85,6 +86,16 @@ export interface CommandEnv {
   now(): number;
   /** The agent's running processes, killed before it exits; absent: commands' processes are not registered. */
   processes?: ProcessRegistry;
+  /** The agent's one artifact cache, shared by all its workers and steps (fetch); absent: fetch has no cache. */
+  artifacts?: ArtifactCacheProvider;
+}
+
+/** Opens the shared artifact cache on first use (agent/commands/fetch-cache.ts); every get gives the same one. */
+export interface ArtifactCacheProvider {
+  /** The cache's directory. */
+  readonly root: string;
+  /** The open cache; rejects (E_CACHE_LOCKED, ...) when it cannot be opened, and tries again on the next get. */
+  get(): Promise<ArtifactCache>;
 }
 
 export type CommandArgs = Record<string, unknown>;

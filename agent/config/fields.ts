@@ -162,6 +162,10 @@ const RULES: { [K in ConfigField]: FieldRule<WorkerConfig[K]> } = {
     'a path or null',
   ),
   logLevel: choice('"debug" or "info"', { debug: 'debug', info: 'info' }),
+  cacheDir: nullable(
+    text('', (s) => s.length > 0),
+    'a directory path or null (BASEDIR/cache)',
+  ),
 };
 
 /** The schema's fields in the order the file lists them. */

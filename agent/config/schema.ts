@@ -112,6 +112,8 @@ export interface WorkerConfig {
   redactFile: string | null;
   /** 'debug' adds the agent's debug lines to its log (keepalive replies, logins, heap compactions). */
   logLevel: 'debug' | 'info';
+  /** The artifact cache of the `fetch` command, shared by all workers (relative: to basedir); null: BASEDIR/cache. */
+  cacheDir: string | null;
 }
 
 /** The loaded configuration: the top level (worker #1) and the further workers of the file's `workers`. */
@@ -158,5 +160,6 @@ export const CONFIG_DEFAULTS = {
   redact: [] as string[],
   redactFile: null,
   logLevel: 'info' as const,
+  cacheDir: null,
   workers: [] as WorkerConfig[],
 } satisfies Partial<AgentConfig>;

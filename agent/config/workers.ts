@@ -52,6 +52,7 @@ export const FIELD_SCOPE: { readonly [K in ConfigField]: 'agent' | 'worker' } = 
   redact: 'worker',
   redactFile: 'worker',
   logLevel: 'agent',
+  cacheDir: 'agent',
 };
 
 /** How messages name worker i of [top level, ...entries]. */

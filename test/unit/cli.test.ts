@@ -143,6 +143,7 @@ describe('bbagent create-worker', () => {
       redact: [],
       redactFile: null,
       logLevel: 'info',
+      cacheDir: null,
     });
   });
 
@@ -224,6 +225,7 @@ describe('bbagent create-worker', () => {
       redact: [],
       redactFile: null,
       logLevel: 'debug',
+      cacheDir: null,
     });
   });
 
