@@ -3,6 +3,7 @@
 
 import { AgentError } from '../errors.js';
 import { MASTERS_EXPECT, mastersFromJson, mastersFromText } from './masters.js';
+import { parseMetricsAddr } from './metrics.js';
 import { proxyProblem } from './proxy.js';
 import { PROTOCOL_NAMES, type WorkerConfig } from './schema.js';
 
@@ -161,6 +162,12 @@ const RULES: { [K in ConfigField]: FieldRule<WorkerConfig[K]> } = {
     'a path or null',
   ),
   logLevel: choice('"debug" or "info"', { debug: 'debug', info: 'info' }),
+  logFormat: choice('"text" or "json"', { text: 'text', json: 'json' }),
+  metricsAddr: nullable(
+    text('', (s) => parseMetricsAddr(s) !== undefined),
+    'HOST:PORT (e.g. 127.0.0.1:9101) or null (no metrics)',
+  ),
+  metricsAllowRemote: bool(),
 };
 
 /** The schema's fields in the order the file lists them. */

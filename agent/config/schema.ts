@@ -104,6 +104,12 @@ export interface WorkerConfig {
   redactFile: string | null;
   /** 'debug' adds the agent's debug lines to its log (keepalive replies, logins, heap compactions). */
   logLevel: 'debug' | 'info';
+  /** How log lines are written: text (timestamp, [level], message) or json (one object per message). */
+  logFormat: 'text' | 'json';
+  /** HOST:PORT of the Prometheus metrics endpoint (agent/control/metrics.ts); null: no metrics. */
+  metricsAddr: string | null;
+  /** Let metricsAddr be a non-loopback address (the endpoint has no authentication). */
+  metricsAllowRemote: boolean;
 }
 
 /** The loaded configuration: the top level (worker #1) and the further workers of the file's `workers`. */
@@ -149,5 +155,8 @@ export const CONFIG_DEFAULTS = {
   redact: [] as string[],
   redactFile: null,
   logLevel: 'info' as const,
+  logFormat: 'text' as const,
+  metricsAddr: null,
+  metricsAllowRemote: false,
   workers: [] as WorkerConfig[],
 } satisfies Partial<AgentConfig>;

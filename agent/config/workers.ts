@@ -51,6 +51,9 @@ export const FIELD_SCOPE: { readonly [K in ConfigField]: 'agent' | 'worker' } = 
   redact: 'worker',
   redactFile: 'worker',
   logLevel: 'agent',
+  logFormat: 'agent',
+  metricsAddr: 'agent',
+  metricsAllowRemote: 'agent',
 };
 
 /** How messages name worker i of [top level, ...entries]. */

@@ -142,6 +142,9 @@ describe('bbagent create-worker', () => {
       redact: [],
       redactFile: null,
       logLevel: 'info',
+      logFormat: 'text',
+      metricsAddr: null,
+      metricsAllowRemote: false,
     });
   });
 
@@ -178,6 +181,8 @@ describe('bbagent create-worker', () => {
       '-l',
       'None',
       '--log-level=debug',
+      '--log-format=json',
+      '--metrics-addr=127.0.0.1:9101',
       dir,
       '[::1]:4321',
       'w2',
@@ -222,6 +227,9 @@ describe('bbagent create-worker', () => {
       redact: [],
       redactFile: null,
       logLevel: 'debug',
+      logFormat: 'json',
+      metricsAddr: '127.0.0.1:9101',
+      metricsAllowRemote: false,
     });
   });
 

@@ -1,0 +1,175 @@
+// `bbagent status` and the metrics during a real build on a REAL Buildbot 3.7 master (PB): the agent runs in the
+// foreground with --metrics-addr on port 0, --log-format json and --log-level debug; while a shell step sleeps,
+// status shows the worker connected and the command running on its builder; after the build the metrics show the
+// command counted and its output; garbage and silent clients on the control socket are cut off without harm;
+// the socket is owner-only; once the agent stopped, status exits 3.
+
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BUNDLE } from '../../scripts/harness/bbagent-worker.js';
+import { BuildbotMaster, Results } from '../../scripts/harness/master.js';
+import { ManagedProcess, pollUntil, runCommand } from '../../scripts/harness/process.js';
+
+const haveBuildbot = existsSync('/usr/bin/buildbot');
+const env = (): NodeJS.ProcessEnv => Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('BBAGENT_')));
+
+/** Runs the bundle to its end: exit code and stdout (status's exit code is what is tested). */
+function bbagent(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BUNDLE, ...args], { env: env(), stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString('utf8')));
+    child.stderr.on('data', (c: Buffer) => (err += c.toString('utf8')));
+    child.once('error', reject);
+    child.once('close', (code) => resolve({ code, out, err }));
+  });
+}
+
+interface Status {
+  metricsUrl: string | null;
+  workers: {
+    name: string;
+    connection: { state: string; master: string; protocol: string; connectedSince: number | null; reconnects: number };
+    commands: {
+      running: { command: string; builder: string | null; workdir: string | null; elapsedS: number }[];
+      started: Record<string, number>;
+      outputSentBytes: number;
+    };
+  }[];
+}
+
+async function status(dir: string): Promise<Status> {
+  const r = await bbagent(['status', '--json', dir]);
+  expect(r.code, r.err).toBe(0);
+  return JSON.parse(r.out) as Status;
+}
+
+/** A metric's value from the text format (the first sample whose line starts with `sample`). */
+function sample(text: string, prefix: string): number | undefined {
+  const line = text.split('\n').find((l) => l.startsWith(prefix));
+  return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(' ') + 1));
+}
+
+/** Sends `bytes` on the control socket and collects what comes back until the agent closes. */
+function rawExchange(sock: string, bytes: string | undefined): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect(sock);
+    let got = '';
+    s.on('connect', () => {
+      if (bytes !== undefined) s.write(bytes);
+    });
+    s.on('data', (b: Buffer) => (got += b.toString('utf8')));
+    s.on('close', () => resolve(got));
+    s.on('error', reject);
+  });
+}
+
+describe.skipIf(!haveBuildbot)('bbagent status and metrics during a real build', () => {
+  const scratch = mkdtempSync(path.join(os.tmpdir(), 'bbagent-status-it-'));
+  const dir = path.join(scratch, 'w');
+  const sock = path.join(dir, '.bbagent', 'run', 'control.sock');
+  let master: BuildbotMaster;
+  let agent: ManagedProcess | undefined;
+
+  beforeAll(async () => {
+    master = await BuildbotMaster.start({
+      dir: path.join(scratch, 'master'),
+      protocol: 'pb',
+      workers: [{ name: 'st', password: 'status-pw' }],
+      builders: [
+        { name: 'slow', workernames: ['st'], steps: "[steps.ShellCommand(name='sleepy', command='echo start; sleep 4; echo done', logEnviron=False)]" },
+      ],
+    });
+    await runCommand(process.execPath, [BUNDLE, 'create-worker', '-q', dir, `127.0.0.1:${master.portFor('pb')}`, 'st', 'status-pw'], { env: env() });
+    agent = await ManagedProcess.spawn({
+      command: process.execPath,
+      args: [BUNDLE, 'start', '--nodaemon', '--metrics-addr=127.0.0.1:0', '--log-format=json', '--log-level=debug', '--keepalive=1', dir],
+      cwd: dir,
+      env: env(),
+      label: 'bbagent st',
+    });
+    await master.waitForWorker('st');
+  }, 60_000);
+
+  afterAll(async () => {
+    await agent?.stop(15_000);
+    await master?.stop();
+    rmSync(scratch, { recursive: true, force: true });
+  });
+
+  it('shows the connection, the running command on its builder, and the metrics count the build', async () => {
+    const idle = await status(dir);
+    const w = idle.workers[0]!;
+    expect(w.name).toBe('st');
+    expect(w.connection).toMatchObject({ state: 'connected', master: `127.0.0.1:${master.portFor('pb')}`, protocol: 'pb', reconnects: 0 });
+    expect(w.connection.connectedSince).toBeLessThanOrEqual(Date.now());
+    expect(idle.metricsUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
+    const scrape = async (): Promise<string> => (await fetch(idle.metricsUrl!)).text();
+    expect(sample(await scrape(), 'bbagent_connection_up{worker="st"')).toBe(1);
+
+    const brid = await master.forceBuild('slow');
+    const buildid = await master.waitForBuildStarted(brid);
+    await master.waitForLogText(buildid, 'sleepy', 'start');
+    const busy = await status(dir);
+    const running = busy.workers[0]!.commands.running;
+    expect(running).toHaveLength(1);
+    expect(running[0]).toMatchObject({ command: 'shell', builder: 'slow' });
+    expect(running[0]!.workdir).toBe(path.join(dir, 'slow', 'build'));
+    expect(running[0]!.elapsedS).toBeGreaterThan(0);
+    expect(sample(await scrape(), 'bbagent_commands_running{worker="st"}')).toBe(1);
+    // the human form names the same
+    const table = await bbagent(['status', dir]);
+    expect(table.code).toBe(0);
+    expect(table.out).toMatch(/state\s+connected since/);
+    expect(table.out).toMatch(/slow\s+shell\s+\S+\s+[0-9.]+ s/);
+
+    const build = await master.waitForBuild(brid);
+    expect(build.results).toBe(Results.SUCCESS);
+    const after = await scrape();
+    expect(sample(after, 'bbagent_commands_finished_total{worker="st",command="shell",result="success"}')).toBeGreaterThanOrEqual(1);
+    expect(sample(after, 'bbagent_output_sent_bytes_total{worker="st"}')).toBeGreaterThan(0);
+    expect(sample(after, 'bbagent_output_batch_bytes_count{worker="st"}')).toBeGreaterThan(0);
+    expect(sample(after, 'process_resident_memory_bytes')).toBeGreaterThan(0);
+    expect((await status(dir)).workers[0]!.commands.running).toHaveLength(0);
+  }, 60_000);
+
+  it('the socket is owner-only, and garbage or a silent client does not hurt the agent', async () => {
+    expect(statSync(sock).mode & 0o777).toBe(0o600);
+    expect(statSync(path.dirname(sock)).mode & 0o777).toBe(0o700);
+    // an over-long request with no newline is refused and closed; so is one that is not JSON
+    expect(JSON.parse(await rawExchange(sock, 'x'.repeat(100_000)))).toMatchObject({ ok: false, error: expect.stringContaining('longer than') });
+    expect(JSON.parse(await rawExchange(sock, '\u0000\u00ff{{{\n'))).toMatchObject({ ok: false, error: 'the request is not JSON' });
+    expect(JSON.parse(await rawExchange(sock, '{"request":"nonsense"}\n'))).toMatchObject({ ok: false });
+    // a client that never sends anything is cut off (REQUEST_TIMEOUT_MS), and meanwhile status answers
+    const silent = rawExchange(sock, undefined);
+    expect((await status(dir)).workers[0]!.connection.state).toBe('connected');
+    expect(await silent).toBe('');
+    expect(agent!.running).toBe(true);
+  }, 30_000);
+
+  it('logs JSON lines, debug ones included', async () => {
+    const lines = await pollUntil(
+      () => {
+        const ls = agent!.capturedOutput.split('\n').filter((l) => l.trim() !== '');
+        return ls.some((l) => l.includes("master replied to keepalive, everything's fine")) ? ls : undefined;
+      },
+      { timeoutMs: 10_000, what: 'the debug line of a keepalive reply', details: () => agent!.capturedOutput.slice(-2000) },
+    );
+    for (const l of lines) expect(Object.keys(JSON.parse(l) as object)).toEqual(['time', 'level', 'msg']);
+    expect(lines.map((l) => (JSON.parse(l) as { level: string }).level)).toContain('debug');
+  }, 20_000);
+
+  it('once the agent stopped, status says it is not running and exits 3', async () => {
+    agent!.signal('SIGTERM');
+    await agent!.exited;
+    const r = await bbagent(['status', dir]);
+    expect(r.code).toBe(3);
+    expect(r.out).toContain(`bbagent not running in ${dir}`);
+    expect(existsSync(sock)).toBe(false);
+  }, 30_000);
+});
