@@ -156,9 +156,12 @@ describe.skipIf(!haveBuildbot)('bbagent status and metrics during a real build',
     const lines = await pollUntil(
       () => {
         const ls = agent!.capturedOutput.split('\n').filter((l) => l.trim() !== '');
-        return ls.some((l) => l.includes("master replied to keepalive, everything's fine")) ? ls : undefined;
+        const keepalive = ls.some((l) => l.includes("master replied to keepalive, everything's fine"));
+        // the build ended: after 3 s with no command the heap is compacted, which is logged at debug
+        const compacted = ls.some((l) => l.includes('idle: heap compacted'));
+        return keepalive && compacted ? ls : undefined;
       },
-      { timeoutMs: 10_000, what: 'the debug line of a keepalive reply', details: () => agent!.capturedOutput.slice(-2000) },
+      { timeoutMs: 10_000, what: 'the debug lines of a keepalive reply and a heap compaction', details: () => agent!.capturedOutput.slice(-2000) },
     );
     for (const l of lines) expect(Object.keys(JSON.parse(l) as object)).toEqual(['time', 'level', 'msg']);
     expect(lines.map((l) => (JSON.parse(l) as { level: string }).level)).toContain('debug');
