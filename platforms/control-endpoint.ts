@@ -18,6 +18,8 @@ export interface ControlEndpoint {
   path: string;
   /** The owner-only directory that holds the socket; null for a named pipe (no file). */
   dir: string | null;
+  /** The user the agent runs as, who must own the socket (POSIX); null: not checked. */
+  owner: number | null;
 }
 
 function digest(s: string): string {
@@ -25,19 +27,29 @@ function digest(s: string): string {
 }
 
 /**
- * The control endpoint of the agent whose own directory is `runDir` (absolute). `os` and `uid` are the
- * running system's unless a test gives them.
+ * The control endpoint of the agent whose own directory is `runDir` (absolute), run by user `uid` (the agent
+ * passes its own; `bbagent status`, which may run as another user, root say, the owner of runDir). `os` is the
+ * running system unless a test gives one.
  */
-export function controlEndpoint(runDir: string, os: NodeJS.Platform = process.platform, uid: number = process.getuid?.() ?? 0): ControlEndpoint {
+export function controlEndpoint(runDir: string, os: NodeJS.Platform = process.platform, uid: number | null = process.getuid?.() ?? null): ControlEndpoint {
   if (os === 'win32') {
     // pipe names are case-insensitive, as Windows paths are
-    return { path: `\\\\.\\pipe\\bbagent-${digest(path.win32.resolve(runDir).toLowerCase())}`, dir: null };
+    return { path: `\\\\.\\pipe\\bbagent-${digest(path.win32.resolve(runDir).toLowerCase())}`, dir: null, owner: null };
   }
   const full = path.posix.join(runDir, SOCKET_NAME);
-  if (Buffer.byteLength(full) <= MAX_SOCKET_PATH_BYTES) return { path: full, dir: runDir };
+  if (Buffer.byteLength(full) <= MAX_SOCKET_PATH_BYTES) return { path: full, dir: runDir, owner: uid };
   // not os.tmpdir(): TMPDIR may differ between the agent (a service) and the shell that runs status
-  const dir = `/tmp/bbagent-${uid}`;
-  return { path: `${dir}/${digest(runDir)}.sock`, dir };
+  const dir = `/tmp/bbagent-${uid ?? 'user'}`;
+  return { path: `${dir}/${digest(runDir)}.sock`, dir, owner: uid };
+}
+
+/** The uid that owns `dir` (the agent's user, for the directory it made), or this process's when it is absent. */
+export function ownerOf(dir: string): number | null {
+  try {
+    return lstatSync(dir).uid;
+  } catch {
+    return process.getuid?.() ?? null;
+  }
 }
 
 /**
@@ -50,21 +62,20 @@ export function prepareControlDir(endpoint: ControlEndpoint): void {
   try {
     makedirs(dir, { existOk: true, mode: 0o700 });
     const st = lstatSync(dir);
-    const uid = process.getuid?.();
+    const uid = endpoint.owner;
     if (!st.isDirectory()) throw new Error('it is not a directory');
-    if (uid !== undefined && st.uid !== uid) throw new Error(`it belongs to user ${st.uid}, not to this user (${uid})`);
+    if (uid !== null && st.uid !== uid) throw new Error(`it belongs to user ${st.uid}, not to this user (${uid})`);
     if ((st.mode & 0o777) !== 0o700) chmodSync(dir, 0o700);
   } catch (err) {
     throw new AgentError('E_CONTROL', `control socket directory ${dir}: ${(err as Error).message}`);
   }
 }
 
-/** A socket found at the endpoint is ours to talk to: owned by this user (a /tmp name could be another's). */
+/** A socket found at the endpoint is the agent's: owned by the agent's user (a name in /tmp could be anyone's). */
 export function controlSocketOwned(endpoint: ControlEndpoint): boolean {
-  if (endpoint.dir === null) return true;
-  const uid = process.getuid?.();
+  if (endpoint.owner === null) return true;
   try {
-    return uid === undefined || lstatSync(endpoint.path).uid === uid;
+    return lstatSync(endpoint.path).uid === endpoint.owner;
   } catch {
     return true; // absent: connecting says so
   }

@@ -51,7 +51,7 @@ export async function statusCommand(argv: string[], io: CliIO): Promise<number> 
     }
     let status: AgentStatus;
     try {
-      status = replyStatus(await askAgent(endpointFor(dir), { request: 'status' }));
+      status = replyStatus(await askAgent(endpointFor(dir, 'client'), { request: 'status' }));
     } catch (err) {
       if (!(err instanceof NotRunningError)) throw err;
       return notRunning(dir, io);

@@ -2,7 +2,7 @@
 
 import net from 'node:net';
 import path from 'node:path';
-import { controlEndpoint, controlSocketOwned, type ControlEndpoint } from '../../platforms/control-endpoint.js';
+import { controlEndpoint, controlSocketOwned, ownerOf, type ControlEndpoint } from '../../platforms/control-endpoint.js';
 import { AgentError } from '../errors.js';
 import { BASEDIR_LAYOUT } from '../layout.js';
 
@@ -14,9 +14,19 @@ export const CLIENT_TIMEOUT_MS = 5000;
 /** A reply larger than this is not a status reply (hundreds of running commands fit in a few hundred KiB). */
 export const MAX_REPLY_BYTES = 16 * 1024 * 1024;
 
-/** The control endpoint of the agent of `basedir` (its top-level worker's base directory). */
-export function endpointFor(basedir: string): ControlEndpoint {
-  return controlEndpoint(path.join(path.resolve(basedir), BASEDIR_LAYOUT.state, RUN_DIR));
+/**
+ * The control endpoint of the agent of `basedir` (its top-level worker's base directory): as the agent serves
+ * it ('agent': run by this process's user), or as a client finds it ('client': the agent's user is the owner of
+ * its run directory, which may not be this process's).
+ */
+export function endpointFor(basedir: string, who: 'agent' | 'client'): ControlEndpoint {
+  const runDir = runDirOf(basedir);
+  return who === 'agent' ? controlEndpoint(runDir) : controlEndpoint(runDir, undefined, ownerOf(runDir));
+}
+
+/** BASEDIR/.bbagent/run: the agent makes it (owner-only) even when its socket is elsewhere, so its owner tells whose agent it is. */
+export function runDirOf(basedir: string): string {
+  return path.join(path.resolve(basedir), BASEDIR_LAYOUT.state, RUN_DIR);
 }
 
 /** Nothing listens at the endpoint: the agent is not running (or was killed before it could clean up). */
@@ -29,7 +39,7 @@ export class NotRunningError extends AgentError {
 /** Sends `request` and resolves with the parsed reply; NotRunningError when nothing listens, E_CONTROL otherwise. */
 export function askAgent(endpoint: ControlEndpoint, request: object, timeoutMs: number = CLIENT_TIMEOUT_MS): Promise<unknown> {
   if (!controlSocketOwned(endpoint)) {
-    return Promise.reject(new AgentError('E_CONTROL', `${endpoint.path} belongs to another user: not asking it`));
+    return Promise.reject(new AgentError('E_CONTROL', `${endpoint.path} does not belong to the agent's user (${endpoint.owner ?? '?'}): not asking it`));
   }
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];

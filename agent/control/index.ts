@@ -6,7 +6,8 @@ import { parseMetricsAddr } from '../config/metrics.js';
 import { errorMessage } from '../errors.js';
 import type { HostedWorker } from '../hosted-worker.js';
 import type { Logger } from '../log.js';
-import { endpointFor } from './client.js';
+import { makedirs } from '../fs/makedirs.js';
+import { endpointFor, runDirOf } from './client.js';
 import { startControlServer, type ControlHandler, type ControlServer } from './server.js';
 import { collectStatus, type StatusSources } from './status.js';
 import type { MetricsServer } from './metrics.js';
@@ -42,13 +43,18 @@ export function startObservers(o: ObserverOptions): Observers {
     req.request === 'status'
       ? { ok: true, status: collectStatus(sources) }
       : { ok: false, error: `unknown request ${JSON.stringify(req.request).slice(0, 80)}` };
-  const startSocket = startControlServer(endpointFor(o.basedir), handle, o.logger).then(
-    (s) => {
-      if (closed) s.close();
-      else control = s;
-    },
-    (err: unknown) => o.logger.warn(`bbagent status will not answer: ${errorMessage(err)}`),
-  );
+  const startSocket = Promise.resolve()
+    .then(() => {
+      makedirs(runDirOf(o.basedir), { existOk: true, mode: 0o700 });
+      return startControlServer(endpointFor(o.basedir, 'agent'), handle, o.logger);
+    })
+    .then(
+      (s) => {
+        if (closed) s.close();
+        else control = s;
+      },
+      (err: unknown) => o.logger.warn(`bbagent status will not answer: ${errorMessage(err)}`),
+    );
   const addr = o.metricsAddr === null ? undefined : parseMetricsAddr(o.metricsAddr);
   const startMetrics =
     addr === undefined

@@ -28,7 +28,7 @@ afterEach(() => {
 async function serve(handle: ControlHandler, basedir = path.join(scratch, `w${++counter}`)): Promise<{ basedir: string; server: ControlServer }> {
   mkdirSync(basedir, { recursive: true });
   writeFileSync(path.join(basedir, 'bbagent.json'), '{}');
-  const server = await startControlServer(endpointFor(basedir), handle, silentLogger);
+  const server = await startControlServer(endpointFor(basedir, 'agent'), handle, silentLogger);
   servers.push(server);
   return { basedir, server };
 }
@@ -140,7 +140,7 @@ describe('control socket', () => {
     const basedir = path.join(scratch, 'stale');
     const first = await serve(statusHandler, basedir);
     const sock = first.server.endpoint.path;
-    await expect(startControlServer(endpointFor(basedir), statusHandler, silentLogger)).rejects.toThrow(/another agent answers there/);
+    await expect(startControlServer(endpointFor(basedir, 'agent'), statusHandler, silentLogger)).rejects.toThrow(/another agent answers there/);
     first.server.close();
     // a process that listens there and is killed with SIGKILL leaves the socket file behind
     const child = spawn(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(sock)}, () => console.log('up'))`], {
@@ -150,8 +150,8 @@ describe('control socket', () => {
     child.kill('SIGKILL');
     await new Promise<void>((r) => child.once('exit', () => r()));
     expect(existsSync(sock)).toBe(true);
-    await expect(askAgent(endpointFor(basedir), { request: 'status' })).rejects.toBeInstanceOf(NotRunningError);
-    const again = await startControlServer(endpointFor(basedir), statusHandler, silentLogger);
+    await expect(askAgent(endpointFor(basedir, 'agent'), { request: 'status' })).rejects.toBeInstanceOf(NotRunningError);
+    const again = await startControlServer(endpointFor(basedir, 'agent'), statusHandler, silentLogger);
     servers.push(again);
     expect(await askAgent(again.endpoint, { request: 'status' })).toMatchObject({ ok: true });
   });
@@ -159,14 +159,22 @@ describe('control socket', () => {
   it('a BASEDIR too deep for sun_path is served from a short owner-only path under /tmp', async () => {
     let deep = path.join(scratch, 'deep');
     while (Buffer.byteLength(path.join(deep, '.bbagent', 'run', 'control.sock')) <= MAX_SOCKET_PATH_BYTES) deep = path.join(deep, 'a-long-directory-name');
-    const ep = endpointFor(deep);
+    const ep = endpointFor(deep, 'agent');
     expect(ep.path).toMatch(/^\/tmp\/bbagent-\d+\/[0-9a-f]{16}\.sock$/);
     const { server } = await serve(statusHandler, deep);
     expect(server.endpoint.path).toBe(ep.path);
     expect(statSync(path.dirname(ep.path)).mode & 0o777).toBe(0o700);
-    expect(await askAgent(endpointFor(deep), { request: 'status' })).toMatchObject({ ok: true });
+    expect(await askAgent(endpointFor(deep, 'client'), { request: 'status' })).toMatchObject({ ok: true });
     server.close();
     expect(existsSync(ep.path)).toBe(false);
+  });
+
+  it("the /tmp fallback is named by the agent's user; a socket of another user is not asked", async () => {
+    const deep = `/srv/${'d'.repeat(120)}/.bbagent/run`;
+    expect(controlEndpoint(deep, 'linux', 1234)).toMatchObject({ path: expect.stringMatching(/^\/tmp\/bbagent-1234\/[0-9a-f]{16}\.sock$/), owner: 1234 });
+    const { server } = await serve(statusHandler);
+    const impostor = { ...server.endpoint, owner: (server.endpoint.owner ?? 0) + 4242 };
+    await expect(askAgent(impostor, { request: 'status' })).rejects.toThrow(/does not belong to the agent's user/);
   });
 
   it('names a pipe on Windows by the directory, case-insensitively', () => {
@@ -178,7 +186,7 @@ describe('control socket', () => {
   });
 
   it('nothing listening is NotRunningError', async () => {
-    await expect(askAgent(endpointFor(path.join(scratch, 'nobody')), { request: 'status' })).rejects.toBeInstanceOf(NotRunningError);
+    await expect(askAgent(endpointFor(path.join(scratch, 'nobody'), 'client'), { request: 'status' })).rejects.toBeInstanceOf(NotRunningError);
   });
 });
 
