@@ -1,11 +1,12 @@
-// `bbagent status` and the metrics during a real build on a REAL Buildbot 3.7 master (PB): the agent runs in the
-// foreground with --metrics-addr on port 0, --log-format json and --log-level debug; while a shell step sleeps,
-// status shows the worker connected and the command running on its builder; after the build the metrics show the
-// command counted and its output; garbage and silent clients on the control socket are cut off without harm;
-// the socket is owner-only; once the agent stopped, status exits 3.
+// `bbagent status` and the metrics during real builds on a REAL Buildbot 3.7 master: one agent with two workers
+// (PB and msgpack) runs in the foreground with --metrics-addr on port 0, --log-format json and --log-level debug;
+// while a shell step sleeps on each, status shows both connected and the commands running; after the builds the
+// metrics show the commands counted and their output; garbage and silent clients on the control socket are cut
+// off without harm; the socket is owner-only; the debug lines appear as JSON; once the agent stopped, status
+// exits 3.
 
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -15,6 +16,7 @@ import { BuildbotMaster, Results } from '../../scripts/harness/master.js';
 import { ManagedProcess, pollUntil, runCommand } from '../../scripts/harness/process.js';
 
 const haveBuildbot = existsSync('/usr/bin/buildbot');
+const SLEEPY = "[steps.ShellCommand(name='sleepy', command='echo start; sleep 4; echo done', logEnviron=False)]";
 const env = (): NodeJS.ProcessEnv => Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('BBAGENT_')));
 
 /** Runs the bundle to its end: exit code and stdout (status's exit code is what is tested). */
@@ -72,6 +74,7 @@ function rawExchange(sock: string, bytes: string | undefined): Promise<string> {
 describe.skipIf(!haveBuildbot)('bbagent status and metrics during a real build', () => {
   const scratch = mkdtempSync(path.join(os.tmpdir(), 'bbagent-status-it-'));
   const dir = path.join(scratch, 'w');
+  const mpDir = path.join(scratch, 'w-mp');
   const sock = path.join(dir, '.bbagent', 'run', 'control.sock');
   let master: BuildbotMaster;
   let agent: ManagedProcess | undefined;
@@ -80,12 +83,21 @@ describe.skipIf(!haveBuildbot)('bbagent status and metrics during a real build',
     master = await BuildbotMaster.start({
       dir: path.join(scratch, 'master'),
       protocol: 'pb',
-      workers: [{ name: 'st', password: 'status-pw' }],
+      alsoProtocol: 'msgpack',
+      workers: [
+        { name: 'st', password: 'status-pw' },
+        { name: 'st-mp', password: 'status-pw' },
+      ],
       builders: [
-        { name: 'slow', workernames: ['st'], steps: "[steps.ShellCommand(name='sleepy', command='echo start; sleep 4; echo done', logEnviron=False)]" },
+        { name: 'slow', workernames: ['st'], steps: SLEEPY },
+        { name: 'slow-mp', workernames: ['st-mp'], steps: SLEEPY },
       ],
     });
     await runCommand(process.execPath, [BUNDLE, 'create-worker', '-q', dir, `127.0.0.1:${master.portFor('pb')}`, 'st', 'status-pw'], { env: env() });
+    // a second worker in the same agent, over msgpack: status lists both
+    const config = JSON.parse(readFileSync(path.join(dir, 'bbagent.json'), 'utf8')) as Record<string, unknown>;
+    config['workers'] = [{ basedir: mpDir, name: 'st-mp', protocol: 'msgpack', masterPort: master.portFor('msgpack') }];
+    writeFileSync(path.join(dir, 'bbagent.json'), JSON.stringify(config));
     agent = await ManagedProcess.spawn({
       command: process.execPath,
       args: [BUNDLE, 'start', '--nodaemon', '--metrics-addr=127.0.0.1:0', '--log-format=json', '--log-level=debug', '--keepalive=1', dir],
@@ -93,7 +105,7 @@ describe.skipIf(!haveBuildbot)('bbagent status and metrics during a real build',
       env: env(),
       label: 'bbagent st',
     });
-    await master.waitForWorker('st');
+    await Promise.all([master.waitForWorker('st'), master.waitForWorker('st-mp')]);
   }, 60_000);
 
   afterAll(async () => {
@@ -102,25 +114,32 @@ describe.skipIf(!haveBuildbot)('bbagent status and metrics during a real build',
     rmSync(scratch, { recursive: true, force: true });
   });
 
-  it('shows the connection, the running command on its builder, and the metrics count the build', async () => {
+  it('shows both connections, the running commands (builder over PB, workdir over msgpack), and the metrics count the builds', async () => {
     const idle = await status(dir);
-    const w = idle.workers[0]!;
-    expect(w.name).toBe('st');
-    expect(w.connection).toMatchObject({ state: 'connected', master: `127.0.0.1:${master.portFor('pb')}`, protocol: 'pb', reconnects: 0 });
-    expect(w.connection.connectedSince).toBeLessThanOrEqual(Date.now());
+    expect(idle.workers.map((w) => w.name)).toEqual(['st', 'st-mp']);
+    const [pb, mp] = idle.workers;
+    expect(pb!.connection).toMatchObject({ state: 'connected', master: `127.0.0.1:${master.portFor('pb')}`, protocol: 'pb', reconnects: 0 });
+    expect(mp!.connection).toMatchObject({ state: 'connected', master: `127.0.0.1:${master.portFor('msgpack')}`, protocol: 'msgpack', reconnects: 0 });
+    expect(pb!.connection.connectedSince).toBeLessThanOrEqual(Date.now());
     expect(idle.metricsUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
     const scrape = async (): Promise<string> => (await fetch(idle.metricsUrl!)).text();
-    expect(sample(await scrape(), 'bbagent_connection_up{worker="st"')).toBe(1);
+    const before = await scrape();
+    expect(sample(before, 'bbagent_connection_up{worker="st"')).toBe(1);
+    expect(sample(before, 'bbagent_connection_up{worker="st-mp"')).toBe(1);
+    expect(sample(before, 'bbagent_commands_finished_total{worker="st",command="shell",result="success"}')).toBeUndefined();
 
-    const brid = await master.forceBuild('slow');
-    const buildid = await master.waitForBuildStarted(brid);
-    await master.waitForLogText(buildid, 'sleepy', 'start');
+    const requests = await Promise.all([master.forceBuild('slow'), master.forceBuild('slow-mp')]);
+    const builds = await Promise.all(requests.map((r) => master.waitForBuildStarted(r)));
+    await Promise.all(builds.map((b) => master.waitForLogText(b, 'sleepy', 'start')));
     const busy = await status(dir);
-    const running = busy.workers[0]!.commands.running;
-    expect(running).toHaveLength(1);
-    expect(running[0]).toMatchObject({ command: 'shell', builder: 'slow' });
-    expect(running[0]!.workdir).toBe(path.join(dir, 'slow', 'build'));
-    expect(running[0]!.elapsedS).toBeGreaterThan(0);
+    const [pbRunning, mpRunning] = busy.workers.map((w) => w.commands.running);
+    expect(pbRunning).toHaveLength(1);
+    expect(pbRunning![0]).toMatchObject({ command: 'shell', builder: 'slow', workdir: path.join(dir, 'slow', 'build') });
+    expect(pbRunning![0]!.elapsedS).toBeGreaterThan(0);
+    // msgpack names no builder: the workdir shows it
+    expect(mpRunning).toHaveLength(1);
+    expect(mpRunning![0]).toMatchObject({ command: 'shell', builder: null, workdir: path.join(mpDir, 'slow-mp', 'build') });
+    expect(mpRunning![0]!.elapsedS).toBeGreaterThan(0);
     expect(sample(await scrape(), 'bbagent_commands_running{worker="st"}')).toBe(1);
     // the human form names the same
     const table = await bbagent(['status', dir]);
@@ -128,14 +147,15 @@ describe.skipIf(!haveBuildbot)('bbagent status and metrics during a real build',
     expect(table.out).toMatch(/state\s+connected since/);
     expect(table.out).toMatch(/slow\s+shell\s+\S+\s+[0-9.]+ s/);
 
-    const build = await master.waitForBuild(brid);
-    expect(build.results).toBe(Results.SUCCESS);
+    for (const r of requests) expect((await master.waitForBuild(r)).results).toBe(Results.SUCCESS);
     const after = await scrape();
-    expect(sample(after, 'bbagent_commands_finished_total{worker="st",command="shell",result="success"}')).toBeGreaterThanOrEqual(1);
-    expect(sample(after, 'bbagent_output_sent_bytes_total{worker="st"}')).toBeGreaterThan(0);
-    expect(sample(after, 'bbagent_output_batch_bytes_count{worker="st"}')).toBeGreaterThan(0);
+    for (const worker of ['st', 'st-mp']) {
+      expect(sample(after, `bbagent_commands_finished_total{worker="${worker}",command="shell",result="success"}`)).toBeGreaterThanOrEqual(1);
+      expect(sample(after, `bbagent_output_sent_bytes_total{worker="${worker}"}`)).toBeGreaterThan(0);
+      expect(sample(after, `bbagent_output_batch_bytes_count{worker="${worker}"}`)).toBeGreaterThan(0);
+    }
     expect(sample(after, 'process_resident_memory_bytes')).toBeGreaterThan(0);
-    expect((await status(dir)).workers[0]!.commands.running).toHaveLength(0);
+    expect((await status(dir)).workers.every((w) => w.commands.running.length === 0)).toBe(true);
   }, 60_000);
 
   it('the socket is owner-only, and garbage or a silent client does not hurt the agent', async () => {
