@@ -12,7 +12,7 @@ import type { Logger } from '../log.js';
 
 /** A request is one short JSON line ({"request": "status"}): anything longer is not one. */
 export const MAX_REQUEST_BYTES = 4096;
-/** A client must have sent its request this soon after connecting, and read the reply within the same bound. */
+/** A client must have sent its request and read the reply within this time of connecting. */
 export const REQUEST_TIMEOUT_MS = 2000;
 /** Clients served at once (status is asked by hand or by a monitoring check, not by crowds). */
 export const MAX_CONNECTIONS = 16;
@@ -49,12 +49,16 @@ function serveClient(socket: net.Socket, handle: ControlHandler, logger: Logger)
   let received = '';
   let answered = false;
   socket.setEncoding('utf8');
-  socket.setTimeout(REQUEST_TIMEOUT_MS, () => socket.destroy());
+  // one deadline for the whole exchange (not an idle timeout: a client trickling a byte a second keeps none alive)
+  const deadline = setTimeout(() => socket.destroy(), REQUEST_TIMEOUT_MS);
+  deadline.unref();
+  socket.on('close', () => clearTimeout(deadline));
   socket.on('error', () => socket.destroy()); // a client that goes away is no concern of the agent
   const answer = (reply: object): void => {
     if (answered) return;
     answered = true;
-    socket.end(`${JSON.stringify(reply)}\n`);
+    // once the reply is out, whatever the client still sends is dropped with the connection
+    socket.end(`${JSON.stringify(reply)}\n`, () => socket.destroy());
   };
   const complete = (text: string): void => {
     const req = parseRequest(text);

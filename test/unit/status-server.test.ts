@@ -11,7 +11,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { EXIT_NOT_RUNNING, statusCommand } from '../../agent/cli/status.js';
 import { askAgent, endpointFor, NotRunningError } from '../../agent/control/client.js';
-import { MAX_REQUEST_BYTES, startControlServer, type ControlHandler, type ControlServer } from '../../agent/control/server.js';
+import { MAX_REQUEST_BYTES, REQUEST_TIMEOUT_MS, startControlServer, type ControlHandler, type ControlServer } from '../../agent/control/server.js';
 import { collectStatus, type AgentStatus } from '../../agent/control/status.js';
 import { silentLogger } from '../../agent/log.js';
 import { controlEndpoint, MAX_SOCKET_PATH_BYTES } from '../../platforms/control-endpoint.js';
@@ -117,6 +117,23 @@ describe('control socket', () => {
     expect(await exchange(sock, undefined)).toBe('');
     expect(Date.now() - t0).toBeLessThan(5000);
     // and it still answers
+    expect(await askAgent(server.endpoint, { request: 'status' })).toMatchObject({ ok: true });
+  });
+
+  it('a client that trickles bytes, or floods without end, is cut off at the deadline', async () => {
+    const { server } = await serve(statusHandler);
+    for (const [every, chunk] of [
+      [100, 'x'],
+      [1, 'y'.repeat(65536)],
+    ] as const) {
+      const t0 = Date.now();
+      const s = net.connect(server.endpoint.path);
+      s.on('error', () => {});
+      const timer = setInterval(() => s.writable && s.write(chunk), every);
+      await new Promise((r) => s.once('close', r));
+      clearInterval(timer);
+      expect(Date.now() - t0).toBeLessThan(REQUEST_TIMEOUT_MS + 1000);
+    }
     expect(await askAgent(server.endpoint, { request: 'status' })).toMatchObject({ ok: true });
   });
 
