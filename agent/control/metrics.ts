@@ -28,37 +28,31 @@ export interface MetricsServer {
 
 type Labels = Record<string, string | number>;
 
-/** A counter or gauge read from a status snapshot at each scrape. */
+/** A counter or gauge whose samples are read from the scrape's status snapshot (`read`) when it is collected. */
 function snapshotMetric(
   prom: typeof Prom,
   registry: Prom.Registry,
   kind: 'counter' | 'gauge',
-  name: string,
-  help: string,
-  labelNames: string[],
+  spec: { name: string; help: string; labelNames: string[] },
   read: (s: AgentStatus) => [Labels, number][],
   status: () => AgentStatus,
 ): void {
-  const fill = (m: { reset(): void; set?(l: Labels, v: number): void; inc?(l: Labels, v: number): void }): void => {
-    m.reset();
-    for (const [labels, v] of read(status())) {
-      if (kind === 'gauge') m.set?.(labels, v);
-      else m.inc?.(labels, v);
-    }
-  };
-  const opts = { name, help, labelNames, registers: [registry] };
+  const opts = { ...spec, registers: [registry] };
   if (kind === 'gauge') {
     new prom.Gauge({
       ...opts,
       collect() {
-        fill(this as unknown as Parameters<typeof fill>[0]);
+        this.reset();
+        for (const [labels, v] of read(status())) this.set(labels, v);
       },
     });
   } else {
+    // a counter's value is the agent's own running total: set as one increment from zero at each scrape
     new prom.Counter({
       ...opts,
       collect() {
-        fill(this as unknown as Parameters<typeof fill>[0]);
+        this.reset();
+        for (const [labels, v] of read(status())) this.inc(labels, v);
       },
     });
   }
@@ -67,7 +61,7 @@ function snapshotMetric(
 /** Every metric of the agent, per worker (label `worker`) where it is a worker's. */
 function defineMetrics(prom: typeof Prom, registry: Prom.Registry, status: () => AgentStatus): void {
   const def = (kind: 'counter' | 'gauge', name: string, help: string, labelNames: string[], read: (s: AgentStatus) => [Labels, number][]): void =>
-    snapshotMetric(prom, registry, kind, name, help, labelNames, read, status);
+    snapshotMetric(prom, registry, kind, { name, help, labelNames }, read, status);
   const perWorker = (f: (w: AgentStatus['workers'][number]) => number) => (s: AgentStatus) =>
     s.workers.map((w): [Labels, number] => [{ worker: w.name }, f(w)]);
   def('gauge', 'bbagent_info', 'The agent version (always 1)', ['version'], (s) => [[{ version: s.version }, 1]]);
@@ -142,7 +136,9 @@ function defineMetrics(prom: typeof Prom, registry: Prom.Registry, status: () =>
 export async function startMetrics(addr: { host: string; port: number }, sources: MetricsSources, logger: Logger): Promise<MetricsServer> {
   const prom = await import('prom-client');
   const registry = new prom.Registry();
-  defineMetrics(prom, registry, sources.status);
+  /** The status of the scrape under way: every metric reads the same one. */
+  let snapshot: AgentStatus | undefined;
+  defineMetrics(prom, registry, () => (snapshot ??= sources.status()));
   // process_resident_memory_bytes, process_cpu_seconds_total, nodejs_eventloop_lag_*, nodejs_heap_* ...
   prom.collectDefaultMetrics({ register: registry });
   const batches = new prom.Histogram({
@@ -158,6 +154,7 @@ export async function startMetrics(addr: { host: string; port: number }, sources
       res.writeHead(404, { 'content-type': 'text/plain' }).end('only GET /metrics is served here\n');
       return;
     }
+    snapshot = undefined;
     registry.metrics().then(
       (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
       (err: unknown) => {
