@@ -23,8 +23,6 @@ export interface ObserverOptions {
 }
 
 export interface Observers {
-  /** Resolves once the socket (and the metrics endpoint) listen, or failed to (logged). */
-  readonly ready: Promise<void>;
   close(): void;
 }
 
@@ -43,7 +41,7 @@ export function startObservers(o: ObserverOptions): Observers {
     req.request === 'status'
       ? { ok: true, status: collectStatus(sources) }
       : { ok: false, error: `unknown request ${JSON.stringify(req.request).slice(0, 80)}` };
-  const startSocket = Promise.resolve()
+  void Promise.resolve()
     .then(() => {
       makedirs(runDirOf(o.basedir), { existOk: true, mode: 0o700 });
       return startControlServer(endpointFor(o.basedir, 'agent'), handle, o.logger);
@@ -56,30 +54,28 @@ export function startObservers(o: ObserverOptions): Observers {
       (err: unknown) => o.logger.warn(`bbagent status will not answer: ${errorMessage(err)}`),
     );
   const addr = o.metricsAddr === null ? undefined : parseMetricsAddr(o.metricsAddr);
-  const startMetrics =
-    addr === undefined
-      ? Promise.resolve()
-      : import('./metrics.js')
-          .then(({ startMetrics }) =>
-            startMetrics(
-              addr,
-              {
-                status: () => collectStatus(sources),
-                batches: o.workers().map((h) => ({ worker: h.config.name, onBatch: (l) => h.worker.host.counters.onBatch(l) })),
-              },
-              o.logger,
-            ),
-          )
-          .then(
-            (m) => {
-              if (closed) return m.close();
-              metrics = m;
-              o.logger.info(`metrics at ${m.url}`);
-            },
-            (err: unknown) => o.logger.error(`no metrics: ${errorMessage(err)}`),
-          );
+  if (addr !== undefined) {
+    void import('./metrics.js')
+      .then(({ startMetrics }) =>
+        startMetrics(
+          addr,
+          {
+            status: () => collectStatus(sources),
+            batches: o.workers().map((h) => ({ worker: h.config.name, onBatch: (l) => h.worker.host.counters.onBatch(l) })),
+          },
+          o.logger,
+        ),
+      )
+      .then(
+        (m) => {
+          if (closed) return m.close();
+          metrics = m;
+          o.logger.info(`metrics at ${m.url}`);
+        },
+        (err: unknown) => o.logger.error(`no metrics: ${errorMessage(err)}`),
+      );
+  }
   return {
-    ready: Promise.all([startSocket, startMetrics]).then(() => undefined),
     close: () => {
       closed = true;
       control?.close();
