@@ -1,5 +1,5 @@
 // The command line: picks the subcommand and hands it the rest of argv. Exit codes: 0 done, 1 failed,
-// 2 bad invocation or configuration (nothing was created or started).
+// 2 bad invocation or configuration (nothing was created or started); `status` adds 3, not running (LSB's).
 
 import { VERSION } from '../version.js';
 import { EXIT_OK, EXIT_USAGE, processIO, type CliIO } from './io.js';
