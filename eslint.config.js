@@ -7,6 +7,7 @@ const FLOORS = [
   { name: 'the bundle entry (agent/main.ts)', files: ['agent/main.ts'], imported: ['**/main.js'] },
   { name: 'the command line (agent/cli)', files: ['agent/cli/**/*.ts'], imported: ['**/cli/**'] },
   { name: 'the composition root (agent/agent.ts)', files: ['agent/agent.ts'], imported: ['**/agent.js'] },
+  { name: 'the control socket and the metrics (agent/control)', files: ['agent/control/**/*.ts'], imported: ['**/control/**'] },
   { name: 'one hosted worker (agent/hosted-worker.ts)', files: ['agent/hosted-worker.ts'], imported: ['**/hosted-worker.js'] },
   { name: 'the shutdown stages (agent/shutdown.ts)', files: ['agent/shutdown.ts'], imported: ['**/shutdown.js'] },
   { name: 'the connection and its protocols (agent/connection)', files: ['agent/connection/**/*.ts'], imported: ['**/connection/**'] },

@@ -17,6 +17,7 @@ import { IdleCompactor } from './memory.js';
 import { agentOutputBucket } from './output/setup.js';
 import { ProcessRegistry } from './process/tracking.js';
 import type { Protocol } from './connection/protocol.js';
+import { startObservers } from './control/index.js';
 import { onStopSignals, ShutdownStages, watchShutdownSignal, type Drainable } from './shutdown.js';
 import { VERSION } from './version.js';
 import type { Worker } from './worker/worker.js';
@@ -82,6 +83,16 @@ export function startAgent(config: AgentConfig, opts: RunAgentOptions): RunningA
   let finished = false;
   let gaveUp = false;
   const cleanups: (() => void)[] = [];
+  // bbagent status (the control socket) and the opt-in metrics
+  const observers = startObservers({
+    basedir: config.basedir,
+    metricsAddr: config.metricsAddr,
+    version: VERSION,
+    workers: () => hosted,
+    loop: loopMonitor,
+    logger,
+  });
+  cleanups.push(() => observers.close());
 
   function finish(): void {
     if (finished) return;

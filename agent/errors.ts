@@ -14,7 +14,9 @@ type ConfigCode =
   | 'E_PIDFILE_GARBLED'
   | 'E_RUNNING' // an agent already runs in this BASEDIR
   | 'E_LOG'
-  | 'E_SIGNAL'; // stop could not signal the agent
+  | 'E_SIGNAL' // stop could not signal the agent
+  | 'E_CONTROL' // the control socket (bbagent status) cannot be served, reached or understood
+  | 'E_METRICS'; // the metrics endpoint cannot listen on metricsAddr
 
 /** Reaching and talking to a master, on either protocol. */
 type ConnectionCode =

@@ -11,7 +11,7 @@ import type { WorkerConfig } from './config/schema.js';
 import { cleartextWarning } from './connection/cleartext.js';
 import { masterEndpoints, type ListedMaster } from './connection/endpoint.js';
 import { IdleGate, probeIntervalMs, type MasterTarget } from './connection/failover.js';
-import { abortableSleep, ConnectionManager } from './connection/manager.js';
+import { abortableSleep, ConnectionManager, type ConnectionStats } from './connection/manager.js';
 import { describeProxy, parseProxyConnectionString, probeEndpoint, type ProxyEndpoint } from './connection/proxy.js';
 import { AgentError, errorMessage } from './errors.js';
 import { makedirs } from './fs/makedirs.js';
@@ -24,6 +24,7 @@ import { gracefulShutdown, watchShutdownFile } from './shutdown.js';
 import { sweepTempFiles } from './transfer/temp-journal.js';
 import { VERSION } from './version.js';
 import { collectWorkerInfo } from './worker/info.js';
+import type { CommandHostStats } from './worker/stats.js';
 import { Worker } from './worker/worker.js';
 
 /** The master's handshake must finish within this time. */
@@ -44,6 +45,14 @@ export interface SharedParts {
   protocols: Record<WorkerConfig['protocol'], () => Promise<Protocol>>;
   /** Something happened (connected, a command ended): the idle compactor counts from here. */
   onActivity: () => void;
+}
+
+/** What `bbagent status` and the metrics see of one worker: its connection and its commands (snapshots). */
+export interface WorkerStatus {
+  name: string;
+  basedir: string;
+  connection: ConnectionStats;
+  commands: CommandHostStats;
 }
 
 /** Why a worker stopped: the agent asked it ('stopped'), the master did ('shutdown'), or its master gave up ('gave-up'). */
@@ -156,6 +165,8 @@ export class HostedWorker {
     const via = proxy ? `, via ${describeProxy(proxy)}` : '';
     return {
       describe: `${m.host}:${m.port} (${m.protocol}${m.tls ? ', TLS' : ''}${via})`,
+      address: `${m.host}:${m.port}`,
+      protocol: m.protocol,
       connect: () => this.connect(m.protocol, endpoint),
       probe: () => probeEndpoint(m, proxy, HANDSHAKE_TIMEOUT_MS),
     };
@@ -196,6 +207,11 @@ export class HostedWorker {
     this.running = false;
     this.detach();
     this.resolveEnded(how);
+  }
+
+  /** A read-only snapshot for status and metrics. */
+  status(): WorkerStatus {
+    return { name: this.config.name, basedir: this.basedir, connection: this.manager.stats(), commands: this.worker.host.stats() };
   }
 
   /** The agent stops this worker. */

@@ -21,6 +21,8 @@ export class LoopMonitor {
   private timer: NodeJS.Timeout | undefined;
   private last = 0;
   private worst = 0;
+  private latest = 0;
+  private stallCount = 0;
   private readonly now: () => number;
   private readonly checkMs: number;
   private readonly warnMs: number;
@@ -48,12 +50,24 @@ export class LoopMonitor {
     return this.worst;
   }
 
+  /** How late the last sample ran, in ms (the loop's lag now, to within checkMs). */
+  get lastLagMs(): number {
+    return this.latest;
+  }
+
+  /** Stalls of warnMs or more so far (each one logged). */
+  get stalls(): number {
+    return this.stallCount;
+  }
+
   /** One sample: how much later than planned this tick ran. Public for tests that drive the clock. */
   tick(): void {
     const t = this.now();
     const stall = t - this.last - this.checkMs;
     this.last = t;
     if (stall > this.worst) this.worst = stall;
+    this.latest = Math.max(0, stall);
+    if (stall >= this.warnMs) this.stallCount++;
     if (stall >= this.warnMs) this.o.logger.warn(`event loop blocked for ${Math.round(stall)} ms (every build and the master connection waited)`);
   }
 }

@@ -1,5 +1,5 @@
 // The command line: picks the subcommand and hands it the rest of argv. Exit codes: 0 done, 1 failed,
-// 2 bad invocation or configuration (nothing was created or started).
+// 2 bad invocation or configuration (nothing was created or started); `status` adds 3, not running (LSB's).
 
 import { VERSION } from '../version.js';
 import { EXIT_OK, EXIT_USAGE, processIO, type CliIO } from './io.js';
@@ -13,6 +13,7 @@ Commands:
                                   make a buildbot-worker directory a bbagent one (reads its buildbot.tac)
   start [--nodaemon] [BASEDIR]    start the worker (in the background unless --nodaemon)
   stop [BASEDIR]                  stop the worker
+  status [--json] [BASEDIR]       show what the running worker does: connection, running commands, output
   restart [--nodaemon] [BASEDIR]  stop the worker if it is running, then start it
   service ACTION [BASEDIR]        install|uninstall|status|start|stop the worker as a system service
   fetch URL (--sha256 HEX | --sha512 HEX) [--dest PATH | --extract DIR] [--cache DIR] [--json]
@@ -35,6 +36,7 @@ const COMMANDS: Record<string, Subcommand> = {
   'create-worker': async (argv, io) => (await import('./create-worker.js')).createWorkerCommand(argv, io),
   start: async (argv, io) => (await import('./start.js')).startCommand(argv, io),
   stop: async (argv, io) => (await import('./stop.js')).stopCommand(argv, io),
+  status: async (argv, io) => (await import('./status.js')).statusCommand(argv, io),
   restart: async (argv, io) => (await import('./restart.js')).restartCommand(argv, io),
   service: async (argv, io) => (await import('./service.js')).serviceCommand(argv, io),
   fetch: async (argv, io) => (await import('./fetch.js')).fetchCommand(argv, io),

@@ -77,6 +77,15 @@ export const FIELD_FLAGS: readonly FieldFlag[] = [
     none: 'never',
   },
   { flag: 'log-level', field: 'logLevel', metavar: 'LEVEL', help: 'info, or debug to log keepalive replies, logins and heap compactions too' },
+  { flag: 'log-format', field: 'logFormat', metavar: 'FORMAT', help: 'text, or json for one JSON object per message (time, level, msg)' },
+  {
+    flag: 'metrics-addr',
+    field: 'metricsAddr',
+    metavar: 'HOST:PORT|None',
+    help: 'serve Prometheus metrics at http://HOST:PORT/metrics (a loopback address unless --metrics-allow-remote)',
+    none: 'no metrics',
+  },
+  { flag: 'metrics-allow-remote', field: 'metricsAllowRemote', help: 'let --metrics-addr listen on a non-loopback address (it has no authentication)' },
 ];
 
 /** "pb or msgpack (also msgpack_experimental_v7)": the config's list of protocol names and aliases. */

@@ -9,7 +9,7 @@ import { runAgent } from '../agent.js';
 import { loadConfig, type ConfigOverrides } from '../config/load.js';
 import type { AgentConfig } from '../config/schema.js';
 import { AgentError, errorMessage } from '../errors.js';
-import { createLogger } from '../log.js';
+import { createLogger, parseLogLine } from '../log.js';
 import { EXIT_FAILED, EXIT_OK, exitCodeFor, parseCommandLine, reportErrors, type CliIO, type OptionSpec } from './io.js';
 import { openRotatingLog, type RotatingLog } from './logfile.js';
 import { FIELD_FLAGS, fieldArgv, fieldFlagsHelp, fieldOptionSpec, fieldOverrides } from './options.js';
@@ -53,8 +53,6 @@ const START_POLL_MS = 100;
 const CONNECTED_LINE = /\bConnected to /;
 /** The runtime's log line when it tries to connect: the agent started and read its config. */
 const CONNECTING_LINE = /\bConnecting to /;
-/** "<timestamp> [level] " that createLogger puts before each message. */
-const LOG_PREFIX = /^\S+ \[\w+\] /;
 
 export interface StartOptions {
   nodaemon: boolean;
@@ -115,7 +113,7 @@ async function runForeground(config: AgentConfig, dir: string, io: CliIO): Promi
         log.write(line);
         io.out(line);
       },
-      { level: config.logLevel },
+      { level: config.logLevel, format: config.logFormat },
     );
     try {
       return await runAgent(config, { logger });
@@ -187,7 +185,7 @@ async function daemonize(dir: string, quiet: boolean, settings: string[], io: Cl
   const pid = child.pid ?? '?';
   switch (outcome.kind) {
     case 'connected':
-      say(`bbagent started in ${dir} (pid ${pid}): ${outcome.line.replace(LOG_PREFIX, '')}`);
+      say(`bbagent started in ${dir} (pid ${pid}): ${parseLogLine(outcome.line).msg}`);
       return EXIT_OK;
     case 'timeout':
       say(
@@ -210,8 +208,8 @@ async function daemonize(dir: string, quiet: boolean, settings: string[], io: Cl
 /** The line that best explains a failed start: the last error logged, else the last line written. */
 function lastReason(lines: string[]): string | undefined {
   const nonEmpty = lines.filter((l) => l.trim() !== '');
-  const line = [...nonEmpty].reverse().find((l) => /\[error\]/.test(l)) ?? nonEmpty[nonEmpty.length - 1];
-  return line?.replace(LOG_PREFIX, '');
+  const line = [...nonEmpty].reverse().find((l) => parseLogLine(l).level === 'error') ?? nonEmpty[nonEmpty.length - 1];
+  return line === undefined ? undefined : parseLogLine(line).msg;
 }
 
 /** Follows `logPath` from `offset` until the child connected, exited, or `timeoutMs` passed. */

@@ -3,6 +3,7 @@
 
 import { AgentError } from '../errors.js';
 import { MASTERS_EXPECT, mastersFromJson, mastersFromText } from './masters.js';
+import { parseMetricsAddr } from './metrics.js';
 import { proxyProblem } from './proxy.js';
 import { PROTOCOL_NAMES, type WorkerConfig } from './schema.js';
 
@@ -166,6 +167,12 @@ const RULES: { [K in ConfigField]: FieldRule<WorkerConfig[K]> } = {
     text('', (s) => s.length > 0),
     'a directory path or null (BASEDIR/cache)',
   ),
+  logFormat: choice('"text" or "json"', { text: 'text', json: 'json' }),
+  metricsAddr: nullable(
+    text('', (s) => parseMetricsAddr(s) !== undefined),
+    'HOST:PORT (e.g. 127.0.0.1:9101) or null (no metrics)',
+  ),
+  metricsAllowRemote: bool(),
 };
 
 /** The schema's fields in the order the file lists them. */

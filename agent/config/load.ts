@@ -17,6 +17,7 @@ import {
   type ConfigField,
 } from './fields.js';
 import { reconcileMasters } from './masters.js';
+import { metricsAddrFault } from './metrics.js';
 import { CONFIG_DEFAULTS, CONFIG_FILE, type AgentConfig, type WorkerConfig } from './schema.js';
 import { checkWorkers, WORKERS_KEY, workerEntries } from './workers.js';
 
@@ -128,6 +129,8 @@ export function mergeLayers(layers: readonly ConfigLayer[], defaults: { basedir:
   if (absent.length > 0) throw new AgentError('E_CONFIG', missing(absent));
   const config = values as AgentConfig;
   checkNameForProtocol(config, sources.name ?? 'config', 'name');
+  const metricsFault = metricsAddrFault(config);
+  if (metricsFault !== undefined) throw configError(sources.metricsAddr ?? sources.metricsAllowRemote ?? 'config', metricsFault);
   return config;
 }
 

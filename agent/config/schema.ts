@@ -114,6 +114,12 @@ export interface WorkerConfig {
   logLevel: 'debug' | 'info';
   /** The artifact cache of the `fetch` command, shared by all workers (relative: to basedir); null: BASEDIR/cache. */
   cacheDir: string | null;
+  /** How log lines are written: text (timestamp, [level], message) or json (one object per message). */
+  logFormat: 'text' | 'json';
+  /** HOST:PORT of the Prometheus metrics endpoint (agent/control/metrics.ts); null: no metrics. */
+  metricsAddr: string | null;
+  /** Let metricsAddr be a non-loopback address (the endpoint has no authentication). */
+  metricsAllowRemote: boolean;
 }
 
 /** The loaded configuration: the top level (worker #1) and the further workers of the file's `workers`. */
@@ -161,5 +167,8 @@ export const CONFIG_DEFAULTS = {
   redactFile: null,
   logLevel: 'info' as const,
   cacheDir: null,
+  logFormat: 'text' as const,
+  metricsAddr: null,
+  metricsAllowRemote: false,
   workers: [] as WorkerConfig[],
 } satisfies Partial<AgentConfig>;

@@ -53,6 +53,9 @@ export const FIELD_SCOPE: { readonly [K in ConfigField]: 'agent' | 'worker' } = 
   redactFile: 'worker',
   logLevel: 'agent',
   cacheDir: 'agent',
+  logFormat: 'agent',
+  metricsAddr: 'agent',
+  metricsAllowRemote: 'agent',
 };
 
 /** How messages name worker i of [top level, ...entries]. */

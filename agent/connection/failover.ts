@@ -31,6 +31,9 @@ export const IDLE_SETTLE_MS = 10_000;
 export interface MasterTarget {
   /** host:port (protocol[, TLS][, via proxy]) for log lines. */
   describe: string;
+  /** host:port alone, and the protocol's name, for status (default: describe, unknown). */
+  address?: string;
+  protocol?: string;
   /** Opens and attaches one session; rejects with an AgentError naming what went wrong. */
   connect(): Promise<LiveSession>;
   /** Resolves if the master accepts a connection now (which is closed at once); rejects otherwise. */

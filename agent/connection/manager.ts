@@ -63,6 +63,26 @@ function seconds(ms: number): string {
 
 type Attached = { end: SessionEnd; lasted: number } | { back: number };
 
+/** Where a worker's connection stands: attached, opening one, waiting to retry, given up, or stopped. */
+export type ConnectionState = 'connected' | 'connecting' | 'waiting' | 'gave-up' | 'stopped';
+
+/** A read-only view of the manager for `bbagent status` and the metrics. */
+export interface ConnectionStats {
+  state: ConnectionState;
+  /** The master attached or tried now: host:port, and its protocol (when the target says). */
+  master: string;
+  protocol: string | null;
+  /** Epoch ms since the current session is attached; null while not attached. */
+  connectedSince: number | null;
+  /** The last failed attempt or lost session, and when (epoch ms). */
+  lastError: { message: string; at: number } | null;
+  /** Sessions attached since the agent started, and those after the first (reconnects). */
+  connects: number;
+  reconnects: number;
+  /** Failed connection attempts since the agent started. */
+  failedAttempts: number;
+}
+
 export class ConnectionManager {
   private readonly abort = new AbortController();
   private current: LiveSession | undefined;
@@ -75,6 +95,11 @@ export class ConnectionManager {
   private index = 0;
   /** Set while a lost master is retried before the next is tried: when its grace ends. */
   private graceEnd: number | undefined;
+  private state: ConnectionState = 'waiting';
+  private connectedSince: number | null = null;
+  private lastError: { message: string; at: number } | null = null;
+  private connects = 0;
+  private failedAttempts = 0;
 
   constructor(private readonly opts: ConnectionManagerOptions) {
     const { connect, describe } = opts;
@@ -103,13 +128,17 @@ export class ConnectionManager {
       if (this.abort.signal.aborted) break;
       count++;
       logger.info(`Connecting to ${target.describe} (attempt ${count})`);
+      this.state = 'connecting';
       let session: LiveSession;
       try {
         session = await target.connect();
       } catch (err) {
         failures++;
+        this.failedAttempts++;
+        this.lastError = { message: errorMessage(err), at: Date.now() };
+        this.state = 'waiting';
         const verdict = this.failed(err, failures);
-        if (verdict) return verdict;
+        if (verdict) return this.ended(verdict);
         continue;
       }
       if (this.abort.signal.aborted) {
@@ -125,7 +154,12 @@ export class ConnectionManager {
         await session.closed;
       } else this.lost(outcome.end, outcome.lasted);
     }
-    return 'stopped';
+    return this.ended('stopped');
+  }
+
+  private ended(how: 'stopped' | 'gave-up'): 'stopped' | 'gave-up' {
+    this.state = how;
+    return how;
   }
 
   /** Holds the session until it ends, or until an earlier master accepts again and the worker is idle. */
@@ -133,6 +167,9 @@ export class ConnectionManager {
     this.current = session;
     this.connectedOnce = true;
     this.graceEnd = undefined;
+    this.state = 'connected';
+    this.connects++;
+    this.connectedSince = Date.now();
     const since = this.now();
     this.opts.logger.info(`Connected to ${target.describe}; worker is ready`);
     const watch = new AbortController();
@@ -161,6 +198,8 @@ export class ConnectionManager {
       watch.abort();
       this.abort.signal.removeEventListener('abort', onStop);
       this.current = undefined;
+      this.connectedSince = null;
+      this.state = 'waiting';
     }
   }
 
@@ -183,6 +222,7 @@ export class ConnectionManager {
     state.attempt = lasted >= STABLE_PERIOD_MS ? 0 : state.attempt + 1;
     state.spread = end.cause === 'master';
     logger.warn(`lost connection to ${target.describe} after ${seconds(lasted)} attached: ${end.reason}`);
+    this.lastError = { message: `lost connection: ${end.reason}`, at: Date.now() };
     if (this.several) this.graceEnd = this.now() + (this.opts.failoverGraceMs ?? 0);
     this.scheduleRetry(state);
   }
@@ -238,6 +278,21 @@ export class ConnectionManager {
   /** The attached master's description (MasterTarget.describe), or undefined while not attached. */
   get attachedTo(): string | undefined {
     return this.current ? (this.targets[this.index] as MasterTarget).describe : undefined;
+  }
+
+  /** A snapshot for status and metrics (read-only). */
+  stats(): ConnectionStats {
+    const target = this.targets[this.index] as MasterTarget;
+    return {
+      state: this.state,
+      master: target.address ?? target.describe,
+      protocol: target.protocol ?? null,
+      connectedSince: this.connectedSince,
+      lastError: this.lastError,
+      connects: this.connects,
+      reconnects: Math.max(0, this.connects - 1),
+      failedAttempts: this.failedAttempts,
+    };
   }
 
   get everConnected(): boolean {

@@ -173,6 +173,17 @@ export class CommandOutput {
     this.closed = true;
   }
 
+  /**
+   * Bytes kept in the spool, and bytes held back over budget that are kept nowhere (policy truncate, or no
+   * spool), for the worker's statistics.
+   */
+  get keptBytes(): { spooled: number; dropped: number } {
+    const held = this.limiter?.heldBytes ?? 0;
+    const spooled = this.spool?.totalBytes ?? 0;
+    const spoolKeeps = this.spool !== undefined && this.spoolFailure === undefined;
+    return { spooled, dropped: spoolKeeps ? 0 : held };
+  }
+
   /** Sends what is buffered (before an interrupt), without terminating partial lines. */
   flushBuffer(): void {
     this.buffer.flush();

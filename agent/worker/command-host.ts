@@ -14,6 +14,7 @@ import { toFailure } from '../commands/failure.js';
 import { settleWithin } from '../timers.js';
 import { PyFloat } from '../py/values.js';
 import type { CommandArgs, CommandChannel, CommandDefinition, CommandEnv, CommandIO, WorkerCommand } from '../commands/types.js';
+import { batchBytes, CommandCounters, type CommandHostStats, type CommandResult, type RunningCommandStatus } from './stats.js';
 
 export interface StartRequest {
   name: string;
@@ -26,6 +27,8 @@ export interface StartRequest {
    * turns them into the absolute form, and relative paths resolve there.
    */
   builderDir?: string;
+  /** The builder the master started it on (PB), for `bbagent status`. */
+  builder?: string;
 }
 
 /**
@@ -44,6 +47,14 @@ class RunningCommand {
   private readonly command: WorkerCommand;
   /** An output stage threw (a bug): logged once, so a flood of output does not flood the log. */
   private outputErrorLogged = false;
+  /** Epoch ms of its start, for status. */
+  readonly startedAt = Date.now();
+  /** Text bytes of its output sent to the master. */
+  sentBytes = 0;
+  /** The rc it reported, if any. */
+  private rc: unknown;
+  /** It ended with an exception (complete with a failure). */
+  private failed = false;
 
   constructor(
     readonly id: string,
@@ -53,6 +64,7 @@ class RunningCommand {
     env: CommandEnv,
     private readonly logger: Logger,
     outputs: OutputSetup,
+    private readonly counters: CommandCounters,
   ) {
     const channel = req.channel;
     const sink: OutputSink = {
@@ -67,6 +79,9 @@ class RunningCommand {
 
   private send(channel: CommandChannel, items: UpdateItem[]): void {
     if (this.abandoned) return;
+    const bytes = batchBytes(items);
+    this.sentBytes += bytes;
+    this.counters.batchSent(bytes);
     try {
       channel.sendUpdate(items);
     } catch (err) {
@@ -80,7 +95,10 @@ class RunningCommand {
     return {
       text: (stream, text) => this.guard(() => this.output.text(stream, text)),
       log: (logName, text) => this.guard(() => this.output.log(logName, text)),
-      status: (key, value) => this.guard(() => this.output.status(key, value)),
+      status: (key, value) => {
+        if (key === 'rc') this.rc = value;
+        this.guard(() => this.output.status(key, value));
+      },
       redact: (text) => this.output.redact(text),
       stepEnvironment: (stepEnv) => this.output.setLimits(outputs.stepLimits(stepEnv)),
       backpressureMs: () => this.guard(() => this.output.backpressureMs(), 0),
@@ -112,6 +130,7 @@ class RunningCommand {
         () => null,
         (err: unknown) => {
           this.logger.warn(`command ${name} (${id}) failed: ${errorMessage(err)}`);
+          this.failed = true;
           return toFailure(err);
         },
       )
@@ -147,6 +166,19 @@ class RunningCommand {
     }
   }
 
+  /** How it ended (once `done` settled). */
+  get result(): CommandResult {
+    if (this.failed) return 'exception';
+    if (this.interrupted) return 'interrupted';
+    return this.rc === undefined || this.rc === 0 ? 'success' : 'failure';
+  }
+
+  /** Its output's figures: sent, spooled, and held back without being kept. */
+  outputFigures(): { sentBytes: number; spooledBytes: number; droppedBytes: number } {
+    const kept = this.guard(() => this.output.keptBytes, { spooled: 0, dropped: 0 });
+    return { sentBytes: this.sentBytes, spooledBytes: kept.spooled, droppedBytes: kept.dropped };
+  }
+
   interrupt(flushFirst: boolean): void {
     if (flushFirst) this.output.flushBuffer();
     this.interrupted = true;
@@ -165,6 +197,10 @@ export class CommandHost {
   private readonly byName = new Map<string, CommandDefinition>();
   private readonly running = new Map<string, RunningCommand>();
   private started = 0;
+  /** Builder and workdir of each running command, for status. */
+  private readonly where = new Map<RunningCommand, { builder: string | null; workdir: string | null }>();
+  /** What the host has done since the agent started (status, metrics). */
+  readonly counters = new CommandCounters();
   /** Called each time the last running command has ended. */
   onIdle: (() => void) | undefined;
 
@@ -186,10 +222,15 @@ export class CommandHost {
     const missing = def.requiredArgs.filter((a) => !(a in args));
     if (missing.length) throw new CommandArgsError(`${req.name} is missing args: ${missing.join(', ')}`);
     this.env.logger.info(`starting command ${req.name} (${req.id})`);
-    const cmd = new RunningCommand(req.id, req.name, def, { ...req, args }, env, this.env.logger, this.outputs);
+    const cmd = new RunningCommand(req.id, req.name, def, { ...req, args }, env, this.env.logger, this.outputs, this.counters);
     this.running.set(req.id, cmd);
     this.started++;
+    this.counters.commandStarted(req.name);
+    const workdir = args['workdir'];
+    this.where.set(cmd, { builder: req.builder ?? null, workdir: typeof workdir === 'string' ? workdir : null });
     void cmd.done.finally(() => {
+      this.where.delete(cmd);
+      this.counters.commandEnded(req.name, cmd.result, cmd.outputFigures());
       if (this.running.get(req.id) === cmd) this.running.delete(req.id);
       if (this.running.size === 0) this.onIdle?.();
     });
@@ -228,6 +269,37 @@ export class CommandHost {
 
   get runningCount(): number {
     return this.running.size;
+  }
+
+  /** A snapshot of the running commands and the counters (read-only); the byte totals include the running commands'. */
+  stats(nowMs: number = Date.now()): CommandHostStats {
+    const c = this.counters;
+    let sent = c.outputSentBytes;
+    let spooled = c.outputSpooledBytes;
+    let dropped = c.outputDroppedBytes;
+    const running: RunningCommandStatus[] = [...this.where.entries()].map(([cmd, where]) => {
+      const figures = cmd.outputFigures();
+      sent += figures.sentBytes;
+      spooled += figures.spooledBytes;
+      dropped += figures.droppedBytes;
+      return {
+        id: cmd.id,
+        command: cmd.name,
+        ...where,
+        startedAt: cmd.startedAt,
+        elapsedS: Math.max(0, (nowMs - cmd.startedAt) / 1000),
+        outputSentBytes: figures.sentBytes,
+        outputSpooledBytes: figures.spooledBytes,
+      };
+    });
+    return {
+      running,
+      started: { ...c.started },
+      finished: Object.fromEntries(Object.entries(c.finished).map(([k, v]) => [k, { ...v }])),
+      outputSentBytes: sent,
+      outputSpooledBytes: spooled,
+      outputDroppedBytes: dropped,
+    };
   }
 
   /** Resolves when no command is running. */

@@ -90,7 +90,7 @@ export class Worker {
     }
     this.builderCommand.set(scope.builder, id);
     const builderDir = path.join(this.opts.env.basedir, builddir);
-    return this.host.start({ name, id, args, channel, settings: this.settings, builderDir });
+    return this.host.start({ name, id, args, channel, settings: this.settings, builderDir, builder: scope.builder });
   }
 
   interruptCommand(id: string, why: string, flushFirst: boolean): void {

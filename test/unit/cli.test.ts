@@ -144,6 +144,9 @@ describe('bbagent create-worker', () => {
       redactFile: null,
       logLevel: 'info',
       cacheDir: null,
+      logFormat: 'text',
+      metricsAddr: null,
+      metricsAllowRemote: false,
     });
   });
 
@@ -180,6 +183,8 @@ describe('bbagent create-worker', () => {
       '-l',
       'None',
       '--log-level=debug',
+      '--log-format=json',
+      '--metrics-addr=127.0.0.1:9101',
       dir,
       '[::1]:4321',
       'w2',
@@ -226,6 +231,9 @@ describe('bbagent create-worker', () => {
       redactFile: null,
       logLevel: 'debug',
       cacheDir: null,
+      logFormat: 'json',
+      metricsAddr: '127.0.0.1:9101',
+      metricsAllowRemote: false,
     });
   });
 
