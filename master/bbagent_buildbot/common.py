@@ -20,6 +20,20 @@ def json_status(cmd, key):
     return json.loads("".join(pieces))
 
 
+def absolute_workdir(step, workdir):
+    """The ``workdir`` argument for a bbagent command: joined onto the builder's directory on the worker.
+
+    Over PB the worker joins a relative workdir onto the builder's directory itself; Buildbot 3.7's msgpack
+    protocol does that join on the master, but only for the commands it knows (``shell``, ...), and passes the
+    arguments of ours as they are. So the step sends it absolute, joined onto the build's ``builddir`` property
+    (the builder's directory on the worker), which both protocols accept.
+    """
+    builddir = step.getProperty("builddir")
+    if builddir and not step.build.path_module.isabs(workdir):
+        return step.build.path_module.join(builddir, workdir)
+    return workdir
+
+
 class BbagentStep(buildstep.BuildStep):
     """A step that needs one of bbagent's own remote commands.
 

@@ -16,6 +16,7 @@ from buildbot.process import remotecommand
 from buildbot.process import results
 
 from bbagent_buildbot.common import BbagentStep
+from bbagent_buildbot.common import absolute_workdir
 from bbagent_buildbot.common import json_status
 
 # step argument -> the perf command's argument
@@ -57,18 +58,8 @@ class PerfTest(BbagentStep):
         self.suite = suite
         self.command = command
 
-    def _absolute_workdir(self):
-        # The msgpack protocol makes a shell step's workdir absolute on the master (joined onto the builder's
-        # directory on the worker) but passes the arguments of commands it does not know, such as perf, as they
-        # are: so the step sends it absolute itself, joined the same way (PB accepts an absolute workdir too).
-        workdir = self.workdir
-        builddir = self.getProperty("builddir")
-        if builddir and not self.build.path_module.isabs(workdir):
-            workdir = self.build.path_module.join(builddir, workdir)
-        return workdir
-
     def _args(self):
-        args = {"workdir": self._absolute_workdir(), "name": self.suite, "command": self.command}
+        args = {"workdir": absolute_workdir(self, self.workdir), "name": self.suite, "command": self.command}
         for step_arg, cmd_arg in _OPTIONAL_ARGS:
             value = getattr(self, step_arg)
             if value is not None:

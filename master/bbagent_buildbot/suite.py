@@ -28,6 +28,7 @@ from buildbot.process import remotecommand
 from buildbot.process import results
 
 from bbagent_buildbot.common import BbagentStep
+from bbagent_buildbot.common import absolute_workdir
 from bbagent_buildbot.common import json_status
 
 SUITE_STATUS_KEY = "suite"
@@ -37,20 +38,6 @@ PASS_FAIL = ("pass_fail", "boolean")
 BATCH = 3000
 """Rows per insert: Buildbot's own batch (TestResultSubmitter), within SQLite's limit on bound variables."""
 RERUNS = ("rerun_classification", "kind")
-
-
-def builder_workdir(step, workdir):
-    """The ``workdir`` argument for a bbagent command, as the master's protocol would send it for ``shell``.
-
-    Over PB the worker joins a relative workdir onto the builder's directory itself; Buildbot 3.7's msgpack
-    protocol does that join on the master, but only for the commands it knows. For ours the step does it.
-    """
-    conn = step.build.conn
-    basedirs = getattr(conn, "builder_basedirs", None)
-    name = step.build.builder.name
-    if basedirs is None or name not in basedirs:
-        return workdir
-    return conn.path_module.join(basedirs[name], workdir)
 
 
 def summary_of(result):
@@ -134,7 +121,7 @@ class RunSuite(BbagentStep):
 
     def _args(self):
         args = {
-            "workdir": builder_workdir(self, self.workdir),
+            "workdir": absolute_workdir(self, self.workdir),
             "command": self.command,
             "results": self.results_glob,
             "format": self.format,
