@@ -6,7 +6,7 @@
 //   too: the cache is one process's at a time, the others wait for it and then hit;
 // - on a small tmpfs, the LRU floor evicts the least recently used entry that no step uses: an entry pinned by two
 //   concurrent steps stays until the last of them lets go.
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -121,14 +121,24 @@ describe.skipIf(!haveNginx)('fetch through the cache from nginx', () => {
     }
   });
 
-  it('10 concurrent bbagent fetch processes sharing one cache directory with --cache-wait: 1 request, 9 hits', async () => {
+  it.each([
+    ['a cache directory nobody holds', false],
+    ['the stale lock of a process killed -9', true],
+  ])('10 concurrent bbagent fetch processes sharing one cache directory with --cache-wait (%s): 1 request, 9 hits', async (_, stale) => {
     if (!existsSync(BUNDLE)) throw new Error(`${BUNDLE} is missing: run "node scripts/build.mjs" first`);
     const content = randomBytes(2 * MiB);
-    const digest = serve('shared.bin', content);
+    const uri = `/shared-${stale ? 'stale' : 'free'}.bin`;
+    const digest = serve(uri.slice(1), content);
     const dir = fresh();
+    if (stale) {
+      // the lock of a process that is gone: all 10 find it stale at once, and exactly one may take it over
+      const gone = spawnSync(process.execPath, ['-e', '0']).pid;
+      mkdirSync(path.join(dir, 'cache'));
+      writeFileSync(path.join(dir, 'cache', '.lock'), `${gone}\n`);
+    }
     const run = (i: number): Promise<{ code: number | null; stdout: string; stderr: string }> =>
       new Promise((resolve) => {
-        const args = [BUNDLE, 'fetch', nginx.url('/shared.bin'), '--sha256', digest, '--cache', 'cache', '--cache-wait', '60', '--dest', `out${i}`, '--json'];
+        const args = [BUNDLE, 'fetch', nginx.url(uri), '--sha256', digest, '--cache', 'cache', '--cache-wait', '60', '--dest', `out${i}`, '--json'];
         const child = spawn(process.execPath, args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], timeout: 90_000 });
         let stdout = '';
         let stderr = '';
@@ -139,7 +149,7 @@ describe.skipIf(!haveNginx)('fetch through the cache from nginx', () => {
     const runs = await Promise.all(Array.from({ length: 10 }, (_, i) => run(i)));
     for (const r of runs) expect(r.code, r.stderr).toBe(0);
     const results = runs.map((r) => JSON.parse(r.stdout) as { cached: boolean; attempts: number; path: string });
-    expect(requestsFor('/shared.bin')).toBe(1);
+    expect(requestsFor(uri)).toBe(1);
     expect(results.filter((r) => !r.cached)).toHaveLength(1);
     for (const r of results) expect(readFileSync(r.path).equals(content)).toBe(true);
     expect(readdirSync(path.join(dir, 'cache')).sort()).toEqual(['.tmp', 'sha256']); // no lock left behind
