@@ -314,7 +314,23 @@ function table(rows: Row[]): string {
   return lines.join('\n');
 }
 
+const USAGE = `Usage: scripts/bench/run fetch
+
+bbagent fetch against curl | tar on one archive served by nginx on loopback: cold fetch + extract, warm hits (and
+the bytes they put on the wire), verification speed of a cached entry, resume after a drop at 90%. Prints a
+markdown table of medians and writes build/bench-fetch.json. Settings from the environment (sizes in MiB):
+  BENCH_FETCH_ARCHIVE_MIB  the tree in the .tar.gz (default 256; half random, half text)
+  BENCH_FETCH_VERIFY_MIB   the cached entry verified (default 1024)
+  BENCH_FETCH_RESUME_MIB   the file whose download is cut at 90% (default 1024)
+  BENCH_FETCH_RUNS         runs per measure (default 3)
+  BENCH_FETCH_DIR          where the scratch directory goes (default the system temp directory)`;
+
 async function main(): Promise<void> {
+  if (process.argv.length > 2) {
+    const help = process.argv.slice(2).every((a) => a === '--help' || a === '-h');
+    (help ? console.log : console.error)(USAGE);
+    process.exit(help ? 0 : 2);
+  }
   const scratch = mkdtempSync(path.join(process.env.BENCH_FETCH_DIR ?? os.tmpdir(), 'bbagent-bench-fetch-'));
   const www = path.join(scratch, 'www');
   mkdirSync(www);
