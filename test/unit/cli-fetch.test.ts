@@ -234,6 +234,25 @@ describe('bbagent fetch', () => {
     });
     expect(events.slice(1).map((e) => e.state)).toEqual(['connecting', 'downloading', 'verifying', 'done']);
     expect(JSON.parse(stdout)).toMatchObject({ path: path.join(cwd, 'out.bin'), cached: false });
+
+    // SIGTERM while waiting: exit 1 at once, the one-line error says it was aborted
+    const third = await ArtifactCache.open({ root, floor: { bytes: 0, percent: 0 } });
+    try {
+      const w = spawn(process.execPath, [BUNDLE, ...args, '--cache-wait', '20', '--json'], { cwd, stdio: ['ignore', 'ignore', 'pipe'], timeout: 30_000 });
+      let err = '';
+      const done = new Promise<number | null>((resolve) => w.on('close', resolve));
+      await new Promise<void>((resolve) => {
+        w.stderr.setEncoding('utf8').on('data', (d: string) => {
+          err += d;
+          if (err.includes('"event":"waiting"')) resolve();
+        });
+      });
+      w.kill('SIGTERM');
+      expect(await done).toBe(1);
+      expect(err.trimEnd().split('\n').pop()).toBe(`${origin.url('/held.bin')}: download aborted`);
+    } finally {
+      await third.close();
+    }
   });
 
   it('on a terminal draws one line rewritten in place and clears it before printing the path', async () => {
