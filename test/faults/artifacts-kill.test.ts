@@ -15,7 +15,7 @@ import { buildSync } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ArtifactCache } from '../../agent/artifacts/cache.js';
 import { entryPath, markerPath } from '../../agent/artifacts/cache-key.js';
-import { sweepExtractTemps } from '../../agent/artifacts/extract.js';
+import { sweepFetchLeftovers } from '../../agent/artifacts/fetch-sweep.js';
 import { silentLogger } from '../../agent/log.js';
 import { HttpOrigin, sha256 } from '../helpers/http-origin.js';
 import { seeded } from '../helpers/seeded.js';
@@ -38,13 +38,19 @@ interface Archive {
   bytes: Buffer;
   digest: string;
   origin: HttpOrigin;
+}
+
+/** What the child does: fetch an archive through the cache (or without one), extracted. */
+interface Variant {
+  archive: Archive;
+  cached: boolean;
   /** The phase of each file-system call of a whole run from an empty cache (measured), by call number - 1. */
   phases: string[];
 }
 
 interface Kill {
   i: number;
-  archive: Archive;
+  variant: Variant;
   fresh: boolean;
   at: number;
   mode: 'before' | 'inflight';
@@ -94,6 +100,7 @@ describe('fetch + extract: kill -9 at seeded random points', () => {
   const scratch = mkdtempSync(path.join(os.tmpdir(), 'bbagent-fetch-kill-'));
   const bundle = path.join(scratch, 'child.cjs');
   const archives: Archive[] = [];
+  const variants: Variant[] = [];
   /** The tree the archives were made of: what a whole extraction must be, item for item. */
   let reference: Map<string, string>;
 
@@ -125,17 +132,23 @@ describe('fetch + extract: kill -9 at seeded random points', () => {
       ['build.tar.gz', tgz],
       ['build.zip', readFileSync(zipPath)],
     ] as const) {
-      const origin = await HttpOrigin.start(bytes);
-      const a: Archive = { name, bytes, digest: sha256(bytes), origin, phases: [] };
+      archives.push({ name, bytes, digest: sha256(bytes), origin: await HttpOrigin.start(bytes) });
+    }
+    // through the cache (both formats), and without a cache (the archive beside the tree, then removed)
+    for (const [archive, cached] of [
+      [archives[0]!, true],
+      [archives[1]!, true],
+      [archives[0]!, false],
+    ] as const) {
       // the phases of a whole run from an empty cache, whose tree is the source tree
-      const dir = path.join(scratch, `calibrate-${name}`);
+      const dir = path.join(scratch, `calibrate-${variants.length}`);
       mkdirSync(path.join(dir, 'work'), { recursive: true });
-      const r = await runChild(bundle, [path.join(dir, 'cache'), path.join(dir, 'work', 'tree'), origin.url(`/${name}`), a.digest, '0', 'before']);
+      const url = archive.origin.url(`/${archive.name}`);
+      const r = await runChild(bundle, [cached ? path.join(dir, 'cache') : '-', path.join(dir, 'work', 'tree'), url, archive.digest, '0', 'before']);
       const m = /^phases (.*)$/m.exec(r.stdout);
-      if (!m) throw new Error(`calibration run of ${name} failed (${r.code ?? r.signal}): ${r.stderr}`);
-      a.phases = m[1]!.split(',');
-      expect(describe_(path.join(dir, 'work', 'tree')), `the tree of ${name}`).toEqual(reference);
-      archives.push(a);
+      if (!m) throw new Error(`calibration run of ${archive.name} failed (${r.code ?? r.signal}): ${r.stderr}`);
+      expect(describe_(path.join(dir, 'work', 'tree')), `the tree of ${archive.name}`).toEqual(reference);
+      variants.push({ archive, cached, phases: m[1]!.split(',') });
     }
   }, 30_000);
 
@@ -144,15 +157,16 @@ describe('fetch + extract: kill -9 at seeded random points', () => {
     rmSync(scratch, { recursive: true, force: true });
   });
 
-  /** The sweeps a restarted agent runs, then the checks; returns the entries left. */
+  /** The sweeps the next fetch (and a restarted agent) runs, then the checks; returns the cache entries left. */
   async function checkAfterKill(k: Kill, root: string, work: string, label: string): Promise<number> {
-    await sweepExtractTemps(work, { logger: silentLogger, depth: 0 });
+    await sweepFetchLeftovers(path.join(work, 'tree'), silentLogger);
     const left = readdirSync(work);
     expect(
       left.filter((n) => n !== 'tree'),
       `${label}: the step directory after the sweep`,
     ).toEqual([]);
     if (left.includes('tree')) expect(describe_(path.join(work, 'tree')), `${label}: the extracted tree`).toEqual(reference);
+    if (!k.variant.cached) return 0;
     const cache = await ArtifactCache.open({ root, floor: { bytes: 0, percent: 0 } });
     try {
       const owned = new Set(['.lock']);
@@ -182,13 +196,13 @@ describe('fetch + extract: kill -9 at seeded random points', () => {
     const rand = seeded(SEED);
     const pick = <T>(items: readonly T[]): T => items[Math.floor(rand() * items.length)]!;
     const kills: Kill[] = Array.from({ length: KILLS }, (_, i) => {
-      const archive = pick(archives);
+      const variant = pick(variants);
       // a phase first (each as likely: the extraction alone has most of the calls), then one of its calls; the
       // end of the run (after the last marker) counts as one more phase
-      const phase = pick([...new Set(archive.phases), 'end']);
-      const calls = archive.phases.flatMap((p, n) => (p === phase ? [n + 1] : []));
-      const at = phase === 'end' ? archive.phases.length + 1 : pick(calls);
-      return { i, archive, fresh: rand() >= WARM_SHARE, at, mode: rand() < 0.5 ? 'before' : 'inflight' };
+      const phase = pick([...new Set(variant.phases), 'end']);
+      const calls = variant.phases.flatMap((p, n) => (p === phase ? [n + 1] : []));
+      const at = phase === 'end' ? variant.phases.length + 1 : pick(calls);
+      return { i, variant, fresh: rand() >= WARM_SHARE, at, mode: rand() < 0.5 ? 'before' : 'inflight' };
     });
     const phases = new Map<string, number>();
     let withEntries = 0;
@@ -200,9 +214,11 @@ describe('fetch + extract: kill -9 at seeded random points', () => {
       for (const k of kills.filter((x) => x.i % SLOTS === s)) {
         if (k.fresh) rmSync(root, { recursive: true, force: true });
         rmSync(path.join(work, 'tree'), { recursive: true, force: true });
-        const url = k.archive.origin.url(`/${k.archive.name}`);
-        const r = await runChild(bundle, [root, path.join(work, 'tree'), url, k.archive.digest, String(k.at), k.mode]);
-        const label = `kill ${k.i} (${k.archive.name}, ${k.fresh ? 'empty cache' : 'warm'}, call ${k.at} ${k.mode}): ${r.stderr.trim()}`;
+        const { archive, cached } = k.variant;
+        const url = archive.origin.url(`/${archive.name}`);
+        const r = await runChild(bundle, [cached ? root : '-', path.join(work, 'tree'), url, archive.digest, String(k.at), k.mode]);
+        const how = cached ? (k.fresh ? 'empty cache' : 'warm cache') : 'no cache';
+        const label = `kill ${k.i} (${archive.name}, ${how}, call ${k.at} ${k.mode}): ${r.stderr.trim()}`;
         expect(r.signal, label).toBe('SIGKILL');
         const phase = /^kill \d+ (\S+)/m.exec(r.stderr)?.[1] ?? '?';
         phases.set(phase, (phases.get(phase) ?? 0) + 1);

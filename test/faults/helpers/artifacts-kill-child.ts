@@ -2,9 +2,10 @@
 // (fetchArtifact through the cache, extracted into a directory of the step's own), then what the remote command
 // does (getExtractedTree: the tree as a cache entry), and SIGKILLs itself just before (or just after issuing) its
 // Nth file-system call, so that a seeded N lands in every phase: the download's writes, the hash of a hit, the
-// publish renames, the extraction, the markers. A run that ends before call N kills itself at the end.
+// publish renames, the extraction, the markers. A run that ends before call N kills itself at the end. With '-'
+// for the cache it does what `bbagent fetch --extract TREE` does without one (archive beside TREE, then removed).
 //
-// argv: cacheRoot treeDir url sha256 killAt (0: never; the run prints its calls' phases) before|inflight
+// argv: cacheRoot|- treeDir url sha256 killAt (0: never; the run prints its calls' phases) before|inflight
 // Before dying it writes one line to stderr: `kill <n> <phase> <call> <path>`.
 import { writeSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -27,7 +28,7 @@ function phaseOf(call: string, p: string): string {
   if (call === 'rename') return 'publish';
   if (p.includes('.extracting-') || p.includes('.tree')) return 'extract';
   if (p.includes('.part')) return 'download';
-  if (call === 'read') return 'hash';
+  if (call === 'read') return p.includes('/sha256/') ? 'hash' : 'extract'; // a hit's hash, or the format sniffed
   return 'other';
 }
 
@@ -72,8 +73,12 @@ async function hookFileSystem(): Promise<void> {
 async function main(): Promise<void> {
   await hookFileSystem();
   const logger = silentLogger;
-  const cache = await ArtifactCache.open({ root, floor: { bytes: 0, percent: 0 } });
   const expected = { algorithm: 'sha256' as const, digest };
+  if (root === '-') {
+    await fetchArtifact({ url, expected, extract: treeDir, env: {}, logger });
+    return done();
+  }
+  const cache = await ArtifactCache.open({ root, floor: { bytes: 0, percent: 0 } });
   await fetchArtifact({ url, expected, extract: treeDir, cache, env: {}, logger });
   await getExtractedTree(cache, {
     algorithm: 'sha256',
@@ -81,6 +86,11 @@ async function main(): Promise<void> {
     download: async (tmp) => ({ digest: (await download({ url, expected, dest: tmp, logger, env: {} })).digest }),
     extract: async (archive, dir) => void (await extractArchive(archive, dir, { logger })),
   });
+  done();
+}
+
+/** The end of a run: a kill after it. */
+function done(): void {
   writeSync(2, `kill ${calls + 1} done end -\n`);
   process.stdout.write(`calls ${calls}\nphases ${phases.join(',')}\n`, () => process.kill(process.pid, 'SIGKILL'));
 }
