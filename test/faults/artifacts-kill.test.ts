@@ -22,8 +22,8 @@ import { seeded } from '../helpers/seeded.js';
 
 /**
  * The issue's 200 kills in CI (CI=true); 60 elsewhere. A kill costs one child process; wall time per kill measured
- * on a 2-core box: 0.08 s when quiet (30 in 2.5 s: 200 in about 17 s), 0.2 s at a load of 6 (200 in 36 to 45 s),
- * 0.34 s at a load of 15 (100 in 36 s), hence the smaller default off CI. BBAGENT_KILL_POINTS sets it.
+ * on a 2-core box: 0.1 s at a load of 3.5 (200 in 20 s), 0.2 s at a load of 6 (200 in 36 to 45 s), 0.34 s at a
+ * load of 15 (100 in 36 s), hence the smaller default off CI. BBAGENT_KILL_POINTS sets it.
  */
 const KILLS = Number(process.env.BBAGENT_KILL_POINTS ?? (process.env.CI === 'true' ? 200 : 60));
 /** Children at a time, each with its own cache and step directory (kill i runs in slot i % SLOTS). */
