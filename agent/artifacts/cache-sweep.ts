@@ -9,6 +9,7 @@ import { removeAll } from './cache-remove.js';
 import path from 'node:path';
 import type { Logger } from '../log.js';
 import { HASH_ALGORITHMS, keyFromEntryName, LOCK_FILE, MARKER_SUFFIX, TMP_DIR, type CacheKey } from './cache-key.js';
+import { alive, LOCK_TEMP, TAKEOVER_SUFFIX } from './cache-lock.js';
 import type { IndexEntry } from './cache-index.js';
 import { readEntryMarker } from './cache-marker.js';
 
@@ -65,8 +66,14 @@ class Sweeper {
   async sweepRoot(): Promise<void> {
     for (const name of await names(this.root)) {
       const p = path.join(this.root, name);
-      const st = await lstat(p);
+      // other openers' temp lock files come and go at the root while this one sweeps
+      const st = await lstat(p).catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? undefined : Promise.reject(err)));
+      if (st === undefined) continue;
       if (name === LOCK_FILE && st.isFile()) continue;
+      // another opener's takeover guard or lock being created (cache-lock.ts); a dead process's temp lock goes
+      if (name === LOCK_FILE + TAKEOVER_SUFFIX && st.isFile()) continue;
+      const lockTemp = LOCK_TEMP.exec(name);
+      if (lockTemp && st.isFile() && alive(Number(lockTemp[1]))) continue;
       if (name === TMP_DIR && st.isDirectory()) {
         for (const t of await names(p)) await this.remove(path.join(p, t), 'left over by an interrupted publish or removal');
       } else if (HASH_ALGORITHMS.includes(name as never) && st.isDirectory()) {

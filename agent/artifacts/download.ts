@@ -43,7 +43,7 @@ export interface DownloadOptions {
   expected: ExpectedDigest;
   /** The file to create or replace; its directory must exist. */
   dest: string;
-  /** The partial file to write (must not exist, same file system as dest); default `<dest>.partial-<random>`. */
+  /** The partial file to write (must not exist, same file system as dest); default `<dest>.partial-<pid>-<random>`. */
   partialPath?: string;
   /** Where proxy settings come from (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY, either case). */
   env?: ProxyEnv;
@@ -82,15 +82,15 @@ export interface DownloadResult {
   receivedBytes: number;
 }
 
-/** What the default partial file's name has after the destination's: `<dest>.partial-<12 hex>`. */
+/** What the default partial file's name has after the destination's: `<dest>.partial-<pid>-<12 hex>`. */
 export const PARTIAL_INFIX = '.partial-';
 
 /**
- * A fresh partial name beside `dest`. Only a killed process leaves one behind (every failure removes it): a
- * start-up sweep recognises them by PARTIAL_INFIX.
+ * A fresh partial name beside `dest`. Only a killed process leaves one behind (every failure removes it): the
+ * next fetch to `dest` removes it (fetch-sweep.ts), knowing by the pid that its process is gone.
  */
 export function partialPathFor(dest: string): string {
-  return `${dest}${PARTIAL_INFIX}${randomBytes(6).toString('hex')}`;
+  return `${dest}${PARTIAL_INFIX}${process.pid}-${randomBytes(6).toString('hex')}`;
 }
 
 /** Downloads `opts.url` to `opts.dest`, verified, with retries and resume (see the opening comment). */

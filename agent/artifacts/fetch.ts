@@ -11,6 +11,8 @@
 // - neither, with a cache: the cache entry itself. It is read-only: a change is found on the next hit and the
 //   entry fetched again. (The cache's extracted trees, `getExtractedTree` in cache-tree.ts, are for callers
 //   that hold the agent's cache and only read the tree: the remote command.)
+// Temp names carry the pid: what a killed fetch leaves beside `dest` or `extract` is removed by the next fetch
+// there (fetch-sweep.ts).
 // Errors are AgentErrors whose message starts with the URL (codes of download.ts, cache.ts and extract.ts, plus
 // E_FETCH_DEST when there is nowhere to put the file).
 
@@ -25,6 +27,7 @@ import type { ArtifactCache } from './cache.js';
 import { fileKey } from './cache-key.js';
 import { download, type DownloadResult, type ExpectedDigest, type ProgressCallback, type ProxyEnv } from './download.js';
 import { extractArchive } from './extract.js';
+import { sweepFetchLeftovers } from './fetch-sweep.js';
 import { checkDigest, type DigestAlgorithm } from './hashing.js';
 
 export interface FetchOptions {
@@ -64,6 +67,9 @@ export async function fetchArtifact(opts: FetchOptions): Promise<FetchResult> {
     if (opts.dest !== undefined && opts.extract !== undefined) {
       throw new AgentError('E_FETCH_DEST', `${opts.url}: give a destination file or a directory to extract into, not both`);
     }
+    // what a killed fetch to the same place left (partial files, temp trees) goes first
+    const target = opts.extract ?? opts.dest;
+    if (target !== undefined) await sweepFetchLeftovers(target, opts.logger);
     const got = opts.cache ? await viaCache(opts, opts.cache, expected) : await direct(opts, expected);
     return { ...got, algorithm: expected.algorithm, digest: expected.digest, seconds: (performance.now() - started) / 1000 };
   } catch (err) {
@@ -80,7 +86,7 @@ async function direct(opts: FetchOptions, expected: ExpectedDigest): Promise<Fet
     return { path: r.path, bytes: r.bytes, cached: false, attempts: r.attempts };
   }
   const target = path.resolve(opts.extract);
-  const archive = `${target}.fetch-${randomBytes(6).toString('hex')}`;
+  const archive = `${target}.fetch-${process.pid}-${randomBytes(6).toString('hex')}`;
   try {
     const r = await download(downloadOptions(opts, expected, archive));
     const tree = await extractArchive(archive, target, { logger: opts.logger, signal: opts.signal });
@@ -131,7 +137,7 @@ function downloadOptions(opts: FetchOptions, expected: ExpectedDigest, dest: str
 /** Copies to a temp name beside `dest`, fsyncs, renames over `dest`; the temp name never outlives the call. */
 async function copyAtomically(from: string, dest: string): Promise<void> {
   try {
-    await publishFile(`${dest}.copy-${randomBytes(6).toString('hex')}`, dest, (tmp) => copyFile(from, tmp, fsc.COPYFILE_FICLONE));
+    await publishFile(`${dest}.copy-${process.pid}-${randomBytes(6).toString('hex')}`, dest, (tmp) => copyFile(from, tmp, fsc.COPYFILE_FICLONE));
   } catch (err) {
     throw new AgentError('E_FETCH_WRITE', `cannot copy ${from} to ${dest}: ${errorMessage(err)}`);
   }

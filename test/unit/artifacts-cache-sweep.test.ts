@@ -2,7 +2,7 @@
 // temp directories, unmarked entries and unknown files go, with their bytes counted; complete entries stay), and
 // the removal of trees with read-only directories by an unprivileged user.
 import { randomBytes } from 'node:crypto';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { buildSync } from 'esbuild';
@@ -32,6 +32,22 @@ describe('artifact cache: process lock', () => {
     expect(readFileSync(path.join(root, '.lock'), 'utf8')).toBe(`${process.pid}\n`);
     await again.cache.close();
     expect(existsSync(path.join(root, '.lock'))).toBe(false);
+  });
+
+  it('takeover leftovers: a dead takeover guard is removed and the stale lock taken; the sweep spares live temp locks only', async () => {
+    const root = path.join(scratch(), 'cache');
+    mkdirSync(root);
+    const gone = spawnSync(process.execPath, ['-e', '0']).pid!; // a pid whose process has exited
+    writeFileSync(path.join(root, '.lock'), `${gone}\n`);
+    writeFileSync(path.join(root, '.lock.takeover'), `${gone}\n`); // a process killed inside its takeover
+    writeFileSync(path.join(root, `.lock.${process.pid}-0123456789ab`), `${process.pid}\n`); // this one's, being created
+    writeFileSync(path.join(root, `.lock.takeover.${gone}-0123456789ab`), `${gone}\n`); // a dead one's
+    const { cache } = await openCache(root);
+    expect(readFileSync(path.join(root, '.lock'), 'utf8')).toBe(`${process.pid}\n`);
+    expect(readdirSync(root).sort()).toEqual(['.lock', `.lock.${process.pid}-0123456789ab`, '.tmp']);
+    expect(cache.sweepReport.removed).toEqual([
+      `cache sweep: removed '.lock.takeover.${gone}-0123456789ab' (${`${gone}\n`.length} bytes): not something the cache writes`,
+    ]);
   });
 });
 

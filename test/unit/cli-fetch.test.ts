@@ -1,14 +1,17 @@
 // `bbagent fetch` as a ShellCommand runs it: the built bundle (node build/bbagent.cjs, built by
 // `node scripts/build.mjs`) against the in-test origin. Exit 0 prints the path (or one JSON object), a cache hit
 // sends no request, a 404 and a wrong sha256 exit 1 with one line naming the URL and the reason, a bad command
-// line exits 2. The terminal progress bar is checked in process with an injected TTY.
+// line exits 2. The cache options: a floor that cannot be met fails before any request, a cache directory held by
+// another process fails at once (or, with --cache-wait, is waited for). The terminal progress bar is checked in
+// process with an injected TTY.
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fetchCommand } from '../../agent/cli/fetch.js';
+import { ArtifactCache } from '../../agent/artifacts/cache.js';
+import { fetchCommand, parseFloor } from '../../agent/cli/fetch.js';
 import { HttpOrigin, sha256 } from '../helpers/http-origin.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -161,6 +164,95 @@ describe('bbagent fetch', () => {
     expect(help.code).toBe(0);
     expect(help.stdout).toMatch(/^Usage: bbagent fetch URL/);
     expect(help.stdout).toContain('BASEDIR/cache');
+  });
+
+  it('--cache-floor: a floor no eviction can meet fails before any request, with one line naming the URL and the floor', async () => {
+    const cwd = fresh();
+    const before = origin.log.length;
+    // 100% of the file system can never be free
+    const r = await bbagent(['fetch', origin.url('/f.bin'), '--sha256', digest, '--cache', 'cache', '--cache-floor', '100%'], cwd);
+    expectOneLineFailure(r, 1, `${origin.url('/f.bin')}: cache '${path.join(cwd, 'cache')}': disk floor:`);
+    expect(origin.log.length).toBe(before);
+    // a floor of 0 lets it through
+    const ok = await bbagent(['fetch', origin.url('/f.bin'), '--sha256', digest, '--cache', 'cache', '--cache-floor', '0', '--json'], cwd);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(JSON.parse(ok.stdout)).toMatchObject({ cached: false, bytes: content.length });
+    expectOneLineFailure(
+      await bbagent(['fetch', origin.url(), '--sha256', digest, '--cache-floor', '1G'], cwd),
+      2,
+      '--cache-floor and --cache-wait need --cache',
+    );
+    expectOneLineFailure(await bbagent(['fetch', origin.url(), '--sha256', digest, '--cache', 'c', '--cache-floor', 'lots'], cwd), 2, "--cache-floor 'lots'");
+    expectOneLineFailure(await bbagent(['fetch', origin.url(), '--sha256', digest, '--cache', 'c', '--cache-wait', 'soon'], cwd), 2, "--cache-wait 'soon'");
+  });
+
+  it('parses floors as sizes in powers of 1024 or as percentages', () => {
+    expect(parseFloor('0')).toEqual({ bytes: 0, percent: 0 });
+    expect(parseFloor('1500')).toEqual({ bytes: 1500, percent: 0 });
+    expect(parseFloor('2G')).toEqual({ bytes: 2 * 2 ** 30, percent: 0 });
+    expect(parseFloor('1.5GiB')).toEqual({ bytes: 1.5 * 2 ** 30, percent: 0 });
+    expect(parseFloor('500m')).toEqual({ bytes: 500 * 2 ** 20, percent: 0 });
+    expect(parseFloor('64KB')).toEqual({ bytes: 64 * 1024, percent: 0 });
+    expect(parseFloor('12.5%')).toEqual({ bytes: 0, percent: 12.5 });
+    for (const bad of ['', 'G', '-1', '1e9', '2 G', '101%', '5P', '1iB']) expect(() => parseFloor(bad), bad).toThrow(/--cache-floor/);
+  });
+
+  it('a cache directory another process has open: one line naming the URL and the holder; --cache-wait waits for it', async () => {
+    const cwd = fresh();
+    const root = path.join(cwd, 'cache');
+    const holder = await ArtifactCache.open({ root, floor: { bytes: 0, percent: 0 } }); // this test process holds it
+    const args = ['fetch', origin.url('/held.bin'), '--sha256', digest, '--cache', 'cache', '--dest', 'out.bin'];
+    try {
+      expectOneLineFailure(await bbagent(args, cwd), 1, `${origin.url('/held.bin')}: cache '${root}' is in use by process ${process.pid}`);
+      expectOneLineFailure(await bbagent([...args, '--cache-wait', '0.3'], cwd), 1, `is in use by process ${process.pid}`, '(waited 0.3 s)');
+    } finally {
+      await holder.close();
+    }
+    expect(existsSync(path.join(cwd, 'out.bin'))).toBe(false);
+    // waiting (said once, as a JSON line): the holder lets go while the fetch waits, and the fetch goes ahead
+    const again = await ArtifactCache.open({ root, floor: { bytes: 0, percent: 0 } });
+    const child = spawn(process.execPath, [BUNDLE, ...args, '--cache-wait', '20', '--json'], { cwd, stdio: ['ignore', 'pipe', 'pipe'], timeout: 30_000 });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    const closed = new Promise<number | null>((resolve) => child.on('close', resolve));
+    await new Promise<void>((resolve) => {
+      child.stderr.setEncoding('utf8').on('data', (d: string) => {
+        stderr += d;
+        if (stderr.includes('"event":"waiting"')) resolve();
+      });
+    });
+    await again.close();
+    expect(await closed, stderr).toBe(0);
+    const events = stderr
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { event: string; reason?: string; state?: string });
+    expect(events[0]).toEqual({
+      event: 'waiting',
+      reason: `cache '${root}' is in use by process ${process.pid}: two agent processes cannot share a cache directory (remove '${path.join(root, '.lock')}' if that process is not an agent)`,
+    });
+    expect(events.slice(1).map((e) => e.state)).toEqual(['connecting', 'downloading', 'verifying', 'done']);
+    expect(JSON.parse(stdout)).toMatchObject({ path: path.join(cwd, 'out.bin'), cached: false });
+
+    // SIGTERM while waiting: exit 1 at once, the one-line error says it was aborted
+    const third = await ArtifactCache.open({ root, floor: { bytes: 0, percent: 0 } });
+    try {
+      const w = spawn(process.execPath, [BUNDLE, ...args, '--cache-wait', '20', '--json'], { cwd, stdio: ['ignore', 'ignore', 'pipe'], timeout: 30_000 });
+      let err = '';
+      const done = new Promise<number | null>((resolve) => w.on('close', resolve));
+      await new Promise<void>((resolve) => {
+        w.stderr.setEncoding('utf8').on('data', (d: string) => {
+          err += d;
+          if (err.includes('"event":"waiting"')) resolve();
+        });
+      });
+      w.kill('SIGTERM');
+      expect(await done).toBe(1);
+      expect(err.trimEnd().split('\n').pop()).toBe(`${origin.url('/held.bin')}: download aborted`);
+    } finally {
+      await third.close();
+    }
   });
 
   it('on a terminal draws one line rewritten in place and clears it before printing the path', async () => {
