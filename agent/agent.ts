@@ -61,7 +61,7 @@ export function startAgent(config: AgentConfig, opts: RunAgentOptions): RunningA
     activity: () => hosts().reduce((n, h) => n + h.startedCount, 0),
     logger,
   });
-  const artifacts = new SharedArtifactCache(artifactCacheRoot(config), logger);
+  const artifacts = new SharedArtifactCache(artifactCacheRoot(config), logger, { fastPath: config.cacheFastPath });
   const misplaced = misplacedCacheDir(config, artifacts.root);
   if (misplaced !== undefined) logger.warn(misplaced);
   const shared: SharedParts = {

@@ -167,6 +167,7 @@ const RULES: { [K in ConfigField]: FieldRule<WorkerConfig[K]> } = {
     text('', (s) => s.length > 0),
     'a directory path or null (BASEDIR/cache)',
   ),
+  cacheFastPath: bool(),
   logFormat: choice('"text" or "json"', { text: 'text', json: 'json' }),
   metricsAddr: nullable(
     text('', (s) => parseMetricsAddr(s) !== undefined),

@@ -114,6 +114,11 @@ export interface WorkerConfig {
   logLevel: 'debug' | 'info';
   /** The artifact cache of the `fetch` command, shared by all workers (relative: to basedir); null: BASEDIR/cache. */
   cacheDir: string | null;
+  /**
+   * Trust a cache hit whose stat fingerprint is unchanged, with a full check on each entry's first hit in the
+   * process and every 20 hits (docs/artifacts.md, the threat model); false: every hit is re-hashed.
+   */
+  cacheFastPath: boolean;
   /** How log lines are written: text (timestamp, [level], message) or json (one object per message). */
   logFormat: 'text' | 'json';
   /** HOST:PORT of the Prometheus metrics endpoint (agent/control/metrics.ts); null: no metrics. */
@@ -167,6 +172,7 @@ export const CONFIG_DEFAULTS = {
   redactFile: null,
   logLevel: 'info' as const,
   cacheDir: null,
+  cacheFastPath: true,
   logFormat: 'text' as const,
   metricsAddr: null,
   metricsAllowRemote: false,

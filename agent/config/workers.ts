@@ -53,6 +53,7 @@ export const FIELD_SCOPE: { readonly [K in ConfigField]: 'agent' | 'worker' } = 
   redactFile: 'worker',
   logLevel: 'agent',
   cacheDir: 'agent',
+  cacheFastPath: 'agent',
   logFormat: 'agent',
   metricsAddr: 'agent',
   metricsAllowRemote: 'agent',
