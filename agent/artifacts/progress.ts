@@ -84,3 +84,16 @@ export class ProgressMeter {
     this.onProgress(p);
   }
 }
+
+/** 1536 -> '1.5 KiB'. */
+export function byteSize(bytes: number): string {
+  if (bytes < 1024) return `${Math.round(bytes)} B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let v = bytes / 1024;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${v.toFixed(1)} ${units[i] ?? 'TiB'}`;
+}

@@ -9,6 +9,7 @@
 import path from 'node:path';
 import { ArtifactCache, DEFAULT_FLOOR_BYTES, DEFAULT_FLOOR_PERCENT, type FloorOptions } from '../artifacts/cache.js';
 import type { DownloadProgress } from '../artifacts/download.js';
+import { byteSize } from '../artifacts/progress.js';
 import { fetchArtifact, type FetchResult } from '../artifacts/fetch.js';
 import type { DigestAlgorithm } from '../artifacts/hashing.js';
 import { AgentError, errorMessage } from '../errors.js';
@@ -260,23 +261,11 @@ function progressReporter(io: CliIO, json: boolean): ProgressReporter {
 /** `downloading  12.0 MiB / 40.0 MiB  30%  5.1 MiB/s  ETA 6 s` (what is known of it). */
 export function progressLine(p: DownloadProgress): string {
   const parts = [p.attempt > 1 ? `${p.state} (attempt ${p.attempt})` : p.state];
-  parts.push(p.total !== undefined ? `${size(p.bytes)} / ${size(p.total)}  ${Math.floor((100 * p.bytes) / Math.max(p.total, 1))}%` : size(p.bytes));
+  parts.push(p.total !== undefined ? `${byteSize(p.bytes)} / ${byteSize(p.total)}  ${Math.floor((100 * p.bytes) / Math.max(p.total, 1))}%` : byteSize(p.bytes));
   if (p.rate !== undefined) {
-    parts.push(`${size(p.rate)}/s`);
+    parts.push(`${byteSize(p.rate)}/s`);
     if (p.total !== undefined && p.rate > 0) parts.push(`ETA ${Math.ceil((p.total - p.bytes) / p.rate)} s`);
   }
   if (p.state === 'retrying' && p.reason !== undefined) parts.push(`${p.reason}; again in ${Math.ceil((p.retryInMs ?? 0) / 1000)} s`);
   return parts.join('  ');
-}
-
-function size(bytes: number): string {
-  if (bytes < 1024) return `${Math.round(bytes)} B`;
-  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
-  let v = bytes / 1024;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${v.toFixed(1)} ${units[i] ?? 'TiB'}`;
 }

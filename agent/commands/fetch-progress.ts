@@ -2,7 +2,7 @@
 // once every STEP_PROGRESS_INTERVAL_S, so a long download shows it is alive without flooding the log. A retry is
 // reported by the download's own attempt line (see the command's tee logger), not here.
 
-import type { DownloadProgress } from '../artifacts/progress.js';
+import { byteSize, type DownloadProgress } from '../artifacts/progress.js';
 
 /** At most one progress line this often (seconds). */
 export const STEP_PROGRESS_INTERVAL_S = 2;
@@ -36,17 +36,4 @@ export function stepProgressLine(p: DownloadProgress): string {
   }
   if (p.attempt > 1) line += ` (attempt ${p.attempt})`;
   return line;
-}
-
-/** 1536 -> '1.5 KiB'. */
-export function byteSize(bytes: number): string {
-  if (bytes < 1024) return `${Math.round(bytes)} B`;
-  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
-  let v = bytes / 1024;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${v.toFixed(1)} ${units[i] ?? 'TiB'}`;
 }

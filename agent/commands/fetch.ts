@@ -15,7 +15,8 @@ import { fetchArtifact, type FetchResult } from '../artifacts/fetch.js';
 import { AgentError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import { fetchRequest, type FetchRequest } from './fetch-args.js';
-import { byteSize, StepProgress } from './fetch-progress.js';
+import { byteSize } from '../artifacts/progress.js';
+import { StepProgress } from './fetch-progress.js';
 import { sendJsonStatus } from './json-status.js';
 import type { CommandDefinition, CommandEnv, CommandIO, WorkerCommand } from './types.js';
 

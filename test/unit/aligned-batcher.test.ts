@@ -4,25 +4,10 @@
 // neighbours whose line span is at most 1,000 lines (the size rule uses compressed sizes; 80-byte build-log
 // lines gzip well, so here the line rule decides).
 import { describe, expect, it } from 'vitest';
+import { fakeTimers } from '../helpers/fake-timers.js';
 import { ALIGNED_MAX_BATCH, AlignedBatcher, MASTER_CHUNK_BYTES, storedLineBytes } from '../../agent/output/aligned-batcher.js';
 import { BufferManager, type Timers } from '../../agent/output/buffer.js';
 import type { LineChunk, UpdateItem } from '../../agent/output/types.js';
-
-function fakeTimers() {
-  const pending: { cb: () => void; ms: number; id: number }[] = [];
-  let next = 0;
-  const timers: Timers = {
-    setTimeout: (cb, ms) => {
-      pending.push({ cb, ms, id: next });
-      return next++;
-    },
-    clearTimeout: (h) => {
-      const i = pending.findIndex((p) => p.id === h);
-      if (i >= 0) pending.splice(i, 1);
-    },
-  };
-  return { timers, pending, fire: () => pending.splice(0).forEach((p) => p.cb()) };
-}
 
 function chunkOf(lines: string[]): LineChunk {
   let text = '';

@@ -1,23 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { BufferManager, type Timers } from '../../agent/output/buffer.js';
+import { fakeTimers } from '../helpers/fake-timers.js';
+import { BufferManager } from '../../agent/output/buffer.js';
 import type { LineChunk, UpdateItem } from '../../agent/output/types.js';
-
-function fakeTimers() {
-  const pending: { cb: () => void; ms: number; id: number }[] = [];
-  let next = 0;
-  const timers: Timers = {
-    setTimeout: (cb, ms) => {
-      const id = next++;
-      pending.push({ cb, ms, id });
-      return id;
-    },
-    clearTimeout: (h) => {
-      const i = pending.findIndex((p) => p.id === h);
-      if (i >= 0) pending.splice(i, 1);
-    },
-  };
-  return { timers, fire: () => pending.splice(0).forEach((p) => p.cb()), pending };
-}
 
 function lines(n: number, width: number, start = 0): LineChunk {
   let text = '';

@@ -6,34 +6,18 @@ import os from 'node:os';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
+import { fakeTimers } from '../helpers/fake-timers.js';
 import type { UpdateItem } from '../../agent/output/types.js';
 import { TokenBucket } from '../../agent/output/budget.js';
 import { CommandOutput, PLAIN_OUTPUT, type OutputOptions } from '../../agent/output/command-output.js';
 import { defaultOutputSettings } from '../../agent/output/settings.js';
 import { silentLogger } from '../../agent/log.js';
 import { Spool } from '../../agent/output/spool.js';
-import type { Timers } from '../../agent/output/buffer.js';
 import { RecordingLogger } from '../helpers/recording-logger.js';
 
 class Clock {
   t = 1000;
   now = () => this.t;
-}
-
-function fakeTimers() {
-  const pending: { cb: () => void; ms: number; id: number }[] = [];
-  let next = 0;
-  const timers: Timers = {
-    setTimeout: (cb, ms) => {
-      pending.push({ cb, ms, id: next });
-      return next++;
-    },
-    clearTimeout: (h) => {
-      const i = pending.findIndex((p) => p.id === h);
-      if (i >= 0) pending.splice(i, 1);
-    },
-  };
-  return { timers, pending, fire: () => pending.splice(0).forEach((p) => p.cb()) };
 }
 
 function text(messages: UpdateItem[][], key: string): string {
