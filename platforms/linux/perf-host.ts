@@ -5,7 +5,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { CpuPolicy, CpuTimes, ProcessCpuTime, QuietHostProbe } from '../common/quiet-host.js';
+import type { CpuPolicy, CpuTimes, ProcessCpuTime, QuietHostProbe } from '../common/quiet-host-types.js';
 
 /** USER_HZ: the unit of /proc's CPU times. 100 on every Linux architecture bbagent runs on. */
 const CLOCK_TICKS = 100;
