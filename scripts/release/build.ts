@@ -19,7 +19,7 @@ import { ensureTools, realHost, toolsFor } from './build-tools.js';
 import { checkBinary } from './check.js';
 import { adhocSign, removeSignature } from './macho.js';
 import { linuxStrip, nodePtyRuntime } from './node-pty.js';
-import { NODE_PTY_VERSION, NODE_VERSION, SEA_FUSE, SEA_MACHO_SEGMENT, SEA_RESOURCE, TARGETS, findTarget, type Target } from './targets.js';
+import { NODE_PTY_VERSION, NODE_VERSION, SEA_EXEC_ARGV, SEA_FUSE, SEA_MACHO_SEGMENT, SEA_RESOURCE, TARGETS, findTarget, type Target } from './targets.js';
 import { BuildError, gzipSize, mib, nodePackageDir, run, sha256File, which } from './tools.js';
 
 // The header above, for --help (the bundle this runs from has no comments left to print).
@@ -95,12 +95,15 @@ function makeBlob(t: Target, bundlePath: string, hostNode: string, nodeDir: stri
     // V8's code cache is only valid for the V8 and CPU that made it: the blob is made by linux-x64 Node.
     useCodeCache: codeCache && t.id === 'linux-x64',
     useSnapshot: false,
+    execArgv: SEA_EXEC_ARGV,
     assets,
   };
   const configPath = path.join(work, 'sea-config.json');
   writeFileSync(configPath, JSON.stringify(config, null, 2));
-  // Must be exactly the target's Node version: a blob from another version crashes the binary with SIGSEGV.
-  run(hostNode, ['--experimental-sea-config', configPath], { cwd: work });
+  // Must be exactly the target's Node version: a blob from another version crashes the binary with SIGSEGV. And
+  // with the V8 flags the binary starts with: V8 rejects a code cache made under other flags ("Code cache data
+  // rejected", and a slower start).
+  run(hostNode, [...SEA_EXEC_ARGV, '--experimental-sea-config', configPath], { cwd: work });
   return { blob, assets: runtime.length };
 }
 

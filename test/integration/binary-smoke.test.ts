@@ -12,6 +12,7 @@ import { alive } from '../helpers/procs.js';
 import { REPO_ROOT } from '../../scripts/harness/bbagent-worker.js';
 import { BuildbotMaster, Results, channelText, findLog, findStep, type Protocol } from '../../scripts/harness/master.js';
 import { findExecutable, ManagedProcess, pollUntil, runCommand } from '../../scripts/harness/process.js';
+import { SEA_EXEC_ARGV } from '../../scripts/release/targets.js';
 
 interface SmokeRun {
   id: string;
@@ -198,7 +199,12 @@ for (const run of runs()) {
     it('attaches and reports the worker version', async () => {
       const info = await master.workerInfo('bin');
       expect(String(info['version'])).toMatch(/^bbagent \d+\.\d+/);
-      expect(await bin(['--version'])).toMatch(/^bbagent \d+\.\d+\.\d+/);
+      const version = await bin(['--version']);
+      expect(version).toMatch(/^bbagent \d+\.\d+\.\d+/);
+      // V8 took the code cache (made under the flags the binary starts with; otherwise it warns and starts slower)
+      expect(version).not.toMatch(/Code cache data rejected/);
+      // the V8 flags of its SEA configuration are in the executable's blob
+      for (const flag of SEA_EXEC_ARGV) expect(readFileSync(run.binary).includes(flag)).toBe(true);
     });
 
     it(
