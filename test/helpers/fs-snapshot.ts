@@ -14,7 +14,8 @@ export function snapshot(dir: string): string[] {
       else if (st.isDirectory()) {
         out.push(`${p}/ ${st.mtimeMs}`);
         walk(p);
-      } else out.push(`${p} ${st.mtimeMs} ${createHash('sha256').update(readFileSync(p)).digest('hex')}`);
+      } else if (st.isFile()) out.push(`${p} ${st.mtimeMs} ${createHash('sha256').update(readFileSync(p)).digest('hex')}`);
+      else out.push(`${p} ${st.isSocket() ? 'socket' : st.isFIFO() ? 'fifo' : 'device'} ${st.mtimeMs}`); // e.g. the agent's control socket
     }
   };
   walk(dir);
