@@ -76,26 +76,26 @@ class DownloadFile implements WorkerCommand {
   }
 
   /**
-   * _readBlock / _writeData until EOF (an empty or null answer), interrupt, or maxsize. Each block is written
-   * while the next one is on its way: blocks are written in order, one at a time, and a write error still
-   * fails the command (with Python's message) before anything after it is written. buildbot-worker writes
-   * between reads; overlapping saves the file write's time on each of the master's round trips.
+   * _readBlock / _writeData until EOF (an empty or null answer), interrupt, or maxsize. buildbot-worker asks for
+   * one block and waits for it; here up to READ_WINDOW_BYTES of blocks are asked for at once (the master's
+   * FileReader answers them in order from one file position), each of min(blocksize, what maxsize leaves), and
+   * each block is written while the next ones are on their way. Blocks are written in order, one at a time; a
+   * write error fails the command (with Python's message) before anything after it is written.
    */
   private async loop(sink: FileSink | null, reader: RemoteReader): Promise<void> {
     const { state } = this;
-    let remaining = this.maxsize;
+    const reads = new ReadAhead(reader, this.blocksize, this.maxsize);
     let writing: Promise<void> | null = null;
     try {
       for (;;) {
         if (state.interrupted || sink === null) break;
-        let length = this.blocksize;
-        if (remaining !== null && length > remaining) length = remaining;
-        if (length <= 0) {
+        const next = reads.next();
+        if (next === null) {
           state.maxSizeReached(this.path);
           this.maxsizeReached = true;
           break;
         }
-        const data = await reader.read(length);
+        const data = await next;
         if (writing) {
           const w = writing;
           writing = null;
@@ -103,11 +103,8 @@ class DownloadFile implements WorkerCommand {
         }
         // msgpack masters 3.7 answer every read with None (a master bug): that reads as EOF, an empty file
         if (!data || data.length === 0) break;
-        if (remaining !== null) {
-          remaining -= data.length;
-          // buildbot-worker asserts the master never sends more than asked
-          if (remaining < 0) throw new PyError('AssertionError', '', 'E_READ_TOO_MUCH');
-        }
+        // buildbot-worker asserts the master never sends more than asked
+        reads.received(data.length);
         writing = sink.write(data);
         // a failed write is reported after the read in flight; never as an unhandled rejection meanwhile
         writing.catch(() => undefined);
@@ -116,12 +113,78 @@ class DownloadFile implements WorkerCommand {
       // the first error is the command's; a write still in flight finishes first, its own error aside
       if (writing) await writing.catch(() => undefined);
       throw err;
+    } finally {
+      reads.abandon();
     }
     if (writing) await writing;
   }
 
   interrupt(): void {
     this.state.interrupt();
+  }
+}
+
+/**
+ * Bytes asked of the master's FileReader and not yet answered: 64 of FileDownload's 16 KiB blocks. Each answer
+ * still costs the master one call; asking ahead keeps it busy instead of waiting for the worker's next ask.
+ */
+export const READ_WINDOW_BYTES = 1024 * 1024;
+
+/**
+ * The reads asked ahead, in order, never past maxsize. Like TCP's slow start, one read is asked first and the
+ * number ahead doubles with each full block, so a small file costs the master only a few reads past its end.
+ */
+class ReadAhead {
+  private readonly asked: { answer: Promise<Uint8Array | null>; length: number }[] = [];
+  /** Reads that may be unanswered at once (grows up to READ_WINDOW_BYTES). */
+  private depth = 1;
+  /** Bytes asked for and not yet received (including the block `next` handed out last). */
+  private outstanding = 0;
+  private current = 0;
+  private received_ = 0;
+
+  constructor(
+    private readonly reader: RemoteReader,
+    private readonly blocksize: number,
+    private readonly maxsize: number | null,
+  ) {}
+
+  /** The next block's answer, or null when maxsize is used up (nothing asked is unanswered). */
+  next(): Promise<Uint8Array | null> | null {
+    this.fill();
+    const first = this.asked.shift();
+    if (!first) return null;
+    this.current = first.length;
+    return first.answer;
+  }
+
+  /** Counts the answer `next` gave: more than maxsize allows is buildbot-worker's AssertionError. */
+  received(n: number): void {
+    this.received_ += n;
+    if (n >= this.current && this.current > 0) this.depth *= 2;
+    this.outstanding -= this.current;
+    this.current = 0;
+    if (this.maxsize !== null && this.received_ > this.maxsize) throw new PyError('AssertionError', '', 'E_READ_TOO_MUCH');
+  }
+
+  /** Reads still unanswered when the loop ends (EOF, interrupt, an error) are answered but never used. */
+  abandon(): void {
+    for (const a of this.asked.splice(0)) a.answer.catch(() => undefined);
+  }
+
+  private fill(): void {
+    let ahead = this.outstanding - this.current;
+    while ((ahead < READ_WINDOW_BYTES && this.asked.length < this.depth) || this.asked.length === 0) {
+      // as buildbot-worker: min(blocksize, what maxsize leaves), counting what is already asked for
+      let length = this.blocksize;
+      if (this.maxsize !== null) length = Math.min(length, this.maxsize - this.received_ - this.outstanding);
+      if (length <= 0) return;
+      const answer = this.reader.read(length);
+      answer.catch(() => undefined); // reported when its turn comes
+      this.asked.push({ answer, length });
+      this.outstanding += length;
+      ahead += length;
+    }
   }
 }
 
