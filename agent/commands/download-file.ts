@@ -14,6 +14,7 @@ import { isSystemError } from '../py/os-error.js';
 import { exists, pathDirname } from '../py/os-path.js';
 import { openFileSink } from '../transfer/atomic-file.js';
 import type { FileSink } from '../transfer/atomic-file.js';
+import { WriteBehind } from '../transfer/write-behind.js';
 import { TempFileJournal } from '../transfer/temp-journal.js';
 import { transferPath } from './relative-args.js';
 
@@ -79,13 +80,13 @@ class DownloadFile implements WorkerCommand {
    * _readBlock / _writeData until EOF (an empty or null answer), interrupt, or maxsize. buildbot-worker asks for
    * one block and waits for it; here up to READ_WINDOW_BYTES of blocks are asked for at once (the master's
    * FileReader answers them in order from one file position), each of min(blocksize, what maxsize leaves), and
-   * each block is written while the next ones are on their way. Blocks are written in order, one at a time; a
-   * write error fails the command (with Python's message) before anything after it is written.
+   * the blocks are written in order, WRITE_BEHIND_BYTES at a time, while the next ones are on their way. A write
+   * error fails the command (with Python's message); nothing after it is written.
    */
   private async loop(sink: FileSink | null, reader: RemoteReader): Promise<void> {
     const { state } = this;
     const reads = new ReadAhead(reader, this.blocksize, this.maxsize);
-    let writing: Promise<void> | null = null;
+    const out = new WriteBehind((d) => sink!.write(d), WRITE_BEHIND_BYTES);
     try {
       for (;;) {
         if (state.interrupted || sink === null) break;
@@ -96,33 +97,30 @@ class DownloadFile implements WorkerCommand {
           break;
         }
         const data = await next;
-        if (writing) {
-          const w = writing;
-          writing = null;
-          await w;
-        }
         // msgpack masters 3.7 answer every read with None (a master bug): that reads as EOF, an empty file
         if (!data || data.length === 0) break;
         // buildbot-worker asserts the master never sends more than asked
         reads.received(data.length);
-        writing = sink.write(data);
-        // a failed write is reported after the read in flight; never as an unhandled rejection meanwhile
-        writing.catch(() => undefined);
+        await out.push(data);
       }
+      // what was received is written, also after an interrupt or maxsize (a file written in place keeps it)
+      await out.flush();
     } catch (err) {
       // the first error is the command's; a write still in flight finishes first, its own error aside
-      if (writing) await writing.catch(() => undefined);
+      await out.abandon();
       throw err;
     } finally {
       reads.abandon();
     }
-    if (writing) await writing;
   }
 
   interrupt(): void {
     this.state.interrupt();
   }
 }
+
+/** Received bytes gathered into one file write. */
+const WRITE_BEHIND_BYTES = 256 * 1024;
 
 /**
  * Bytes asked of the master's FileReader and not yet answered: 64 of FileDownload's 16 KiB blocks. Each answer
@@ -173,8 +171,11 @@ class ReadAhead {
   }
 
   private fill(): void {
-    let ahead = this.outstanding - this.current;
-    while ((ahead < READ_WINDOW_BYTES && this.asked.length < this.depth) || this.asked.length === 0) {
+    // refilled once half of what may be ahead was used: the asks then leave together (one socket write for
+    // several calls) and the master reads and answers them in a batch
+    const limit = Math.max(1, Math.min(this.depth, Math.floor(READ_WINDOW_BYTES / this.blocksize)));
+    if (this.asked.length > 0 && this.asked.length > limit / 2) return;
+    while (this.asked.length < limit) {
       // as buildbot-worker: min(blocksize, what maxsize leaves), counting what is already asked for
       let length = this.blocksize;
       if (this.maxsize !== null) length = Math.min(length, this.maxsize - this.received_ - this.outstanding);
@@ -183,7 +184,6 @@ class ReadAhead {
       answer.catch(() => undefined); // reported when its turn comes
       this.asked.push({ answer, length });
       this.outstanding += length;
-      ahead += length;
     }
   }
 }
