@@ -96,7 +96,7 @@ export async function sendBlocks(
   window.rethrow();
 }
 
-/** Writes sent and not yet answered, in order; past `limit` unanswered bytes, `add` waits until half are answered. */
+/** Writes sent and not yet answered, in order; `add` waits while more than `limit` bytes are unanswered. */
 class WriteWindow {
   private readonly pending: { done: Promise<void>; bytes: number }[] = [];
   private bytes = 0;
@@ -115,9 +115,10 @@ class WriteWindow {
     });
     this.pending.push({ done, bytes });
     this.bytes += bytes;
-    // once full, wait for half the window: the next blocks then leave together (one socket write for several
-    // calls, corked by the connection) instead of one small write per answer
-    if (this.bytes > this.limit) while (this.bytes > this.limit / 2) await this.settleOldest();
+    // each answer lets the next block go at once. Waiting for several answers before sending again stalled:
+    // the master's answers are tiny, its socket has Nagle on, so the second one waited for our (delayed) ACK,
+    // which goes out with our next block
+    while (this.bytes > this.limit) await this.settleOldest();
   }
 
   async drain(): Promise<void> {
