@@ -50,8 +50,19 @@ export class TransferState {
 }
 
 /**
- * The _loop/_writeBlock cycle: blocks of min(blocksize, remaining) bytes, each written and acknowledged
- * before the next is read; stops at EOF, on interrupt, or (with an error in stderr) when maxsize is used up.
+ * Bytes of blocks sent and not yet acknowledged by the master. buildbot-worker waits for each write's answer
+ * before reading the next block, so every block costs a round trip; the master's FileWriter and
+ * DirectoryWriter write synchronously in the order the calls arrive (one connection, answers in order), so
+ * several may be on their way at once. 1 MiB keeps 64 of the DirectoryUpload's 16 KiB blocks or 4 of
+ * FileUpload's 256 KiB in flight, and bounds the memory they hold.
+ */
+export const WRITE_WINDOW_BYTES = 1024 * 1024;
+
+/**
+ * The _loop/_writeBlock cycle: blocks of min(blocksize, remaining) bytes, until EOF, interrupt, or (with an error
+ * in stderr) when maxsize is used up. Writes overlap (up to WRITE_WINDOW_BYTES unanswered); the function returns
+ * once every write sent is answered, and throws the first failed write's error (no block is read after a
+ * failure is known; the ones already sent are not taken back).
  */
 export async function sendBlocks(
   state: TransferState,
@@ -61,20 +72,67 @@ export async function sendBlocks(
   maxsize: number | null,
   write: (data: Uint8Array) => Promise<void>,
 ): Promise<void> {
-  let remaining = maxsize;
-  for (;;) {
-    if (state.interrupted || source === null) return;
-    let length = Math.min(blocksize, MAX_BLOCK_BYTES);
-    if (remaining !== null && length > remaining) length = remaining;
-    if (length <= 0) {
-      // note: a file of exactly maxsize bytes ends here too, as in buildbot-worker
-      state.maxSizeReached(path);
-      return;
+  const window = new WriteWindow(WRITE_WINDOW_BYTES);
+  try {
+    let remaining = maxsize;
+    for (;;) {
+      if (state.interrupted || source === null || window.failed) break;
+      let length = Math.min(blocksize, MAX_BLOCK_BYTES);
+      if (remaining !== null && length > remaining) length = remaining;
+      if (length <= 0) {
+        // note: a file of exactly maxsize bytes ends here too, as in buildbot-worker
+        state.maxSizeReached(path);
+        break;
+      }
+      const data = await source.read(length);
+      if (data.length === 0 || window.failed) break;
+      if (remaining !== null) remaining -= data.length;
+      await window.add(write(data), data.length);
     }
-    const data = await source.read(length);
-    if (data.length === 0) return;
-    if (remaining !== null) remaining -= data.length;
-    await write(data);
+  } finally {
+    // also when the source failed: the writes already sent finish first (their errors then go unreported)
+    await window.drain();
+  }
+  window.rethrow();
+}
+
+/** Writes sent and not yet answered, in order; `add` waits while more than `limit` bytes are unanswered. */
+class WriteWindow {
+  private readonly pending: { done: Promise<void>; bytes: number }[] = [];
+  private bytes = 0;
+  private failure: { error: unknown } | null = null;
+
+  constructor(private readonly limit: number) {}
+
+  get failed(): boolean {
+    return this.failure !== null;
+  }
+
+  async add(write: Promise<void>, bytes: number): Promise<void> {
+    // the first failure is kept (answers arrive in order); it is thrown once every write is answered
+    const done = write.then(undefined, (error: unknown) => {
+      this.failure ??= { error };
+    });
+    this.pending.push({ done, bytes });
+    this.bytes += bytes;
+    // each answer lets the next block go at once. Waiting for several answers before sending again stalled:
+    // the master's answers are tiny, its socket has Nagle on, so the second one waited for our (delayed) ACK,
+    // which goes out with our next block
+    while (this.bytes > this.limit) await this.settleOldest();
+  }
+
+  async drain(): Promise<void> {
+    while (this.pending.length > 0) await this.settleOldest();
+  }
+
+  rethrow(): void {
+    if (this.failure) throw this.failure.error;
+  }
+
+  private async settleOldest(): Promise<void> {
+    const first = this.pending.shift()!;
+    this.bytes -= first.bytes;
+    await first.done;
   }
 }
 

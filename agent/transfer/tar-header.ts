@@ -125,7 +125,9 @@ function paxGenericHeader(pax: [string, string][]): Buffer {
 function ustarBlock(info: MemberInfo): Buffer {
   const b = Buffer.alloc(BLOCKSIZE);
   const str = (s: string, off: number, len: number): void => {
-    asciiReplace(s).copy(b, off, 0, len);
+    // the common case (an ASCII name) is written as it is; latin1 writes one byte per character
+    if (isAscii(s)) b.write(s, off, Math.min(len, s.length), 'latin1');
+    else asciiReplace(s).copy(b, off, 0, len);
   };
   const num = (n: number, off: number, digits: number): void => {
     b.write(itn(n, digits), off, 'latin1');
@@ -149,7 +151,7 @@ function ustarBlock(info: MemberInfo): Buffer {
   }
   // prefix (345, 155) stays empty in PAX format
   let sum = 0;
-  for (const x of b) sum += x;
+  for (let i = 0; i < BLOCKSIZE; i++) sum += b[i]!;
   b.write(`${sum.toString(8).padStart(6, '0')}\0`, 148, 'latin1');
   return b;
 }

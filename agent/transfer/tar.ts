@@ -1,21 +1,32 @@
 // Streaming tar writer for upload_directory: the same PAX archive Python 3.11's
 // tarfile.open(mode='w'|'w|gz'|'w|bz2').add(path, '') produces, generated chunk by chunk (files of any size).
 // This file walks the tree (TarFile.add, gettarinfo); headers, file data and compression have their own files.
+// The walk is synchronous, as tarfile's is: measured on 2,000 small files, awaiting each lstat/open/fstat/read/
+// close (a thread-pool round trip each) cost three times the CPU of the calls themselves. The event loop gets
+// a turn after each batch of about TAR_BATCH_BYTES of archive.
 
 import type { BigIntStats } from 'node:fs';
-import { lstat, readlink } from 'node:fs/promises';
+import { lstatSync, readdirSync, readlinkSync } from 'node:fs';
+import { lstat } from 'node:fs/promises';
 import type { HostFacts, OwnerNames, ProcessControl } from '../../platforms/types.js';
 import { PyError } from '../py/exceptions.js';
 import { toPyError } from '../py/os-error.js';
 import { fsPath, fsdecode } from '../py/fsencoding.js';
 import { pathJoin } from '../py/os-path.js';
-import { scandirRaw, timeFloat } from '../py/os.js';
+import { checkNul, timeFloat } from '../py/os.js';
 import { bzip2Stream, gzipStream } from './tar-compress.js';
 import { fileData } from './tar-file-data.js';
 import { BLKTYPE, BLOCKSIZE, CHRTYPE, DIRTYPE, FIFOTYPE, LNKTYPE, RECORDSIZE, REGTYPE, SYMTYPE, paxHeader, type MemberInfo } from './tar-header.js';
 
 /** Python's tarfile.copybufsize default (16 KiB) is small; larger reads cost nothing here. */
 const DEFAULT_READ_CHUNK = 128 * 1024;
+
+/**
+ * Archive bytes gathered before the stream yields (and the event loop runs): about 40 small members, or one
+ * read chunk of a large file. Small enough that the walk never holds the event loop for long (well under a
+ * millisecond per batch of files in the page cache); large enough that the per-yield cost vanishes.
+ */
+const TAR_BATCH_BYTES = 128 * 1024;
 
 export type TarCompress = 'gz' | 'bz2' | null;
 
@@ -73,7 +84,7 @@ interface Writer {
   readChunk: number;
 }
 
-/** The plain tar stream (tarfile 'w' mode, PAX format). */
+/** The plain tar stream (tarfile 'w' mode, PAX format), in chunks of about TAR_BATCH_BYTES. */
 export async function* tarArchive(root: string, rootStat: BigIntStats, opts: TarOptions): TarStream {
   const w: Writer = {
     offset: 0,
@@ -82,45 +93,61 @@ export async function* tarArchive(root: string, rootStat: BigIntStats, opts: Tar
     host: opts.host,
     readChunk: opts.readChunkSize ?? DEFAULT_READ_CHUNK,
   };
-  for await (const chunk of addMember(w, root, '', rootStat)) {
+  let batch: Buffer[] = [];
+  let batchBytes = 0;
+  // a stop (return()) or an error leaves this loop, which closes the walk and its open file
+  for (const chunk of addMember(w, root, '', rootStat)) {
     w.offset += chunk.length;
-    yield chunk;
+    batch.push(chunk);
+    batchBytes += chunk.length;
+    if (batchBytes >= TAR_BATCH_BYTES) {
+      const out = batch.length === 1 ? batch[0]! : Buffer.concat(batch, batchBytes);
+      batch = [];
+      batchBytes = 0;
+      yield out;
+    }
   }
   // two zero blocks, then zero-fill to a whole record (like tar -b20)
   let end = BLOCKSIZE * 2;
   const rem = (w.offset + end) % RECORDSIZE;
   if (rem > 0) end += RECORDSIZE - rem;
-  yield Buffer.alloc(end);
+  batch.push(Buffer.alloc(end));
+  yield Buffer.concat(batch, batchBytes + end);
 }
 
 /** TarFile.add(name, arcname): the member, then (directories) its sorted entries, recursively. */
-async function* addMember(w: Writer, name: string, arcname: string, known?: BigIntStats): AsyncGenerator<Buffer> {
+function* addMember(w: Writer, name: string, arcname: string, known?: BigIntStats): Generator<Buffer> {
   let st: BigIntStats;
   try {
-    st = known ?? (await lstat(fsPath(name), { bigint: true }));
+    st = known ?? lstatSync(fsPath(name), { bigint: true });
   } catch (err) {
     throw toPyError(err, name);
   }
-  const info = await tarInfo(w, name, arcname, st);
+  const info = tarInfo(w, name, arcname, st);
   if (!info) return; // sockets and other unsupported types are skipped, as tarfile does
 
   yield paxHeader(info);
   if (info.type === REGTYPE) {
     yield* fileData(name, st, info.size, w.readChunk);
   } else if (info.type === DIRTYPE) {
-    let names: string[];
-    try {
-      names = (await scandirRaw(name)).map((e) => fsdecode(e.name));
-    } catch (err) {
-      throw toPyError(err, name);
-    }
+    const names = listNames(name);
     names.sort(compareCodePoints);
     for (const f of names) yield* addMember(w, pathJoin(name, f), arcname ? pathJoin(arcname, f) : f);
   }
 }
 
+/** os.listdir(name): the entries' names (surrogate-escaped where not UTF-8); their order does not matter here. */
+function listNames(name: string): string[] {
+  try {
+    checkNul(name);
+    return (readdirSync(fsPath(name), { encoding: 'buffer' }) as Buffer[]).map((b) => fsdecode(b));
+  } catch (err) {
+    throw toPyError(err, name);
+  }
+}
+
 /** TarFile.gettarinfo: the member's header fields from lstat (links are stored, not followed). */
-async function tarInfo(w: Writer, name: string, arcname: string, st: BigIntStats): Promise<MemberInfo | null> {
+function tarInfo(w: Writer, name: string, arcname: string, st: BigIntStats): MemberInfo | null {
   let type: string;
   let linkname = '';
   if (st.isFile()) {
@@ -141,7 +168,7 @@ async function tarInfo(w: Writer, name: string, arcname: string, st: BigIntStats
   } else if (st.isSymbolicLink()) {
     type = SYMTYPE;
     try {
-      linkname = fsdecode((await readlink(fsPath(name), { encoding: 'buffer' })) as Buffer);
+      linkname = fsdecode(readlinkSync(fsPath(name), { encoding: 'buffer' }));
     } catch (err) {
       throw toPyError(err, name);
     }

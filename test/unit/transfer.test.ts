@@ -25,7 +25,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CommandArgs, CommandDefinition, CommandEnv, CommandIO, RemoteReader, RemoteWriter } from '../../agent/commands/types.js';
 import type { StatusValue } from '../../agent/output/types.js';
-import { downloadFileCommand } from '../../agent/commands/download-file.js';
+import { downloadFileCommand, READ_WINDOW_BYTES } from '../../agent/commands/download-file.js';
 import { uploadDirectoryCommand } from '../../agent/commands/upload-directory.js';
 import { uploadFileCommand } from '../../agent/commands/upload-file.js';
 import type { Logger } from '../../agent/log.js';
@@ -461,7 +461,40 @@ describe('download_file', () => {
     await start(downloadFileCommand, down(p, { mode: 0o640 }), h).run();
     expect(readFileSync(p).equals(content10k)).toBe(true);
     expect(statSync(p).mode & 0o777).toBe(0o640);
-    expect(h.reader.calls).toEqual([['read', 4096], ['read', 4096], ['read', 4096], ['read', 4096], ['close']]);
+    // blocks of blocksize, asked ahead: 1, then 2, then up to 4 (buildbot-worker: 4 reads, one at a time)
+    expect(h.reader.calls).toEqual([...Array<Call>(6).fill(['read', 4096]), ['close']]);
+    expect(h.events).toEqual([['status', 'rc', 0]]);
+  });
+
+  it('reads ahead up to READ_WINDOW_BYTES, answers used in order', async () => {
+    const content = randomBytes(READ_WINDOW_BYTES * 3);
+    const r = new FakeReader(content);
+    let most = 0;
+    let unanswered = 0;
+    r.onRead = () => {
+      unanswered++;
+      most = Math.max(most, unanswered);
+      // answered on the next turn of the event loop, as a master's answer would be
+      r.gate = new Promise((resolve) => setImmediate(resolve)).then(() => void unanswered--);
+    };
+    const h = harness(r);
+    const p = join(tmp, 'dl', 'ahead.bin');
+    await start(downloadFileCommand, down(p), h).run();
+    expect(readFileSync(p).equals(content)).toBe(true);
+    // one at a time would be 1; the window grows by doubling and never passes READ_WINDOW_BYTES
+    expect(most).toBeGreaterThanOrEqual(64);
+    expect(most).toBeLessThanOrEqual(READ_WINDOW_BYTES / 4096);
+    expect(h.events).toEqual([['status', 'rc', 0]]);
+  });
+
+  it('maxsize counts the reads asked ahead: never asks past it; a shorter file is whole (rc 0)', async () => {
+    const h = harness(new FakeReader(content10k));
+    const p = join(tmp, 'dl', 'under-max.bin');
+    await start(downloadFileCommand, down(p, { maxsize: 12000 }), h).run();
+    const asked = h.reader.calls.filter((c) => c[0] === 'read').map((c) => c[1] as number);
+    // 4096; 4096 + 3808 (= what maxsize leaves); then, after the short answer, 12000 - 10000 = 2000 -> EOF
+    expect(asked).toEqual([4096, 4096, 3808, 2000]);
+    expect(readFileSync(p).equals(content10k)).toBe(true);
     expect(h.events).toEqual([['status', 'rc', 0]]);
   });
 
@@ -707,15 +740,19 @@ describe('download_file', () => {
     }
   });
 
-  it("a failed write fails the command with python's error; at most the read in flight follows it", async () => {
-    const h = harness(new FakeReader(content10k));
+  it("a failed write fails the command with python's error; reading stops soon after", async () => {
+    const content = randomBytes(4 * READ_WINDOW_BYTES);
+    const h = harness(new FakeReader(content));
     // /dev/full takes the open and refuses every write (ENOSPC)
     await expect(start(downloadFileCommand, down('/dev/full'), h).run()).rejects.toMatchObject({
       pyType: 'OSError',
       message: '[Errno 28] No space left on device',
     });
-    // the first block's write fails while the second block is read; nothing is read after that
-    expect(h.reader.calls).toEqual([['read', 4096], ['read', 4096], ['close']]);
+    // the first gathered write (256 KiB) fails while the next blocks arrive; the error stops the reads
+    // (at most READ_WINDOW_BYTES ahead) before the end of the file, then the reader is closed
+    const reads = h.reader.calls.filter((c) => c[0] === 'read').length;
+    expect(reads).toBeLessThan(content.length / 4096);
+    expect(h.reader.calls.at(-1)).toEqual(['close']);
     expect(h.events).toEqual([['status', 'rc', 0]]);
   });
 
