@@ -11,7 +11,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { chunkTests } from '../agent/suites/chunk.js';
-import { BUNDLE, REPO_ROOT } from './harness/bbagent-worker.js';
+import { BUNDLE, MASTER_PACKAGE_ENV } from './harness/bbagent-worker.js';
 import type { BuildbotMaster, BuilderSpec } from './harness/master.js';
 
 const TESTS: Record<string, string> = {
@@ -110,7 +110,7 @@ from bbagent_buildbot.suite import RunSuite
 from bbagent_buildbot.perf import PerfTest
 `;
 
-export const DEMO_JOB_ENV = { PYTHONPATH: path.join(REPO_ROOT, 'master') };
+export const DEMO_JOB_ENV = MASTER_PACKAGE_ENV;
 
 interface ResultSet {
   test_result_setid: number;

@@ -10,7 +10,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { BbagentWorker, REPO_ROOT } from '../harness/bbagent-worker.js';
+import { BbagentWorker, MASTER_PACKAGE_ENV } from '../harness/bbagent-worker.js';
 import { BuildbotMaster, findLog, findStep, type Protocol } from '../harness/master.js';
 
 const PASSWORD = 'bench';
@@ -52,7 +52,7 @@ async function main(): Promise<void> {
     workers: [{ name: 'bb', password: PASSWORD }],
     builders: [{ name: 'store', workernames: ['bb'], steps }],
     pythonPreamble: 'from bbagent_buildbot.suite import RunSuite\nclass RunSuiteApi(RunSuite):\n    bulk_insert = False\n',
-    env: { PYTHONPATH: path.join(REPO_ROOT, 'master') },
+    env: MASTER_PACKAGE_ENV,
   });
   let worker: BbagentWorker | undefined;
   try {

@@ -15,6 +15,8 @@ function findRepoRoot(): string {
 
 export const REPO_ROOT = findRepoRoot();
 export const BUNDLE = path.join(REPO_ROOT, 'build', 'bbagent.cjs');
+/** A master's environment that finds the repository's master-side package (master/bbagent_buildbot) without installing it. */
+export const MASTER_PACKAGE_ENV = { PYTHONPATH: path.join(REPO_ROOT, 'master') };
 
 export interface BbagentWorkerOptions {
   dir: string;

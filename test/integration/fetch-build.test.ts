@@ -12,7 +12,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BbagentWorker, REPO_ROOT } from '../../scripts/harness/bbagent-worker.js';
+import { BbagentWorker, MASTER_PACKAGE_ENV } from '../../scripts/harness/bbagent-worker.js';
 import { BuildbotMaster, Results, channelText, findLog, findStep, type Protocol } from '../../scripts/harness/master.js';
 import { Nginx } from '../../scripts/harness/nginx.js';
 import { pollUntil } from '../../scripts/harness/process.js';
@@ -81,7 +81,7 @@ describe.each(protocols)('FetchBuild over %s', (protocol) => {
         },
       ],
       pythonPreamble: 'from bbagent_buildbot.fetch import FetchBuild',
-      env: { PYTHONPATH: path.join(REPO_ROOT, 'master') },
+      env: MASTER_PACKAGE_ENV,
     });
     [bb, ref] = await Promise.all([
       // one agent, two workers side by side in its directory (bb in bb/w1, bb2 in bb/w2): one cache, in w1/cache

@@ -7,13 +7,11 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BbagentWorker } from '../../scripts/harness/bbagent-worker.js';
+import { BbagentWorker, MASTER_PACKAGE_ENV } from '../../scripts/harness/bbagent-worker.js';
 import { BuildbotMaster, Results, channelText, findLog, findStep } from '../../scripts/harness/master.js';
 import { ReferenceWorker } from '../../scripts/harness/reference-worker.js';
 
-const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const PASSWORD = 'sekrit';
 
 interface ResultSet {
@@ -60,7 +58,7 @@ describe('PerfTest on a real master', () => {
         { name: 'perf-ref', workernames: ['ref'], steps: `[PerfTest(suite='page', command=['true'], quiet_host='off')]` },
       ],
       pythonPreamble: 'from bbagent_buildbot.perf import PerfTest',
-      env: { PYTHONPATH: path.join(REPO_ROOT, 'master') },
+      env: MASTER_PACKAGE_ENV,
     });
     const port = (protocol: 'msgpack' | 'pb'): number => (protocol === 'msgpack' ? master.protocolPort : master.alsoPort!);
     const started = await Promise.all([

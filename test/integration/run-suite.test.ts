@@ -7,13 +7,11 @@
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BbagentWorker } from '../../scripts/harness/bbagent-worker.js';
+import { BbagentWorker, MASTER_PACKAGE_ENV } from '../../scripts/harness/bbagent-worker.js';
 import { BuildbotMaster, Results, channelText, findLog, findStep, type Protocol, type StepResult } from '../../scripts/harness/master.js';
 import { ReferenceWorker } from '../../scripts/harness/reference-worker.js';
 
-const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const PASSWORD = 'sekrit';
 const node = process.execPath;
 
@@ -93,7 +91,7 @@ describe.each(protocols)('RunSuite over %s', (protocol) => {
         { name: 'suite-ref', workernames: ['ref'], steps: `[${RUN_SUITE(3)}]` },
       ],
       pythonPreamble: 'from bbagent_buildbot.suite import RunSuite',
-      env: { PYTHONPATH: path.join(REPO_ROOT, 'master') },
+      env: MASTER_PACKAGE_ENV,
     });
     [bb, ref] = await Promise.all([
       BbagentWorker.start({
