@@ -7,6 +7,7 @@ import { AgentError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { DEFAULT_ADAPTIVE_MAX, DEFAULT_ADAPTIVE_MIN, DEFAULT_REPEAT, type PerfRunOptions } from '../perf/types.js';
 import { GATE_MODES, type GateMode } from '../perf/gate.js';
+import { DEFAULT_CHECK_EVERY } from '../perf/adaptive.js';
 import { DEFAULT_FILTER } from '../perf/filters.js';
 import { checkRunOptions, runPerf } from '../perf/run.js';
 import { perfherderData, perfherderLine } from '../perf/perfherder.js';
@@ -21,19 +22,20 @@ export const PERF_RUN_USAGE = `Usage: bbagent perf run --name SUITE [options] --
 
 Runs CMD (an argv, after --) as replicates and measures its wall time in ms, or, when it prints lines
 'PERFMETRIC <name> <value> [unit]', those values (one subtest each). Prints one summary line per subtest
-(value, median, bootstrap 95% CI, CV, MAD, outliers) and a 'PERFHERDER_DATA: {json}' line; writes
+(value, median, exact 95% CI of the median, CV, MAD, outliers) and a 'PERFHERDER_DATA: {json}' line; writes
 perfherder-data.json and perf-stats.json into --out.
 
 Options:
       --name SUITE          the suite's name (required; 1-80 characters, no spaces)
-      --repeat N            replicates to run (default ${DEFAULT_REPEAT}; ignored with --target-ci)
+      --repeat N            replicates to run (default ${DEFAULT_REPEAT}; with --target-ci, the default --max)
       --warmup W            unmeasured runs first (default 0)
       --filter SPEC         Talos filters, e.g. ignore_first:5,median (ignore_first:N, ignore_max, ignore_min,
                             then one of median, mean, geometric_mean; default ${DEFAULT_FILTER})
       --quiet-host MODE     wait | refuse | off (default refuse): sample the host first and wait for quiet, or
                             refuse, when other work uses >= 3% of the CPU, steal or throttling is seen
       --target-ci PCT       adaptive: stop when the 95% CI of the median is within ±PCT% of it
-      --min N --max N       adaptive bounds (default ${DEFAULT_ADAPTIVE_MIN} and ${DEFAULT_ADAPTIVE_MAX})
+      --min N --max N       adaptive bounds (default ${DEFAULT_ADAPTIVE_MIN}, and --repeat: ${DEFAULT_ADAPTIVE_MAX})
+      --check-every K       adaptive: look at the CI every K replicates from --min on (default ${DEFAULT_CHECK_EVERY})
       --timeout SECONDS     kill a replicate that runs longer
       --framework NAME      Perfherder framework name (default bbagent)
       --out DIR             where the artifacts go (default: the current directory)
@@ -49,6 +51,7 @@ const OPTIONS: OptionSpec = {
   'target-ci': { type: 'string' },
   min: { type: 'string' },
   max: { type: 'string' },
+  'check-every': { type: 'string' },
   timeout: { type: 'string' },
   framework: { type: 'string' },
   out: { type: 'string' },
@@ -79,8 +82,9 @@ export function runOptions(values: Values, argv: string[], io: CliIO): PerfRunOp
   const mode = (values['quiet-host'] ?? 'refuse') as GateMode;
   if (!GATE_MODES.includes(mode)) throw new UsageError(`${COMMAND}: --quiet-host must be one of ${GATE_MODES.join(', ')}, got '${String(mode)}'`);
   const target = decimal(values, 'target-ci');
-  if (target === undefined && (values.min !== undefined || values.max !== undefined))
-    throw new UsageError(`${COMMAND}: --min and --max bound adaptive runs: give --target-ci too`);
+  if (target === undefined && (values.min !== undefined || values.max !== undefined || values['check-every'] !== undefined))
+    throw new UsageError(`${COMMAND}: --min, --max and --check-every shape adaptive runs: give --target-ci too`);
+  const repeat = integer(values, 'repeat', DEFAULT_REPEAT);
   const timeout = decimal(values, 'timeout');
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(io.env)) if (v !== undefined) env[k] = v;
@@ -89,14 +93,21 @@ export function runOptions(values: Values, argv: string[], io: CliIO): PerfRunOp
     argv,
     cwd: process.cwd(),
     env,
-    repeat: integer(values, 'repeat', DEFAULT_REPEAT),
+    repeat,
     warmup: integer(values, 'warmup', 0),
     filter: typeof values.filter === 'string' ? values.filter : DEFAULT_FILTER,
     quietHost: mode,
     framework: typeof values.framework === 'string' ? values.framework : 'bbagent',
     ...(target === undefined
       ? {}
-      : { adaptive: { targetPercent: target, min: integer(values, 'min', DEFAULT_ADAPTIVE_MIN), max: integer(values, 'max', DEFAULT_ADAPTIVE_MAX) } }),
+      : {
+          adaptive: {
+            targetPercent: target,
+            min: integer(values, 'min', DEFAULT_ADAPTIVE_MIN),
+            max: integer(values, 'max', values.repeat === undefined ? DEFAULT_ADAPTIVE_MAX : repeat),
+            checkEvery: integer(values, 'check-every', DEFAULT_CHECK_EVERY),
+          },
+        }),
     ...(timeout === undefined ? {} : { timeoutMs: timeout * 1000 }),
   };
   try {

@@ -12,6 +12,7 @@ import { VERSION } from '../version.js';
 import { buildEnvironment } from '../process/environment.js';
 import { ensureDir } from '../fs/makedirs.js';
 import { summaryLines, writePerfArtifacts } from '../perf/artifacts.js';
+import { DEFAULT_CHECK_EVERY } from '../perf/adaptive.js';
 import { DEFAULT_FILTER } from '../perf/filters.js';
 import { GATE_MODES, type GateMode, type GateReport } from '../perf/gate.js';
 import { perfherderData, perfherderLine } from '../perf/perfherder.js';
@@ -50,7 +51,14 @@ export function perfOptions(args: CommandArgs, env: CommandEnv, workdir: string)
     framework: argOptString(args, 'framework') ?? 'bbagent',
     ...(target === undefined
       ? {}
-      : { adaptive: { targetPercent: target, min: argOptInt(args, 'min') ?? DEFAULT_ADAPTIVE_MIN, max: argOptInt(args, 'max') ?? DEFAULT_ADAPTIVE_MAX } }),
+      : {
+          adaptive: {
+            targetPercent: target,
+            min: argOptInt(args, 'min') ?? DEFAULT_ADAPTIVE_MIN,
+            max: argOptInt(args, 'max') ?? argOptInt(args, 'repeat') ?? DEFAULT_ADAPTIVE_MAX,
+            checkEvery: argOptInt(args, 'check_every') ?? DEFAULT_CHECK_EVERY,
+          },
+        }),
     ...(timeout === undefined || timeout === Infinity ? {} : { timeoutMs: timeout * 1000 }),
   };
   try {

@@ -42,10 +42,15 @@ export function summaryLines(result: PerfResult): string[] {
     const out = s.outliers.outliers.length ? `, ${s.outliers.outliers.length} outlier(s) at ${s.outliers.outliers.map((o) => o.index).join(',')}` : '';
     const cold = s.outliers.coldFirst ? ' (cold first run)' : '';
     return (
-      `${result.suite}/${s.name}: ${fmt(s.value)}${s.unit ? ` ${s.unit}` : ''} (${result.filter}; median ${fmt(s.stats.median)}, 95% CI ${fmt(s.ci.low)}..${fmt(s.ci.high)} ` +
+      `${result.suite}/${s.name}: ${fmt(s.value)}${s.unit ? ` ${s.unit}` : ''} (${result.filter}; median ${fmt(s.stats.median)}, ${ciLabel(s)} ${fmt(s.ci.low)}..${fmt(s.ci.high)} ` +
       `±${s.ciHalfWidthPercent.toFixed(2)}%, CV ${s.stats.cvPercent.toFixed(2)}%, MAD ${fmt(s.stats.mad)}, n=${s.stats.n} of ${s.replicates.length}${out}${cold})`
     );
   });
+}
+
+/** '95% CI', or the lower coverage a short series gives (fewer than 6 values: [min, max]). */
+function ciLabel(s: PerfResult['subtests'][number]): string {
+  return s.ci.coverage >= s.ci.confidence ? `${Math.round(100 * s.ci.confidence)}% CI` : `${(100 * s.ci.coverage).toFixed(1)}% CI (too few values for 95%)`;
 }
 
 function fmt(v: number): string {

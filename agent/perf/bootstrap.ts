@@ -30,6 +30,7 @@ export interface BootstrapOptions {
 }
 
 export interface MedianInterval {
+  method: 'bootstrap-percentile';
   low: number;
   high: number;
   /** (high − low) / 2 */
@@ -70,5 +71,5 @@ export function bootstrapMedianCI(values: readonly number[], options: BootstrapO
   const [lo, hi] = percentileBounds(resamples, confidence);
   const low = medians[lo]!;
   const high = medians[hi]!;
-  return { low, high, halfWidth: (high - low) / 2, confidence, resamples, seed };
+  return { method: 'bootstrap-percentile', low, high, halfWidth: (high - low) / 2, confidence, resamples, seed };
 }

@@ -4,8 +4,9 @@
 import { AgentError } from '../errors.js';
 import type { ProcessControl } from '../../platforms/types.js';
 import type { QuietHostProbe } from '../../platforms/common/quiet-host.js';
-import { adaptiveDecision, checkAdaptivePolicy, halfWidthPercent, type StopReason } from './adaptive.js';
+import { adaptiveDecision, checkAdaptivePolicy, halfWidthPercent, widestHalfWidthPercent, type StopReason } from './adaptive.js';
 import { DEFAULT_SEED, bootstrapMedianCI } from './bootstrap.js';
+import { orderStatisticMedianCI } from './order-ci.js';
 import { applyFilterSpec, applySeriesFilters, parseFilterSpec, type FilterSpec } from './filters.js';
 import { machineFingerprint } from './fingerprint.js';
 import { quietHostGate, type GateDeps, type GateReport } from './gate.js';
@@ -76,16 +77,24 @@ async function replicates(
     let stop: StopReason | undefined;
     if (o.adaptive) {
       const filtered = series.names().map((n) => applySeriesFilters(series.series(n), spec.filters).values);
-      stop = adaptiveDecision(o.adaptive, i, filtered, DEFAULT_SEED);
+      stop = adaptiveDecision(o.adaptive, i, filtered);
+      if (stop) o.onProgress?.(adaptiveStopLine(stop, o.adaptive.targetPercent, i, widestHalfWidthPercent(filtered)));
     } else if (i >= o.repeat) stop = 'fixed-count';
     if (stop) return { series, source, stop };
   }
 }
 
+function adaptiveStopLine(stop: StopReason, target: number, count: number, widest: number): string {
+  const ci = Number.isFinite(widest) ? `±${widest.toFixed(2)}%` : 'none yet (too few kept values)';
+  return stop === 'target-reached'
+    ? `target ±${target}% reached after ${count} replicates (widest 95% CI ${ci})`
+    : `max ${count} replicates reached, target ±${target}% NOT reached (widest 95% CI ${ci})`;
+}
+
 export function subtestResult(name: string, unit: string, values: number[], spec: FilterSpec): SubtestResult {
   const filtered = applyFilterSpec(values, spec);
   const stats = describeSeries(filtered.values);
-  const ci = bootstrapMedianCI(filtered.values, { seed: DEFAULT_SEED });
+  const ci = orderStatisticMedianCI(filtered.values);
   return {
     name,
     unit,
@@ -94,6 +103,7 @@ export function subtestResult(name: string, unit: string, values: number[], spec
     value: filtered.value,
     stats,
     ci,
+    bootstrapCi: bootstrapMedianCI(filtered.values, { seed: DEFAULT_SEED }),
     ciHalfWidthPercent: halfWidthPercent(ci, stats.median),
     outliers: flagOutliers(values),
   };

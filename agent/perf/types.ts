@@ -3,6 +3,7 @@
 
 import type { AdaptivePolicy, StopReason } from './adaptive.js';
 import type { MedianInterval } from './bootstrap.js';
+import type { OrderStatisticInterval } from './order-ci.js';
 import type { MachineFingerprint } from './fingerprint.js';
 import type { GateMode, GateReport } from './gate.js';
 import type { OutlierReport } from './outliers.js';
@@ -10,9 +11,10 @@ import type { SeriesStats } from './stats.js';
 
 /** Talos's typical count (pageload: 25 cycles), the fixed count when no target CI is given. */
 export const DEFAULT_REPEAT = 25;
-/** Adaptive bounds when only --target-ci is given. */
-export const DEFAULT_ADAPTIVE_MIN = 10;
-export const DEFAULT_ADAPTIVE_MAX = 50;
+/** Adaptive bounds when only --target-ci is given: the fewest values with a 95% CI of the median, and the fixed
+ * count, so an adaptive run never costs more than a fixed one (scripts/bench/perf-replicates.ts measures both). */
+export const DEFAULT_ADAPTIVE_MIN = 6;
+export const DEFAULT_ADAPTIVE_MAX = DEFAULT_REPEAT;
 
 export interface PerfRunOptions {
   /** The suite's name (Perfherder's suite name, and the subtest's when the metric is the wall time). */
@@ -50,9 +52,11 @@ export interface SubtestResult {
   value: number;
   /** Statistics of the kept replicates. */
   stats: SeriesStats;
-  /** Bootstrap CI of the median of the kept replicates. */
-  ci: MedianInterval;
-  /** ci.halfWidth as a percentage of the median. */
+  /** The exact, distribution-free 95% CI of the median of the kept replicates (order statistics). */
+  ci: OrderStatisticInterval;
+  /** The bootstrap 95% CI of the median of the kept replicates (percentile method; undercovers for small n). */
+  bootstrapCi: MedianInterval;
+  /** ci.halfWidth as a percentage of the median (what --target-ci is compared with). */
   ciHalfWidthPercent: number;
   /** Flagged on all replicates; reported, never dropped. */
   outliers: OutlierReport;

@@ -28,6 +28,7 @@ _OPTIONAL_ARGS = (
     ("target_ci", "target_ci"),
     ("min_replicates", "min"),
     ("max_replicates", "max"),
+    ("check_every", "check_every"),
     ("timeout", "timeout"),
     ("env", "env"),
     ("out", "out"),
@@ -39,12 +40,19 @@ def _fmt(value):
     return f"{value:.6g}"
 
 
+def _ci_label(*cis):
+    """'95% CI', or the lower coverage of an interval from too few values for 95% (fewer than 6 kept)."""
+    coverage = min(ci.get("coverage", 1.0) for ci in cis)
+    confidence = max(ci.get("confidence", 0.95) for ci in cis)
+    return f"{confidence * 100:.0f}% CI" if coverage >= confidence else f"{coverage * 100:.1f}% CI"
+
+
 class PerfTest(BbagentStep):
     """Runs ``command`` (a list or a shell string) as replicates of the perf suite ``suite`` on a bbagent worker.
 
     Options mirror ``bbagent perf run``: repeat, warmup, filter ('ignore_first:5,median'), quiet_host
-    ('wait' | 'refuse' | 'off'), target_ci with min_replicates/max_replicates (adaptive), timeout (seconds per
-    replicate), env, out (a directory for perfherder-data.json and perf-stats.json), framework.
+    ('wait' | 'refuse' | 'off'), target_ci with min_replicates/max_replicates/check_every (adaptive), timeout
+    (seconds per replicate), env, out (a directory for perfherder-data.json and perf-stats.json), framework.
     """
 
     name = "perf"
@@ -93,7 +101,7 @@ class PerfTest(BbagentStep):
         for sub in result["subtests"]:
             ci = sub["ci"]
             description = (
-                f"{result['suite']}/{sub['name']} ({result['filter']}; 95% CI {_fmt(ci['low'])}..{_fmt(ci['high'])})"
+                f"{result['suite']}/{sub['name']} ({result['filter']}; {_ci_label(ci)} {_fmt(ci['low'])}..{_fmt(ci['high'])})"
             )
             setid = yield self.addTestResultSet(description, "performance", sub["unit"] or "value")
             self.addTestResult(setid, repr(float(sub["value"])), test_name=sub["name"])
@@ -108,9 +116,10 @@ class PerfTest(BbagentStep):
             return (
                 f"{result['suite']}: {_fmt(s['value'])}{' ' + s['unit'] if s['unit'] else ''} "
                 f"(median {_fmt(s['stats']['median'])}, "
-                f"95% CI ±{s['ciHalfWidthPercent']:.2f}%, CV {s['stats']['cvPercent']:.2f}%, "
+                f"{_ci_label(s['ci'])} ±{s['ciHalfWidthPercent']:.2f}%, CV {s['stats']['cvPercent']:.2f}%, "
                 f"n={s['stats']['n']})"
             )
         value = "n/a" if result["value"] is None else _fmt(result["value"])
         widest = max(s["ciHalfWidthPercent"] for s in subs)
-        return f"{result['suite']}: {len(subs)} subtests, geometric mean {value} (widest 95% CI ±{widest:.2f}%)"
+        label = _ci_label(*(s["ci"] for s in subs))
+        return f"{result['suite']}: {len(subs)} subtests, geometric mean {value} (widest {label} ±{widest:.2f}%)"

@@ -1,22 +1,26 @@
-// Replicates needed for a target CI versus a fixed 25 (issue 13's goal: >= 30% fewer). Two parts:
+// Replicates needed for a target CI versus a fixed 25 (issue 13's goal: >= 30% fewer), measured honestly: for each
+// rule, what it costs (replicates), what it delivers (the final 95% CI half-width, how often it is within the
+// target) and whether the interval keeps its promise (coverage: how often it contains the true median).
 //
-// 1. Simulated series of known noise (normal, CV 0.5%, 1%, 2%, 3%; seeded, so the figures are reproducible):
-//    for each level, TRIALS runs of the adaptive rule (stop when the 95% CI of the median is within ±TARGET%,
-//    min 10, max 50: bbagent's defaults) against a fixed 25. Reported: the mean replicate count, the share of runs
-//    whose final CI met the target, and the mean CI half-width, for both. This isolates the stopping rule from
-//    the machine's noise.
-// 2. A real command on this machine (a shell loop of a few ms): one fixed-25 run and one adaptive run through
-//    runPerf, the real runner (gate off: the bench machine is shared), with the CV each reports.
-// 3. The quiet-host gate's own cost: its window (GATE_WINDOW_MS) plus the reads of one sample (CPU counters and
-//    every process's CPU time), timed over 20 samples.
+// 1. Simulated series of known distribution (seeded, reproducible): four noise models (normal; right-skewed
+//    shifted lognormal; 5% outliers 10-50% slow; warm-up drift, the first replicates up to 3 CV slower) at CV 0.5,
+//    1, 2 and 3%; drift again after --warmup 2. The true median of each model is the median of 400 001 draws from it (steady state for drift).
+//    Rules: a fixed 25 with the bootstrap CI (what bbagent reported before) and with the exact order-statistic CI
+//    (what it reports now); the adaptive rule before (bootstrap CI, min 10, max 50, a look after every replicate)
+//    and now (exact CI, min 6, max 25, a look every 2 replicates), and now without the every-2 correction.
+// 2. A sweep of the noise-to-target ratio (CV / target) for the rule now, normal noise: where the saving comes from.
+// 3. A real command on this machine (a shell loop of a few ms): fixed 25 and adaptive through runPerf (gate off).
+// 4. The quiet-host gate's own cost.
 //
 // Usage: npx esbuild scripts/bench/perf-replicates.ts --bundle --platform=node --format=esm \
 //          --packages=external --outfile=build/cache/perf-replicates.mjs && node build/cache/perf-replicates.mjs
-//        [--trials N] [--target PCT]
+//        [--trials N (exact-CI rules, default 4000)] [--boot-trials N (bootstrap rules, default 100)]
+//        [--target PCT (default 1)] [--no-real]
 
 import { parseArgs } from 'node:util';
-import { adaptiveDecision, halfWidthPercent } from '../../agent/perf/adaptive.js';
+import { adaptiveDecision, halfWidthPercent, type AdaptivePolicy } from '../../agent/perf/adaptive.js';
 import { bootstrapMedianCI, mulberry32 } from '../../agent/perf/bootstrap.js';
+import { orderStatisticMedianCI } from '../../agent/perf/order-ci.js';
 import { runPerf } from '../../agent/perf/run.js';
 import { median } from '../../agent/perf/stats.js';
 import { GATE_WINDOW_MS } from '../../agent/perf/gate.js';
@@ -24,48 +28,165 @@ import { currentPlatform } from '../../platforms/index.js';
 import { currentQuietHostProbe } from '../../platforms/common/quiet-host.js';
 
 const FIXED = 25;
-const MIN = 10;
-const MAX = 50;
+const LEVELS = [0.5, 1, 2, 3];
 
-function normal(rand: () => number): number {
+type Rand = () => number;
+type Draw = () => number;
+
+function normal(rand: Rand): number {
   const u = 1 - rand();
   return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * rand());
 }
 
-interface Outcome {
-  n: number;
+/** Noise models around 100 with the given CV (in %): each call makes a fresh series' generator. */
+const MODELS: Record<string, (cv: number, rand: Rand) => Draw> = {
+  normal: (cv, rand) => () => 100 * (1 + (cv / 100) * normal(rand)),
+  // shifted lognormal of shape 0.8 scaled to the CV: a long right tail, as run times have
+  lognormal: (cv, rand) => {
+    const shape = 0.8;
+    const m = Math.exp((shape * shape) / 2);
+    const sd = Math.sqrt((Math.exp(shape * shape) - 1) * Math.exp(shape * shape));
+    return () => 100 * (1 + ((cv / 100) * (Math.exp(shape * normal(rand)) - m)) / sd);
+  },
+  // 5% of replicates hit by something else on the host: 10-50% slower
+  outliers: (cv, rand) => () => {
+    const x = 100 * (1 + (cv / 100) * normal(rand));
+    return rand() < 0.05 ? x * (1.1 + 0.4 * rand()) : x;
+  },
+  // caches and clocks warming up: replicate i is slower by 3·CV·e^(−(i−1)/2)
+  drift: (cv, rand) => {
+    let i = 0;
+    return () => 100 * (1 + (cv / 100) * normal(rand)) * (1 + (3 * cv * Math.exp(-i++ / 2)) / 100);
+  },
+  // the same drift after `--warmup 2` (the two warm-up runs are not counted as replicates)
+  'drift, warmup 2': (cv, rand) => {
+    const draw = MODELS['drift']!(cv, rand);
+    draw();
+    draw();
+    return draw;
+  },
+};
+
+function trueMedian(model: string, cv: number): number {
+  const draw = MODELS[model.startsWith('drift') ? 'normal' : model]!(cv, mulberry32(99));
+  return median(Array.from({ length: 400_001 }, draw));
+}
+
+interface Interval {
+  low: number;
+  high: number;
   halfWidth: number;
 }
-
-function finalCi(values: number[]): number {
-  return halfWidthPercent(bootstrapMedianCI(values), median(values));
+interface Rule {
+  label: string;
+  /** The interval the rule reports (and, for adaptive rules, stops on). */
+  ci: (values: number[]) => Interval;
+  /** undefined: a fixed FIXED. */
+  stop?: (values: number[]) => boolean;
+  boot: boolean;
 }
 
-function simulate(cv: number, target: number, trials: number): { fixed: Outcome[]; adaptive: Outcome[] } {
-  const rand = mulberry32(Math.round(cv * 1000) + 17);
-  const fixed: Outcome[] = [];
-  const adaptive: Outcome[] = [];
+const bootCi = (resamples: number) => (v: number[]) => bootstrapMedianCI(v, { resamples, seed: 0x5eed });
+const exactCi = (v: number[]): Interval => orderStatisticMedianCI(v);
+
+function exactRule(label: string, policy: AdaptivePolicy): Rule {
+  return { label, ci: exactCi, stop: (v) => adaptiveDecision(policy, v.length, [v]) !== undefined, boot: false };
+}
+
+/** The rule bbagent had: bootstrap (1000 resamples) after every replicate from 10 on, up to 50. */
+function bootstrapRuleBefore(target: number): Rule {
+  const check = bootCi(1000);
+  return {
+    label: 'adaptive before (bootstrap, 10..50, every 1)',
+    ci: bootCi(2000),
+    stop: (v) => v.length >= 50 || (v.length >= 10 && halfWidthPercent(check(v), median(v)) <= target),
+    boot: true,
+  };
+}
+
+function rules(target: number): Rule[] {
+  return [
+    { label: 'fixed 25, bootstrap CI', ci: bootCi(2000), boot: true },
+    { label: 'fixed 25, exact CI', ci: exactCi, boot: false },
+    bootstrapRuleBefore(target),
+    exactRule('adaptive now (exact, 6..25, every 2)', { targetPercent: target, min: 6, max: FIXED, checkEvery: 2 }),
+    exactRule('adaptive, no correction (exact, 6..25, every 1)', { targetPercent: target, min: 6, max: FIXED, checkEvery: 1 }),
+  ];
+}
+
+interface Outcome {
+  n: number;
+  met: number;
+  halfWidth: number;
+  coverage: number;
+}
+
+function evaluate(rule: Rule, model: string, cv: number, target: number, trials: number, truth: number): Outcome {
+  const rand = mulberry32(1 + Math.round(cv * 100) + 7919 * Object.keys(MODELS).indexOf(model));
+  let n = 0;
+  let met = 0;
+  let hw = 0;
+  let covered = 0;
   for (let t = 0; t < trials; t++) {
-    const draw = (): number => 100 * (1 + (cv / 100) * normal(rand));
-    const f = Array.from({ length: FIXED }, draw);
-    fixed.push({ n: FIXED, halfWidth: finalCi(f) });
-    const a: number[] = [];
-    for (;;) {
-      a.push(draw());
-      if (adaptiveDecision({ targetPercent: target, min: MIN, max: MAX }, a.length, [a], 0x5eed)) break;
-    }
-    adaptive.push({ n: a.length, halfWidth: finalCi(a) });
+    const draw = MODELS[model]!(cv, rand);
+    const v: number[] = [];
+    if (rule.stop) {
+      do v.push(draw());
+      while (!rule.stop(v));
+    } else for (let i = 0; i < FIXED; i++) v.push(draw());
+    const ci = rule.ci(v);
+    const h = halfWidthPercent(ci, median(v));
+    n += v.length;
+    hw += h;
+    if (h <= target) met++;
+    if (ci.low <= truth && truth <= ci.high) covered++;
   }
-  return { fixed, adaptive };
+  return { n: n / trials, met: (100 * met) / trials, halfWidth: hw / trials, coverage: (100 * covered) / trials };
 }
 
-const mean = (xs: number[]): number => xs.reduce((s, x) => s + x, 0) / xs.length;
+const cell = (o: Outcome): string => `${o.n.toFixed(1)} | ${o.met.toFixed(0)}% | ±${o.halfWidth.toFixed(2)}% | ${o.coverage.toFixed(1)}%`;
 
-function row(label: string, o: Outcome[], target: number): string {
-  const met = (100 * o.filter((x) => x.halfWidth <= target).length) / o.length;
-  return `${label.padEnd(9)} replicates ${mean(o.map((x) => x.n))
-    .toFixed(1)
-    .padStart(5)}   CI met ${met.toFixed(0).padStart(3)}%   mean CI ±${mean(o.map((x) => x.halfWidth)).toFixed(2)}%`;
+function simulate(target: number, trials: number, bootTrials: number): void {
+  const rs = rules(target);
+  console.log(`\n## Simulation: target ±${target}%; ${trials} series per cell (bootstrap rules: ${bootTrials})`);
+  console.log('Each rule: replicates | target met | mean CI half-width | coverage of the true median');
+  rs.forEach((r, i) => console.log(`  R${i + 1}: ${r.label}`));
+  console.log(`\n| noise | CV | ${rs.map((_, i) => `R${i + 1} n | met | ±CI | cover`).join(' | ')} |`);
+  console.log(`|---|---|${rs.map(() => '---|---|---|---').join('|')}|`);
+  const totals = new Map<string, Map<string, number>>();
+  for (const model of Object.keys(MODELS)) {
+    for (const cv of LEVELS) {
+      const truth = trueMedian(model, cv);
+      const outs = rs.map((r) => evaluate(r, model, cv, target, r.boot ? bootTrials : trials, truth));
+      console.log(`| ${model} | ${cv}% | ${outs.map(cell).join(' | ')} |`);
+      const m = totals.get(model) ?? new Map<string, number>();
+      rs.forEach((r, i) => m.set(r.label, (m.get(r.label) ?? 0) + outs[i]!.n));
+      totals.set(model, m);
+    }
+  }
+  console.log('\nReplicates over the four levels, against 4 × 25 = 100:');
+  for (const [model, m] of totals) {
+    const parts = [...m].filter(([label]) => label.startsWith('adaptive')).map(([label, n]) => `${label}: ${n.toFixed(1)} (${(100 - n).toFixed(0)}% fewer)`);
+    console.log(`  ${model}: ${parts.join('; ')}`);
+  }
+}
+
+/** Where the saving comes from: the rule now against a fixed 25 as the test's noise grows relative to the target. */
+function sweep(target: number, trials: number): void {
+  const now = exactRule('now', { targetPercent: target, min: 6, max: FIXED, checkEvery: 2 });
+  const fixed: Rule = { label: 'fixed', ci: exactCi, boot: false };
+  console.log(`\n## CV / target sweep (normal noise, target ±${target}%, ${trials} series each)\n`);
+  console.log('| CV / target | adaptive replicates | fewer than 25 | adaptive: met, coverage | fixed 25: met, coverage |');
+  console.log('|---|---|---|---|---|');
+  for (const ratio of [0.25, 0.5, 0.75, 1, 1.25, 1.5, 1.75, 2, 2.5, 3]) {
+    const cv = ratio * target;
+    const truth = 100;
+    const a = evaluate(now, 'normal', cv, target, trials, truth);
+    const f = evaluate(fixed, 'normal', cv, target, trials, truth);
+    console.log(
+      `| ${ratio} | ${a.n.toFixed(1)} | ${(100 - (100 * a.n) / FIXED).toFixed(0)}% | ${a.met.toFixed(0)}%, ${a.coverage.toFixed(1)}% | ${f.met.toFixed(0)}%, ${f.coverage.toFixed(1)}% |`,
+    );
+  }
 }
 
 async function real(target: number): Promise<void> {
@@ -81,12 +202,13 @@ async function real(target: number): Promise<void> {
     quietHost: 'off' as const,
     framework: 'bench',
   };
-  for (const adaptive of [undefined, { targetPercent: target, min: MIN, max: MAX }]) {
+  console.log('');
+  for (const adaptive of [undefined, { targetPercent: target, min: 6, max: FIXED }]) {
     const r = await runPerf({ ...base, repeat: FIXED, ...(adaptive ? { adaptive } : {}) }, deps);
     const s = r.subtests[0]!;
     console.log(
       `real ${adaptive ? `adaptive ±${target}%` : 'fixed 25'}: ${r.replicatesRun} replicates (${r.stopReason}), median ${s.stats.median.toFixed(2)} ms, ` +
-        `CI ±${s.ciHalfWidthPercent.toFixed(2)}%, CV ${s.stats.cvPercent.toFixed(2)}%, ${s.outliers.outliers.length} outlier(s)`,
+        `exact CI ±${s.ciHalfWidthPercent.toFixed(2)}%, CV ${s.stats.cvPercent.toFixed(2)}%, ${s.outliers.outliers.length} outlier(s)`,
     );
   }
 }
@@ -108,25 +230,23 @@ function gateCost(): void {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { trials: { type: 'string', default: '40' }, target: { type: 'string', default: '1' } } });
-  const trials = Number(values.trials);
+  const { values } = parseArgs({
+    options: {
+      trials: { type: 'string', default: '4000' },
+      'boot-trials': { type: 'string', default: '100' },
+      target: { type: 'string', default: '1' },
+      'no-real': { type: 'boolean', default: false },
+    },
+  });
   const target = Number(values.target);
-  let fixedTotal = 0;
-  let adaptiveTotal = 0;
-  console.log(`target: 95% CI of the median within ±${target}%; adaptive min ${MIN}, max ${MAX}; ${trials} trials per level`);
-  for (const cv of [0.5, 1, 2, 3]) {
-    const { fixed, adaptive } = simulate(cv, target, trials);
-    console.log(`CV ${cv}%:`);
-    console.log(`  ${row('fixed 25', fixed, target)}`);
-    console.log(`  ${row('adaptive', adaptive, target)}`);
-    fixedTotal += mean(fixed.map((x) => x.n));
-    adaptiveTotal += mean(adaptive.map((x) => x.n));
+  const t0 = performance.now();
+  simulate(target, Number(values.trials), Number(values['boot-trials']));
+  sweep(target, Number(values.trials));
+  console.log(`\nsimulation: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  if (!values['no-real']) {
+    await real(Math.max(target, 2));
+    gateCost();
   }
-  console.log(
-    `all levels: adaptive ${adaptiveTotal.toFixed(1)} vs fixed ${fixedTotal.toFixed(1)} replicates (${((100 * (fixedTotal - adaptiveTotal)) / fixedTotal).toFixed(0)}% fewer)`,
-  );
-  await real(Math.max(target, 2));
-  gateCost();
 }
 
 await main();

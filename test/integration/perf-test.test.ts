@@ -2,7 +2,8 @@
 // worker, over msgpack and over PB (one master serving both): the step runs the `perf` remote command (its
 // workdir made absolute on the master, as msgpack does for shell steps), the step log carries the PERFHERDER_DATA
 // line, the values are read back from the master's own tables (/api/v2/builds/N/test_result_sets and .../results: one `performance`
-// set per subtest, the value and every replicate), and the summary names the value, the median and the CI. A
+// set per subtest, the value and every replicate), and the summary names the value, the median and the CI with
+// its real coverage (3 kept values give a 75% interval of the median, not a 95% one). A
 // failing replicate fails the step with the reason; buildbot-worker (no `perf` command) fails it clearly.
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -82,13 +83,13 @@ describe('PerfTest on a real master', () => {
     const build = await master.runBuild(`perf-${name}`, 60_000);
     const step = findStep(build, 'perf');
     expect(build.results, step.state_string).toBe(Results.SUCCESS);
-    expect(step.state_string).toBe('page: 2 subtests, geometric mean 6.12372 (widest 95% CI ±0.00%)');
+    expect(step.state_string).toBe('page: 2 subtests, geometric mean 6.12372 (widest 75.0% CI ±0.00%)');
     expect(channelText(findLog(step), 'o')).toMatch(/^PERFHERDER_DATA: \{"framework":\{"name":"bbagent"\}/m);
     expect(JSON.parse(findLog(step, 'perfherder-data.json').content.replace(/^o/gm, ''))).toMatchObject({ suites: [{ name: 'page' }] });
     const { test_result_sets: sets } = await master.get<{ test_result_sets: ResultSet[] }>(`/builds/${build.buildid}/test_result_sets`);
     expect(sets.map((s) => [s.description, s.category, s.value_unit, s.complete])).toEqual([
-      ['page/load (ignore_first:1,median; 95% CI 12.5..12.5)', 'performance', 'ms', true],
-      ['page/paint (ignore_first:1,median; 95% CI 3..3)', 'performance', 'ms', true],
+      ['page/load (ignore_first:1,median; 75.0% CI 12.5..12.5)', 'performance', 'ms', true],
+      ['page/paint (ignore_first:1,median; 75.0% CI 3..3)', 'performance', 'ms', true],
     ]);
     const { test_results: rows } = await master.get<{ test_results: TestResult[] }>(`/test_result_sets/${sets[0]!.test_result_setid}/results`);
     expect(rows.map((r) => [r.test_name, r.value])).toEqual([
@@ -104,7 +105,7 @@ describe('PerfTest on a real master', () => {
     const build = await master.runBuild(`perf-wall-${name}`, 60_000);
     const step = findStep(build, 'perf');
     expect(build.results, step.state_string).toBe(Results.SUCCESS);
-    expect(step.state_string).toMatch(/^spawn: [\d.e-]+ ms \(median [\d.e-]+, 95% CI ±\d+\.\d\d%, CV \d+\.\d\d%, n=3\)$/);
+    expect(step.state_string).toMatch(/^spawn: [\d.e-]+ ms \(median [\d.e-]+, 75\.0% CI ±\d+\.\d\d%, CV \d+\.\d\d%, n=3\)$/);
     const { test_result_sets: sets } = await master.get<{ test_result_sets: ResultSet[] }>(`/builds/${build.buildid}/test_result_sets`);
     expect(sets.map((s) => [s.category, s.value_unit])).toEqual([['performance', 'ms']]);
     const stats = JSON.parse(readFileSync(path.join(scratch, name, `perf-wall-${name}`, 'build', 'perf-out', 'perf-stats.json'), 'utf8')) as {

@@ -115,9 +115,11 @@ describe('bbagent perf run', () => {
       '--target-ci',
       '5',
       '--min',
-      '3',
-      '--max',
       '6',
+      '--max',
+      '10',
+      '--check-every',
+      '1',
       '--quiet-host',
       'off',
       '--out',
@@ -135,14 +137,30 @@ describe('bbagent perf run', () => {
     };
     expect(stats.metricSource).toBe('perfmetric');
     expect(stats.stopReason).toBe('target-reached');
-    expect(stats.replicatesRun).toBe(3);
+    // ignore_first:1 keeps 6 values (the fewest with a 95% CI of the median) after 7 replicates
+    expect(stats.replicatesRun).toBe(7);
     expect(stats.subtests.map((s) => [s.name, s.value, s.keptIndices])).toEqual([
-      ['load', 12.5, [1, 2]],
-      ['paint', 3, [1, 2]],
+      ['load', 12.5, [1, 2, 3, 4, 5, 6]],
+      ['paint', 3, [1, 2, 3, 4, 5, 6]],
     ]);
     expect(stats.value).toBeCloseTo(Math.sqrt(12.5 * 3), 12);
     const data = readJson(out, 'perfherder-data.json');
     expect(validate(data), JSON.stringify(validate.errors)).toBe(true);
+  });
+
+  it('runs a test too noisy for its target to --max, never past it, and says the target was not reached', async () => {
+    const out = outDir();
+    const counter = path.join(tmp, 'noisy-count');
+    // deterministic noise: 1..100 from a counter kept in a file, far wider than a ±1% target
+    const script = `n=$(cat ${counter} 2>/dev/null || echo 0); n=$((n+1)); echo $n > ${counter}; echo PERFMETRIC x $(( (n*7919) % 100 + 1 ))`;
+    const r = await perf('--name', 'noisy', '--target-ci', '1', '--max', '9', '--quiet-host', 'off', '--out', out, '--', '/bin/sh', '-c', script);
+    expect(r.code, r.err.join('\n')).toBe(0);
+    const stats = readJson(out, 'perf-stats.json') as { replicatesRun: number; stopReason: string; adaptive: unknown; subtests: { replicates: number[] }[] };
+    expect([stats.replicatesRun, stats.stopReason, stats.subtests[0]!.replicates.length]).toEqual([9, 'max-reached', 9]);
+    expect(stats.adaptive).toEqual({ targetPercent: 1, min: 6, max: 9, checkEvery: 2 });
+    expect(r.err.filter((l) => l.includes('NOT reached'))).toEqual([
+      expect.stringMatching(/^perf: max 9 replicates reached, target ±1% NOT reached \(widest 95% CI ±\d+\.\d\d%\)$/),
+    ]);
   });
 
   it('fails naming the replicate and its rc when the command fails, and a metric line that is not a number', async () => {
@@ -210,6 +228,9 @@ describe('bbagent perf run', () => {
     [['--name', 'x', '--quiet-host', 'sometimes', '--', 'true'], /--quiet-host must be one of wait, refuse, off/],
     [['--name', 'x', '--repeat', '0', '--', 'true'], /--repeat must be an integer in 1\.\.10000, got 0/],
     [['--name', 'x', '--target-ci', '1', '--min', '9', '--max', '4', '--', 'true'], /--max must be an integer >= --min \(9\), got 4/],
+    [['--name', 'x', '--target-ci', '1', '--min', '5', '--', 'true'], /--min must be an integer >= 6 \(fewer values give no 95% CI of the median\), got 5/],
+    [['--name', 'x', '--target-ci', '1', '--check-every', '0', '--', 'true'], /--check-every must be an integer >= 1, got 0/],
+    [['--name', 'x', '--check-every', '2', '--', 'true'], /give --target-ci too/],
     [['--name', 'x'], /no command to measure/],
   ])('exits 2 on a bad command line: %j', async (args, why) => {
     const r = await perf(...args);

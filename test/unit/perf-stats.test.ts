@@ -7,7 +7,6 @@ import { describe, expect, it } from 'vitest';
 import { bootstrapMedianCI, mulberry32, percentileBounds } from '../../agent/perf/bootstrap.js';
 import { applyFilterSpec, parseFilterSpec, talosGeometricMean } from '../../agent/perf/filters.js';
 import { flagOutliers } from '../../agent/perf/outliers.js';
-import { adaptiveDecision } from '../../agent/perf/adaptive.js';
 import { cvPercent, geometricMean, mad, mean, median, pstddev, stddev } from '../../agent/perf/stats.js';
 import { AgentError } from '../../agent/errors.js';
 
@@ -176,7 +175,7 @@ print(json.dumps(out))`,
   });
 });
 
-describe('outliers and adaptive stopping', () => {
+describe('outliers', () => {
   it('flags values beyond 3.5 modified z-scores, keeps them, and notes a cold first run', () => {
     const xs = [180, 100, 101, 99, 100, 102, 98, 100, 101, 99, 60];
     const report = flagOutliers(xs);
@@ -185,18 +184,5 @@ describe('outliers and adaptive stopping', () => {
     expect(report.outliers[1]!.z).toBeLessThan(-3.5);
     expect(report.coldFirst).toBe(true);
     expect(flagOutliers([100, 101, 99, 100, 102]).outliers).toEqual([]);
-  });
-
-  it('stops at the target only within min and max', () => {
-    const quiet = Array.from({ length: 12 }, (_, i) => 100 + (i % 3) * 0.1);
-    const policy = { targetPercent: 1, min: 10, max: 30 };
-    expect(adaptiveDecision(policy, 9, [quiet.slice(0, 9)], 1)).toBeUndefined();
-    expect(adaptiveDecision(policy, 10, [quiet.slice(0, 10)], 1)).toBe('target-reached');
-    const r = mulberry32(5);
-    const noisy = Array.from({ length: 30 }, () => 100 + 60 * r());
-    expect(adaptiveDecision(policy, 20, [noisy.slice(0, 20)], 1)).toBeUndefined();
-    expect(adaptiveDecision(policy, 30, [noisy], 1)).toBe('max-reached');
-    // every metric must meet the target
-    expect(adaptiveDecision(policy, 12, [quiet, noisy.slice(0, 12)], 1)).toBeUndefined();
   });
 });
