@@ -33,6 +33,8 @@ Options:
                             then one of median, mean, geometric_mean; default ${DEFAULT_FILTER})
       --quiet-host MODE     wait | refuse | off (default refuse): sample the host first and wait for quiet, or
                             refuse, when other work uses >= 3% of the CPU, steal or throttling is seen
+      --recheck-every N     sample the host again (a 1 s window) after every N replicates: refuse fails the run
+                            when it turned noisy, wait waits and lists the replicates since as suspect
       --target-ci PCT       adaptive: stop when the 95% CI of the median is within ±PCT% of it
       --min N --max N       adaptive bounds (default ${DEFAULT_ADAPTIVE_MIN}, and --repeat: ${DEFAULT_ADAPTIVE_MAX})
       --check-every K       adaptive: look at the CI every K replicates from --min on (default ${DEFAULT_CHECK_EVERY})
@@ -52,6 +54,7 @@ const OPTIONS: OptionSpec = {
   min: { type: 'string' },
   max: { type: 'string' },
   'check-every': { type: 'string' },
+  'recheck-every': { type: 'string' },
   timeout: { type: 'string' },
   framework: { type: 'string' },
   out: { type: 'string' },
@@ -85,6 +88,7 @@ export function runOptions(values: Values, argv: string[], io: CliIO): PerfRunOp
   if (target === undefined && (values.min !== undefined || values.max !== undefined || values['check-every'] !== undefined))
     throw new UsageError(`${COMMAND}: --min, --max and --check-every shape adaptive runs: give --target-ci too`);
   const repeat = integer(values, 'repeat', DEFAULT_REPEAT);
+  const min = integer(values, 'min', DEFAULT_ADAPTIVE_MIN);
   const timeout = decimal(values, 'timeout');
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(io.env)) if (v !== undefined) env[k] = v;
@@ -97,14 +101,16 @@ export function runOptions(values: Values, argv: string[], io: CliIO): PerfRunOp
     warmup: integer(values, 'warmup', 0),
     filter: typeof values.filter === 'string' ? values.filter : DEFAULT_FILTER,
     quietHost: mode,
+    ...(values['recheck-every'] === undefined ? {} : { recheckEvery: integer(values, 'recheck-every', 0) }),
     framework: typeof values.framework === 'string' ? values.framework : 'bbagent',
     ...(target === undefined
       ? {}
       : {
           adaptive: {
             targetPercent: target,
-            min: integer(values, 'min', DEFAULT_ADAPTIVE_MIN),
-            max: integer(values, 'max', values.repeat === undefined ? DEFAULT_ADAPTIVE_MAX : repeat),
+            min,
+            // --repeat caps an adaptive run too (never below --min)
+            max: integer(values, 'max', Math.max(min, values.repeat === undefined ? DEFAULT_ADAPTIVE_MAX : repeat)),
             checkEvery: integer(values, 'check-every', DEFAULT_CHECK_EVERY),
           },
         }),

@@ -39,6 +39,7 @@ export function perfOptions(args: CommandArgs, env: CommandEnv, workdir: string)
   if (!GATE_MODES.includes(mode)) throw new CommandArgsError(`argument 'quiet_host' must be one of ${GATE_MODES.join(', ')}, got ${describe(mode)}`);
   const target = argOptNumber(args, 'target_ci');
   const timeout = argOptSeconds(args, 'timeout');
+  const min = argOptInt(args, 'min') ?? DEFAULT_ADAPTIVE_MIN;
   const options: PerfRunOptions = {
     name: argString(args, 'name'),
     argv: argv(args, env),
@@ -48,14 +49,16 @@ export function perfOptions(args: CommandArgs, env: CommandEnv, workdir: string)
     warmup: argOptInt(args, 'warmup') ?? 0,
     filter: argOptString(args, 'filter') ?? DEFAULT_FILTER,
     quietHost: mode,
+    recheckEvery: argOptInt(args, 'recheck_every') ?? 0,
     framework: argOptString(args, 'framework') ?? 'bbagent',
     ...(target === undefined
       ? {}
       : {
           adaptive: {
             targetPercent: target,
-            min: argOptInt(args, 'min') ?? DEFAULT_ADAPTIVE_MIN,
-            max: argOptInt(args, 'max') ?? argOptInt(args, 'repeat') ?? DEFAULT_ADAPTIVE_MAX,
+            min,
+            // repeat caps an adaptive run too (never below min)
+            max: argOptInt(args, 'max') ?? Math.max(min, argOptInt(args, 'repeat') ?? DEFAULT_ADAPTIVE_MAX),
             checkEvery: argOptInt(args, 'check_every') ?? DEFAULT_CHECK_EVERY,
           },
         }),

@@ -12,6 +12,7 @@ import { machineFingerprint } from './fingerprint.js';
 import { quietHostGate, type GateDeps, type GateReport } from './gate.js';
 import { MetricSeries, WALL_TIME_UNIT, parseMetricLines } from './metrics.js';
 import { flagOutliers } from './outliers.js';
+import { recheckGate, type GateRecheck } from './recheck.js';
 import { runReplicate } from './replicate.js';
 import { describeSeries, geometricMean } from './stats.js';
 import type { PerfResult, PerfRunOptions, SubtestResult } from './types.js';
@@ -34,6 +35,10 @@ export function checkRunOptions(o: PerfRunOptions): FilterSpec {
   if (!Number.isInteger(o.warmup) || o.warmup < 0 || o.warmup > MAX_REPLICATES)
     throw new AgentError('E_PERF_OPTIONS', `--warmup must be an integer in 0..${MAX_REPLICATES}, got ${o.warmup}`);
   if (o.adaptive) checkAdaptivePolicy(o.adaptive);
+  if (o.recheckEvery !== undefined && (!Number.isInteger(o.recheckEvery) || o.recheckEvery < 0 || o.recheckEvery > MAX_REPLICATES))
+    throw new AgentError('E_PERF_OPTIONS', `--recheck-every must be an integer in 0..${MAX_REPLICATES}, got ${o.recheckEvery}`);
+  if (o.recheckEvery && o.quietHost === 'off')
+    throw new AgentError('E_PERF_OPTIONS', '--recheck-every samples the host between replicates: not with --quiet-host off');
   return parseFilterSpec(o.filter);
 }
 
@@ -57,6 +62,7 @@ async function replicates(
   o: PerfRunOptions,
   spec: FilterSpec,
   pc: ProcessControl,
+  between: (count: number) => Promise<void>,
 ): Promise<{ series: MetricSeries; source: PerfResult['metricSource']; stop: StopReason }> {
   const series = new MetricSeries();
   let source: PerfResult['metricSource'] | undefined;
@@ -81,6 +87,7 @@ async function replicates(
       if (stop) o.onProgress?.(adaptiveStopLine(stop, o.adaptive.targetPercent, i, widestHalfWidthPercent(filtered)));
     } else if (i >= o.repeat) stop = 'fixed-count';
     if (stop) return { series, source, stop };
+    await between(i);
   }
 }
 
@@ -127,7 +134,20 @@ export async function runPerf(o: PerfRunOptions, deps: PerfRunDeps): Promise<Per
     );
     o.onProgress?.(`quiet-host gate: quiet (background ${gate?.backgroundPercent ?? 0}%)${gate?.warnings.length ? `; ${gate.warnings.join('; ')}` : ''}`);
   }
-  const { series, source, stop } = await replicates(o, spec, deps.processControl);
+  const rechecks: GateRecheck[] = [];
+  const between = async (count: number): Promise<void> => {
+    if (!o.recheckEvery || o.quietHost === 'off' || count % o.recheckEvery !== 0) return;
+    // every recheck ends on a quiet window (or fails the run): the suspect span starts at the last one
+    const since = rechecks.at(-1)?.afterReplicate ?? 0;
+    const r = await recheckGate(
+      { probe: deps.probe, sleep: deps.sleep ?? abortableSleep },
+      { mode: o.quietHost, afterReplicate: count, sinceReplicate: since, signal: o.signal },
+    );
+    rechecks.push(r);
+    if (!r.quiet)
+      o.onProgress?.(`quiet-host recheck after replicate ${count}: was noisy (${r.problems.join(', ')}); replicates ${since + 1}..${count} are suspect`);
+  };
+  const { series, source, stop } = await replicates(o, spec, deps.processControl, between);
   const subtests = series.names().map((n) => subtestResult(n, series.unit(n) ?? '', series.series(n), spec));
   return {
     format: 'bbagent-perf-stats',
@@ -145,6 +165,7 @@ export async function runPerf(o: PerfRunOptions, deps: PerfRunDeps): Promise<Per
     subtests,
     fingerprint: machineFingerprint(deps.probe, deps.agentVersion),
     gate: gate ?? null,
+    gateRechecks: rechecks,
     startedAt,
     durationMs: Math.round(performance.now() - t0),
   };

@@ -7,6 +7,7 @@ import type { OrderStatisticInterval } from './order-ci.js';
 import type { MachineFingerprint } from './fingerprint.js';
 import type { GateMode, GateReport } from './gate.js';
 import type { OutlierReport } from './outliers.js';
+import type { GateRecheck } from './recheck.js';
 import type { SeriesStats } from './stats.js';
 
 /** Talos's typical count (pageload: 25 cycles), the fixed count when no target CI is given. */
@@ -30,6 +31,8 @@ export interface PerfRunOptions {
   filter: string;
   adaptive?: AdaptivePolicy;
   quietHost: GateMode;
+  /** Sample the host again after every this many replicates (undefined or 0: only before the run). */
+  recheckEvery?: number;
   /** Kill a replicate after this long (ms). */
   timeoutMs?: number;
   /** Perfherder framework name. */
@@ -81,6 +84,8 @@ export interface PerfResult {
   fingerprint: MachineFingerprint;
   /** The gate's last sample; null when the gate was off. */
   gate: GateReport | null;
+  /** The samples between replicates (--recheck-every), in order; empty when not asked for. */
+  gateRechecks: GateRecheck[];
   startedAt: string;
   durationMs: number;
 }

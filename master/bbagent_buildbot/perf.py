@@ -25,6 +25,7 @@ _OPTIONAL_ARGS = (
     ("warmup", "warmup"),
     ("filter", "filter"),
     ("quiet_host", "quiet_host"),
+    ("recheck_every", "recheck_every"),
     ("target_ci", "target_ci"),
     ("min_replicates", "min"),
     ("max_replicates", "max"),
@@ -51,8 +52,9 @@ class PerfTest(BbagentStep):
     """Runs ``command`` (a list or a shell string) as replicates of the perf suite ``suite`` on a bbagent worker.
 
     Options mirror ``bbagent perf run``: repeat, warmup, filter ('ignore_first:5,median'), quiet_host
-    ('wait' | 'refuse' | 'off'), target_ci with min_replicates/max_replicates/check_every (adaptive), timeout
-    (seconds per replicate), env, out (a directory for perfherder-data.json and perf-stats.json), framework.
+    ('wait' | 'refuse' | 'off') with recheck_every (replicates between host samples), target_ci with
+    min_replicates/max_replicates/check_every (adaptive), timeout (seconds per replicate), env, out (a directory
+    for perfherder-data.json and perf-stats.json), framework.
     """
 
     name = "perf"
@@ -100,9 +102,8 @@ class PerfTest(BbagentStep):
     def _store(self, result):
         for sub in result["subtests"]:
             ci = sub["ci"]
-            description = (
-                f"{result['suite']}/{sub['name']} ({result['filter']}; {_ci_label(ci)} {_fmt(ci['low'])}..{_fmt(ci['high'])})"
-            )
+            interval = f"{_ci_label(ci)} {_fmt(ci['low'])}..{_fmt(ci['high'])}"
+            description = f"{result['suite']}/{sub['name']} ({result['filter']}; {interval})"
             setid = yield self.addTestResultSet(description, "performance", sub["unit"] or "value")
             self.addTestResult(setid, repr(float(sub["value"])), test_name=sub["name"])
             for i, value in enumerate(sub["replicates"], start=1):

@@ -101,6 +101,9 @@ describe('the perf remote command', () => {
       expect(bad({ filter: 'ignore_first:x' })).rejects.toThrow(/needs a count/),
       expect(bad({ command: [] })).rejects.toThrow(/argument 'command' must be a string or a non-empty list/),
       expect(bad({ repeat: 1.5 })).rejects.toThrow(/argument 'repeat' must be an integer/),
+      expect(bad({ recheck_every: 2 })).rejects.toThrow(/--recheck-every samples the host between replicates: not with --quiet-host off/),
+      expect(bad({ target_ci: 1, min: 4 })).rejects.toThrow(/--min must be an integer >= 6/),
+      expect(bad({ target_ci: 1, check_every: 0 })).rejects.toThrow(/--check-every must be an integer >= 1, got 0/),
     ]);
   });
 

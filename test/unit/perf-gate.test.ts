@@ -15,6 +15,8 @@ import { linuxQuietHostProbe, parseProcessStat } from '../../platforms/linux/per
 import { machineFingerprint } from '../../agent/perf/fingerprint.js';
 import { perfRunCommand } from '../../agent/cli/perf-run.js';
 import { AgentError } from '../../agent/errors.js';
+import { runPerf } from '../../agent/perf/run.js';
+import { currentPlatform } from '../../platforms/index.js';
 import type { CliIO } from '../../agent/cli/io.js';
 
 const linux = existsSync('/proc/stat');
@@ -123,6 +125,61 @@ describe('the gate with a scripted host', () => {
     expect(fp).toMatchObject({ cpuModel: 'Test CPU', governor: 'powersave', boost: true, smt: false, memoryGiB: 8, agentVersion: '1.2.3' });
     expect(fp.id).toMatch(/^[0-9a-f]{12}$/);
     expect(machineFingerprint(scripted([0]), '1.2.3').id).not.toBe(fp.id);
+  });
+});
+
+describe('rechecking the host between replicates (--recheck-every)', () => {
+  const run = (probe: QuietHostProbe, mode: 'refuse' | 'wait', progress: string[] = []): ReturnType<typeof runPerf> =>
+    runPerf(
+      {
+        name: 'recheck',
+        argv: ['true'],
+        cwd: os.tmpdir(),
+        env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin' },
+        repeat: 6,
+        warmup: 0,
+        filter: 'median',
+        quietHost: mode,
+        recheckEvery: 2,
+        framework: 'test',
+        onProgress: (l) => progress.push(l),
+      },
+      { processControl: currentPlatform(), probe, agentVersion: 'test', sleep: noSleep },
+    );
+
+  it('refuse: a host that turns busy mid-run fails the run, naming the replicates it may have spoiled', async () => {
+    // windows: the gate (quiet), after replicate 2 (quiet), after replicate 4 (busy)
+    const err = await run(scripted([0, 0, 0.5]), 'refuse').then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect((err as AgentError).code).toBe('E_PERF_NOISY_HOST');
+    expect((err as AgentError).message).toMatch(
+      /^after replicate 4 \(replicates 3\.\.4 may be affected\), the host is not quiet enough for a perf run: background CPU 50\.0%/,
+    );
+    expect((err as { report: GateReport }).report.backgroundPercent).toBe(50);
+  });
+
+  it('wait: waits for quiet, goes on, and lists the replicates measured while it was busy as suspect', async () => {
+    const progress: string[] = [];
+    const result = await run(scripted([0, 0, 0.5, 0.2, 0]), 'wait', progress);
+    expect(result.replicatesRun).toBe(6);
+    expect(result.gateRechecks.map((r) => [r.afterReplicate, r.quiet, r.samples, r.backgroundPercent, r.suspect])).toEqual([
+      [2, true, 1, 0, []],
+      [4, false, 3, 50, [2, 3]],
+    ]);
+    expect(progress).toContain('quiet-host recheck after replicate 4: was noisy (background CPU 50.0% of the machine (limit 3%)); replicates 3..4 are suspect');
+  });
+
+  it('is refused with --quiet-host off', async () => {
+    const progress: string[] = [];
+    const r = await perfRunCommand(['--name', 'x', '--quiet-host', 'off', '--recheck-every', '2', '--', 'true'], {
+      out: () => {},
+      err: (l) => progress.push(l),
+      env: {},
+    });
+    expect(r).toBe(2);
+    expect(progress[0]).toMatch(/--recheck-every samples the host between replicates: not with --quiet-host off/);
   });
 });
 
