@@ -8,14 +8,15 @@
 //    Rules: a fixed 25 with the bootstrap CI (what bbagent reported before) and with the exact order-statistic CI
 //    (what it reports now); the adaptive rule before (bootstrap CI, min 10, max 50, a look after every replicate)
 //    and now (exact CI, min 6, max 25, a look every 2 replicates), and now without the every-2 correction.
-// 2. A sweep of the noise-to-target ratio (CV / target) for the rule now, normal noise: where the saving comes from.
+// 2. A sweep of the noise-to-target ratio (CV / target) for the rule now, normal noise: where the saving comes from,
+//    and the coverage with a look after every replicate (docs/perf.md's worst cases come from --trials 20000).
 // 3. A real command on this machine (a shell loop of a few ms): fixed 25 and adaptive through runPerf (gate off).
 // 4. The quiet-host gate's own cost.
 //
 // Usage: npx esbuild scripts/bench/perf-replicates.ts --bundle --platform=node --format=esm \
 //          --packages=external --outfile=build/cache/perf-replicates.mjs && node build/cache/perf-replicates.mjs
 //        [--trials N (exact-CI rules, default 4000)] [--boot-trials N (bootstrap rules, default 100)]
-//        [--target PCT (default 1)] [--no-real]
+//        [--target PCT (default 1)] [--no-real] [--sweep-only]
 
 import { parseArgs } from 'node:util';
 import { adaptiveDecision, halfWidthPercent, type AdaptivePolicy } from '../../agent/perf/adaptive.js';
@@ -175,16 +176,21 @@ function simulate(target: number, trials: number, bootTrials: number): void {
 function sweep(target: number, trials: number): void {
   const now = exactRule('now', { targetPercent: target, min: 6, max: FIXED, checkEvery: 2 });
   const fixed: Rule = { label: 'fixed', ci: exactCi, boot: false };
+  const every1 = exactRule('every 1', { targetPercent: target, min: 6, max: FIXED, checkEvery: 1 });
   console.log(`\n## CV / target sweep (normal noise, target ±${target}%, ${trials} series each)\n`);
-  console.log('| CV / target | adaptive replicates | fewer than 25 | adaptive: met, coverage | fixed 25: met, coverage |');
-  console.log('|---|---|---|---|---|');
+  console.log(
+    '| CV / target | adaptive replicates | fewer than 25 | adaptive: met, coverage | fixed 25: met, coverage | looking every 1: replicates, coverage |',
+  );
+  console.log('|---|---|---|---|---|---|');
   for (const ratio of [0.25, 0.5, 0.75, 1, 1.25, 1.5, 1.75, 2, 2.5, 3]) {
     const cv = ratio * target;
     const truth = 100;
     const a = evaluate(now, 'normal', cv, target, trials, truth);
     const f = evaluate(fixed, 'normal', cv, target, trials, truth);
+    const e = evaluate(every1, 'normal', cv, target, trials, truth);
     console.log(
-      `| ${ratio} | ${a.n.toFixed(1)} | ${(100 - (100 * a.n) / FIXED).toFixed(0)}% | ${a.met.toFixed(0)}%, ${a.coverage.toFixed(1)}% | ${f.met.toFixed(0)}%, ${f.coverage.toFixed(1)}% |`,
+      `| ${ratio} | ${a.n.toFixed(1)} | ${(100 - (100 * a.n) / FIXED).toFixed(0)}% | ${a.met.toFixed(0)}%, ${a.coverage.toFixed(1)}% | ` +
+        `${f.met.toFixed(0)}%, ${f.coverage.toFixed(1)}% | ${e.n.toFixed(1)}, ${e.coverage.toFixed(1)}% |`,
     );
   }
 }
@@ -236,14 +242,15 @@ async function main(): Promise<void> {
       'boot-trials': { type: 'string', default: '100' },
       target: { type: 'string', default: '1' },
       'no-real': { type: 'boolean', default: false },
+      'sweep-only': { type: 'boolean', default: false },
     },
   });
   const target = Number(values.target);
   const t0 = performance.now();
-  simulate(target, Number(values.trials), Number(values['boot-trials']));
+  if (!values['sweep-only']) simulate(target, Number(values.trials), Number(values['boot-trials']));
   sweep(target, Number(values.trials));
   console.log(`\nsimulation: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-  if (!values['no-real']) {
+  if (!values['no-real'] && !values['sweep-only']) {
     await real(Math.max(target, 2));
     gateCost();
   }
