@@ -34,11 +34,12 @@ export async function readChunkOptions(values: Values, options: SuiteRunOptions)
   if (by !== 'test' && by !== 'group') throw new UsageError(`${COMMAND}: --by must be test or group, got '${String(by)}'`);
   options.chunk = { total, this: k, by };
   if (glob !== undefined) options.testsGlob = glob;
-  if (tests !== undefined) options.tests = linesOf(tests === '-' ? await readStdin() : await readText(tests, 'the test list'));
+  if (tests !== undefined) options.tests = linesOf(tests === '-' ? await readStdin() : (await readText(tests, 'the test list'))!);
   const pinned = values['chunk-durations'] as string | undefined;
   if (pinned !== undefined) {
-    // read only: a file that does not exist is a mistake here (unlike --durations, which the run creates)
-    options.chunkDurations = chunkDurationsOf(parseHistory(await readText(pinned, 'the durations file'), pinned));
+    // read only; a file that does not exist yet is the first run (cut by count), as for `suite chunk --durations`
+    const text = await readText(pinned, 'the durations file', true);
+    if (text !== undefined) options.chunkDurations = chunkDurationsOf(parseHistory(text, pinned));
   }
 }
 
@@ -57,10 +58,11 @@ function linesOf(text: string): string[] {
     .filter((l) => l.trim() !== '');
 }
 
-async function readText(file: string, what: string): Promise<string> {
+async function readText(file: string, what: string, missingOk = false): Promise<string | undefined> {
   try {
     return await readFile(file, 'utf8');
   } catch (err) {
+    if (missingOk && (err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw new AgentError('E_SUITE_REPORT_READ', `${file}: cannot read ${what} (${errorMessage(err)})`);
   }
 }

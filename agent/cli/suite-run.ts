@@ -39,13 +39,13 @@ Options:
       --max-confirmed N      rerun at most N failing tests (default 10); the others stay failures
       --durations FILE       record each test's time in FILE, for 'bbagent suite chunk --durations FILE'
       --total N --this K     run chunk K of N of the tests (--tests, --tests-glob): the word {tests} of CMD
-                             becomes the chunk's tests, one argument each. Balanced on the durations FILE (or
-                             --chunk-durations), else cut by count; the run records each test file's time
+                             becomes the chunk's tests, one argument each. Balanced on --chunk-durations, else
+                             cut by count; --durations FILE records each test file's time too
       --by test|group        group: keep the tests of one directory in one chunk (default test)
       --tests FILE|-         the tests to split (test files, manifests), one a line ('-': standard input)
       --tests-glob GLOB      and/or the files GLOB matches, relative to the current directory
-      --chunk-durations FILE balance on FILE (read only, e.g. one kept with the sources, so that every machine
-                             cuts the same chunks) instead of --durations FILE
+      --chunk-durations FILE balance on FILE, read only: a copy of a --durations file that every chunk of the
+                             list uses (never the file the runs record into: chunks would overlap). Missing: by count
       --json FILE            write the whole result as JSON to FILE
       --timeout S            kill a process silent for S seconds (default: none)
   -h, --help                 show this help

@@ -1,11 +1,10 @@
 // A chunked suite run (run.ts): the units to split (a list, a glob of test files), this run's chunk of them cut on
-// the durations recorded by earlier runs (or given by the master, so that every chunk of a build is cut from the
-// same ones), the suite command with `{tests}` replaced by the chunk's units, and afterwards each unit's time,
+// the durations given (the master's, or a pinned file: every chunk of a list must be cut from the same ones, or
+// they overlap), else by count, the suite command with `{tests}` replaced by the chunk's units, and afterwards each unit's time,
 // from its tests' reported durations, for the next split.
 import { AgentError } from '../errors.js';
 import { compareIds, planChunks } from './chunk.js';
 import { snapshotId } from './durations.js';
-import { readChunkDurations } from './run-durations.js';
 import type { SuiteChunk, SuiteRunDeps, SuiteRunOptions, SuiteTest } from './run-types.js';
 import { checkTestsPlaceholder, expandTests, listUnits, UnitMap, unitTimes } from './units.js';
 
@@ -26,14 +25,11 @@ export async function prepareChunk(options: SuiteRunOptions, deps: SuiteRunDeps)
     throw new AgentError('E_SUITE_CHUNK_THIS', `this chunk must be an integer in 1..${spec.total}, got ${String(spec.this)}`);
   }
   const units = await listUnits(options.tests ?? [], options.testsGlob, options.workdir, deps.confine);
-  let durations = options.chunkDurations;
-  let source: SuiteChunk['balanced_on'] = 'given';
-  if (durations === undefined && options.durationsFile !== undefined) {
-    durations = await readChunkDurations(options.durationsFile, deps.note);
-    source = 'recorded';
-  }
+  // never the durations file this run records into: chunks cut one after the other from a file each of them
+  // changes would overlap; every chunk of a list must be cut from the same, pinned durations
+  const durations = options.chunkDurations;
   const known = durations === undefined ? [] : units.filter((u) => durations.has(u));
-  if (known.length === 0) source = 'count';
+  const source: SuiteChunk['balanced_on'] = known.length === 0 ? 'count' : 'durations';
   const plan = planChunks(units, { total: spec.total, by: spec.by, ...(known.length > 0 ? { durations } : {}) });
   const selected = plan.chunks[spec.this - 1]!;
   const chunk: SuiteChunk = {
@@ -61,8 +57,7 @@ export async function prepareChunk(options: SuiteRunOptions, deps: SuiteRunDeps)
 function chunkLine(c: SuiteChunk): string {
   const head = `suite: chunk ${c.this}/${c.total}: ${c.selected.length} of ${c.units} unit(s)`;
   if (c.balanced_on === 'count') return `${head}, cut by count (no recorded durations)`;
-  const how = c.balanced_on === 'given' ? 'the durations given' : 'recorded durations';
-  return `${head}, balanced on ${how} (${c.snapshot}): expected ${c.expected_s!.toFixed(2)} s, mean chunk ${c.mean_s!.toFixed(2)} s`;
+  return `${head}, balanced on the durations given (${c.snapshot}): expected ${c.expected_s!.toFixed(2)} s, mean chunk ${c.mean_s!.toFixed(2)} s`;
 }
 
 /**

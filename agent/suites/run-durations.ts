@@ -6,7 +6,7 @@ import path from 'node:path';
 import { errorMessage } from '../errors.js';
 import { ensureDir } from '../fs/makedirs.js';
 import { publishFile } from '../fs/publish-file.js';
-import { chunkDurationsOf, emptyHistory, formatHistory, KEEP_SAMPLES, MAX_AGE_RUNS, parseHistory, recordRun, type DurationHistory } from './durations.js';
+import { emptyHistory, formatHistory, KEEP_SAMPLES, MAX_AGE_RUNS, parseHistory, recordRun, type DurationHistory } from './durations.js';
 import type { SuiteTest } from './run-types.js';
 
 /**
@@ -41,18 +41,5 @@ export async function recordDurations(
     note(`suite: durations of ${next.tests.size} test(s)${unitCount} recorded in ${file}`);
   } catch (err) {
     note(`suite: durations: could not write ${file}: ${errorMessage(err)}`);
-  }
-}
-
-/**
- * The durations a chunk is balanced on, from `file` (tests' and units' medians); undefined when it does not exist
- * yet (the first run) or cannot be read (noted: the chunk is then cut by count, the run goes on).
- */
-export async function readChunkDurations(file: string, note: (line: string) => void): Promise<Map<string, number> | undefined> {
-  try {
-    return chunkDurationsOf(parseHistory(await readFile(file, 'utf8'), file));
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') note(`suite: durations: cannot balance on ${file}: ${errorMessage(err)}`);
-    return undefined;
   }
 }

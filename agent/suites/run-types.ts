@@ -53,8 +53,8 @@ export interface SuiteRunOptions {
   stopAtFirstPass?: boolean;
   /** At most this many failures are rerun (default MAX_CONFIRMED); the rest stay failures. */
   maxConfirmed?: number;
-  /** A durations file (durations.ts) to record this run's times into (and to balance the chunk on, when no
-   *  chunkDurations are given); absent: none recorded. */
+  /** A durations file (durations.ts) to record this run's times into; absent: none recorded. Never what the chunk
+   *  is cut on (chunkDurations is), so that chunks run one after the other cannot overlap. */
   durationsFile?: string;
   /** Which chunk of the units to run (default: all of them, 1 of 1). */
   chunk?: ChunkSpec;
@@ -62,7 +62,8 @@ export interface SuiteRunOptions {
    *  command's `{tests}` word becomes this run's units (units.ts). Neither: an unchunked run. */
   tests?: readonly string[];
   testsGlob?: string;
-  /** Seconds per unit to balance on (the master's, the same for every chunk of a build); else the durations file's. */
+  /** Seconds per unit to balance the chunk on, the same for every chunk of the list (the master's, or a pinned
+   *  file's); absent or naming no unit: cut by count. */
   chunkDurations?: ReadonlyMap<string, number>;
 }
 
@@ -82,8 +83,8 @@ export interface SuiteChunk {
   units: number;
   /** This chunk's units, sorted by code units. */
   selected: string[];
-  /** 'count': no durations for any unit, contiguous slices; 'recorded': the durations file; 'given': chunkDurations. */
-  balanced_on: 'count' | 'recorded' | 'given';
+  /** 'count': no duration for any unit, contiguous slices; 'durations': balanced on chunkDurations. */
+  balanced_on: 'count' | 'durations';
   /** snapshotId of the units' durations the split was cut on (equal on two chunks: cut from the same). */
   snapshot: string | null;
   /** This chunk's and the mean chunk's expected seconds (null when cut by count). */

@@ -84,7 +84,7 @@ class RunSuite(BbagentStep):
     workdir); the word ``{tests}`` of a list ``command`` becomes this chunk's units. ``chunk_durations``: None
     (default) balances on the durations the master keeps from earlier runs (suite_chunks.py: one snapshot per
     buildset, under ``durations_key``, default the step's name, so the chunks on several builders share them);
-    a dict {unit: seconds} is sent as is; False balances on the worker's own durations file.
+    a dict {unit: seconds} is sent as is (every chunk must get the same one); False cuts by count.
     """
 
     name = "suite"

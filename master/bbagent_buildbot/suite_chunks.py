@@ -94,11 +94,10 @@ class MasterDurations:
 
 def chunk_summary(chunk):
     """The ``summary`` log's lines on the chunk: what it ran and what it was cut on."""
-    how = {
-        "count": "cut by count (no durations yet)",
-        "given": f"balanced on the master's durations ({chunk.get('snapshot')})",
-        "recorded": f"balanced on the worker's durations file ({chunk.get('snapshot')})",
-    }.get(chunk.get("balanced_on"), chunk.get("balanced_on"))
+    if chunk.get("balanced_on") == "count":
+        how = "cut by count (no durations yet)"
+    else:
+        how = f"balanced on the durations given ({chunk.get('snapshot')})"
     lines = [f"chunk {chunk['this']}/{chunk['total']}: {len(chunk['selected'])} of {chunk['units']} tests, {how}"]
     if chunk.get("expected_s") is not None:
         lines.append(f"expected {chunk['expected_s']:.2f} s, mean chunk {chunk['mean_s']:.2f} s, {chunk['unknown_units']} without a duration")
