@@ -29,6 +29,16 @@ const chunkStep = (k: number): string =>
   `RunSuite(name='chunk ${k}', command=['/usr/bin/python3', '-m', 'pytest', '-q', '-p', 'no:cacheprovider', '--junitxml=out/${k}.xml', '{tests}'], ` +
   `results='out/${k}.xml', total_chunks=3, this_chunk=${k}, tests_glob='tests/*.py', durations_key='pytests', logEnviron=False)`;
 
+/** A worker whose `suite` command is 1.0 (an older bbagent), as the step sees it. */
+const AS_1_0 = `
+class RunSuiteOn10(RunSuite):
+    def workerVersion(self, command, oldversion=None):
+        return "1.0" if command == "suite" else RunSuite.workerVersion(self, command, oldversion)
+`;
+const OLD_STEPS =
+  `RunSuiteOn10(name='plain', command=['/usr/bin/python3', '-m', 'pytest', '-q', '-p', 'no:cacheprovider', '--junitxml=out/p.xml', 'tests/test_12.py'], results='out/p.xml', logEnviron=False), ` +
+  chunkStep(1).replace('RunSuite(', 'RunSuiteOn10(');
+
 interface TestResultSet {
   test_result_setid: number;
   description: string;
@@ -44,15 +54,20 @@ describe.skipIf(pytestMissing !== undefined)(`RunSuite chunks balance by themsel
       dir: path.join(scratch, 'master'),
       protocol: 'msgpack',
       workers: [{ name: 'bb', password: PASSWORD }],
-      builders: [{ name: 'pytests', workernames: ['bb'], steps: `[${[1, 2, 3].map(chunkStep).join(', ')}]` }],
-      pythonPreamble: 'from bbagent_buildbot.suite import RunSuite',
+      builders: [
+        { name: 'pytests', workernames: ['bb'], steps: `[${[1, 2, 3].map(chunkStep).join(', ')}]` },
+        { name: 'old', workernames: ['bb'], steps: `[${OLD_STEPS}]` },
+      ],
+      pythonPreamble: `from bbagent_buildbot.suite import RunSuite\n${AS_1_0}`,
       env: MASTER_PACKAGE_ENV,
     });
     bb = await BbagentWorker.start({ dir: path.join(scratch, 'bb'), masterPort: master.protocolPort, name: 'bb', password: PASSWORD, protocol: 'msgpack' });
     await master.waitForWorker('bb');
-    const dir = path.join(bb.dir, 'pytests', 'build');
-    mkdirSync(path.join(dir, 'tests'), { recursive: true });
-    FILES.forEach((f, i) => writeFileSync(path.join(dir, f), `import time\n\ndef test_sleep():\n    time.sleep(${SLEEPS[i]})\n`));
+    for (const builder of ['pytests', 'old']) {
+      const dir = path.join(bb.dir, builder, 'build');
+      mkdirSync(path.join(dir, 'tests'), { recursive: true });
+      FILES.forEach((f, i) => writeFileSync(path.join(dir, f), `import time\n\ndef test_sleep():\n    time.sleep(${SLEEPS[i]})\n`));
+    }
   }, 60_000);
 
   afterAll(async () => {
@@ -81,13 +96,15 @@ describe.skipIf(pytestMissing !== undefined)(`RunSuite chunks balance by themsel
     expect(new Set(all)).toEqual(new Set(FILES));
   }
 
-  const why = (steps: StepResult[]): string => steps.map((s) => `--- ${s.name}: ${s.state_string}\n${findLog(s, 'summary').content}`).join('\n');
+  const why = (steps: StepResult[]): string =>
+    steps.map((s) => `--- ${s.name}: ${s.state_string}\n${s.logs.map((l) => l.content.slice(-2000)).join('\n')}`).join('\n');
+  const summaryLine = (s: StepResult): string => findLog(s, 'summary').content.split('\n')[0]!;
 
   it('cuts the first build by count, and the next ones balanced on the times the first measured', async () => {
     const first = await master.runBuild('pytests', 60_000);
     const steps1 = first.steps.filter((s) => s.name.startsWith('chunk'));
     expect(
-      steps1.map((s) => [s.results, s.state_string]),
+      steps1.map((s) => [s.results, summaryLine(s)]),
       why(steps1),
     ).toEqual([
       [Results.SUCCESS, 'chunk 1/3: 4 passed, 0 failed'],
@@ -119,4 +136,13 @@ describe.skipIf(pytestMissing !== undefined)(`RunSuite chunks balance by themsel
     expectDisjointCover(balanced);
     expect(balance(loads(balanced)), JSON.stringify(balanced.map((c) => [...c.keys()]))).toBeLessThanOrEqual(1.1);
   }, 90_000);
+
+  it("a worker whose 'suite' command is 1.0 runs an unchunked step, and fails a chunked one saying why", async () => {
+    const build = await master.runBuild('old', 60_000);
+    const [plain, chunked] = build.steps.filter((s) => s.name === 'plain' || s.name.startsWith('chunk'));
+    // the summary log's first line is the step's summary (state_string can lag the build's end under load)
+    expect([plain!.results, summaryLine(plain!)]).toEqual([Results.SUCCESS, '1 passed, 0 failed']);
+    expect([chunked!.results, chunked!.state_string]).toEqual([Results.FAILURE, "suite: worker's 'suite' command is 1.0, chunks need 1.1 (failure)"]);
+    expect(findLog(chunked!, 'error').content).toContain("worker 'bb' has the 'suite' command version 1.0; running a chunk");
+  }, 60_000);
 });
