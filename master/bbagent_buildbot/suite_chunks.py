@@ -22,6 +22,10 @@ MAX_AGE_RUNS = 20
 KEEP_PINS = 8
 """Buildsets whose pinned durations are kept: chunks of older buildsets still running would be cut afresh."""
 
+_locks = {}
+"""One lock per suite key: two chunks ending at once read and write the state one after the other (in this master
+process; masters sharing a database can still lose a sample, which costs balance only)."""
+
 
 def version_at_least(version, wanted):
     """``"1.1"`` >= ``(1, 1)``; a version that does not parse is too old."""
@@ -56,6 +60,7 @@ class MasterDurations:
         self.master = master
         self.key = key
         self._objectid = None
+        self._lock = _locks.setdefault(key, defer.DeferredLock())
 
     @defer.inlineCallbacks
     def _oid(self):
@@ -63,9 +68,12 @@ class MasterDurations:
             self._objectid = yield self.master.db.state.getObjectId(self.key, STATE_CLASS)
         return self._objectid
 
-    @defer.inlineCallbacks
     def pinned(self, bsid):
         """The durations every chunk of buildset ``bsid`` is cut from ({unit: seconds}; {} on the first run)."""
+        return self._lock.run(self._pinned, bsid)
+
+    @defer.inlineCallbacks
+    def _pinned(self, bsid):
         oid = yield self._oid()
         pins = yield self.master.db.state.getState(oid, "pins", [])
         for pin_bsid, durations in pins:
@@ -75,16 +83,19 @@ class MasterDurations:
         durations = medians(state.get("units", {}))
         pins = [p for p in pins if p[0] != bsid][-(KEEP_PINS - 1):] + [[bsid, durations]]
         yield self.master.db.state.setState(oid, "pins", pins)
-        # two chunks of one buildset asking at once: the one stored last is the one both go by from here on
+        # masters sharing a database: the pin stored last is the one every chunk goes by from here on
         pins = yield self.master.db.state.getState(oid, "pins", [])
         for pin_bsid, stored in pins:
             if pin_bsid == bsid:
                 return stored
         return durations
 
-    @defer.inlineCallbacks
     def record(self, measured, total_chunks):
-        """Adds one chunk's measured unit times (two chunks ending at once: the last write wins, costing balance only)."""
+        """Adds one chunk's measured unit times ({unit: seconds}) to what the master keeps."""
+        return self._lock.run(self._record, measured, total_chunks)
+
+    @defer.inlineCallbacks
+    def _record(self, measured, total_chunks):
         if not measured:
             return
         oid = yield self._oid()
@@ -100,8 +111,14 @@ def chunk_summary(chunk):
         how = f"balanced on the durations given ({chunk.get('snapshot')})"
     lines = [f"chunk {chunk['this']}/{chunk['total']}: {len(chunk['selected'])} of {chunk['units']} tests, {how}"]
     if chunk.get("expected_s") is not None:
-        lines.append(f"expected {chunk['expected_s']:.2f} s, mean chunk {chunk['mean_s']:.2f} s, {chunk['unknown_units']} without a duration")
-    measured = sum(chunk.get("unit_durations", {}).values())
-    lines.append(f"measured {measured:.2f} s over {len(chunk.get('unit_durations', {}))} tests; {chunk.get('unmapped_tests', 0)} results named no test file")
+        lines.append(
+            f"expected {chunk['expected_s']:.2f} s, mean chunk {chunk['mean_s']:.2f} s, "
+            f"{chunk['unknown_units']} without a duration"
+        )
+    units = chunk.get("unit_durations", {})
+    lines.append(
+        f"measured {sum(units.values()):.2f} s over {len(units)} tests; "
+        f"{chunk.get('unmapped_tests', 0)} results named no test file"
+    )
     lines.extend(f"  {u}" for u in chunk["selected"])
     return lines
