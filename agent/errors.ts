@@ -107,6 +107,8 @@ type SuiteCode =
   | 'E_SUITE_CHUNK_TOTAL' // the number of chunks is not an integer >= 1
   | 'E_SUITE_CHUNK_THIS' // the chunk asked for is not an integer in 1..total
   | 'E_SUITE_DUPLICATE_TEST' // a test id appears twice in the list to chunk
+  | 'E_SUITE_TESTS_PLACEHOLDER' // {tests} misused: in a shell string, inside a word, missing while tests are listed, or vice versa
+  | 'E_SUITE_NO_TESTS' // a chunked run's list of tests (and glob) is empty
   | 'E_SUITE_DURATION' // a recorded duration is negative or not a finite number
   | 'E_SUITE_DURATIONS_FILE' // a durations file is not JSON or not of the expected shape (file and reason named)
   | 'E_SUITE_RERUN_TEMPLATE' // a rerun template is malformed (open quote), names no program or no {test}/{name}/{group}

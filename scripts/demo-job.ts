@@ -1,7 +1,7 @@
 // The demo's second build, the job these workers exist for: a local web server holds a build (a small app with a
 // benchmark) and its tests, each a tar.gz with its SHA-256; the build fetches both (FetchBuild: verified, cached,
-// extracted), picks its chunk of the test files (`bbagent suite chunk`), runs that chunk with RunSuite (Node's own
-// test runner, JUnit report; a flaky test fails on its first run and is rerun), runs a small performance test
+// extracted), runs its chunk of the test files with RunSuite (the worker cuts the chunk from the extracted files
+// and runs only those; Node's own test runner, JUnit report; a flaky test fails on its first run and is rerun), runs a small performance test
 // (PerfTest: replicates, median and CI, Perfherder data), and the demo prints what the master stored in its
 // test-result tables.
 import { execFileSync } from 'node:child_process';
@@ -11,7 +11,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { chunkTests } from '../agent/suites/chunk.js';
-import { BUNDLE, MASTER_PACKAGE_ENV } from './harness/bbagent-worker.js';
+import { MASTER_PACKAGE_ENV } from './harness/bbagent-worker.js';
 import type { BuildbotMaster, BuilderSpec } from './harness/master.js';
 
 const TESTS: Record<string, string> = {
@@ -66,7 +66,6 @@ export async function prepareDemoJob(scratch: string): Promise<DemoJob> {
   writeFileSync(path.join(src, 'app', 'bench.js'), APP_BENCH);
   for (const [name, text] of Object.entries(TESTS)) writeFileSync(path.join(src, 'tests', name), text);
   const files = Object.keys(TESTS).sort();
-  writeFileSync(path.join(src, 'tests', 'list.txt'), files.map((f) => `tests/${f}\n`).join(''));
   const app = tarGz(src, 'app', path.join(www, 'app-1.0.tar.gz'));
   const tests = tarGz(src, 'tests', path.join(www, 'tests-1.0.tar.gz'));
 
@@ -82,21 +81,20 @@ export async function prepareDemoJob(scratch: string): Promise<DemoJob> {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 
-  // 2 chunks; this build runs the one with the flaky test (the other would go to another worker)
-  const ids = files.map((f) => `tests/${f}`);
+  // 2 chunks; this build runs the one with the flaky test (the other would go to another worker). RunSuite cuts it
+  // on the worker from the extracted files (by count on a first run, later on the durations the master keeps) and
+  // runs only its files: {tests} becomes one argument per file.
+  const ids = files.map((f) => `tests/tests/${f}`);
   const chunks = [1, 2].map((k) => chunkTests(ids, { total: 2, this: k }));
-  const mine = chunks.findIndex((c) => c.includes('tests/network.test.js')) + 1;
-  const q = (word: string): string => `'${word.replace(/'/g, `'\\''`)}'`; // one shell word
-  const nodeSh = q(process.execPath);
-  const chunkSh = `$(${nodeSh} ${q(BUNDLE)} suite chunk --total 2 --this ${mine} tests/list.txt)`;
+  const mine = chunks.findIndex((c) => c.includes('tests/tests/network.test.js')) + 1;
   const py = (v: unknown): string => JSON.stringify(v); // a JSON string or list is a Python literal too
-  const suiteCmd = `mkdir -p out && cd tests && ${nodeSh} --test --test-reporter=junit --test-reporter-destination=../out/report.xml ${chunkSh}`;
-  const rerun = ['sh', '-c', `cd tests && exec ${nodeSh} --test --test-name-pattern="^$1$" ${chunkSh}`, 'sh', '{name}'];
+  const suiteCmd = [process.execPath, '--test', '--test-reporter=junit', '--test-reporter-destination=report.xml', '{tests}'];
+  const q = (word: string): string => `'${word.replace(/'/g, `'\\''`)}'`; // one shell word
+  const rerun = ['sh', '-c', `exec ${q(process.execPath)} --test --test-name-pattern="^$1$" tests/tests/*.test.js`, 'sh', '{name}'];
   const steps = `[
     FetchBuild(name='fetch build', url=${py(`${base}/${app.file}`)}, sha256=${py(app.sha256)}, extract='app'),
     FetchBuild(name='fetch tests', url=${py(`${base}/${tests.file}`)}, sha256=${py(tests.sha256)}, extract='tests'),
-    steps.ShellCommand(name='chunk ${mine} of 2', command=${py([process.execPath, BUNDLE, 'suite', 'chunk', '--total', '2', '--this', String(mine), 'tests/tests/list.txt'])}, logEnviron=False),
-    RunSuite(name='tests', command=${py(suiteCmd)}, results='out/*.xml', repeat_failures=3, rerun=${py(rerun)}, logEnviron=False),
+    RunSuite(name='tests', command=${py(suiteCmd)}, results='report.xml', total_chunks=2, this_chunk=${mine}, tests_glob='tests/tests/*.test.js', repeat_failures=3, rerun=${py(rerun)}, logEnviron=False),
     PerfTest(name='perf', suite='app-bench', command=${py([process.execPath, 'app/app/bench.js'])}, repeat=5, warmup=1, quiet_host='off'),
   ]`;
   const builder: BuilderSpec = { name: 'job', workernames: ['demo-worker'], steps };

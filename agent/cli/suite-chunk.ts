@@ -3,7 +3,7 @@
 // not exist yet (the first run) means no durations.
 import { readFile } from 'node:fs/promises';
 import { chunkTests } from '../suites/chunk.js';
-import { durationsOf, parseHistory } from '../suites/durations.js';
+import { chunkDurationsOf, parseHistory } from '../suites/durations.js';
 import { AgentError, errorMessage } from '../errors.js';
 import { EXIT_OK, UsageError, parseCommandLine, reportErrors, type CliIO, type OptionSpec } from './io.js';
 import { readStdin } from './suite-input.js';
@@ -82,7 +82,7 @@ async function readDurations(file: string): Promise<Map<string, number> | undefi
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw new AgentError('E_SUITE_DURATIONS_FILE', `${file}: cannot read the durations file (${errorMessage(err)})`);
   }
-  return durationsOf(parseHistory(text, file));
+  return chunkDurationsOf(parseHistory(text, file));
 }
 
 async function readList(file: string): Promise<string> {

@@ -14,11 +14,13 @@ import { SuiteProcesses } from '../suites/run-process.js';
 import { checkTemplate, splitTemplate } from '../suites/run-template.js';
 import type { SuiteRunOptions, SuiteRunResult } from '../suites/run-types.js';
 import { runSuite } from '../suites/run.js';
+import { readChunkOptions } from './suite-run-chunk.js';
 import { EXIT_FAILED, EXIT_OK, UsageError, parseCommandLine, reportErrors, type CliIO, type OptionSpec } from './io.js';
 
 const COMMAND = 'bbagent suite run';
 
 export const SUITE_RUN_USAGE = `Usage: bbagent suite run --results GLOB [--format F] [--repeat-failures K --rerun 'CMD {test}'] [options] -- CMD...
+       bbagent suite run --total N --this K --tests-glob 'tests/**/*.py' --durations FILE --results GLOB -- CMD... {tests}
 
 Runs CMD (an argv, no shell: use -- sh -c '...' for one) in the current directory, then parses the reports it
 wrote (those matching GLOB and written during the run; older ones are ignored), reruns each failed or errored
@@ -36,6 +38,14 @@ Options:
       --stop-at-first-pass   stop rerunning a test at its first pass (fewer runs; the rate is then indicative)
       --max-confirmed N      rerun at most N failing tests (default 10); the others stay failures
       --durations FILE       record each test's time in FILE, for 'bbagent suite chunk --durations FILE'
+      --total N --this K     run chunk K of N of the tests (--tests, --tests-glob): the word {tests} of CMD
+                             becomes the chunk's tests, one argument each. Balanced on --chunk-durations, else
+                             cut by count; --durations FILE records each test file's time too
+      --by test|group        group: keep the tests of one directory in one chunk (default test)
+      --tests FILE|-         the tests to split (test files, manifests), one a line ('-': standard input)
+      --tests-glob GLOB      and/or the files GLOB matches, relative to the current directory
+      --chunk-durations FILE balance on FILE, read only: a copy of a --durations file that every chunk of the
+                             list uses (never the file the runs record into: chunks would overlap). Missing: by count
       --json FILE            write the whole result as JSON to FILE
       --timeout S            kill a process silent for S seconds (default: none)
   -h, --help                 show this help
@@ -52,6 +62,12 @@ const OPTIONS: OptionSpec = {
   durations: { type: 'string' },
   json: { type: 'string' },
   timeout: { type: 'string' },
+  total: { type: 'string' },
+  this: { type: 'string' },
+  by: { type: 'string' },
+  tests: { type: 'string' },
+  'tests-glob': { type: 'string' },
+  'chunk-durations': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 };
 
@@ -77,6 +93,7 @@ export async function suiteRunCommand(argv: string[], io: CliIO, output: SuiteRu
     const command = split < 0 ? [] : argv.slice(split + 1);
     if (command.length === 0) throw new UsageError(`${COMMAND}: missing -- CMD... (see '${COMMAND} --help')`);
     const { options, json, timeout } = readOptions(values, command);
+    await readChunkOptions(values, options);
     const result = await runWithSignals(options, timeout, io, output);
     if (json !== undefined) await writeFile(json, `${JSON.stringify(result)}\n`);
     printSummary(result, io);
@@ -161,7 +178,8 @@ function printSummary(r: SuiteRunResult, io: CliIO): void {
   const parts = [`${c.passed} passed`, `${c.failed + c.errors - intermittent} failed`];
   if (intermittent > 0) parts.push(`${intermittent} intermittent`);
   if (c.skipped > 0) parts.push(`${c.skipped} skipped`);
-  io.out(`${COMMAND}: ${r.interrupted ? 'interrupted' : r.verdict}: ${parts.join(', ')}`);
+  const chunk = r.chunk === undefined ? '' : `chunk ${r.chunk.this}/${r.chunk.total}: `;
+  io.out(`${COMMAND}: ${r.interrupted ? 'interrupted' : r.verdict}: ${chunk}${parts.join(', ')}`);
   for (const k of r.classifications) {
     const rate = k.interval === undefined ? '' : `, failure rate ${k.rate!.toFixed(2)} (95% CI ${k.interval.low.toFixed(2)}-${k.interval.high.toFixed(2)})`;
     io.out(`  ${k.kind}: ${k.test} (${k.failures} of ${k.reruns} reruns failed${rate})`);

@@ -1,6 +1,7 @@
 // The `suite` command's arguments (what the master-side RunSuite step sends), read into a suite run's options:
 // the suite's command as a shell step's (a string runs through the shell, a list is an argv), the report glob and
-// format, the reruns and their template, the name its durations are recorded under, and the shell step's timers.
+// format, the reruns and their template, the name its durations are recorded under, the chunk to run
+// (suite-chunk-args.ts, version 1.1), and the shell step's timers.
 import path from 'node:path';
 import { CommandArgsError, errorMessage } from '../errors.js';
 import { BASEDIR_LAYOUT } from '../layout.js';
@@ -8,6 +9,7 @@ import { buildEnvironment } from '../process/environment.js';
 import { checkFormat } from '../suites/run-parse.js';
 import { checkTemplate, splitTemplate } from '../suites/run-template.js';
 import type { SuiteRunOptions } from '../suites/run-types.js';
+import { readChunkArgs } from './suite-chunk-args.js';
 import { argBool, argOptInt, argOptSeconds, argOptString, argPath, argString, describe } from './args.js';
 import type { CommandArgs, CommandEnv } from './types.js';
 
@@ -36,9 +38,11 @@ export function readSuiteArgs(args: CommandArgs, env: CommandEnv): SuiteCommandS
   const maxConfirmed = argOptInt(args, 'max_confirmed');
   if (maxConfirmed !== undefined && maxConfirmed < 0) throw new CommandArgsError(`argument 'max_confirmed' must be an integer >= 0, got ${maxConfirmed}`);
   const durations = argOptString(args, 'durations');
+  const command = readCommand(args['command']);
   return {
     options: {
-      command: readCommand(args['command']),
+      command,
+      ...readChunkArgs(args, command),
       results: argString(args, 'results'),
       workdir: argPath(args, 'workdir', env),
       format: readFormat(argOptString(args, 'format') ?? 'auto'),

@@ -1,7 +1,8 @@
-// `suite` (bbagent's own, version 1.0): runs a test suite as a shell step runs its command (output to the step's
-// stdio, the same timers and tree kill), parses the reports it wrote, reruns each unexpected failure in a fresh
-// process and classifies it (agent/suites/run.ts). The structured result goes to the master as JSON under the
-// status key 'suite' (json-status.ts), and rc is 1 when the verdict is 'fail', else 0 (-1 when interrupted).
+// `suite` (bbagent's own, version 1.1: 1.0 plus chunks, suite-chunk-args.ts): runs a test suite as a shell step
+// runs its command (output to the step's stdio, the same timers and tree kill), parses the reports it wrote, reruns
+// each unexpected failure in a fresh process and classifies it (agent/suites/run.ts). The structured result goes
+// to the master as JSON under the status key 'suite' (json-status.ts), and rc is 1 when the verdict is 'fail',
+// else 0 (-1 when interrupted).
 
 import { forensicsWhen } from '../process/hang-forensics.js';
 import { TRACKING_ENV } from '../process/tracking.js';
@@ -22,7 +23,7 @@ export const SUITE_STATUS_KEY = 'suite';
 
 export const suiteCommand: CommandDefinition = {
   names: ['suite'],
-  version: '1.0',
+  version: '1.1',
   requiredArgs: ['workdir', 'command', 'results'],
   relativeArgs: relPath('workdir', 'workdir'),
   create(args, io, env) {
@@ -60,6 +61,7 @@ export const suiteCommand: CommandDefinition = {
           },
           note: (line) => io.text('header', `${line}\n`),
           signal: interrupted.signal,
+          confine: (p) => void confinePath(env, p),
         });
         sendJsonStatus(io, SUITE_STATUS_KEY, forMaster(result));
         io.status('rc', rcOf(result));

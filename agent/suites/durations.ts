@@ -21,6 +21,8 @@ export interface DurationHistory {
   /** How many runs were recorded into it. */
   runs: number;
   tests: Map<string, TestHistory>;
+  /** The same per unit (a test file a chunk list names: units.ts), when the runs were given units. */
+  units: Map<string, TestHistory>;
 }
 
 /** One result of a parsed report, as the parsers give it. */
@@ -31,29 +33,61 @@ export interface TimedResult {
 }
 
 export function emptyHistory(): DurationHistory {
-  return { runs: 0, tests: new Map() };
+  return { runs: 0, tests: new Map(), units: new Map() };
 }
 
-/** Records one run's results: skipped tests (no meaningful time) and non-finite times are left out. */
-export function recordRun(history: DurationHistory, results: Iterable<TimedResult>, keep = KEEP_SAMPLES, maxAge = MAX_AGE_RUNS): DurationHistory {
+/**
+ * Records one run's results (and its units' times, seconds per unit): skipped tests (no meaningful time) and
+ * non-finite times are left out; tests and units not seen for `maxAge` runs are dropped.
+ */
+export function recordRun(
+  history: DurationHistory,
+  results: Iterable<TimedResult>,
+  keep = KEEP_SAMPLES,
+  maxAge = MAX_AGE_RUNS,
+  units: ReadonlyMap<string, number> = new Map(),
+): DurationHistory {
   const runs = history.runs + 1;
-  const tests = new Map<string, TestHistory>();
-  for (const [id, h] of history.tests) if (runs - h.lastRun <= maxAge) tests.set(id, { samples: [...h.samples], lastRun: h.lastRun });
+  const tests = aged(history.tests, runs, maxAge);
   for (const r of results) {
-    if (r.status === 'skip' || !Number.isFinite(r.duration_s) || r.duration_s < 0) continue;
-    const h = tests.get(r.name) ?? { samples: [], lastRun: runs };
-    h.samples.push(r.duration_s);
-    if (h.samples.length > keep) h.samples.splice(0, h.samples.length - keep);
-    h.lastRun = runs;
-    tests.set(r.name, h);
+    if (r.status === 'skip') continue;
+    addSample(tests, r.name, r.duration_s, runs, keep);
   }
-  return { runs, tests };
+  const unitHistory = aged(history.units, runs, maxAge);
+  for (const [unit, seconds] of units) addSample(unitHistory, unit, seconds, runs, keep);
+  return { runs, tests, units: unitHistory };
+}
+
+function aged(from: ReadonlyMap<string, TestHistory>, runs: number, maxAge: number): Map<string, TestHistory> {
+  const out = new Map<string, TestHistory>();
+  for (const [id, h] of from) if (runs - h.lastRun <= maxAge) out.set(id, { samples: [...h.samples], lastRun: h.lastRun });
+  return out;
+}
+
+function addSample(into: Map<string, TestHistory>, key: string, seconds: number, runs: number, keep: number): void {
+  if (!Number.isFinite(seconds) || seconds < 0) return;
+  const h = into.get(key) ?? { samples: [], lastRun: runs };
+  h.samples.push(seconds);
+  if (h.samples.length > keep) h.samples.splice(0, h.samples.length - keep);
+  h.lastRun = runs;
+  into.set(key, h);
 }
 
 /** The duration chunking balances on: each test's median sample. */
 export function durationsOf(history: DurationHistory): Map<string, number> {
+  return medians(history.tests);
+}
+
+/** What a chunk list is balanced on: each test's median, and each unit's (a unit's wins over a test of its name). */
+export function chunkDurationsOf(history: DurationHistory): Map<string, number> {
+  const out = medians(history.tests);
+  for (const [unit, seconds] of medians(history.units)) out.set(unit, seconds);
+  return out;
+}
+
+function medians(from: ReadonlyMap<string, TestHistory>): Map<string, number> {
   const out = new Map<string, number>();
-  for (const [id, h] of history.tests) if (h.samples.length > 0) out.set(id, median(h.samples));
+  for (const [id, h] of from) if (h.samples.length > 0) out.set(id, median(h.samples));
   return out;
 }
 
@@ -65,14 +99,20 @@ function median(values: number[]): number {
 
 /** The history as canonical JSON: byte-identical for the same history on every OS. */
 export function formatHistory(history: DurationHistory): string {
-  const ids = [...history.tests.keys()].sort(compareIds);
+  const doc: Record<string, unknown> = { bbagent_durations: 1, runs: history.runs, tests: entries(history.tests) };
+  // a file without units reads as it did before units were recorded
+  if (history.units.size > 0) doc.units = entries(history.units);
+  return `${JSON.stringify(doc, null, 1)}\n`;
+}
+
+function entries(from: ReadonlyMap<string, TestHistory>): Record<string, { samples: number[]; last_run: number }> {
   // no prototype: a test named "__proto__" stays a key
-  const tests = Object.create(null) as Record<string, { samples: number[]; last_run: number }>;
-  for (const id of ids) {
-    const h = history.tests.get(id)!;
-    tests[id] = { samples: h.samples, last_run: h.lastRun };
+  const out = Object.create(null) as Record<string, { samples: number[]; last_run: number }>;
+  for (const id of [...from.keys()].sort(compareIds)) {
+    const h = from.get(id)!;
+    out[id] = { samples: h.samples, last_run: h.lastRun };
   }
-  return `${JSON.stringify({ bbagent_durations: 1, runs: history.runs, tests }, null, 1)}\n`;
+  return out;
 }
 
 /**
@@ -93,16 +133,23 @@ export function parseHistory(text: string, source: string): DurationHistory {
   const runs = data.runs;
   if (!Number.isInteger(runs) || (runs as number) < 0) throw new AgentError('E_SUITE_DURATIONS_FILE', `${source}: "runs" must be an integer >= 0`);
   if (!isRecord(data.tests)) throw new AgentError('E_SUITE_DURATIONS_FILE', `${source}: "tests" must be an object`);
-  const tests = new Map<string, TestHistory>();
-  for (const [id, entry] of Object.entries(data.tests)) {
+  if (data.units !== undefined && !isRecord(data.units)) throw new AgentError('E_SUITE_DURATIONS_FILE', `${source}: "units" must be an object`);
+  const tests = readEntries(data.tests, source, 'test');
+  const units = data.units === undefined ? new Map<string, TestHistory>() : readEntries(data.units as Record<string, unknown>, source, 'unit');
+  return { runs: runs as number, tests, units };
+}
+
+function readEntries(data: Record<string, unknown>, source: string, what: string): Map<string, TestHistory> {
+  const out = new Map<string, TestHistory>();
+  for (const [id, entry] of Object.entries(data)) {
     const samples = isRecord(entry) ? entry.samples : undefined;
     const lastRun = isRecord(entry) ? entry.last_run : undefined;
     if (!Array.isArray(samples) || !samples.every(isSeconds) || !Number.isInteger(lastRun)) {
-      throw new AgentError('E_SUITE_DURATIONS_FILE', `${source}: test ${JSON.stringify(id)} needs "samples" (seconds >= 0) and an integer "last_run"`);
+      throw new AgentError('E_SUITE_DURATIONS_FILE', `${source}: ${what} ${JSON.stringify(id)} needs "samples" (seconds >= 0) and an integer "last_run"`);
     }
-    tests.set(id, { samples: samples as number[], lastRun: lastRun as number });
+    out.set(id, { samples: samples as number[], lastRun: lastRun as number });
   }
-  return { runs: runs as number, tests };
+  return out;
 }
 
 function flatHistory(data: Record<string, unknown>, source: string): DurationHistory {
@@ -112,7 +159,7 @@ function flatHistory(data: Record<string, unknown>, source: string): DurationHis
       throw new AgentError('E_SUITE_DURATIONS_FILE', `${source}: the duration of test ${JSON.stringify(id)} is not a number of seconds >= 0`);
     tests.set(id, { samples: [seconds], lastRun: 0 });
   }
-  return { runs: 0, tests };
+  return { runs: 0, tests, units: new Map() };
 }
 
 /**

@@ -36,6 +36,9 @@ export interface TestResult {
    *  `flaky` test passed in the end after `rerun_failures` failed runs; otherwise it failed every run. */
   rerun_failures?: number;
   flaky?: boolean;
+  /** The test's own source file as the report names it (JUnit `file`, pytest's xunit1 and others): the unit a
+   *  chunked run maps the test to (units.ts). */
+  source?: string;
   /** The report file and line (1-based) the result was read from. */
   file?: string;
   line?: number;

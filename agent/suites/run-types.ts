@@ -13,6 +13,8 @@ export interface SuiteTest {
   /** Seconds; NaN when the report gives none (JSON: null). */
   duration_s: number;
   message: string;
+  /** The test's source file as the report names it (JUnit `file`), for mapping it to a unit (units.ts). */
+  source?: string;
   /** The report itself says this failure is a known intermittent (mozlog's known_intermittent). */
   known_intermittent?: boolean;
 }
@@ -51,8 +53,49 @@ export interface SuiteRunOptions {
   stopAtFirstPass?: boolean;
   /** At most this many failures are rerun (default MAX_CONFIRMED); the rest stay failures. */
   maxConfirmed?: number;
-  /** A durations file (durations.ts) to record this run's times into; absent: none recorded. */
+  /** A durations file (durations.ts) to record this run's times into; absent: none recorded. Never what the chunk
+   *  is cut on (chunkDurations is), so that chunks run one after the other cannot overlap. */
   durationsFile?: string;
+  /** Which chunk of the units to run (default: all of them, 1 of 1). */
+  chunk?: ChunkSpec;
+  /** The units to split (test files, manifests): listed, and/or the files a glob relative to workdir matches. The
+   *  command's `{tests}` word becomes this run's units (units.ts). Neither: an unchunked run. */
+  tests?: readonly string[];
+  testsGlob?: string;
+  /** Seconds per unit to balance the chunk on, the same for every chunk of the list (the master's, or a pinned
+   *  file's); absent or naming no unit: cut by count. */
+  chunkDurations?: ReadonlyMap<string, number>;
+}
+
+export interface ChunkSpec {
+  total: number;
+  /** 1-based. */
+  this: number;
+  by: 'test' | 'group';
+}
+
+/** What a chunked run ran and measured (result.chunk). */
+export interface SuiteChunk {
+  total: number;
+  this: number;
+  by: 'test' | 'group';
+  /** How many units the list had. */
+  units: number;
+  /** This chunk's units, sorted by code units. */
+  selected: string[];
+  /** 'count': no duration for any unit, contiguous slices; 'durations': balanced on chunkDurations. */
+  balanced_on: 'count' | 'durations';
+  /** snapshotId of the units' durations the split was cut on (equal on two chunks: cut from the same). */
+  snapshot: string | null;
+  /** This chunk's and the mean chunk's expected seconds (null when cut by count). */
+  expected_s: number | null;
+  mean_s: number | null;
+  /** Units of the list with no duration (each counted as the mean). */
+  unknown_units: number;
+  /** This run's seconds per selected unit, the sum of its tests' (units no test mapped to are absent). */
+  unit_durations: Record<string, number>;
+  /** Timed tests that mapped to no selected unit. */
+  unmapped_tests: number;
 }
 
 export interface SuiteRunDeps {
@@ -66,6 +109,8 @@ export interface SuiteRunDeps {
   signal?: AbortSignal;
   /** Wall clock in ms (default Date.now): reports older than the run are stale. */
   nowMs?: () => number;
+  /** Sees each file a tests glob matches before it is used (a confined worker refuses one outside BASEDIR). */
+  confine?: (path: string) => void;
 }
 
 export type ClassificationKind = 'regression' | 'intermittent' | 'known-intermittent';
@@ -118,4 +163,6 @@ export interface SuiteRunResult {
   classifications: TestClassification[];
   /** Why the run has no (complete) result: no report, a report that does not parse, the suite exited non-zero alone. */
   error?: { code: string; message: string };
+  /** A chunked run (units given): what it ran and measured. */
+  chunk?: SuiteChunk;
 }

@@ -5,6 +5,7 @@
 import { AgentError, errorMessage } from '../errors.js';
 import type { RunOutcome } from './classify.js';
 import { confirmFailures, MAX_CONFIRMED } from './confirm.js';
+import { measureUnits, prepareChunk } from './run-chunk.js';
 import { recordDurations } from './run-durations.js';
 import { rerunArgv } from './run-template.js';
 import { type SuiteCounts, type SuiteRunDeps, type SuiteRunOptions, type SuiteRunResult, type SuiteTest, type TestClassification } from './run-types.js';
@@ -21,9 +22,19 @@ export async function runSuite(options: SuiteRunOptions, deps: SuiteRunDeps): Pr
     throw new AgentError('E_SUITE_RERUN_TEMPLATE', `reruns were asked for (${options.repeatFailures}) without a rerun template`);
   }
   const nowMs = deps.nowMs ?? Date.now;
+  const { command, chunk } = await prepareChunk(options, deps);
+  if (chunk !== undefined && chunk.units === 0) {
+    return failed({ ...emptyResult(null), chunk }, 'E_SUITE_NO_TESTS', `the tests to chunk are empty: ${unitsWhere(options)}`);
+  }
+  if (chunk !== undefined && chunk.selected.length === 0) {
+    // more chunks than units: running the command without tests would run them all
+    deps.note(`suite: chunk ${chunk.this}/${chunk.total} is empty: nothing to run`);
+    return { ...emptyResult(0), chunk, verdict: 'pass' };
+  }
   const startedMs = nowMs();
-  const rc = await deps.runner.run(options.command, { kind: 'suite' });
+  const rc = await deps.runner.run(command, { kind: 'suite' });
   const result = emptyResult(rc);
+  if (chunk !== undefined) result.chunk = chunk;
   if (deps.signal?.aborted === true) return { ...result, interrupted: true, rc: null };
 
   const found = await deps.findReports(options.results, options.workdir);
@@ -50,7 +61,8 @@ export async function runSuite(options: SuiteRunOptions, deps: SuiteRunDeps): Pr
   deps.note(
     `suite: ${result.reports.length} report(s), ${result.counts.total} tests: ${result.counts.passed} passed, ${result.counts.failed} failed, ${result.counts.errors} errors, ${result.counts.skipped} skipped`,
   );
-  if (options.durationsFile !== undefined) await recordDurations(options.durationsFile, tests, deps.note);
+  const unitSeconds = chunk === undefined ? undefined : measureUnits(chunk, tests, options.workdir, deps.note);
+  if (options.durationsFile !== undefined) await recordDurations(options.durationsFile, tests, deps.note, unitSeconds);
 
   try {
     result.classifications = await confirm(options, deps, tests);
@@ -61,7 +73,13 @@ export async function runSuite(options: SuiteRunOptions, deps: SuiteRunDeps): Pr
   return decide(result);
 }
 
-function emptyResult(rc: number): SuiteRunResult {
+function unitsWhere(options: SuiteRunOptions): string {
+  const glob = options.testsGlob === undefined ? [] : [`no file matches ${JSON.stringify(options.testsGlob)} in ${options.workdir}`];
+  const listed = options.tests === undefined ? [] : [`${options.tests.length} listed`];
+  return [...listed, ...glob].join(', ');
+}
+
+function emptyResult(rc: number | null): SuiteRunResult {
   const counts: SuiteCounts = { total: 0, passed: 0, failed: 0, errors: 0, skipped: 0, regressions: 0, intermittent: 0, known_intermittent: 0, not_rerun: 0 };
   return { version: 1, verdict: 'fail', rc, interrupted: false, reports: [], stale_reports: 0, counts, tests: [], classifications: [] };
 }

@@ -30,6 +30,9 @@ from buildbot.process import results
 from bbagent_buildbot.common import BbagentStep
 from bbagent_buildbot.common import absolute_workdir
 from bbagent_buildbot.common import json_status
+from bbagent_buildbot.suite_chunks import MasterDurations
+from bbagent_buildbot.suite_chunks import chunk_summary
+from bbagent_buildbot.suite_chunks import version_at_least
 
 SUITE_STATUS_KEY = "suite"
 """The status key the worker's ``suite`` command sends its JSON result under."""
@@ -38,12 +41,16 @@ PASS_FAIL = ("pass_fail", "boolean")
 BATCH = 3000
 """Rows per insert: Buildbot's own batch (TestResultSubmitter), within SQLite's limit on bound variables."""
 RERUNS = ("rerun_classification", "kind")
+CHUNK_VERSION = (1, 1)
+"""The ``suite`` command's version that runs a chunk (``total_chunks``, ``tests``, ``{tests}``)."""
 
 
 def summary_of(result):
     """``"1234 passed, 2 failed, 1 intermittent"`` (skipped tests and a missing result only when there are any)."""
+    chunk = result.get("chunk")
+    prefix = f"chunk {chunk['this']}/{chunk['total']}: " if chunk else ""
     if result.get("error") and not result.get("tests"):
-        return f"no results: {result['error']['code']}"
+        return f"{prefix}no results: {result['error']['code']}"
     c = result["counts"]
     intermittent = c["intermittent"] + c["known_intermittent"]
     failed = c["failed"] + c["errors"] - intermittent
@@ -54,7 +61,7 @@ def summary_of(result):
         parts.append(f"{c['skipped']} skipped")
     if result.get("error"):
         parts.append(result["error"]["code"])
-    return ", ".join(parts)
+    return prefix + ", ".join(parts)
 
 
 def verdict_results(result):
@@ -71,6 +78,13 @@ class RunSuite(BbagentStep):
     a string split into words without a shell (``"pytest {test}"``; ``{name}`` and ``{group}`` also work) or a
     list of words. ``durations`` names the file the worker records per-test times under
     (``BASEDIR/suites/durations/NAME.json``): True (default) uses ``<builder>-<step name>``, False records none.
+
+    Chunks (worker ``suite`` command 1.1): ``total_chunks=N, this_chunk=K`` (``chunk_by='group'`` keeps a
+    directory together) split the units ``tests`` (a list) and/or ``tests_glob`` (test files, relative to the
+    workdir); the word ``{tests}`` of a list ``command`` becomes this chunk's units. ``chunk_durations``: None
+    (default) balances on the durations the master keeps from earlier runs (suite_chunks.py: one snapshot per
+    buildset, under ``durations_key``, default the step's name, so the chunks on several builders share them);
+    a dict {unit: seconds} is sent as is (every chunk must get the same one); False cuts by count.
     """
 
     name = "suite"
@@ -79,7 +93,23 @@ class RunSuite(BbagentStep):
     bbagent_command = "suite"
     bulk_insert = True
     """False stores the rows through Buildbot's own ``addTestResults`` (slower; scripts/bench compares the two)."""
-    renderables = ["command", "results_glob", "format", "repeat_failures", "rerun", "env", "durations", "result_set_description"]
+    renderables = [
+        "command",
+        "results_glob",
+        "format",
+        "repeat_failures",
+        "rerun",
+        "env",
+        "durations",
+        "result_set_description",
+        "total_chunks",
+        "this_chunk",
+        "chunk_by",
+        "tests",
+        "tests_glob",
+        "chunk_durations",
+        "durations_key",
+    ]
 
     def __init__(
         self,
@@ -98,6 +128,13 @@ class RunSuite(BbagentStep):
         interruptSignal=None,
         logEnviron=True,
         result_set_description=None,
+        total_chunks=None,
+        this_chunk=None,
+        chunk_by="test",
+        tests=None,
+        tests_glob=None,
+        chunk_durations=None,
+        durations_key=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -118,6 +155,19 @@ class RunSuite(BbagentStep):
         self.interruptSignal = interruptSignal
         self.logEnviron = logEnviron
         self.result_set_description = result_set_description
+        if (total_chunks is None) != (this_chunk is None):
+            config.error("RunSuite: total_chunks and this_chunk go together")
+        if total_chunks is not None and tests is None and tests_glob is None:
+            config.error("RunSuite: total_chunks needs the tests to split: tests=[...] or tests_glob='tests/**/*.py'")
+        if chunk_by not in ("test", "group"):
+            config.error(f"RunSuite: chunk_by must be 'test' or 'group', got {chunk_by!r}")
+        self.total_chunks = total_chunks
+        self.this_chunk = this_chunk
+        self.chunk_by = chunk_by
+        self.tests = tests
+        self.tests_glob = tests_glob
+        self.chunk_durations = chunk_durations
+        self.durations_key = durations_key
 
     def _args(self):
         args = {
@@ -143,21 +193,61 @@ class RunSuite(BbagentStep):
             args["durations"] = f"{self.build.builder.name}-{self.name}"
         elif self.durations:
             args["durations"] = str(self.durations)
+        if self._chunked():
+            chunk = {"total_chunks": self.total_chunks, "this_chunk": self.this_chunk, "chunk_by": self.chunk_by}
+            chunk.update({"tests": self.tests, "tests_glob": self.tests_glob})
+            args.update({k: v for k, v in chunk.items() if v is not None})
         return args
+
+    def _chunked(self):
+        return self.tests is not None or self.tests_glob is not None
+
+    def _master_durations(self):
+        """The master-kept durations of this suite, when the step balances on them (suite_chunks.py)."""
+        if not self._chunked() or self.chunk_durations is not None:
+            return None
+        return MasterDurations(self.master, f"suite-durations:{self.durations_key or self.name}")
+
+    @defer.inlineCallbacks
+    def _require_chunk_version(self):
+        """None when the worker's ``suite`` command can run a chunk, else FAILURE after saying why."""
+        version = self.workerVersion("suite")
+        if not self._chunked() or version_at_least(version, CHUNK_VERSION):
+            return None
+        wanted = ".".join(str(p) for p in CHUNK_VERSION)
+        log = yield self.addLog("error")
+        yield log.addStderr(
+            f"worker {self.getWorkerName()!r} has the 'suite' command version {version}; running a chunk "
+            f"(total_chunks, tests, tests_glob) needs version {wanted} or later: upgrade its bbagent\n"
+        )
+        yield log.finish()
+        self.descriptionDone = [f"suite: worker's 'suite' command is {version}, chunks need {wanted}"]
+        return results.FAILURE
 
     @defer.inlineCallbacks
     def run(self):
         missing = yield self.require_bbagent_command()
         if missing is not None:
             return missing
+        too_old = yield self._require_chunk_version()
+        if too_old is not None:
+            return too_old
+        args = self._args()
+        kept = self._master_durations()
+        if kept is not None:
+            args["chunk_durations"] = yield kept.pinned(self.build.requests[0].bsid)
+        elif isinstance(self.chunk_durations, dict):
+            args["chunk_durations"] = self.chunk_durations
         stdio = yield self.addLog("stdio")
-        cmd = remotecommand.RemoteCommand("suite", self._args())
+        cmd = remotecommand.RemoteCommand("suite", args)
         cmd.useLog(stdio, closeWhenFinished=True)
         yield self.runCommand(cmd)
         result = json_status(cmd, SUITE_STATUS_KEY)
         if result is None:
             self.descriptionDone = ["suite: no result from the worker"]
             return results.EXCEPTION if not self.stopped else results.CANCELLED
+        if kept is not None and result.get("chunk") and not result.get("interrupted"):
+            yield kept.record(result["chunk"].get("unit_durations", {}), self.total_chunks or 1)
         started = time.monotonic()
         stored = yield self._store(result)
         elapsed = time.monotonic() - started
@@ -273,6 +363,8 @@ def _thd_name_ids(conn, names_table, builderid, names):
 def summary_text(result):
     """The ``summary`` log: the counts, each classification with its rate and interval, the failures' messages."""
     lines = [summary_of(result)]
+    if result.get("chunk"):
+        lines.extend(chunk_summary(result["chunk"]))
     if result.get("error"):
         lines.append(f"error: {result['error']['code']}: {result['error']['message']}")
     if result.get("stale_reports"):

@@ -12,6 +12,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseReport } from '../../agent/suites/parse/index.js';
 import type { SuiteResults } from '../../agent/suites/model.js';
+import { UnitMap } from '../../agent/suites/units.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const FIXTURES = path.join(ROOT, 'test', 'fixtures', 'suites');
@@ -78,6 +79,9 @@ describe('reports from real producers', () => {
     expect(parsed.tests.map((t) => `${t.id} ${t.status}`).sort()).toEqual(expected.sort());
     expect(parsed.total).toBe(truth.numTotalTests);
     expect(parsed.tests.find((t) => t.name === 'math > fails <xml> & "quotes"')!.message).toMatch(/^expected 1 to be 2/);
+    // a chunked run maps each test to its file: vitest's classname is the file's path
+    const map = new UnitMap(['other.test.js', 'sample.test.js'], work);
+    expect(new Set(parsed.tests.map((t) => map.unitOf(t)))).toEqual(new Set(['other.test.js', 'sample.test.js']));
   });
 
   it.skipIf(pytestMissing !== undefined)(`pytest --junitxml: its summary line's counts${pytestMissing ? ` (skipped: ${pytestMissing})` : ''}`, async () => {
@@ -99,6 +103,17 @@ describe('reports from real producers', () => {
     expect(parsed.total).toBe(12);
     expect(parsed.tests.map((t) => t.id)).toContain('test_sample.UnitStyle::test_bad');
     expect(parsed.tests.find((t) => t.name === 'test_setup_error')).toMatchObject({ status: 'error', message: expect.stringContaining('fixture exploded') });
+    // a chunked run maps each test to its file: the module path (xunit2, the default), the file attribute (xunit1)
+    const map = new UnitMap(['other.py', 'test_sample.py'], work);
+    expect(parsed.tests.filter((t) => map.unitOf(t) !== 'test_sample.py').map((t) => t.id)).toEqual([]);
+    await produce(
+      '/usr/bin/python3',
+      ['-m', 'pytest', '-q', '-p', 'no:cacheprovider', '-o', 'junit_family=xunit1', '--junitxml=x1.xml', 'test_sample.py'],
+      work,
+    );
+    const xunit1 = await parseReport(path.join(work, 'x1.xml'));
+    expect(new Set(xunit1.tests.map((t) => t.source))).toEqual(new Set(['test_sample.py']));
+    expect(xunit1.tests.filter((t) => new UnitMap(['test_sample.py'], work).unitOf({ ...t, group: '' }) !== 'test_sample.py')).toEqual([]);
   });
 
   it("node --test: TAP and JUnit against node's own tally", async () => {

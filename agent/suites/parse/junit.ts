@@ -28,6 +28,8 @@ const NOT_RUN = new Set(['notrun', 'disabled', 'skipped', 'suppressed']);
 interface OpenCase {
   name: string;
   group: string;
+  /** The test's source file as the report names it (the testcase's `file`, else its testsuite's), or ''. */
+  source: string;
   duration: number;
   line: number;
   /** The element depth of the testcase: a testcase inside a testcase (no tool writes one) is part of the outer. */
@@ -60,6 +62,8 @@ export async function parseJunit(chunks: AsyncIterable<string>, file: string, li
 
 class JunitState {
   private readonly suites: string[] = [];
+  /** The `file` attribute of each open testsuite ('' when it has none). */
+  private readonly suiteFiles: string[] = [];
   private depth = 0;
   private current: OpenCase | undefined;
   /** The depth of the element whose text is being collected (0: none). */
@@ -120,6 +124,7 @@ class JunitState {
     else if (name === 'testsuite') {
       this.sawJunit = true;
       this.suites.push(attr(tag, 'name'));
+      this.suiteFiles.push(attr(tag, 'file') || (this.suiteFiles.at(-1) ?? ''));
     } else if (name === 'testcase') {
       this.sawJunit = true;
       if (this.current === undefined) this.current = this.openCase(tag, line);
@@ -133,6 +138,7 @@ class JunitState {
     return {
       name: attr(tag, 'name'),
       group: classname || (this.suites.at(-1) ?? ''),
+      source: attr(tag, 'file') || (this.suiteFiles.at(-1) ?? ''),
       duration: seconds(attr(tag, 'time')),
       line,
       depth: this.depth,
@@ -175,8 +181,10 @@ class JunitState {
   }
 
   private close(name: string): void {
-    if (name === 'testsuite') this.suites.pop();
-    else if (name === 'testcase' && this.current?.depth === this.depth) {
+    if (name === 'testsuite') {
+      this.suites.pop();
+      this.suiteFiles.pop();
+    } else if (name === 'testcase' && this.current?.depth === this.depth) {
       this.emit(this.result(this.current));
       this.current = undefined;
     }
@@ -195,6 +203,7 @@ class JunitState {
       file: this.file,
       line: c.line,
     };
+    if (c.source !== '') test.source = c.source;
     if (status === 'pass' && c.flaky > 0) {
       test.flaky = true;
       test.rerun_failures = c.flaky;
