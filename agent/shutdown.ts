@@ -57,8 +57,34 @@ export async function drain(hosts: () => readonly Drainable[], quietMs: number):
 /** The stages an operator's stop signals step through; next() is one signal. */
 export class ShutdownStages {
   private stage = 0;
+  private drainTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly o: ShutdownStagesOptions) {}
+
+  /** True from the first stage on: running commands are being let finish (or interrupted). */
+  get draining(): boolean {
+    return this.stage >= 1;
+  }
+
+  /**
+   * A drain request (`bbagent stop --drain`, the Windows service's stop): the first stage, as a first SIGTERM,
+   * and after `timeoutS` (when given) the second, which interrupts what still runs. 'already' when a stop is
+   * under way: a second request changes nothing.
+   */
+  drain(why: string, timeoutS?: number): 'started' | 'already' {
+    if (this.stage >= 1) return 'already';
+    this.o.logger.info(`drain requested (${why})${timeoutS === undefined ? '' : `: running commands have ${timeoutS} s to finish`}`);
+    this.next();
+    if (timeoutS !== undefined) {
+      this.drainTimer = setTimeout(() => {
+        if (this.stage !== 1) return;
+        this.o.logger.warn(`drain: commands still running after ${timeoutS} s`);
+        this.next();
+      }, timeoutS * 1000);
+      this.drainTimer.unref();
+    }
+    return 'started';
+  }
 
   next(): void {
     const { logger, hosts, finish } = this.o;

@@ -50,6 +50,7 @@ describe('metrics endpoint', () => {
         startedAt: Date.now(),
         loop: { lastLagMs: 2, maxStallMs: 150, stalls: 1 },
         metricsUrl: () => null,
+        draining: () => false,
         workers: () => [{ status: () => current }],
       });
     const m = await startMetrics({ host: '127.0.0.1', port: 0 }, { status, batches: [{ worker: 'w1', onBatch: (l) => counters.onBatch(l) }] }, silentLogger);
