@@ -22,7 +22,7 @@ import type { ProcessControl } from '../../platforms/types.js';
 import { configPath } from '../config/load.js';
 import { AgentError } from '../errors.js';
 import { EXIT_FAILED, EXIT_OK, parseCommandLine, reportErrors, UsageError, type CliIO, type OptionSpec } from './io.js';
-import { basedirOfServiceArgs, drainWorker, serviceNote, type DrainResult } from './stop-drain.js';
+import { SOCKET_RETRY_MS, basedirOfServiceArgs, drainWorker, serviceNote, type DrainResult } from './stop-drain.js';
 import { PIDFILE, isProcessAlive, pidfilePath, pidfileProcessAlive, readPidfile, releasePidfile, removePidfile } from './pidfile.js';
 
 const COMMAND = 'bbagent stop';
@@ -230,7 +230,9 @@ async function drainCommand(
   };
   const named = appended && basedirOfServiceArgs(appended);
   if (named !== undefined && path.resolve(named) !== dir) note(`the service runs ${path.resolve(named)}, this stop names ${dir}: draining ${dir}`);
-  const result: DrainResult = await drainWorker(dir, { timeoutS: o.timeoutS, service: o.service, note, platform: currentPlatform() });
+  // at the command line nothing waits for a starting agent's socket; a service stop may come right after the start
+  const socketRetryMs = o.service ? SOCKET_RETRY_MS : 0;
+  const result: DrainResult = await drainWorker(dir, { timeoutS: o.timeoutS, service: o.service, note, platform: currentPlatform(), socketRetryMs });
   switch (result.kind) {
     case 'not-running':
       note(result.reason);
