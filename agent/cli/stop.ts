@@ -6,6 +6,8 @@
 // Under a service manager the stop is for good: the agent's drain ends in exit 0, which systemd's
 // Restart=on-failure and launchd's SuccessfulExit=false do not restart (no root, no systemctl needed); on Windows,
 // where no signal drains the agent, the service is stopped through the Service Control Manager.
+// `stop --drain` (stop-drain.ts) asks over the control socket instead of signalling: the same on every OS, and
+// the Windows service's stop program.
 
 import { existsSync } from 'node:fs';
 import path from 'node:path';

@@ -7,6 +7,7 @@
 
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -27,6 +28,17 @@ function bbagent(args: string[]): Promise<{ code: number | null; out: string; er
     child.stderr.on('data', (c: Buffer) => (err += c.toString('utf8')));
     child.once('error', reject);
     child.once('close', (code) => resolve({ code, out, err }));
+  });
+}
+
+/** One request line on the control socket, the agent's reply. */
+function ask(sock: string, line: string): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect(sock, () => s.write(`${line}\n`));
+    let got = '';
+    s.on('data', (b: Buffer) => (got += b.toString('utf8')));
+    s.on('close', () => resolve(JSON.parse(got)));
+    s.on('error', reject);
   });
 }
 
@@ -60,6 +72,15 @@ describe.skipIf(!haveBuildbot)('bbagent stop --drain during a real build', () =>
     await master?.stop();
     rmSync(scratch, { recursive: true, force: true });
   });
+
+  it('refuses a drain request with a bad timeout, and drains nothing', async () => {
+    const sock = path.join(dir, '.bbagent', 'run', 'control.sock');
+    for (const t of ['0', '1.5', '"60"', '86401']) {
+      expect(await ask(sock, `{"request":"drain","timeoutS":${t}}`)).toMatchObject({ ok: false, error: expect.stringContaining('timeoutS must be') });
+    }
+    const r = await bbagent(['status', '--json', dir]);
+    expect((JSON.parse(r.out) as { draining: boolean }).draining).toBe(false);
+  }, 15_000);
 
   it('lets the running build finish SUCCESS, shows draining meanwhile, then the agent exits 0', async () => {
     const brid = await master.forceBuild('slow');
