@@ -83,7 +83,7 @@ export function startAgent(config: AgentConfig, opts: RunAgentOptions): RunningA
   let finished = false;
   let gaveUp = false;
   const cleanups: (() => void)[] = [];
-  const stages = new ShutdownStages({ hosts, finish, logger });
+  const stages = new ShutdownStages({ hosts, finish, logger, noNewBuilds: () => hosted.forEach((h) => h.askNoNewBuilds()) });
   // bbagent status and stop --drain (the control socket), and the opt-in metrics
   const observers = startObservers({
     basedir: config.basedir,

@@ -1,5 +1,6 @@
 // How the agent stops. An operator's SIGTERM/SIGINT steps through stages: the first lets running commands
-// finish, the second interrupts them, the third exits at once. A worker-initiated graceful shutdown (SIGHUP or
+// finish (over PB it also asks the master to start no new build here), the second interrupts them, the third
+// exits at once. A worker-initiated graceful shutdown (SIGHUP or
 // a touched shutdown.stamp, with allowShutdown) asks the master to stop the worker once its builds are done.
 
 import { statSync } from 'node:fs';
@@ -37,6 +38,8 @@ export interface ShutdownStagesOptions {
   hosts: () => readonly Drainable[];
   /** Stops the agent. */
   finish: () => void;
+  /** At the first stage: asks the masters to start no new build (the workers' graceful shutdown, where the protocol has one). */
+  noNewBuilds?: () => void;
   logger: Logger;
   drainQuietMs?: number;
   interruptGraceMs?: number;
@@ -92,6 +95,7 @@ export class ShutdownStages {
     if (this.stage === 1) {
       const running = hosts().reduce((n, h) => n + h.runningCount, 0);
       logger.info(`shutting down: waiting for ${running} running command(s) to finish (signal again to interrupt them)`);
+      this.o.noNewBuilds?.();
       void drain(hosts, this.o.drainQuietMs ?? DRAIN_QUIET_MS).then(finish);
     } else if (this.stage === 2) {
       logger.info('shutting down: interrupting running commands (signal again to exit at once)');

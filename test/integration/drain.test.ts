@@ -1,7 +1,8 @@
 // `bbagent stop --drain` on a REAL Buildbot 3.7 master, over the control socket (a Unix socket here; the same
 // request is what the Windows service's stop program sends over the named pipe): while a shell step sleeps, a
 // drain makes the agent let the build finish SUCCESS, then exit 0; meanwhile `bbagent status` reports
-// `draining: true` in both formats and a second drain only waits. A drain with nothing running exits 0 with
+// `draining: true` in both formats, a second drain only waits, and the master (PB) is asked to start no new
+// build on the worker: one forced meanwhile waits for the next start. A drain with nothing running exits 0 with
 // stop's "not running" message, and --service (the stop program WinSW runs, with the service's own arguments
 // appended after `--`) drains an idle agent and writes what it did to BASEDIR/bbagent.log.
 
@@ -47,6 +48,8 @@ describe.skipIf(!haveBuildbot)('bbagent stop --drain during a real build', () =>
   const dir = path.join(scratch, 'w');
   let master: BuildbotMaster;
   let agent: ManagedProcess | undefined;
+  /** A build forced while the agent drained: the master keeps it for the next start. */
+  let later: number | undefined;
 
   const startAgent = async (): Promise<ManagedProcess> => {
     const a = await ManagedProcess.spawn({ command: process.execPath, args: [BUNDLE, 'start', '--nodaemon', dir], cwd: dir, env: env(), label: 'bbagent dr' });
@@ -94,8 +97,10 @@ describe.skipIf(!haveBuildbot)('bbagent stop --drain during a real build', () =>
       },
       { timeoutMs: 10_000, what: 'status to say draining' },
     );
-    // the build still runs while the agent drains
+    // the build still runs while the agent drains, and the master was asked to start no new one here (PB)
     expect(draining.workers[0]!.commands.running).toHaveLength(1);
+    await pollUntil(async () => ((await master.worker('dr'))?.graceful === true ? true : undefined), { timeoutMs: 5000, what: 'the worker to be graceful' });
+    later = await master.forceBuild('slow');
     const text = await bbagent(['status', dir]);
     expect(text.code).toBe(0);
     expect(text.out).toContain('draining: true');
@@ -110,6 +115,8 @@ describe.skipIf(!haveBuildbot)('bbagent stop --drain during a real build', () =>
     expect(r.out).toMatch(/bbagent process \d+ is dead/);
     expect(await agent!.exited).toBe(0);
     expect(existsSync(path.join(dir, 'bbagent.pid'))).toBe(false);
+    // the build forced during the drain did not start on the draining worker
+    await expect(master.waitForBuildStarted(later, 0)).rejects.toThrow();
   }, 45_000);
 
   it('with nothing running exits 0 with stop\'s "not running" message', async () => {
@@ -120,6 +127,8 @@ describe.skipIf(!haveBuildbot)('bbagent stop --drain during a real build', () =>
 
   it("as the service's stop program (WinSW's appended words after --) drains an idle agent and logs to bbagent.log", async () => {
     agent = await startAgent();
+    // the build kept by the master runs now; then the agent is idle
+    expect((await master.waitForBuild(later!)).results).toBe(Results.SUCCESS);
     const r = await bbagent(['stop', '--drain', '--service', '--timeout', '30', dir, '--', 'start', '--nodaemon', dir]);
     expect(r.code, r.err).toBe(0);
     expect(await agent.exited).toBe(0);
