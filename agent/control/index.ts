@@ -87,7 +87,11 @@ export function startObservers(o: ObserverOptions): Observers {
           addr,
           {
             status: () => collectStatus(sources),
-            batches: o.workers().map((h) => ({ worker: h.config.name, onBatch: (l) => h.worker.host.counters.onBatch(l) })),
+            batches: o.workers().map((h) => ({
+              worker: h.config.name,
+              master: () => h.status().connection.master,
+              onBatch: (l) => h.worker.host.counters.onBatch(l),
+            })),
           },
           o.logger,
         ),
