@@ -225,11 +225,8 @@ async function drainCommand(
   io: CliIO,
   appended: string[] | undefined,
 ): Promise<number> {
-  const log = o.service ? serviceNote(dir) : undefined;
-  const note = (line: string): void => {
-    log?.(line);
-    if (!o.quiet) io.out(line);
-  };
+  // the service's stop program writes to the agent's log only: WinSW gives it an output pipe it never reads
+  const note = o.service ? serviceNote(dir) : (line: string): void => (o.quiet ? undefined : io.out(line));
   const named = appended && basedirOfServiceArgs(appended);
   if (named !== undefined && path.resolve(named) !== dir) note(`the service runs ${path.resolve(named)}, this stop names ${dir}: draining ${dir}`);
   // at the command line nothing waits for a starting agent's socket; a service stop may come right after the start
