@@ -44,12 +44,13 @@ finish, then it exits 0; after --timeout they are interrupted. It waits for the 
 timeout and 25 s more) and exits 1 if it has not; a second drain while one is under way only waits.
 
 Options:
-      --drain           drain over the control socket and wait for the agent to exit
-      --timeout SECONDS  with --drain: how long running commands may take (default ${DEFAULT_STOP_TIMEOUT_S})
-      --service         with --drain: run as the Windows service's stop program (docs/install.md); the words
-                        after '--' (the service's own arguments, which WinSW appends) are ignored
-  -q, --quiet           print nothing but errors
-  -h, --help            show this help`;
+      --drain              drain over the control socket and wait for the agent to exit
+      --timeout SECONDS    with --drain: how long running commands may take (default ${DEFAULT_STOP_TIMEOUT_S})
+      --service            with --drain: be the Windows service's stop program (docs/install.md): write to
+                           BASEDIR/bbagent.log, end the agent's process tree if it cannot be drained; the
+                           words after '--' are the service's own arguments (WinSW appends them)
+  -q, --quiet              print nothing but errors
+  -h, --help               show this help`;
 
 const OPTIONS: OptionSpec = {
   drain: { type: 'boolean' },
