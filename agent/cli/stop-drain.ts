@@ -67,15 +67,15 @@ export function serviceNote(basedir: string): (line: string) => void {
 }
 
 /** Asks for the drain, retrying while the agent lives and its socket does not answer yet; a string says why it failed. */
-async function askDrain(basedir: string, pid: number, o: DrainOptions): Promise<DrainReply | string> {
+async function askDrain(basedir: string, pid: number | undefined, o: DrainOptions): Promise<DrainReply | string> {
   const until = Date.now() + (o.socketRetryMs ?? SOCKET_RETRY_MS);
   for (;;) {
     try {
       const reply = (await askAgent(endpointFor(basedir, 'client'), { request: 'drain', timeoutS: o.timeoutS })) as Partial<DrainReply> & { error?: unknown };
-      if (reply?.ok === true && (reply.drain === 'started' || reply.drain === 'already')) return reply as DrainReply;
+      if (reply?.ok === true && (reply.drain === 'started' || reply.drain === 'already') && Number.isSafeInteger(reply.pid)) return reply as DrainReply;
       throw new AgentError('E_CONTROL', `the agent refused the drain: ${typeof reply?.error === 'string' ? reply.error : JSON.stringify(reply).slice(0, 200)}`);
     } catch (err) {
-      const retry = err instanceof NotRunningError && Date.now() < until && isProcessAlive(pid);
+      const retry = err instanceof NotRunningError && pid !== undefined && Date.now() < until && isProcessAlive(pid);
       if (!retry) return errorMessage(err);
     }
     await sleep(POLL_MS);
@@ -99,25 +99,47 @@ async function killTree(pidfile: string, pid: number, why: string, o: DrainOptio
   return { kind: 'killed', pid, why };
 }
 
+/** The live agent the pidfile names, or why there is none (a stale pidfile is removed). */
+function pidfileAgent(pidfile: string, dir: string, service: boolean): number | string {
+  let pid: number | null;
+  try {
+    pid = readPidfile(pidfile);
+  } catch (err) {
+    // a garbled pidfile: the service's stop still drains what answers on the socket
+    if (!service) throw err;
+    return errorMessage(err);
+  }
+  if (pid === null) return `bbagent not running in ${dir} (no ${PIDFILE})`;
+  if (!isProcessAlive(pid) || !pidfileProcessAlive(pidfile, pid)) {
+    removePidfile(pidfile);
+    return `bbagent process ${pid} is dead (removed stale ${PIDFILE} in ${dir})`;
+  }
+  return pid;
+}
+
 /** Drains the agent running in `basedir` and waits for it to exit; prints nothing itself but progress notes. */
 export async function drainWorker(basedir: string, o: DrainOptions): Promise<DrainResult> {
   const dir = path.resolve(basedir);
   const pidfile = pidfilePath(dir);
-  const pid = readPidfile(pidfile);
-  if (pid === null) return { kind: 'not-running', reason: `bbagent not running in ${dir} (no ${PIDFILE})` };
-  if (!isProcessAlive(pid) || !pidfileProcessAlive(pidfile, pid)) {
-    removePidfile(pidfile);
-    return { kind: 'not-running', reason: `bbagent process ${pid} is dead (removed stale ${PIDFILE} in ${dir})` };
+  const known = pidfileAgent(pidfile, dir, o.service);
+  if (typeof known === 'string') {
+    // no live agent in the pidfile; one may answer all the same (its pidfile removed by hand): it is drained
+    const reply = await askDrain(dir, undefined, { ...o, socketRetryMs: 0 });
+    return typeof reply === 'string' ? { kind: 'not-running', reason: known } : waitForExit(pidfile, reply, o);
   }
-  const reply = await askDrain(dir, pid, o);
-  if (typeof reply === 'string') {
-    if (!isProcessAlive(pid)) return { kind: 'not-running', reason: `bbagent process ${pid} exited meanwhile` };
-    if (o.service) {
-      // what WinSW does to an agent that Ctrl+C did not stop (a program cannot send Ctrl+C to another console)
-      return killTree(pidfile, pid, `the agent's control socket does not answer (${reply}), so it cannot be drained`, o);
-    }
-    return { kind: 'no-answer', pid, why: reply };
+  const reply = await askDrain(dir, known, o);
+  if (typeof reply !== 'string') return waitForExit(pidfile, reply, o);
+  if (!isProcessAlive(known)) return { kind: 'not-running', reason: `bbagent process ${known} exited meanwhile` };
+  if (o.service) {
+    // what WinSW does to an agent that Ctrl+C did not stop (a program cannot send Ctrl+C to another console)
+    return killTree(pidfile, known, `the agent's control socket does not answer (${reply}), so it cannot be drained`, o);
   }
+  return { kind: 'no-answer', pid: known, why: reply };
+}
+
+/** After the agent accepted the drain: waits for it to exit (the service's stop ends its tree past the bound). */
+async function waitForExit(pidfile: string, reply: DrainReply, o: DrainOptions): Promise<DrainResult> {
+  const pid = reply.pid;
   o.note(
     reply.drain === 'started'
       ? `draining process ${pid}: waiting for ${reply.running} running command(s) to finish (up to ${o.timeoutS} s, then they are interrupted)`

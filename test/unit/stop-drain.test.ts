@@ -1,7 +1,8 @@
 // `bbagent stop --drain` against what is not a draining agent: a pidfile naming a live process whose control
 // socket does not answer. Without --service the agent is left alone (exit 1, saying why); as the Windows
 // service's stop program the process tree is ended instead (what WinSW does when Ctrl+C does not stop a
-// service) and logged to BASEDIR/bbagent.log. A stale pidfile is "not running" (exit 0). Real processes, real
+// service) and logged to BASEDIR/bbagent.log. A stale pidfile is "not running" (exit 0); an agent that answers
+// without a pidfile is drained, found by its reply. Real processes, real
 // (absent) sockets, the platform's real tree kill.
 
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -12,6 +13,9 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import type { CliIO } from '../../agent/cli/io.js';
 import { stopCommand } from '../../agent/cli/stop.js';
 import { drainWorker } from '../../agent/cli/stop-drain.js';
+import { endpointFor } from '../../agent/control/client.js';
+import { startControlServer } from '../../agent/control/server.js';
+import { silentLogger } from '../../agent/log.js';
 import { currentPlatform } from '../../platforms/index.js';
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'bbagent-drain-'));
@@ -79,6 +83,34 @@ describe('stop --drain when the control socket does not answer', () => {
       /\[info\] bbagent stop --drain \(service stop\): the agent's control socket does not answer/,
     );
   }, 30_000);
+
+  it('an agent that answers without a pidfile (removed by hand) is drained all the same, found by its reply', async () => {
+    const { dir, child, exited } = await deaf('no-pidfile');
+    rmSync(path.join(dir, 'bbagent.pid'));
+    const requests: unknown[] = [];
+    const server = await startControlServer(
+      endpointFor(dir, 'agent'),
+      (req) => {
+        requests.push(req);
+        // the "agent" drains: it exits soon after answering
+        setTimeout(() => child.kill('SIGTERM'), 50);
+        return { ok: true, drain: 'started', pid: child.pid, running: 0 };
+      },
+      silentLogger,
+    );
+    try {
+      const io = recordingIO();
+      expect(await stopCommand(['--drain', '--timeout', '7', dir], io)).toBe(0);
+      expect(requests).toEqual([{ request: 'drain', timeoutS: 7 }]);
+      expect(io.lines).toEqual([
+        `draining process ${child.pid}: waiting for 0 running command(s) to finish (up to 7 s, then they are interrupted)`,
+        `bbagent process ${child.pid} is dead`,
+      ]);
+      await exited;
+    } finally {
+      server.close();
+    }
+  });
 
   it('a pidfile naming a dead process is "not running" (exit 0)', async () => {
     const dir = mkdtempSync(path.join(tmp, 'stale-'));
