@@ -1,7 +1,8 @@
 // How the agent stops. An operator's SIGTERM/SIGINT steps through stages: the first lets running commands
 // finish (over PB it also asks the master to start no new build here), the second interrupts them, the third
-// exits at once. A worker-initiated graceful shutdown (SIGHUP or
-// a touched shutdown.stamp, with allowShutdown) asks the master to stop the worker once its builds are done.
+// exits at once; a drain request over the control socket starts the first. A worker-initiated graceful
+// shutdown (SIGHUP or a touched shutdown.stamp, with allowShutdown) asks the master to stop the worker once its
+// builds are done.
 
 import { statSync } from 'node:fs';
 import path from 'node:path';

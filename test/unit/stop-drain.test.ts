@@ -2,8 +2,7 @@
 // socket does not answer. Without --service the agent is left alone (exit 1, saying why); as the Windows
 // service's stop program the process tree is ended instead (what WinSW does when Ctrl+C does not stop a
 // service) and logged to BASEDIR/bbagent.log. A stale pidfile is "not running" (exit 0); an agent that answers
-// without a pidfile is drained, found by its reply. Real processes, real
-// (absent) sockets, the platform's real tree kill.
+// without a pidfile is drained, found by its reply. Real processes, real sockets, the platform's real tree kill.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
