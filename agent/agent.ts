@@ -83,13 +83,15 @@ export function startAgent(config: AgentConfig, opts: RunAgentOptions): RunningA
   let finished = false;
   let gaveUp = false;
   const cleanups: (() => void)[] = [];
-  // bbagent status (the control socket) and the opt-in metrics
+  const stages = new ShutdownStages({ hosts, finish, logger, noNewBuilds: () => hosted.forEach((h) => h.askNoNewBuilds()) });
+  // bbagent status and stop --drain (the control socket), and the opt-in metrics
   const observers = startObservers({
     basedir: config.basedir,
     metricsAddr: config.metricsAddr,
     version: VERSION,
     workers: () => hosted,
     loop: loopMonitor,
+    stages,
     logger,
   });
   cleanups.push(() => observers.close());
@@ -112,7 +114,6 @@ export function startAgent(config: AgentConfig, opts: RunAgentOptions): RunningA
     });
   }
 
-  const stages = new ShutdownStages({ hosts, finish, logger });
   if (config.allowShutdown === 'signal') {
     cleanups.push(watchShutdownSignal((why) => hosted.forEach((h) => h.requestShutdown(why)), logger));
   }

@@ -196,6 +196,16 @@ export class HostedWorker {
     gracefulShutdown(this.session, this.sessionProtocol, why, () => this.end('shutdown'), this.logger);
   }
 
+  /**
+   * The first stop stage: asks the master to start no new build here (over PB, the worker's graceful shutdown:
+   * the master shuts the worker down once its builds are done). msgpack has no such request: nothing is sent.
+   */
+  askNoNewBuilds(): void {
+    if (!this.session?.requestShutdown) return;
+    this.logger.info('asking the master to start no new build on this worker (graceful shutdown)');
+    this.session.requestShutdown().catch((err: unknown) => this.logger.warn(`callRemote("shutdown") failed: ${String(err)}`));
+  }
+
   /** Stops reconnecting and closes the connection; running commands are left to the caller (abandonAll). */
   detach(): void {
     this.manager.stop();

@@ -1,6 +1,8 @@
 // How the agent stops. An operator's SIGTERM/SIGINT steps through stages: the first lets running commands
-// finish, the second interrupts them, the third exits at once. A worker-initiated graceful shutdown (SIGHUP or
-// a touched shutdown.stamp, with allowShutdown) asks the master to stop the worker once its builds are done.
+// finish (over PB it also asks the master to start no new build here), the second interrupts them, the third
+// exits at once; a drain request over the control socket starts the first. A worker-initiated graceful
+// shutdown (SIGHUP or a touched shutdown.stamp, with allowShutdown) asks the master to stop the worker once its
+// builds are done.
 
 import { statSync } from 'node:fs';
 import path from 'node:path';
@@ -37,6 +39,8 @@ export interface ShutdownStagesOptions {
   hosts: () => readonly Drainable[];
   /** Stops the agent. */
   finish: () => void;
+  /** At the first stage: asks the masters to start no new build (the workers' graceful shutdown, where the protocol has one). */
+  noNewBuilds?: () => void;
   logger: Logger;
   drainQuietMs?: number;
   interruptGraceMs?: number;
@@ -57,8 +61,34 @@ export async function drain(hosts: () => readonly Drainable[], quietMs: number):
 /** The stages an operator's stop signals step through; next() is one signal. */
 export class ShutdownStages {
   private stage = 0;
+  private drainTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly o: ShutdownStagesOptions) {}
+
+  /** True from the first stage on: running commands are being let finish (or interrupted). */
+  get draining(): boolean {
+    return this.stage >= 1;
+  }
+
+  /**
+   * A drain request (`bbagent stop --drain`, the Windows service's stop): the first stage, as a first SIGTERM,
+   * and after `timeoutS` (when given) the second, which interrupts what still runs. 'already' when a stop is
+   * under way: a second request changes nothing.
+   */
+  drain(why: string, timeoutS?: number): 'started' | 'already' {
+    if (this.stage >= 1) return 'already';
+    this.o.logger.info(`drain requested (${why})${timeoutS === undefined ? '' : `: running commands have ${timeoutS} s to finish`}`);
+    this.next();
+    if (timeoutS !== undefined) {
+      this.drainTimer = setTimeout(() => {
+        if (this.stage !== 1) return;
+        this.o.logger.warn(`drain: commands still running after ${timeoutS} s`);
+        this.next();
+      }, timeoutS * 1000);
+      this.drainTimer.unref();
+    }
+    return 'started';
+  }
 
   next(): void {
     const { logger, hosts, finish } = this.o;
@@ -66,6 +96,7 @@ export class ShutdownStages {
     if (this.stage === 1) {
       const running = hosts().reduce((n, h) => n + h.runningCount, 0);
       logger.info(`shutting down: waiting for ${running} running command(s) to finish (signal again to interrupt them)`);
+      this.o.noNewBuilds?.();
       void drain(hosts, this.o.drainQuietMs ?? DRAIN_QUIET_MS).then(finish);
     } else if (this.stage === 2) {
       logger.info('shutting down: interrupting running commands (signal again to exit at once)');

@@ -29,6 +29,7 @@ export type { ServiceManager, ServiceSpec, ServiceRef, ServiceStatus, ServiceFil
 export type { ServiceHost, CommandRunner, CommandResult } from './service/common.js';
 export { SpawnError } from './types.js';
 export { ServiceError } from './service/types.js';
+export { DEFAULT_STOP_TIMEOUT_S, MAX_STOP_TIMEOUT_S } from './service/common.js';
 
 export function currentPlatform(): Platform {
   switch (process.platform) {

@@ -77,6 +77,8 @@ export function formatStatus(s: AgentStatus): string[] {
   const loop = `event loop lag ${s.eventLoop.lagMs} ms (longest stall ${s.eventLoop.maxStallMs} ms)`;
   const lines = [`bbagent ${s.version}, pid ${s.pid}, up ${up}, RSS ${formatBytes(s.rssBytes)}, ${loop}`];
   if (s.metricsUrl !== null) lines.push(`metrics: ${s.metricsUrl}`);
+  // absent from an older agent's reply
+  if (s.draining === true) lines.push('draining: true (a stop is under way: the agent exits once no command runs)');
   for (const w of s.workers) lines.push('', ...workerLines(w, s.now));
   return lines;
 }

@@ -1,6 +1,7 @@
 // What lets an operator see the running agent: the control socket that `bbagent status` asks, and the opt-in
-// Prometheus metrics. Started by the composition root once the workers exist; neither can stop the agent: a
-// socket or a port that cannot be had is logged, and the builds go on.
+// Prometheus metrics. Started by the composition root once the workers exist; a socket or a port that cannot be
+// had is logged, and the builds go on. The one request that acts is `drain` (`bbagent stop --drain`, the Windows
+// service's stop): the agent's first stop stage, as a first SIGTERM.
 
 import { parseMetricsAddr } from '../config/metrics.js';
 import { errorMessage } from '../errors.js';
@@ -8,7 +9,7 @@ import type { HostedWorker } from '../hosted-worker.js';
 import type { Logger } from '../log.js';
 import { makedirs } from '../fs/makedirs.js';
 import { endpointFor, runDirOf } from './client.js';
-import { startControlServer, type ControlHandler, type ControlServer } from './server.js';
+import { startControlServer, type ControlHandler, type ControlRequest, type ControlServer } from './server.js';
 import { collectStatus, type StatusSources } from './status.js';
 import type { MetricsServer } from './metrics.js';
 
@@ -19,7 +20,30 @@ export interface ObserverOptions {
   version: string;
   workers: () => readonly HostedWorker[];
   loop: StatusSources['loop'];
+  /** The agent's stop stages: drain() starts the first (interrupting after timeoutS, when given); 'already' when a stop is under way. */
+  stages: { drain(why: string, timeoutS?: number): 'started' | 'already'; readonly draining: boolean };
   logger: Logger;
+}
+
+/** The longest drain timeout a request may give: a day, as the service's stop timeout. */
+export const MAX_DRAIN_TIMEOUT_S = 86_400;
+
+/** The reply to {"request": "drain", "timeoutS"?: N}: the stage started or already under way, and what still runs. */
+export type DrainReply = {
+  ok: true;
+  drain: 'started' | 'already';
+  pid: number;
+  running: number;
+};
+
+function answerDrain(req: ControlRequest, o: ObserverOptions): DrainReply | { ok: false; error: string } {
+  const t = req['timeoutS'];
+  if (t !== undefined && (typeof t !== 'number' || !Number.isInteger(t) || t < 1 || t > MAX_DRAIN_TIMEOUT_S)) {
+    return { ok: false, error: `timeoutS must be a whole number of seconds from 1 to ${MAX_DRAIN_TIMEOUT_S}, got ${JSON.stringify(t).slice(0, 40)}` };
+  }
+  const drain = o.stages.drain('over the control socket', t);
+  const running = o.workers().reduce((n, h) => n + h.worker.host.runningCount, 0);
+  return { ok: true, drain, pid: process.pid, running };
 }
 
 export interface Observers {
@@ -36,11 +60,13 @@ export function startObservers(o: ObserverOptions): Observers {
     workers: o.workers,
     loop: o.loop,
     metricsUrl: () => metrics?.url ?? null,
+    draining: () => o.stages.draining,
   };
-  const handle: ControlHandler = (req) =>
-    req.request === 'status'
-      ? { ok: true, status: collectStatus(sources) }
-      : { ok: false, error: `unknown request ${JSON.stringify(req.request).slice(0, 80)}` };
+  const handle: ControlHandler = (req) => {
+    if (req.request === 'status') return { ok: true, status: collectStatus(sources) };
+    if (req.request === 'drain') return answerDrain(req, o);
+    return { ok: false, error: `unknown request ${JSON.stringify(req.request).slice(0, 80)}` };
+  };
   void Promise.resolve()
     .then(() => {
       makedirs(runDirOf(o.basedir), { existOk: true, mode: 0o700 });
@@ -61,7 +87,11 @@ export function startObservers(o: ObserverOptions): Observers {
           addr,
           {
             status: () => collectStatus(sources),
-            batches: o.workers().map((h) => ({ worker: h.config.name, onBatch: (l) => h.worker.host.counters.onBatch(l) })),
+            batches: o.workers().map((h) => ({
+              worker: h.config.name,
+              master: () => h.status().connection.master,
+              onBatch: (l) => h.worker.host.counters.onBatch(l),
+            })),
           },
           o.logger,
         ),

@@ -16,8 +16,8 @@ export const BATCH_BUCKETS = [256, 1024, 4096, 16384, 65536, 262144, 524288, 104
 
 export interface MetricsSources {
   status: () => AgentStatus;
-  /** Each worker's batch listener registration, by the worker's label. */
-  batches: readonly { worker: string; onBatch(listener: BatchListener): () => void }[];
+  /** Each worker's batch listener registration, by the worker's name and its current master. */
+  batches: readonly { worker: string; master: () => string; onBatch(listener: BatchListener): () => void }[];
 }
 
 export interface MetricsServer {
@@ -58,12 +58,15 @@ function snapshotMetric(
   }
 }
 
-/** Every metric of the agent, per worker (label `worker`) where it is a worker's. */
+/**
+ * Every metric of the agent, per worker where it is a worker's: labels `worker` (its name) and `master` (the
+ * master it is attached to or trying), since two workers of one agent may have the same name on two masters.
+ */
 function defineMetrics(prom: typeof Prom, registry: Prom.Registry, status: () => AgentStatus): void {
   const def = (kind: 'counter' | 'gauge', name: string, help: string, labelNames: string[], read: (s: AgentStatus) => [Labels, number][]): void =>
     snapshotMetric(prom, registry, kind, { name, help, labelNames }, read, status);
   const perWorker = (f: (w: AgentStatus['workers'][number]) => number) => (s: AgentStatus) =>
-    s.workers.map((w): [Labels, number] => [{ worker: w.name }, f(w)]);
+    s.workers.map((w): [Labels, number] => [{ worker: w.name, master: w.connection.master }, f(w)]);
   def('gauge', 'bbagent_info', 'The agent version (always 1)', ['version'], (s) => [[{ version: s.version }, 1]]);
   def('gauge', 'bbagent_connection_up', '1 when the worker is attached to its master, else 0', ['worker', 'master', 'protocol'], (s) =>
     s.workers.map((w) => [{ worker: w.name, master: w.connection.master, protocol: w.connection.protocol ?? '' }, w.connection.state === 'connected' ? 1 : 0]),
@@ -72,35 +75,37 @@ function defineMetrics(prom: typeof Prom, registry: Prom.Registry, status: () =>
     'counter',
     'bbagent_connection_reconnects_total',
     'Sessions attached after the first',
-    ['worker'],
+    ['worker', 'master'],
     perWorker((w) => w.connection.reconnects),
   );
   def(
     'counter',
     'bbagent_connection_failed_attempts_total',
     'Connection attempts that failed',
-    ['worker'],
+    ['worker', 'master'],
     perWorker((w) => w.connection.failedAttempts),
   );
   def(
     'gauge',
     'bbagent_commands_running',
     'Commands running now',
-    ['worker'],
+    ['worker', 'master'],
     perWorker((w) => w.commands.running.length),
   );
-  def('counter', 'bbagent_commands_started_total', 'Commands started, by remote command name', ['worker', 'command'], (s) =>
-    s.workers.flatMap((w) => Object.entries(w.commands.started).map(([command, n]): [Labels, number] => [{ worker: w.name, command }, n])),
+  def('counter', 'bbagent_commands_started_total', 'Commands started, by remote command name', ['worker', 'master', 'command'], (s) =>
+    s.workers.flatMap((w) =>
+      Object.entries(w.commands.started).map(([command, n]): [Labels, number] => [{ worker: w.name, master: w.connection.master, command }, n]),
+    ),
   );
   def(
     'counter',
     'bbagent_commands_finished_total',
     'Commands ended, by name and result (success, failure, exception, interrupted)',
-    ['worker', 'command', 'result'],
+    ['worker', 'master', 'command', 'result'],
     (s) =>
       s.workers.flatMap((w) =>
         Object.entries(w.commands.finished).flatMap(([command, byResult]) =>
-          Object.entries(byResult).map(([result, n]): [Labels, number] => [{ worker: w.name, command, result }, n ?? 0]),
+          Object.entries(byResult).map(([result, n]): [Labels, number] => [{ worker: w.name, master: w.connection.master, command, result }, n ?? 0]),
         ),
       ),
   );
@@ -108,21 +113,21 @@ function defineMetrics(prom: typeof Prom, registry: Prom.Registry, status: () =>
     'counter',
     'bbagent_output_sent_bytes_total',
     'Bytes of build output sent to the master',
-    ['worker'],
+    ['worker', 'master'],
     perWorker((w) => w.commands.outputSentBytes),
   );
   def(
     'counter',
     'bbagent_output_spooled_bytes_total',
     'Bytes of build output over budget kept in the spool',
-    ['worker'],
+    ['worker', 'master'],
     perWorker((w) => w.commands.outputSpooledBytes),
   );
   def(
     'counter',
     'bbagent_output_dropped_bytes_total',
     'Bytes of build output over budget kept nowhere',
-    ['worker'],
+    ['worker', 'master'],
     perWorker((w) => w.commands.outputDroppedBytes),
   );
   def('gauge', 'bbagent_event_loop_lag_seconds', 'How late the last event-loop check ran', [], (s) => [[{}, s.eventLoop.lagMs / 1000]]);
@@ -144,11 +149,11 @@ export async function startMetrics(addr: { host: string; port: number }, sources
   const batches = new prom.Histogram({
     name: 'bbagent_output_batch_bytes',
     help: 'Size of each batch of build output sent to the master',
-    labelNames: ['worker'],
+    labelNames: ['worker', 'master'],
     buckets: BATCH_BUCKETS,
     registers: [registry],
   });
-  const unlisten = sources.batches.map((b) => b.onBatch((bytes) => batches.observe({ worker: b.worker }, bytes)));
+  const unlisten = sources.batches.map((b) => b.onBatch((bytes) => batches.observe({ worker: b.worker, master: b.master() }, bytes)));
   const server = http.createServer((req, res) => {
     if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('only GET /metrics is served here\n');

@@ -17,9 +17,10 @@ export const REQUEST_TIMEOUT_MS = 2000;
 /** Clients served at once (status is asked by hand or by a monitoring check, not by crowds). */
 export const MAX_CONNECTIONS = 16;
 
-/** One request: its `request` names what is asked. */
+/** One request: its `request` names what is asked; other members are the request's arguments. */
 export interface ControlRequest {
   request: string;
+  [arg: string]: unknown;
 }
 
 /** Answers a request: the reply object, or an error message for one it does not know. */

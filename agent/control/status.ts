@@ -19,6 +19,8 @@ export interface AgentStatus {
   eventLoop: { lagMs: number; maxStallMs: number; stalls: number };
   /** The metrics endpoint's URL, or null when metrics are off. */
   metricsUrl: string | null;
+  /** A stop is under way (a drain request or a stop signal): the agent exits once no command runs. */
+  draining: boolean;
   workers: WorkerStatus[];
 }
 
@@ -29,6 +31,7 @@ export interface StatusSources {
   workers: () => readonly { status(): WorkerStatus }[];
   loop: { readonly lastLagMs: number; readonly maxStallMs: number; readonly stalls: number };
   metricsUrl: () => string | null;
+  draining: () => boolean;
 }
 
 export function collectStatus(s: StatusSources): AgentStatus {
@@ -42,6 +45,7 @@ export function collectStatus(s: StatusSources): AgentStatus {
     rssBytes: process.memoryUsage.rss(),
     eventLoop: { lagMs: round(s.loop.lastLagMs), maxStallMs: round(s.loop.maxStallMs), stalls: s.loop.stalls },
     metricsUrl: s.metricsUrl(),
+    draining: s.draining(),
     workers: s.workers().map((w) => w.status()),
   };
 }

@@ -3,7 +3,8 @@
 // requests from native code. `install` copies winsw.exe (shipped beside bbagent.exe) to
 // %ProgramData%\bbagent\services\<name>\bbagent-<name>.exe with its configuration bbagent-<name>.xml
 // (winsw-config.ts) and runs its `install`; the SCM then starts it at boot, restarts it when it fails, and a stop
-// sends the agent Ctrl+C, its drain signal. docs/install.md says why WinSW and what was run where.
+// runs `bbagent stop --drain --service`, which drains the agent over its control socket (no Ctrl+C).
+// docs/install.md says why WinSW, what its stop does, and what was run where.
 //
 // Trust: the service runs as a standard account the operator names (never LocalSystem, LocalService or
 // NetworkService, which a hostile build turns into SYSTEM). Its password is in the configuration only while the
@@ -110,7 +111,7 @@ class Scm {
     if (r.code !== 0 && r.code !== ERROR_SERVICE_ALREADY_RUNNING) throw scriptFailure(`sc.exe start ${serviceId(name)}`, r);
   }
 
-  /** Asks the SCM to stop the service (the wrapper sends Ctrl+C) and waits until it is stopped. */
+  /** Asks the SCM to stop the service (the wrapper runs the drain) and waits until it is stopped. */
   async stopAndWait(name: string): Promise<void> {
     const id = serviceId(name);
     const r = await this.host.run(this.sc, ['stop', id]);
@@ -243,7 +244,7 @@ export function winswServiceManager(opts: WinswOptions): ServiceManager {
       await scm.stopAndWait(ref.name);
     },
     // Windows has no signal another process can send the agent to drain it (process.kill ends it at once, exit 1,
-    // which the recovery actions restart): a worker run by a service is stopped through the SCM.
+    // which the recovery actions restart): a worker run by a service is stopped through the SCM, whose stop drains.
     async stopAgent(basedir) {
       const name = serviceOfBasedir(scm.root, scm.p, basedir);
       if (name === undefined || (await scm.state(name)) !== 'RUNNING') return undefined;

@@ -1,7 +1,11 @@
 // The WinSW configuration `bbagent service install` writes on Windows: a real service (services.msc lists it)
-// whose wrapper runs `bbagent.exe start --nodaemon BASEDIR` as the named account, restarts it when it fails
-// (the Service Control Manager's recovery actions) and stops it with Ctrl+C first, which the agent takes as its
-// first stop signal: running builds finish, then it exits 0 and the service is stopped, not restarted.
+// whose wrapper runs `bbagent.exe start --nodaemon BASEDIR` as the named account and restarts it when it fails
+// (the Service Control Manager's recovery actions). A stop runs bbagent itself as the stop program,
+// `bbagent.exe stop --drain --service --timeout T BASEDIR --` (WinSW appends the service's own arguments after
+// the `--`), which asks the agent over its control socket for its first stop stage: running builds finish, then
+// it exits 0 and the service is stopped, not restarted. With a stop program WinSW sends no Ctrl+C, so the build
+// steps, which share the agent's console, get none. docs/install.md ("Windows service") says what WinSW 1.17
+// does on a stop, from its source.
 //
 // Only elements of WinSW 1.x, the version npm's node-windows package ships as bin/winsw/winsw.exe, are used.
 
@@ -49,6 +53,19 @@ function xml(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 }
 
+/**
+ * The stop program's arguments. WinSW 1.x reads them from repeated <stopargument> elements (not <stoparguments>,
+ * which 1.x does not know), quotes one that holds a space unless it is quoted already, joins them, and appends
+ * a space and the service's <arguments>: each is written quoted here (CommandLineToArgvW rules), and the `--` at
+ * the end makes bbagent take the appended words for what they are.
+ */
+export function stopArguments(spec: ServiceSpec): string[] {
+  const [, ...args] = spec.command;
+  const start = args.indexOf('start');
+  if (start < 0) throw new ServiceError('E_SERVICE_SPEC', `the service command must run bbagent start, got ${spec.command.join(' ')}`);
+  return [...args.slice(0, start), 'stop', '--drain', '--service', '--timeout', String(stopTimeoutOf(spec)), spec.basedir, '--'];
+}
+
 /** WinSW expands %VAR% in paths and arguments: a literal % cannot be written, so it is refused. */
 function noPercent(what: string, value: string): string {
   if (value.includes('%')) throw new ServiceError('E_SERVICE_SPEC', `${what} '${value}' contains %, which the Windows service wrapper expands as a variable`);
@@ -86,10 +103,13 @@ ${serviceAccount}  <!-- A crash, a kill or exit 1 is a failure: the Service Cont
        stop, a master that shut the worker down) stops the service until the next start or boot. -->
   <onfailure action="restart" delay="${RESTART_DELAY_S} sec"/>
   <resetfailure>${RESET_FAILURE}</resetfailure>
-  <!-- A stop sends Ctrl+C to the agent first (its first stop stage: running builds finish), and ends its whole
-       process tree after stoptimeout (the stop timeout option of install). -->
-  <stopparentprocessfirst>true</stopparentprocessfirst>
-  <stoptimeout>${stopTimeoutOf(spec)} sec</stoptimeout>
+  <!-- A stop runs bbagent's stop in drain mode: running builds finish within the stop timeout (install's stop timeout
+       option), then the agent exits; no Ctrl+C is sent. WinSW waits for both programs to exit, with no bound of
+       its own (stoptimeout bounds only a Ctrl+C stop): past the timeout the stop program ends the agent's tree. -->
+  <stopexecutable>${xml(program ?? '')}</stopexecutable>
+${stopArguments(spec)
+  .map((a) => `  <stopargument>${xml(windowsQuote(noPercent('a service argument', a)))}</stopargument>\n`)
+  .join('')}  <stoptimeout>${stopTimeoutOf(spec)} sec</stoptimeout>
   <!-- The agent writes BASEDIR\\bbagent.log itself; the wrapper's own log and the agent's stderr go beside it
        (bbagent-NAME.wrapper.log, .err.log): the account can write BASEDIR, not the wrapper's directory. -->
   <logpath>${xml(spec.basedir)}</logpath>

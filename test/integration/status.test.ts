@@ -126,7 +126,8 @@ describe.skipIf(!haveBuildbot)('bbagent status and metrics during a real build',
     const before = await scrape();
     expect(sample(before, 'bbagent_connection_up{worker="st"')).toBe(1);
     expect(sample(before, 'bbagent_connection_up{worker="st-mp"')).toBe(1);
-    expect(sample(before, 'bbagent_commands_finished_total{worker="st",command="shell",result="success"}')).toBeUndefined();
+    const pbMaster = `127.0.0.1:${master.portFor('pb')}`;
+    expect(sample(before, `bbagent_commands_finished_total{worker="st",master="${pbMaster}",command="shell",result="success"}`)).toBeUndefined();
 
     const requests = await Promise.all([master.forceBuild('slow'), master.forceBuild('slow-mp')]);
     const builds = await Promise.all(requests.map((r) => master.waitForBuildStarted(r)));
@@ -140,7 +141,7 @@ describe.skipIf(!haveBuildbot)('bbagent status and metrics during a real build',
     expect(mpRunning).toHaveLength(1);
     expect(mpRunning![0]).toMatchObject({ command: 'shell', builder: null, workdir: path.join(mpDir, 'slow-mp', 'build') });
     expect(mpRunning![0]!.elapsedS).toBeGreaterThan(0);
-    expect(sample(await scrape(), 'bbagent_commands_running{worker="st"}')).toBe(1);
+    expect(sample(await scrape(), `bbagent_commands_running{worker="st",master="${pbMaster}"}`)).toBe(1);
     // the human form names the same
     const table = await bbagent(['status', dir]);
     expect(table.code).toBe(0);
@@ -149,10 +150,14 @@ describe.skipIf(!haveBuildbot)('bbagent status and metrics during a real build',
 
     for (const r of requests) expect((await master.waitForBuild(r)).results).toBe(Results.SUCCESS);
     const after = await scrape();
-    for (const worker of ['st', 'st-mp']) {
-      expect(sample(after, `bbagent_commands_finished_total{worker="${worker}",command="shell",result="success"}`)).toBeGreaterThanOrEqual(1);
-      expect(sample(after, `bbagent_output_sent_bytes_total{worker="${worker}"}`)).toBeGreaterThan(0);
-      expect(sample(after, `bbagent_output_batch_bytes_count{worker="${worker}"}`)).toBeGreaterThan(0);
+    for (const [worker, protocol] of [
+      ['st', 'pb'],
+      ['st-mp', 'msgpack'],
+    ] as const) {
+      const labels = `worker="${worker}",master="127.0.0.1:${master.portFor(protocol)}"`;
+      expect(sample(after, `bbagent_commands_finished_total{${labels},command="shell",result="success"}`)).toBeGreaterThanOrEqual(1);
+      expect(sample(after, `bbagent_output_sent_bytes_total{${labels}}`)).toBeGreaterThan(0);
+      expect(sample(after, `bbagent_output_batch_bytes_count{${labels}}`)).toBeGreaterThan(0);
     }
     expect(sample(after, 'process_resident_memory_bytes')).toBeGreaterThan(0);
     expect((await status(dir)).workers.every((w) => w.commands.running.length === 0)).toBe(true);

@@ -19,11 +19,11 @@ afterEach(() => {
   for (const s of servers.splice(0)) s.close();
 });
 
-function worker(state: WorkerStatus['connection']['state'], sent: number): WorkerStatus {
+function worker(state: WorkerStatus['connection']['state'], sent: number, master = '127.0.0.1:9989'): WorkerStatus {
   return {
     name: 'w1',
     basedir: '/srv/w1',
-    connection: { state, master: '127.0.0.1:9989', protocol: 'pb', connectedSince: null, lastError: null, connects: 3, reconnects: 2, failedAttempts: 4 },
+    connection: { state, master, protocol: 'pb', connectedSince: null, lastError: null, connects: 3, reconnects: 2, failedAttempts: 4 },
     commands: {
       running: [],
       started: { shell: 5 },
@@ -50,9 +50,14 @@ describe('metrics endpoint', () => {
         startedAt: Date.now(),
         loop: { lastLagMs: 2, maxStallMs: 150, stalls: 1 },
         metricsUrl: () => null,
+        draining: () => false,
         workers: () => [{ status: () => current }],
       });
-    const m = await startMetrics({ host: '127.0.0.1', port: 0 }, { status, batches: [{ worker: 'w1', onBatch: (l) => counters.onBatch(l) }] }, silentLogger);
+    const m = await startMetrics(
+      { host: '127.0.0.1', port: 0 },
+      { status, batches: [{ worker: 'w1', master: () => '127.0.0.1:9989', onBatch: (l) => counters.onBatch(l) }] },
+      silentLogger,
+    );
     servers.push(m);
     expect(m.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
     counters.batchSent(100);
@@ -63,26 +68,59 @@ describe('metrics endpoint', () => {
     expect(text).toContain('# TYPE bbagent_commands_finished_total counter');
     expect(sample(text, 'bbagent_info{version="1.2.3"}')).toBe(1);
     expect(sample(text, 'bbagent_connection_up{worker="w1",master="127.0.0.1:9989",protocol="pb"}')).toBe(1);
-    expect(sample(text, 'bbagent_connection_reconnects_total{worker="w1"}')).toBe(2);
-    expect(sample(text, 'bbagent_connection_failed_attempts_total{worker="w1"}')).toBe(4);
-    expect(sample(text, 'bbagent_commands_started_total{worker="w1",command="shell"}')).toBe(5);
-    expect(sample(text, 'bbagent_commands_finished_total{worker="w1",command="shell",result="success"}')).toBe(4);
-    expect(sample(text, 'bbagent_commands_finished_total{worker="w1",command="shell",result="failure"}')).toBe(1);
-    expect(sample(text, 'bbagent_output_sent_bytes_total{worker="w1"}')).toBe(1000);
-    expect(sample(text, 'bbagent_output_spooled_bytes_total{worker="w1"}')).toBe(10);
-    expect(sample(text, 'bbagent_output_dropped_bytes_total{worker="w1"}')).toBe(20);
+    expect(sample(text, 'bbagent_connection_reconnects_total{worker="w1",master="127.0.0.1:9989"}')).toBe(2);
+    expect(sample(text, 'bbagent_connection_failed_attempts_total{worker="w1",master="127.0.0.1:9989"}')).toBe(4);
+    expect(sample(text, 'bbagent_commands_started_total{worker="w1",master="127.0.0.1:9989",command="shell"}')).toBe(5);
+    expect(sample(text, 'bbagent_commands_finished_total{worker="w1",master="127.0.0.1:9989",command="shell",result="success"}')).toBe(4);
+    expect(sample(text, 'bbagent_commands_finished_total{worker="w1",master="127.0.0.1:9989",command="shell",result="failure"}')).toBe(1);
+    expect(sample(text, 'bbagent_output_sent_bytes_total{worker="w1",master="127.0.0.1:9989"}')).toBe(1000);
+    expect(sample(text, 'bbagent_output_spooled_bytes_total{worker="w1",master="127.0.0.1:9989"}')).toBe(10);
+    expect(sample(text, 'bbagent_output_dropped_bytes_total{worker="w1",master="127.0.0.1:9989"}')).toBe(20);
     expect(sample(text, 'bbagent_event_loop_max_stall_seconds')).toBe(0.15);
     expect(sample(text, 'bbagent_event_loop_stalls_total')).toBe(1);
-    expect(sample(text, 'bbagent_output_batch_bytes_bucket{le="256",worker="w1"}')).toBe(1);
-    expect(sample(text, 'bbagent_output_batch_bytes_bucket{le="65536",worker="w1"}')).toBe(1);
-    expect(sample(text, 'bbagent_output_batch_bytes_bucket{le="262144",worker="w1"}')).toBe(2);
-    expect(sample(text, 'bbagent_output_batch_bytes_count{worker="w1"}')).toBe(2);
+    expect(sample(text, 'bbagent_output_batch_bytes_bucket{le="256",worker="w1",master="127.0.0.1:9989"}')).toBe(1);
+    expect(sample(text, 'bbagent_output_batch_bytes_bucket{le="65536",worker="w1",master="127.0.0.1:9989"}')).toBe(1);
+    expect(sample(text, 'bbagent_output_batch_bytes_bucket{le="262144",worker="w1",master="127.0.0.1:9989"}')).toBe(2);
+    expect(sample(text, 'bbagent_output_batch_bytes_count{worker="w1",master="127.0.0.1:9989"}')).toBe(2);
     expect(sample(text, 'process_resident_memory_bytes')).toBeGreaterThan(0);
     // the next scrape reads the snapshot afresh
     current = worker('waiting', 5000);
     const again = await (await fetch(m.url)).text();
     expect(sample(again, 'bbagent_connection_up{worker="w1",master="127.0.0.1:9989",protocol="pb"}')).toBe(0);
-    expect(sample(again, 'bbagent_output_sent_bytes_total{worker="w1"}')).toBe(5000);
+    expect(sample(again, 'bbagent_output_sent_bytes_total{worker="w1",master="127.0.0.1:9989"}')).toBe(5000);
+  });
+
+  it('keeps two same-named workers of one agent (two masters) apart by their master label', async () => {
+    const [a, b] = [worker('connected', 100, 'ma.example:9989'), worker('waiting', 7, 'mb.example:9989')];
+    const [ca, cb] = [new CommandCounters(), new CommandCounters()];
+    const status = (): AgentStatus =>
+      collectStatus({
+        version: '1.2.3',
+        startedAt: Date.now(),
+        loop: { lastLagMs: 0, maxStallMs: 0, stalls: 0 },
+        metricsUrl: () => null,
+        draining: () => false,
+        workers: () => [{ status: () => a }, { status: () => b }],
+      });
+    const batches = [
+      { worker: 'w1', master: () => 'ma.example:9989', onBatch: ca.onBatch.bind(ca) },
+      { worker: 'w1', master: () => 'mb.example:9989', onBatch: cb.onBatch.bind(cb) },
+    ];
+    const m = await startMetrics({ host: '127.0.0.1', port: 0 }, { status, batches }, silentLogger);
+    servers.push(m);
+    ca.batchSent(100);
+    cb.batchSent(100);
+    cb.batchSent(100);
+    const text = await (await fetch(m.url)).text();
+    expect(sample(text, 'bbagent_output_sent_bytes_total{worker="w1",master="ma.example:9989"}')).toBe(100);
+    expect(sample(text, 'bbagent_output_sent_bytes_total{worker="w1",master="mb.example:9989"}')).toBe(7);
+    expect(sample(text, 'bbagent_connection_up{worker="w1",master="ma.example:9989",protocol="pb"}')).toBe(1);
+    expect(sample(text, 'bbagent_connection_up{worker="w1",master="mb.example:9989",protocol="pb"}')).toBe(0);
+    expect(sample(text, 'bbagent_commands_started_total{worker="w1",master="mb.example:9989",command="shell"}')).toBe(5);
+    expect(sample(text, 'bbagent_output_batch_bytes_count{worker="w1",master="ma.example:9989"}')).toBe(1);
+    expect(sample(text, 'bbagent_output_batch_bytes_count{worker="w1",master="mb.example:9989"}')).toBe(2);
+    // one sample per worker, none summed: each series appears once
+    expect(text.split('\n').filter((l) => l.startsWith('bbagent_output_sent_bytes_total{'))).toHaveLength(2);
   });
 
   it('serves only GET /metrics', async () => {

@@ -1,6 +1,6 @@
 // The Windows service manager (a real service run by WinSW): the configuration it writes (well-formed XML made of
-// elements the WinSW 1.x that npm's node-windows ships understands: restart on failure, Ctrl+C to the agent
-// first, the stop timeout), the account rules (never LocalSystem or another privileged account), the password
+// elements the WinSW 1.x that npm's node-windows ships understands: restart on failure, bbagent itself as the
+// stop program (winsw-stop.test.ts checks its command line), the stop timeout), the account rules (never LocalSystem or another privileged account), the password
 // (in the configuration only while the wrapper's `install` runs, never on a command line), the sc.exe calls
 // against a recorded Service Control Manager, the removal of an older bbagent's scheduled task, and
 // `bbagent stop` going through the SCM. Nothing here ran on Windows.
@@ -26,7 +26,8 @@ const WINSW_1_ELEMENTS = new Set([
   'serviceaccount',
   'onfailure',
   'resetfailure',
-  'stopparentprocessfirst',
+  'stopexecutable',
+  'stopargument',
   'stoptimeout',
   'logpath',
   'log',
@@ -75,8 +76,18 @@ describe.skipIf(!python)('WinSW configuration', () => {
     // the Service Control Manager's recovery action: restart after a failure (crash, kill, exit 1)
     expect(child(doc, 'onfailure').attrs).toEqual({ action: 'restart', delay: `${RESTART_DELAY_S} sec` });
     expect(text('resetfailure')).toBe('1 hour');
-    // Ctrl+C to the agent first (its first stop stage: builds finish); its tree is ended after stoptimeout
-    expect(text('stopparentprocessfirst')).toBe('true');
+    // a stop runs bbagent stop --drain (no Ctrl+C): builds finish within the stop timeout
+    expect(text('stopexecutable')).toBe('C:\\Program Files\\bbagent\\bbagent.exe');
+    expect(doc.children.filter((c) => c.tag === 'stopargument').map((c) => c.text)).toEqual([
+      'stop',
+      '--drain',
+      '--service',
+      '--timeout',
+      '1800',
+      '"C:\\workers\\w 1"',
+      '--',
+    ]);
+    expect(doc.children.some((c) => c.tag === 'stopparentprocessfirst')).toBe(false);
     expect(text('stoptimeout')).toBe('1800 sec');
     // the wrapper's log goes where the account may write: BASEDIR
     expect(text('logpath')).toBe('C:\\workers\\w 1');

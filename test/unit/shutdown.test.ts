@@ -245,3 +245,39 @@ describe('signal and file watchers', () => {
     }
   });
 });
+
+describe('a drain request (bbagent stop --drain, the Windows service stop)', () => {
+  it('starts the first stage once: a second request is "already", and the agent finishes when the command ends', async () => {
+    const h = new FakeHost();
+    const end = h.startCommand();
+    const { s, logger, finished } = stages([h]);
+    expect(s.draining).toBe(false);
+    expect(s.drain('test')).toBe('started');
+    expect(s.draining).toBe(true);
+    expect(s.drain('again')).toBe('already');
+    expect(logger.lines.filter((l) => l.includes('drain requested'))).toHaveLength(1);
+    expect(h.interrupted).toEqual([]);
+    end();
+    await pollFor(() => finished() === 1);
+    expect(h.interrupted).toEqual([]);
+  });
+
+  it('interrupts what still runs once its timeout passed (the second stage)', async () => {
+    const h = new FakeHost();
+    h.startCommand();
+    const { s, finished } = stages([h], 50);
+    s.drain('test', 1);
+    await pollFor(() => h.interrupted.length === 1, 5000);
+    expect(h.interrupted).toEqual(['worker shutting down']);
+    await pollFor(() => finished() >= 1);
+  });
+});
+
+/** Resolves once `cond` holds (checked every 10 ms), fails after `ms`. */
+async function pollFor(cond: () => boolean, ms = 2000): Promise<void> {
+  const until = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > until) throw new Error('condition not met in time');
+    await sleep(10);
+  }
+}

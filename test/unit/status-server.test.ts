@@ -39,6 +39,7 @@ function sampleStatus(): AgentStatus {
     startedAt: Date.now() - 65_000,
     loop: { lastLagMs: 1.23, maxStallMs: 45.6, stalls: 0 },
     metricsUrl: () => null,
+    draining: () => false,
     workers: () => [
       {
         status: () => ({
