@@ -37,6 +37,7 @@ export async function getExtractedTree(cache: ArtifactCache, src: TreeSource): P
       try {
         archive = await cache.get(archiveKey, { produce: src.download, expectedBytes: src.archiveBytes });
         await src.extract(archive.path, dir);
+        return { sourceBytes: archive.bytes }; // a later tree hit reports the archive's size without it
       } finally {
         lease.release();
       }

@@ -1,16 +1,18 @@
 // The fetch job: one URL, verified, through the cache when there is one, and optionally extracted. It composes
 // the downloader (download.ts), the cache (cache.ts) and extraction (extract.ts); it is what `bbagent fetch` runs
-// and what the `fetch` remote command will run.
+// and what the `fetch` remote command runs.
 //
 // Where the result lands (`FetchResult.path`):
-// - `extract: DIR`: the archive is extracted into DIR (made atomically by extractArchive; DIR must not exist or
-//   be empty). With a cache the archive comes from the cache (a hit sends no request); without one it is
-//   downloaded to a temp file beside DIR, removed afterwards. The tree in DIR is the caller's to write into.
+// - `extract: DIR`: the archive's tree in DIR (made atomically; DIR must not exist or be empty). With a cache the
+//   tree is the cache's extracted tree (cache-tree.ts: a tree hit verifies the tree's manifest and needs neither
+//   the archive nor the network), copied into DIR (tree-copy.ts: reflinks where the file system has them); a tree
+//   miss extracts the cached (or downloaded) archive into the cache first. Without a cache the archive is
+//   downloaded to a temp file beside DIR, extracted, and removed. Either way the tree in DIR is the caller's to
+//   write into: the cache's own tree is never handed out.
 // - `dest: PATH`: the file at PATH. With a cache it is copied from the cache entry (temp name, fsync, rename);
 //   without one it is downloaded there directly.
 // - neither, with a cache: the cache entry itself. It is read-only: a change is found on the next hit and the
-//   entry fetched again. (The cache's extracted trees, `getExtractedTree` in cache-tree.ts, are for callers
-//   that hold the agent's cache and only read the tree: the remote command.)
+//   entry fetched again.
 // Temp names carry the pid: what a killed fetch leaves beside `dest` or `extract` is removed by the next fetch
 // there (fetch-sweep.ts).
 // Errors are AgentErrors whose message starts with the URL (codes of download.ts, cache.ts and extract.ts, plus
@@ -24,7 +26,9 @@ import path from 'node:path';
 import { AgentError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { ArtifactCache } from './cache.js';
-import { fileKey } from './cache-key.js';
+import { extractedKey, fileKey } from './cache-key.js';
+import { getExtractedTree } from './cache-tree.js';
+import { copyTree } from './tree-copy.js';
 import { download, type DownloadResult, type ExpectedDigest, type ProgressCallback, type ProxyEnv } from './download.js';
 import { extractArchive } from './extract.js';
 import { sweepFetchLeftovers } from './fetch-sweep.js';
@@ -56,6 +60,8 @@ export interface FetchResult {
   cached: boolean;
   /** Requests made (0 on a cache hit). */
   attempts: number;
+  /** With `extract` and a cache: the cache's extracted tree was a hit (copied, not extracted). */
+  treeCached?: boolean;
   seconds: number;
 }
 
@@ -77,7 +83,7 @@ export async function fetchArtifact(opts: FetchOptions): Promise<FetchResult> {
   }
 }
 
-type Fetched = Pick<FetchResult, 'path' | 'bytes' | 'cached' | 'attempts'>;
+type Fetched = Pick<FetchResult, 'path' | 'bytes' | 'cached' | 'attempts' | 'treeCached'>;
 
 async function direct(opts: FetchOptions, expected: ExpectedDigest): Promise<Fetched> {
   if (opts.extract === undefined) {
@@ -97,6 +103,7 @@ async function direct(opts: FetchOptions, expected: ExpectedDigest): Promise<Fet
 }
 
 async function viaCache(opts: FetchOptions, cache: ArtifactCache, expected: ExpectedDigest): Promise<Fetched> {
+  if (opts.extract !== undefined) return viaCachedTree(opts, opts.extract, cache, expected);
   const key = fileKey(expected.algorithm, expected.digest);
   const lease = await cache.acquire(key); // pinned while it is copied or extracted
   try {
@@ -108,15 +115,39 @@ async function viaCache(opts: FetchOptions, cache: ArtifactCache, expected: Expe
       },
     });
     const fetched = { bytes: entry.bytes, cached: entry.cached, attempts: produced?.attempts ?? 0 };
-    if (opts.extract !== undefined) {
-      const tree = await extractArchive(entry.path, opts.extract, { logger: opts.logger, signal: opts.signal });
-      return { ...fetched, path: tree.path };
-    }
     if (opts.dest !== undefined) {
       await copyAtomically(entry.path, opts.dest);
       return { ...fetched, path: opts.dest };
     }
     return { ...fetched, path: entry.path };
+  } finally {
+    lease.release();
+  }
+}
+
+/** The cache's extracted tree (made on a miss), copied into `extract`; both entries pinned meanwhile. */
+async function viaCachedTree(opts: FetchOptions, extract: string, cache: ArtifactCache, expected: ExpectedDigest): Promise<Fetched> {
+  const lease = await cache.acquire(extractedKey(expected.algorithm, expected.digest));
+  try {
+    let produced: DownloadResult | undefined;
+    const got = await getExtractedTree(cache, {
+      algorithm: expected.algorithm,
+      digest: expected.digest,
+      download: async (tmp) => {
+        produced = await download(downloadOptions(opts, expected, tmp));
+        return { digest: produced.digest };
+      },
+      extract: async (archive, dir) => void (await extractArchive(archive, dir, { logger: opts.logger, signal: opts.signal })),
+    });
+    const copy = await copyTree(got.tree.path, extract, opts.signal ? { signal: opts.signal } : {});
+    opts.logger.info(`copied the cached tree (${copy.files} files, ${copy.bytes} bytes) into ${copy.path}`);
+    return {
+      path: copy.path,
+      bytes: got.archive?.bytes ?? got.tree.sourceBytes ?? got.tree.bytes,
+      cached: got.tree.cached || got.archive?.cached === true,
+      attempts: produced?.attempts ?? 0,
+      treeCached: got.tree.cached,
+    };
   } finally {
     lease.release();
   }

@@ -97,7 +97,17 @@ export async function fetchCommand(argv: string[], io: CliIO): Promise<number> {
     }
     progress.clear();
     if (req.json) {
-      io.out(JSON.stringify({ path: result.path, [result.algorithm]: result.digest, bytes: result.bytes, cached: result.cached, attempts: result.attempts }));
+      const tree = result.treeCached !== undefined ? { tree_cached: result.treeCached } : {};
+      io.out(
+        JSON.stringify({
+          path: result.path,
+          [result.algorithm]: result.digest,
+          bytes: result.bytes,
+          cached: result.cached,
+          attempts: result.attempts,
+          ...tree,
+        }),
+      );
     } else {
       io.out(result.path);
     }

@@ -109,6 +109,7 @@ describe('fetch remote command', () => {
       cached: false,
       attempts: 1,
       seconds: expect.any(Number),
+      tree_cached: false,
     });
     expect(readFileSync(path.join(app, 'tests', 'run.txt'), 'utf8')).toBe('the tests\n');
     expect(first.ch.text('stdout')).toMatch(/attempt 1: .*sha256 ok/);
@@ -117,8 +118,8 @@ describe('fetch remote command', () => {
 
     const second = await fetch(a, { url: origin.url('/build.tar.gz'), sha256: sha256(archive), workdir: 'build', extract: 'again' });
     expect(second.rc).toBe(0);
-    expect(second.result).toMatchObject({ cached: true, attempts: 0, bytes: archive.length });
-    expect(second.ch.text('stdout')).toContain('from the cache, no request');
+    expect(second.result).toMatchObject({ cached: true, attempts: 0, bytes: archive.length, tree_cached: true });
+    expect(second.ch.text('stdout')).toContain('the cached tree copied, no request');
     expect(readFileSync(path.join(a.basedir, 'builder', 'build', 'again', 'tests', 'run.txt'), 'utf8')).toBe('the tests\n');
     expect(origin.log).toHaveLength(1);
   });
