@@ -18,6 +18,11 @@ export interface ProduceResult {
   digest?: string;
   /** Bytes of what the entry was made from (an extracted tree: its archive), kept in the marker for hits. */
   sourceBytes?: number;
+  /**
+   * Tree entries: the sha256 of files, by '/'-separated path, computed while `produce` wrote them (extraction's
+   * `hashFiles`), so the manifest does not read them again. Files it lacks are hashed.
+   */
+  fileHashes?: ReadonlyMap<string, string>;
 }
 
 /**
@@ -78,7 +83,7 @@ export async function produceAndPublish(root: string, key: CacheKey, produce: Pr
     if (key.kind === 'file') {
       bytes = await checkProducedFile(key, tmp, result);
     } else {
-      manifest = await buildManifest(tmp);
+      manifest = await buildManifest(tmp, result?.fileHashes);
       bytes = manifestBytes(manifest);
     }
     await mkdirIfMissing(path.join(root, key.algorithm));

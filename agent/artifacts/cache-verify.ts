@@ -76,8 +76,11 @@ export interface ManifestItem {
   fp?: Fingerprint;
 }
 
-/** Walks a tree (iteratively, in sorted order) without following links; `hash` adds each file's sha256. */
-async function walkTree(root: string, hash: boolean): Promise<ManifestItem[]> {
+/**
+ * Walks a tree (iteratively, in sorted order) without following links; `hash` adds each file's sha256, taken from
+ * `known` (hashes computed while the files were written) where it has the path.
+ */
+async function walkTree(root: string, hash: boolean, known?: ReadonlyMap<string, string>): Promise<ManifestItem[]> {
   const items: ManifestItem[] = [];
   const pending: string[] = [''];
   while (pending.length > 0) {
@@ -99,7 +102,7 @@ async function walkTree(root: string, hash: boolean): Promise<ManifestItem[]> {
       } else if (st.isFile()) {
         const fp: Fingerprint = { size: Number(st.size), ino: String(st.ino), mtimeNs: String(st.mtimeNs), ctimeNs: String(st.ctimeNs) };
         const item: ManifestItem = { path: childRel, type: 'file', mode, size: fp.size, fp };
-        if (hash) item.sha256 = await hashFile(abs, 'sha256');
+        if (hash) item.sha256 = known?.get(childRel) ?? (await hashFile(abs, 'sha256'));
         items.push(item);
       } else {
         // A FIFO, socket or device: the extractor never makes one, so it cannot be checked; the tree is refused.
@@ -111,9 +114,9 @@ async function walkTree(root: string, hash: boolean): Promise<ManifestItem[]> {
   return items;
 }
 
-/** The manifest of a freshly produced tree (every file hashed). */
-export function buildManifest(root: string): Promise<ManifestItem[]> {
-  return walkTree(root, true);
+/** The manifest of a freshly produced tree: every file hashed, or its hash taken from `known` (see walkTree). */
+export function buildManifest(root: string, known?: ReadonlyMap<string, string>): Promise<ManifestItem[]> {
+  return walkTree(root, true, known);
 }
 
 /** Sum of the file sizes of a manifest (what eviction frees, less the directories' blocks). */

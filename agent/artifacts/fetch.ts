@@ -137,7 +137,7 @@ async function viaCachedTree(opts: FetchOptions, extract: string, cache: Artifac
         produced = await download(downloadOptions(opts, expected, tmp));
         return { digest: produced.digest };
       },
-      extract: async (archive, dir) => void (await extractArchive(archive, dir, { logger: opts.logger, signal: opts.signal })),
+      extract: (archive, dir) => extractArchive(archive, dir, { logger: opts.logger, signal: opts.signal, hashFiles: true }),
     });
     const copy = await copyTree(got.tree.path, extract, opts.signal ? { signal: opts.signal } : {});
     opts.logger.info(`copied the cached tree (${copy.files} files, ${copy.bytes} bytes) into ${copy.path}`);

@@ -155,6 +155,25 @@ describe('fetch through the cached tree', () => {
   });
 });
 
+describe('extraction with hashFiles (the manifest of a cached tree without a second read)', () => {
+  const scratch = mkdtempSync(path.join(os.tmpdir(), 'bbagent-hash-files-'));
+  afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
+  it.each(['tar.gz', 'zip'])('gives each regular file of a %s its sha256; hardlinked members are left to the manifest', async (kind) => {
+    const src = makeTree(path.join(scratch, `src-${kind}`));
+    const archivePath = path.join(scratch, `a.${kind}`);
+    if (kind === 'zip') execFileSync('zip', ['-q', '-r', '--symlinks', archivePath, '.'], { cwd: src });
+    else execFileSync('tar', ['-czf', archivePath, '-C', src, '.']);
+    const out = path.join(scratch, `out-${kind}`);
+    const r = await extractArchive(archivePath, out, { logger: new RecordingLogger(), hashFiles: true });
+    const files = [...describeTree(out)].filter(([, e]) => e.kind === 'file');
+    expect(r.fileHashes?.size).toBeGreaterThan(5);
+    for (const [rel, hex] of r.fileHashes ?? []) expect(hex, rel).toBe(sha256(readFileSync(path.join(out, rel))));
+    // every file but the second name of the hardlink pair (tar stores it as a link; zip as a second copy)
+    expect(r.fileHashes?.size).toBe(kind === 'zip' ? files.length : files.length - 1);
+  });
+});
+
 describe('copyTree', () => {
   const scratch = mkdtempSync(path.join(os.tmpdir(), 'bbagent-copy-tree-'));
   afterAll(() => rmSync(scratch, { recursive: true, force: true }));
