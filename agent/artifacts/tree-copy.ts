@@ -10,17 +10,22 @@
 // one trusts after a power loss (FetchBuild clobbers the directory first), and fsyncing every file would cost more
 // than the copy. Hardlinked members of the archive become separate files in the copy.
 
-import { constants as fsc, type Stats } from 'node:fs';
-import { chmod, copyFile, lstat, lutimes, mkdir, readdir, readlink, rename, rm, rmdir, symlink, utimes } from 'node:fs/promises';
+import { chmodSync, constants as fsc, copyFileSync, lstatSync, mkdirSync, readdirSync, readlinkSync, symlinkSync, utimesSync, type Stats } from 'node:fs';
+import { copyFile, lstat, lutimes, mkdir, readdir, rename, rm, rmdir, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import { AgentError, errorMessage } from '../errors.js';
 import { ensureDir } from '../fs/makedirs.js';
 import { syncDir } from '../fs/sync-dir.js';
+import { TimeSlicer } from '../fs/time-slice.js';
 import { tempPathFor } from './extract-publish.js';
 import { resolveLinkTarget } from './safe-path.js';
 
-/** Copies in flight: enough to keep libuv's thread pool busy on small files, few enough to bound open files. */
-const COPY_PARALLEL = 16;
+/** Big files copied at a time in the thread pool (4 threads by default): enough to keep it busy. */
+const COPY_PARALLEL = 8;
+/** Files up to this size are copied with synchronous calls, between turns of the event loop (see copyItems). */
+const SMALL_COPY_BYTES = 1024 * 1024;
+/** A reflink where the file system can; never over an existing file. */
+const COPY_FLAGS = fsc.COPYFILE_FICLONE | fsc.COPYFILE_EXCL;
 
 export interface CopyTreeOptions {
   /** Aborting stops the copy and removes the temp directory (E_FETCH_ABORTED). */
@@ -52,9 +57,10 @@ export async function copyTree(src: string, targetDir: string, opts: CopyTreeOpt
   if (await occupied(target)) throw new AgentError('E_EXTRACT_TARGET_EXISTS', `cannot copy ${src} into ${target}: it exists and is not an empty directory`);
   const temp = tempPathFor(target);
   try {
-    const items = await listTree(src);
+    const slicer = new TimeSlicer();
+    const items = await listTree(src, slicer);
     await mkdir(temp, { mode: 0o700 });
-    const stats = await copyItems(src, temp, items, opts.signal);
+    const stats = await copyItems(src, temp, items, opts.signal, slicer);
     opts.signal?.throwIfAborted();
     await rmdir(target).catch((err: NodeJS.ErrnoException) => {
       if (err.code !== 'ENOENT') throw err;
@@ -82,68 +88,83 @@ async function occupied(target: string): Promise<boolean> {
 }
 
 /** Every item under `src` (the root first, parents before their children), lstat'ed: links are not followed. */
-async function listTree(src: string): Promise<Item[]> {
-  const items: Item[] = [{ rel: '', st: await lstat(src) }];
+async function listTree(src: string, slicer: TimeSlicer): Promise<Item[]> {
+  const items: Item[] = [{ rel: '', st: lstatSync(src) }];
   for (let i = 0; i < items.length; i++) {
     const dir = items[i]!;
     if (!dir.st.isDirectory()) continue;
-    const names = (await readdir(path.join(src, dir.rel))).sort();
-    const rels = names.map((n) => (dir.rel === '' ? n : `${dir.rel}/${n}`));
-    const stats = await Promise.all(rels.map((rel) => lstat(path.join(src, rel))));
-    rels.forEach((rel, k) => items.push({ rel, st: stats[k]! }));
+    for (const name of readdirSync(path.join(src, dir.rel)).sort()) {
+      const rel = dir.rel === '' ? name : `${dir.rel}/${name}`;
+      items.push({ rel, st: lstatSync(path.join(src, rel)) });
+      if (slicer.due()) await slicer.pause();
+    }
   }
   return items;
 }
 
-/** Makes the directories, copies files and links (COPY_PARALLEL at a time), then sets directory modes and mtimes. */
-async function copyItems(src: string, dest: string, items: Item[], signal: AbortSignal | undefined): Promise<{ files: number; bytes: number }> {
-  const dirs = items.filter((it) => it.st.isDirectory());
-  for (const d of dirs) if (d.rel !== '') await mkdir(path.join(dest, d.rel), { mode: 0o700 });
-  const rest = items.filter((it) => !it.st.isDirectory());
+/**
+ * Makes the directories, copies files and links, then sets directory modes and mtimes (deepest first: making a
+ * child changes its parent's mtime). Small files and links are done with synchronous calls in time slices (three
+ * thread-pool round trips per file cost more than the copy); big files go to the thread pool, COPY_PARALLEL at a
+ * time. copyFile gives the copy its source's permission bits; utimes its mtime.
+ */
+async function copyItems(
+  src: string,
+  dest: string,
+  items: Item[],
+  signal: AbortSignal | undefined,
+  slicer: TimeSlicer,
+): Promise<{ files: number; bytes: number }> {
   let files = 0;
   let bytes = 0;
-  let next = 0;
-  let failed = false;
-  const worker = async (): Promise<void> => {
-    while (next < rest.length && !failed) {
+  const big = new Set<Promise<void>>();
+  const copyBig = async (from: string, to: string, st: Stats): Promise<void> => {
+    await copyFile(from, to, COPY_FLAGS);
+    await utimes(to, st.atime, st.mtime);
+  };
+  try {
+    for (const it of items) {
+      if (slicer.due()) await slicer.pause();
       signal?.throwIfAborted();
-      const it = rest[next++]!;
       const from = path.join(src, it.rel);
-      const to = path.join(dest, it.rel);
-      if (it.st.isFile()) {
-        await copyFile(from, to, fsc.COPYFILE_FICLONE | fsc.COPYFILE_EXCL);
-        await chmod(to, it.st.mode & 0o777);
-        await utimes(to, it.st.atime, it.st.mtime);
+      const to = it.rel === '' ? dest : path.join(dest, it.rel);
+      if (it.st.isDirectory()) {
+        if (it.rel !== '') mkdirSync(to, { mode: 0o700 });
+      } else if (it.st.isFile()) {
         files++;
         bytes += it.st.size;
+        if (it.st.size <= SMALL_COPY_BYTES) {
+          copyFileSync(from, to, COPY_FLAGS);
+          utimesSync(to, it.st.atime, it.st.mtime);
+          continue;
+        }
+        const p = copyBig(from, to, it.st).finally(() => big.delete(p));
+        p.catch(() => undefined); // handled (by race, or allSettled below) even while the loop runs on
+        big.add(p);
+        if (big.size >= COPY_PARALLEL) await Promise.race(big);
       } else if (it.st.isSymbolicLink()) {
-        const linkTarget = await readlink(from);
+        const linkTarget = readlinkSync(from);
         // the cache's check pins each link's target; this keeps a copy from ever pointing out of the tree
         const inside = resolveLinkTarget(it.rel.split('/'), linkTarget);
         if (!inside.ok) throw new AgentError('E_EXTRACT_UNSAFE', `${from}: link to '${linkTarget}' is not copied: ${inside.reason}`);
-        await symlink(linkTarget, to);
+        symlinkSync(linkTarget, to);
         await lutimes(to, it.st.atime, it.st.mtime).catch(() => undefined); // cosmetic, as in extraction
       } else {
         throw new AgentError('E_FETCH_WRITE', `${from} is neither a file, a directory nor a symlink: not copied`);
       }
     }
-  };
-  // every worker has stopped before the caller removes the temp directory
-  const settled = await Promise.allSettled(
-    Array.from({ length: Math.min(COPY_PARALLEL, rest.length) }, () =>
-      worker().catch((err: unknown) => {
-        failed = true;
-        throw err;
-      }),
-    ),
-  );
-  for (const s of settled) if (s.status === 'rejected') throw s.reason;
-  // deepest first: making a child changes its parent's mtime
-  for (let i = dirs.length - 1; i >= 0; i--) {
-    const d = dirs[i]!;
+  } finally {
+    // every copy has stopped before the caller removes the temp directory
+    const settled = await Promise.allSettled(big);
+    for (const r of settled) if (r.status === 'rejected') throw r.reason;
+  }
+  for (let i = items.length - 1; i >= 0; i--) {
+    const d = items[i]!;
+    if (!d.st.isDirectory()) continue;
     const to = d.rel === '' ? dest : path.join(dest, d.rel);
-    await chmod(to, d.st.mode & 0o777);
-    await utimes(to, d.st.atime, d.st.mtime);
+    chmodSync(to, d.st.mode & 0o777);
+    utimesSync(to, d.st.atime, d.st.mtime);
+    if (slicer.due()) await slicer.pause();
   }
   return { files, bytes };
 }

@@ -56,6 +56,12 @@ async function hookFileSystem(): Promise<void> {
     const orig = fsp[name];
     if (orig) fsp[name] = counted(name, orig, firstArg);
   }
+  // the synchronous calls of small files (extraction's writes, the tree copy) and of the tree walk
+  const fs = createRequire(__filename)('node:fs') as Record<string, (...a: unknown[]) => unknown>;
+  for (const name of ['openSync', 'copyFileSync', 'utimesSync', 'mkdirSync', 'symlinkSync', 'chmodSync', 'readFileSync']) {
+    const orig = fs[name];
+    if (orig) fs[name] = counted(name.replace(/Sync$/, ''), orig, firstArg);
+  }
   const handlePath = new WeakMap<object, string>();
   const open = fsp.open!;
   fsp.open = async (...a: unknown[]) => {
