@@ -137,7 +137,10 @@ async function viaCachedTree(opts: FetchOptions, extract: string, cache: Artifac
         produced = await download(downloadOptions(opts, expected, tmp));
         return { digest: produced.digest };
       },
-      extract: (archive, dir) => extractArchive(archive, dir, { logger: opts.logger, signal: opts.signal, hashFiles: true }),
+      // Not fsynced file by file (thousands of syncs cost seconds): a power loss restarts the agent, whose first
+      // hit of each entry is a full check (docs/artifacts.md), so a torn file under a complete marker is found
+      // and the tree made again before anyone gets it.
+      extract: (archive, dir) => extractArchive(archive, dir, { logger: opts.logger, signal: opts.signal, hashFiles: true, durable: false }),
     });
     const copy = await copyTree(got.tree.path, extract, opts.signal ? { signal: opts.signal } : {});
     opts.logger.info(`copied the cached tree (${copy.files} files, ${copy.bytes} bytes) into ${copy.path}`);
