@@ -8,7 +8,9 @@
 //   the archive nor the network), copied into DIR (tree-copy.ts: reflinks where the file system has them); a tree
 //   miss extracts the cached (or downloaded) archive into the cache first. Without a cache the archive is
 //   downloaded to a temp file beside DIR, extracted, and removed. Either way the tree in DIR is the caller's to
-//   write into: the cache's own tree is never handed out.
+//   write into: the cache's own tree is never handed out, unless the caller opts in with `link`: then DIR is
+//   made a symlink to the cache's tree (no copy: the hit costs the tree's check), which is read-only (a write is
+//   found by the next check, and the tree made again under any other build using it) and pinned for LINK_PIN_MS.
 // - `dest: PATH`: the file at PATH. With a cache it is copied from the cache entry (temp name, fsync, rename);
 //   without one it is downloaded there directly.
 // - neither, with a cache: the cache entry itself. It is read-only: a change is found on the next hit and the
@@ -28,7 +30,7 @@ import type { Logger } from '../log.js';
 import type { ArtifactCache } from './cache.js';
 import { extractedKey, fileKey } from './cache-key.js';
 import { getExtractedTree } from './cache-tree.js';
-import { copyTree } from './tree-copy.js';
+import { copyTree, linkTree } from './tree-copy.js';
 import { download, type DownloadResult, type ExpectedDigest, type ProgressCallback, type ProxyEnv } from './download.js';
 import { extractArchive } from './extract.js';
 import { sweepFetchLeftovers } from './fetch-sweep.js';
@@ -43,6 +45,11 @@ export interface FetchOptions {
   extract?: string;
   /** Fetch through this cache (a hit sends no request). */
   cache?: ArtifactCache;
+  /**
+   * With `extract` and a cache: make `extract` a symlink to the cache's tree instead of a copy (opt-in, read-only:
+   * see the module comment). The tree stays pinned against eviction for LINK_PIN_MS after each such fetch.
+   */
+  link?: boolean;
   env?: ProxyEnv;
   logger: Logger;
   onProgress?: ProgressCallback;
@@ -62,6 +69,8 @@ export interface FetchResult {
   attempts: number;
   /** With `extract` and a cache: the cache's extracted tree was a hit (copied, not extracted). */
   treeCached?: boolean;
+  /** With `link`: `path` is a symlink to the cache's tree. */
+  linked?: boolean;
   seconds: number;
 }
 
@@ -73,6 +82,9 @@ export async function fetchArtifact(opts: FetchOptions): Promise<FetchResult> {
     if (opts.dest !== undefined && opts.extract !== undefined) {
       throw new AgentError('E_FETCH_DEST', `${opts.url}: give a destination file or a directory to extract into, not both`);
     }
+    if (opts.link && (opts.extract === undefined || !opts.cache)) {
+      throw new AgentError('E_FETCH_DEST', `${opts.url}: link needs a directory to extract into and a cache (it links to the cache's tree)`);
+    }
     // what a killed fetch to the same place left (partial files, temp trees) goes first
     const target = opts.extract ?? opts.dest;
     if (target !== undefined) await sweepFetchLeftovers(target, opts.logger);
@@ -83,7 +95,13 @@ export async function fetchArtifact(opts: FetchOptions): Promise<FetchResult> {
   }
 }
 
-type Fetched = Pick<FetchResult, 'path' | 'bytes' | 'cached' | 'attempts' | 'treeCached'>;
+type Fetched = Pick<FetchResult, 'path' | 'bytes' | 'cached' | 'attempts' | 'treeCached' | 'linked'>;
+
+/**
+ * How long a tree handed out by `link` stays pinned against eviction: the agent does not see a build end, so a
+ * linked tree is kept at least this long after its last hand-out (and for the life of the process at most).
+ */
+export const LINK_PIN_MS = 12 * 60 * 60 * 1000;
 
 async function direct(opts: FetchOptions, expected: ExpectedDigest): Promise<Fetched> {
   if (opts.extract === undefined) {
@@ -142,10 +160,20 @@ async function viaCachedTree(opts: FetchOptions, extract: string, cache: Artifac
       // and the tree made again before anyone gets it.
       extract: (archive, dir) => extractArchive(archive, dir, { logger: opts.logger, signal: opts.signal, hashFiles: true, durable: false }),
     });
-    const copy = await copyTree(got.tree.path, extract, opts.signal ? { signal: opts.signal } : {});
-    opts.logger.info(`copied the cached tree (${copy.files} files, ${copy.bytes} bytes) into ${copy.path}`);
+    let handed: string;
+    if (opts.link) {
+      handed = await linkTree(got.tree.path, extract);
+      const pin = await cache.acquire(got.tree.key);
+      setTimeout(() => pin.release(), LINK_PIN_MS).unref();
+      opts.logger.info(`linked ${handed} to the cached tree ${got.tree.path} (read-only)`);
+    } else {
+      const copy = await copyTree(got.tree.path, extract, opts.signal ? { signal: opts.signal } : {});
+      handed = copy.path;
+      opts.logger.info(`copied the cached tree (${copy.files} files, ${copy.bytes} bytes) into ${copy.path}`);
+    }
     return {
-      path: copy.path,
+      path: handed,
+      ...(opts.link ? { linked: true } : {}),
       bytes: got.archive?.bytes ?? got.tree.sourceBytes ?? got.tree.bytes,
       cached: got.tree.cached || got.archive?.cached === true,
       attempts: produced?.attempts ?? 0,

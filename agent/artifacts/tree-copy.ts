@@ -76,6 +76,32 @@ export async function copyTree(src: string, targetDir: string, opts: CopyTreeOpt
   }
 }
 
+/**
+ * Makes `target` (absent, or an empty directory) a symlink to the tree `src` (absolute): the opt-in `link` of a
+ * fetch. Made at a temp name and renamed into place, like a copy. Returns the target's absolute path.
+ */
+export async function linkTree(src: string, targetDir: string): Promise<string> {
+  const target = path.resolve(targetDir);
+  try {
+    ensureDir(path.dirname(target));
+  } catch (err) {
+    throw new AgentError('E_FETCH_WRITE', `cannot make the parent of ${target}: ${errorMessage(err)}`);
+  }
+  if (await occupied(target)) throw new AgentError('E_EXTRACT_TARGET_EXISTS', `cannot link ${target} to ${src}: it exists and is not an empty directory`);
+  const temp = tempPathFor(target);
+  try {
+    symlinkSync(src, temp, 'dir');
+    await rmdir(target).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT') throw err;
+    });
+    await rename(temp, target);
+    return target;
+  } catch (err) {
+    await rm(temp, { force: true });
+    throw new AgentError('E_FETCH_WRITE', `cannot link ${target} to ${src}: ${errorMessage(err)}`);
+  }
+}
+
 /** True when `target` exists and is not an empty directory. */
 async function occupied(target: string): Promise<boolean> {
   try {

@@ -6,7 +6,8 @@
 //
 // What the master sees: the download's attempts and a progress line at most every 2 s on stdout; a summary line;
 // status `rc` (0, or 1 on any failure) and, through sendJsonStatus, `fetch` = {path, algorithm, digest, bytes,
-// cached, attempts, seconds, and tree_cached with extract: the cached tree was copied} on success or `fetch_error` = {code, message} on failure, whose message (also the
+// cached, attempts, seconds, and with extract tree_cached (the cached tree was a hit) and linked (`link`: a symlink
+// to it)} on success or `fetch_error` = {code, message} on failure, whose message (also the
 // last line on stderr) starts with the URL and says why (HTTP 404, both hashes of a mismatch, the connection
 // error, the disk floor, an unsafe archive member). An interrupt aborts the download or extraction: nothing
 // half-written is left (partial files are removed, an extraction is published whole or not at all).
@@ -44,13 +45,13 @@ class Fetch implements WorkerCommand {
       const result = await this.fetch();
       const size = byteSize(result.bytes);
       const how = result.treeCached
-        ? 'the cached tree copied, no request'
+        ? `the cached tree ${result.linked ? 'linked' : 'copied'}, no request`
         : result.cached
           ? 'from the cache, no request'
           : `${result.attempts} request${result.attempts === 1 ? '' : 's'}`;
       io.text('stdout', `fetched ${size} (${how}) in ${result.seconds.toFixed(2)} s: ${result.path}\n`);
-      const { treeCached, ...fields } = result;
-      sendJsonStatus(io, FETCH_STATUS_KEY, { ...fields, ...(treeCached !== undefined ? { tree_cached: treeCached } : {}) });
+      const { treeCached, linked, ...fields } = result;
+      sendJsonStatus(io, FETCH_STATUS_KEY, { ...fields, ...(treeCached !== undefined ? { tree_cached: treeCached } : {}), ...(linked ? { linked } : {}) });
       io.status('rc', 0);
     } catch (err) {
       const failure = describeFailure(req.url, err, this.abort.signal.aborted);
@@ -99,6 +100,7 @@ class Fetch implements WorkerCommand {
       ...(req.dest !== undefined ? { dest: req.dest } : {}),
       ...(req.extract !== undefined ? { extract: req.extract } : {}),
       ...(cache ? { cache } : {}),
+      ...(req.link ? { link: true } : {}),
       env: env.environ,
       logger: teeLogger(env.logger, io),
       onProgress: (p) => progress.onProgress(p),

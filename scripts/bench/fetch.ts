@@ -39,6 +39,8 @@ const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
 const ROOT = process.cwd();
 const BUNDLE = path.join(ROOT, 'build', 'bbagent.cjs');
+/** Another build of bbagent (BENCH_FETCH_BASELINE=path/to/bbagent.cjs) whose command line runs beside this one: an A/B. */
+const BASELINE = process.env.BENCH_FETCH_BASELINE || undefined;
 
 function envNumber(name: string, fallback: number): number {
   const raw = process.env[name];
@@ -135,7 +137,14 @@ const rate = (bytes: number, ms: number): string => `${(bytes / MiB / (ms / 1000
 async function coldAndWarm(nginx: Nginx, scratch: string, archive: { digest: string; bytes: number; files: number }): Promise<Row[]> {
   const url = nginx.url('/build.tar.gz');
   const curl = requireExecutable('curl');
-  const t = { curl: [] as number[], cold: [] as number[], warmExtract: [] as number[], warmFile: [] as number[] };
+  const t = {
+    curl: [] as number[],
+    cold: [] as number[],
+    warmExtract: [] as number[],
+    warmFile: [] as number[],
+    baseCold: [] as number[],
+    baseWarm: [] as number[],
+  };
   const agent = { full: [] as number[], fast: [] as number[], before: [] as number[], check: [] as number[] };
   let warmRequests = 0;
   let warmBytes = 0;
@@ -159,6 +168,14 @@ async function coldAndWarm(nginx: Nginx, scratch: string, archive: { digest: str
     t.warmExtract.push(warm.ms);
     rmSync(path.join(dir, 'warm'), { recursive: true, force: true });
     t.warmFile.push((await fetch()).ms);
+    if (BASELINE !== undefined) {
+      const base = (...extra: string[]): Promise<Timed> =>
+        timed(process.execPath, [BASELINE, 'fetch', url, '--sha256', archive.digest, '--cache', 'cache-base', '--cache-floor', '0', '--json', ...extra], dir);
+      t.baseCold.push((await base('--extract', 'base-cold')).ms);
+      t.baseWarm.push((await base('--extract', 'base-warm')).ms);
+      rmSync(path.join(dir, 'base-cold'), { recursive: true, force: true });
+      rmSync(path.join(dir, 'base-warm'), { recursive: true, force: true });
+    }
     const hit = JSON.parse(warm.stdout) as { cached: boolean; tree_cached?: boolean };
     if (!hit.cached || hit.tree_cached !== true) throw new Error(`the warm run was not a tree hit: ${warm.stdout}`);
     const log = nginx.accessLog().slice(before);
@@ -188,6 +205,18 @@ async function coldAndWarm(nginx: Nginx, scratch: string, archive: { digest: str
       ratio: `${(curlMs / coldMs).toFixed(2)}x the throughput`,
       goal: '>= 0.9x',
     },
+    ...(BASELINE === undefined
+      ? []
+      : [
+          {
+            measure: `baseline (${path.basename(path.dirname(path.dirname(BASELINE)))}): cold fetch + extract`,
+            bbagent: `${fmtS(median(t.baseCold))}, ${rate(archive.bytes, median(t.baseCold))}`,
+            reference: fmtS(curlMs),
+            ratio: `${(curlMs / median(t.baseCold)).toFixed(2)}x the throughput`,
+            goal: '>= 0.9x',
+          },
+          warmRow('baseline: warm hit, `bbagent fetch --cache --extract`', t.baseWarm),
+        ]),
     warmRow('warm hit as a build sees it: the `fetch` command with `extract` in the agent (tree fingerprint-checked, copied)', agent.fast),
     warmRow("the same, the entry's first hit in the agent (tree fully re-hashed, copied)", agent.full),
     warmRow('before: the `fetch` command with `extract` as it was (cached archive fingerprint-checked, extracted again)', agent.before),
@@ -349,6 +378,7 @@ markdown table of medians and writes build/bench-fetch.json. Settings from the e
   BENCH_FETCH_RESUME_MIB   the file whose download is cut at 90% (default 1024)
   BENCH_FETCH_SHAPE        big (files of up to 8 MiB, default) or small (16 KiB files, a test suite's shape)
   BENCH_FETCH_RUNS         runs per measure (default 3)
+  BENCH_FETCH_BASELINE     another build's bbagent.cjs: its command line runs beside this one (an A/B)
   BENCH_FETCH_DIR          where the scratch directory goes (default the system temp directory)`;
 
 async function main(): Promise<void> {

@@ -11,6 +11,7 @@ import {
   mkdtempSync,
   readdirSync,
   readFileSync,
+  readlinkSync,
   rmSync,
   symlinkSync,
   utimesSync,
@@ -135,6 +136,35 @@ describe('fetch through the cached tree', () => {
     } finally {
       await cache.close();
     }
+  });
+
+  it('link: the build gets a symlink to the cached tree, which stays pinned against eviction', async () => {
+    const root = fresh('cache');
+    const roomy = await ArtifactCache.open({ root, floor: NO_FLOOR });
+    const build = fresh('build');
+    try {
+      const r = await fetchInto(roomy, build, { link: true });
+      expect(r).toMatchObject({ path: build, linked: true, treeCached: false, attempts: 1 });
+      const tree = entryPath(root, extractedKey('sha256', digest));
+      expect(readlinkSync(build)).toBe(tree);
+      expect(shape(build + '/')).toEqual(reference);
+      // pinned: an eviction to an unreachable floor takes the archive, not the linked tree
+      await expect(roomy.evictToFloor(Number.MAX_SAFE_INTEGER)).rejects.toMatchObject({ code: 'E_CACHE_DISK_FLOOR' });
+      expect(roomy.entries().map((e) => e.key.kind)).toEqual(['extracted']);
+      const again = await fetchInto(roomy, fresh('build'), { link: true });
+      expect(again).toMatchObject({ linked: true, treeCached: true, cached: true, attempts: 0 });
+    } finally {
+      await roomy.close();
+    }
+    await expect(
+      fetchArtifact({
+        url: origin.url('/build.tar.gz'),
+        expected: { algorithm: 'sha256', digest },
+        dest: fresh('x'),
+        link: true,
+        logger: new RecordingLogger(),
+      }),
+    ).rejects.toMatchObject({ code: 'E_FETCH_DEST' });
   });
 
   it('a tampered tree is caught on a cache without the fast path too (every hit re-hashes)', async () => {
