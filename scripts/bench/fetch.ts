@@ -145,7 +145,7 @@ async function coldAndWarm(nginx: Nginx, scratch: string, archive: { digest: str
     baseCold: [] as number[],
     baseWarm: [] as number[],
   };
-  const agent = { full: [] as number[], fast: [] as number[], before: [] as number[], check: [] as number[] };
+  const agent = { full: [] as number[], fast: [] as number[], link: [] as number[], before: [] as number[], check: [] as number[] };
   let warmRequests = 0;
   let warmBytes = 0;
   let curlBytes = 0;
@@ -183,7 +183,7 @@ async function coldAndWarm(nginx: Nginx, scratch: string, archive: { digest: str
     warmBytes += log.reduce((n, e) => n + e.bytes, 0);
     // its own cache: one more download (untimed, not counted above), then hits only
     const agentRun = await agentHits(url, archive.digest, dir);
-    for (const k of ['full', 'fast', 'before', 'check'] as const) agent[k].push(agentRun[k]);
+    for (const k of ['full', 'fast', 'link', 'before', 'check'] as const) agent[k].push(agentRun[k]);
     rmSync(dir, { recursive: true, force: true });
   }
   const curlMs = median(t.curl);
@@ -218,6 +218,7 @@ async function coldAndWarm(nginx: Nginx, scratch: string, archive: { digest: str
           warmRow('baseline: warm hit, `bbagent fetch --cache --extract`', t.baseWarm),
         ]),
     warmRow('warm hit as a build sees it: the `fetch` command with `extract` in the agent (tree fingerprint-checked, copied)', agent.fast),
+    warmRow('the same with `link` (opt-in, read-only: a symlink to the cached tree, nothing copied)', agent.link),
     warmRow("the same, the entry's first hit in the agent (tree fully re-hashed, copied)", agent.full),
     warmRow('before: the `fetch` command with `extract` as it was (cached archive fingerprint-checked, extracted again)', agent.before),
     warmRow('of which the tree check alone (fingerprint fast path, nothing copied)', agent.check),
@@ -251,11 +252,12 @@ async function startup(): Promise<Row> {
  * was before trees were copied (the cached archive checked, then extracted again). The tree is made once first,
  * untimed, in another "agent process" (cache object).
  */
-async function agentHits(url: string, digest: string, dir: string): Promise<{ full: number; fast: number; before: number; check: number }> {
+async function agentHits(url: string, digest: string, dir: string): Promise<{ full: number; fast: number; link: number; before: number; check: number }> {
   const root = path.join(dir, 'agent-cache');
   const expected = { algorithm: 'sha256' as const, digest };
   const open = (): Promise<ArtifactCache> => ArtifactCache.open({ root, floor: { bytes: 0, percent: 0 }, fastPath: true });
-  const into = (cache: ArtifactCache, name: string) => fetchArtifact({ url, expected, cache, extract: path.join(dir, name), logger: silentLogger, env: {} });
+  const into = (cache: ArtifactCache, name: string, link = false) =>
+    fetchArtifact({ url, expected, cache, extract: path.join(dir, name), link, logger: silentLogger, env: {} });
   const first = await open();
   await into(first, 'made').finally(() => first.close());
   const cache = await open();
@@ -270,6 +272,7 @@ async function agentHits(url: string, digest: string, dir: string): Promise<{ fu
       const r = await into(cache, 'fast');
       if (r.treeCached !== true || r.attempts !== 0) throw new Error(`the agent's second hit was not a tree hit: ${JSON.stringify(r)}`);
     });
+    const link = await time(() => into(cache, 'link', true));
     const check = await time(() => cache.get(extractedKey('sha256', digest), { produce: () => Promise.reject(new Error('not a hit')) }));
     // before: the archive's entry (its first hit re-hashes: untimed), then a later hit extracted again
     const key = fileKey('sha256', digest);
@@ -279,7 +282,7 @@ async function agentHits(url: string, digest: string, dir: string): Promise<{ fu
       const hit = await cache.get(key, { produce: miss });
       await extractArchive(hit.path, path.join(dir, 'before'), { logger: silentLogger });
     });
-    return { full, fast, before, check };
+    return { full, fast, link, before, check };
   } finally {
     await cache.close();
   }
