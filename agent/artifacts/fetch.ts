@@ -123,7 +123,7 @@ async function direct(opts: FetchOptions, expected: ExpectedDigest): Promise<Fet
 async function viaCache(opts: FetchOptions, cache: ArtifactCache, expected: ExpectedDigest): Promise<Fetched> {
   if (opts.extract !== undefined) return viaCachedTree(opts, opts.extract, cache, expected);
   const key = fileKey(expected.algorithm, expected.digest);
-  const lease = await cache.acquire(key); // pinned while it is copied or extracted
+  const lease = await cache.acquire(key); // pinned while it is copied
   try {
     let produced: DownloadResult | undefined;
     const entry = await cache.get(key, {
@@ -143,7 +143,11 @@ async function viaCache(opts: FetchOptions, cache: ArtifactCache, expected: Expe
   }
 }
 
-/** The cache's extracted tree (made on a miss), copied into `extract`; both entries pinned meanwhile. */
+/**
+ * The cache's extracted tree (made on a miss), copied (or linked) into `extract`; pinned meanwhile. The tree's key
+ * is the archive's digest alone: its extraction options are fixed (the defaults of extract.ts), and an option that
+ * changed the tree would have to become part of the key.
+ */
 async function viaCachedTree(opts: FetchOptions, extract: string, cache: ArtifactCache, expected: ExpectedDigest): Promise<Fetched> {
   const lease = await cache.acquire(extractedKey(expected.algorithm, expected.digest));
   try {
