@@ -22,6 +22,8 @@ export interface EntryMarker {
   publishedAt: string;
   /** The file's stat fingerprint after publish (fast path). */
   fp?: Fingerprint;
+  /** Bytes of what the entry was made from (an extracted tree: its archive), when the producer said. */
+  sourceBytes?: number;
   /** The tree's manifest (extracted entries). */
   manifest?: ManifestItem[];
 }

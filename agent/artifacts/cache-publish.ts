@@ -16,6 +16,13 @@ import { buildManifest, fingerprintOf, hashFile, manifestBytes } from './cache-v
 export interface ProduceResult {
   /** Hex digest (the key's algorithm) of the file written; file entries only. */
   digest?: string;
+  /** Bytes of what the entry was made from (an extracted tree: its archive), kept in the marker for hits. */
+  sourceBytes?: number;
+  /**
+   * Tree entries: the sha256 of files, by '/'-separated path, computed while `produce` wrote them (extraction's
+   * `hashFiles`), so the manifest does not read them again. Files it lacks are hashed.
+   */
+  fileHashes?: ReadonlyMap<string, string>;
 }
 
 /**
@@ -27,6 +34,7 @@ export type Produce = (tmpPath: string) => Promise<ProduceResult | void>;
 export interface Published {
   path: string;
   bytes: number;
+  sourceBytes?: number;
 }
 
 async function mkdirIfMissing(dir: string): Promise<void> {
@@ -75,7 +83,7 @@ export async function produceAndPublish(root: string, key: CacheKey, produce: Pr
     if (key.kind === 'file') {
       bytes = await checkProducedFile(key, tmp, result);
     } else {
-      manifest = await buildManifest(tmp);
+      manifest = await buildManifest(tmp, result?.fileHashes);
       bytes = manifestBytes(manifest);
     }
     await mkdirIfMissing(path.join(root, key.algorithm));
@@ -85,8 +93,9 @@ export async function produceAndPublish(root: string, key: CacheKey, produce: Pr
     placed = true;
     await syncDir(path.dirname(final));
     const fp = key.kind === 'file' ? await fingerprintOf(final) : undefined;
-    await writeEntryMarker(root, key, { bytes, publishedAt: new Date().toISOString(), fp, manifest });
-    return { path: final, bytes };
+    const sourceBytes = result?.sourceBytes;
+    await writeEntryMarker(root, key, { bytes, publishedAt: new Date().toISOString(), fp, manifest, ...(sourceBytes !== undefined ? { sourceBytes } : {}) });
+    return { path: final, bytes, ...(sourceBytes !== undefined ? { sourceBytes } : {}) };
   } catch (err) {
     await removeAll(tmp);
     if (placed) await removeAll(final);

@@ -13,8 +13,11 @@ export interface TreeSource {
   digest: string;
   /** Writes the archive at a temp path (called on an archive miss only). */
   download: Produce;
-  /** Extracts the verified archive into the empty directory `dir`. */
-  extract: (archive: string, dir: string) => Promise<void>;
+  /**
+   * Extracts the verified archive into the empty directory `dir`; may return the files' sha256 computed while
+   * writing them (extractArchive's `hashFiles`), which spares the manifest a second read of the tree.
+   */
+  extract: (archive: string, dir: string) => Promise<{ fileHashes?: ReadonlyMap<string, string> } | void>;
   /** The archive's size, if known (the floor check before the download). */
   archiveBytes?: number;
 }
@@ -36,7 +39,9 @@ export async function getExtractedTree(cache: ArtifactCache, src: TreeSource): P
       const lease = await cache.acquire(archiveKey);
       try {
         archive = await cache.get(archiveKey, { produce: src.download, expectedBytes: src.archiveBytes });
-        await src.extract(archive.path, dir);
+        const extracted = await src.extract(archive.path, dir);
+        // a later tree hit reports the archive's size without it
+        return { sourceBytes: archive.bytes, ...(extracted?.fileHashes ? { fileHashes: extracted.fileHashes } : {}) };
       } finally {
         lease.release();
       }

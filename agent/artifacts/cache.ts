@@ -68,6 +68,8 @@ export interface CacheResult {
   /** The file, or the tree's directory. Read-only: any change is found on the next hit and re-produced. */
   path: string;
   bytes: number;
+  /** Bytes of what the entry was made from (an extracted tree: its archive), when its producer said. */
+  sourceBytes?: number;
   /** A hit: produce was not called (by this get or the one it shared). */
   cached: boolean;
   /** How the entry was checked: its hash or manifest, its fingerprint (fast path), or produced just now. */
@@ -231,7 +233,8 @@ export class ArtifactCache {
     this.fastHits.set(ks, 0);
     this.logger.info(`cache: published ${ks} (${published.bytes} bytes) in ${((performance.now() - started) / 1000).toFixed(2)} s`);
     await this.evictToFloor(0).catch((err: unknown) => this.logger.warn(`cache: after publishing ${ks}: ${errorMessage(err)}`));
-    return { key, path: published.path, bytes: published.bytes, cached: false, verified: 'produced' };
+    const source = published.sourceBytes !== undefined ? { sourceBytes: published.sourceBytes } : {};
+    return { key, path: published.path, bytes: published.bytes, ...source, cached: false, verified: 'produced' };
   }
 
   /** A verified hit, or undefined (absent, or failed its check and removed). */
@@ -258,7 +261,8 @@ export class ArtifactCache {
     this.index.set({ key, bytes: marker.bytes, lastUsedMs: at.getTime() });
     const ms = (performance.now() - started).toFixed(0);
     this.logger.info(`cache: hit ${ks} (${marker.bytes} bytes, verified by ${check.how} in ${ms} ms)`);
-    return { key, path: entryPath(this.root, key), bytes: marker.bytes, cached: true, verified: check.how };
+    const source = marker.sourceBytes !== undefined ? { sourceBytes: marker.sourceBytes } : {};
+    return { key, path: entryPath(this.root, key), bytes: marker.bytes, ...source, cached: true, verified: check.how };
   }
 
   /** Checks an entry against its marker: the fast path when allowed, else the full hash or manifest. */

@@ -8,6 +8,7 @@
 // account, so no extracted file is group- or world-writable in a shared cache); setuid, setgid and sticky bits are
 // always dropped. The owner keeps read on files and rwx on directories so the cache can verify and delete them.
 
+import { createHash } from 'node:crypto';
 import { closeSync, constants as fsc, fchmodSync, futimesSync, openSync, writeSync } from 'node:fs';
 import { link, lutimes, mkdir, open, symlink, unlink, chmod, utimes } from 'node:fs/promises';
 import path from 'node:path';
@@ -41,6 +42,8 @@ export interface WriterOptions {
   modeMask: number;
   /** fsync every file before the tree is published (a power loss cannot leave a `.complete` tree with empty files). */
   durable: boolean;
+  /** sha256 each regular file as it is written (`fileHashes`): a cache's manifest then need not read the tree again. */
+  hashFiles?: boolean;
   signal?: AbortSignal;
   /** After each member, with the running totals. */
   onProgress?: (stats: Readonly<WriterStats>) => void;
@@ -66,6 +69,8 @@ export class TreeWriter {
   private readonly dirMeta = new Map<string, { mode: number; mtime?: Date }>();
   /** files written and not yet fsynced (durable mode syncs them together at the end) */
   private readonly unsynced: string[] = [];
+  /** With `hashFiles`: each regular file's sha256 by its '/'-separated path (hardlinks are left out). */
+  readonly fileHashes = new Map<string, string>();
 
   constructor(
     private readonly root: string,
@@ -175,6 +180,7 @@ export class TreeWriter {
    */
   private async smallFile(m: MemberMeta, parts: string[], data: AsyncIterable<Buffer>, mode: number): Promise<void> {
     const chunks: Buffer[] = [];
+    const hash = this.opts.hashFiles ? createHash('sha256') : undefined;
     let got = 0;
     for await (const chunk of data) {
       this.addBytes(m.name, chunk.length);
@@ -184,6 +190,7 @@ export class TreeWriter {
     }
     this.opts.signal?.throwIfAborted();
     const body = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
+    this.fileHashes.delete(pathKey(parts));
     this.fsStepSync(m.name, () => {
       const fd = openSync(this.abs(parts), fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o600);
       this.model.add(parts, 'file');
@@ -195,21 +202,27 @@ export class TreeWriter {
         closeSync(fd);
       }
     });
+    if (hash) this.fileHashes.set(pathKey(parts), hash.update(body).digest('hex'));
   }
 
   private async largeFile(m: MemberMeta, parts: string[], data: AsyncIterable<Buffer>, mode: number): Promise<void> {
+    this.fileHashes.delete(pathKey(parts));
     const fh = await this.fsStep(m.name, () => open(this.abs(parts), fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o600));
     this.model.add(parts, 'file');
+    const hash = this.opts.hashFiles ? createHash('sha256') : undefined;
     try {
       for await (const chunk of data) {
         this.addBytes(m.name, chunk.length);
         this.opts.signal?.throwIfAborted();
-        await this.fsStep(m.name, () => fh.write(chunk));
+        const write = this.fsStep(m.name, () => fh.write(chunk));
+        hash?.update(chunk); // while the thread pool writes
+        await write;
       }
       await this.fsStep(m.name, async () => {
         await fh.chmod(mode);
         if (m.mtime) await fh.utimes(m.mtime, m.mtime);
       });
+      if (hash) this.fileHashes.set(pathKey(parts), hash.digest('hex'));
     } finally {
       await fh.close();
     }
@@ -237,6 +250,7 @@ export class TreeWriter {
     const me = safeMemberName(m.name);
     if (me.ok && pathKey(me.parts) === pathKey(t.parts)) return; // a link to itself: nothing to do
     const parts = await this.place(m.name, 'file');
+    this.fileHashes.delete(pathKey(parts)); // a manifest hashes a hardlink itself
     await this.fsStep(m.name, () => link(this.abs(t.parts), this.abs(parts)));
     this.model.add(parts, 'file');
   }

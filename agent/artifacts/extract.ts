@@ -53,6 +53,8 @@ export interface ExtractOptions {
    * E_EXTRACT_TARGET_EXISTS; true swaps the new tree in and removes the old one.
    */
   replace?: boolean;
+  /** sha256 each regular file while writing it (ExtractResult.fileHashes), for a cache's manifest. */
+  hashFiles?: boolean;
   /** Called after each member with the running totals (the caller rate-limits what it shows). */
   onProgress?: (progress: Readonly<ExtractProgress>) => void;
 }
@@ -72,6 +74,8 @@ export interface ExtractResult {
   bytes: number;
   /** Devices, FIFOs and sockets not extracted. */
   skipped: number;
+  /** With `hashFiles`: the sha256 of each regular file by its '/'-separated path (hardlinked members left out). */
+  fileHashes?: ReadonlyMap<string, string>;
 }
 
 /** Extracts `archivePath` into `targetDir` (made by this call; see the module comment). */
@@ -92,6 +96,7 @@ export async function extractArchive(archivePath: string, targetDir: string, opt
     limits,
     modeMask: opts.modeMask ?? DEFAULT_MODE_MASK,
     durable: opts.durable ?? true,
+    ...(opts.hashFiles ? { hashFiles: true } : {}),
     ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
     ...(opts.signal ? { signal: opts.signal } : {}),
   });
@@ -109,7 +114,7 @@ export async function extractArchive(archivePath: string, targetDir: string, opt
   }
   const { entries, bytes, skipped } = writer.stats;
   opts.logger.info(`extracted ${archivePath} (${format}) into ${target}: ${entries} members, ${bytes} bytes${skipped ? `, ${skipped} skipped` : ''}`);
-  return { path: target, format, entries, bytes, skipped };
+  return { path: target, format, entries, bytes, skipped, ...(opts.hashFiles ? { fileHashes: writer.fileHashes } : {}) };
 }
 
 function targetExists(archive: string, target: string): AgentError {

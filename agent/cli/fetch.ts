@@ -20,7 +20,7 @@ const COMMAND = 'bbagent fetch';
 /** How often a fetch waiting for a cache held by another process tries again (jittered by up to half). */
 const LOCK_POLL_MS = 200;
 
-export const FETCH_USAGE = `Usage: bbagent fetch URL (--sha256 HEX | --sha512 HEX) [--dest PATH | --extract DIR] [--cache DIR [--cache-floor SIZE|N%] [--cache-wait SECONDS]] [--json]
+export const FETCH_USAGE = `Usage: bbagent fetch URL (--sha256 HEX | --sha512 HEX) [--dest PATH | --extract DIR [--link]] [--cache DIR [--cache-floor SIZE|N%] [--cache-wait SECONDS]] [--json]
 
 Downloads URL (http or https; HTTPS_PROXY, HTTP_PROXY and NO_PROXY are honoured), checks its sha256 or sha512
 while it streams, and prints the resulting path. Connection drops resume with Range; resets, timeouts, 408, 429
@@ -31,7 +31,12 @@ Where the result goes:
   --dest PATH      the file PATH (replaced atomically). Default without --cache: the URL's file name in the
                    current directory
   --extract DIR    extract the archive (tar, tar.gz, tar.bz2, tar.xz, tar.zst, zip) into DIR, which must not
-                   exist or be empty; members escaping DIR (.., absolute paths, links) fail the fetch
+                   exist or be empty; members escaping DIR (.., absolute paths, links) fail the fetch.
+                   With --cache, the tree is extracted once into the cache and DIR gets a copy of it (a
+                   reflink where the file system has them), which is DIR's own to write into
+  --link           with --cache and --extract: make DIR a symlink to the cache's tree instead of a copy
+                   (faster for trees of many files; read-only: a change is found by the next fetch and
+                   the tree extracted again)
   neither, with --cache: the file inside the cache (read-only: do not change it)
 
 Options:
@@ -49,7 +54,8 @@ Options:
                       when another process has the cache directory open (another fetch), wait up to SECONDS
                       for it instead of failing at once (default 0): parallel fetches of one file through one
                       cache then download it once
-      --json          print one JSON object {path, sha256|sha512, bytes, cached, attempts}; progress on a
+      --json          print one JSON object {path, sha256|sha512, bytes, cached, attempts, and with
+                      --extract --cache: tree_cached, linked}; progress on a
                       non-terminal stderr becomes one JSON line per state change
   -h, --help          show this help`;
 
@@ -58,6 +64,7 @@ const OPTIONS: OptionSpec = {
   sha512: { type: 'string' },
   dest: { type: 'string' },
   extract: { type: 'string' },
+  link: { type: 'boolean' },
   cache: { type: 'string' },
   'cache-floor': { type: 'string' },
   'cache-wait': { type: 'string' },
@@ -75,6 +82,7 @@ interface FetchRequest {
   floor?: FloorOptions;
   cacheWaitMs: number;
   json: boolean;
+  link: boolean;
 }
 
 export async function fetchCommand(argv: string[], io: CliIO): Promise<number> {
@@ -97,7 +105,17 @@ export async function fetchCommand(argv: string[], io: CliIO): Promise<number> {
     }
     progress.clear();
     if (req.json) {
-      io.out(JSON.stringify({ path: result.path, [result.algorithm]: result.digest, bytes: result.bytes, cached: result.cached, attempts: result.attempts }));
+      const tree = { ...(result.treeCached !== undefined ? { tree_cached: result.treeCached } : {}), ...(result.linked ? { linked: true } : {}) };
+      io.out(
+        JSON.stringify({
+          path: result.path,
+          [result.algorithm]: result.digest,
+          bytes: result.bytes,
+          cached: result.cached,
+          attempts: result.attempts,
+          ...tree,
+        }),
+      );
     } else {
       io.out(result.path);
     }
@@ -118,6 +136,9 @@ function request(values: Record<string, string | boolean | undefined>, positiona
   const extract = str('extract');
   if (dest !== undefined && extract !== undefined) throw new UsageError(`${COMMAND}: --dest and --extract exclude each other (see '${COMMAND} --help')`);
   const cache = str('cache');
+  if (values.link === true && (extract === undefined || cache === undefined)) {
+    throw new UsageError(`${COMMAND}: --link needs --extract DIR and --cache DIR (see '${COMMAND} --help')`);
+  }
   const floor = str('cache-floor');
   const wait = str('cache-wait');
   if (cache === undefined && (floor !== undefined || wait !== undefined)) {
@@ -129,6 +150,7 @@ function request(values: Record<string, string | boolean | undefined>, positiona
     digest: sha256 ?? sha512 ?? '',
     cacheWaitMs: wait === undefined ? 0 : parseSeconds(wait) * 1000,
     json: values.json === true,
+    link: values.link === true,
   };
   if (floor !== undefined) req.floor = parseFloor(floor);
   if (extract !== undefined) req.extract = extract;
@@ -187,6 +209,7 @@ async function run(req: FetchRequest, io: CliIO, progress: ProgressReporter): Pr
       ...(req.dest !== undefined ? { dest: path.resolve(req.dest) } : {}),
       ...(req.extract !== undefined ? { extract: path.resolve(req.extract) } : {}),
       ...(cache ? { cache } : {}),
+      ...(req.link ? { link: true } : {}),
       env: io.env,
       logger: silentLogger,
       ...(onProgress ? { onProgress } : {}),

@@ -18,6 +18,8 @@ export interface FetchRequest {
   extract?: string;
   /** Go through the agent's shared cache (default true). */
   cache: boolean;
+  /** `extract` becomes a symlink to the cache's tree (opt-in, read-only) instead of a copy. */
+  link: boolean;
 }
 
 /**
@@ -26,7 +28,8 @@ export interface FetchRequest {
  * - `dest` or `extract`: a path; a relative one resolves against `workdir` (default: none) in the builder
  *   directory. PB masters name the builder; msgpack masters pass a bbagent command's arguments as they are and
  *   name none, so FetchBuild also sends the build's `builddir` (absolute), used when no builder was named;
- * - `cache`: false fetches without the agent's cache (then dest or extract is required).
+ * - `cache`: false fetches without the agent's cache (then dest or extract is required);
+ * - `link`: with `extract` and the cache, a symlink to the cache's tree instead of a copy.
  */
 export function fetchRequest(args: CommandArgs, env: CommandEnv): FetchRequest {
   const url = argString(args, 'url');
@@ -44,8 +47,13 @@ export function fetchRequest(args: CommandArgs, env: CommandEnv): FetchRequest {
   if (!cache && destArg === undefined && extractArg === undefined) {
     throw new CommandArgsError(`fetch ${url}: without the cache ('cache' false) give 'dest' or 'extract'`);
   }
+  const link = argBool(args, 'link', false);
+  if (link && (!cache || extractArg === undefined)) {
+    throw new CommandArgsError(`fetch ${url}: 'link' needs 'extract' and the cache (it links to the cache's tree)`);
+  }
   const req: FetchRequest = {
     url,
+    link,
     algorithm: sha256 !== undefined ? 'sha256' : 'sha512',
     digest: (sha256 ?? sha512 ?? '').toLowerCase(),
     cache,

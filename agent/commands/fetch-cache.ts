@@ -7,6 +7,7 @@
 import { readdirSync } from 'node:fs';
 import { ArtifactCache, type CacheOptions } from '../artifacts/cache.js';
 import { HASH_ALGORITHMS, LOCK_FILE, TMP_DIR } from '../artifacts/cache-key.js';
+import { LOCK_TEMP, TAKEOVER_SUFFIX } from '../artifacts/cache-lock.js';
 import { AgentError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { ArtifactCacheProvider } from './types.js';
@@ -64,8 +65,9 @@ export function refuseForeignDirectory(root: string): void {
   } catch {
     return; // missing (the cache creates it) or unreadable (the open reports it)
   }
-  const own = new Set<string>([LOCK_FILE, TMP_DIR, ...HASH_ALGORITHMS]);
-  if (names.length === 0 || names.some((n) => own.has(n))) return;
+  // a crash can leave only a lock's temp file or takeover guard (cache-lock.ts): ours too, and the sweep removes it
+  const own = new Set<string>([LOCK_FILE, LOCK_FILE + TAKEOVER_SUFFIX, TMP_DIR, ...HASH_ALGORITHMS]);
+  if (names.length === 0 || names.some((n) => own.has(n) || LOCK_TEMP.test(n))) return;
   const shown = names.slice(0, 3).join(', ') + (names.length > 3 ? ', ...' : '');
   throw new AgentError(
     'E_CACHE_FOREIGN',

@@ -1,11 +1,13 @@
 // fetch: bbagent's own remote command (no buildbot-worker counterpart), what the master-side FetchBuild step runs.
 // It fetches one URL, verified by its sha256 or sha512, through the agent's shared artifact cache
 // (env.artifacts: a hit sends no request; concurrent fetches of one file by several steps or workers make one
-// request), and copies the file to `dest` or extracts it into `extract` (agent/artifacts/fetch.ts does the work).
+// request), and copies the file to `dest` or copies the cached extracted tree into `extract` (agent/artifacts/fetch.ts
+// does the work; the build gets a tree of its own, which it may write into).
 //
 // What the master sees: the download's attempts and a progress line at most every 2 s on stdout; a summary line;
 // status `rc` (0, or 1 on any failure) and, through sendJsonStatus, `fetch` = {path, algorithm, digest, bytes,
-// cached, attempts, seconds} on success or `fetch_error` = {code, message} on failure, whose message (also the
+// cached, attempts, seconds, and with extract tree_cached (the cached tree was a hit) and linked (`link`: a symlink
+// to it)} on success or `fetch_error` = {code, message} on failure, whose message (also the
 // last line on stderr) starts with the URL and says why (HTTP 404, both hashes of a mismatch, the connection
 // error, the disk floor, an unsafe archive member). An interrupt aborts the download or extraction: nothing
 // half-written is left (partial files are removed, an extraction is published whole or not at all).
@@ -42,9 +44,14 @@ class Fetch implements WorkerCommand {
     try {
       const result = await this.fetch();
       const size = byteSize(result.bytes);
-      const how = result.cached ? 'from the cache, no request' : `${result.attempts} request${result.attempts === 1 ? '' : 's'}`;
+      const how = result.treeCached
+        ? `the cached tree ${result.linked ? 'linked' : 'copied'}, no request`
+        : result.cached
+          ? 'from the cache, no request'
+          : `${result.attempts} request${result.attempts === 1 ? '' : 's'}`;
       io.text('stdout', `fetched ${size} (${how}) in ${result.seconds.toFixed(2)} s: ${result.path}\n`);
-      sendJsonStatus(io, FETCH_STATUS_KEY, { ...result });
+      const { treeCached, linked, ...fields } = result;
+      sendJsonStatus(io, FETCH_STATUS_KEY, { ...fields, ...(treeCached !== undefined ? { tree_cached: treeCached } : {}), ...(linked ? { linked } : {}) });
       io.status('rc', 0);
     } catch (err) {
       const failure = describeFailure(req.url, err, this.abort.signal.aborted);
@@ -64,7 +71,8 @@ class Fetch implements WorkerCommand {
       return await this.fetchOnce(cache);
     } catch (err) {
       // Another step's interrupt aborted the download this one shared (one request per key): fetch again.
-      if (!(err instanceof AgentError) || err.code !== 'E_FETCH_ABORTED' || this.abort.signal.aborted || !cache) throw err;
+      const sharedAbort = err instanceof AgentError && (err.code === 'E_FETCH_ABORTED' || err.code === 'E_EXTRACT_ABORTED');
+      if (!sharedAbort || this.abort.signal.aborted || !cache) throw err;
       this.io.text('stdout', 'the shared download was aborted by another step: fetching again\n');
       return this.fetchOnce(cache);
     }
@@ -92,6 +100,7 @@ class Fetch implements WorkerCommand {
       ...(req.dest !== undefined ? { dest: req.dest } : {}),
       ...(req.extract !== undefined ? { extract: req.extract } : {}),
       ...(cache ? { cache } : {}),
+      ...(req.link ? { link: true } : {}),
       env: env.environ,
       logger: teeLogger(env.logger, io),
       onProgress: (p) => progress.onProgress(p),

@@ -4,7 +4,9 @@ The step runs bbagent's ``fetch`` remote command (advertised with version 1.0): 
 checks its sha256 or sha512 while it streams, keeps it in its content-addressed cache (a later fetch of the same
 file sends no request at all, and concurrent fetches by several builds of one agent make one request), and copies
 it to ``dest`` or extracts it (tar, tar.gz, tar.bz2, tar.xz, tar.zst, zip, members escaping the directory
-refused) into ``extract``. Paths are relative to the step's ``workdir`` in the builder directory.
+refused) into ``extract``: the agent keeps the extracted tree in its cache too and hands the build a copy, its
+own to write into (or, with ``link=True``, a read-only symlink to the cached tree). Paths are relative to the
+step's ``workdir`` in the builder directory.
 
 In master.cfg::
 
@@ -18,8 +20,9 @@ In master.cfg::
 
 On success the step sets the properties named by ``path_property`` (the file or directory on the worker) and
 ``digest_property`` (the verified hex digest), and, when ``result_property`` names one, the command's whole
-result ``{path, algorithm, digest, bytes, cached, attempts, seconds}``; its summary says what was fetched
-("fetched 12.3 MiB (cached)"). A failure (404, hash mismatch, unreachable server, disk floor, unsafe archive)
+result ``{path, algorithm, digest, bytes, cached, attempts, seconds}`` (and, with ``extract``, ``tree_cached``:
+the agent copied its cached tree instead of extracting; ``linked`` with ``link=True``); its summary says what was
+fetched ("fetched 12.3 MiB (cached)"). A failure (404, hash mismatch, unreachable server, disk floor, unsafe archive)
 fails the step with the agent's one-line reason in the summary and the log. On a worker that does not advertise
 ``fetch`` (buildbot-worker, an older bbagent) the step fails at once saying so.
 """
@@ -63,6 +66,9 @@ class FetchBuild(BbagentStep):
         With neither ``dest`` nor ``extract`` the result is the cache's own copy, which must not be changed.
     :param clobber: remove ``extract`` before extracting (default True; a second build in the same
         builder directory would otherwise find it full).
+    :param link: with ``extract`` (and the cache): make ``extract`` a symlink to the agent's cached tree instead
+        of a copy (default False). Faster for trees of many files, but read-only: a build that writes into it
+        makes the agent extract the tree again, under any other build using it at that moment.
     :param path_property: the property set to the resulting path (None: none).
     :param digest_property: the property set to the verified digest (None: none).
     :param result_property: a property set to the whole result (a dict), or None (default).
@@ -85,6 +91,7 @@ class FetchBuild(BbagentStep):
         extract=None,
         cache=True,
         clobber=True,
+        link=False,
         path_property="fetch_path",
         digest_property="fetch_digest",
         result_property=None,
@@ -97,6 +104,8 @@ class FetchBuild(BbagentStep):
             config.error("FetchBuild: dest and extract exclude each other")
         if not cache and dest is None and extract is None:
             config.error("FetchBuild: without the cache (cache=False) give dest or extract")
+        if link and (extract is None or not cache):
+            config.error("FetchBuild: link=True needs extract and the cache (it links to the cached tree)")
         self.url = url
         self.sha256 = sha256
         self.sha512 = sha512
@@ -104,6 +113,7 @@ class FetchBuild(BbagentStep):
         self.extract = extract
         self.cache = bool(cache)
         self.clobber = bool(clobber)
+        self.link = bool(link)
         self.path_property = path_property
         self.digest_property = digest_property
         self.result_property = result_property
@@ -119,6 +129,8 @@ class FetchBuild(BbagentStep):
             args["dest"] = self.dest
         if self.extract is not None:
             args["extract"] = self.extract
+        if self.link:
+            args["link"] = True
         # msgpack masters pass a bbagent command's arguments as they are, without the builder: the agent
         # resolves relative paths in this (absolute) builder directory then. PB names the builder itself.
         builddir = self.build.getProperty("builddir")
@@ -148,6 +160,8 @@ class FetchBuild(BbagentStep):
             return results.FAILURE
         self._set_properties(result)
         how = "cached" if result.get("cached") else f"{result.get('attempts', 0)} request(s)"
+        if result.get("linked"):
+            how += ", linked"
         self.descriptionDone = [f"fetched {human_size(int(result.get('bytes', 0)))} ({how})"]
         return results.SUCCESS
 

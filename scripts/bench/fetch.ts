@@ -2,11 +2,12 @@
 // a real nginx (scripts/harness/nginx.ts) on loopback:
 // - cold fetch + extract: `bbagent fetch URL --sha256 H --cache C --extract D` (C empty) against
 //   `curl -sf URL | tar -xzf - -C D` (goal: >= 0.9x curl | tar's throughput);
-// - warm hit against the same curl | tar (goal: >= 10x faster, 0 bytes on the wire, from nginx's access log):
-//   the command line with --extract (verify the cached archive, extract it again), the command line with the
-//   cache entry itself (verify only), and the extracted tree of the cache (getExtractedTree, what the remote
-//   command uses: the tree's manifest verified, nothing extracted), also with the opt-in fingerprint fast path
-//   (a hit after the first one in the agent's life);
+// - warm hit against the same curl | tar (goal: >= 10x faster, 0 bytes on the wire, from nginx's access log): as
+//   a build sees it, what the `fetch` remote command runs in the agent (fetchArtifact with `extract` on a cache
+//   with the fingerprint fast path: the cached tree checked and copied into the build's directory), the entry's
+//   first hit in an agent (a full check), the command as it was before (the cached archive checked, extracted
+//   again: an A/B in one run) and the tree check alone; then the command line's hits, `--extract` (a process of
+//   its own: a full check, then the copy) and the cache entry itself;
 // - verification speed of a cached 1 GiB entry (a hit re-hashes it; goal >= 1 GiB/s);
 // - resume after a drop at 90% of a 1 GiB file (an in-process TCP forwarder cuts the first response; bytes nginx
 //   sent again, from its access log; goal <= 10% + 1 MiB).
@@ -15,7 +16,7 @@
 // (curl's start-up is in its figures too).
 //
 // Sizes (MiB) from the environment: BENCH_FETCH_ARCHIVE_MIB (default 256: the tree in the .tar.gz, half random
-// half text), BENCH_FETCH_VERIFY_MIB (1024), BENCH_FETCH_RESUME_MIB (1024); BENCH_FETCH_DIR: the scratch
+// half text; BENCH_FETCH_SHAPE=small makes it of 16 KiB files instead of up to 8 MiB ones), BENCH_FETCH_VERIFY_MIB (1024), BENCH_FETCH_RESUME_MIB (1024); BENCH_FETCH_DIR: the scratch
 // directory's parent (default the system temp dir). Writes build/bench-fetch.json and prints a markdown table.
 
 import { spawn } from 'node:child_process';
@@ -24,10 +25,10 @@ import { closeSync, createReadStream, mkdirSync, mkdtempSync, openSync, rmSync, 
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { ArtifactCache, fileKey } from '../../agent/artifacts/cache.js';
-import { getExtractedTree } from '../../agent/artifacts/cache-tree.js';
+import { ArtifactCache, extractedKey, fileKey } from '../../agent/artifacts/cache.js';
 import { download } from '../../agent/artifacts/download.js';
 import { extractArchive } from '../../agent/artifacts/extract.js';
+import { fetchArtifact } from '../../agent/artifacts/fetch.js';
 import { silentLogger } from '../../agent/log.js';
 import { Nginx } from '../harness/nginx.js';
 import { requireExecutable } from '../harness/process.js';
@@ -38,6 +39,8 @@ const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
 const ROOT = process.cwd();
 const BUNDLE = path.join(ROOT, 'build', 'bbagent.cjs');
+/** Another build of bbagent (BENCH_FETCH_BASELINE=path/to/bbagent.cjs) whose command line runs beside this one: an A/B. */
+const BASELINE = process.env.BENCH_FETCH_BASELINE || undefined;
 
 function envNumber(name: string, fallback: number): number {
   const raw = process.env[name];
@@ -52,6 +55,9 @@ const SIZES = {
   resumeMiB: envNumber('BENCH_FETCH_RESUME_MIB', 1024),
 };
 const RUNS = Math.round(envNumber('BENCH_FETCH_RUNS', 3));
+/** The archive's shape: `big` (files of up to 8 MiB, the default) or `small` (16 KiB files, a test suite's shape). */
+const SHAPE = process.env.BENCH_FETCH_SHAPE === 'small' ? 'small' : 'big';
+if (![undefined, '', 'big', 'small'].includes(process.env.BENCH_FETCH_SHAPE)) throw new Error(`BENCH_FETCH_SHAPE is 'big' or 'small'`);
 
 interface Timed {
   ms: number;
@@ -84,7 +90,7 @@ async function sha256Of(file: string): Promise<string> {
 
 /** Writes `bytes` of random data (or of repeated text) to `file`, 4 MiB at a time. */
 function writeData(file: string, bytes: number, kind: 'random' | 'text'): void {
-  const block = Buffer.alloc(4 * MiB);
+  const block = Buffer.alloc(Math.max(1, Math.min(4 * MiB, bytes)));
   if (kind === 'text') block.write('bbagent fetch benchmark: a line of a log or a test source file\n'.repeat(Math.ceil(block.length / 64)));
   const fd = openSync(file, 'w');
   try {
@@ -97,21 +103,23 @@ function writeData(file: string, bytes: number, kind: 'random' | 'text'): void {
   }
 }
 
-/** A tree of `mib` MiB (files of 8 MiB at most, half random and half text) and its .tar.gz in `www`. */
-async function makeArchive(scratch: string, www: string, mib: number): Promise<{ file: string; digest: string; bytes: number }> {
+/** A tree of `mib` MiB (SHAPE: files of 8 MiB at most, or of 16 KiB; half random and half text) and its .tar.gz in `www`. */
+async function makeArchive(scratch: string, www: string, mib: number): Promise<{ file: string; digest: string; bytes: number; files: number }> {
   const src = path.join(scratch, 'src');
   const total = Math.round(mib * MiB);
-  const fileBytes = Math.min(8 * MiB, Math.max(64 * 1024, Math.floor(total / 32)));
+  const fileBytes = SHAPE === 'small' ? 16 * 1024 : Math.min(8 * MiB, Math.max(64 * 1024, Math.floor(total / 32)));
+  const dirs = SHAPE === 'small' ? 64 : 4;
   for (let i = 0, at = 0; at < total; i++, at += fileBytes) {
-    const dir = path.join(src, `dir${i % 4}`);
+    const dir = path.join(src, `dir${i % dirs}`);
     mkdirSync(dir, { recursive: true });
     writeData(path.join(dir, `part${i}.${i % 2 ? 'txt' : 'bin'}`), Math.min(fileBytes, total - at), i % 2 ? 'text' : 'random');
   }
+  const files = Math.ceil(total / fileBytes);
   const file = path.join(www, 'build.tar.gz');
   await timed('sh', ['-c', `tar -C '${src}' -cf - . | gzip -1 > '${file}'`]);
   rmSync(src, { recursive: true, force: true });
   const bytes = statSync(file).size;
-  return { file, digest: await sha256Of(file), bytes };
+  return { file, digest: await sha256Of(file), bytes, files };
 }
 
 interface Row {
@@ -126,10 +134,18 @@ const fmtS = (ms: number): string => (ms < 100 ? `${ms.toFixed(1)} ms` : `${(ms 
 const rate = (bytes: number, ms: number): string => `${(bytes / MiB / (ms / 1000)).toFixed(0)} MiB/s`;
 
 /** Cold fetch + extract and the warm hits, against curl | tar, interleaved per round. */
-async function coldAndWarm(nginx: Nginx, scratch: string, archive: { digest: string; bytes: number }): Promise<Row[]> {
+async function coldAndWarm(nginx: Nginx, scratch: string, archive: { digest: string; bytes: number; files: number }): Promise<Row[]> {
   const url = nginx.url('/build.tar.gz');
   const curl = requireExecutable('curl');
-  const t = { curl: [] as number[], cold: [] as number[], warmExtract: [] as number[], warmFile: [] as number[], tree: [] as number[], fast: [] as number[] };
+  const t = {
+    curl: [] as number[],
+    cold: [] as number[],
+    warmExtract: [] as number[],
+    warmFile: [] as number[],
+    baseCold: [] as number[],
+    baseWarm: [] as number[],
+  };
+  const agent = { full: [] as number[], fast: [] as number[], link: [] as number[], before: [] as number[], check: [] as number[] };
   let warmRequests = 0;
   let warmBytes = 0;
   let curlBytes = 0;
@@ -144,60 +160,72 @@ async function coldAndWarm(nginx: Nginx, scratch: string, archive: { digest: str
       .accessLog()
       .slice(before)
       .reduce((n, e) => n + e.bytes, 0);
+    rmSync(path.join(dir, 'curl'), { recursive: true, force: true });
+    const base = (...extra: string[]): Promise<Timed> =>
+      timed(process.execPath, [BASELINE!, 'fetch', url, '--sha256', archive.digest, '--cache', 'cache-base', '--cache-floor', '0', '--json', ...extra], dir);
+    // the baseline's cold run goes first in every other round (what runs after curl | tar's writes pays for them)
+    if (BASELINE !== undefined && r % 2 === 1) t.baseCold.push((await base('--extract', 'base-cold')).ms);
     t.cold.push((await fetch('--extract', 'cold')).ms);
+    if (BASELINE !== undefined && r % 2 === 0) t.baseCold.push((await base('--extract', 'base-cold')).ms);
+    rmSync(path.join(dir, 'cold'), { recursive: true, force: true });
+    rmSync(path.join(dir, 'base-cold'), { recursive: true, force: true });
     before = nginx.accessLog().length;
     const warm = await fetch('--extract', 'warm');
     t.warmExtract.push(warm.ms);
+    rmSync(path.join(dir, 'warm'), { recursive: true, force: true });
     t.warmFile.push((await fetch()).ms);
-    const hit = JSON.parse(warm.stdout) as { cached: boolean };
-    if (!hit.cached) throw new Error(`the warm run was not a cache hit: ${warm.stdout}`);
+    const hit = JSON.parse(warm.stdout) as { cached: boolean; tree_cached?: boolean };
+    if (!hit.cached || hit.tree_cached !== true) throw new Error(`the warm run was not a tree hit: ${warm.stdout}`);
     const log = nginx.accessLog().slice(before);
     warmRequests += log.length;
     warmBytes += log.reduce((n, e) => n + e.bytes, 0);
-    const tree = await treeHits(url, archive.digest, path.join(dir, 'tree-cache'));
-    t.tree.push(tree.fullMs);
-    t.fast.push(tree.fastMs);
+    if (BASELINE !== undefined) {
+      t.baseWarm.push((await base('--extract', 'base-warm')).ms);
+      rmSync(path.join(dir, 'base-warm'), { recursive: true, force: true });
+    }
+    // its own cache: one more download (untimed, not counted above), then hits only
+    const agentRun = await agentHits(url, archive.digest, dir);
+    for (const k of ['full', 'fast', 'link', 'before', 'check'] as const) agent[k].push(agentRun[k]);
     rmSync(dir, { recursive: true, force: true });
   }
   const curlMs = median(t.curl);
   const speedup = (ms: number): string => `${(curlMs / ms).toFixed(1)}x faster`;
+  const warmRow = (measure: string, times: number[]): Row => ({
+    measure,
+    bbagent: fmtS(median(times)),
+    reference: fmtS(curlMs),
+    ratio: speedup(median(times)),
+    goal: '>= 10x',
+  });
   const coldMs = median(t.cold);
+  const shape = `${SIZES.archiveMiB} MiB tree in ${archive.files} files, ${(archive.bytes / MiB).toFixed(0)} MiB .tar.gz`;
   return [
     {
-      measure: `cold fetch + extract (${SIZES.archiveMiB} MiB tree, ${(archive.bytes / MiB).toFixed(0)} MiB .tar.gz)`,
+      measure: `cold fetch + extract, \`bbagent fetch --cache --extract\` (${shape})`,
       bbagent: `${fmtS(coldMs)}, ${rate(archive.bytes, coldMs)}`,
       reference: `${fmtS(curlMs)}, ${rate(archive.bytes, curlMs)}`,
       ratio: `${(curlMs / coldMs).toFixed(2)}x the throughput`,
       goal: '>= 0.9x',
     },
-    {
-      measure: 'warm hit, `--cache --extract` (archive re-verified, extracted again)',
-      bbagent: fmtS(median(t.warmExtract)),
-      reference: fmtS(curlMs),
-      ratio: speedup(median(t.warmExtract)),
-      goal: '>= 10x',
-    },
-    {
-      measure: 'warm hit, `--cache` (the verified cache entry itself)',
-      bbagent: fmtS(median(t.warmFile)),
-      reference: fmtS(curlMs),
-      ratio: speedup(median(t.warmFile)),
-      goal: '>= 10x',
-    },
-    {
-      measure: 'warm hit, cached tree (getExtractedTree: manifest verified; the remote command)',
-      bbagent: fmtS(median(t.tree)),
-      reference: fmtS(curlMs),
-      ratio: speedup(median(t.tree)),
-      goal: '>= 10x',
-    },
-    {
-      measure: 'warm hit, cached tree, fingerprint fast path (opt-in `fastPath`; a later hit in the same agent)',
-      bbagent: fmtS(median(t.fast)),
-      reference: fmtS(curlMs),
-      ratio: speedup(median(t.fast)),
-      goal: '>= 10x',
-    },
+    ...(BASELINE === undefined
+      ? []
+      : [
+          {
+            measure: `baseline (${path.basename(path.dirname(path.dirname(BASELINE)))}): cold fetch + extract`,
+            bbagent: `${fmtS(median(t.baseCold))}, ${rate(archive.bytes, median(t.baseCold))}`,
+            reference: fmtS(curlMs),
+            ratio: `${(curlMs / median(t.baseCold)).toFixed(2)}x the throughput`,
+            goal: '>= 0.9x',
+          },
+          warmRow('baseline: warm hit, `bbagent fetch --cache --extract`', t.baseWarm),
+        ]),
+    warmRow('warm hit as a build sees it: the `fetch` command with `extract` in the agent (tree fingerprint-checked, copied)', agent.fast),
+    warmRow('the same with `link` (opt-in, read-only: a symlink to the cached tree, nothing copied)', agent.link),
+    warmRow("the same, the entry's first hit in the agent (tree fully re-hashed, copied)", agent.full),
+    warmRow('before: the `fetch` command with `extract` as it was (cached archive fingerprint-checked, extracted again)', agent.before),
+    warmRow('of which the tree check alone (fingerprint fast path, nothing copied)', agent.check),
+    warmRow('warm hit, `bbagent fetch --cache --extract` (its own process: tree fully re-hashed, copied)', t.warmExtract),
+    warmRow('warm hit, `bbagent fetch --cache` (the verified cache entry itself)', t.warmFile),
     {
       measure: 'bytes on the wire, warm (nginx access log)',
       bbagent: `${warmBytes} B in ${warmRequests} requests`,
@@ -220,31 +248,43 @@ async function startup(): Promise<Row> {
 }
 
 /**
- * Tree hits of the library: the tree produced once (untimed), then one hit with the full check (the manifest's
- * hashes), then, on a cache opened again with the fingerprint fast path, one hit after the first (full) one.
+ * What the `fetch` remote command runs (fetchArtifact with `extract`, in the agent's process, on a cache with the
+ * fingerprint fast path as the agent opens it), each hit into a fresh build directory: the entry's first hit in
+ * an agent process (a full check), a later one (fingerprint), and, for an A/B in the same run, the command as it
+ * was before trees were copied (the cached archive checked, then extracted again). The tree is made once first,
+ * untimed, in another "agent process" (cache object).
  */
-async function treeHits(url: string, digest: string, root: string): Promise<{ fullMs: number; fastMs: number }> {
-  const fullMs = await treeHit(url, digest, root, false);
-  return { fullMs, fastMs: await treeHit(url, digest, root, true) };
-}
-
-async function treeHit(url: string, digest: string, root: string, fastPath: boolean): Promise<number> {
-  const cache = await ArtifactCache.open({ root, floor: { bytes: 0, percent: 0 }, fastPath });
+async function agentHits(url: string, digest: string, dir: string): Promise<{ full: number; fast: number; link: number; before: number; check: number }> {
+  const root = path.join(dir, 'agent-cache');
+  const expected = { algorithm: 'sha256' as const, digest };
+  const open = (): Promise<ArtifactCache> => ArtifactCache.open({ root, floor: { bytes: 0, percent: 0 }, fastPath: true });
+  const into = (cache: ArtifactCache, name: string, link = false) =>
+    fetchArtifact({ url, expected, cache, extract: path.join(dir, name), link, logger: silentLogger, env: {} });
+  const first = await open();
+  await into(first, 'made').finally(() => first.close());
+  const cache = await open();
   try {
-    const expected = { algorithm: 'sha256' as const, digest };
-    const src = {
-      algorithm: 'sha256',
-      digest,
-      download: async (tmp: string) => ({ digest: (await download({ url, expected, dest: tmp, logger: silentLogger, env: {} })).digest }),
-      extract: async (archive: string, dir: string) => void (await extractArchive(archive, dir, { logger: silentLogger })),
+    const time = async (fn: () => Promise<unknown>): Promise<number> => {
+      const started = performance.now();
+      await fn();
+      return performance.now() - started;
     };
-    await getExtractedTree(cache, src);
-    const started = performance.now();
-    const hit = await getExtractedTree(cache, src);
-    const ms = performance.now() - started;
-    if (!hit.tree.cached || hit.archive !== undefined) throw new Error(`the second tree of ${url} was not a cache hit`);
-    if (hit.tree.verified !== (fastPath ? 'fingerprint' : 'hash')) throw new Error(`a tree hit verified by ${hit.tree.verified}`);
-    return ms;
+    const full = await time(() => into(cache, 'full'));
+    const fast = await time(async () => {
+      const r = await into(cache, 'fast');
+      if (r.treeCached !== true || r.attempts !== 0) throw new Error(`the agent's second hit was not a tree hit: ${JSON.stringify(r)}`);
+    });
+    const link = await time(() => into(cache, 'link', true));
+    const check = await time(() => cache.get(extractedKey('sha256', digest), { produce: () => Promise.reject(new Error('not a hit')) }));
+    // before: the archive's entry (its first hit re-hashes: untimed), then a later hit extracted again
+    const key = fileKey('sha256', digest);
+    const miss = (): Promise<never> => Promise.reject(new Error('the archive was not a hit'));
+    await cache.get(key, { produce: miss });
+    const before = await time(async () => {
+      const hit = await cache.get(key, { produce: miss });
+      await extractArchive(hit.path, path.join(dir, 'before'), { logger: silentLogger });
+    });
+    return { full, fast, link, before, check };
   } finally {
     await cache.close();
   }
@@ -341,7 +381,9 @@ markdown table of medians and writes build/bench-fetch.json. Settings from the e
   BENCH_FETCH_ARCHIVE_MIB  the tree in the .tar.gz (default 256; half random, half text)
   BENCH_FETCH_VERIFY_MIB   the cached entry verified (default 1024)
   BENCH_FETCH_RESUME_MIB   the file whose download is cut at 90% (default 1024)
+  BENCH_FETCH_SHAPE        big (files of up to 8 MiB, default) or small (16 KiB files, a test suite's shape)
   BENCH_FETCH_RUNS         runs per measure (default 3)
+  BENCH_FETCH_BASELINE     another build's bbagent.cjs: its command line runs beside this one (an A/B)
   BENCH_FETCH_DIR          where the scratch directory goes (default the system temp directory)`;
 
 async function main(): Promise<void> {
@@ -363,9 +405,9 @@ async function main(): Promise<void> {
     rows.push(await verification(nginx, scratch, www));
     rows.push(await resume(nginx, scratch, www));
     const seconds = (performance.now() - started) / 1000;
-    const report = `${table(rows)}\n\nMedians of ${RUNS} runs; sizes ${JSON.stringify(SIZES)} MiB; ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}), load ${os.loadavg()[0]?.toFixed(1)} at the end; ${seconds.toFixed(0)} s in all.`;
+    const report = `${table(rows)}\n\nMedians of ${RUNS} runs; sizes ${JSON.stringify(SIZES)} MiB, shape ${SHAPE}; ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}), load ${os.loadavg()[0]?.toFixed(1)} at the end; ${seconds.toFixed(0)} s in all.`;
     mkdirSync(path.join(ROOT, 'build'), { recursive: true });
-    writeFileSync(path.join(ROOT, 'build', 'bench-fetch.json'), `${JSON.stringify({ sizes: SIZES, runs: RUNS, rows, seconds }, null, 2)}\n`);
+    writeFileSync(path.join(ROOT, 'build', 'bench-fetch.json'), `${JSON.stringify({ sizes: SIZES, shape: SHAPE, runs: RUNS, rows, seconds }, null, 2)}\n`);
     console.log(report);
   } finally {
     await nginx.stop();

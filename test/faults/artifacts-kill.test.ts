@@ -1,7 +1,7 @@
 // kill -9 during fetch + extract (issue 12): a child process does what `bbagent fetch --cache DIR --extract TREE`
-// and the remote command do (helpers/artifacts-kill-child.ts) and is SIGKILLed at a seeded random point: before,
+// and the remote command do (helpers/artifacts-kill-child.ts: the cached tree made, then copied into TREE) and is SIGKILLed at a seeded random point: before,
 // or while the thread pool runs, its Nth file-system call, N drawn over a whole run, so that the kills land in
-// the download's writes, the hash of a hit, the publish renames, the extraction and the markers. Some runs start
+// the download's writes, the hash of a hit, the publish renames, the extraction, the markers and the copy. Some runs start
 // from an empty cache, others from what the previous kill left. After each kill, as the next agent would: the
 // extraction sweep and the cache's start-up sweep; then the step's TREE is absent or whole (byte for byte the
 // archive's tree), every cache entry left verifies on a hit without a download, and nothing else is on disk
@@ -231,7 +231,7 @@ describe('fetch + extract: kill -9 at seeded random points', () => {
       `artifacts-kill: ${KILLS} kills by phase ${JSON.stringify(Object.fromEntries(phases))}; ${withEntries} left entries, ${treesLeft} a whole tree`,
     );
     // the draws reached every phase, and both outcomes (nothing yet, and complete results) were seen
-    if (KILLS >= 100) for (const p of ['download', 'publish', 'marker', 'extract', 'hash']) expect(phases.get(p) ?? 0, p).toBeGreaterThan(0);
+    if (KILLS >= 100) for (const p of ['download', 'publish', 'marker', 'extract', 'hash', 'copy']) expect(phases.get(p) ?? 0, p).toBeGreaterThan(0);
     expect(withEntries).toBeGreaterThan(0);
     expect(withEntries).toBeLessThan(KILLS);
     expect(treesLeft).toBeGreaterThan(0);

@@ -8,7 +8,7 @@
 
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -73,6 +73,7 @@ describe.each(protocols)('FetchBuild over %s', (protocol) => {
             .replace(", extract='app'", '')}]`,
         },
         { name: 'fetch-bb2', workernames: ['bb2'], steps: `[${fetch()}, ${read}]` },
+        { name: 'fetch-link-bb', workernames: ['bb'], steps: `[${fetch(', link=True')}, ${read}]` },
         { name: 'fetch-ref', workernames: ['ref'], steps: `[${fetch()}, ${read}]` },
         {
           name: 'fetch-stall-bb',
@@ -122,7 +123,8 @@ describe.each(protocols)('FetchBuild over %s', (protocol) => {
     const second = await master.runBuild('fetch-bb', 60_000);
     expect(second.results).toBe(Results.SUCCESS);
     expect(findStep(second, 'fetch').state_string).toMatch(/^fetched 30\d\.\d KiB \(cached\)$/);
-    expect(channelText(findLog(findStep(second, 'fetch')), 'o')).toContain('from the cache, no request');
+    // the cached tree was copied into the build: no request, no extraction
+    expect(channelText(findLog(findStep(second, 'fetch')), 'o')).toContain('the cached tree copied, no request');
     expect(channelText(findLog(findStep(second, 'read')), 'o')).toBe('the tests ran\nthe tests ran\n');
     expect(nginx.accessLog()).toHaveLength(1);
 
@@ -132,6 +134,22 @@ describe.each(protocols)('FetchBuild over %s', (protocol) => {
     expect(findStep(other, 'fetch').state_string).toMatch(/\(cached\)$/);
     expect(readFileSync(path.join(bb.dir, 'w2', 'fetch-bb2', 'build', 'app', 'tests', 'run.txt'), 'utf8')).toBe('the tests ran\n');
     expect(nginx.accessLog()).toHaveLength(1);
+  });
+
+  it('link=True makes the extract directory a symlink to the cached tree; the next build clobbers the link, not the tree', async () => {
+    const before = nginx.accessLog().length;
+    for (let run = 0; run < 2; run++) {
+      const build = await master.runBuild('fetch-link-bb', 60_000);
+      expect(build.results).toBe(Results.SUCCESS);
+      expect(findStep(build, 'fetch').state_string).toMatch(/^fetched 30\d\.\d KiB \(cached, linked\)$/);
+      expect(channelText(findLog(findStep(build, 'fetch')), 'o')).toContain('the cached tree linked, no request');
+      expect(channelText(findLog(findStep(build, 'read')), 'o')).toBe('the tests ran\nthe tests ran\n');
+      const app = path.join(bb.dir, 'w1', 'fetch-link-bb', 'build', 'app');
+      expect(lstatSync(app).isSymbolicLink()).toBe(true);
+      expect(readlinkSync(app).startsWith(path.join(bb.dir, 'w1', 'cache', 'sha256'))).toBe(true);
+    }
+    expect(readFileSync(path.join(bb.dir, 'w1', 'cache', 'sha256', sha.slice(0, 2), `${sha}.extracted`, 'tests', 'run.txt'), 'utf8')).toBe('the tests ran\n');
+    expect(nginx.accessLog().length).toBe(before);
   });
 
   it('a wrong sha256 fails the step with both hashes in its summary', async () => {

@@ -5,7 +5,7 @@
 // another process fails at once (or, with --cache-wait, is waited for). The terminal progress bar is checked in
 // process with an injected TTY.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -113,6 +113,33 @@ describe('bbagent fetch', () => {
     }
   });
 
+  it('--cache --extract: the second run copies the cached tree (tree_cached), --link makes DIR a symlink to it', async () => {
+    const cwd = fresh();
+    const src = fresh();
+    writeFileSync(path.join(src, 'hello.txt'), 'hello\n');
+    const { execFileSync } = await import('node:child_process');
+    const tgz = execFileSync('tar', ['-czf', '-', '-C', src, '.']);
+    const o = await HttpOrigin.start(tgz);
+    try {
+      const run = (dir: string, ...extra: string[]) =>
+        bbagent(['fetch', o.url('/t.tar.gz'), '--sha256', sha256(tgz), '--cache', 'c', '--extract', dir, '--json', ...extra], cwd);
+      const first = await run('one');
+      expect(JSON.parse(first.stdout)).toMatchObject({ path: path.join(cwd, 'one'), cached: false, attempts: 1, tree_cached: false });
+      const second = await run('two');
+      expect(JSON.parse(second.stdout)).toMatchObject({ path: path.join(cwd, 'two'), cached: true, attempts: 0, tree_cached: true });
+      expect(lstatSync(path.join(cwd, 'two')).isDirectory()).toBe(true);
+      const linked = await run('three', '--link');
+      expect(JSON.parse(linked.stdout)).toMatchObject({ path: path.join(cwd, 'three'), cached: true, attempts: 0, tree_cached: true, linked: true });
+      expect(lstatSync(path.join(cwd, 'three')).isSymbolicLink()).toBe(true);
+      expect(readFileSync(path.join(cwd, 'three', 'hello.txt'), 'utf8')).toBe('hello\n');
+      expect(readlinkSync(path.join(cwd, 'three')).startsWith(path.join(cwd, 'c', 'sha256'))).toBe(true);
+      expect(o.log).toHaveLength(1);
+      expect(readdirSync(cwd).sort()).toEqual(['c', 'one', 'three', 'two']);
+    } finally {
+      await o.close();
+    }
+  });
+
   it('a 404 and a wrong sha256 exit 1 with one line naming the URL and the reason; nothing is left', async () => {
     const cwd = fresh();
     origin.plan({ kind: 'status', status: 404 });
@@ -160,6 +187,11 @@ describe('bbagent fetch', () => {
     const cwd = fresh();
     expectOneLineFailure(await bbagent(['fetch', origin.url()], cwd), 2, '--sha256');
     expectOneLineFailure(await bbagent(['fetch', origin.url(), '--sha256', digest, '--dest', 'a', '--extract', 'b'], cwd), 2, '--extract');
+    expectOneLineFailure(
+      await bbagent(['fetch', origin.url(), '--sha256', digest, '--extract', 'b', '--link'], cwd),
+      2,
+      '--link needs --extract DIR and --cache DIR',
+    );
     const help = await bbagent(['help', 'fetch'], cwd);
     expect(help.code).toBe(0);
     expect(help.stdout).toMatch(/^Usage: bbagent fetch URL/);

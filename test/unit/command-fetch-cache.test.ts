@@ -66,6 +66,26 @@ describe('SharedArtifactCache', () => {
     mkdirSync(path.join(root, 'empty'));
     expect(() => refuseForeignDirectory(path.join(root, 'empty'))).not.toThrow();
   });
+
+  it("recognises a root holding only a crash's lock temp file or takeover guard as its own, and sweeps the temp file", async () => {
+    const dir = path.join(root, 'crashed');
+    mkdirSync(dir);
+    // what a process killed inside createLock leaves (a pid no process has)
+    const leftover = '.lock.999999999-0123456789ab';
+    writeFileSync(path.join(dir, leftover), '999999999\n');
+    const shared = new SharedArtifactCache(dir, new RecordingLogger(), { floor: NO_FLOOR });
+    await shared.get();
+    expect(readdirSync(dir).sort()).toEqual(['.lock', '.tmp']);
+    await shared.close();
+    const guarded = path.join(root, 'guarded');
+    mkdirSync(guarded);
+    writeFileSync(path.join(guarded, '.lock.takeover'), '999999999\n');
+    expect(() => refuseForeignDirectory(guarded)).not.toThrow();
+    writeFileSync(path.join(guarded, 'notes.txt'), 'mine');
+    rmSync(path.join(guarded, '.lock.takeover'));
+    writeFileSync(path.join(guarded, '.lock.x'), 'not a lock temp name');
+    expect(() => refuseForeignDirectory(guarded)).toThrow(/holds files no cache wrote/);
+  });
 });
 
 describe('cacheDir', () => {

@@ -109,6 +109,7 @@ describe('fetch remote command', () => {
       cached: false,
       attempts: 1,
       seconds: expect.any(Number),
+      tree_cached: false,
     });
     expect(readFileSync(path.join(app, 'tests', 'run.txt'), 'utf8')).toBe('the tests\n');
     expect(first.ch.text('stdout')).toMatch(/attempt 1: .*sha256 ok/);
@@ -117,8 +118,8 @@ describe('fetch remote command', () => {
 
     const second = await fetch(a, { url: origin.url('/build.tar.gz'), sha256: sha256(archive), workdir: 'build', extract: 'again' });
     expect(second.rc).toBe(0);
-    expect(second.result).toMatchObject({ cached: true, attempts: 0, bytes: archive.length });
-    expect(second.ch.text('stdout')).toContain('from the cache, no request');
+    expect(second.result).toMatchObject({ cached: true, attempts: 0, bytes: archive.length, tree_cached: true });
+    expect(second.ch.text('stdout')).toContain('the cached tree copied, no request');
     expect(readFileSync(path.join(a.basedir, 'builder', 'build', 'again', 'tests', 'run.txt'), 'utf8')).toBe('the tests\n');
     expect(origin.log).toHaveLength(1);
   });
@@ -235,6 +236,8 @@ describe('fetch remote command', () => {
     expect(() => startWith({ url, sha256: h, sha512: h })).toThrow(/exactly one/);
     expect(() => startWith({ url, sha256: h, dest: 'a', extract: 'b' })).toThrow(/'dest' and 'extract' exclude each other/);
     expect(() => startWith({ url, sha256: h, cache: false })).toThrow(/give 'dest' or 'extract'/);
+    expect(() => startWith({ url, sha256: h, dest: 'a', link: true })).toThrow(/'link' needs 'extract' and the cache/);
+    expect(() => startWith({ url, sha256: h, extract: 'a', cache: false, link: true })).toThrow(/'link' needs 'extract' and the cache/);
     expect(() => startWith({ url, sha256: 42 })).toThrow(/argument 'sha256' must be a string/);
     expect(() => startWith({ url, sha256: h, extract: '../../../outside' })).toThrow(/confineToBasedir: refusing .*'\.\.' leads out/);
     expect(() => startWith({ url, sha256: h, dest: '/etc/passwd' })).toThrow(/confineToBasedir: refusing '\/etc\/passwd'/);

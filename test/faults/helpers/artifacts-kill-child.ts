@@ -1,18 +1,16 @@
-// The process the fetch kill -9 test kills: it does what `bbagent fetch --cache DIR --extract TREE` does
-// (fetchArtifact through the cache, extracted into a directory of the step's own), then what the remote command
-// does (getExtractedTree: the tree as a cache entry), and SIGKILLs itself just before (or just after issuing) its
-// Nth file-system call, so that a seeded N lands in every phase: the download's writes, the hash of a hit, the
-// publish renames, the extraction, the markers. A run that ends before call N kills itself at the end. With '-'
-// for the cache it does what `bbagent fetch --extract TREE` does without one (archive beside TREE, then removed).
+// The process the fetch kill -9 test kills: it does what `bbagent fetch --cache DIR --extract TREE` and the `fetch`
+// remote command with `extract` do (fetchArtifact through the cache: the archive downloaded, its tree extracted into
+// the cache, then copied into a directory of the step's own; on a warm cache, the tree's hit and the copy), and
+// SIGKILLs itself just before (or just after issuing) its Nth file-system call, so that a seeded N lands in every
+// phase: the download's writes, the hash of a hit, the publish renames, the extraction, the markers, the copy. A
+// run that ends before call N kills itself at the end. With '-' for the cache it does what `bbagent fetch
+// --extract TREE` does without one (archive beside TREE, then removed).
 //
 // argv: cacheRoot|- treeDir url sha256 killAt (0: never; the run prints its calls' phases) before|inflight
 // Before dying it writes one line to stderr: `kill <n> <phase> <call> <path>`.
 import { writeSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { ArtifactCache } from '../../../agent/artifacts/cache.js';
-import { getExtractedTree } from '../../../agent/artifacts/cache-tree.js';
-import { download } from '../../../agent/artifacts/download.js';
-import { extractArchive } from '../../../agent/artifacts/extract.js';
 import { fetchArtifact } from '../../../agent/artifacts/fetch.js';
 import { silentLogger } from '../../../agent/log.js';
 
@@ -25,6 +23,7 @@ const phases: string[] = [];
 /** What a call on `p` belongs to, from the names the cache and the extraction give their files. */
 function phaseOf(call: string, p: string): string {
   if (p.includes('.complete') || p.includes('.marker')) return 'marker';
+  if (root !== '-' && p.includes(`${treeDir}.extracting-`)) return 'copy'; // the step's copy of the cached tree
   if (call === 'rename') return 'publish';
   if (p.includes('.extracting-') || p.includes('.tree')) return 'extract';
   if (p.includes('.part')) return 'download';
@@ -57,6 +56,12 @@ async function hookFileSystem(): Promise<void> {
     const orig = fsp[name];
     if (orig) fsp[name] = counted(name, orig, firstArg);
   }
+  // the synchronous calls of small files (extraction's writes, the tree copy) and of the tree walk
+  const fs = createRequire(__filename)('node:fs') as Record<string, (...a: unknown[]) => unknown>;
+  for (const name of ['openSync', 'copyFileSync', 'utimesSync', 'mkdirSync', 'symlinkSync', 'chmodSync', 'readFileSync']) {
+    const orig = fs[name];
+    if (orig) fs[name] = counted(name.replace(/Sync$/, ''), orig, firstArg);
+  }
   const handlePath = new WeakMap<object, string>();
   const open = fsp.open!;
   fsp.open = async (...a: unknown[]) => {
@@ -80,12 +85,6 @@ async function main(): Promise<void> {
   }
   const cache = await ArtifactCache.open({ root, floor: { bytes: 0, percent: 0 } });
   await fetchArtifact({ url, expected, extract: treeDir, cache, env: {}, logger });
-  await getExtractedTree(cache, {
-    algorithm: 'sha256',
-    digest,
-    download: async (tmp) => ({ digest: (await download({ url, expected, dest: tmp, logger, env: {} })).digest }),
-    extract: async (archive, dir) => void (await extractArchive(archive, dir, { logger })),
-  });
   done();
 }
 
