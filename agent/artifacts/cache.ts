@@ -208,6 +208,11 @@ export class ArtifactCache {
     };
   }
 
+  /** Whether a complete entry for `key` is in the index (not checked: a get checks it). */
+  has(key: CacheKey): boolean {
+    return this.index.get(key) !== undefined;
+  }
+
   /** Complete entries (from the index), least recently used first. */
   entries(): IndexEntry[] {
     return this.index.lruOrder();

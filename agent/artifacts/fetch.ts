@@ -6,7 +6,9 @@
 // - `extract: DIR`: the archive's tree in DIR (made atomically; DIR must not exist or be empty). With a cache the
 //   tree is the cache's extracted tree (cache-tree.ts: a tree hit verifies the tree's manifest and needs neither
 //   the archive nor the network), copied into DIR (tree-copy.ts: reflinks where the file system has them); a tree
-//   miss extracts the cached (or downloaded) archive into the cache first. Without a cache the archive is
+//   miss extracts the cached (or downloaded) archive into the cache first. The tree is cached from the archive's
+//   second use on: an archive the cache has never seen is downloaded into the cache and extracted straight into
+//   DIR (a one-shot archive costs neither a copy nor the tree's disk space). Without a cache the archive is
 //   downloaded to a temp file beside DIR, extracted, and removed. Either way the tree in DIR is the caller's to
 //   write into: the cache's own tree is never handed out, unless the caller opts in with `link`: then DIR is
 //   made a symlink to the cache's tree (no copy: the hit costs the tree's check), which is read-only (a write is
@@ -121,7 +123,10 @@ async function direct(opts: FetchOptions, expected: ExpectedDigest): Promise<Fet
 }
 
 async function viaCache(opts: FetchOptions, cache: ArtifactCache, expected: ExpectedDigest): Promise<Fetched> {
-  if (opts.extract !== undefined) return viaCachedTree(opts, opts.extract, cache, expected);
+  if (opts.extract !== undefined) {
+    const unseen = !cache.has(fileKey(expected.algorithm, expected.digest)) && !cache.has(extractedKey(expected.algorithm, expected.digest));
+    return unseen && !opts.link ? viaCachedArchive(opts, opts.extract, cache, expected) : viaCachedTree(opts, opts.extract, cache, expected);
+  }
   const key = fileKey(expected.algorithm, expected.digest);
   const lease = await cache.acquire(key); // pinned while it is copied
   try {
@@ -138,6 +143,25 @@ async function viaCache(opts: FetchOptions, cache: ArtifactCache, expected: Expe
       return { ...fetched, path: opts.dest };
     }
     return { ...fetched, path: entry.path };
+  } finally {
+    lease.release();
+  }
+}
+
+/** An archive's first use: downloaded into the cache (pinned meanwhile) and extracted straight into `extract`. */
+async function viaCachedArchive(opts: FetchOptions, extract: string, cache: ArtifactCache, expected: ExpectedDigest): Promise<Fetched> {
+  const key = fileKey(expected.algorithm, expected.digest);
+  const lease = await cache.acquire(key);
+  try {
+    let produced: DownloadResult | undefined;
+    const entry = await cache.get(key, {
+      produce: async (tmp) => {
+        produced = await download(downloadOptions(opts, expected, tmp));
+        return { digest: produced.digest };
+      },
+    });
+    const tree = await extractArchive(entry.path, path.resolve(extract), { logger: opts.logger, signal: opts.signal });
+    return { path: tree.path, bytes: entry.bytes, cached: entry.cached, attempts: produced?.attempts ?? 0, treeCached: false };
   } finally {
     lease.release();
   }

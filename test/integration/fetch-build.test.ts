@@ -123,8 +123,8 @@ describe.each(protocols)('FetchBuild over %s', (protocol) => {
     const second = await master.runBuild('fetch-bb', 60_000);
     expect(second.results).toBe(Results.SUCCESS);
     expect(findStep(second, 'fetch').state_string).toMatch(/^fetched 30\d\.\d KiB \(cached\)$/);
-    // the cached tree was copied into the build: no request, no extraction
-    expect(channelText(findLog(findStep(second, 'fetch')), 'o')).toContain('the cached tree copied, no request');
+    // the archive's second use: no request; its tree is now cached
+    expect(channelText(findLog(findStep(second, 'fetch')), 'o')).toContain('from the cache, no request');
     expect(channelText(findLog(findStep(second, 'read')), 'o')).toBe('the tests ran\nthe tests ran\n');
     expect(nginx.accessLog()).toHaveLength(1);
 
@@ -132,6 +132,8 @@ describe.each(protocols)('FetchBuild over %s', (protocol) => {
     const other = await master.runBuild('fetch-bb2', 60_000);
     expect(other.results).toBe(Results.SUCCESS);
     expect(findStep(other, 'fetch').state_string).toMatch(/\(cached\)$/);
+    // the third use copies the cached tree into the build: no request, no extraction
+    expect(channelText(findLog(findStep(other, 'fetch')), 'o')).toContain('the cached tree copied, no request');
     expect(readFileSync(path.join(bb.dir, 'w2', 'fetch-bb2', 'build', 'app', 'tests', 'run.txt'), 'utf8')).toBe('the tests ran\n');
     expect(nginx.accessLog()).toHaveLength(1);
   });

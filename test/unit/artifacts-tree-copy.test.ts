@@ -78,6 +78,11 @@ describe('fetch through the cached tree', () => {
       const miss = await fetchInto(cache, fresh('build'));
       expect(miss).toMatchObject({ cached: false, treeCached: false, attempts: 1, bytes: archive.length });
       expect(shape(miss.path)).toEqual(reference);
+      // an archive's first use caches the archive only; its second caches the tree (from the cached archive)
+      expect(existsSync(entryPath(root, extractedKey('sha256', digest)))).toBe(false);
+      const second = await fetchInto(cache, fresh('build'));
+      expect(second).toMatchObject({ cached: true, treeCached: false, attempts: 0 });
+      expect(shape(second.path)).toEqual(reference);
 
       const build = fresh('build');
       const hit = await fetchInto(cache, build);
@@ -114,7 +119,10 @@ describe('fetch through the cached tree', () => {
   it("a tampered cached tree is caught by the full check (an agent's first hit) and made again from the cached archive", async () => {
     const root = fresh('cache');
     const first = await ArtifactCache.open({ root, floor: NO_FLOOR, fastPath: true });
-    await fetchInto(first, fresh('build')).finally(() => first.close());
+    // the second use caches the tree
+    await fetchInto(first, fresh('build'))
+      .then(() => fetchInto(first, fresh('build')))
+      .finally(() => first.close());
     const readme = path.join(entryPath(root, extractedKey('sha256', digest)), 'README.md');
     // same size, mtime put back: only the content differs
     writeFileSync(readme, 'HELLO\n');
@@ -171,6 +179,7 @@ describe('fetch through the cached tree', () => {
     const root = fresh('cache');
     const cache = await ArtifactCache.open({ root, floor: NO_FLOOR });
     try {
+      await fetchInto(cache, fresh('build'));
       await fetchInto(cache, fresh('build'));
       expect((await fetchInto(cache, fresh('build'))).treeCached).toBe(true);
       const leaf = path.join(entryPath(root, extractedKey('sha256', digest)), 'lib', 'deep', 'deeper', 'leaf.txt');

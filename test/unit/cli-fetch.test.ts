@@ -113,7 +113,7 @@ describe('bbagent fetch', () => {
     }
   });
 
-  it('--cache --extract: the second run copies the cached tree (tree_cached), --link makes DIR a symlink to it', async () => {
+  it('--cache --extract: the third run copies the cached tree (tree_cached), --link makes DIR a symlink to it', async () => {
     const cwd = fresh();
     const src = fresh();
     writeFileSync(path.join(src, 'hello.txt'), 'hello\n');
@@ -125,8 +125,11 @@ describe('bbagent fetch', () => {
         bbagent(['fetch', o.url('/t.tar.gz'), '--sha256', sha256(tgz), '--cache', 'c', '--extract', dir, '--json', ...extra], cwd);
       const first = await run('one');
       expect(JSON.parse(first.stdout)).toMatchObject({ path: path.join(cwd, 'one'), cached: false, attempts: 1, tree_cached: false });
+      // the archive's second use caches its tree, the third copies it
       const second = await run('two');
-      expect(JSON.parse(second.stdout)).toMatchObject({ path: path.join(cwd, 'two'), cached: true, attempts: 0, tree_cached: true });
+      expect(JSON.parse(second.stdout)).toMatchObject({ path: path.join(cwd, 'two'), cached: true, attempts: 0, tree_cached: false });
+      const third = await run('two-b');
+      expect(JSON.parse(third.stdout)).toMatchObject({ path: path.join(cwd, 'two-b'), cached: true, attempts: 0, tree_cached: true });
       expect(lstatSync(path.join(cwd, 'two')).isDirectory()).toBe(true);
       const linked = await run('three', '--link');
       expect(JSON.parse(linked.stdout)).toMatchObject({ path: path.join(cwd, 'three'), cached: true, attempts: 0, tree_cached: true, linked: true });
@@ -134,7 +137,7 @@ describe('bbagent fetch', () => {
       expect(readFileSync(path.join(cwd, 'three', 'hello.txt'), 'utf8')).toBe('hello\n');
       expect(readlinkSync(path.join(cwd, 'three')).startsWith(path.join(cwd, 'c', 'sha256'))).toBe(true);
       expect(o.log).toHaveLength(1);
-      expect(readdirSync(cwd).sort()).toEqual(['c', 'one', 'three', 'two']);
+      expect(readdirSync(cwd).sort()).toEqual(['c', 'one', 'three', 'two', 'two-b']);
     } finally {
       await o.close();
     }

@@ -116,10 +116,14 @@ describe('fetch remote command', () => {
     expect(first.ch.text('stdout')).toMatch(/^fetched 2\d\d\.\d KiB \(1 request\) in \d+\.\d\d s: /m);
     expect(origin.log).toHaveLength(1);
 
+    // the second use extracts the cached archive into the cache's tree, the third copies that tree
     const second = await fetch(a, { url: origin.url('/build.tar.gz'), sha256: sha256(archive), workdir: 'build', extract: 'again' });
     expect(second.rc).toBe(0);
-    expect(second.result).toMatchObject({ cached: true, attempts: 0, bytes: archive.length, tree_cached: true });
-    expect(second.ch.text('stdout')).toContain('the cached tree copied, no request');
+    expect(second.result).toMatchObject({ cached: true, attempts: 0, bytes: archive.length, tree_cached: false });
+    expect(second.ch.text('stdout')).toContain('from the cache, no request');
+    const third = await fetch(a, { url: origin.url('/build.tar.gz'), sha256: sha256(archive), workdir: 'build', extract: 'third' });
+    expect(third.result).toMatchObject({ cached: true, attempts: 0, tree_cached: true });
+    expect(third.ch.text('stdout')).toContain('the cached tree copied, no request');
     expect(readFileSync(path.join(a.basedir, 'builder', 'build', 'again', 'tests', 'run.txt'), 'utf8')).toBe('the tests\n');
     expect(origin.log).toHaveLength(1);
   });
