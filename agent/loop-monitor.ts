@@ -5,13 +5,15 @@
 // A timer measures how late it runs: a stall that covers its due time makes it late by about the stall's length.
 // Waking up costs CPU even when there is nothing to do (a 20 Hz timer was ~1 ms/s, half of what an idle agent
 // spent), so the period adapts to how busy the loop is, from Node's event-loop utilisation (the time the loop
-// did not wait for events, counted by libuv at each poll; reading it costs no wake-up):
-// - a period in which the loop was busy for less than `warnMs` in all cannot have held a stall of `warnMs`, so
-//   while the loop is quiet the period doubles up to `maxCheckMs` (1 s: an idle agent wakes once a second);
-// - as soon as a period's work would reach half of `warnMs` at the next period's length, the period drops back
-//   to `checkMs` (50 ms), where lateness measures a stall to within 50 ms.
-// A stall that begins while the period is long, and ends before the timer's due time, shows only as a busy
-// period: it is logged as "busy for N ms of the last M ms" (N is an upper bound of the stall), not as blocked.
+// did not wait for events, counted by libuv at each poll; reading it costs no wake-up), and to whether the
+// agent has work in hand (a command running):
+// - while a command runs, or as soon as a period's work would reach half of `warnMs` at the next period's
+//   length, the period is `checkMs` (50 ms), where lateness measures any stall to within 50 ms;
+// - otherwise the loop is quiet: a period in which it was busy for less than `warnMs` in all cannot have held
+//   a stall of `warnMs`, so the period doubles up to `maxCheckMs` (1 s: an idle agent wakes once a second).
+// A stall that begins while the period is long (no command running, the loop quiet) and ends before the
+// timer's due time shows only as a busy period: it is logged at debug level as "busy for N ms of the last M ms"
+// (N bounds the stall), since a burst of short callbacks (a command starting) looks the same.
 
 import type { Logger } from './log.js';
 
@@ -28,6 +30,8 @@ export interface LoopMonitorOptions {
   now?: () => number;
   /** Milliseconds the loop has spent not waiting for events since some fixed point (default: Node's ELU `active`). */
   activeMs?: () => number;
+  /** True while the agent has work in hand (a command runs): the period stays at checkMs. Default: never. */
+  working?: () => boolean;
   checkMs?: number;
   maxCheckMs?: number;
   warnMs?: number;
@@ -104,11 +108,12 @@ export class LoopMonitor {
       this.stallCount++;
       this.o.logger.warn(`event loop blocked for ${Math.round(stall)} ms (every build and the master connection waited)`);
     } else if (busy >= this.warnMs && this.period > this.checkMs) {
-      this.o.logger.warn(`event loop busy for ${Math.round(busy)} ms of the last ${Math.round(elapsed)} ms (a stall of up to that long)`);
+      this.o.logger.debug(`event loop busy for ${Math.round(busy)} ms of the last ${Math.round(elapsed)} ms (a stall of up to that long)`);
     }
     // the next period may be as long as this period's work rate keeps a period's work under warnMs / 2
-    const quiet = elapsed > 0 && (busy / elapsed) * Math.min(this.maxCheckMs, this.period * 2) < this.warnMs / 2;
-    this.period = quiet ? Math.min(this.maxCheckMs, this.period * 2) : this.checkMs;
+    const next = Math.min(this.maxCheckMs, this.period * 2);
+    const quiet = elapsed > 0 && (busy / elapsed) * next < this.warnMs / 2 && !(this.o.working?.() ?? false);
+    this.period = quiet ? next : this.checkMs;
   }
 
   private arm(): void {

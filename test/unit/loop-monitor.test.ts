@@ -62,7 +62,13 @@ describe('event loop monitor', () => {
     const lines: string[] = [];
     let t = 0;
     let active = 0;
-    const m = new LoopMonitor({ logger: createLogger((l) => lines.push(l)), now: () => t, activeMs: () => active, checkMs: 50, maxCheckMs: 400 });
+    const m = new LoopMonitor({
+      logger: createLogger((l) => lines.push(l), { debug: true }),
+      now: () => t,
+      activeMs: () => active,
+      checkMs: 50,
+      maxCheckMs: 400,
+    });
     m.start();
     m.stop();
     for (let i = 0; i < 3; i++) {
@@ -74,9 +80,26 @@ describe('event loop monitor', () => {
     active += 180;
     m.tick();
     expect(lines).toHaveLength(1);
-    expect(lines[0]).toMatch(/\[warn\] event loop busy for 180 ms of the last 405 ms/);
+    expect(lines[0]).toMatch(/\[debug\] event loop busy for 180 ms of the last 405 ms/);
     expect(m.stalls).toBe(0);
     expect(m.periodMs).toBe(50);
+  });
+
+  it('samples finely while the agent has work in hand, however quiet the loop', () => {
+    let t = 0;
+    let working = true;
+    const m = new LoopMonitor({ logger: createLogger(() => {}), now: () => t, activeMs: () => 0, working: () => working, checkMs: 50 });
+    m.start();
+    m.stop();
+    for (let i = 0; i < 4; i++) {
+      t += 50;
+      m.tick();
+      expect(m.periodMs).toBe(50);
+    }
+    working = false;
+    t += 50;
+    m.tick();
+    expect(m.periodMs).toBe(100);
   });
 
   it('sees a real synchronous stall', async () => {
