@@ -75,7 +75,7 @@ export function startAgent(config: AgentConfig, opts: RunAgentOptions): RunningA
   };
   hosted = buildWorkers(workerConfigs(config), shared, logger);
   artifacts.openAtStart(); // once the base directories exist
-  const loopMonitor = new LoopMonitor({ logger });
+  const loopMonitor = new LoopMonitor({ logger, working: () => hosts().some((h) => h.runningCount > 0) });
   loopMonitor.start();
 
   let resolveExit!: (code: number) => void;

@@ -1,11 +1,26 @@
 // Watches the event loop for stalls. Every build and the master connection share one thread, so a call that
 // blocks (a sync read of a FIFO, a loop without bound) stalls every builder at once; this logs each stall with
 // its length, so an operator can see one and the fault suite can assert there was none.
+//
+// A timer measures how late it runs: a stall that covers its due time makes it late by about the stall's length.
+// Waking up costs CPU even when there is nothing to do (a 20 Hz timer was ~1 ms/s, half of what an idle agent
+// spent), so the period adapts to how busy the loop is, from Node's event-loop utilisation (the time the loop
+// did not wait for events, counted by libuv at each poll; reading it costs no wake-up), and to whether the
+// agent has work in hand (a command running):
+// - while a command runs, or as soon as a period's work would reach half of `warnMs` at the next period's
+//   length, the period is `checkMs` (50 ms), where lateness measures any stall to within 50 ms;
+// - otherwise the loop is quiet: a period in which it was busy for less than `warnMs` in all cannot have held
+//   a stall of `warnMs`, so the period doubles up to `maxCheckMs` (1 s: an idle agent wakes once a second).
+// A stall that begins while the period is long (no command running, the loop quiet) and ends before the
+// timer's due time shows only as a busy period: it is logged at debug level as "busy for N ms of the last M ms"
+// (N bounds the stall), since a burst of short callbacks (a command starting) looks the same.
 
 import type { Logger } from './log.js';
 
-/** How often the loop is sampled: a stall is measured to within this much (20 idle wake-ups per second, ~0 CPU). */
+/** The shortest period, while the loop is busy: a stall is measured to within this much. */
 export const LOOP_CHECK_MS = 50;
+/** The longest period, while the loop is quiet (one wake-up a second when the agent is idle). */
+export const LOOP_MAX_CHECK_MS = 1000;
 /** A stall at least this long is logged: no remote command may block the loop for more than 100 ms. */
 export const LOOP_STALL_WARN_MS = 100;
 
@@ -13,35 +28,48 @@ export interface LoopMonitorOptions {
   logger: Logger;
   /** Monotonic milliseconds (default performance.now). */
   now?: () => number;
+  /** Milliseconds the loop has spent not waiting for events since some fixed point (default: Node's ELU `active`). */
+  activeMs?: () => number;
+  /** True while the agent has work in hand (a command runs): the period stays at checkMs. Default: never. */
+  working?: () => boolean;
   checkMs?: number;
+  maxCheckMs?: number;
   warnMs?: number;
 }
 
 export class LoopMonitor {
   private timer: NodeJS.Timeout | undefined;
   private last = 0;
+  private lastActive = 0;
+  private period: number;
   private worst = 0;
   private latest = 0;
   private stallCount = 0;
   private readonly now: () => number;
+  private readonly activeMs: () => number;
   private readonly checkMs: number;
+  private readonly maxCheckMs: number;
   private readonly warnMs: number;
 
   constructor(private readonly o: LoopMonitorOptions) {
     this.now = o.now ?? (() => performance.now());
+    this.activeMs = o.activeMs ?? (() => performance.eventLoopUtilization().active);
     this.checkMs = o.checkMs ?? LOOP_CHECK_MS;
+    this.maxCheckMs = Math.max(this.checkMs, o.maxCheckMs ?? LOOP_MAX_CHECK_MS);
     this.warnMs = o.warnMs ?? LOOP_STALL_WARN_MS;
+    this.period = this.checkMs;
   }
 
   start(): void {
     if (this.timer) return;
     this.last = this.now();
-    this.timer = setInterval(() => this.tick(), this.checkMs);
-    this.timer.unref();
+    this.lastActive = this.activeMs();
+    this.period = this.checkMs;
+    this.arm();
   }
 
   stop(): void {
-    if (this.timer) clearInterval(this.timer);
+    if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
   }
 
@@ -50,7 +78,7 @@ export class LoopMonitor {
     return this.worst;
   }
 
-  /** How late the last sample ran, in ms (the loop's lag now, to within checkMs). */
+  /** How late the last sample ran, in ms (the loop's lag now, to within the period). */
   get lastLagMs(): number {
     return this.latest;
   }
@@ -60,14 +88,40 @@ export class LoopMonitor {
     return this.stallCount;
   }
 
-  /** One sample: how much later than planned this tick ran. Public for tests that drive the clock. */
+  /** The period the next sample is planned at, in ms. */
+  get periodMs(): number {
+    return this.period;
+  }
+
+  /** One sample: how much later than planned this tick ran, and the next period. Public for tests that drive the clock. */
   tick(): void {
     const t = this.now();
-    const stall = t - this.last - this.checkMs;
+    const active = this.activeMs();
+    const elapsed = t - this.last;
+    const busy = active - this.lastActive;
+    const stall = elapsed - this.period;
     this.last = t;
+    this.lastActive = active;
     if (stall > this.worst) this.worst = stall;
     this.latest = Math.max(0, stall);
-    if (stall >= this.warnMs) this.stallCount++;
-    if (stall >= this.warnMs) this.o.logger.warn(`event loop blocked for ${Math.round(stall)} ms (every build and the master connection waited)`);
+    if (stall >= this.warnMs) {
+      this.stallCount++;
+      this.o.logger.warn(`event loop blocked for ${Math.round(stall)} ms (every build and the master connection waited)`);
+    } else if (busy >= this.warnMs && this.period > this.checkMs) {
+      this.o.logger.debug(`event loop busy for ${Math.round(busy)} ms of the last ${Math.round(elapsed)} ms (a stall of up to that long)`);
+    }
+    // the next period may be as long as this period's work rate keeps a period's work under warnMs / 2
+    const next = Math.min(this.maxCheckMs, this.period * 2);
+    const quiet = elapsed > 0 && (busy / elapsed) * next < this.warnMs / 2 && !(this.o.working?.() ?? false);
+    this.period = quiet ? next : this.checkMs;
+  }
+
+  private arm(): void {
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.tick();
+      this.arm();
+    }, this.period);
+    this.timer.unref();
   }
 }

@@ -139,6 +139,7 @@ export class AlignedBatcher implements Batcher {
   private appendText(item: TextItem): void {
     const last = this.queue[this.queue.length - 1];
     if (!this.tail || !last || !sameStream(last, item)) this.tail = { fullLines: 0, partialLines: 0, partialBytes: 0, startedUnder: undefined };
+    if (this.fitsPartial(this.tail, item.chunk)) return this.push(item, item.chunk);
     const sizes = storedLineBytes(item.chunk);
     let from = 0;
     for (let i = 0; i < sizes.length; i++) {
@@ -156,6 +157,22 @@ export class AlignedBatcher implements Batcher {
       this.countLine(this.tail, size);
     }
     if (from < sizes.length) this.push(item, sliceLines(item.chunk, from, sizes.length));
+  }
+
+  /**
+   * The common case of a slow step: all of `chunk`'s lines fit in the partly filled master chunk, so none of
+   * them closes a chunk or sends anything, and they are counted at once instead of line by line.
+   */
+  private fitsPartial(tail: Tail, chunk: LineChunk): boolean {
+    if (this.maxBatch < MASTER_CHUNK_BYTES) return false;
+    const lines = chunk.indexes.length;
+    const bytes = lines + Buffer.byteLength(chunk.text, 'utf8');
+    if (tail.partialBytes + bytes > MASTER_CHUNK_BYTES) return false;
+    if (tail.partialBytes === 0) tail.startedUnder = this.timerId;
+    tail.partialBytes += bytes;
+    tail.partialLines += lines;
+    this.queueBytes += bytes;
+    return true;
   }
 
   /** Counts one more line of the tail: it closes the partly filled chunk when it would not fit in it. */

@@ -1,25 +1,83 @@
 // Splits a stream of text into whole lines, as buildbot-worker's LineBoundaryFinder does (minus its bug that
 // loses the middle of lines longer than max_line_length: here long lines are cut, never shortened).
+// This runs on every read of a child's output, mostly in V8's unoptimised tiers on a slow step (a function
+// called a few times a second never gets hot), so the common case does little: no regex pass when the text
+// holds none of the characters the default newline_re needs, and no per-line strings when no line is too long.
 
 import type { LineChunk } from './types.js';
+import { DEFAULT_NEWLINE_RE_JS_SOURCE } from './newline-re.js';
+
+/** Every match of the default newline_re holds one of these (\r, ESC, backspace). */
+const DEFAULT_RE_CHARS = ['\r', '\x1b', '\x08'] as const;
 
 export class LineBoundaryFinder {
   private partial = '';
   private partialTime = 0;
+  /** The newline_re is buildbot-worker's default: text without its characters cannot match it. */
+  private readonly isDefaultRe: boolean;
 
   constructor(
     private readonly maxLineLength: number,
     private readonly newlineRe: RegExp,
-  ) {}
+  ) {
+    this.isDefaultRe = newlineRe.source === DEFAULT_NEWLINE_RE_JS_SOURCE;
+  }
 
   /** Adds text that arrived at `time`; returns the whole lines now complete, or null. */
   append(text: string, time: number): LineChunk | null {
     const hadPartial = this.partial !== '';
     const startTime = hadPartial ? this.partialTime : time;
     let all = hadPartial ? this.partial + text : text;
-    this.newlineRe.lastIndex = 0;
-    all = all.replace(this.newlineRe, '\n');
+    if (this.mayMatch(all)) {
+      this.newlineRe.lastIndex = 0;
+      all = all.replace(this.newlineRe, '\n');
+    }
+    const chunk = this.wholeLines(all, startTime, time) ?? this.cutLines(all, startTime, time);
+    if (chunk !== null || !hadPartial) this.partialTime = time;
+    return chunk;
+  }
 
+  /** At command end: the pending partial line, terminated with '\n', or null. */
+  flush(): LineChunk | null {
+    if (this.partial === '') return null;
+    return this.append('\n', this.partialTime);
+  }
+
+  get pendingLength(): number {
+    return this.partial.length;
+  }
+
+  private mayMatch(all: string): boolean {
+    if (!this.isDefaultRe) return true;
+    for (const c of DEFAULT_RE_CHARS) if (all.includes(c)) return true;
+    return false;
+  }
+
+  /**
+   * The common case, every line (and the partial one) shorter than max_line_length: the lines are one slice
+   * of `all`. Undefined when a line must be cut (cutLines does it).
+   */
+  private wholeLines(all: string, startTime: number, time: number): LineChunk | null | undefined {
+    const max = Math.max(2, this.maxLineLength);
+    const indexes: number[] = [];
+    let first = 0;
+    let nl = all.indexOf('\n');
+    while (nl >= 0) {
+      if (nl - first >= max) return undefined;
+      indexes.push(nl);
+      first = nl + 1;
+      nl = all.indexOf('\n', first);
+    }
+    if (all.length - first >= max) return undefined;
+    this.partial = first === all.length ? '' : all.slice(first);
+    if (indexes.length === 0) return null;
+    const times = new Array<number>(indexes.length).fill(time);
+    times[0] = startTime;
+    return { text: first === all.length ? all : all.slice(0, first), indexes, times };
+  }
+
+  /** Lines of max_line_length or more characters become pieces of max_line_length-1 characters plus '\n'. */
+  private cutLines(all: string, startTime: number, time: number): LineChunk | null {
     const pieces: string[] = [];
     const indexes: number[] = [];
     const times: number[] = [];
@@ -33,7 +91,6 @@ export class LineBoundaryFinder {
       times.push(times.length === 0 ? startTime : time);
     };
     const cutLong = (end: number): void => {
-      // lines of max_line_length or more characters become pieces of max_line_length-1 characters plus '\n'
       while (end - first >= max) {
         let cut = first + max - 1;
         const code = all.charCodeAt(cut - 1);
@@ -52,18 +109,7 @@ export class LineBoundaryFinder {
     cutLong(all.length);
 
     this.partial = all.slice(first);
-    if (pieces.length > 0 || !hadPartial) this.partialTime = time;
     if (pieces.length === 0) return null;
     return { text: pieces.length === 1 ? pieces[0]! : pieces.join(''), indexes, times };
-  }
-
-  /** At command end: the pending partial line, terminated with '\n', or null. */
-  flush(): LineChunk | null {
-    if (this.partial === '') return null;
-    return this.append('\n', this.partialTime);
-  }
-
-  get pendingLength(): number {
-    return this.partial.length;
   }
 }

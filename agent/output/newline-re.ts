@@ -14,3 +14,6 @@ export function pythonRegexToJs(source: string): RegExp {
     throw new AgentError('E_NEWLINE_RE', `newline_re ${JSON.stringify(source)} is not a usable regex: ${(err as Error).message}`);
   }
 }
+
+/** The source of the default newline_re's RegExp (a regex with this source can only match at \r, ESC or backspace). */
+export const DEFAULT_NEWLINE_RE_JS_SOURCE = pythonRegexToJs(DEFAULT_NEWLINE_RE).source;

@@ -99,6 +99,21 @@ describe('AlignedBatcher', () => {
     for (const i of aligned.items) expect(Buffer.byteLength(i.chunk.text) + i.chunk.indexes.length).toBeLessThanOrEqual(ALIGNED_MAX_BATCH);
   });
 
+  it('sends the same messages however the lines arrive (a line per read, a few, more than a chunk)', () => {
+    const lines = buildLines(20_000, 100, 7).map((l, i) => (i % 97 === 0 ? `${l}é` : l));
+    const messagesFor = (per: number): string[] => {
+      const out: string[] = [];
+      const t = fakeTimers();
+      const b = new AlignedBatcher((m) => out.push(m.map((i) => (i.kind === 'status' ? '' : i.chunk.text)).join('|')), ALIGNED_MAX_BATCH, 1000, t.timers, 250);
+      for (let i = 0; i < lines.length; i += per) b.append({ kind: 'text', key: 'stdout', chunk: chunkOf(lines.slice(i, i + per)) });
+      b.flush();
+      return out;
+    };
+    const one = messagesFor(1);
+    expect(one.length).toBeGreaterThan(3);
+    for (const per of [7, 160, 900]) expect(messagesFor(per)).toEqual(one);
+  });
+
   it('multi-byte text is counted in UTF-8 bytes, as the master stores it', () => {
     const lines = buildLines(20_000, 40).map((l) => `${l}ü€`);
     const messages: UpdateItem[][] = [];

@@ -84,4 +84,17 @@ describe('ChildOutput', () => {
     t.h.cbs.out!(Buffer.from('x'));
     expect(t.h.calls).toEqual([]);
   });
+
+  it('decodes ASCII reads the same as UTF-8 ones, around non-ASCII text and a BOM', () => {
+    const t = setup();
+    const bom = Buffer.from([0xef, 0xbb, 0xbf]);
+    const e = Buffer.from('é', 'utf8');
+    t.h.cbs.out!(Buffer.concat([bom, Buffer.from('first\n')])); // the decoder drops a leading BOM
+    t.h.cbs.out!(Buffer.from('plain ascii\n'));
+    t.h.cbs.out!(Buffer.concat([Buffer.from('caf'), e.subarray(0, 1)])); // ends inside a character
+    t.h.cbs.out!(Buffer.concat([e.subarray(1), Buffer.from('\n')]));
+    t.h.cbs.out!(Buffer.concat([bom, Buffer.from('x\n')])); // a BOM later on is text
+    t.h.cbs.out!(Buffer.from('tail\n'));
+    expect(t.texts.map(([, x]) => x).join('')).toBe('first\nplain ascii\ncafé\n\ufeffx\ntail\n');
+  });
 });

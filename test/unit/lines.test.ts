@@ -63,6 +63,35 @@ describe('LineBoundaryFinder (cases from worker-internals-experiments.txt)', () 
     const f = new LineBoundaryFinder(4096, re());
     expect(f.append('a\r\rb\n', 1)?.text).toBe('a\n\nb\n');
   });
+
+  it('gives the same lines whichever way a text is cut into reads, with or without long lines', () => {
+    // plain lines (no newline_re characters, none too long), then \r, ESC sequences and lines over the limit
+    // (not a run of backspaces: one cut inside it makes two newlines, with buildbot-worker too)
+    const text = 'alpha\nbeta gamma\n' + 'x'.repeat(25) + '\nde\rlta\r\n\x1b[2Jeps\x08ilon\nzeta\n' + 'y'.repeat(9) + '\n';
+    const whole = new LineBoundaryFinder(12, re()).append(text, 1)!;
+    for (const step of [1, 3, 7, 16]) {
+      const f = new LineBoundaryFinder(12, re());
+      let got = '';
+      const indexes: number[] = [];
+      for (let i = 0; i < text.length; i += step) {
+        const c = f.append(text.slice(i, i + step), 1);
+        if (c) {
+          indexes.push(...c.indexes.map((x) => x + got.length));
+          got += c.text;
+          expect(c.times).toHaveLength(c.indexes.length);
+        }
+      }
+      expect(got).toBe(whole.text);
+      expect(indexes).toEqual(whole.indexes);
+    }
+    expect(whole.text.split('\n').every((l) => l.length < 12)).toBe(true);
+  });
+
+  it("keeps the time a partial line began, and applies a newline_re of the master's own", () => {
+    const f = new LineBoundaryFinder(4096, pythonRegexToJs(';'));
+    expect(f.append('a;b', 1)).toEqual({ text: 'a\n', indexes: [1], times: [1] });
+    expect(f.append('c\nd\n', 2)).toEqual({ text: 'bc\nd\n', indexes: [2, 4], times: [1, 2] });
+  });
 });
 
 describe('pythonRegexToJs', () => {

@@ -6,7 +6,8 @@ describe('event loop monitor', () => {
   it('logs a stall of 100 ms or more with its length, and nothing for on-time ticks', () => {
     const lines: string[] = [];
     let t = 0;
-    const m = new LoopMonitor({ logger: createLogger((l) => lines.push(l)), now: () => t, checkMs: 50 });
+    // a loop busy all the time: the period stays at checkMs
+    const m = new LoopMonitor({ logger: createLogger((l) => lines.push(l)), now: () => t, activeMs: () => t, checkMs: 50 });
     m.start();
     m.stop();
     t += 52;
@@ -14,16 +15,96 @@ describe('event loop monitor', () => {
     t += 60;
     m.tick();
     expect(lines).toEqual([]);
+    expect(m.periodMs).toBe(50);
     t += 50 + 130;
     m.tick();
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(/\[warn\] event loop blocked for 130 ms/);
     expect(m.maxStallMs).toBe(130);
+    expect(m.stalls).toBe(1);
+  });
+
+  it('wakes up less while the loop is quiet, and samples finely again once it is busy', () => {
+    const lines: string[] = [];
+    let t = 0;
+    let active = 0;
+    const m = new LoopMonitor({ logger: createLogger((l) => lines.push(l)), now: () => t, activeMs: () => active, checkMs: 50, maxCheckMs: 1000 });
+    m.start();
+    m.stop();
+    const periods: number[] = [];
+    for (let i = 0; i < 6; i++) {
+      t += m.periodMs;
+      active += 1; // 1 ms of work per period: quiet
+      m.tick();
+      periods.push(m.periodMs);
+    }
+    expect(periods).toEqual([100, 200, 400, 800, 1000, 1000]);
+    // a stall that covers the due time of a long period is measured by how late the timer ran
+    t += 1000 + 150;
+    active += 160;
+    m.tick();
+    expect(lines.filter((l) => /event loop blocked for 150 ms/.test(l))).toHaveLength(1);
+    expect(m.periodMs).toBe(50);
+    // work that rises to half the bound at the next period brings the period back to checkMs
+    for (let i = 0; i < 3; i++) {
+      t += m.periodMs;
+      m.tick();
+    }
+    expect(m.periodMs).toBe(400);
+    t += 400;
+    active += 30; // 30 ms in 400: 60 ms in the next 800, over half of 100
+    m.tick();
+    expect(m.periodMs).toBe(50);
+    expect(m.stalls).toBe(1);
+  });
+
+  it('says so when a long period held enough work for a stall that ended before the timer ran', () => {
+    const lines: string[] = [];
+    let t = 0;
+    let active = 0;
+    const m = new LoopMonitor({
+      logger: createLogger((l) => lines.push(l), { debug: true }),
+      now: () => t,
+      activeMs: () => active,
+      checkMs: 50,
+      maxCheckMs: 400,
+    });
+    m.start();
+    m.stop();
+    for (let i = 0; i < 3; i++) {
+      t += m.periodMs;
+      m.tick();
+    }
+    expect(m.periodMs).toBe(400);
+    t += 405;
+    active += 180;
+    m.tick();
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/\[debug\] event loop busy for 180 ms of the last 405 ms/);
+    expect(m.stalls).toBe(0);
+    expect(m.periodMs).toBe(50);
+  });
+
+  it('samples finely while the agent has work in hand, however quiet the loop', () => {
+    let t = 0;
+    let working = true;
+    const m = new LoopMonitor({ logger: createLogger(() => {}), now: () => t, activeMs: () => 0, working: () => working, checkMs: 50 });
+    m.start();
+    m.stop();
+    for (let i = 0; i < 4; i++) {
+      t += 50;
+      m.tick();
+      expect(m.periodMs).toBe(50);
+    }
+    working = false;
+    t += 50;
+    m.tick();
+    expect(m.periodMs).toBe(100);
   });
 
   it('sees a real synchronous stall', async () => {
     const lines: string[] = [];
-    const m = new LoopMonitor({ logger: createLogger((l) => lines.push(l)), checkMs: 10 });
+    const m = new LoopMonitor({ logger: createLogger((l) => lines.push(l)), checkMs: 10, maxCheckMs: 20 });
     m.start();
     await new Promise((r) => setTimeout(r, 30));
     const end = performance.now() + 250;
@@ -34,5 +115,14 @@ describe('event loop monitor', () => {
     m.stop();
     expect(m.maxStallMs).toBeGreaterThanOrEqual(150);
     expect(lines.some((l) => /event loop blocked for \d+ ms/.test(l))).toBe(true);
+  });
+
+  it('lengthens its period on a real idle loop (Node counts the loop as idle while it waits)', async () => {
+    const m = new LoopMonitor({ logger: createLogger(() => {}), checkMs: 5, maxCheckMs: 40 });
+    m.start();
+    const until = performance.now() + 2000;
+    while (m.periodMs < 40 && performance.now() < until) await new Promise((r) => setTimeout(r, 20));
+    m.stop();
+    expect(m.periodMs).toBe(40);
   });
 });
