@@ -1,6 +1,7 @@
 // The bundle's entry point (build/bbagent.cjs, and the single executable): runs the command line and sets the
 // exit code. Anything that escapes as an exception is a bug in bbagent: one line on stderr, exit code 1.
 
+import './v8-tuning.js';
 import { runSeaFork } from '../platforms/sea/index.js';
 import { runCli } from './cli/index.js';
 import { errorMessage } from './errors.js';

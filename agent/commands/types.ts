@@ -23,6 +23,8 @@ export type UploadKind = 'file' | 'directory';
 
 /** Master-side file writer behind upload commands. Each call resolves when the master acknowledged it. */
 export interface RemoteWriter {
+  /** The most bytes one write call carries (larger writes go in several calls); unset: no limit. */
+  readonly maxWriteBytes?: number;
   write(data: Uint8Array): Promise<void>;
   close(): Promise<void>;
   utime(accessTime: number, modifiedTime: number): Promise<void>;

@@ -61,8 +61,13 @@ export const WRITE_WINDOW_BYTES = 1024 * 1024;
 /**
  * The _loop/_writeBlock cycle: blocks of min(blocksize, remaining) bytes, until EOF, interrupt, or (with an error
  * in stderr) when maxsize is used up. Writes overlap (up to WRITE_WINDOW_BYTES unanswered); the function returns
- * once every write sent is answered, and throws the first failed write's error (no block is read after a
+ * once every write sent is answered, and throws the first failed write's error (no block is sent after a
  * failure is known; the ones already sent are not taken back).
+ *
+ * Each block is read before the previous one is sent, so the last block is known as such: it goes out only once
+ * every earlier write is answered. Otherwise a PB master (Twisted leaves Nagle's algorithm on) holds its answer to
+ * the last block until we acknowledge the answer before it, and with nothing more to send our kernel delays that
+ * acknowledgement: 25-40 ms lost at the end of every upload, measured.
  */
 export async function sendBlocks(
   state: TransferState,
@@ -73,22 +78,32 @@ export async function sendBlocks(
   write: (data: Uint8Array) => Promise<void>,
 ): Promise<void> {
   const window = new WriteWindow(WRITE_WINDOW_BYTES);
+  const size = Math.min(blocksize, MAX_BLOCK_BYTES);
+  let remaining = maxsize;
+  /** The next block; null at the end of the data; 'full' when maxsize is used up. */
+  const readNext = async (): Promise<Uint8Array | null | 'full'> => {
+    if (source === null) return null;
+    const length = remaining === null ? size : Math.min(size, remaining);
+    // note: a file of exactly maxsize bytes ends here too, as in buildbot-worker
+    if (length <= 0) return 'full';
+    const data = await source.read(length);
+    if (data.length === 0) return null;
+    if (remaining !== null) remaining -= data.length;
+    return data;
+  };
   try {
-    let remaining = maxsize;
-    for (;;) {
-      if (state.interrupted || source === null || window.failed) break;
-      let length = Math.min(blocksize, MAX_BLOCK_BYTES);
-      if (remaining !== null && length > remaining) length = remaining;
-      if (length <= 0) {
-        // note: a file of exactly maxsize bytes ends here too, as in buildbot-worker
-        state.maxSizeReached(path);
-        break;
-      }
-      const data = await source.read(length);
-      if (data.length === 0 || window.failed) break;
-      if (remaining !== null) remaining -= data.length;
-      await window.add(write(data), data.length);
+    let block = state.interrupted ? null : await readNext();
+    while (block !== null && block !== 'full') {
+      const next = await readNext();
+      const last = next === null || next === 'full';
+      if (last) await window.drain();
+      if (state.interrupted || window.failed) break;
+      await window.add(write(block), block.length);
+      if (last) await window.drain();
+      block = next;
     }
+    // told after the last write was answered, as buildbot-worker's next _writeBlock does
+    if (block === 'full' && !state.interrupted && !window.failed) state.maxSizeReached(path);
   } finally {
     // also when the source failed: the writes already sent finish first (their errors then go unreported)
     await window.drain();

@@ -1,16 +1,15 @@
-// The bytes of a regular member: opened without following a link or waiting on a FIFO, checked to be the file
-// lstat saw, read to exactly the size in the header (a file that shrank fails the archive, as in tarfile).
-// Synchronous, like tarfile in buildbot-worker's reactor: on a directory of small files every await (a thread
-// pool round trip per open/fstat/read/close) cost more than the system calls themselves, three times the CPU.
+// Opening a regular member: without following a link or waiting on a FIFO, checked to be the file lstat saw
+// (the archive then reads exactly the size in the header: tar-buffer.ts). Synchronous, like tarfile in
+// buildbot-worker's reactor: on a directory of small files every await (a thread-pool round trip per
+// open/fstat/read/close) cost more than the system calls themselves, three times the CPU.
 
-import { closeSync, constants as fsConstants, fstatSync, lstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, constants as fsConstants, fstatSync, lstatSync, openSync } from 'node:fs';
 import type { BigIntStats } from 'node:fs';
 import { fileKind } from '../fs/file-kind.js';
 import { O_NOFOLLOW, O_NONBLOCK, sameFile } from '../fs/open-flags.js';
 import { PyError } from '../py/exceptions.js';
 import { isSystemError, toPyError } from '../py/os-error.js';
 import { fsPath } from '../py/fsencoding.js';
-import { BLOCKSIZE } from './tar-header.js';
 
 /**
  * Opening a member that lstat found regular: never following a link, never waiting on a FIFO, so a file swapped
@@ -18,41 +17,7 @@ import { BLOCKSIZE } from './tar-header.js';
  */
 const OPEN_MEMBER_FLAGS = fsConstants.O_RDONLY | O_NOFOLLOW | O_NONBLOCK;
 
-/**
- * The file's bytes, exactly `size` of them, zero-padded to a whole block, in pieces of at most `readChunk`
- * bytes (the padding rides with the last piece). The caller decides when the event loop gets a turn.
- */
-export function* fileData(name: string, seen: BigIntStats, size: number, readChunk: number): Generator<Buffer> {
-  const fd = openMember(name, seen);
-  const padding = size % BLOCKSIZE ? BLOCKSIZE - (size % BLOCKSIZE) : 0;
-  try {
-    let left = size;
-    while (left > 0) {
-      const want = Math.min(readChunk, left);
-      // the last piece carries the zero padding to a whole block
-      const buf = Buffer.allocUnsafe(want === left ? want + padding : want);
-      let got = 0;
-      while (got < want) {
-        let n: number;
-        try {
-          n = readSync(fd, buf, got, want - got, null);
-        } catch (err) {
-          throw toPyError(err, name);
-        }
-        // the file shrank after its size was taken: tarfile.copyfileobj raises the same
-        if (n === 0) throw new PyError('OSError', 'unexpected end of data', 'E_FILE_SHRANK');
-        got += n;
-      }
-      if (buf.length > want) buf.fill(0, want);
-      left -= want;
-      yield buf;
-    }
-  } finally {
-    closeQuietly(fd);
-  }
-}
-
-function closeQuietly(fd: number): void {
+export function closeQuietly(fd: number): void {
   try {
     closeSync(fd);
   } catch {
@@ -66,7 +31,7 @@ function closeQuietly(fd: number): void {
  * and a path that is a link by now is refused as O_NOFOLLOW would have refused it. A regular file replaced by
  * another one is archived, as tarfile does.
  */
-function openMember(name: string, seen: BigIntStats): number {
+export function openMember(name: string, seen: BigIntStats): number {
   let fd: number;
   try {
     fd = openSync(fsPath(name), OPEN_MEMBER_FLAGS);

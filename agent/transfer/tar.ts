@@ -1,9 +1,9 @@
 // Streaming tar writer for upload_directory: the same PAX archive Python 3.11's
 // tarfile.open(mode='w'|'w|gz'|'w|bz2').add(path, '') produces, generated chunk by chunk (files of any size).
-// This file walks the tree (TarFile.add, gettarinfo); headers, file data and compression have their own files.
-// The walk is synchronous, as tarfile's is: measured on 2,000 small files, awaiting each lstat/open/fstat/read/
-// close (a thread-pool round trip each) cost three times the CPU of the calls themselves. The event loop gets
-// a turn after each batch of about TAR_BATCH_BYTES of archive.
+// This file walks the tree (TarFile.add, gettarinfo); headers, the chunk buffer, opening members and
+// compression have their own files. The walk is synchronous, as tarfile's is: measured on 2,000 small files,
+// awaiting each lstat/open/fstat/read/close (a thread-pool round trip each) cost three times the CPU of the
+// calls themselves. The event loop gets a turn after each chunk.
 
 import type { BigIntStats } from 'node:fs';
 import { lstatSync, readdirSync, readlinkSync } from 'node:fs';
@@ -15,18 +15,29 @@ import { fsPath, fsdecode } from '../py/fsencoding.js';
 import { pathJoin } from '../py/os-path.js';
 import { checkNul, timeFloat } from '../py/os.js';
 import { bzip2Stream, gzipStream } from './tar-compress.js';
-import { fileData } from './tar-file-data.js';
-import { BLKTYPE, BLOCKSIZE, CHRTYPE, DIRTYPE, FIFOTYPE, LNKTYPE, RECORDSIZE, REGTYPE, SYMTYPE, paxHeader, type MemberInfo } from './tar-header.js';
-
-/** Python's tarfile.copybufsize default (16 KiB) is small; larger reads cost nothing here. */
-const DEFAULT_READ_CHUNK = 128 * 1024;
+import { ArchiveBuffer } from './tar-buffer.js';
+import { closeQuietly, openMember } from './tar-file-data.js';
+import {
+  BLKTYPE,
+  BLOCKSIZE,
+  CHRTYPE,
+  COMMON_HEADER_BYTES,
+  DIRTYPE,
+  FIFOTYPE,
+  LNKTYPE,
+  RECORDSIZE,
+  REGTYPE,
+  SYMTYPE,
+  paxHeader,
+  writeCommonHeader,
+  type MemberInfo,
+} from './tar-header.js';
 
 /**
- * Archive bytes gathered before the stream yields (and the event loop runs): about 40 small members, or one
- * read chunk of a large file. Small enough that the walk never holds the event loop for long (well under a
- * millisecond per batch of files in the page cache); large enough that the per-yield cost vanishes.
+ * The archive's chunk size when the caller names none: the stream yields (and the event loop runs) once a chunk
+ * is full, about 40 small members or 128 KiB of a large file, a millisecond or two of work.
  */
-const TAR_BATCH_BYTES = 128 * 1024;
+const DEFAULT_CHUNK_BYTES = 128 * 1024;
 
 export type TarCompress = 'gz' | 'bz2' | null;
 
@@ -41,8 +52,8 @@ export type TarHost = Pick<HostFacts, 'deviceNumbers' | 'ownerNames'> & Pick<Pro
 
 export interface TarOptions {
   host: TarHost;
-  /** Bytes read from a file at a time. */
-  readChunkSize?: number;
+  /** The size of the chunks the stream yields (the last one is shorter); files are read into them directly. */
+  chunkBytes?: number;
   /** The worker's environment: PATH to find bzip2 in, and bzip2's environment. Default: process.env. */
   environ?: Record<string, string | undefined>;
 }
@@ -77,70 +88,114 @@ export async function openTarStream(root: string, compress: string | null, opts:
 // The uncompressed archive
 
 interface Writer {
-  offset: number;
-  inodes: Map<string, string>;
+  out: ArchiveBuffer;
+  /** Regular files seen, by device then inode: their first arcname, for hard links. */
+  inodes: Map<bigint, Map<bigint, string>>;
   owners: OwnerNames;
   host: TarHost;
-  readChunk: number;
 }
 
-/** The plain tar stream (tarfile 'w' mode, PAX format), in chunks of about TAR_BATCH_BYTES. */
+/** A directory being walked: its sorted entries and the next one to add. */
+interface DirFrame {
+  name: string;
+  arcname: string;
+  entries: string[];
+  next: number;
+}
+
+/** The plain tar stream (tarfile 'w' mode, PAX format), in chunks of `chunkBytes` (the last one shorter). */
 export async function* tarArchive(root: string, rootStat: BigIntStats, opts: TarOptions): TarStream {
-  const w: Writer = {
-    offset: 0,
-    inodes: new Map(),
-    owners: opts.host.ownerNames(),
-    host: opts.host,
-    readChunk: opts.readChunkSize ?? DEFAULT_READ_CHUNK,
-  };
-  let batch: Buffer[] = [];
-  let batchBytes = 0;
-  // a stop (return()) or an error leaves this loop, which closes the walk and its open file
-  for (const chunk of addMember(w, root, '', rootStat)) {
-    w.offset += chunk.length;
-    batch.push(chunk);
-    batchBytes += chunk.length;
-    if (batchBytes >= TAR_BATCH_BYTES) {
-      const out = batch.length === 1 ? batch[0]! : Buffer.concat(batch, batchBytes);
-      batch = [];
-      batchBytes = 0;
-      yield out;
+  const out = new ArchiveBuffer(opts.chunkBytes ?? DEFAULT_CHUNK_BYTES);
+  const w: Writer = { out, inodes: new Map(), owners: opts.host.ownerNames(), host: opts.host };
+  // TarFile.add(name, arcname): the member, then (directories) its sorted entries, depth first. A stop
+  // (return()) or an error leaves this loop, which closes the open file.
+  const stack: DirFrame[] = [];
+  let name = root;
+  let arcname = '';
+  let known: BigIntStats | undefined = rootStat;
+  for (;;) {
+    const st = known ?? lstatMember(name);
+    const info = tarInfo(w, name, arcname, st);
+    if (info) {
+      // sockets and other unsupported types are skipped, as tarfile does
+      writeHeader(out, info);
+      if (info.type === REGTYPE) yield* memberData(out, name, st, info.size);
+      else if (info.type === DIRTYPE) stack.push({ name, arcname, entries: sortedEntries(name), next: 0 });
     }
+    while (out.ready.length > 0) yield out.ready.shift()!;
+    let top = stack[stack.length - 1];
+    while (top && top.next === top.entries.length) {
+      stack.pop();
+      top = stack[stack.length - 1];
+    }
+    if (!top) break;
+    const entry = top.entries[top.next++]!;
+    name = pathJoin(top.name, entry);
+    arcname = top.arcname ? pathJoin(top.arcname, entry) : entry;
+    known = undefined;
   }
   // two zero blocks, then zero-fill to a whole record (like tar -b20)
   let end = BLOCKSIZE * 2;
-  const rem = (w.offset + end) % RECORDSIZE;
+  const rem = (out.offset + end) % RECORDSIZE;
   if (rem > 0) end += RECORDSIZE - rem;
-  batch.push(Buffer.alloc(end));
-  yield Buffer.concat(batch, batchBytes + end);
+  out.zeros(end);
+  while (out.ready.length > 0) yield out.ready.shift()!;
+  const last = out.finish();
+  if (last) yield last;
 }
 
-/** TarFile.add(name, arcname): the member, then (directories) its sorted entries, recursively. */
-function* addMember(w: Writer, name: string, arcname: string, known?: BigIntStats): Generator<Buffer> {
-  let st: BigIntStats;
+function lstatMember(name: string): BigIntStats {
   try {
-    st = known ?? lstatSync(fsPath(name), { bigint: true });
+    return lstatSync(fsPath(name), { bigint: true });
   } catch (err) {
     throw toPyError(err, name);
   }
-  const info = tarInfo(w, name, arcname, st);
-  if (!info) return; // sockets and other unsupported types are skipped, as tarfile does
-
-  yield paxHeader(info);
-  if (info.type === REGTYPE) {
-    yield* fileData(name, st, info.size, w.readChunk);
-  } else if (info.type === DIRTYPE) {
-    const names = listNames(name);
-    names.sort(compareCodePoints);
-    for (const f of names) yield* addMember(w, pathJoin(name, f), arcname ? pathJoin(arcname, f) : f);
-  }
 }
+
+/** The member's header blocks, written in place when they are the common kind. */
+function writeHeader(out: ArchiveBuffer, info: MemberInfo): void {
+  const span = out.span(COMMON_HEADER_BYTES);
+  if (span && writeCommonHeader(span[0], span[1], info)) out.advance(COMMON_HEADER_BYTES);
+  else out.put(paxHeader(info));
+}
+
+/**
+ * The file's bytes, exactly `size` of them, zero-padded to a whole block; a full chunk is yielded at once, so
+ * a large file never sits in memory.
+ */
+function* memberData(out: ArchiveBuffer, name: string, st: BigIntStats, size: number): Generator<Buffer> {
+  const fd = openMember(name, st);
+  try {
+    for (let left = size; left > 0;) {
+      left -= out.read(fd, left, name);
+      while (out.ready.length > 0) yield out.ready.shift()!;
+    }
+  } finally {
+    closeQuietly(fd);
+  }
+  if (size % BLOCKSIZE) out.zeros(BLOCKSIZE - (size % BLOCKSIZE));
+}
+
+/** sorted(os.listdir(name)): the names surrogate-escaped where not UTF-8, in code point order. */
+function sortedEntries(name: string): string[] {
+  const names = listNames(name);
+  // JavaScript's sort compares UTF-16 units, which is code point order unless a surrogate is involved
+  if (names.some((n) => SURROGATE.test(n))) names.sort(compareCodePoints);
+  else names.sort();
+  return names;
+}
+
+const SURROGATE = /[\uD800-\uDFFF]/;
 
 /** os.listdir(name): the entries' names (surrogate-escaped where not UTF-8); their order does not matter here. */
 function listNames(name: string): string[] {
   try {
     checkNul(name);
-    return (readdirSync(fsPath(name), { encoding: 'buffer' }) as Buffer[]).map((b) => fsdecode(b));
+    const path = fsPath(name);
+    // names that are not UTF-8 come back with U+FFFD: those are listed again as bytes
+    const names = readdirSync(path);
+    if (!names.some((n) => n.includes('\uFFFD'))) return names;
+    return (readdirSync(path, { encoding: 'buffer' }) as Buffer[]).map((b) => fsdecode(b));
   } catch (err) {
     throw toPyError(err, name);
   }
@@ -151,15 +206,18 @@ function tarInfo(w: Writer, name: string, arcname: string, st: BigIntStats): Mem
   let type: string;
   let linkname = '';
   if (st.isFile()) {
-    const inode = `${st.ino}:${st.dev}`;
-    const first = w.inodes.get(inode);
+    let onDevice = w.inodes.get(st.dev);
+    const first = onDevice?.get(st.ino);
     if (st.nlink > 1n && first !== undefined && arcname !== first) {
       // a hard link to a file already in the archive
       type = LNKTYPE;
       linkname = first;
     } else {
       type = REGTYPE;
-      if (st.ino !== 0n) w.inodes.set(inode, arcname);
+      if (st.ino !== 0n) {
+        if (!onDevice) w.inodes.set(st.dev, (onDevice = new Map()));
+        onDevice.set(st.ino, arcname);
+      }
     }
   } else if (st.isDirectory()) {
     type = DIRTYPE;

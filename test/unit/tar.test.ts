@@ -28,8 +28,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { currentPlatform } from '../../platforms/index.js';
 import { BZIP2_MISSING, openTarStream, type TarHost } from '../../agent/transfer/tar.js';
-import { paxHeader } from '../../agent/transfer/tar-header.js';
-import { fileData } from '../../agent/transfer/tar-file-data.js';
+import { COMMON_HEADER_BYTES, paxHeader, writeCommonHeader, type MemberInfo } from '../../agent/transfer/tar-header.js';
+import { closeQuietly, openMember } from '../../agent/transfer/tar-file-data.js';
 
 const host = currentPlatform();
 
@@ -38,9 +38,9 @@ let src: string;
 const LONG_DIR = 'd'.repeat(60);
 const LONG_FILE = 'f'.repeat(70) + '.txt';
 
-async function archive(root: string, compress: string | null, readChunkSize?: number): Promise<Buffer> {
+async function archive(root: string, compress: string | null, chunkBytes?: number): Promise<Buffer> {
   const parts: Buffer[] = [];
-  for await (const c of await openTarStream(root, compress, readChunkSize ? { host, readChunkSize } : { host })) parts.push(c);
+  for await (const c of await openTarStream(root, compress, chunkBytes ? { host, chunkBytes } : { host })) parts.push(c);
   return Buffer.concat(parts);
 }
 
@@ -161,8 +161,14 @@ describe('tar writer', () => {
     expect(ours.toString('latin1')).toBe(theirs.toString('latin1'));
   });
 
-  it('matches python byte for byte with small read chunks too', async () => {
-    expect((await archive(src, null, 1000)).equals(await archive(src, null))).toBe(true);
+  it('matches python byte for byte in any chunk size; every chunk but the last is full', async () => {
+    const whole = await archive(src, null);
+    for (const size of [1000, 512, 1536, 4 * 1024 * 1024]) {
+      const chunks: Buffer[] = [];
+      for await (const c of await openTarStream(src, null, { host, chunkBytes: size })) chunks.push(c);
+      expect(chunks.slice(0, -1).every((c) => c.length === size)).toBe(true);
+      expect(Buffer.concat(chunks).equals(whole)).toBe(true);
+    }
   });
 
   for (const [compress, modes] of [
@@ -228,7 +234,7 @@ describe('tar writer', () => {
         }
       };
       const before = fds();
-      const tar = await openTarStream(src, compress, { host, readChunkSize: 4096 });
+      const tar = await openTarStream(src, compress, { host, chunkBytes: 4096 });
       // read into big.bin so a file is open
       let n = 0;
       for (let r = await tar.next(); !r.done && n < 200; r = await tar.next()) n++;
@@ -245,7 +251,7 @@ describe('tar writer', () => {
       const dir = join(tmp, `shrink-${String(compress)}`);
       mkdirSync(dir);
       writeFileSync(join(dir, 'f.bin'), randomBytes(8 * 1024 * 1024));
-      const tar = await openTarStream(dir, compress, { host, readChunkSize: 4096 });
+      const tar = await openTarStream(dir, compress, { host, chunkBytes: 4096 });
       // into the file's data (plain: root header, file header, first data chunk)
       for (let i = 0; i < 3; i++) expect((await tar.next()).done).toBe(false);
       truncateSync(join(dir, 'f.bin'), 1000);
@@ -270,7 +276,7 @@ describe('tar writer', () => {
       const seen = lstatSync(f, { bigint: true });
       rmSync(f);
       swap(f);
-      expect(() => [...fileData(f, seen, Number(seen.size), 4096)]).toThrow(
+      expect(() => openMember(f, seen)).toThrow(
         expect.objectContaining({
           pyType: 'OSError',
           code: 'E_FILE_CHANGED',
@@ -282,16 +288,18 @@ describe('tar writer', () => {
     });
   }
 
-  it('a regular file replaced by another one after lstat is archived (as tarfile does), padded to a block', () => {
+  it('a regular file replaced by another one after lstat is opened (as tarfile does)', () => {
     const f = join(tmp, 'replaced.txt');
     writeFileSync(f, 'first');
     const seen = lstatSync(f, { bigint: true });
     rmSync(f);
     writeFileSync(f, 'other');
-    const out = Buffer.concat([...fileData(f, seen, 5, 2)]);
-    expect(out.length).toBe(512);
-    expect(out.subarray(0, 5).toString()).toBe('other');
-    expect(out.subarray(5).equals(Buffer.alloc(507))).toBe(true);
+    const fd = openMember(f, seen);
+    try {
+      expect(readFileSync(fd, 'utf8')).toBe('other');
+    } finally {
+      closeQuietly(fd);
+    }
   });
 
   it('an unreadable file fails the stream (PermissionError)', async () => {
@@ -397,5 +405,86 @@ describe('tar headers', () => {
       { input: h, encoding: 'utf8' },
     );
     expect(parsed.trim()).toBe('big.iso 8589934592 3000000 -1.5');
+  });
+});
+
+describe('common headers written in place', () => {
+  const base: MemberInfo = {
+    name: 'd00/f00001.dat',
+    mode: 0o100644,
+    uid: 1000,
+    gid: 1000,
+    size: 1234,
+    mtime: 1796644987.3200731,
+    type: '0',
+    linkname: '',
+    uname: 'build',
+    gname: 'build',
+    devmajor: 0,
+    devminor: 0,
+  };
+  const variants: Partial<MemberInfo>[] = [
+    {},
+    { name: 'n'.repeat(100) },
+    { name: 'n'.repeat(101) },
+    { name: 'dir/', type: '5', size: 0, mode: 0o40755 },
+    { name: '/', type: '5', size: 0 },
+    { name: 'link', type: '2', linkname: 'x'.repeat(100), size: 0 },
+    { name: 'link', type: '2', linkname: 'x'.repeat(101), size: 0 },
+    { name: 'hard', type: '1', linkname: 'd00/f00001.dat', size: 0 },
+    { name: 'fifo', type: '6', size: 0 },
+    { name: 'café' },
+    { name: 'bad\udcff' },
+    { linkname: '日本', type: '2' },
+    { uname: 'u'.repeat(32), gname: 'g'.repeat(32) },
+    { uname: 'u'.repeat(33) },
+    { gname: 'grüppe' },
+    { uname: '', gname: '' },
+    { uid: 8 ** 7 - 1, gid: 0 },
+    { uid: 8 ** 7 },
+    { gid: -1 },
+    { size: 8 ** 11 - 1 },
+    { size: 8 ** 11 },
+    { size: 0 },
+    { mtime: 0 },
+    { mtime: 1700000000 },
+    { mtime: 1700000000.5 },
+    { mtime: 1700000001.5 },
+    { mtime: 0.00005 },
+    { mtime: 0.0001 },
+    { mtime: 123.456 },
+    { mtime: 8 ** 11 - 0.5 },
+    { mtime: 8 ** 11 - 0.75 },
+    { mtime: 1e16 },
+    { mtime: -0.4 },
+    { mtime: -1.5 },
+    { mode: 0o7777 },
+    { type: '3', devmajor: 8, devminor: 1, size: 0 },
+  ];
+
+  it('are byte for byte what paxHeader makes, and step aside where they cannot be', () => {
+    let written = 0;
+    for (const v of variants) {
+      const info = { ...base, ...v };
+      const slow = paxHeader(info);
+      const buf = Buffer.alloc(COMMON_HEADER_BYTES + 100, 0xaa);
+      if (writeCommonHeader(buf, 50, info)) {
+        written++;
+        expect({ v, header: buf.subarray(50, 50 + COMMON_HEADER_BYTES).toString('latin1') }).toEqual({ v, header: slow.toString('latin1') });
+        // nothing outside its blocks
+        expect(buf.subarray(0, 50).equals(Buffer.alloc(50, 0xaa))).toBe(true);
+        expect(buf.subarray(50 + COMMON_HEADER_BYTES).equals(Buffer.alloc(50, 0xaa))).toBe(true);
+      } else {
+        // only members whose header needs more than the one mtime record, device fields or an mtime out of
+        // the ustar field's range step aside
+        const records = slow
+          .subarray(512, slow.length - 512)
+          .toString('latin1')
+          .replace(/\0+$/, '');
+        const needsMore = !/^\d+ mtime=[^\n]*\n$/.test(records) || info.type === '3' || info.mtime < 0 || Math.round(info.mtime) >= 8 ** 11;
+        expect({ v, needsMore }).toEqual({ v, needsMore: true });
+      }
+    }
+    expect(written).toBeGreaterThan(20);
   });
 });

@@ -83,6 +83,26 @@ describe('overlapped writes', () => {
     expect(w.most()).toBeLessThanOrEqual(WRITE_WINDOW_BYTES / 16_384 + 1);
   });
 
+  it('the last block goes out alone, once every earlier write is answered', async () => {
+    const w = slowWriter();
+    const source = zeros(2 * WRITE_WINDOW_BYTES + 1000);
+    const unansweredAtWrite: number[] = [];
+    let unanswered = 0;
+    const write = (d: Uint8Array): Promise<void> => {
+      unansweredAtWrite.push(unanswered++);
+      return w.write(d).then(() => void unanswered--);
+    };
+    try {
+      await sendBlocks(new TransferState(), '/f', source, 16_384, null, write);
+    } finally {
+      w.stop();
+    }
+    expect(w.sizes.at(-1)).toBe(1000);
+    // earlier blocks overlap; the last one waits for all of them
+    expect(Math.max(...unansweredAtWrite)).toBeGreaterThan(1);
+    expect(unansweredAtWrite.at(-1)).toBe(0);
+  });
+
   it('a failed write stops the reading and is thrown once the writes sent are answered', async () => {
     const boom = new Error('remote write failed');
     const w = slowWriter({ at: 3, error: boom });
@@ -92,8 +112,8 @@ describe('overlapped writes', () => {
     } finally {
       w.stop();
     }
-    // the blocks already sent when the failure came back; no more after that
-    expect(source.asked.length).toBeLessThanOrEqual(WRITE_WINDOW_BYTES / 16_384 + 3);
+    // the blocks already sent when the failure came back (and the one read ahead); no more after that
+    expect(source.asked.length).toBeLessThanOrEqual(WRITE_WINDOW_BYTES / 16_384 + 6);
     expect(source.asked.length).toBeLessThan(4 * 64);
   });
 });

@@ -26,8 +26,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CommandArgs, CommandDefinition, CommandEnv, CommandIO, RemoteReader, RemoteWriter } from '../../agent/commands/types.js';
 import type { StatusValue } from '../../agent/output/types.js';
 import { downloadFileCommand, READ_WINDOW_BYTES } from '../../agent/commands/download-file.js';
-import { uploadDirectoryCommand } from '../../agent/commands/upload-directory.js';
-import { uploadFileCommand } from '../../agent/commands/upload-file.js';
+import { DIRECTORY_WRITE_BYTES, directoryWriteBytes, uploadDirectoryCommand } from '../../agent/commands/upload-directory.js';
+import { MAX_BLOCK_BYTES, uploadFileCommand } from '../../agent/commands/upload-file.js';
 import type { Logger } from '../../agent/log.js';
 import { openTarStream } from '../../agent/transfer/tar.js';
 import { journalDir } from '../../agent/transfer/temp-journal.js';
@@ -40,6 +40,7 @@ type Call = [string, ...unknown[]];
 
 /** A master-side FileWriter that records calls; `gate` makes write() wait, `fail` makes a method reject. */
 class FakeWriter implements RemoteWriter {
+  maxWriteBytes?: number;
   calls: Call[] = [];
   data: Buffer[] = [];
   fail: Partial<Record<'write' | 'close' | 'utime' | 'unpack', Error>> = {};
@@ -332,12 +333,14 @@ describe('upload_directory', () => {
   });
 
   for (const compress of [null, 'gz', 'bz2']) {
-    it(`streams the archive in full blocks, then unpacks (compress=${String(compress)})`, async () => {
+    it(`streams the archive in full writes as large as the writer takes, then unpacks (compress=${String(compress)})`, async () => {
       const h = harness();
+      h.writer.maxWriteBytes = 65536;
       await start(uploadDirectoryCommand, updir({ compress }), h).run();
       const writes = h.writer.calls.filter((c) => c[0] === 'write').map((c) => c[1] as number);
-      expect(writes.slice(0, -1).every((n) => n === 16384)).toBe(true);
-      expect(writes.at(-1)!).toBeLessThanOrEqual(16384);
+      expect(writes.length).toBeGreaterThan(compress === null ? 3 : 2);
+      expect(writes.slice(0, -1).every((n) => n === 65536)).toBe(true);
+      expect(writes.at(-1)!).toBeLessThanOrEqual(65536);
       expect(h.writer.calls.at(-1)).toEqual(['unpack']);
       expect(h.writer.calls.some((c) => c[0] === 'close')).toBe(false);
       expect(h.events).toEqual([
@@ -359,6 +362,27 @@ describe('upload_directory', () => {
     });
   }
 
+  it("writes at least the master's blocksize and DIRECTORY_WRITE_BYTES, at most what the writer carries", () => {
+    const w = new FakeWriter();
+    expect(directoryWriteBytes(16384, w)).toBe(DIRECTORY_WRITE_BYTES);
+    expect(directoryWriteBytes(2 * DIRECTORY_WRITE_BYTES, w)).toBe(2 * DIRECTORY_WRITE_BYTES);
+    expect(directoryWriteBytes(2 ** 40, w)).toBe(MAX_BLOCK_BYTES);
+    w.maxWriteBytes = 1000;
+    expect(directoryWriteBytes(16384, w)).toBe(1000);
+    // buildbot-worker sends nothing then and says the maximum size was reached
+    expect(directoryWriteBytes(0, w)).toBe(0);
+  });
+
+  it('blocksize 0: nothing sent, maximum size reached, unpacked (as buildbot-worker)', async () => {
+    const h = harness();
+    await start(uploadDirectoryCommand, updir({ blocksize: 0 }), h).run();
+    expect(h.writer.calls).toEqual([['unpack']]);
+    expect(h.events.slice(1)).toEqual([
+      ['status', 'rc', 1],
+      ['text', 'stderr', `Maximum filesize reached, truncating file '${dir}'`],
+    ]);
+  });
+
   it('a missing directory fails the command with nothing sent', async () => {
     const h = harness();
     const missing = join(tmp, 'no-dir');
@@ -372,6 +396,7 @@ describe('upload_directory', () => {
 
   it('maxsize truncates (counting compressed bytes), then still unpacks', async () => {
     const h = harness();
+    h.writer.maxWriteBytes = 512;
     await start(uploadDirectoryCommand, updir({ compress: 'gz', maxsize: 1000, blocksize: 512 }), h).run();
     expect(h.writer.calls).toEqual([['write', 512], ['write', 488], ['unpack']]);
     expect(h.events.slice(1)).toEqual([
@@ -392,6 +417,7 @@ describe('upload_directory', () => {
     const h = harness();
     const boom = new Error('write failed');
     h.writer.fail.write = boom;
+    h.writer.maxWriteBytes = 16384;
     await expect(start(uploadDirectoryCommand, updir({ compress: 'bz2' }), h).run()).rejects.toBe(boom);
     expect(h.writer.calls).toEqual([['write', 16384]]);
     expect(h.events.slice(1)).toEqual([['status', 'rc', 0]]);
@@ -402,6 +428,7 @@ describe('upload_directory', () => {
     mkdirSync(shrinking);
     writeFileSync(join(shrinking, 'f.bin'), randomBytes(1024 * 1024));
     const h = harness();
+    h.writer.maxWriteBytes = 1024;
     let writes = 0;
     h.writer.onWrite = () => {
       if (++writes === 3) truncateSync(join(shrinking, 'f.bin'), 10);
@@ -416,6 +443,7 @@ describe('upload_directory', () => {
 
   it('interrupt stops the stream, unpacks, rc 1', async () => {
     const h = harness();
+    h.writer.maxWriteBytes = 1024;
     const cmd = start(uploadDirectoryCommand, updir({ blocksize: 1024 }), h);
     h.writer.onWrite = () => cmd.interrupt();
     await cmd.run();

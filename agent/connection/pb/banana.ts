@@ -116,9 +116,10 @@ class Writer {
     }
   }
 
-  finish(): Buffer {
+  /** The encoding in pieces: large byte strings stay the caller's buffers (an upload block is not copied). */
+  finishParts(): Buffer[] {
     this.flushSmall();
-    return this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts);
+    return this.parts;
   }
 
   private flushSmall(): void {
@@ -134,9 +135,15 @@ export interface EncodeOptions {
 
 /** Encodes one expression; throws AgentError E_BANANA for what Twisted would refuse to send or receive. */
 export function encode(sexp: Sexp, opts: EncodeOptions = {}): Buffer {
+  const parts = encodeParts(sexp, opts);
+  return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+}
+
+/** `encode` in pieces to write one after the other, without copying the byte strings of 64 bytes or more. */
+export function encodeParts(sexp: Sexp, opts: EncodeOptions = {}): Buffer[] {
   const w = new Writer();
   encodeInto(w, sexp, opts.vocab ?? true, 0);
-  return w.finish();
+  return w.finishParts();
 }
 
 const INT_MAX = 2 ** 31 - 1;

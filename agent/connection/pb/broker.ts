@@ -6,7 +6,7 @@ import { AgentError, errorMessage } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { ConnectionLostError } from '../errors.js';
 import type { MessageLimits } from '../limits.js';
-import { atom, chooseDialect, encode, type Sexp } from './banana.js';
+import { atom, chooseDialect, encodeParts, type Sexp } from './banana.js';
 import { BananaDecoder } from './banana-decoder.js';
 import { PyTuple } from '../../py/values.js';
 import { CopiedFailure, CopyableFailure, isPlainObject, jelly, unjelly, type JellyPeer } from './jelly.js';
@@ -233,7 +233,7 @@ export class Broker implements ReferenceBroker {
 
   private sendAnswer(reqId: number, value: unknown): void {
     if (this.closedReason) return;
-    let data: Buffer;
+    let data: Buffer[];
     try {
       data = this.encode([atom('answer'), reqId, this.serialize(value)]);
     } catch (err) {
@@ -307,7 +307,7 @@ export class Broker implements ReferenceBroker {
   callRemote(ref: RemoteReference, method: string, args: unknown[], kwargs: Record<string, unknown>): Promise<unknown> {
     if (this.closedReason || this.fatal) return Promise.reject(new ConnectionLostError(this.fatal?.message));
     if (ref.released) return Promise.reject(new AgentError('E_PB_RELEASED', `cannot call ${method} on a released reference (object ${ref.luid})`));
-    let data: Buffer;
+    let data: Buffer[];
     const reqId = this.requestId + 1;
     try {
       const objectId: Sexp = typeof ref.luid === 'number' ? ref.luid : atom(ref.luid);
@@ -330,14 +330,28 @@ export class Broker implements ReferenceBroker {
     this.write(this.encode([atom(cmd), ...rest]));
   }
 
-  /** VOCAB tokens only in dialect "pb" (Banana._encode). */
-  private encode(sexp: Sexp): Buffer {
-    return encode(sexp, { vocab: this.decoder.dialect === 'pb' });
+  /**
+   * ["version", 6]: pb.Broker.proto_version only checks the number, so this is a message that does nothing, sent
+   * for the acknowledgement it carries (ack-nudge.ts).
+   */
+  sendNoop(): void {
+    if (!this.closedReason && !this.fatal) this.sendCall('version', PB_VERSION);
   }
 
-  private write(data: Buffer): void {
+  /** Some call of ours is still unanswered. */
+  get awaitingAnswers(): boolean {
+    return this.pending.size > 0;
+  }
+
+  /** VOCAB tokens only in dialect "pb" (Banana._encode); in pieces, so a large byte string is not copied. */
+  private encode(sexp: Sexp): Buffer[] {
+    return encodeParts(sexp, { vocab: this.decoder.dialect === 'pb' });
+  }
+
+  private write(data: Buffer | Buffer[]): void {
     if (this.closedReason || this.fatal) return;
-    this.opts.send(data);
+    if (Buffer.isBuffer(data)) this.opts.send(data);
+    else for (const part of data) this.opts.send(part);
   }
 
   /** Unjellies for this connection; the references to the peer's objects it creates are added to `refs`. */

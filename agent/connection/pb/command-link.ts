@@ -71,6 +71,7 @@ export class CommandLink {
     const w = this.writerRef;
     const r = this.readerRef;
     const writer: RemoteWriter | undefined = w && {
+      maxWriteBytes: MAX_PAYLOAD,
       write: async (data) => {
         // raw bytes; a block beyond Banana's limit goes in pieces, each acknowledged before the next
         const bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength);

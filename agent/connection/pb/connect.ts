@@ -11,6 +11,7 @@ import { Liveness, livenessTimeoutS, type LivenessTimers } from '../liveness.js'
 import type { LiveSession, SessionEnd, SessionEndCause } from '../protocol.js';
 import { ConnectionLostError } from '../errors.js';
 import { Broker } from './broker.js';
+import { ackNudger, type AckNudger } from './ack-nudge.js';
 import { PbRemoteError } from './errors.js';
 import type { Referenceable, RemoteReference } from './references.js';
 import { describePbError } from './failures.js';
@@ -184,6 +185,7 @@ class Connecting {
   private readonly broker: Broker;
   private readonly link: SessionLink;
   private readonly timer: NodeJS.Timeout;
+  private readonly nudger: AckNudger;
   private settled = false;
   private socketError: Error | undefined;
   /** Set when we end the connection ourselves: why, for the connection manager. */
@@ -218,8 +220,18 @@ class Connecting {
     // PB has no settings message: commands use buildbot-worker's built-in output defaults (spec §10)
     worker.resetSettings();
     const pbWorker = new PbWorker({ worker, logger, backlog: () => socket.writableLength });
-    this.broker = new Broker({
-      send: corkedWriter(socket),
+    const send = corkedWriter(socket);
+    const nudger = (this.nudger = ackNudger({
+      get awaitingAnswers() {
+        return broker.awaitingAnswers;
+      },
+      sendNoop: () => broker.sendNoop(),
+    }));
+    const broker = (this.broker = new Broker({
+      send: (data) => {
+        nudger.wrote();
+        send(data);
+      },
       close: () => socket.destroy(),
       logger,
       describeError: describePbError,
@@ -227,7 +239,7 @@ class Connecting {
       limits: PRELOGIN_LIMITS,
       // the login goes out right after our version, without waiting for the master's (as Twisted does)
       onReady: () => this.login(pbWorker.mind),
-    });
+    }));
     this.timer = setTimeout(
       () =>
         this.fail(
@@ -285,6 +297,8 @@ class Connecting {
       }
     }
     this.broker.receive(chunk);
+    // once logged in (the handshake has its own order of messages)
+    if (this.settled) this.nudger.received();
   }
 
   private onError(err: NodeJS.ErrnoException): void {
