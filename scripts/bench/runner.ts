@@ -7,6 +7,7 @@ import type { BuildbotMaster, Protocol, RestLog, RestStep } from '../harness/mas
 import { pollUntil } from '../harness/process.js';
 import { ReferenceWorker } from '../harness/reference-worker.js';
 import { printedTimestamp, type BenchBuild, type BuildContext, type WorkerKind } from './builds.js';
+import type { BbagentRun } from './bbagent-exe.js';
 import type { MasterEvents } from './events.js';
 import {
   assertSingleProcess,
@@ -88,6 +89,8 @@ export interface BenchEnv {
   workerNames: Record<WorkerKind, string>;
   /** Extra environment for bbagent (--bbagent-env). */
   bbagentEnv: Record<string, string>;
+  /** Which bbagent runs (--bbagent): the single executable, the bundle or another executable. */
+  bbagent: BbagentRun;
   /** bbagent must have negotiated permessage-deflate (the deflate section); checked in its log. */
   expectDeflate: boolean;
   /** Set once a worker kind could not even attach: its later runs fail at once with this reason. */
@@ -123,7 +126,8 @@ async function startWorker(env: BenchEnv, kind: WorkerKind): Promise<RunningWork
     const w = await ReferenceWorker.start(common);
     return { pid: w.pid, stop: () => w.stop(), tail: () => lastLines(w.logTail(8), 8), running: () => w.running, log: () => w.logTail(10_000) };
   }
-  const w = await BbagentWorker.start({ ...common, env: { ...common.env, ...env.bbagentEnv } });
+  const exe = env.bbagent.executable;
+  const w = await BbagentWorker.start({ ...common, env: { ...common.env, ...env.bbagentEnv }, ...(exe ? { executable: exe } : {}) });
   return { pid: w.pid, stop: () => w.stop(), tail: () => lastLines(w.output, 8), running: () => w.running, log: () => w.output };
 }
 
@@ -213,8 +217,8 @@ export async function runOnce(env: BenchEnv, build: BenchBuild, kind: WorkerKind
       throw new Error(reason);
     });
     // the CPU counters must be the worker's own process: twistd (python) runs in the buildbot-worker
-    // process itself, bbagent in node; neither may hand its work to a child
-    assertSingleProcess(workerPid, kind === 'ref' ? /^python3/ : /^node/, kind === 'ref' ? 'buildbot-worker' : 'bbagent');
+    // process itself, bbagent in node or its single executable; neither may hand its work to a child
+    assertSingleProcess(workerPid, kind === 'ref' ? /^python3/ : env.bbagent.exeName, kind === 'ref' ? 'buildbot-worker' : 'bbagent');
     if (kind === 'bb' && env.expectDeflate && !/websocket extensions: permessage-deflate/.test(running.log())) {
       throw new Error('bbagent did not negotiate permessage-deflate with the deflate-enabled master');
     }
