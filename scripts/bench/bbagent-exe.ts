@@ -81,5 +81,6 @@ export function resolveBbagent(spec: string, root: string, bundle: string, log: 
   }
   const file = path.resolve(spec);
   if (!existsSync(file)) throw new Error(`--bbagent ${spec}: no such file (sea, bundle or the path of an executable)`);
-  return { kind: 'path', executable: file, label: `the executable ${file}`, exeName: new RegExp(`^${escape(path.basename(file))}$`) };
+  // any executable name: a wrapper script may exec another program (e.g. node with V8 flags and the bundle)
+  return { kind: 'path', executable: file, label: `the executable ${file}`, exeName: /./ };
 }

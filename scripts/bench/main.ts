@@ -35,6 +35,9 @@ Options:
                           bundle is build/bbagent.cjs on this Node; or the path of an executable
   --bbagent-env NAME=VALUE  extra environment for bbagent, e.g. BBAGENT_OUTPUT_BATCH_BYTES=524288
                           (repeatable; the report's command line shows it)
+  --smaps                 also break each worker's RSS down by mapping (/proc/<pid>/smaps) at idle and at
+                          its peak, and bbagent's V8 heap spaces (a preloaded probe): the sampling costs
+                          the workers CPU, so CPU figures of such a run are not comparable
   --keep                  keep the scratch directory (master, workers, logs)
   -h, --help              show this help`;
 
@@ -51,12 +54,24 @@ interface Options {
   bbagentEnv: Record<string, string>;
   /** --bbagent: sea, bundle or a path. */
   bbagent: string;
+  smaps: boolean;
 }
 
 class UsageError extends Error {}
 
 function parseArgs(argv: string[]): Options | 'help' {
-  const opts: Options = { protocol: 'msgpack', repeat: 3, only: [], quick: false, out: undefined, keep: false, deflate: true, bbagentEnv: {}, bbagent: 'sea' };
+  const opts: Options = {
+    protocol: 'msgpack',
+    repeat: 3,
+    only: [],
+    quick: false,
+    out: undefined,
+    keep: false,
+    deflate: true,
+    bbagentEnv: {},
+    bbagent: 'sea',
+    smaps: false,
+  };
   let repeatSet = false;
   let write = false;
   for (let i = 0; i < argv.length; i++) {
@@ -106,6 +121,9 @@ function parseArgs(argv: string[]): Options | 'help' {
         opts.bbagentEnv[v.slice(0, eq)] = v.slice(eq + 1);
         break;
       }
+      case '--smaps':
+        opts.smaps = true;
+        break;
       case '--bbagent':
         opts.bbagent = value();
         break;
@@ -228,6 +246,7 @@ async function runSuite(opts: Options, bbagent: BbagentRun, scratch: string, sui
       expectDeflate: suite.deflate,
       bbagentEnv: opts.bbagentEnv,
       bbagent,
+      smaps: opts.smaps,
       broken: {},
     };
     for (const build of suite.builds) {
@@ -246,6 +265,7 @@ async function runSuite(opts: Options, bbagent: BbagentRun, scratch: string, sui
           const outcome = await runOnce(env, build, kind, repeat);
           runs.push(outcome);
           console.log(describeRun(build, outcome, suite.deflate));
+          if (outcome.memory) console.log(outcome.memory.join('\n'));
           if (!master.running) throw new Error(`the master exited\n${master.logTail(30)}`);
         }
       }

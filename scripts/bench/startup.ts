@@ -13,7 +13,8 @@
 // posix_fadvise(POSIX_FADV_DONTNEED) (evictFiles): every file each candidate had mapped in a first, warm, run
 // (executables, shared libraries), the bundle, and every file under the directories of Python's sys.path (the
 // modules buildbot-worker imports). Pages another process has mapped stay cached either way (the master shares
-// Python's binary and libraries with buildbot-worker).
+// Python's binary and libraries with buildbot-worker). --cold-evict evicts that way even where drop_caches is
+// permitted: it spares the page cache of everything else on the machine.
 //
 // --bbagent sea|bundle|PATH[,...] picks the bbagent candidates (default sea: the single executable users
 // install, dist/bbagent-<os>-<arch>, built first when missing or older than its sources).
@@ -23,7 +24,7 @@
 // maps more of them (+15 MiB of RSS for the same pages touched); --as-built measures that file instead.
 //
 // Usage: scripts/bench/run startup [--protocol msgpack|pb] [--runs N] [--idle-ms MS] [--cold] [--as-built]
-//                                 [--bbagent sea|bundle|PATH[,...]]
+//                                 [--cold-evict] [--bbagent sea|bundle|PATH[,...]]
 
 import { execFileSync } from 'node:child_process';
 import { chmodSync, createReadStream, createWriteStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -168,9 +169,13 @@ async function main(): Promise<void> {
       cold: { type: 'boolean' },
       'as-built': { type: 'boolean' },
       bbagent: { type: 'string' },
+      'cold-evict': { type: 'boolean' },
     },
   });
-  const cold = values.cold === true;
+  // --cold-evict: cold by eviction even where drop_caches is permitted (it spares other programs' page cache)
+  const evictOnly = values['cold-evict'] === true;
+  const cold = values.cold === true || evictOnly;
+  const drop = (): boolean => !evictOnly && dropPageCache();
   const kinds = (values.bbagent ?? 'sea').split(',').filter(Boolean);
   const protocol = values.protocol ?? 'msgpack';
   if (protocol !== 'msgpack' && protocol !== 'pb') throw new Error(`--protocol must be msgpack or pb, not ${protocol}`);
@@ -178,11 +183,10 @@ async function main(): Promise<void> {
   const evict = new Set<string>();
   let coldHow = '';
   if (cold) {
-    if (dropPageCache()) coldHow = 'cold: /proc/sys/vm/drop_caches before each start';
+    if (drop()) coldHow = 'cold: /proc/sys/vm/drop_caches before each start';
     else {
       for (const d of pythonPathDirs()) evict.add(d);
-      coldHow =
-        'cold approximated (drop_caches not permitted): posix_fadvise(DONTNEED) before each start on what the candidates mapped in a warm run 0 and every file under Python sys.path';
+      coldHow = `cold approximated (${evictOnly ? '--cold-evict' : 'drop_caches not permitted'}): posix_fadvise(DONTNEED) before each start on what the candidates mapped in a warm run 0 and every file under Python sys.path`;
     }
     console.log(coldHow);
   }
@@ -257,7 +261,7 @@ async function main(): Promise<void> {
     for (let run = firstRun; run <= runs; run++) {
       // Interleaved, so drift on the machine (page cache, CPU frequency) hits every candidate alike.
       for (const c of candidates) {
-        if (cold && run > 0 && !dropPageCache()) evictFiles(evict);
+        if (cold && run > 0 && !drop()) evictFiles(evict);
         const t0 = performance.now();
         const proc = await c.start();
         await pollUntil(async () => ((await master.worker(c.worker))?.connected_to.length ? true : undefined), {
