@@ -7,7 +7,7 @@ import path from 'node:path';
 import { BUNDLE, REPO_ROOT } from '../harness/bbagent-worker.js';
 import { BuildbotMaster, type Protocol } from '../harness/master.js';
 import { masterDeflateConfig } from '../harness/master-deflate.js';
-import { resolveBbagent, type BbagentRun } from './bbagent-exe.js';
+import { installCopy, resolveBbagent, type BbagentRun } from './bbagent-exe.js';
 import { benchBuilds, FULL_SIZES, payloadDeflateRatio, QUICK_SIZES, type BenchBuild, type WorkerKind } from './builds.js';
 import { MasterEvents } from './events.js';
 import { assertSingleProcess, clockTicksPerSecond } from './metrics.js';
@@ -296,6 +296,13 @@ async function main(argv: string[]): Promise<number> {
   const loadAtStart = loadavg();
 
   const scratch = mkdtempSync(path.join(os.tmpdir(), 'bbagent-bench-'));
+  if (bbagent.kind === 'sea' && bbagent.executable) {
+    // run it as installed, not as the build wrote it (installCopy: the page cache's folios change its RSS)
+    const installed = path.join(scratch, path.basename(bbagent.executable));
+    installCopy(bbagent.executable, installed);
+    bbagent.executable = installed;
+    bbagent.label += ', copied as installed (64 KiB writes)';
+  }
   const cleanup = (): void => {
     if (!opts.keep) rmSync(scratch, { recursive: true, force: true });
   };

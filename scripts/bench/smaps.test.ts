@@ -1,11 +1,11 @@
 // The memory breakdown of scripts/bench/run --smaps: /proc/<pid>/smaps parsed and summed by kind of mapping (on
 // text in the kernel's format, and on this test process's own smaps), and which bbagent the benchmarks run
 // (--bbagent): the single executable is rebuilt when a source is newer.
-import { mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { newestSource, resolveBbagent } from './bbagent-exe.js';
+import { installCopy, newestSource, resolveBbagent } from './bbagent-exe.js';
 import { parseSmaps, smapsBreakdown, smapsOf } from './smaps.js';
 
 const EXE = '/opt/bbagent/bbagent-linux-x64';
@@ -103,5 +103,16 @@ describe('which bbagent the benchmark runs', () => {
     expect(run).toMatchObject({ kind: 'bundle', executable: undefined });
     expect(run.label).toContain(process.version);
     expect(() => resolveBbagent(path.join(root, 'nope'), root, bundle, () => undefined)).toThrow(/no such file/);
+  });
+
+  it('copies an executable as installed: the same bytes, mode 755', () => {
+    const root = mkdtempSync(path.join(os.tmpdir(), 'bbagent-exe-'));
+    dir = root;
+    const from = path.join(root, 'built');
+    const bytes = Buffer.alloc(200 * 1024 + 7, 0x5a);
+    writeFileSync(from, bytes, { mode: 0o644 });
+    installCopy(from, path.join(root, 'installed'));
+    expect(readFileSync(path.join(root, 'installed')).equals(bytes)).toBe(true);
+    expect(statSync(path.join(root, 'installed')).mode & 0o777).toBe(0o755);
   });
 });

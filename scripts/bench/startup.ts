@@ -27,15 +27,14 @@
 //                                 [--cold-evict] [--bbagent sea|bundle|PATH[,...]]
 
 import { execFileSync } from 'node:child_process';
-import { chmodSync, createReadStream, createWriteStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
 import { BuildbotMaster } from '../harness/master.js';
 import { ManagedProcess, pollUntil, requireExecutable, runCommand } from '../harness/process.js';
-import { resolveBbagent } from './bbagent-exe.js';
+import { installCopy, resolveBbagent } from './bbagent-exe.js';
 
 const root = process.cwd();
 const PASSWORD = 'bench-pw';
@@ -89,12 +88,6 @@ function treeRssKiB(pid: number): { rss: number; anon: number } {
   };
   walk(pid);
   return total;
-}
-
-/** Copies the executable as a download would write it: 64 KiB at a time, then mode 755. */
-async function installCopy(from: string, to: string): Promise<void> {
-  await pipeline(createReadStream(from, { highWaterMark: 64 * 1024 }), createWriteStream(to, { mode: 0o755 }));
-  chmodSync(to, 0o755);
 }
 
 /** Writes dirty pages, then drops the clean page cache (what a reboot does to it); false when not permitted. */
@@ -217,7 +210,7 @@ async function main(): Promise<void> {
     if (run.executable !== undefined) {
       const asBuilt = values['as-built'] === true || run.kind === 'path';
       command = asBuilt ? run.executable : path.join(scratch, `${worker}-${path.basename(run.executable)}`);
-      if (!asBuilt) await installCopy(run.executable, command);
+      if (!asBuilt) installCopy(run.executable, command);
       pre = [];
       label = run.kind === 'sea' ? `bbagent single executable${asBuilt ? ', as built' : ''}` : `bbagent ${path.basename(run.executable)}`;
     }
