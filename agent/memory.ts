@@ -21,6 +21,8 @@ export const COMPACT_AFTER_QUIET_MS = 3000;
 export const GARBAGE_CHECK_MS = 250;
 /** A full collection when large objects and buffers grew this much since the last one (one costs ~5-10 ms). */
 export const GARBAGE_BOUND_BYTES = 8 * 1024 * 1024;
+/** At most one such collection per this long: a 50 MiB step at full speed then pays for ~5, not ~10. */
+export const GARBAGE_MIN_INTERVAL_MS = 1000;
 
 type GcOptions = { type: 'major'; execution: 'sync'; flavor?: 'last-resort' };
 let gcFunction: ((o?: GcOptions) => void) | null | undefined;
@@ -79,6 +81,8 @@ export interface IdleCompactorOptions {
   collect?: () => boolean;
   checkMs?: number;
   boundBytes?: number;
+  minIntervalMs?: number;
+  now?: () => number;
 }
 
 /** Compacts the heap once the agent has been quiet for quietMs after each poke (start-up, a command's end). */
@@ -92,6 +96,7 @@ export class IdleCompactor {
   private bulkBase = Infinity;
   /** Full collections run to bound garbage while busy (for the debug log and tests). */
   collections = 0;
+  private lastCollection = -Infinity;
 
   constructor(private readonly o: IdleCompactorOptions) {
     this.guard = setInterval(() => this.check(), o.checkMs ?? GARBAGE_CHECK_MS);
@@ -108,7 +113,10 @@ export class IdleCompactor {
     // V8's own collections lower it too: the base follows them down
     if (bulk < this.bulkBase) this.bulkBase = bulk;
     if (bulk - this.bulkBase < (this.o.boundBytes ?? GARBAGE_BOUND_BYTES)) return;
+    const now = (this.o.now ?? performance.now.bind(performance))();
+    if (now - this.lastCollection < (this.o.minIntervalMs ?? GARBAGE_MIN_INTERVAL_MS)) return;
     if (!(this.o.collect ?? collectGarbage)()) return;
+    this.lastCollection = now;
     this.collections++;
     this.bulkBase = (this.o.bulk ?? bulkBytes)();
   }

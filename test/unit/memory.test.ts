@@ -58,7 +58,17 @@ describe('idle heap compaction', () => {
       bulk = 12; // what the collection left
       return true;
     });
-    const c = new IdleCompactor({ busy: () => busy, activity: () => 0, logger: silentLogger, bulk: () => bulk, collect, checkMs: 100, boundBytes: 50 });
+    const c = new IdleCompactor({
+      busy: () => busy,
+      activity: () => 0,
+      logger: silentLogger,
+      bulk: () => bulk,
+      collect,
+      checkMs: 100,
+      boundBytes: 50,
+      minIntervalMs: 250,
+      now: () => Date.now(),
+    });
     bulk = 1000;
     vi.advanceTimersByTime(500); // idle: never
     expect(collect).not.toHaveBeenCalled();
@@ -77,11 +87,16 @@ describe('idle heap compaction', () => {
     bulk = 62;
     vi.advanceTimersByTime(100);
     expect(collect).toHaveBeenCalledTimes(2);
-    expect(c.collections).toBe(2);
+    bulk = 100; // over the bound again at once: not within minIntervalMs of the last collection
+    vi.advanceTimersByTime(100);
+    expect(collect).toHaveBeenCalledTimes(2);
+    vi.advanceTimersByTime(200);
+    expect(collect).toHaveBeenCalledTimes(3);
+    expect(c.collections).toBe(3);
     c.stop();
     bulk = 10_000;
     vi.advanceTimersByTime(1000);
-    expect(collect).toHaveBeenCalledTimes(2);
+    expect(collect).toHaveBeenCalledTimes(3);
   });
 
   it('measures dead Buffers and large strings, and a collection frees them', () => {
