@@ -5,7 +5,6 @@
 
 import http from 'node:http';
 import net from 'node:net';
-import tls from 'node:tls';
 import { AgentError } from '../errors.js';
 import { portOf, unbracket, type Proxy } from './proxy.js';
 import { RetryableError } from './retry.js';
@@ -85,8 +84,19 @@ function tcp(host: string, port: number, track: (s: net.Socket) => net.Socket): 
   });
 }
 
-function startTls(raw: net.Socket, target: URL, opts: ConnectOptions, track: (s: net.Socket) => net.Socket): Promise<net.Socket> {
+/**
+ * node:tls, loaded at the first https:// download: loading it pages in OpenSSL's TLS code and tables, ~4 MiB of
+ * RSS at every start otherwise (docs/install.md, "Speed and memory"). process.getBuiltinModule (Node >= 20.16)
+ * also works inside the single executable; import() serves older Node.
+ */
+async function loadTls(): Promise<typeof import('node:tls')> {
+  const get = (process as { getBuiltinModule?: (id: 'node:tls') => typeof import('node:tls') }).getBuiltinModule;
+  return get?.call(process, 'node:tls') ?? import('node:tls');
+}
+
+async function startTls(raw: net.Socket, target: URL, opts: ConnectOptions, track: (s: net.Socket) => net.Socket): Promise<net.Socket> {
   const host = unbracket(target.hostname);
+  const tls = await loadTls();
   return new Promise((resolve, reject) => {
     const s = track(
       tls.connect({

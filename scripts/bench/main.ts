@@ -7,6 +7,7 @@ import path from 'node:path';
 import { BUNDLE, REPO_ROOT } from '../harness/bbagent-worker.js';
 import { BuildbotMaster, type Protocol } from '../harness/master.js';
 import { masterDeflateConfig } from '../harness/master-deflate.js';
+import { installCopy, resolveBbagent, type BbagentRun } from './bbagent-exe.js';
 import { benchBuilds, FULL_SIZES, payloadDeflateRatio, QUICK_SIZES, type BenchBuild, type WorkerKind } from './builds.js';
 import { MasterEvents } from './events.js';
 import { assertSingleProcess, clockTicksPerSecond } from './metrics.js';
@@ -29,8 +30,14 @@ Options:
   --out FILE              write the report to FILE
   --no-deflate            msgpack: skip the second pass of the log builds (bbagent only) against a master
                           that accepts permessage-deflate
+  --bbagent sea|bundle|PATH  which bbagent runs: sea (the default) is the single executable users install,
+                          dist/bbagent-<os>-<arch>, built first when missing or older than its sources;
+                          bundle is build/bbagent.cjs on this Node; or the path of an executable
   --bbagent-env NAME=VALUE  extra environment for bbagent, e.g. BBAGENT_OUTPUT_BATCH_BYTES=524288
                           (repeatable; the report's command line shows it)
+  --smaps                 also break each worker's RSS down by mapping (/proc/<pid>/smaps) at idle and at
+                          its peak, and bbagent's V8 heap spaces (a preloaded probe): the sampling costs
+                          the workers CPU, so CPU figures of such a run are not comparable
   --keep                  keep the scratch directory (master, workers, logs)
   -h, --help              show this help`;
 
@@ -45,12 +52,26 @@ interface Options {
   deflate: boolean;
   /** Extra environment for bbagent (its BBAGENT_* settings), for tuning experiments. */
   bbagentEnv: Record<string, string>;
+  /** --bbagent: sea, bundle or a path. */
+  bbagent: string;
+  smaps: boolean;
 }
 
 class UsageError extends Error {}
 
 function parseArgs(argv: string[]): Options | 'help' {
-  const opts: Options = { protocol: 'msgpack', repeat: 3, only: [], quick: false, out: undefined, keep: false, deflate: true, bbagentEnv: {} };
+  const opts: Options = {
+    protocol: 'msgpack',
+    repeat: 3,
+    only: [],
+    quick: false,
+    out: undefined,
+    keep: false,
+    deflate: true,
+    bbagentEnv: {},
+    bbagent: 'sea',
+    smaps: false,
+  };
   let repeatSet = false;
   let write = false;
   for (let i = 0; i < argv.length; i++) {
@@ -100,6 +121,12 @@ function parseArgs(argv: string[]): Options | 'help' {
         opts.bbagentEnv[v.slice(0, eq)] = v.slice(eq + 1);
         break;
       }
+      case '--smaps':
+        opts.smaps = true;
+        break;
+      case '--bbagent':
+        opts.bbagent = value();
+        break;
       case '--no-deflate':
         opts.deflate = false;
         break;
@@ -138,12 +165,12 @@ function machineInfo(): string[] {
   return [`${os.availableParallelism()} CPUs (nproc), ${model}`, `${memGiB} GiB RAM`, `Linux ${os.release()}`, `CLK_TCK ${clockTicksPerSecond()}`];
 }
 
-function versions(): string[] {
+function versions(bbagent: BbagentRun): string[] {
   const buildbot = execFileSync('buildbot', ['--version'], { encoding: 'utf8' });
   const worker = execFileSync('buildbot-worker', ['--version'], { encoding: 'utf8' });
   const pick = (text: string, re: RegExp): string => re.exec(text)?.[1] ?? '?';
   return [
-    `${firstLine(process.execPath, [BUNDLE, '--version'])} (node ${process.version})`,
+    bbagent.executable ? firstLine(bbagent.executable, ['--version']) : `${firstLine(process.execPath, [BUNDLE, '--version'])} (node ${process.version})`,
     `Buildbot master ${pick(buildbot, /Buildbot version: (\S+)/)}`,
     `buildbot-worker ${pick(worker, /worker version: (\S+)/)}`,
     `Twisted ${pick(buildbot, /Twisted version: (\S+)/)}`,
@@ -186,7 +213,7 @@ interface Suite {
 }
 
 /** Starts a master for `suite`, runs each build `--repeat` times per worker kind, stops the master. */
-async function runSuite(opts: Options, scratch: string, suite: Suite): Promise<BuildRuns[]> {
+async function runSuite(opts: Options, bbagent: BbagentRun, scratch: string, suite: Suite): Promise<BuildRuns[]> {
   const masterDir = path.join(scratch, suite.label);
   const names = WORKER_NAMES;
   const runnable = suite.builds.filter((b) => !b.unsupported?.(opts.protocol));
@@ -218,6 +245,8 @@ async function runSuite(opts: Options, scratch: string, suite: Suite): Promise<B
       workerNames: names,
       expectDeflate: suite.deflate,
       bbagentEnv: opts.bbagentEnv,
+      bbagent,
+      smaps: opts.smaps,
       broken: {},
     };
     for (const build of suite.builds) {
@@ -236,6 +265,7 @@ async function runSuite(opts: Options, scratch: string, suite: Suite): Promise<B
           const outcome = await runOnce(env, build, kind, repeat);
           runs.push(outcome);
           console.log(describeRun(build, outcome, suite.deflate));
+          if (outcome.memory) console.log(outcome.memory.join('\n'));
           if (!master.running) throw new Error(`the master exited\n${master.logTail(30)}`);
         }
       }
@@ -256,6 +286,7 @@ async function main(argv: string[]): Promise<number> {
   }
   const opts = parsed;
   if (!existsSync(BUNDLE)) throw new Error(`${BUNDLE} is missing: run node scripts/build.mjs (scripts/bench/run does)`);
+  const bbagent = resolveBbagent(opts.bbagent, REPO_ROOT, BUNDLE, (s) => console.log(s));
   const sizes = opts.quick ? QUICK_SIZES : FULL_SIZES;
   const builds = selectBuilds(benchBuilds(sizes), opts.only);
   const started = performance.now();
@@ -265,6 +296,13 @@ async function main(argv: string[]): Promise<number> {
   const loadAtStart = loadavg();
 
   const scratch = mkdtempSync(path.join(os.tmpdir(), 'bbagent-bench-'));
+  if (bbagent.kind === 'sea' && bbagent.executable) {
+    // run it as installed, not as the build wrote it (installCopy: the page cache's folios change its RSS)
+    const installed = path.join(scratch, path.basename(bbagent.executable));
+    installCopy(bbagent.executable, installed);
+    bbagent.executable = installed;
+    bbagent.label += ', copied as installed (64 KiB writes)';
+  }
   const cleanup = (): void => {
     if (!opts.keep) rmSync(scratch, { recursive: true, force: true });
   };
@@ -283,13 +321,15 @@ async function main(argv: string[]): Promise<number> {
   let results: BuildRuns[];
   let deflateResults: BuildRuns[] | undefined;
   try {
-    console.log(`== bench: ${builds.map((b) => b.name).join(', ')} over ${opts.protocol}, ${opts.repeat} run(s) each; scratch ${scratch}`);
-    results = await runSuite(opts, scratch, { label: 'master', builds, kinds: ['ref', 'bb'], deflate: false });
+    console.log(
+      `== bench: ${builds.map((b) => b.name).join(', ')} over ${opts.protocol}, ${opts.repeat} run(s) each; bbagent is ${bbagent.label}; scratch ${scratch}`,
+    );
+    results = await runSuite(opts, bbagent, scratch, { label: 'master', builds, kinds: ['ref', 'bb'], deflate: false });
     if (deflateBuilds.length > 0) {
       // buildbot-worker offers no permessage-deflate, so only bbagent changes: its runs are compared with
       // buildbot-worker's from the stock master above
       console.log('== again with a master that accepts permessage-deflate (docs/output.md), bbagent only');
-      deflateResults = await runSuite(opts, scratch, { label: 'master-deflate', builds: deflateBuilds, kinds: ['bb'], deflate: true });
+      deflateResults = await runSuite(opts, bbagent, scratch, { label: 'master-deflate', builds: deflateBuilds, kinds: ['bb'], deflate: true });
     }
   } finally {
     cleanup();
@@ -303,7 +343,8 @@ async function main(argv: string[]): Promise<number> {
       repeat: opts.repeat,
       quick: opts.quick,
       machine: machineInfo(),
-      versions: versions(),
+      versions: versions(bbagent),
+      bbagent: bbagent.label,
       durationS: (performance.now() - started) / 1000,
       load: [loadAtStart, loadavg()],
       payloadDeflateRatio: payloadDeflateRatio(),

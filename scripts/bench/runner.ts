@@ -7,7 +7,9 @@ import type { BuildbotMaster, Protocol, RestLog, RestStep } from '../harness/mas
 import { pollUntil } from '../harness/process.js';
 import { ReferenceWorker } from '../harness/reference-worker.js';
 import { printedTimestamp, type BenchBuild, type BuildContext, type WorkerKind } from './builds.js';
+import type { BbagentRun } from './bbagent-exe.js';
 import type { MasterEvents } from './events.js';
+import { formatBreakdown, formatProbe, memProbeEnv, PeakSampler, readProbe, smapsBreakdown, smapsOf } from './smaps.js';
 import {
   assertSingleProcess,
   childrenCpuTicks,
@@ -74,6 +76,8 @@ export interface RunOutcome {
   limited?: boolean;
   allowanceBytes?: number;
   notes: string[];
+  /** --smaps: where the worker's RSS was, idle and at the peak (printed lines). */
+  memory?: string[];
 }
 
 export interface BenchEnv {
@@ -88,6 +92,10 @@ export interface BenchEnv {
   workerNames: Record<WorkerKind, string>;
   /** Extra environment for bbagent (--bbagent-env). */
   bbagentEnv: Record<string, string>;
+  /** Which bbagent runs (--bbagent): the single executable, the bundle or another executable. */
+  bbagent: BbagentRun;
+  /** --smaps: break the worker's RSS down by mapping at idle and at its peak (the sampling costs CPU). */
+  smaps: boolean;
   /** bbagent must have negotiated permessage-deflate (the deflate section); checked in its log. */
   expectDeflate: boolean;
   /** Set once a worker kind could not even attach: its later runs fail at once with this reason. */
@@ -123,7 +131,9 @@ async function startWorker(env: BenchEnv, kind: WorkerKind): Promise<RunningWork
     const w = await ReferenceWorker.start(common);
     return { pid: w.pid, stop: () => w.stop(), tail: () => lastLines(w.logTail(8), 8), running: () => w.running, log: () => w.logTail(10_000) };
   }
-  const w = await BbagentWorker.start({ ...common, env: { ...common.env, ...env.bbagentEnv } });
+  const exe = env.bbagent.executable;
+  const probe = env.smaps ? memProbeEnv(env.scratch, env.workerNames[kind]).env : {};
+  const w = await BbagentWorker.start({ ...common, env: { ...common.env, ...probe, ...env.bbagentEnv }, ...(exe ? { executable: exe } : {}) });
   return { pid: w.pid, stop: () => w.stop(), tail: () => lastLines(w.output, 8), running: () => w.running, log: () => w.output };
 }
 
@@ -213,13 +223,16 @@ export async function runOnce(env: BenchEnv, build: BenchBuild, kind: WorkerKind
       throw new Error(reason);
     });
     // the CPU counters must be the worker's own process: twistd (python) runs in the buildbot-worker
-    // process itself, bbagent in node; neither may hand its work to a child
-    assertSingleProcess(workerPid, kind === 'ref' ? /^python3/ : /^node/, kind === 'ref' ? 'buildbot-worker' : 'bbagent');
+    // process itself, bbagent in node or its single executable; neither may hand its work to a child
+    assertSingleProcess(workerPid, kind === 'ref' ? /^python3/ : env.bbagent.exeName, kind === 'ref' ? 'buildbot-worker' : 'bbagent');
     if (kind === 'bb' && env.expectDeflate && !/websocket extensions: permessage-deflate/.test(running.log())) {
       throw new Error('bbagent did not negotiate permessage-deflate with the deflate-enabled master');
     }
     build.prepare?.(ctx);
     if (!(await waitIdle([env.masterPid, workerPid]))) notes.push('master or worker not idle before the build');
+    const exeFile = assertSingleProcess(workerPid, /./, 'worker');
+    const idleSmaps = env.smaps ? smapsBreakdown(smapsOf(workerPid), exeFile) : undefined;
+    const sampler = env.smaps ? new PeakSampler(workerPid) : undefined;
 
     const before = sample(env, workerPid);
     const t0 = performance.now();
@@ -237,6 +250,14 @@ export async function runOnce(env: BenchEnv, build: BenchBuild, kind: WorkerKind
     if (!(await waitIdle([env.masterPid, workerPid]))) notes.push('master or worker still busy 120 s after the build');
     const after = sample(env, workerPid);
     const rss = peakRssBytes(workerPid);
+    let memory: string[] | undefined;
+    if (sampler && idleSmaps) {
+      sampler.stop();
+      memory = [`    VmHWM ${(rss / 1048576).toFixed(1)} MiB; largest sampled RSS ${(sampler.peakKiB / 1024).toFixed(1)} MiB`];
+      memory.push(...formatBreakdown(idleSmaps, smapsBreakdown(sampler.peak, exeFile)));
+      const probe = kind === 'bb' ? await readProbe(workerPid, memProbeEnv(env.scratch, env.workerNames[kind]).out) : undefined;
+      if (probe) memory.push(formatProbe(probe.peak, 'at the RSS peak'), formatProbe(probe.now, 'after the build'));
+    }
     if (after.wire.workerPort !== before.wire.workerPort) throw new Error('the worker reconnected during the build: wire bytes would be wrong');
 
     const hz = clockTicksPerSecond();
@@ -271,6 +292,7 @@ export async function runOnce(env: BenchEnv, build: BenchBuild, kind: WorkerKind
       ...(verdict.deliveredBytes !== undefined ? { deliveredBytes: verdict.deliveredBytes } : {}),
       ...(verdict.limited !== undefined ? { limited: verdict.limited } : {}),
       ...(verdict.allowanceBytes !== undefined ? { allowanceBytes: verdict.allowanceBytes } : {}),
+      ...(memory ? { memory } : {}),
       notes,
     };
   } catch (err) {

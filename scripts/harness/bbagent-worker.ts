@@ -28,6 +28,13 @@ export interface BbagentWorkerOptions {
   env?: Record<string, string>;
   /** bbagent.json fields set after create-worker (e.g. `workers`, and a `basedir` beside theirs). */
   config?: Record<string, unknown>;
+  /** Run this executable (e.g. the single executable dist/bbagent-linux-x64) instead of the bundle on this Node. */
+  executable?: string;
+}
+
+/** The command line that runs bbagent with `args`: the bundle on this Node unless `executable` is given. */
+function bbagentCommand(opts: BbagentWorkerOptions, args: string[]): [string, string[]] {
+  return opts.executable ? [opts.executable, args] : [process.execPath, [BUNDLE, ...args]];
 }
 
 export class BbagentWorker {
@@ -40,19 +47,20 @@ export class BbagentWorker {
 
   static async create(opts: BbagentWorkerOptions): Promise<void> {
     mkdirSync(path.dirname(path.resolve(opts.dir)), { recursive: true });
-    await runCommand(process.execPath, [
-      BUNDLE,
-      'create-worker',
-      '--quiet',
-      '--force',
-      `--protocol=${opts.protocol}`,
-      '--maxdelay=2',
-      ...(opts.createArgs ?? []),
-      path.resolve(opts.dir),
-      `127.0.0.1:${opts.masterPort}`,
-      opts.name,
-      opts.password,
-    ]);
+    await runCommand(
+      ...bbagentCommand(opts, [
+        'create-worker',
+        '--quiet',
+        '--force',
+        `--protocol=${opts.protocol}`,
+        '--maxdelay=2',
+        ...(opts.createArgs ?? []),
+        path.resolve(opts.dir),
+        `127.0.0.1:${opts.masterPort}`,
+        opts.name,
+        opts.password,
+      ]),
+    );
     if (opts.config) {
       const file = path.join(path.resolve(opts.dir), 'bbagent.json');
       writeFileSync(file, JSON.stringify({ ...(JSON.parse(readFileSync(file, 'utf8')) as object), ...opts.config }, null, 2));
@@ -66,9 +74,10 @@ export class BbagentWorker {
   }
 
   private static spawn(opts: BbagentWorkerOptions): Promise<ManagedProcess> {
+    const [command, args] = bbagentCommand(opts, ['start', '--nodaemon', path.resolve(opts.dir)]);
     return ManagedProcess.spawn({
-      command: process.execPath,
-      args: [BUNDLE, 'start', '--nodaemon', path.resolve(opts.dir)],
+      command,
+      args,
       cwd: path.resolve(opts.dir),
       env: { ...process.env, ...opts.env },
       label: `bbagent ${opts.name}`,

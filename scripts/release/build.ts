@@ -28,6 +28,11 @@ const USAGE = `Usage: scripts/release/build-binaries [--target ID]... [--no-chec
   Missing build tools are installed with apt-get (as root or with password-less sudo) unless --no-install-tools.`;
 
 const root = process.cwd();
+/**
+ * The V8 flags the executables start with: SEA_EXEC_ARGV, or for an experiment (scripts/bench) the
+ * space-separated flags in BBAGENT_SEA_EXEC_ARGV.
+ */
+const execArgv = process.env['BBAGENT_SEA_EXEC_ARGV'] !== undefined ? process.env['BBAGENT_SEA_EXEC_ARGV'].split(/\s+/).filter(Boolean) : SEA_EXEC_ARGV;
 const cache = path.join(root, 'build', 'cache');
 const dist = path.join(root, 'dist');
 const started = Date.now();
@@ -94,8 +99,10 @@ function makeBlob(t: Target, bundlePath: string, hostNode: string, nodeDir: stri
     disableExperimentalSEAWarning: true,
     // V8's code cache is only valid for the V8 and CPU that made it: the blob is made by linux-x64 Node.
     useCodeCache: codeCache && t.id === 'linux-x64',
+    // No startup snapshot: Node 22 cannot snapshot node:http ("CheckGlobalAndEternalHandles failed"), which ws
+    // and the agent load with the code `start` runs, so a snapshot could hold only the command-line parser.
     useSnapshot: false,
-    execArgv: SEA_EXEC_ARGV,
+    execArgv,
     assets,
   };
   const configPath = path.join(work, 'sea-config.json');
@@ -103,7 +110,7 @@ function makeBlob(t: Target, bundlePath: string, hostNode: string, nodeDir: stri
   // Must be exactly the target's Node version: a blob from another version crashes the binary with SIGSEGV. And
   // with the V8 flags the binary starts with: V8 rejects a code cache made under other flags ("Code cache data
   // rejected", and a slower start).
-  run(hostNode, [...SEA_EXEC_ARGV, '--experimental-sea-config', configPath], { cwd: work });
+  run(hostNode, [...execArgv, '--experimental-sea-config', configPath], { cwd: work });
   return { blob, assets: runtime.length };
 }
 
@@ -193,7 +200,7 @@ async function main(): Promise<number> {
   }
   const installed = ensureTools(toolsFor(targets), values['no-install-tools'] !== true, realHost(which, log));
   if (installed.length > 0) log(`installed ${installed.map((t) => t.command).join(', ')}`);
-  log(`building ${targets.map((t) => t.id).join(', ')} from Node ${NODE_VERSION}`);
+  log(`building ${targets.map((t) => t.id).join(', ')} from Node ${NODE_VERSION}, V8 flags: ${execArgv.join(' ') || 'none'}`);
   const bundlePath = await bundle();
   // The blob is made by the pinned linux-x64 Node, whatever the target: same version is what matters.
   const hostTarget = findTarget('linux-x64')!;

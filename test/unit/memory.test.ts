@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { compactHeap, IdleCompactor } from '../../agent/memory.js';
+import { bulkBytes, collectGarbage, compactHeap, IdleCompactor } from '../../agent/memory.js';
 import { silentLogger } from '../../agent/log.js';
 
 describe('idle heap compaction', () => {
@@ -48,5 +48,67 @@ describe('idle heap compaction', () => {
     c.stop();
     vi.advanceTimersByTime(5000);
     expect(compact).toHaveBeenCalledTimes(2);
+  });
+
+  it('while a command runs, collects once large objects and buffers grew by the bound, never when idle', () => {
+    vi.useFakeTimers();
+    let busy = false;
+    let bulk = 10;
+    const collect = vi.fn(() => {
+      bulk = 12; // what the collection left
+      return true;
+    });
+    const c = new IdleCompactor({
+      busy: () => busy,
+      activity: () => 0,
+      logger: silentLogger,
+      bulk: () => bulk,
+      collect,
+      checkMs: 100,
+      boundBytes: 50,
+      minIntervalMs: 250,
+      now: () => Date.now(),
+    });
+    bulk = 1000;
+    vi.advanceTimersByTime(500); // idle: never
+    expect(collect).not.toHaveBeenCalled();
+    busy = true;
+    bulk = 20;
+    vi.advanceTimersByTime(100); // the base
+    bulk = 69;
+    vi.advanceTimersByTime(100);
+    expect(collect).not.toHaveBeenCalled();
+    bulk = 70;
+    vi.advanceTimersByTime(100);
+    expect(collect).toHaveBeenCalledTimes(1);
+    bulk = 61; // 49 over what the collection left
+    vi.advanceTimersByTime(300);
+    expect(collect).toHaveBeenCalledTimes(1);
+    bulk = 62;
+    vi.advanceTimersByTime(100);
+    expect(collect).toHaveBeenCalledTimes(2);
+    bulk = 100; // over the bound again at once: not within minIntervalMs of the last collection
+    vi.advanceTimersByTime(100);
+    expect(collect).toHaveBeenCalledTimes(2);
+    vi.advanceTimersByTime(200);
+    expect(collect).toHaveBeenCalledTimes(3);
+    expect(c.collections).toBe(3);
+    c.stop();
+    bulk = 10_000;
+    vi.advanceTimersByTime(1000);
+    expect(collect).toHaveBeenCalledTimes(3);
+  });
+
+  it('measures dead Buffers and large strings, and a collection frees them', () => {
+    // flat 1 MiB strings (large-object space) and Buffers (ArrayBuffer memory, when this runs on the main thread)
+    let junk: unknown[] | undefined = [
+      ...Array.from({ length: 8 }, (_, i) => Buffer.alloc(1024 * 1024, 97 + i).toString('latin1')),
+      ...Array.from({ length: 8 }, () => Buffer.alloc(1024 * 1024, 1)),
+    ];
+    expect(junk.length).toBe(16);
+    const before = bulkBytes();
+    junk = undefined;
+    expect(collectGarbage()).toBe(true);
+    expect(bulkBytes()).toBeLessThan(before - 7 * 1024 * 1024);
   });
 });
