@@ -1,0 +1,18 @@
+import { execFileSync } from 'node:child_process';
+import { describe, expect, it } from 'vitest';
+import { turbofanDelayFlag } from '../../agent/v8-tuning.js';
+
+describe('v8 tuning', () => {
+  it('names the flag of each known V8 and none for an unknown one', () => {
+    expect(turbofanDelayFlag('11.3.244.8-node.33')).toBe('--interrupt-budget=270336');
+    expect(turbofanDelayFlag('12.4.254.21-node.33')).toBe('--invocation-count-for-turbofan=12000');
+    expect(turbofanDelayFlag('13.0.1')).toBeUndefined();
+  });
+
+  it("this Node's V8 knows the flag chosen for it (no 'unrecognized flag' on stderr)", () => {
+    const flag = turbofanDelayFlag(process.versions.v8);
+    if (flag === undefined) return;
+    const out = execFileSync(process.execPath, ['--v8-options'], { encoding: 'utf8' });
+    expect(out).toContain(`--${flag.slice(2).split('=')[0]} `);
+  });
+});
