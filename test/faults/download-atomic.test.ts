@@ -18,19 +18,26 @@ import { mountTmpfs, tmpfsSupport, unmount } from '../helpers/tmpfs.js';
 
 const PASSWORD = 'pw';
 const OLD = 'the old content\n';
-/** 2 MiB in 16 KiB blocks, each read answered 20 ms late by the master: a download takes ~3 s to catch. */
+/** 2 MiB in 16 KiB blocks, the master answering one read every 20 ms: a download takes ~3 s to catch. */
 const NEW_SIZE = 2 * 1024 * 1024;
 const BLOCKSIZE = 16 * 1024;
 const SLOW_READ_S = 0.02;
 const STALL_BOUND_MS = 200;
 
-/** The master's FileReader answers each read after SLOW_READ_S (a Deferred: its reactor is not held). */
+/**
+ * The master's FileReader answers each read SLOW_READ_S after the previous answer (a Deferred: its reactor is not
+ * held): reads the worker asks ahead are answered one after the other, so the whole download takes ~3 s however
+ * many reads it keeps in flight.
+ */
 const SLOW_READER = `
 from twisted.internet import reactor, task
 from buildbot.process import remotetransfer
 _read = remotetransfer.FileReader.remote_read
 def _slow_read(self, maxlength):
-    return task.deferLater(reactor, ${SLOW_READ_S}, _read, self, maxlength)
+    now = reactor.seconds()
+    at = max(now, getattr(self, '_slow_next', 0)) + ${SLOW_READ_S}
+    self._slow_next = at
+    return task.deferLater(reactor, at - now, _read, self, maxlength)
 remotetransfer.FileReader.remote_read = _slow_read
 `;
 
