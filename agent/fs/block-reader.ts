@@ -68,32 +68,48 @@ export class IteratorBlockReader implements BlockSource {
   }
 }
 
-/** Blocks released and kept for reuse, at most this many bytes (a write window's worth and a little more). */
-const SPARE_BYTES = 2 * 1024 * 1024;
-
 /**
- * Blocks from an open file, read at its current position. Released blocks are filled again: a fresh buffer per
- * block leaves the ones already sent for the garbage collector, which runs when the JavaScript heap fills, not
- * when these (outside it) do; a 50 MiB upload held 23-32 MiB of them, measured.
+ * Buffers handed out for blocks and taken back once nothing refers to them (their write was answered), to be
+ * filled again: a fresh buffer per block leaves the ones already sent for the garbage collector, which runs when
+ * the JavaScript heap fills, not when these (outside it) do; a 50 MiB upload held 23-32 MiB of them, measured.
+ * Only whole buffers it handed out come back, each once; at most `spareBytes` of them are kept.
  */
-export class FileBlockReader implements BlockSource {
+export class BlockPool {
   private spare: Buffer[] = [];
-  /** The memory of the blocks handed out and not released: only these are taken back, each once. */
-  private readonly lent = new Set<ArrayBufferLike>();
+  /** Handed out and not back (weakly: a buffer never given back costs nothing once dropped). */
+  private readonly lent = new WeakSet<object>();
+
+  constructor(private readonly spareBytes = 2 * 1024 * 1024) {}
+
+  /** A buffer of `n` bytes, its own memory (allocUnsafe hands small sizes out of a pool shared with everything). */
+  take(n: number): Buffer {
+    const i = this.spare.findIndex((b) => b.length === n);
+    const buf = i >= 0 ? this.spare.splice(i, 1)[0]! : Buffer.allocUnsafeSlow(n);
+    this.lent.add(buf.buffer);
+    return buf;
+  }
+
+  /** Takes `block` back when it is the whole of a buffer this pool handed out (a view of a part is not). */
+  release(block: Uint8Array): void {
+    const size = block.buffer.byteLength;
+    if (block.byteOffset !== 0 || block.byteLength !== size || !this.lent.delete(block.buffer)) return;
+    if (this.spare.length > 0 && (this.spare.length + 1) * size > this.spareBytes) return;
+    this.spare.push(Buffer.from(block.buffer, 0, size));
+  }
+}
+
+/** Blocks from an open file, read at its current position, into buffers released blocks give back. */
+export class FileBlockReader implements BlockSource {
+  private readonly pool = new BlockPool();
 
   constructor(private readonly fh: FileHandle) {}
 
   release(block: Uint8Array): void {
-    const size = block.buffer.byteLength;
-    if (!this.lent.delete(block.buffer) || block.byteOffset !== 0) return;
-    if (this.spare.length > 0 && (this.spare.length + 1) * size > SPARE_BYTES) return;
-    // one size at a time (the block size); a shorter last block is a view of a full one
-    if (this.spare.length > 0 && this.spare[0]!.length !== size) this.spare = [];
-    this.spare.push(Buffer.from(block.buffer, 0, size));
+    this.pool.release(block);
   }
 
   async read(n: number): Promise<Buffer> {
-    const buf = this.take(n);
+    const buf = this.pool.take(n);
     let got = 0;
     while (got < n) {
       const { bytesRead } = await this.fh.read(buf, got, n - got, null);
@@ -101,13 +117,5 @@ export class FileBlockReader implements BlockSource {
       got += bytesRead;
     }
     return got === n ? buf : buf.subarray(0, got);
-  }
-
-  private take(n: number): Buffer {
-    const i = this.spare.findIndex((b) => b.length === n);
-    // its own ArrayBuffer: allocUnsafe hands small sizes out of a pool shared with everything else
-    const buf = i >= 0 ? this.spare.splice(i, 1)[0]! : Buffer.allocUnsafeSlow(n);
-    this.lent.add(buf.buffer);
-    return buf;
   }
 }
