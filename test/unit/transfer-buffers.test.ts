@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sendBlocks, TransferState } from '../../agent/commands/upload-file.js';
-import { FileBlockReader } from '../../agent/fs/block-reader.js';
+import { BlockPool, FileBlockReader } from '../../agent/fs/block-reader.js';
 import { WriteBehind } from '../../agent/transfer/write-behind.js';
 
 let dir: string;
@@ -70,6 +70,20 @@ describe('FileBlockReader', () => {
     // 49 blocks went through a handful of buffers (a 1 MiB window of 64 KiB blocks and the ones read ahead)
     expect(seen.length).toBe(49);
     expect(buffers.size).toBeLessThanOrEqual(20);
+  });
+});
+
+describe('BlockPool', () => {
+  it('takes back only whole buffers it handed out: a view of a part may still be in use', () => {
+    const pool = new BlockPool();
+    const a = pool.take(4096);
+    pool.release(a.subarray(0, 1000)); // the archive's reader may still hold the rest
+    pool.release(a.subarray(1000));
+    expect(pool.take(4096).buffer).not.toBe(a.buffer);
+    pool.release(a);
+    expect(pool.take(4096).buffer).toBe(a.buffer);
+    // small sizes too get their own memory, never a slice of Buffer's shared pool
+    expect(pool.take(16).buffer.byteLength).toBe(16);
   });
 });
 
