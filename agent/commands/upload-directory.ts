@@ -8,7 +8,7 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import { argInt, argOptString, argPresent, argPath } from './args.js';
 import type { CommandDefinition, CommandEnv, CommandIO, RemoteWriter, WorkerCommand } from './types.js';
 import { MAX_BLOCK_BYTES, TransferState, maxsizeArg, sendBlocks } from './upload-file.js';
-import { IteratorBlockReader } from '../fs/block-reader.js';
+import { BlockPool, IteratorBlockReader } from '../fs/block-reader.js';
 import { openTarStream } from '../transfer/tar.js';
 import { transferPath } from './relative-args.js';
 
@@ -48,7 +48,10 @@ class UploadDirectory implements WorkerCommand {
     // errors at the root (no such directory, bzip2 missing) fail the command before anything is sent, like
     // buildbot-worker's tarfile.add raising in start(): no header, no rc. The plain archive comes in chunks of
     // exactly one write each, which go out as they are.
+    // the plain archive's chunks are sent as they are: once answered, the next ones are made in them
+    const pool = this.compress === 'gz' || this.compress === 'bz2' ? undefined : new BlockPool();
     const tar = await openTarStream(path, this.compress, {
+      ...(pool ? { pool } : {}),
       environ: this.env.environ,
       host: this.env.platform,
       ...(writeBytes > 0 ? { chunkBytes: writeBytes } : {}),
@@ -75,6 +78,7 @@ class UploadDirectory implements WorkerCommand {
               throw error;
             }
           },
+          release: (block) => pool?.release(block),
         },
         writeBytes,
         this.maxsize,

@@ -98,7 +98,12 @@ export async function sendBlocks(
       const last = next === null || next === 'full';
       if (last) await window.drain();
       if (state.interrupted || window.failed) break;
-      await window.add(write(block), block.length);
+      const sent = block;
+      // answered: the master has the bytes, nothing here refers to the block any more
+      await window.add(
+        write(sent).then(() => source?.release?.(sent)),
+        sent.length,
+      );
       if (last) await window.drain();
       block = next;
     }

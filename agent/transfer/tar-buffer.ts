@@ -3,6 +3,7 @@
 // into the chunk with readSync; a full chunk moves to `ready` and the next one is allocated.
 
 import { readSync } from 'node:fs';
+import type { BlockPool } from '../fs/block-reader.js';
 import { PyError } from '../py/exceptions.js';
 import { toPyError } from '../py/os-error.js';
 
@@ -14,9 +15,12 @@ export class ArchiveBuffer {
   /** Full chunks, oldest first: the caller takes them out (and yields them) between members. */
   readonly ready: Buffer[] = [];
 
-  /** `chunkBytes`: the size of every chunk but the last. */
-  constructor(private readonly chunkBytes: number) {
-    this.chunk = Buffer.allocUnsafe(chunkBytes);
+  /** `chunkBytes`: the size of every chunk but the last; `pool`: where chunks come from (sent ones go back). */
+  constructor(
+    private readonly chunkBytes: number,
+    private readonly pool?: BlockPool,
+  ) {
+    this.chunk = this.newChunk();
   }
 
   /** Archive bytes written so far. */
@@ -86,7 +90,11 @@ export class ArchiveBuffer {
   private nextChunk(): void {
     this.ready.push(this.chunk);
     this.before += this.chunk.length;
-    this.chunk = Buffer.allocUnsafe(this.chunkBytes);
+    this.chunk = this.newChunk();
     this.pos = 0;
+  }
+
+  private newChunk(): Buffer {
+    return this.pool ? this.pool.take(this.chunkBytes) : Buffer.allocUnsafe(this.chunkBytes);
   }
 }

@@ -16,6 +16,7 @@ import { pathJoin } from '../py/os-path.js';
 import { checkNul, timeFloat } from '../py/os.js';
 import { bzip2Stream, gzipStream } from './tar-compress.js';
 import { ArchiveBuffer } from './tar-buffer.js';
+import type { BlockPool } from '../fs/block-reader.js';
 import { closeQuietly, openMember } from './tar-file-data.js';
 import {
   BLKTYPE,
@@ -54,6 +55,11 @@ export interface TarOptions {
   host: TarHost;
   /** The size of the chunks the stream yields (the last one is shorter); files are read into them directly. */
   chunkBytes?: number;
+  /**
+   * Where the plain archive's chunks come from; the caller gives back the ones yielded once done with them
+   * (compressed archives yield the compressor's output instead, and take none back).
+   */
+  pool?: BlockPool;
   /** The worker's environment: PATH to find bzip2 in, and bzip2's environment. Default: process.env. */
   environ?: Record<string, string | undefined>;
 }
@@ -105,7 +111,7 @@ interface DirFrame {
 
 /** The plain tar stream (tarfile 'w' mode, PAX format), in chunks of `chunkBytes` (the last one shorter). */
 export async function* tarArchive(root: string, rootStat: BigIntStats, opts: TarOptions): TarStream {
-  const out = new ArchiveBuffer(opts.chunkBytes ?? DEFAULT_CHUNK_BYTES);
+  const out = new ArchiveBuffer(opts.chunkBytes ?? DEFAULT_CHUNK_BYTES, opts.pool);
   const w: Writer = { out, inodes: new Map(), owners: opts.host.ownerNames(), host: opts.host };
   // TarFile.add(name, arcname): the member, then (directories) its sorted entries, depth first. A stop
   // (return()) or an error leaves this loop, which closes the open file.

@@ -9,6 +9,11 @@ export class WriteBehind {
   private pending: Buffer[] = [];
   private pendingBytes = 0;
   private writing: Promise<void> | null = null;
+  /**
+   * The buffer blocks are gathered in, filled again once its write is done: a fresh one per write is left for
+   * the garbage collector, which runs when the JavaScript heap fills, not when these (outside it) do.
+   */
+  private gather: Buffer | null = null;
 
   constructor(
     private readonly write: WriteFn,
@@ -41,7 +46,7 @@ export class WriteBehind {
   private async startNext(): Promise<void> {
     await this.settle();
     if (this.pendingBytes === 0) return;
-    const data = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes);
+    const data = this.pending.length === 1 ? this.pending[0]! : this.gathered();
     this.pending = [];
     this.pendingBytes = 0;
     const w = this.write(data);
@@ -54,5 +59,15 @@ export class WriteBehind {
     const w = this.writing;
     this.writing = null;
     if (w) await w;
+  }
+
+  /** The pending blocks copied into one buffer; the write before, which used it, is done (settle). */
+  private gathered(): Buffer {
+    if (this.gather === null || this.gather.length < this.pendingBytes) {
+      this.gather = Buffer.allocUnsafeSlow(Math.max(this.pendingBytes, 2 * this.limit));
+    }
+    let off = 0;
+    for (const b of this.pending) off += b.copy(this.gather, off);
+    return this.gather.subarray(0, off);
   }
 }

@@ -66,7 +66,10 @@ export class BananaDecoder {
     this.dialectValue = d;
   }
 
-  /** Decodes what it can; throws AgentError E_BANANA on malformed input, after which the decoder stays broken. */
+  /**
+   * Decodes what it can; throws AgentError E_BANANA on malformed input, after which the decoder stays broken.
+   * Nothing decoded refers to `chunk`'s memory: its byte strings are copies.
+   */
   feed(chunk?: Uint8Array): Sexp[] {
     if (this.broken) throw this.broken;
     if (chunk && chunk.length) this.held.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length));
@@ -77,7 +80,8 @@ export class BananaDecoder {
         const used = this.consume(buf, out);
         if (used < buf.length) {
           // paused for negotiation: keep the rest, in order, for after selectDialect()
-          this.held.unshift(buf.subarray(used));
+          // a copy: the caller may fill `chunk`'s memory again (a socket's one read buffer)
+          this.held.unshift(Buffer.from(buf.subarray(used)));
           break;
         }
       }
