@@ -5,12 +5,11 @@
 import path from 'node:path';
 import { currentPlatform } from '../platforms/index.js';
 import type { Platform } from '../platforms/types.js';
-import { defaultCacheRoot } from './artifacts/cache.js';
 import { SharedArtifactCache } from './commands/fetch-cache.js';
 import type { AgentConfig, WorkerConfig } from './config/schema.js';
 import { HostedWorker, labelledLogger, type SharedParts, type WorkerEnd } from './hosted-worker.js';
 import { AgentError, errorMessage } from './errors.js';
-import { AGENT_OWNED_DIRS } from './layout.js';
+import { AGENT_OWNED_DIRS, BASEDIR_LAYOUT } from './layout.js';
 import type { Logger } from './log.js';
 import { LoopMonitor } from './loop-monitor.js';
 import { IdleCompactor } from './memory.js';
@@ -133,7 +132,8 @@ export function startAgent(config: AgentConfig, opts: RunAgentOptions): RunningA
 /** The one artifact cache of the agent: `cacheDir` (relative: to the top level's basedir), else its BASEDIR/cache. */
 export function artifactCacheRoot(config: AgentConfig): string {
   const basedir = path.resolve(config.basedir);
-  return config.cacheDir === null ? defaultCacheRoot(basedir) : path.resolve(basedir, config.cacheDir);
+  // artifacts/cache.ts's defaultCacheRoot, without loading the cache's code at start
+  return config.cacheDir === null ? path.join(basedir, BASEDIR_LAYOUT.cache) : path.resolve(basedir, config.cacheDir);
 }
 
 /**
