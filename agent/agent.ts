@@ -5,12 +5,11 @@
 import path from 'node:path';
 import { currentPlatform } from '../platforms/index.js';
 import type { Platform } from '../platforms/types.js';
-import { defaultCacheRoot } from './artifacts/cache.js';
 import { SharedArtifactCache } from './commands/fetch-cache.js';
 import type { AgentConfig, WorkerConfig } from './config/schema.js';
 import { HostedWorker, labelledLogger, type SharedParts, type WorkerEnd } from './hosted-worker.js';
 import { AgentError, errorMessage } from './errors.js';
-import { AGENT_OWNED_DIRS } from './layout.js';
+import { AGENT_OWNED_DIRS, BASEDIR_LAYOUT } from './layout.js';
 import type { Logger } from './log.js';
 import { LoopMonitor } from './loop-monitor.js';
 import { IdleCompactor } from './memory.js';
@@ -27,6 +26,44 @@ const PROTOCOLS: Record<AgentConfig['protocol'], () => Promise<Protocol>> = {
   msgpack: async () => (await import('./connection/msgpack/index.js')).protocol,
   pb: async () => (await import('./connection/pb/index.js')).protocol,
 };
+
+/** How long the artifact cache waits for a first attached worker before it opens anyway. */
+const CACHE_OPEN_DELAY_MS = 2000;
+
+/**
+ * Opens the cache (its lock, the sweep of what a killed agent left) once a worker is attached (`open`), or after
+ * CACHE_OPEN_DELAY_MS without one: the cache's code and its sweep stay off the path from start to the first
+ * packet. A fetch before then opens it itself (SharedArtifactCache.get).
+ */
+function agentArtifactCache(config: AgentConfig, logger: Logger): { artifacts: SharedArtifactCache; cacheOpener: ReturnType<typeof deferredOpen> } {
+  const artifacts = new SharedArtifactCache(artifactCacheRoot(config), logger, { fastPath: config.cacheFastPath });
+  const misplaced = misplacedCacheDir(config, artifacts.root);
+  if (misplaced !== undefined) logger.warn(misplaced);
+  return { artifacts, cacheOpener: deferredOpen(artifacts) };
+}
+
+/** `openThen(f)`: a worker's activity callback (a connection attached, ...) that opens the cache first. */
+function deferredOpen(artifacts: SharedArtifactCache): { openThen(f: () => void): () => void; cancel(): void } {
+  let done = false;
+  const open = (): void => {
+    if (done) return;
+    done = true;
+    clearTimeout(timer);
+    artifacts.openAtStart();
+  };
+  const timer = setTimeout(open, CACHE_OPEN_DELAY_MS);
+  timer.unref();
+  return {
+    openThen: (f) => () => {
+      open();
+      f();
+    },
+    cancel: () => {
+      done = true;
+      clearTimeout(timer);
+    },
+  };
+}
 
 export interface RunAgentOptions {
   logger: Logger;
@@ -61,9 +98,7 @@ export function startAgent(config: AgentConfig, opts: RunAgentOptions): RunningA
     activity: () => hosts().reduce((n, h) => n + h.startedCount, 0),
     logger,
   });
-  const artifacts = new SharedArtifactCache(artifactCacheRoot(config), logger, { fastPath: config.cacheFastPath });
-  const misplaced = misplacedCacheDir(config, artifacts.root);
-  if (misplaced !== undefined) logger.warn(misplaced);
+  const { artifacts, cacheOpener } = agentArtifactCache(config, logger);
   const shared: SharedParts = {
     platform: opts.platform ?? currentPlatform(),
     processes,
@@ -71,10 +106,9 @@ export function startAgent(config: AgentConfig, opts: RunAgentOptions): RunningA
     agentBucket: agentOutputBucket(config),
     environ: buildEnviron(process.env),
     protocols: PROTOCOLS,
-    onActivity: () => compactor.poke(),
+    onActivity: cacheOpener.openThen(() => compactor.poke()),
   };
   hosted = buildWorkers(workerConfigs(config), shared, logger);
-  artifacts.openAtStart(); // once the base directories exist
   const loopMonitor = new LoopMonitor({ logger, working: () => hosts().some((h) => h.runningCount > 0) });
   loopMonitor.start();
 
@@ -94,7 +128,7 @@ export function startAgent(config: AgentConfig, opts: RunAgentOptions): RunningA
     stages,
     logger,
   });
-  cleanups.push(() => observers.close());
+  cleanups.push(() => observers.close(), cacheOpener.cancel);
 
   function finish(): void {
     if (finished) return;
@@ -133,7 +167,8 @@ export function startAgent(config: AgentConfig, opts: RunAgentOptions): RunningA
 /** The one artifact cache of the agent: `cacheDir` (relative: to the top level's basedir), else its BASEDIR/cache. */
 export function artifactCacheRoot(config: AgentConfig): string {
   const basedir = path.resolve(config.basedir);
-  return config.cacheDir === null ? defaultCacheRoot(basedir) : path.resolve(basedir, config.cacheDir);
+  // artifacts/cache.ts's defaultCacheRoot, without loading the cache's code at start
+  return config.cacheDir === null ? path.join(basedir, BASEDIR_LAYOUT.cache) : path.resolve(basedir, config.cacheDir);
 }
 
 /**

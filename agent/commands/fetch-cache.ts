@@ -5,7 +5,7 @@
 // process holds it) fails the fetches that need it, with the reason, and is tried again by the next one.
 
 import { readdirSync } from 'node:fs';
-import { ArtifactCache, type CacheOptions } from '../artifacts/cache.js';
+import type { ArtifactCache, CacheOptions } from '../artifacts/cache.js';
 import { HASH_ALGORITHMS, LOCK_FILE, TMP_DIR } from '../artifacts/cache-key.js';
 import { LOCK_TEMP, TAKEOVER_SUFFIX } from '../artifacts/cache-lock.js';
 import { AgentError, errorMessage } from '../errors.js';
@@ -27,6 +27,8 @@ export class SharedArtifactCache implements ArtifactCacheProvider {
     if (this.opening === undefined) {
       const opening = (async () => {
         refuseForeignDirectory(this.root);
+        // the cache's code (index, eviction, sweep, verification) loads with the first open
+        const { ArtifactCache } = await import('../artifacts/cache.js');
         return ArtifactCache.open({ root: this.root, logger: this.logger, ...this.options });
       })();
       this.opening = opening;

@@ -13,7 +13,8 @@
 // half-written is left (partial files are removed, an extraction is published whole or not at all).
 
 import type { ArtifactCache } from '../artifacts/cache.js';
-import { fetchArtifact, type FetchResult } from '../artifacts/fetch.js';
+// the downloader, extraction and cache (tar, xz, zip, http/TLS) load at the first fetch, not at the agent's start
+import type { FetchResult } from '../artifacts/fetch.js';
 import { AgentError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import { fetchRequest, type FetchRequest } from './fetch-args.js';
@@ -91,8 +92,9 @@ class Fetch implements WorkerCommand {
     return env.artifacts.get();
   }
 
-  private fetchOnce(cache: ArtifactCache | undefined): Promise<FetchResult> {
+  private async fetchOnce(cache: ArtifactCache | undefined): Promise<FetchResult> {
     const { req, io, env } = this;
+    const { fetchArtifact } = await import('../artifacts/fetch.js');
     const progress = new StepProgress((line) => io.text('stdout', line), env.now);
     return fetchArtifact({
       url: req.url,

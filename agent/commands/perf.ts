@@ -11,14 +11,10 @@ import { AgentError, CommandArgsError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { buildEnvironment } from '../process/environment.js';
 import { ensureDir } from '../fs/makedirs.js';
-import { summaryLines, writePerfArtifacts } from '../perf/artifacts.js';
 import { DEFAULT_CHECK_EVERY } from '../perf/adaptive.js';
 import { DEFAULT_FILTER } from '../perf/filters.js';
 import { GATE_MODES, type GateMode, type GateReport } from '../perf/gate.js';
-import { perfherderData, perfherderLine } from '../perf/perfherder.js';
-import { checkRunOptions, runPerf } from '../perf/run.js';
 import { DEFAULT_ADAPTIVE_MAX, DEFAULT_ADAPTIVE_MIN, DEFAULT_REPEAT, type PerfRunOptions } from '../perf/types.js';
-import { currentQuietHostProbe } from '../../platforms/common/quiet-host.js';
 import { argOptInt, argOptNumber, argOptSeconds, argOptString, argPath, argString, confinePath, describe } from './args.js';
 import { sendJsonStatus } from './json-status.js';
 import { relPath } from './relative-args.js';
@@ -34,7 +30,18 @@ function argv(args: CommandArgs, env: CommandEnv): string[] {
   throw new CommandArgsError(`argument 'command' must be a string or a non-empty list of strings, got ${describe(v)}`);
 }
 
-export function perfOptions(args: CommandArgs, env: CommandEnv, workdir: string): PerfRunOptions {
+/** The perf runner, its statistics and Perfherder output: loaded when a perf step starts, not at the agent's start. */
+async function loadPerfRunner() {
+  const [run, artifacts, perfherder, quietHost] = await Promise.all([
+    import('../perf/run.js'),
+    import('../perf/artifacts.js'),
+    import('../perf/perfherder.js'),
+    import('../../platforms/common/quiet-host.js'),
+  ]);
+  return { ...run, ...artifacts, ...perfherder, ...quietHost };
+}
+
+export function perfOptions(args: CommandArgs, env: CommandEnv, workdir: string, checkRunOptions: (o: PerfRunOptions) => unknown): PerfRunOptions {
   const mode = (argOptString(args, 'quiet_host') ?? 'refuse') as GateMode;
   if (!GATE_MODES.includes(mode)) throw new CommandArgsError(`argument 'quiet_host' must be one of ${GATE_MODES.join(', ')}, got ${describe(mode)}`);
   const target = argOptNumber(args, 'target_ci');
@@ -89,7 +96,8 @@ class PerfCommand implements WorkerCommand {
     const outArg = argOptString(args, 'out');
     const out = outArg === undefined ? undefined : path.resolve(workdir, outArg);
     if (out !== undefined) confinePath(env, out);
-    const options = perfOptions(args, env, workdir);
+    const { checkRunOptions, runPerf, perfherderData, perfherderLine, summaryLines, writePerfArtifacts, currentQuietHostProbe } = await loadPerfRunner();
+    const options = perfOptions(args, env, workdir, checkRunOptions);
     // as a shell step does: the workdir is made when missing (an OSError naming it fails the command otherwise)
     ensureDir(workdir);
     const line = (stream: 'stdout' | 'stderr', text: string): void => io.text(stream, `${text}\n`);

@@ -6,14 +6,10 @@
 
 import { forensicsWhen } from '../process/hang-forensics.js';
 import { TRACKING_ENV } from '../process/tracking.js';
-import { findReports } from '../suites/run-reports.js';
-import { parseSuiteReports } from '../suites/run-parse.js';
-import { SuiteProcesses } from '../suites/run-process.js';
-import { runSuite } from '../suites/run.js';
+import type { SuiteProcesses } from '../suites/run-process.js';
 import type { SuiteRunResult } from '../suites/run-types.js';
 import { confinePath } from './args.js';
 import { sendJsonStatus } from './json-status.js';
-import { readSuiteArgs } from './suite-args.js';
 import { forMaster } from './suite-result.js';
 import { relPath } from './relative-args.js';
 import type { CommandDefinition } from './types.js';
@@ -32,6 +28,7 @@ export const suiteCommand: CommandDefinition = {
     return {
       async run() {
         io.stepEnvironment(args['env']);
+        const { readSuiteArgs, SuiteProcesses, runSuite, parseSuiteReports, findReports } = await loadSuiteRunner();
         const spec = readSuiteArgs(args, env);
         processes = new SuiteProcesses({
           workdir: spec.options.workdir,
@@ -73,6 +70,27 @@ export const suiteCommand: CommandDefinition = {
     };
   },
 };
+
+/**
+ * The suite runner and the report parsers (saxes, ...), loaded when a suite step starts: an agent that runs none
+ * does not evaluate them at its start (in the bundle, a dynamic import is a module evaluated on first use).
+ */
+async function loadSuiteRunner() {
+  const [args, processes, run, parse, reports] = await Promise.all([
+    import('./suite-args.js'),
+    import('../suites/run-process.js'),
+    import('../suites/run.js'),
+    import('../suites/run-parse.js'),
+    import('../suites/run-reports.js'),
+  ]);
+  return {
+    readSuiteArgs: args.readSuiteArgs,
+    SuiteProcesses: processes.SuiteProcesses,
+    runSuite: run.runSuite,
+    parseSuiteReports: parse.parseSuiteReports,
+    findReports: reports.findReports,
+  };
+}
 
 /** The command's rc, as the CLI's exit code: 1 on a 'fail' verdict, -1 when interrupted, else 0. */
 export function rcOf(result: SuiteRunResult): number {
