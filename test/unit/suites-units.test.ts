@@ -63,11 +63,11 @@ describe('units', () => {
       'two/dup.py',
       'lib/test.js',
     ];
-    const map = new UnitMap(units, '/work/dir');
+    const map = new UnitMap(units, '/srv/checkout');
     const unit = (test: Partial<SuiteTest>): string | undefined => map.unitOf({ id: 'x', group: '', ...test });
     // JUnit file attribute (pytest xunit1, relative or absolute under the workdir)
     expect(unit({ group: 'whatever', source: 'tests/sub/test_y.py' })).toBe('tests/sub/test_y.py');
-    expect(unit({ source: '/work/dir/tests/test_x.py' })).toBe('tests/test_x.py');
+    expect(unit({ source: '/srv/checkout/tests/test_x.py' })).toBe('tests/test_x.py');
     // vitest: the classname is the file
     expect(unit({ group: 'test/a.test.ts', id: 'test/a.test.ts::adds' })).toBe('test/a.test.ts');
     // pytest xunit2: the module path, with or without a class
