@@ -99,7 +99,7 @@ describe('idle heap compaction', () => {
     expect(collect).toHaveBeenCalledTimes(3);
   });
 
-  it('measures dead Buffers and large strings, and a collection frees them', () => {
+  it('measures dead Buffers and large strings, and a collection frees them', async () => {
     // flat 1 MiB strings (large-object space) and Buffers (ArrayBuffer memory, when this runs on the main thread)
     let junk: unknown[] | undefined = [
       ...Array.from({ length: 8 }, (_, i) => Buffer.alloc(1024 * 1024, 97 + i).toString('latin1')),
@@ -109,6 +109,13 @@ describe('idle heap compaction', () => {
     const before = bulkBytes();
     junk = undefined;
     expect(collectGarbage()).toBe(true);
-    expect(bulkBytes()).toBeLessThan(before - 7 * 1024 * 1024);
+    // an ArrayBuffer's memory is given back by V8's sweeper, which may finish on another thread after the
+    // collection returns (seen under load): give it a few turns, collecting again, up to 5 s
+    const target = before - 7 * 1024 * 1024;
+    for (const deadline = Date.now() + 5000; bulkBytes() >= target && Date.now() < deadline;) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      collectGarbage();
+    }
+    expect(bulkBytes()).toBeLessThan(target);
   });
 });
