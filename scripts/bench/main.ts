@@ -316,6 +316,8 @@ async function main(argv: string[]): Promise<number> {
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
 
+  // asked now: the installed copy goes with the scratch directory
+  const versionLines = versions(bbagent);
   const runnable = builds.filter((b) => !b.unsupported?.(opts.protocol));
   const deflateBuilds = opts.deflate && opts.protocol === 'msgpack' ? runnable.filter((b) => DEFLATE_FAMILIES.has(b.family)) : [];
   let results: BuildRuns[];
@@ -343,7 +345,7 @@ async function main(argv: string[]): Promise<number> {
       repeat: opts.repeat,
       quick: opts.quick,
       machine: machineInfo(),
-      versions: versions(bbagent),
+      versions: versionLines,
       bbagent: bbagent.label,
       durationS: (performance.now() - started) / 1000,
       load: [loadAtStart, loadavg()],
