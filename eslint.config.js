@@ -29,7 +29,7 @@ const FLOORS = [
     files: ['agent/py/**/*.ts', 'agent/config/**/*.ts', 'agent/timers.ts', 'agent/memory.ts', 'agent/loop-monitor.ts', 'platforms/**/*.ts'],
     imported: ['**/py/**', '**/config/**', '**/timers.js', '**/memory.js', '**/loop-monitor.js', '**/platforms/**'],
   },
-  // the ground floor (errors.ts, log.ts, layout.ts, version.ts) is importable from everywhere
+  // the ground floor (errors.ts, log.ts, layout.ts, version.ts, v8-tuning.ts) is importable from everywhere
 ];
 
 function floorRules() {
