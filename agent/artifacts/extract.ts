@@ -122,7 +122,7 @@ function targetExists(archive: string, target: string): AgentError {
 }
 
 /** True when `target` exists and is not an empty directory. */
-async function occupied(target: string): Promise<boolean> {
+export async function occupied(target: string): Promise<boolean> {
   try {
     const st = await lstat(target);
     return !st.isDirectory() || (await readdir(target)).length > 0;

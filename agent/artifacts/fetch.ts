@@ -29,7 +29,7 @@ import { publishFile } from '../fs/publish-file.js';
 import path from 'node:path';
 import { AgentError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { ArtifactCache } from './cache.js';
+import type { ArtifactCache, CacheResult } from './cache.js';
 import { extractedKey, fileKey } from './cache-key.js';
 import { getExtractedTree } from './cache-tree.js';
 import { copyTree, linkTree } from './tree-copy.js';
@@ -130,14 +130,8 @@ async function viaCache(opts: FetchOptions, cache: ArtifactCache, expected: Expe
   const key = fileKey(expected.algorithm, expected.digest);
   const lease = await cache.acquire(key); // pinned while it is copied
   try {
-    let produced: DownloadResult | undefined;
-    const entry = await cache.get(key, {
-      produce: async (tmp) => {
-        produced = await download(downloadOptions(opts, expected, tmp));
-        return { digest: produced.digest };
-      },
-    });
-    const fetched = { bytes: entry.bytes, cached: entry.cached, attempts: produced?.attempts ?? 0 };
+    const { entry, attempts } = await archiveEntry(opts, cache, expected);
+    const fetched = { bytes: entry.bytes, cached: entry.cached, attempts };
     if (opts.dest !== undefined) {
       await copyAtomically(entry.path, opts.dest);
       return { ...fetched, path: opts.dest };
@@ -148,20 +142,25 @@ async function viaCache(opts: FetchOptions, cache: ArtifactCache, expected: Expe
   }
 }
 
+/** The archive's cache entry: a verified hit, or downloaded into the cache (the caller pins the key). */
+async function archiveEntry(opts: FetchOptions, cache: ArtifactCache, expected: ExpectedDigest): Promise<{ entry: CacheResult; attempts: number }> {
+  let produced: DownloadResult | undefined;
+  const entry = await cache.get(fileKey(expected.algorithm, expected.digest), {
+    produce: async (tmp) => {
+      produced = await download(downloadOptions(opts, expected, tmp));
+      return { digest: produced.digest };
+    },
+  });
+  return { entry, attempts: produced?.attempts ?? 0 };
+}
+
 /** An archive's first use: downloaded into the cache (pinned meanwhile) and extracted straight into `extract`. */
 async function viaCachedArchive(opts: FetchOptions, extract: string, cache: ArtifactCache, expected: ExpectedDigest): Promise<Fetched> {
-  const key = fileKey(expected.algorithm, expected.digest);
-  const lease = await cache.acquire(key);
+  const lease = await cache.acquire(fileKey(expected.algorithm, expected.digest));
   try {
-    let produced: DownloadResult | undefined;
-    const entry = await cache.get(key, {
-      produce: async (tmp) => {
-        produced = await download(downloadOptions(opts, expected, tmp));
-        return { digest: produced.digest };
-      },
-    });
+    const { entry, attempts } = await archiveEntry(opts, cache, expected);
     const tree = await extractArchive(entry.path, path.resolve(extract), { logger: opts.logger, signal: opts.signal });
-    return { path: tree.path, bytes: entry.bytes, cached: entry.cached, attempts: produced?.attempts ?? 0, treeCached: false };
+    return { path: tree.path, bytes: entry.bytes, cached: entry.cached, attempts, treeCached: false };
   } finally {
     lease.release();
   }

@@ -11,13 +11,14 @@
 // than the copy. Hardlinked members of the archive become separate files in the copy.
 
 import { chmodSync, constants as fsc, copyFileSync, lstatSync, mkdirSync, readdirSync, readlinkSync, symlinkSync, utimesSync, type Stats } from 'node:fs';
-import { copyFile, lstat, lutimes, mkdir, readdir, rename, rm, rmdir, utimes } from 'node:fs/promises';
+import { copyFile, lutimes, mkdir, rename, rm, rmdir, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import { AgentError, errorMessage } from '../errors.js';
 import { ensureDir } from '../fs/makedirs.js';
 import { syncDir } from '../fs/sync-dir.js';
 import { TimeSlicer } from '../fs/time-slice.js';
 import { tempPathFor } from './extract-publish.js';
+import { occupied } from './extract.js';
 import { resolveLinkTarget } from './safe-path.js';
 
 /** Big files copied at a time in the thread pool (4 threads by default): enough to keep it busy. */
@@ -99,17 +100,6 @@ export async function linkTree(src: string, targetDir: string): Promise<string> 
   } catch (err) {
     await rm(temp, { force: true });
     throw new AgentError('E_FETCH_WRITE', `cannot link ${target} to ${src}: ${errorMessage(err)}`);
-  }
-}
-
-/** True when `target` exists and is not an empty directory. */
-async function occupied(target: string): Promise<boolean> {
-  try {
-    const st = await lstat(target);
-    return !st.isDirectory() || (await readdir(target)).length > 0;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw err;
   }
 }
 
