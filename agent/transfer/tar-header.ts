@@ -93,21 +93,13 @@ export const COMMON_HEADER_BYTES = 3 * BLOCKSIZE;
 const PAX_NAME = '././@PaxHeader';
 /** The checksum field counts as eight spaces. */
 const ASCII_SPACE_SUM = 8 * 0x20;
+/** The fields of a PAX extended header's ustar block (tarfile's: only the size varies). */
+function paxHeaderFields(size: number): Parameters<typeof ustarBlock>[0] {
+  return { name: PAX_NAME, mode: 0, uid: 0, gid: 0, size, mtime: 0, type: 'x', linkname: '', uname: '', gname: '', devmajor: 0, devminor: 0 };
+}
+
 /** The PAX header block of `paxGenericHeader` with size 0; only size and checksum differ between members. */
-const PAX_TEMPLATE = ustarBlock({
-  name: PAX_NAME,
-  mode: 0,
-  uid: 0,
-  gid: 0,
-  size: 0,
-  mtime: 0,
-  type: 'x',
-  linkname: '',
-  uname: '',
-  gname: '',
-  devmajor: 0,
-  devminor: 0,
-});
+const PAX_TEMPLATE = ustarBlock(paxHeaderFields(0));
 /** Its checksum with the size field's eleven '0' digits left out. */
 const PAX_TEMPLATE_SUM = blockSum(PAX_TEMPLATE) - 11 * 0x30;
 const MAX_ID = 8 ** 7;
@@ -232,20 +224,7 @@ function paxGenericHeader(pax: [string, string][]): Buffer {
     records.push(Buffer.from(`${p} `), keyword, Buffer.from('='), value, Buffer.from('\n'));
   }
   const data = Buffer.concat(records);
-  const header = ustarBlock({
-    name: PAX_NAME,
-    mode: 0,
-    uid: 0,
-    gid: 0,
-    size: data.length,
-    mtime: 0,
-    type: 'x',
-    linkname: '',
-    uname: '',
-    gname: '',
-    devmajor: 0,
-    devminor: 0,
-  });
+  const header = ustarBlock(paxHeaderFields(data.length));
   const pad = data.length % BLOCKSIZE ? BLOCKSIZE - (data.length % BLOCKSIZE) : 0;
   return Buffer.concat([header, data, Buffer.alloc(pad)]);
 }
