@@ -1,16 +1,7 @@
 // A seeded PRNG for property and simulation tests: the same seed gives the same draws on every machine.
 
-/** mulberry32: a 32-bit state, uniform doubles in [0, 1). */
-export function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** mulberry32, the agent's own (agent/perf/bootstrap.ts): uniform doubles in [0, 1). */
+export { mulberry32 as seeded } from '../../agent/perf/bootstrap.js';
 
 /** A log-normal draw exp(mu + sigma * N(0, 1)) (Box-Muller). */
 export function logNormal(rand: () => number, mu: number, sigma: number): number {
