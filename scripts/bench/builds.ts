@@ -73,7 +73,15 @@ export function builderDir(ctx: BuildContext): string {
 
 /** Every generated line is LINE_BYTES long (newline included), so sizes are exact multiples. */
 export const LINE_BYTES = 128;
-const BODY_CHARS = LINE_BYTES - 'line 00000000 '.length - 1;
+/**
+ * Line lengths the stdout build also runs with: which stored chunks the master merges at a log's end depends
+ * on lines per chunk (it cuts at 64 KiB or at 1,000 lines, so 40-byte lines hit the line limit and 80-byte and
+ * 128-byte lines the size limit at different line counts).
+ */
+export const STDOUT_LINE_LENGTHS = [LINE_BYTES, 80, 40] as const;
+/** The generated body of a line of `lineBytes` (after "line NNNNNNNN ", before the newline). */
+const bodyChars = (lineBytes: number): number => lineBytes - 'line 00000000 '.length - 1;
+const BODY_CHARS = bodyChars(LINE_BYTES);
 const BODIES = 256;
 const LCG_A = 48271;
 const LCG_M = 2147483647;
@@ -92,7 +100,9 @@ export class LogLines {
   private readonly bodies: string[] = [];
   private i = 0;
 
-  constructor() {
+  constructor(lineBytes = LINE_BYTES) {
+    const BODY_CHARS = bodyChars(lineBytes);
+    if (BODY_CHARS < 8) throw new Error(`generated lines of ${lineBytes} bytes are too short`);
     const words = VOCAB.split(' ');
     for (let b = 0; b < BODIES; b++) {
       let s = '';
@@ -116,8 +126,9 @@ export class LogLines {
   }
 }
 
-/** The same generator in awk (one program, `count` lines). */
-export function awkLines(count: number): string {
+/** The same generator in awk (one program, `count` lines of `lineBytes`). */
+export function awkLines(count: number, lineBytes = LINE_BYTES): string {
+  const BODY_CHARS = bodyChars(lineBytes);
   return (
     `BEGIN{split("${VOCAB}", w, " "); x = ${LCG_SEED};` +
     ` for (b = 0; b < ${BODIES}; b++) { s = "";` +
@@ -155,13 +166,14 @@ export function pythonTrickle(count: number, per: number): string {
   ].join('\n');
 }
 
-const expectedCache = new Map<number, string>();
+const expectedCache = new Map<string, string>();
 
 /** sha256 of the first `count` generated lines, hashed in 1 MiB pieces (cached: 500 MiB takes seconds). */
-export function expectedSha(count: number): string {
-  const cached = expectedCache.get(count);
+export function expectedSha(count: number, lineBytes = LINE_BYTES): string {
+  const key = `${count}/${lineBytes}`;
+  const cached = expectedCache.get(key);
   if (cached) return cached;
-  const gen = new LogLines();
+  const gen = new LogLines(lineBytes);
   const hash = createHash('sha256');
   let piece = '';
   for (let i = 0; i < count; i++) {
@@ -173,7 +185,7 @@ export function expectedSha(count: number): string {
   }
   hash.update(piece);
   const digest = hash.digest('hex');
-  expectedCache.set(count, digest);
+  expectedCache.set(key, digest);
   return digest;
 }
 
@@ -267,10 +279,10 @@ async function stdoutStats(master: BuildbotMaster, buildid: number, stepNumber: 
   return stats;
 }
 
-/** A log build's verdict: step 1's stdout is exactly the first `lines` generated lines. */
-async function verifyAllLines(ctx: BuildContext, buildid: number, lines: number): Promise<Verdict> {
+/** A log build's verdict: step 1's stdout is exactly the first `lines` generated lines (of `lineBytes`). */
+async function verifyAllLines(ctx: BuildContext, buildid: number, lines: number, lineBytes = LINE_BYTES): Promise<Verdict> {
   const s = await stdoutStats(ctx.master, buildid, 1);
-  const want = expectedSha(lines);
+  const want = expectedSha(lines, lineBytes);
   const ok = s.lines === lines && s.sha256 === want;
   return {
     ok,
@@ -350,21 +362,24 @@ const BUDGET_SLACK = 64 * 1024;
 const sizeName = (bytes: number): string => (bytes >= MiB ? `${+(bytes / MiB).toFixed(2)}MiB` : `${Math.round(bytes / 1024)}KiB`);
 
 export function benchBuilds(sizes: Sizes): BenchBuild[] {
-  const stdoutLines = sizes.stdoutBytes / LINE_BYTES;
   const budgetLines = sizes.budgetBytes / LINE_BYTES;
   const trickleLines = sizes.trickleBytes / LINE_BYTES;
   // ~20 KiB every 100 ms at 2 MiB / 10 s
   const trickleChunks = Math.round(sizes.trickleSeconds * 10);
   const trickleChunkLines = Math.ceil(trickleLines / trickleChunks);
 
-  const stdout: BenchBuild = {
-    name: `stdout-${sizeName(sizes.stdoutBytes)}`,
-    family: 'stdout',
-    payloadBytes: sizes.stdoutBytes,
-    steps: () => `[steps.ShellCommand(name='stdout', command=['awk', ${py(awkLines(stdoutLines))}], logEnviron=False)]`,
-    timeoutMs: 600_000,
-    verify: (ctx, buildid) => verifyAllLines(ctx, buildid, stdoutLines),
-  };
+  // stdout-50MiB (128-byte lines) keeps its name; the other line lengths are named after theirs
+  const stdoutBuilds = STDOUT_LINE_LENGTHS.map((lineBytes): BenchBuild => {
+    const lines = Math.floor(sizes.stdoutBytes / lineBytes);
+    return {
+      name: `stdout-${sizeName(sizes.stdoutBytes)}${lineBytes === LINE_BYTES ? '' : `-${lineBytes}B`}`,
+      family: 'stdout',
+      payloadBytes: lines * lineBytes,
+      steps: () => `[steps.ShellCommand(name='stdout', command=['awk', ${py(awkLines(lines, lineBytes))}], logEnviron=False)]`,
+      timeoutMs: 600_000,
+      verify: (ctx, buildid) => verifyAllLines(ctx, buildid, lines, lineBytes),
+    };
+  });
 
   const trickleProgram = pythonTrickle(trickleLines, trickleChunkLines);
   const trickle: BenchBuild = {
@@ -529,7 +544,7 @@ export function benchBuilds(sizes: Sizes): BenchBuild[] {
     },
   };
 
-  return [stdout, trickle, budget, steps, upload, download, dirupload, firstOutput];
+  return [...stdoutBuilds, trickle, budget, steps, upload, download, dirupload, firstOutput];
 }
 
 /** `<scratch>/<name>` with `bytes` random bytes, made once. */

@@ -5,7 +5,7 @@ import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { awkLines, expectedSha, LINE_BYTES, LogLines, payloadDeflateRatio, pythonTrickle } from './builds.js';
+import { awkLines, benchBuilds, expectedSha, FULL_SIZES, LINE_BYTES, LogLines, payloadDeflateRatio, pythonTrickle, STDOUT_LINE_LENGTHS } from './builds.js';
 import { median, parseCpuTotals, parseProcStat, parseSsTin, parseVmHWM } from './metrics.js';
 
 describe('parseProcStat', () => {
@@ -142,6 +142,27 @@ describe('generated build output', () => {
 
   it('is what awk prints', () => {
     expect(execFileSync('awk', [awkLines(COUNT)], { encoding: 'utf8' })).toBe(expected());
+  });
+
+  it.each(STDOUT_LINE_LENGTHS.filter((n) => n !== LINE_BYTES))('is what awk prints with %i-byte lines', (lineBytes) => {
+    const gen = new LogLines(lineBytes);
+    let want = '';
+    for (let i = 0; i < COUNT; i++) want += gen.next();
+    expect(
+      want
+        .split('\n')
+        .slice(0, -1)
+        .every((l) => l.length + 1 === lineBytes),
+    ).toBe(true);
+    expect(execFileSync('awk', [awkLines(COUNT, lineBytes)], { encoding: 'utf8' })).toBe(want);
+    expect(createHash('sha256').update(want).digest('hex')).toBe(expectedSha(COUNT, lineBytes));
+    expect(expectedSha(COUNT, lineBytes)).not.toBe(expectedSha(COUNT));
+  });
+
+  it('runs the 50 MiB stdout build at every line length, each an exact 50 MiB', () => {
+    const stdout = benchBuilds(FULL_SIZES).filter((b) => b.family === 'stdout');
+    expect(stdout.map((b) => b.name)).toEqual(['stdout-50MiB', 'stdout-50MiB-80B', 'stdout-50MiB-40B']);
+    expect(stdout.every((b) => b.payloadBytes === FULL_SIZES.stdoutBytes)).toBe(true);
   });
 
   it('is what the python trickle prints', () => {
