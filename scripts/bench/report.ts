@@ -102,6 +102,7 @@ const METRICS: Record<Family, MetricSpec[]> = {
   download: [throughput, masterCpuPerMiB(0.6), workerCpuPerMiB, peakRss, wire(), wall],
   dirupload: [throughput, masterCpuPerMiB(0.6), workerCpuPerMiB, peakRss, wire(), wall],
   'first-output': [latency, wall],
+  quiet: [masterCpuTotal(), workerCpuTotal, wall],
 };
 
 const WORKER_LABEL: Record<WorkerKind, string> = { ref: 'buildbot-worker', bb: 'bbagent' };
