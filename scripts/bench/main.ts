@@ -211,7 +211,8 @@ function describeRun(build: BenchBuild, r: RunOutcome, deflate: boolean): string
 }
 
 /** Builds whose wire bytes are measured again with permessage-deflate (log output compresses; random files do not). */
-const DEFLATE_FAMILIES = new Set<BenchBuild['family']>(['stdout', 'trickle']);
+// quiet: the deflate master's own fixed cost of a build, for bbagent (the other figures are compared with it)
+const DEFLATE_FAMILIES = new Set<BenchBuild['family']>(['stdout', 'trickle', 'quiet']);
 const WORKER_NAMES: Record<WorkerKind, string> = { ref: 'buildbot-worker', bb: 'bbagent' };
 
 interface Suite {
