@@ -13,9 +13,12 @@
 //   refuses strings over 640 KiB, so a PB update stays under it), keeping the last, partly filled chunk back;
 // - a timer runs from the first line of each batch: the step's first output goes after `firstTimeoutMs`
 //   (0.25 s: live view), later batches after `latencyMs` (1 s, or the master's buffer_timeout if shorter).
-//   When it fires, everything goes, except when output is fast (whole chunks came during the period): then the
-//   partly filled last chunk, begun during that period, waits one more period to fill up. No line waits more
-//   than two periods; flush (end of the command) sends everything.
+//   When it fires, everything goes, except when output is sustained (whole chunks came since the last update):
+//   then the whole chunks go and the partly filled last chunk stays to fill up, and the next timer fires when
+//   that chunk's first line has waited two periods. A sustained stream so sends about one update per two
+//   periods, each ending on a master chunk boundary, instead of one per period (every update costs the master
+//   a transaction, a read and an event whatever its size); slow output still goes once per period. No line
+//   waits more than two periods; flush (end of the command) sends everything.
 // The stored log is the same line for line as with buildbot-worker's batching (BufferManager, buffer.ts); only
 // where the master's chunks start and how many transactions it runs differ.
 
@@ -24,12 +27,14 @@ import { joinChunks, type MessageSender, realTimers, sameStream, type Timers, wi
 
 /** A master chunk holds at most this many stored bytes, counting each line's channel character and newline. */
 export const MASTER_CHUNK_BYTES = 65536;
-/** The timer period: a line waits at most two periods for its chunk to fill before it is sent anyway. */
+/** The timer period: a line waits at most two periods (LATENCY_CAP_MS × 2) for its chunk to fill before it is sent anyway. */
 export const LATENCY_CAP_MS = 1000;
 /** A message holds at most this many stored bytes of whole chunks (unless one line is longer). */
 export const ALIGNED_MAX_BATCH = 512 * 1024;
 /** The size a status item is counted as (buildbot-worker's rule). */
 const STATUS_SIZE = 20;
+/** A partly filled chunk is held for the next update only if its first line may wait at least this much longer. */
+const MIN_HOLD_MS = 100;
 
 type TextItem = Exclude<UpdateItem, { kind: 'status' }>;
 
@@ -63,8 +68,8 @@ interface Tail {
   fullLines: number;
   partialLines: number;
   partialBytes: number;
-  /** The timer that was pending when the partly filled chunk got its first line (it is younger than that timer). */
-  startedUnder: number | undefined;
+  /** When the partly filled chunk got its first line (the batcher's clock). */
+  startedAt: number;
 }
 
 /** What CommandOutput needs from a batcher (BufferManager has the same shape). */
@@ -83,9 +88,6 @@ export class AlignedBatcher implements Batcher {
   /** Set while the last queued item is text. */
   private tail: Tail | undefined;
   private timer: unknown = undefined;
-  /** Counts timers armed; `timerId` is the pending one's. */
-  private timerCount = 0;
-  private timerId: number | undefined;
   private flushedOnce = false;
   private flushing = false;
   beforeFlush: (() => void) | undefined;
@@ -96,6 +98,7 @@ export class AlignedBatcher implements Batcher {
     private readonly latencyMs = LATENCY_CAP_MS,
     private readonly timers: Timers = realTimers,
     private readonly firstTimeoutMs = latencyMs,
+    private readonly now: () => number = () => performance.now(),
   ) {}
 
   append(item: UpdateItem): void {
@@ -138,7 +141,7 @@ export class AlignedBatcher implements Batcher {
 
   private appendText(item: TextItem): void {
     const last = this.queue[this.queue.length - 1];
-    if (!this.tail || !last || !sameStream(last, item)) this.tail = { fullLines: 0, partialLines: 0, partialBytes: 0, startedUnder: undefined };
+    if (!this.tail || !last || !sameStream(last, item)) this.tail = { fullLines: 0, partialLines: 0, partialBytes: 0, startedAt: 0 };
     if (this.fitsPartial(this.tail, item.chunk)) return this.push(item, item.chunk);
     const sizes = storedLineBytes(item.chunk);
     let from = 0;
@@ -152,7 +155,7 @@ export class AlignedBatcher implements Batcher {
         if (i > from) this.push(item, sliceLines(item.chunk, from, i));
         from = i;
         this.sendAll();
-        this.tail = { fullLines: 0, partialLines: 0, partialBytes: 0, startedUnder: undefined };
+        this.tail = { fullLines: 0, partialLines: 0, partialBytes: 0, startedAt: 0 };
       }
       this.countLine(this.tail, size);
     }
@@ -168,7 +171,7 @@ export class AlignedBatcher implements Batcher {
     const lines = chunk.indexes.length;
     const bytes = lines + Buffer.byteLength(chunk.text, 'utf8');
     if (tail.partialBytes + bytes > MASTER_CHUNK_BYTES) return false;
-    if (tail.partialBytes === 0) tail.startedUnder = this.timerId;
+    if (tail.partialBytes === 0) tail.startedAt = this.now();
     tail.partialBytes += bytes;
     tail.partialLines += lines;
     this.queueBytes += bytes;
@@ -182,7 +185,7 @@ export class AlignedBatcher implements Batcher {
       tail.partialLines = 0;
       tail.partialBytes = 0;
     }
-    if (tail.partialBytes === 0) tail.startedUnder = this.timerId;
+    if (tail.partialBytes === 0) tail.startedAt = this.now();
     tail.partialBytes += size;
     tail.partialLines++;
     this.queueBytes += size;
@@ -226,30 +229,29 @@ export class AlignedBatcher implements Batcher {
     this.send(items);
   }
 
-  private onTimer(id: number): void {
+  private onTimer(): void {
     this.timer = undefined;
-    this.timerId = undefined;
     const tail = this.tail;
-    if (this.flushedOnce && tail && tail.partialLines > 0 && tail.startedUnder === id && this.queueBytes > tail.partialBytes) {
-      // output is fast (whole chunks came within the period) and the partly filled chunk began under this
-      // timer: the whole chunks go, it may fill up during one more period (slow output all goes at once)
-      this.sendWhole();
-      this.armIn(this.latencyMs);
-      return;
+    if (this.flushedOnce && tail && tail.partialLines > 0 && this.queueBytes > tail.partialBytes) {
+      // output is sustained (whole chunks came since the last update): they go; the partly filled chunk stays
+      // until its first line has waited two periods, unless that time is (nearly) up (slow output all goes)
+      const left = tail.startedAt + 2 * this.latencyMs - this.now();
+      if (left >= MIN_HOLD_MS) {
+        this.sendWhole();
+        this.armIn(left);
+        return;
+      }
     }
     this.flush();
   }
 
   private armIn(ms: number): void {
     this.cancelTimer();
-    const id = ++this.timerCount;
-    this.timerId = id;
-    this.timer = this.timers.setTimeout(() => this.onTimer(id), Math.max(0, ms));
+    this.timer = this.timers.setTimeout(() => this.onTimer(), Math.max(0, ms));
   }
 
   private cancelTimer(): void {
     if (this.timer !== undefined) this.timers.clearTimeout(this.timer);
     this.timer = undefined;
-    this.timerId = undefined;
   }
 }

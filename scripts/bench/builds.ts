@@ -8,7 +8,7 @@ import path from 'node:path';
 import type { BuildbotMaster, Protocol, RestLog, RestStep } from '../harness/master.js';
 
 export type WorkerKind = 'ref' | 'bb';
-export type Family = 'stdout' | 'trickle' | 'budget' | 'steps' | 'upload' | 'download' | 'dirupload' | 'first-output';
+export type Family = 'stdout' | 'trickle' | 'budget' | 'steps' | 'upload' | 'download' | 'dirupload' | 'first-output' | 'quiet';
 
 export const MiB = 1024 * 1024;
 
@@ -544,7 +544,24 @@ export function benchBuilds(sizes: Sizes): BenchBuild[] {
     },
   };
 
-  return [...stdoutBuilds, trickle, budget, steps, upload, download, dirupload, firstOutput];
+  // the fixed cost of a build with one step and one log on the master, for each worker: the trickle's step
+  // length, one line of output, nothing polled (the master's CPU here is what a build costs it without output)
+  const quiet: BenchBuild = {
+    name: 'quiet',
+    family: 'quiet',
+    payloadBytes: 0,
+    steps: () => `[steps.ShellCommand(name='quiet', command='echo quiet; sleep ${sizes.trickleSeconds}', logEnviron=False)]`,
+    timeoutMs: 120_000,
+    verify: async (ctx, buildid) => {
+      let lines = 0;
+      await scanLog(ctx.master, await stepLog(ctx.master, buildid, 1), (channel, text) => {
+        if (channel === 'o' && text === 'quiet') lines++;
+      });
+      return { ok: lines === 1, detail: `${lines} line(s)` };
+    },
+  };
+
+  return [...stdoutBuilds, trickle, budget, steps, upload, download, dirupload, firstOutput, quiet];
 }
 
 /** `<scratch>/<name>` with `bytes` random bytes, made once. */

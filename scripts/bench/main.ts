@@ -10,6 +10,7 @@ import { masterDeflateConfig } from '../harness/master-deflate.js';
 import { installCopy, resolveBbagent, type BbagentRun } from './bbagent-exe.js';
 import { benchBuilds, FULL_SIZES, payloadDeflateRatio, QUICK_SIZES, type BenchBuild, type WorkerKind } from './builds.js';
 import { MasterEvents } from './events.js';
+import { masterProfileConfig } from './master-profile.js';
 import { assertSingleProcess, clockTicksPerSecond } from './metrics.js';
 import { renderReport, type BuildRuns } from './report.js';
 import { builderName, PASSWORD, runOnce, workerDirs, type BenchEnv, type RunOutcome } from './runner.js';
@@ -24,7 +25,8 @@ Options:
   --protocol msgpack|pb   worker protocol (default msgpack)
   --repeat N              runs per build and worker; the table shows medians (default 3)
   --only NAME[,NAME...]   run only these builds (full name like stdout-50MiB, or the family: stdout,
-                          trickle, budget, steps, upload, download, dirupload, first-output)
+                          trickle, budget, steps, upload, download, dirupload, first-output,
+                          quiet)
   --quick                 smoke run: --repeat 1 and smaller sizes
   --write                 write the report to docs/performance.md
   --out FILE              write the report to FILE
@@ -38,6 +40,9 @@ Options:
   --smaps                 also break each worker's RSS down by mapping (/proc/<pid>/smaps) at idle and at
                           its peak, and bbagent's V8 heap spaces (a preloaded probe): the sampling costs
                           the workers CPU, so CPU figures of such a run are not comparable
+  --master-profile DIR    run cProfile in every thread of the master and write, for each run, where its
+                          reactor and database threads spent their time to DIR/<build>-<worker>-<n>.txt
+                          (profiling slows the master: CPU figures of such a run are not comparable)
   --keep                  keep the scratch directory (master, workers, logs)
   -h, --help              show this help`;
 
@@ -55,6 +60,8 @@ interface Options {
   /** --bbagent: sea, bundle or a path. */
   bbagent: string;
   smaps: boolean;
+  /** --master-profile: the directory the master's per-run profiles go to. */
+  masterProfile: string | undefined;
 }
 
 class UsageError extends Error {}
@@ -71,6 +78,7 @@ function parseArgs(argv: string[]): Options | 'help' {
     bbagentEnv: {},
     bbagent: 'sea',
     smaps: false,
+    masterProfile: undefined,
   };
   let repeatSet = false;
   let write = false;
@@ -123,6 +131,9 @@ function parseArgs(argv: string[]): Options | 'help' {
       }
       case '--smaps':
         opts.smaps = true;
+        break;
+      case '--master-profile':
+        opts.masterProfile = path.resolve(value());
         break;
       case '--bbagent':
         opts.bbagent = value();
@@ -200,7 +211,8 @@ function describeRun(build: BenchBuild, r: RunOutcome, deflate: boolean): string
 }
 
 /** Builds whose wire bytes are measured again with permessage-deflate (log output compresses; random files do not). */
-const DEFLATE_FAMILIES = new Set<BenchBuild['family']>(['stdout', 'trickle']);
+// quiet: the deflate master's own fixed cost of a build, for bbagent (the other figures are compared with it)
+const DEFLATE_FAMILIES = new Set<BenchBuild['family']>(['stdout', 'trickle', 'quiet']);
 const WORKER_NAMES: Record<WorkerKind, string> = { ref: 'buildbot-worker', bb: 'bbagent' };
 
 interface Suite {
@@ -210,6 +222,11 @@ interface Suite {
   kinds: WorkerKind[];
   /** The master accepts permessage-deflate (msgpack), and bbagent must use it. */
   deflate: boolean;
+}
+
+function masterExtraConfig(deflate: boolean, profileDir: string | undefined): string {
+  const parts = [deflate ? masterDeflateConfig() : '', profileDir ? masterProfileConfig(profileDir) : ''];
+  return parts.filter(Boolean).join('\n');
 }
 
 /** Starts a master for `suite`, runs each build `--repeat` times per worker kind, stops the master. */
@@ -228,7 +245,7 @@ async function runSuite(opts: Options, bbagent: BbagentRun, scratch: string, sui
       builders: runnable.flatMap((b) =>
         suite.kinds.map((w) => ({ name: builderName(b, w), workernames: [names[w]], steps: b.steps(masterDir, builderName(b, w)) })),
       ),
-      ...(suite.deflate ? { extraConfig: masterDeflateConfig() } : {}),
+      ...(suite.deflate || opts.masterProfile ? { extraConfig: masterExtraConfig(suite.deflate, opts.masterProfile) } : {}),
     });
     const masterPid = master.pid;
     if (masterPid === undefined) throw new Error('the master is not running');
@@ -247,6 +264,7 @@ async function runSuite(opts: Options, bbagent: BbagentRun, scratch: string, sui
       bbagentEnv: opts.bbagentEnv,
       bbagent,
       smaps: opts.smaps,
+      ...(opts.masterProfile ? { masterProfile: opts.masterProfile } : {}),
       broken: {},
     };
     for (const build of suite.builds) {

@@ -102,6 +102,7 @@ const METRICS: Record<Family, MetricSpec[]> = {
   download: [throughput, masterCpuPerMiB(0.6), workerCpuPerMiB, peakRss, wire(), wall],
   dirupload: [throughput, masterCpuPerMiB(0.6), workerCpuPerMiB, peakRss, wire(), wall],
   'first-output': [latency, wall],
+  quiet: [masterCpuTotal(), workerCpuTotal, wall],
 };
 
 const WORKER_LABEL: Record<WorkerKind, string> = { ref: 'buildbot-worker', bb: 'bbagent' };
@@ -304,6 +305,8 @@ then checks the data and stops the worker.
   every 20 ms and the latency is the midpoint of the first request that returned the line minus the printed
   time (the polling adds ~10 ms on average).
 - **wall time**: from forcing the build to the master's "build finished" event.
+- **quiet** (a 10 s step that prints one line): what a build with one step and one log costs the master
+  whatever the worker sends, the fixed part of every per-MiB figure (the trickle's 2 MiB pay it too).
 - **Verification**: every log build's stdout is read back from REST (\`/logs/<id>/contents\`, paged,
   channel prefixes stripped) and its line count and sha256 compared with the generated text; uploads and
   downloads by sha256 of the file, the directory upload by the count and sha256 of every file. A run whose

@@ -9,6 +9,7 @@ import { ReferenceWorker } from '../harness/reference-worker.js';
 import { printedTimestamp, type BenchBuild, type BuildContext, type WorkerKind } from './builds.js';
 import type { BbagentRun } from './bbagent-exe.js';
 import type { MasterEvents } from './events.js';
+import { readMasterProfile, toggleMasterProfile } from './master-profile.js';
 import { formatBreakdown, formatProbe, memProbeEnv, PeakSampler, readProbe, smapsBreakdown, smapsOf } from './smaps.js';
 import {
   assertSingleProcess,
@@ -96,6 +97,8 @@ export interface BenchEnv {
   bbagent: BbagentRun;
   /** --smaps: break the worker's RSS down by mapping at idle and at its peak (the sampling costs CPU). */
   smaps: boolean;
+  /** --master-profile: profile the master's threads in each measured window, into this directory. */
+  masterProfile?: string;
   /** bbagent must have negotiated permessage-deflate (the deflate section); checked in its log. */
   expectDeflate: boolean;
   /** Set once a worker kind could not even attach: its later runs fail at once with this reason. */
@@ -234,6 +237,8 @@ export async function runOnce(env: BenchEnv, build: BenchBuild, kind: WorkerKind
     const idleSmaps = env.smaps ? smapsBreakdown(smapsOf(workerPid), exeFile) : undefined;
     const sampler = env.smaps ? new PeakSampler(workerPid) : undefined;
 
+    const profileLabel = `${build.name}-${kind}-${repeat}${env.expectDeflate ? '-deflate' : ''}`;
+    if (env.masterProfile) toggleMasterProfile(env.masterProfile, env.masterPid, profileLabel);
     const before = sample(env, workerPid);
     const t0 = performance.now();
     const brid = await env.master.forceBuild(builder);
@@ -249,6 +254,10 @@ export async function runOnce(env: BenchEnv, build: BenchBuild, kind: WorkerKind
     const latencyS = latency ? await latency : undefined;
     if (!(await waitIdle([env.masterPid, workerPid]))) notes.push('master or worker still busy 120 s after the build');
     const after = sample(env, workerPid);
+    if (env.masterProfile) {
+      toggleMasterProfile(env.masterProfile, env.masterPid, profileLabel);
+      if ((await readMasterProfile(env.masterProfile, profileLabel)) === undefined) notes.push('the master wrote no profile');
+    }
     const rss = peakRssBytes(workerPid);
     let memory: string[] | undefined;
     if (sampler && idleSmaps) {

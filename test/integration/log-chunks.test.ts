@@ -15,6 +15,15 @@ const PASSWORD = 'pw-log-chunks';
 /** 40,000 lines of 80-odd bytes (3.4 MiB), as fast as awk writes them. */
 const SPEW_AWK = `BEGIN{for(i=0;i<40000;i++) printf "spew %06d ${'z'.repeat(70)}\\n", i}`;
 const spewStep = `[steps.ShellCommand(name='spew', command=['awk', ${JSON.stringify(SPEW_AWK)}], logEnviron=False)]`;
+/** A sustained trickle: 160 lines of 127 bytes (20 KiB) every 100 ms for 3 s. */
+const TRICKLE_PY = [
+  'import sys, time',
+  'for w in range(30):',
+  "    sys.stdout.write(''.join('trickle %06d %s\\n' % (w * 160 + i, 'y' * 112) for i in range(160)))",
+  '    sys.stdout.flush()',
+  '    time.sleep(0.1)',
+].join('\n');
+const trickleStep = `[steps.ShellCommand(name='trickle', command=['/usr/bin/python3', '-c', ${JSON.stringify(TRICKLE_PY)}], logEnviron=False)]`;
 
 /** The stored chunks of one log: [first_line, last_line, decompressed bytes], from the master's sqlite database. */
 const CHUNKS_PY = `
@@ -46,6 +55,7 @@ describe('stored log chunks on a real master (PB)', () => {
       builders: [
         { name: 'aligned', workernames: ['aligned'], steps: spewStep },
         { name: 'reference', workernames: ['reference'], steps: spewStep },
+        { name: 'trickle', workernames: ['aligned'], steps: trickleStep },
       ],
     });
     for (const [name, batching] of [
@@ -96,5 +106,21 @@ describe('stored log chunks on a real master (PB)', () => {
     expect(merged(aligned).length).toBeLessThanOrEqual(4);
     expect(short(aligned).length).toBeLessThanOrEqual(6);
     expect(merged(reference).length).toBeGreaterThan(10);
+  });
+
+  it('a sustained trickle: the stored log is the text written, in whole chunks (held back until two periods old)', async () => {
+    const expected = execFileSync('/usr/bin/python3', ['-c', TRICKLE_PY.replace('time.sleep(0.1)', 'pass')]).toString();
+    const build = await master.runBuild('trickle', 60_000);
+    expect(build.results).toBe(Results.SUCCESS);
+    const log = findLog(findStep(build, 'trickle'));
+    expect(channelText(log, 'o')).toBe(expected);
+    const chunks = storedChunks(master, log.logid);
+    // the headers, the first output (after 0.25 s) and the end of the output are short appends; every update
+    // in between ends on a chunk boundary, so nothing else is short or merged
+    const short = chunks.filter(([, , bytes]) => bytes < 65536 - 200);
+    const merged = chunks.filter(([, , bytes]) => bytes >= 65536);
+    console.log(`trickle: ${chunks.length} stored chunks, ${short.length} short, ${merged.length} merged`);
+    expect(short.length + merged.length).toBeLessThanOrEqual(3);
+    expect(chunks.length).toBeGreaterThanOrEqual(7);
   });
 });

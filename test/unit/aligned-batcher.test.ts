@@ -127,29 +127,116 @@ describe('AlignedBatcher', () => {
     for (const c of chunks.slice(0, -1)) expect(c.bytes).toBeGreaterThan(MASTER_CHUNK_BYTES - 100);
   });
 
-  it('first output after the first timeout; then whole chunks go on the timer and a partly filled chunk waits one more period', () => {
+  it('first output after the first timeout; then whole chunks go on the timer and a partly filled chunk waits until its first line is two periods old', () => {
     const messages: UpdateItem[][] = [];
     const t = fakeTimers();
-    const b = new AlignedBatcher((m) => messages.push(m), ALIGNED_MAX_BATCH, 1000, t.timers, 250);
+    let clock = 0;
+    const b = new AlignedBatcher(
+      (m) => messages.push(m),
+      ALIGNED_MAX_BATCH,
+      1000,
+      t.timers,
+      250,
+      () => clock,
+    );
     b.append({ kind: 'text', key: 'stdout', chunk: chunkOf(['first']) });
     expect(t.pending.map((p) => p.ms)).toEqual([250]);
+    clock = 250;
     t.fire();
     expect(messages).toHaveLength(1);
-    // 1.5 master chunks arrive within one period
+    // 1.5 master chunks arrive within one period, the last line at 1,100 ms (so the partly filled chunk began then)
     const lines = buildLines(1200, 80);
+    clock = 1100;
     b.append({ kind: 'text', key: 'stdout', chunk: chunkOf(lines) });
     expect(t.pending.map((p) => p.ms)).toEqual([1000]);
+    clock = 1250;
     t.fire();
     expect(messages).toHaveLength(2);
     const sent = stored([messages[1]!]);
     expect(sent.chunks).toHaveLength(1);
     expect(sent.chunks[0]!.bytes).toBeGreaterThan(MASTER_CHUNK_BYTES - 100);
-    // the rest waits one more period (it began after that timer was armed), then goes even though not full
-    expect(t.pending.map((p) => p.ms)).toEqual([1000]);
+    // the rest waits until its first line (1,100 ms) is two periods old, then goes even though not full
+    expect(t.pending.map((p) => p.ms)).toEqual([1850]);
+    clock = 3100;
     t.fire();
     expect(messages).toHaveLength(3);
     expect(stored(messages).text).toBe(chunkOf(['first', ...lines]).text);
     expect(t.pending).toHaveLength(0);
+  });
+
+  it('a partly filled chunk whose time is nearly up goes with the whole ones', () => {
+    const messages: UpdateItem[][] = [];
+    const t = fakeTimers();
+    let clock = 0;
+    const b = new AlignedBatcher(
+      (m) => messages.push(m),
+      ALIGNED_MAX_BATCH,
+      1000,
+      t.timers,
+      250,
+      () => clock,
+    );
+    b.append({ kind: 'text', key: 'stdout', chunk: chunkOf(['first']) });
+    t.fire();
+    // a chunk and a bit, the bit's first line long before the timer fires (the clock stood still meanwhile)
+    b.append({ kind: 'text', key: 'stdout', chunk: chunkOf(buildLines(900, 80)) });
+    clock = 1950;
+    t.fire();
+    expect(messages).toHaveLength(2);
+    expect(stored([messages[1]!]).chunks).toHaveLength(2);
+    expect(t.pending).toHaveLength(0);
+  });
+
+  it('a sustained trickle (20 KiB every 100 ms): about one update per two periods, whole chunks, no line older than two periods', () => {
+    const lines = buildLines(16_384, 127);
+    const messages: { at: number; items: UpdateItem[] }[] = [];
+    const arrived: number[] = [];
+    let clock = 0;
+    let timer: { at: number; cb: () => void } | undefined;
+    const timers: Timers = {
+      setTimeout: (cb, ms) => (timer = { at: clock + ms, cb }),
+      clearTimeout: (h) => {
+        if (timer === h) timer = undefined;
+      },
+    };
+    const b = new AlignedBatcher(
+      (m) => messages.push({ at: clock, items: m }),
+      ALIGNED_MAX_BATCH,
+      1000,
+      timers,
+      250,
+      () => clock,
+    );
+    const per = 164;
+    for (let i = 0, tick = 0; i < lines.length; i += per, tick++) {
+      // timers due before this write fire first
+      while (timer && timer.at <= tick * 100) {
+        const due = timer;
+        timer = undefined;
+        clock = due.at;
+        due.cb();
+      }
+      clock = tick * 100;
+      const slice = lines.slice(i, i + per);
+      for (const _ of slice) arrived.push(clock);
+      b.append({ kind: 'text', key: 'stdout', chunk: chunkOf(slice) });
+    }
+    b.flush();
+    const sent = stored(messages.map((m) => m.items));
+    expect(sent.text).toBe(chunkOf(lines).text);
+    // 10 s of output: the first lines at 250 ms, then one update per period would be about 10; 5 go (at 1.3,
+    // 3.2, 5.0, 6.9 and 8.7 s), plus the flush at the end
+    expect(messages[0]!.at).toBe(250);
+    expect(messages.length).toBeLessThanOrEqual(7);
+    // after the first output, whole chunks only (but the very last)
+    const later = stored(messages.slice(1).map((m) => m.items)).chunks;
+    for (const c of later.slice(0, -1)) expect(c.bytes).toBeGreaterThan(MASTER_CHUNK_BYTES - 200);
+    expect(mergedByCompaction(later.slice(0, -1))).toBe(0);
+    // every line left within two periods of its arrival
+    let line = 0;
+    for (const m of messages.slice(0, -1)) {
+      for (const i of m.items) if (i.kind === 'text') for (const _ of i.chunk.indexes) expect(m.at - arrived[line++]!).toBeLessThanOrEqual(2000);
+    }
   });
 
   it('a slow trickle goes out once per period, whole or not', () => {
