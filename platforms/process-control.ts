@@ -12,6 +12,8 @@ export interface SpawnRequest {
   pty: boolean;
   /** Keep stdin open as a pipe (for initial_stdin); otherwise it is closed at once. */
   stdinPipe: boolean;
+  /** POSIX: read the output pipes into a reused buffer (the default) or, when false, through Node's streams. */
+  directReads?: boolean;
 }
 
 export interface ExitStatus {
