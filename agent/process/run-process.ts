@@ -8,6 +8,7 @@ import path from 'node:path';
 import {
   SpawnError,
   type ExitStatus,
+  type PidStamp,
   type ProcessControl,
   type ProcessHandle,
   type ProcessQuery,
@@ -63,6 +64,8 @@ export class RunProcess implements TrackedProcess {
   private signalled: ProcessRef[] = [];
   private readonly marker: TrackingMarker = newTrackingMarker();
   private spawnedAtMs = 0;
+  /** The pid counter when the command started (Linux): scans then read only pids allocated since. */
+  private pidStamp: PidStamp | undefined;
   private incompleteLogged = 0;
   private settle: { resolve: (rc: number) => void; reject: (e: Error) => void } | undefined;
   private readonly usePTY: boolean;
@@ -112,12 +115,14 @@ export class RunProcess implements TrackedProcess {
 
     this.startTime = this.now();
     this.spawnedAtMs = Date.now();
+    const counter = this.platform.pidStamp?.();
     try {
       this.handle = this.platform.spawn({ argv, cwd: o.workdir, env, pty: this.usePTY, stdinPipe: stdinBytes !== undefined });
     } catch (err) {
       this.launchFailed(argv, err);
       return;
     }
+    if (counter) this.pidStamp = { ...counter, firstPid: this.handle.pid };
     o.registry?.add(this);
     const h = this.handle;
     this.output.attach(h);
@@ -235,6 +240,7 @@ export class RunProcess implements TrackedProcess {
       marker: this.marker,
       known: this.signalled,
       startedAfterMs: this.spawnedAtMs - SCAN_START_SLACK_MS,
+      pidStamp: this.pidStamp,
       onIncomplete: (why) => {
         if (this.incompleteLogged++ < INCOMPLETE_LOG_MAX) this.logger.warn(`processes of ${this.describeFake()}: ${why}`);
       },
