@@ -14,8 +14,11 @@ import { requireFromDisk, seaNodePtyDir } from '../sea/index.js';
 export function resolveExecutable(file: string, envPath: string | undefined): string | undefined {
   const isExec = (p: string): boolean => {
     try {
+      // a missing candidate (most PATH entries) returns undefined rather than throwing: an exception per
+      // entry was most of a short step's launch CPU
+      if (!statSync(p, { throwIfNoEntry: false })?.isFile()) return false;
       accessSync(p, constants.X_OK);
-      return statSync(p).isFile();
+      return true;
     } catch {
       return false;
     }
