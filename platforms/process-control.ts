@@ -12,6 +12,8 @@ export interface SpawnRequest {
   pty: boolean;
   /** Keep stdin open as a pipe (for initial_stdin); otherwise it is closed at once. */
   stdinPipe: boolean;
+  /** POSIX: read the output pipes into a reused buffer (the default) or, when false, through Node's streams. */
+  directReads?: boolean;
 }
 
 export interface ExitStatus {
@@ -70,10 +72,25 @@ export interface ProcessQuery {
   /** Stop reading environments after this long (ms); what was found so far is returned. */
   timeoutMs?: number;
   /**
+   * Where the pid counter stood when the command's first process started (from pidStamp()): its processes
+   * then have pids from that process's on, and a scan may skip older pids while the counter cannot have wrapped.
+   */
+  pidStamp?: PidStamp;
+  /**
    * Called with one line when some processes could not be examined (their environment was not read: hung in
    * the kernel, or the time ran out), saying which and why; the result is then what could be found.
    */
   onIncomplete?: (why: string) => void;
+}
+
+/** The host's pid counter just before a command started (Linux), and the pid its first process got. */
+export interface PidStamp {
+  /** Processes and threads created since boot (/proc/stat `processes`). */
+  forks: number;
+  /** Processes and threads alive (/proc/loadavg): the most pids the counter could skip as in use. */
+  tasks: number;
+  /** The command's first process. */
+  firstPid: number;
 }
 
 export interface InspectLimits {
@@ -142,6 +159,11 @@ export interface ProcessControl {
    * tree (double-forked daemons). False (Windows): only the tree is found.
    */
   readonly tracksMarkers: boolean;
+  /**
+   * Linux: the pid counter's state, taken just before a spawn (without `firstPid`, which the caller adds), so
+   * a later query's `pidStamp` lets its scan read only the pids allocated since. Undefined where unknown.
+   */
+  pidStamp?(): Omit<PidStamp, 'firstPid'> | undefined;
   /**
    * Live processes of a command: its process group, the descendants of its first process (wherever their
    * group), every process whose environment carries `query.marker`, and the `known` processes

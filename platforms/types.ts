@@ -9,6 +9,7 @@ export type { HostFacts, OwnerNames } from './host-facts.js';
 export type {
   ExitStatus,
   InspectLimits,
+  PidStamp,
   ProcessControl,
   ProcessFacts,
   ProcessHandle,

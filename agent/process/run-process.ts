@@ -8,6 +8,7 @@ import path from 'node:path';
 import {
   SpawnError,
   type ExitStatus,
+  type PidStamp,
   type ProcessControl,
   type ProcessHandle,
   type ProcessQuery,
@@ -47,6 +48,8 @@ export class RunProcess implements TrackedProcess {
   private done = false;
   private startTime = 0;
   private ioTimer: DelayTimer | undefined;
+  /** When output last came (performance.now() ms): the `timeout` timer checks it when it fires, not on every read. */
+  private lastOutputMs = 0;
   private maxTimer: DelayTimer | undefined;
   private sigtermTimer: DelayTimer | undefined;
   private backupTimer: DelayTimer | undefined;
@@ -63,6 +66,8 @@ export class RunProcess implements TrackedProcess {
   private signalled: ProcessRef[] = [];
   private readonly marker: TrackingMarker = newTrackingMarker();
   private spawnedAtMs = 0;
+  /** The pid counter when the command started (Linux): scans then read only pids allocated since. */
+  private pidStamp: PidStamp | undefined;
   private incompleteLogged = 0;
   private settle: { resolve: (rc: number) => void; reject: (e: Error) => void } | undefined;
   private readonly usePTY: boolean;
@@ -112,12 +117,14 @@ export class RunProcess implements TrackedProcess {
 
     this.startTime = this.now();
     this.spawnedAtMs = Date.now();
+    const counter = this.platform.pidStamp?.();
     try {
       this.handle = this.platform.spawn({ argv, cwd: o.workdir, env, pty: this.usePTY, stdinPipe: stdinBytes !== undefined });
     } catch (err) {
       this.launchFailed(argv, err);
       return;
     }
+    if (counter) this.pidStamp = { ...counter, firstPid: this.handle.pid };
     o.registry?.add(this);
     const h = this.handle;
     this.output.attach(h);
@@ -134,7 +141,7 @@ export class RunProcess implements TrackedProcess {
       h.closeStdin();
     }
     // startDelay: a timeout of 2^31 ms or more must not fire at once, as a bare setTimeout would
-    if (o.timeout) this.ioTimer = startDelay(() => this.doTimeout(), o.timeout * 1000);
+    if (o.timeout) this.armIoTimer(o.timeout * 1000);
     if (o.maxTime) this.maxTimer = startDelay(() => this.doMaxTimeout(), o.maxTime * 1000);
     this.watchers.start();
   }
@@ -152,8 +159,21 @@ export class RunProcess implements TrackedProcess {
     this.finished({ code: 1, signal: null });
   }
 
+  /** Output came: noted only (a timer restarted on every read of a fast step costs more than the read's other work). */
   private resetIoTimer(): void {
-    this.ioTimer?.refresh();
+    this.lastOutputMs = performance.now();
+  }
+
+  /** The `timeout` timer, `ms` from now; when it fires after output came meanwhile, it waits the rest from that output. */
+  private armIoTimer(ms: number): void {
+    const armedAt = performance.now();
+    this.ioTimer = startDelay(() => {
+      const timeoutMs = (this.opts.timeout ?? 0) * 1000;
+      const quietMs = this.lastOutputMs > armedAt ? performance.now() - this.lastOutputMs : Infinity;
+      this.ioTimer = undefined;
+      if (quietMs < timeoutMs) this.armIoTimer(timeoutMs - quietMs);
+      else this.doTimeout();
+    }, ms);
   }
 
   private addLog(name: string, text: string): void {
@@ -161,12 +181,9 @@ export class RunProcess implements TrackedProcess {
     this.resetIoTimer();
   }
 
-  private describeFake(): string {
-    return commandRepr(this.opts.fakeCommand ?? this.opts.command);
-  }
+  private describeFake = (): string => commandRepr(this.opts.fakeCommand ?? this.opts.command);
 
   private doTimeout(): void {
-    this.ioTimer = undefined;
     this.kill(`command timed out: ${secs(this.opts.timeout ?? 0)} seconds without output running ${this.describeFake()}`, 'timeout');
   }
 
@@ -235,6 +252,7 @@ export class RunProcess implements TrackedProcess {
       marker: this.marker,
       known: this.signalled,
       startedAfterMs: this.spawnedAtMs - SCAN_START_SLACK_MS,
+      pidStamp: this.pidStamp,
       onIncomplete: (why) => {
         if (this.incompleteLogged++ < INCOMPLETE_LOG_MAX) this.logger.warn(`processes of ${this.describeFake()}: ${why}`);
       },

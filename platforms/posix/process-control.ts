@@ -1,6 +1,6 @@
 // Process control on POSIX (Linux and macOS): /bin/sh, process groups, signals, rm/cp for tree commands.
 
-import type { ProcessControl, ProcessQuery, ProcessRef } from '../process-control.js';
+import type { PidStamp, ProcessControl, ProcessQuery, ProcessRef } from '../process-control.js';
 import { searchPath } from '../common/find-program.js';
 import { signalProcess } from '../common/signal-process.js';
 import { posixSpawn } from './spawn.js';
@@ -14,7 +14,7 @@ export interface PosixProcessDeps {
   /** Sends signal `sig` (a name without SIG) to a pid (negative: a process group); a process already gone is no error. */
   signal?: (pid: number, sig: string) => void;
   /** Lists the host's processes, and (where it can) tells whether a found process is still the same one. */
-  scanner?: { scan(q: ProcessQuery): Promise<ScannedProcess[]>; stillSame?(ref: ProcessRef): boolean };
+  scanner?: { scan(q: ProcessQuery): Promise<ScannedProcess[]>; stillSame?(ref: ProcessRef): boolean; stamp?(): Omit<PidStamp, 'firstPid'> | undefined };
 }
 
 export function posixProcessControl(id: 'linux' | 'darwin', deps: PosixProcessDeps = {}): ProcessControl {
@@ -34,6 +34,7 @@ export function posixProcessControl(id: 'linux' | 'darwin', deps: PosixProcessDe
     spawn: posixSpawn,
     findProgram: (name, environ) => searchPath(name, (environ['PATH'] ?? '').split(':'), ['']),
     tracksMarkers: true,
+    pidStamp: () => scanner.stamp?.(),
     findProcesses: async (q) => selectProcesses(await scanner.scan(q), q),
     async killProcesses(sig, q) {
       // While its first process is unreaped the group's id cannot be reused: the group goes first, so nothing in

@@ -7,7 +7,7 @@
 import { execFile } from 'node:child_process';
 import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
-import type { ProcessQuery, ProcessRef, TrackingMarker } from '../types.js';
+import type { PidStamp, ProcessQuery, ProcessRef, TrackingMarker } from '../types.js';
 import { agentProcReads, describeSkipped, noteSkipped, type ProcReadGate } from './proc-reads.js';
 
 /** The longest synchronous run of /proc reads before the scan yields to the event loop (ms). */
@@ -30,6 +30,23 @@ const AGENT_ENV_PREFIX = 'BBAGENT_';
  * thread's state is in /proc/PID/stat; another thread that hangs is caught by the gate's time limit instead.
  */
 export const D_STATE_SKIP = 'in state D (uninterruptible wait): a read could hang with it';
+/** Linux's lowest pid after the counter wraps (RESERVED_PIDS): the counter then restarts here. */
+const RESERVED_PIDS = 300;
+
+/**
+ * The pids a command's processes can have, from the pid counter now and when its first process started:
+ * pids are handed out in increasing order, so while the counter has not wrapped they lie between the first
+ * process's pid and the last pid allocated (/proc/loadavg). The counter wrapped when it is now below the
+ * first pid, or may have come round again when the pids allocated since (forks) plus those it could skip as
+ * in use (every task alive at the start: a later one was allocated since) reach the pid range. Undefined:
+ * every pid must be read.
+ */
+export function pidWindow(stamp: PidStamp, now: { forks: number; lastPid: number }, pidMax: number): [number, number] | undefined {
+  if (now.lastPid < stamp.firstPid) return undefined;
+  if (now.forks - stamp.forks + stamp.tasks >= pidMax - RESERVED_PIDS) return undefined;
+  return [stamp.firstPid, now.lastPid];
+}
+
 /** Why a process is not read again. */
 export const HUNG_BEFORE = 'a read of it got stuck before: not read again';
 
@@ -123,17 +140,49 @@ export class LinuxProcScanner {
     }
   }
 
-  /** Boot time in ms since the epoch, to turn start ticks into wall-clock times. */
-  private bootMs(): number | undefined {
+  /** Boot time in ms since the epoch (to turn start ticks into wall-clock times), and processes created since boot. */
+  private hostStat(): { bootMs: number | undefined; forks: number | undefined } {
     try {
-      const btime = Number(/^btime (\d+)$/m.exec(readFileSync(`${this.procDir}/stat`, 'latin1'))?.[1]);
-      return Number.isFinite(btime) && btime > 0 ? btime * 1000 : undefined;
+      const text = readFileSync(`${this.procDir}/stat`, 'latin1');
+      const btime = Number(/^btime (\d+)$/m.exec(text)?.[1]);
+      const forks = Number(/^processes (\d+)$/m.exec(text)?.[1]);
+      return { bootMs: Number.isFinite(btime) && btime > 0 ? btime * 1000 : undefined, forks: Number.isFinite(forks) ? forks : undefined };
+    } catch {
+      return { bootMs: undefined, forks: undefined };
+    }
+  }
+
+  /** /proc/loadavg's running/total tasks and last pid allocated (in the reader's pid namespace). */
+  private loadavg(): { tasks: number; lastPid: number } | undefined {
+    try {
+      const m = /\s\d+\/(\d+)\s+(\d+)\s*$/.exec(readFileSync(`${this.procDir}/loadavg`, 'latin1'));
+      return m ? { tasks: Number(m[1]), lastPid: Number(m[2]) } : undefined;
     } catch {
       return undefined;
     }
   }
 
-  async scan(opts: Pick<ProcessQuery, 'marker' | 'startedAfterMs' | 'timeoutMs' | 'onIncomplete'>): Promise<ScannedProcess[]> {
+  private pidMax: number | undefined;
+
+  /** The pid counter's state, to be taken just before a spawn (see pidWindow). */
+  stamp(): Omit<PidStamp, 'firstPid'> | undefined {
+    const forks = this.hostStat().forks;
+    const load = this.loadavg();
+    return forks === undefined || load === undefined ? undefined : { forks, tasks: load.tasks };
+  }
+
+  /** The pid range to read for a query with `stamp`, given the forks count now; undefined: all. */
+  private window(stamp: PidStamp | undefined, load: { lastPid: number } | undefined, forks: number | undefined): [number, number] | undefined {
+    if (stamp === undefined || forks === undefined || load === undefined) return undefined;
+    try {
+      this.pidMax ??= Number(readFileSync(`${this.procDir}/sys/kernel/pid_max`, 'latin1'));
+    } catch {
+      return undefined;
+    }
+    return Number.isFinite(this.pidMax) ? pidWindow(stamp, { forks, lastPid: load.lastPid }, this.pidMax) : undefined;
+  }
+
+  async scan(opts: Pick<ProcessQuery, 'marker' | 'startedAfterMs' | 'timeoutMs' | 'onIncomplete' | 'pidStamp'>): Promise<ScannedProcess[]> {
     const deadline = performance.now() + (opts.timeoutMs ?? DEFAULT_SCAN_TIMEOUT_MS);
     let names: string[];
     try {
@@ -141,7 +190,12 @@ export class LinuxProcScanner {
     } catch {
       return [];
     }
-    const boot = this.bootMs();
+    // the last pid after the listing (every pid listed is at most it), then the forks count (at least as high)
+    const load = opts.pidStamp ? this.loadavg() : undefined;
+    const host = this.hostStat();
+    const boot = host.bootMs;
+    // only pids allocated since the command started, while the counter cannot have wrapped meanwhile
+    const [low, high] = this.window(opts.pidStamp, load, host.forks) ?? [0, Infinity];
     const out: ScannedProcess[] = [];
     const buf = Buffer.allocUnsafe(2048);
     let sliceStart = performance.now();
@@ -149,6 +203,7 @@ export class LinuxProcScanner {
       const c = name.charCodeAt(0);
       if (c < 48 || c > 57) continue;
       const pid = Number(name);
+      if (pid < low || pid > high) continue;
       let fd: number | undefined;
       try {
         fd = openSync(`${this.procDir}/${name}/stat`, 'r');

@@ -7,14 +7,18 @@ import path from 'node:path';
 import { createRequire } from 'node:module';
 import { SpawnError, type ExitStatus, type ProcessHandle, type SpawnRequest } from '../types.js';
 import { osConstants } from './signals.js';
+import { readPipe } from './pipe-reader.js';
 import { requireFromDisk, seaNodePtyDir } from '../sea/index.js';
 
 /** Where a name without a slash resolves on PATH, as execvp would find it; undefined when nowhere. */
 export function resolveExecutable(file: string, envPath: string | undefined): string | undefined {
   const isExec = (p: string): boolean => {
     try {
+      // a missing candidate (most PATH entries) returns undefined rather than throwing: an exception per
+      // entry was most of a short step's launch CPU
+      if (!statSync(p, { throwIfNoEntry: false })?.isFile()) return false;
       accessSync(p, constants.X_OK);
-      return statSync(p).isFile();
+      return true;
     } catch {
       return false;
     }
@@ -56,15 +60,33 @@ function pipeSpawn(req: SpawnRequest, file: string): ProcessHandle {
   if (!req.stdinPipe) stdin.end();
   let exitCb: ((s: ExitStatus) => void) | undefined;
   let status: ExitStatus | undefined;
-  child.on('close', (code, signal) => {
-    status = { code, signal: signal ? (osConstants.signals[signal] ?? null) : null };
+  let exited: ExitStatus | undefined;
+  let open = 2;
+  // the end is reported once the process exited and both pipes closed (as child_process's 'close')
+  const settle = (): void => {
+    if (status || !exited || open > 0) return;
+    status = exited;
     exitCb?.(status);
-  });
+  };
+  const closed = (): void => {
+    open--;
+    settle();
+  };
+  let onOut: (data: Buffer) => void = () => {};
+  let onErr: (data: Buffer) => void = () => {};
+  const out = readPipe(child.stdout!, (d) => onOut(d), closed, req.directReads ?? true);
+  const err = readPipe(child.stderr!, (d) => onErr(d), closed, req.directReads ?? true);
+  const onEnd = (code: number | null, signal: NodeJS.Signals | null): void => {
+    exited ??= { code, signal: signal ? (osConstants.signals[signal] ?? null) : null };
+    settle();
+  };
+  child.on('exit', onEnd);
+  child.on('close', onEnd); // after 'exit'; alone when the launch failed late (no 'exit' then)
   child.on('error', () => {}); // launch errors were checked before; later ones surface through 'close'
   return {
     pid: child.pid,
-    onStdout: (cb) => child.stdout!.on('data', cb),
-    onStderr: (cb) => child.stderr!.on('data', cb),
+    onStdout: (cb) => (onOut = cb),
+    onStderr: (cb) => (onErr = cb),
     onExit: (cb) => {
       exitCb = cb;
       if (status) cb(status);
@@ -72,16 +94,16 @@ function pipeSpawn(req: SpawnRequest, file: string): ProcessHandle {
     writeStdin: (data) => stdin.write(data),
     closeStdin: () => stdin.end(),
     pause: () => {
-      child.stdout!.pause();
-      child.stderr!.pause();
+      out.pause();
+      err.pause();
     },
     resume: () => {
-      child.stdout!.resume();
-      child.stderr!.resume();
+      out.resume();
+      err.resume();
     },
     closeOutput: () => {
-      child.stdout!.destroy();
-      child.stderr!.destroy();
+      out.destroy();
+      err.destroy();
     },
   };
 }

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { searchPath } from '../../platforms/common/find-program.js';
 import { posixPlatform } from '../../platforms/posix/platform.js';
+import { resolveExecutable } from '../../platforms/posix/spawn.js';
 import { win32FindProgram } from '../../platforms/win32/process-control.js';
 
 const posix = process.platform !== 'win32';
@@ -61,6 +62,21 @@ describe('program search', () => {
     const order: string[] = [];
     expect(searchPath('x', ['1', '2'], ['', '.a'], (p) => (order.push(p), false))).toBeNull();
     expect(order).toEqual([path.join('1', 'x'), path.join('1', 'x.a'), path.join('2', 'x'), path.join('2', 'x.a')]);
+  });
+});
+
+describe.runIf(posix)('resolveExecutable (POSIX spawn)', () => {
+  it('the first PATH entry with an executable regular file; missing entries, directories, plain files and a file as a PATH entry are skipped', () => {
+    const exe = file('r1/bin/tool', 0o755);
+    file('r0/bin/tool', 0o644); // not executable
+    mkdirSync(path.join(tmp, 'r0/dir/tool'), { recursive: true }); // a directory of that name
+    const asEntry = file('r0/plainfile', 0o755); // a PATH entry that is a file (ENOTDIR below it)
+    const dirs = [path.join(tmp, 'missing'), asEntry, path.join(tmp, 'r0/dir'), path.join(tmp, 'r0/bin'), path.join(tmp, 'r1/bin')];
+    expect(resolveExecutable('tool', dirs.join(':'))).toBe(exe);
+    expect(resolveExecutable('tool', dirs.slice(0, 4).join(':'))).toBeUndefined();
+    // with a slash: that file only
+    expect(resolveExecutable(exe, '')).toBe(exe);
+    expect(resolveExecutable(path.join(tmp, 'r0/bin/tool'), dirs.join(':'))).toBeUndefined();
   });
 });
 

@@ -136,6 +136,18 @@ describe('shell', () => {
     expect(await deadWithin(gc, 2000)).toBe(true);
   });
 
+  it('timeout counts from the last output: output every 0.4 s outlasts a 1 s timeout, the silence after it does not', async () => {
+    const t0 = performance.now();
+    const ch = await run({ command: 'for i in 1 2 3 4 5; do echo $i; sleep 0.4; done; sleep 60', timeout: 1, logEnviron: false });
+    const elapsed = performance.now() - t0;
+    expect(ch.text('stdout')).toBe('1\n2\n3\n4\n5\n');
+    expect(ch.text('header')).toContain('\ncommand timed out: 1 seconds without output running');
+    expect(ch.status('rc')).toEqual([-1]);
+    // killed 1 s after the last output (at ~2 s), not 1 s after the start, nor much later
+    expect(elapsed).toBeGreaterThan(2500);
+    expect(elapsed).toBeLessThan(10_000);
+  });
+
   it('maxTime kills; sigtermTime escalates to the whole tree, even a grandchild that left the group and ignores TERM', async () => {
     const pidfile = path.join(basedir, 'setsid.pid');
     const ch = await run({
