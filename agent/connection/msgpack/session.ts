@@ -13,7 +13,7 @@ import { MAX_MESSAGE_BYTES, MAX_READ_BLOCK_BYTES } from '../limits.js';
 import { Liveness, livenessTimeoutS, type LivenessTimers } from '../liveness.js';
 import { ConnectionLostError } from '../errors.js';
 import type { SessionEnd, SessionEndCause } from '../protocol.js';
-import { decodeMessage, encodeMessage, RefusedMessage, wireFailure, wireUpdateArgs, type Message } from './codec.js';
+import { decodeMessage, encodeMessage, encodeMessageInPlace, RefusedMessage, wireFailure, wireUpdateArgs, type Message } from './codec.js';
 import { InflateError, readInflateNotice } from './inflate.js';
 
 interface Pending {
@@ -168,18 +168,27 @@ export class MsgpackSession {
     else this.ws.close(code, closeReason(reason));
   }
 
-  /** Sends a request to the master; resolves with its result, rejects with RemoteError or ConnectionLostError. */
-  request(op: string, fields: Record<string, unknown>): Promise<unknown> {
+  /**
+   * Sends a request to the master; resolves with its result, rejects with RemoteError or ConnectionLostError.
+   * `large`: a transfer block, sent without the encoder's copy where ws frames it at once (see send).
+   */
+  request(op: string, fields: Record<string, unknown>, large = false): Promise<unknown> {
     if (this.closedFlag) return Promise.reject(new ConnectionLostError());
     const seq = this.seq++;
     const p = new Promise<unknown>((resolve, reject) => this.pending.set(seq, { op, resolve, reject }));
-    this.send({ op, ...fields, seq_number: seq });
+    this.send({ op, ...fields, seq_number: seq }, large);
     return p;
   }
 
-  private send(msg: Record<string, unknown>): void {
+  /**
+   * A client frame is masked, so ws copies every message it sends (masking into a new buffer) before send
+   * returns, unless permessage-deflate is on (ws may then queue the message behind one being compressed) or the
+   * mask is zero (connect.ts never makes one). Without deflate a large message is therefore encoded in the
+   * encoder's own buffer: one copy of an upload block per message instead of two (the wire bytes are the same).
+   */
+  private send(msg: Record<string, unknown>, large = false): void {
     if (this.closedFlag) return;
-    this.ws.send(encodeMessage(msg), { binary: true });
+    this.ws.send(large && this.ws.extensions === '' ? encodeMessageInPlace(msg) : encodeMessage(msg), { binary: true });
   }
 
   private respond(seq: number, result: unknown, isException = false): void {
@@ -294,7 +303,8 @@ export class MsgpackSession {
     const call = (op: string, fields: Record<string, unknown> = {}): Promise<unknown> => this.request(op, { ...fields, command_id: commandId });
     const writer = (kind: UploadKind): RemoteWriter => ({
       write: async (data) => {
-        await call(kind === 'directory' ? 'update_upload_directory_write' : 'update_upload_file_write', { args: data });
+        const op = kind === 'directory' ? 'update_upload_directory_write' : 'update_upload_file_write';
+        await this.request(op, { args: data, command_id: commandId }, true);
       },
       close: async () => {
         await call('update_upload_file_close');
