@@ -238,18 +238,23 @@ describe('msgpack session', () => {
     expect(ops('d')).toEqual(['update_upload_directory_write', 'update_upload_directory_unpack']);
   });
 
-  // Without permessage-deflate each block is encoded in the encoder's reused buffer and ws copies it while
-  // masking; with deflate ws may queue a message, so it gets its own copy. Either way every block arrives intact.
+  // Without permessage-deflate each block is framed by MaskedFrameWriter on the connection's socket, in buffers
+  // it reuses; with deflate ws frames it. Either way the master's ws server accepts the frames and every block
+  // arrives intact, in order.
   for (const deflate of [false, true]) {
     it(`sends a many-block upload's bytes unchanged (${deflate ? 'with' : 'without'} permessage-deflate)`, async () => {
       master = new FakeMaster('pw', { deflate });
-      const ws = await connectMsgpack({ host: '127.0.0.1', port: master.port, name: 'w1', password: 'pw', tls: false, handshakeTimeoutMs: 5000, deflate });
+      const opts = { host: '127.0.0.1', port: master.port, name: 'w1', password: 'pw', tls: false, handshakeTimeoutMs: 5000, deflate };
+      const ws = await connectMsgpack(opts, (ws, socket) => {
+        new MsgpackSession(
+          ws,
+          makeBot(() => {}, COMMAND_TABLE),
+          silentLogger,
+          socket ? { socket } : {},
+        );
+        return ws;
+      });
       expect(ws.extensions).toBe(deflate ? 'permessage-deflate' : '');
-      new MsgpackSession(
-        ws,
-        makeBot(() => {}, COMMAND_TABLE),
-        silentLogger,
-      );
       await new Promise((r) => setTimeout(r, 50));
       master.autoRespond();
       const dir = mkdtempSync(path.join(os.tmpdir(), 'bbagent-mp-up-'));

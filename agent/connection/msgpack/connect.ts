@@ -2,7 +2,6 @@
 // offered (the 3.7 master's autobahn server accepts none unless patched) and, if accepted, bounded by inflate.ts.
 // A refused password is an error value with code E_AUTH.
 
-import { randomFillSync } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import WebSocket from 'ws';
 import { AgentError } from '../../errors.js';
@@ -29,24 +28,6 @@ export interface MsgpackEndpoint {
   proxy?: ProxyEndpoint | undefined;
 }
 
-const maskPool = Buffer.alloc(8192);
-let maskAt = maskPool.length;
-
-/**
- * Each frame's masking key, random as ws's own (RFC 6455 5.3) but never zero: ws sends a frame with a zero key
- * without copying it, and session.ts hands ws upload blocks encoded in a buffer that the next message reuses.
- */
-export function nonZeroMask(mask: Buffer): void {
-  do {
-    if (maskAt + 4 > maskPool.length) {
-      randomFillSync(maskPool);
-      maskAt = 0;
-    }
-    maskPool.copy(mask, 0, maskAt, maskAt + 4);
-    maskAt += 4;
-  } while ((mask[0]! | mask[1]! | mask[2]! | mask[3]!) === 0);
-}
-
 export function msgpackUrl(e: Pick<MsgpackEndpoint, 'host' | 'port' | 'tls'>): string {
   const host = e.host.includes(':') ? `[${e.host}]` : e.host;
   return `${e.tls ? 'wss' : 'ws'}://${host}:${e.port}/`;
@@ -70,7 +51,6 @@ export function connectMsgpack<T = WebSocket>(e: MsgpackEndpoint, attach: (ws: W
     // closeTimeout is a ws option its type definitions lack
     const options: WebSocket.ClientOptions & { closeTimeout: number } = {
       headers: { Authorization: `Basic ${auth}` },
-      generateMask: nonZeroMask,
       // level 1: most of the size gain for a fraction of the CPU; context takeover on, for the ratio on repetitive logs
       perMessageDeflate: e.deflate ? { zlibDeflateOptions: { level: 1 }, threshold: 256, clientNoContextTakeover: false } : false,
       handshakeTimeout: e.handshakeTimeoutMs,

@@ -14,6 +14,7 @@ import { Liveness, livenessTimeoutS, type LivenessTimers } from '../liveness.js'
 import { ConnectionLostError } from '../errors.js';
 import type { SessionEnd, SessionEndCause } from '../protocol.js';
 import { decodeMessage, encodeMessage, encodeMessageInPlace, RefusedMessage, wireFailure, wireUpdateArgs, type Message } from './codec.js';
+import { MaskedFrameWriter } from './frames.js';
 import { InflateError, readInflateNotice } from './inflate.js';
 
 interface Pending {
@@ -76,6 +77,8 @@ export class MsgpackSession {
   private ending: SessionEnd | undefined;
   private readonly liveness: Liveness;
   private attachTimer: NodeJS.Timeout | undefined;
+  /** Frames transfer blocks itself (see send); only with the connection's socket. */
+  private readonly frames: MaskedFrameWriter | undefined;
   readonly closed: Promise<SessionEnd & { code: number }>;
 
   constructor(
@@ -98,6 +101,7 @@ export class MsgpackSession {
       logger.info(
         `sending WebSocket pings every ${keepaliveS} seconds (the master must answer within ${livenessTimeoutS(keepaliveS, opts.keepaliveTimeoutS ?? null)} s)`,
       );
+    this.frames = opts.socket ? new MaskedFrameWriter(opts.socket) : undefined;
     const alive = (): void => this.liveness.activity();
     if (opts.socket) opts.socket.on('data', alive);
     else ws.on('pong', alive);
@@ -181,14 +185,14 @@ export class MsgpackSession {
   }
 
   /**
-   * A client frame is masked, so ws copies every message it sends (masking into a new buffer) before send
-   * returns, unless permessage-deflate is on (ws may then queue the message behind one being compressed) or the
-   * mask is zero (connect.ts never makes one). Without deflate a large message is therefore encoded in the
-   * encoder's own buffer: one copy of an upload block per message instead of two (the wire bytes are the same).
+   * A large message (a transfer block) goes through the frame writer while ws writes each frame whole and at
+   * once (no permessage-deflate; ws may then queue a message behind one it compresses): encoded in the encoder's
+   * own buffer and masked into a reused one, without the two copies encodeMessage and ws make of every message.
    */
   private send(msg: Record<string, unknown>, large = false): void {
     if (this.closedFlag) return;
-    this.ws.send(large && this.ws.extensions === '' ? encodeMessageInPlace(msg) : encodeMessage(msg), { binary: true });
+    if (large && this.frames && this.ws.extensions === '' && this.ws.readyState === this.ws.OPEN) this.frames.write(encodeMessageInPlace(msg));
+    else this.ws.send(encodeMessage(msg), { binary: true });
   }
 
   private respond(seq: number, result: unknown, isException = false): void {
