@@ -58,9 +58,6 @@ export function findTarget(id: string): Target | undefined {
  * V8 flags the single executables start with (their SEA configuration's execArgv, applied by Node 22 at start;
  * NODE_OPTIONS may still add to them). V8's young generation grows to 16 MiB semi-spaces under a fast output
  * stream, and RSS with it: 2 MiB cost no measurable worker CPU and 13 MiB less peak RSS on a 50 MiB step
- * (docs/performance.md, "Aligned batching"). No TurboFan: running any command paged in ~5.5 MiB of its code
- * (the executable's .text) and its background compiles cost CPU that a worker's short, I/O-bound work never
- * earned back; Ignition, Sparkplug and Maglev remain. Over PB: peak RSS 5.5-7 MiB lower on every build, worker
- * CPU the same on a 50 MiB step and lower on small ones (docs/performance.md, "Footprint, third pass").
+ * (docs/performance.md, "Aligned batching").
  */
-export const SEA_EXEC_ARGV = ['--max-semi-space-size=2', '--no-turbofan'];
+export const SEA_EXEC_ARGV = ['--max-semi-space-size=2'];
