@@ -1,14 +1,11 @@
-// Chooses the Platform implementation once, at start-up.
+// Chooses the Platform implementation once, at start-up. The service managers load when one is asked for
+// (`bbagent service`, `stop`): `start` does not evaluate their code.
 
 import { posixPlatform } from './posix/platform.js';
 import { win32Platform } from './win32/platform.js';
 import type { Platform } from './types.js';
 import type { ServiceManager } from './service/types.js';
-import { launchdServiceManager } from './darwin/service.js';
-import { systemdServiceManager } from './linux/service.js';
-import { realServiceHost } from './service/host.js';
 import type { ServiceHost } from './service/common.js';
-import { winswServiceManager } from './win32/service.js';
 
 export type {
   Platform,
@@ -43,13 +40,14 @@ export function currentPlatform(): Platform {
 }
 
 /** The OS's service manager (systemd, launchd or a WinSW-run Windows service); `host` replaces the real machine in tests. */
-export function currentServiceManager(host: ServiceHost = realServiceHost()): ServiceManager {
+export async function currentServiceManager(host?: ServiceHost): Promise<ServiceManager> {
+  const h = host ?? (await import('./service/host.js')).realServiceHost();
   switch (process.platform) {
     case 'win32':
-      return winswServiceManager({ host });
+      return (await import('./win32/service.js')).winswServiceManager({ host: h });
     case 'darwin':
-      return launchdServiceManager({ host });
+      return (await import('./darwin/service.js')).launchdServiceManager({ host: h });
     default:
-      return systemdServiceManager({ host });
+      return (await import('./linux/service.js')).systemdServiceManager({ host: h });
   }
 }

@@ -174,7 +174,7 @@ async function runAction(
   const name = typeof values['name'] === 'string' ? values['name'] : serviceNameFor(config.name);
   const sessionValue = values['session'] as ServiceSpec['session'] | undefined;
   const ref: ServiceRef = { name, basedir: dir, pidFile: pidfilePath(dir), ...(sessionValue ? { session: sessionValue } : {}) };
-  const manager = deps.manager ?? currentServiceManager();
+  const manager = deps.manager ?? (await currentServiceManager());
 
   switch (action) {
     case 'install': {

@@ -198,7 +198,7 @@ export async function stopCommand(argv: string[], io: CliIO, deps: StopCommandDe
     }
     const quiet = line.quiet;
     if (line.drain) return drainCommand(dir, { ...line.drain, quiet }, io, line.appended);
-    const svc = await serviceOfAgent(dir, deps.manager ?? currentServiceManager());
+    const svc = await serviceOfAgent(dir, deps.manager ?? (await currentServiceManager()));
     if (svc?.via === 'manager') {
       if (!quiet) io.out(`bbagent process ${svc.pid} is dead (the service ${svc.service} was stopped)`);
       return EXIT_OK;

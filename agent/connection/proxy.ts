@@ -4,9 +4,7 @@
 // (buildbot_worker/tunnel.py) takes a Twisted client endpoint string for the proxy (tcp:host=H:port=P); an
 // http://[user:password@]host:port URL is read too, its user and password sent as Proxy-Authorization: Basic.
 
-import http from 'node:http';
 import net from 'node:net';
-import type { Duplex } from 'node:stream';
 import { AgentError } from '../errors.js';
 import type { ProxyEndpoint } from '../config/proxy.js';
 
@@ -68,8 +66,13 @@ export function openTunnel(proxy: ProxyEndpoint, target: TunnelTarget): Promise<
       if (!m) return fail(`answered CONNECT with ${JSON.stringify(statusLine.slice(0, 80))}, not an HTTP status line`);
       const status = Number(m[1]);
       if (status < 200 || status > 299) {
-        const text = m[2] ?? http.STATUS_CODES[status] ?? '';
-        return fail(`refused the tunnel with HTTP ${status}${text ? ` ${text}` : ''}${refusalHint(status)}`);
+        cleanup();
+        // node:http (for the status's usual text) is not loaded by a worker without a proxy: loaded here, on a refusal
+        void import('node:http').then((http) => {
+          const text = m[2] ?? http.STATUS_CODES[status] ?? '';
+          fail(`refused the tunnel with HTTP ${status}${text ? ` ${text}` : ''}${refusalHint(status)}`);
+        });
+        return;
       }
       // paused, with the master's first bytes (if the proxy sent any with its answer) put back to be read first
       socket.pause();
@@ -92,39 +95,6 @@ export function openTunnel(proxy: ProxyEndpoint, target: TunnelTarget): Promise<
       socket.write(`CONNECT ${to} HTTP/1.1\r\nHost: ${to}\r\n${auth}\r\n`);
     });
   });
-}
-
-/**
- * An http.Agent that opens each connection through the proxy (TLS on top for https://), for the msgpack
- * WebSocket: ws hands its request to the agent, whose connection is then the tunnel.
- */
-export class TunnelAgent extends http.Agent {
-  constructor(
-    private readonly proxy: ProxyEndpoint,
-    private readonly tlsOptions: { ca: Buffer[] | undefined } | undefined,
-    private readonly timeoutMs: number,
-  ) {
-    super({ keepAlive: false });
-    // https.request (wss://) takes only an agent of its own protocol; the TLS is ours (createConnection)
-    if (tlsOptions) Object.assign(this, { protocol: 'https:' });
-  }
-
-  override createConnection(options: http.ClientRequestArgs, callback?: (err: Error | null, socket: Duplex) => void): Duplex | undefined {
-    const host = (options.hostname ?? options.host ?? '').replace(/^\[(.*)\]$/, '$1');
-    const port = Number(options.port);
-    openTunnel(this.proxy, { host, port, timeoutMs: this.timeoutMs }).then(
-      async (socket) => {
-        // the master says nothing before the upgrade request (nor before the TLS client hello): nothing can be missed
-        socket.resume();
-        if (!this.tlsOptions) return callback?.(null, socket);
-        const tls = await import('node:tls');
-        const secure = tls.connect({ socket, ca: this.tlsOptions.ca, servername: net.isIP(host) ? undefined : host });
-        callback?.(null, secure);
-      },
-      (err: Error) => callback?.(err, undefined as unknown as Duplex),
-    );
-    return undefined;
-  }
 }
 
 /**

@@ -2,7 +2,6 @@
 
 import { spawn } from 'node:child_process';
 import { Readable, pipeline } from 'node:stream';
-import { createGzip } from 'node:zlib';
 import { PyError } from '../py/exceptions.js';
 
 /** A byte stream that `return()` stops early, releasing its files and processes (tar.ts's TarStream). */
@@ -10,6 +9,8 @@ type ChunkStream = AsyncGenerator<Buffer, void, undefined>;
 
 /** 'w|gz': one gzip member, as Python's tarfile stream mode reads it. */
 export async function* gzipStream(tar: ChunkStream): ChunkStream {
+  // zlib loads at the first compressed upload: a worker that never makes one does not page it in
+  const { createGzip } = await import('node:zlib');
   const gz = createGzip();
   // Readable.from closes the generator (open files) when the pipeline is torn down early
   pipeline(Readable.from(tar, { objectMode: false }), gz, () => {

@@ -237,6 +237,40 @@ describe('msgpack session', () => {
     expect(ops('f')).toEqual(['update_upload_file_write', 'update_upload_file_close']);
     expect(ops('d')).toEqual(['update_upload_directory_write', 'update_upload_directory_unpack']);
   });
+
+  // Without permessage-deflate each block is framed by MaskedFrameWriter on the connection's socket, in buffers
+  // it reuses; with deflate ws frames it. Either way the master's ws server accepts the frames and every block
+  // arrives intact, in order.
+  for (const deflate of [false, true]) {
+    it(`sends a many-block upload's bytes unchanged (${deflate ? 'with' : 'without'} permessage-deflate)`, async () => {
+      master = new FakeMaster('pw', { deflate });
+      const opts = { host: '127.0.0.1', port: master.port, name: 'w1', password: 'pw', tls: false, handshakeTimeoutMs: 5000, deflate };
+      const ws = await connectMsgpack(opts, (ws, socket) => {
+        new MsgpackSession(
+          ws,
+          makeBot(() => {}, COMMAND_TABLE),
+          silentLogger,
+          socket ? { socket } : {},
+        );
+        return ws;
+      });
+      expect(ws.extensions).toBe(deflate ? 'permessage-deflate' : '');
+      await new Promise((r) => setTimeout(r, 50));
+      master.autoRespond();
+      const dir = mkdtempSync(path.join(os.tmpdir(), 'bbagent-mp-up-'));
+      const content = randomBytes(3 * MiB + 12345);
+      writeFileSync(path.join(dir, 'big.bin'), content);
+      master.send('start_command', {
+        command_id: 'u',
+        command_name: 'upload_file',
+        args: { path: path.join(dir, 'big.bin'), blocksize: 65536, maxsize: null },
+      });
+      await master.waitFor((m) => m['op'] === 'complete' && m['command_id'] === 'u');
+      const blocks = master.received.filter((m) => m['op'] === 'update_upload_file_write').map((m) => m['args'] as Uint8Array);
+      expect(blocks.length).toBeGreaterThan(40);
+      expect(Buffer.concat(blocks).equals(content)).toBe(true);
+    });
+  }
 });
 
 describe('msgpack session: limits and liveness', () => {

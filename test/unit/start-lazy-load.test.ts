@@ -8,8 +8,11 @@ import { describe, expect, it } from 'vitest';
 import { lazyWsBuiltins } from '../../scripts/esbuild-plugins.mjs';
 import { REPO_ROOT } from '../../scripts/harness/bbagent-worker.js';
 
-/** The inputs reachable from `entry` through static imports (requires and `import` statements), not dynamic ones. */
-async function staticallyReachable(entry: string): Promise<Set<string>> {
+/**
+ * The inputs reachable from `entry` through static imports (requires and `import` statements), not dynamic ones;
+ * with `builtins`, also each Node built-in module they import statically, and which of them do.
+ */
+async function staticallyReachable(entry: string, builtins?: Map<string, string[]>): Promise<Set<string>> {
   const { metafile } = await build({
     entryPoints: [path.join(REPO_ROOT, entry)],
     absWorkingDir: REPO_ROOT,
@@ -31,7 +34,11 @@ async function staticallyReachable(entry: string): Promise<Set<string>> {
   for (let f = queue.pop(); f !== undefined; f = queue.pop()) {
     if (seen.has(f)) continue;
     seen.add(f);
-    for (const i of inputs[f]?.imports ?? []) if (i.kind !== 'dynamic-import' && i.external !== true) queue.push(i.path);
+    for (const i of inputs[f]?.imports ?? []) {
+      if (i.kind === 'dynamic-import') continue;
+      if (i.external !== true) queue.push(i.path);
+      else if (builtins && i.path.startsWith('node:')) builtins.set(i.path, [...(builtins.get(i.path) ?? []), f]);
+    }
   }
   return seen;
 }
@@ -60,5 +67,16 @@ describe('bbagent start: what loads before attaching', () => {
         reachable.filter((f) => f.startsWith(prefix)),
         prefix,
       ).toEqual([]);
+  });
+
+  it('the service managers, and node:http and node:zlib outside ws (a msgpack connection), load at first use', async () => {
+    const builtins = new Map<string, string[]>();
+    const reachable = [...(await staticallyReachable('agent/cli/start.ts', builtins))];
+    for (const f of ['platforms/linux/service.ts', 'platforms/darwin/service.ts', 'platforms/win32/service.ts', 'platforms/service/host.ts'])
+      expect(reachable).not.toContain(f);
+    // a PB worker without a proxy needs neither; ws loads http (its handshake) and zlib (permessage-deflate)
+    const outsideWs = (m: string): string[] => (builtins.get(m) ?? []).filter((f) => !f.startsWith('node_modules/ws/'));
+    expect(outsideWs('node:http')).toEqual([]);
+    expect(outsideWs('node:zlib').filter((f) => !f.startsWith('agent/output/'))).toEqual([]);
   });
 });

@@ -20,6 +20,14 @@ export function encodeMessage(msg: Record<string, unknown>): Uint8Array {
 }
 
 /**
+ * Encodes into the encoder's own buffer, without the copy encodeMessage returns: the bytes are valid only until
+ * the next encode, so only for a consumer that copies them before it returns (ws masking a frame).
+ */
+export function encodeMessageInPlace(msg: Record<string, unknown>): Uint8Array {
+  return encoder.encodeSharedRef(msg);
+}
+
+/**
  * A message that was not decoded: undecodable, over the limits, or without a proper envelope. `op` and `seq` are
  * what could still be read of it, so that a request can be answered with an error.
  */

@@ -7,7 +7,8 @@ import WebSocket from 'ws';
 import { AgentError } from '../../errors.js';
 import { MAX_INFLATED_MESSAGE_BYTES, MAX_MESSAGE_BYTES } from '../limits.js';
 import { boundInflation, wsInternalsProblem } from './inflate.js';
-import { TunnelAgent, type ProxyEndpoint } from '../proxy.js';
+import type { ProxyEndpoint } from '../proxy.js';
+import { TunnelAgent } from '../proxy-agent.js';
 
 /** After our close frame, how long the master may take to answer before the socket is destroyed. */
 export const CLOSE_GRACE_MS = 2000;

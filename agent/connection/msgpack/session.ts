@@ -13,7 +13,8 @@ import { MAX_MESSAGE_BYTES, MAX_READ_BLOCK_BYTES } from '../limits.js';
 import { Liveness, livenessTimeoutS, type LivenessTimers } from '../liveness.js';
 import { ConnectionLostError } from '../errors.js';
 import type { SessionEnd, SessionEndCause } from '../protocol.js';
-import { decodeMessage, encodeMessage, RefusedMessage, wireFailure, wireUpdateArgs, type Message } from './codec.js';
+import { decodeMessage, encodeMessage, encodeMessageInPlace, RefusedMessage, wireFailure, wireUpdateArgs, type Message } from './codec.js';
+import { MaskedFrameWriter } from './frames.js';
 import { InflateError, readInflateNotice } from './inflate.js';
 
 interface Pending {
@@ -76,6 +77,8 @@ export class MsgpackSession {
   private ending: SessionEnd | undefined;
   private readonly liveness: Liveness;
   private attachTimer: NodeJS.Timeout | undefined;
+  /** Frames transfer blocks itself (see send); only with the connection's socket. */
+  private readonly frames: MaskedFrameWriter | undefined;
   readonly closed: Promise<SessionEnd & { code: number }>;
 
   constructor(
@@ -98,6 +101,7 @@ export class MsgpackSession {
       logger.info(
         `sending WebSocket pings every ${keepaliveS} seconds (the master must answer within ${livenessTimeoutS(keepaliveS, opts.keepaliveTimeoutS ?? null)} s)`,
       );
+    this.frames = opts.socket ? new MaskedFrameWriter(opts.socket) : undefined;
     const alive = (): void => this.liveness.activity();
     if (opts.socket) opts.socket.on('data', alive);
     else ws.on('pong', alive);
@@ -168,18 +172,27 @@ export class MsgpackSession {
     else this.ws.close(code, closeReason(reason));
   }
 
-  /** Sends a request to the master; resolves with its result, rejects with RemoteError or ConnectionLostError. */
-  request(op: string, fields: Record<string, unknown>): Promise<unknown> {
+  /**
+   * Sends a request to the master; resolves with its result, rejects with RemoteError or ConnectionLostError.
+   * `large`: a transfer block, sent without the encoder's copy where ws frames it at once (see send).
+   */
+  request(op: string, fields: Record<string, unknown>, large = false): Promise<unknown> {
     if (this.closedFlag) return Promise.reject(new ConnectionLostError());
     const seq = this.seq++;
     const p = new Promise<unknown>((resolve, reject) => this.pending.set(seq, { op, resolve, reject }));
-    this.send({ op, ...fields, seq_number: seq });
+    this.send({ op, ...fields, seq_number: seq }, large);
     return p;
   }
 
-  private send(msg: Record<string, unknown>): void {
+  /**
+   * A large message (a transfer block) goes through the frame writer while ws writes each frame whole and at
+   * once (no permessage-deflate; ws may then queue a message behind one it compresses): encoded in the encoder's
+   * own buffer and masked into a reused one, without the two copies encodeMessage and ws make of every message.
+   */
+  private send(msg: Record<string, unknown>, large = false): void {
     if (this.closedFlag) return;
-    this.ws.send(encodeMessage(msg), { binary: true });
+    if (large && this.frames && this.ws.extensions === '' && this.ws.readyState === this.ws.OPEN) this.frames.write(encodeMessageInPlace(msg));
+    else this.ws.send(encodeMessage(msg), { binary: true });
   }
 
   private respond(seq: number, result: unknown, isException = false): void {
@@ -294,7 +307,8 @@ export class MsgpackSession {
     const call = (op: string, fields: Record<string, unknown> = {}): Promise<unknown> => this.request(op, { ...fields, command_id: commandId });
     const writer = (kind: UploadKind): RemoteWriter => ({
       write: async (data) => {
-        await call(kind === 'directory' ? 'update_upload_directory_write' : 'update_upload_file_write', { args: data });
+        const op = kind === 'directory' ? 'update_upload_directory_write' : 'update_upload_file_write';
+        await this.request(op, { args: data, command_id: commandId }, true);
       },
       close: async () => {
         await call('update_upload_file_close');
