@@ -166,6 +166,36 @@ describe('event loop monitor', () => {
     expect(lines.some((l) => /event loop blocked for \d+ ms/.test(l))).toBe(true);
   });
 
+  it('counts a real stall that began and ended within a long period, from the loop turns', async () => {
+    const lines: string[] = [];
+    let blocked = false;
+    let done!: () => void;
+    const finished = new Promise<void>((r) => (done = r));
+    const m = new LoopMonitor({
+      logger: createLogger((l) => lines.push(l)),
+      checkMs: 10,
+      maxCheckMs: 1000,
+      onSample: () => {
+        if (blocked) return done();
+        if (m.periodMs < 1000) return;
+        // the period is 1 s: block the loop for 600 ms from 20 ms on, ending ~380 ms before the next sample
+        blocked = true;
+        setTimeout(() => {
+          const end = performance.now() + 600;
+          while (performance.now() < end) {
+            // block the loop
+          }
+        }, 20);
+      },
+    });
+    m.start();
+    await finished;
+    m.stop();
+    expect(lines.filter((l) => /\[warn\] event loop blocked for \d+ ms \(at least: 6\d\d ms of work in \d loop turns/.test(l))).toHaveLength(1);
+    expect(m.stalls).toBe(1);
+    expect(m.maxStallMs).toBeGreaterThanOrEqual(100);
+  });
+
   it('lengthens its period on a real idle loop (Node counts the loop as idle while it waits)', async () => {
     const m = new LoopMonitor({ logger: createLogger(() => {}), checkMs: 5, maxCheckMs: 40 });
     m.start();
