@@ -15,8 +15,9 @@
 // A stall that begins while the period is long and ends before the timer's due time shows as a busy period.
 // Its work lies in the loop turns libuv counted in that period (plus the turn the period began in), so the
 // longest turn, the stall, is at least busy / (turns + 1): when that alone reaches `warnMs`, it is logged as a
-// stall of at least that long. Otherwise it is logged at debug level as "busy for N ms of the last M ms" (N
-// bounds the stall), since a burst of short callbacks (a command starting) looks the same.
+// stall of at least that long (a quiet loop runs 2-4 turns a period, so a stall of ~300 ms or more is counted
+// even then). Otherwise it is logged at debug level as "busy for N ms of the last M ms" (N bounds the stall),
+// since a burst of short callbacks (a command starting) looks the same.
 // Each sample's work goes to `onSample` (the idle compactor bounds garbage by the loop's work, not by time).
 
 import type { Logger } from './log.js';
