@@ -109,7 +109,7 @@ export function startAgent(config: AgentConfig, opts: RunAgentOptions): RunningA
     onActivity: cacheOpener.openThen(() => compactor.poke()),
   };
   hosted = buildWorkers(workerConfigs(config), shared, logger);
-  const loopMonitor = new LoopMonitor({ logger, working: () => hosts().some((h) => h.runningCount > 0) });
+  const loopMonitor = new LoopMonitor({ logger, onSample: (busyMs) => compactor.sample(busyMs) });
   loopMonitor.start();
 
   let resolveExit!: (code: number) => void;

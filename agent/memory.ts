@@ -2,14 +2,26 @@
 // connecting) and a build's output leave the JavaScript heap larger than an idle worker needs, and V8 only
 // shrinks it when it collects garbage, which an idle process seldom triggers. After a quiet period with no
 // command running, one full collection in its memory-reducing mode returns the unused heap pages (about
-// 3 MiB after start-up). It runs once per quiet period, never while a command runs, and costs ~15 ms of CPU.
+// 3 MiB after start-up). It runs once per quiet period, never while a command runs, and costs ~15-25 ms of CPU
+// (V8 runs two full collections for it). The first one comes COMPACT_AFTER_START_MS after the first connection,
+// before a fresh worker's first build can begin, rather than inside it; later ones COMPACT_AFTER_QUIET_MS after
+// the last command ended.
+//
+// V8's own memory reducer followed the first of these 8 s later with two more full collections (~15-20 ms with
+// their concurrent marking, --trace-gc and --trace-memory-reducer) that found nothing left to give back: inside
+// a fresh worker's first build. agent/v8-tuning.ts turns its collections off (memoryReducerFlags): an agent's
+// heap goes back to the OS here, 3 s after each command, and a long quiet step keeps what its output grew
+// until it ends (the bound below keeps that growth small).
 //
 // While commands run, it bounds the garbage a fast output stream leaves: the stream's batches and encoded
 // messages are large strings and buffers, which V8 allocates outside its young generation (large-object space,
 // and ArrayBuffer memory from malloc). Only a full collection frees them, and V8 starts one for external memory
 // only after ~64 MiB of growth: a 50 MiB step left 20-30 MiB of dead buffers and strings resident at its peak
-// (scripts/bench/run --smaps). So every GARBAGE_CHECK_MS it reads how much of both there is, and collects when
-// that grew by GARBAGE_BOUND_BYTES since the last collection it saw.
+// (scripts/bench/run --smaps). So it reads how much of both there is after every GARBAGE_CHECK_BUSY_MS of the
+// event loop's work (LoopMonitor's samples; the garbage grows with the output handled, and the loop's work with
+// it), and collects when that grew by GARBAGE_BOUND_BYTES since the last collection it saw. A step that prints
+// little never gets there: it costs no wake-up and no reading (every 250 ms, as it was, cost a quiet 10 s step
+// 40 wake-ups and 40 reads of /proc/self/stat); one printing at full speed is checked every ~100-200 ms.
 
 import v8 from 'node:v8';
 import vm from 'node:vm';
@@ -17,8 +29,10 @@ import type { Logger } from './log.js';
 
 /** How long the agent must have run no command before the heap is compacted. */
 export const COMPACT_AFTER_QUIET_MS = 3000;
-/** While a command runs: how often the large objects and buffers are measured (~10 µs each time). */
-export const GARBAGE_CHECK_MS = 250;
+/** After the first connection: the master's greeting (worker info, builders) is done well within this. */
+export const COMPACT_AFTER_START_MS = 250;
+/** While a command runs: the large objects and buffers are measured after this much of the loop's work (~20 µs each time). */
+export const GARBAGE_CHECK_BUSY_MS = 100;
 /** A full collection when large objects and buffers grew this much since the last one (one costs ~5-10 ms). */
 export const GARBAGE_BOUND_BYTES = 8 * 1024 * 1024;
 /** At most one such collection per this long: a 50 MiB step at full speed then pays for ~5, not ~10. */
@@ -74,12 +88,14 @@ export interface IdleCompactorOptions {
   activity: () => number;
   logger: Logger;
   quietMs?: number;
+  /** The quiet period before the first compaction (after start-up). */
+  startQuietMs?: number;
   /** The compaction itself (tests replace it). */
   compact?: () => boolean;
   /** While busy: the bytes to bound (bulkBytes) and the collection (collectGarbage); tests replace them. */
   bulk?: () => number;
   collect?: () => boolean;
-  checkMs?: number;
+  checkBusyMs?: number;
   boundBytes?: number;
   minIntervalMs?: number;
   now?: () => number;
@@ -91,24 +107,32 @@ export class IdleCompactor {
   private mark = -1;
   private compactedAt = -1;
   private stopped = false;
-  private readonly guard: NodeJS.Timeout;
+  private poked = false;
+  /** The loop's work (ms) since the last measurement of the garbage. */
+  private work = 0;
   /** bulkBytes() after the last collection (or the lowest seen since): growth above it is garbage. */
   private bulkBase = Infinity;
   /** Full collections run to bound garbage while busy (for the debug log and tests). */
   collections = 0;
   private lastCollection = -Infinity;
 
-  constructor(private readonly o: IdleCompactorOptions) {
-    this.guard = setInterval(() => this.check(), o.checkMs ?? GARBAGE_CHECK_MS);
-    this.guard.unref();
-  }
+  constructor(private readonly o: IdleCompactorOptions) {}
 
-  /** While a command runs: one full collection when large objects and buffers grew by the bound. */
-  check(): void {
+  /** The loop's work since the last sample (LoopMonitor's onSample): while a command runs, bound the garbage. */
+  sample(busyMs: number): void {
     if (this.stopped || !this.o.busy()) {
       this.bulkBase = Infinity;
+      this.work = 0;
       return;
     }
+    this.work += busyMs;
+    if (this.work < (this.o.checkBusyMs ?? GARBAGE_CHECK_BUSY_MS)) return;
+    this.work = 0;
+    this.check();
+  }
+
+  /** One full collection when large objects and buffers grew by the bound since the last one. */
+  private check(): void {
     const bulk = (this.o.bulk ?? bulkBytes)();
     // V8's own collections lower it too: the base follows them down
     if (bulk < this.bulkBase) this.bulkBase = bulk;
@@ -126,14 +150,15 @@ export class IdleCompactor {
     if (this.stopped) return;
     clearTimeout(this.timer);
     this.mark = this.o.activity();
-    this.timer = setTimeout(() => this.fire(), this.o.quietMs ?? COMPACT_AFTER_QUIET_MS);
+    const quiet = this.poked ? (this.o.quietMs ?? COMPACT_AFTER_QUIET_MS) : (this.o.startQuietMs ?? COMPACT_AFTER_START_MS);
+    this.poked = true;
+    this.timer = setTimeout(() => this.fire(), quiet);
     this.timer.unref();
   }
 
   stop(): void {
     this.stopped = true;
     clearTimeout(this.timer);
-    clearInterval(this.guard);
   }
 
   private fire(): void {

@@ -14,6 +14,16 @@
 // counts invocations before TurboFan (`--invocation-count-for-turbofan`, default 3000; Maglev, a middle tier V8 11
 // lacks, keeps its own count). Four times the default on both.
 
+//
+// V8's memory reducer: after a full collection that shrank the heap (IdleCompactor's, in agent/memory.ts), V8
+// schedules two more memory-reducing full collections 8 s later. In an agent they found nothing left (7.9 -> 7.9
+// MB, --trace-gc) and cost ~15-20 ms of CPU with their concurrent marking, 8 s into a fresh worker's first build.
+// IdleCompactor gives the heap back when the agent is idle, so V8's reducer runs no collection: on V8 12
+// `--memory-reducer-gc-count=0` (its timer still fires, once, and finds it has nothing to do); V8 11 has no such
+// count, and one collection instead of two there. Both read the flags when they decide, so setting them at run
+// time works (`--no-memory-reducer` does not: the reducer exists once the heap does). Small heaps grown at
+// start-up also start it (--no-memory-reducer-for-small-heaps).
+
 import v8 from 'node:v8';
 
 /** The flag that delays TurboFan four-fold on this V8, or undefined where none is known. */
@@ -24,5 +34,14 @@ export function turbofanDelayFlag(v8Version: string): string | undefined {
   return undefined;
 }
 
+/** The flags that leave an agent's heap to IdleCompactor rather than V8's memory reducer, on this V8. */
+export function memoryReducerFlags(v8Version: string): string[] {
+  const major = Number.parseInt(v8Version, 10);
+  if (major === 12) return ['--memory-reducer-gc-count=0', '--no-memory-reducer-for-small-heaps'];
+  if (major === 11) return ['--memory-reducer-single-gc', '--no-memory-reducer-for-small-heaps'];
+  return [];
+}
+
 const flag = turbofanDelayFlag(process.versions.v8);
 if (flag !== undefined) v8.setFlagsFromString(flag);
+for (const f of memoryReducerFlags(process.versions.v8)) v8.setFlagsFromString(f);

@@ -62,10 +62,12 @@ describe('event loop monitor', () => {
     const lines: string[] = [];
     let t = 0;
     let active = 0;
+    let turns = 0;
     const m = new LoopMonitor({
       logger: createLogger((l) => lines.push(l), { debug: true }),
       now: () => t,
       activeMs: () => active,
+      loopTurns: () => turns,
       checkMs: 50,
       maxCheckMs: 400,
     });
@@ -73,11 +75,13 @@ describe('event loop monitor', () => {
     m.stop();
     for (let i = 0; i < 3; i++) {
       t += m.periodMs;
+      turns += 1;
       m.tick();
     }
     expect(m.periodMs).toBe(400);
     t += 405;
     active += 180;
+    turns += 10; // spread over 10 loop turns: no turn need have held 100 ms
     m.tick();
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(/\[debug\] event loop busy for 180 ms of the last 405 ms/);
@@ -85,21 +89,66 @@ describe('event loop monitor', () => {
     expect(m.periodMs).toBe(50);
   });
 
-  it('samples finely while the agent has work in hand, however quiet the loop', () => {
+  it('stays quiet while a command runs and the loop is quiet, and reports its work to onSample', () => {
     let t = 0;
-    let working = true;
-    const m = new LoopMonitor({ logger: createLogger(() => {}), now: () => t, activeMs: () => 0, working: () => working, checkMs: 50 });
+    let active = 0;
+    const samples: number[] = [];
+    const m = new LoopMonitor({ logger: createLogger(() => {}), now: () => t, activeMs: () => active, checkMs: 50, onSample: (busy) => samples.push(busy) });
     m.start();
     m.stop();
     for (let i = 0; i < 4; i++) {
-      t += 50;
+      t += m.periodMs;
+      active += 2; // a step printing a line now and then
       m.tick();
-      expect(m.periodMs).toBe(50);
     }
-    working = false;
-    t += 50;
+    expect(m.periodMs).toBe(800);
+    expect(samples).toEqual([2, 2, 2, 2]);
+  });
+
+  it("counts a stall that ended before a long period's due time when the loop turns bound it", () => {
+    const lines: string[] = [];
+    let t = 0;
+    let active = 0;
+    let turns = 0;
+    const m = new LoopMonitor({
+      logger: createLogger((l) => lines.push(l), { debug: true }),
+      now: () => t,
+      activeMs: () => active,
+      loopTurns: () => turns,
+      checkMs: 50,
+      maxCheckMs: 1000,
+    });
+    m.start();
+    m.stop();
+    for (let i = 0; i < 5; i++) {
+      t += m.periodMs;
+      turns += 1;
+      m.tick();
+    }
+    expect(m.periodMs).toBe(1000);
+    // 330 ms of work in 2 turns (and the one the last sample ran in): one turn held at least 110 ms
+    t += 1000;
+    active += 330;
+    turns += 2;
     m.tick();
-    expect(m.periodMs).toBe(100);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/\[warn\] event loop blocked for 110 ms \(at least: 330 ms of work in 3 loop turns within the last 1000 ms\)/);
+    expect(m.stalls).toBe(1);
+    expect(m.maxStallMs).toBe(110);
+    expect(m.periodMs).toBe(50);
+    // the same work spread over many turns (a burst of callbacks) is only a busy period
+    for (let i = 0; i < 5; i++) {
+      t += m.periodMs;
+      turns += 1;
+      m.tick();
+    }
+    t += 1000;
+    active += 330;
+    turns += 20;
+    m.tick();
+    expect(lines).toHaveLength(2);
+    expect(lines[1]).toMatch(/\[debug\] event loop busy for 330 ms of the last 1000 ms/);
+    expect(m.stalls).toBe(1);
   });
 
   it('sees a real synchronous stall', async () => {
@@ -115,6 +164,36 @@ describe('event loop monitor', () => {
     m.stop();
     expect(m.maxStallMs).toBeGreaterThanOrEqual(150);
     expect(lines.some((l) => /event loop blocked for \d+ ms/.test(l))).toBe(true);
+  });
+
+  it('counts a real stall that began and ended within a long period, from the loop turns', async () => {
+    const lines: string[] = [];
+    let blocked = false;
+    let done!: () => void;
+    const finished = new Promise<void>((r) => (done = r));
+    const m = new LoopMonitor({
+      logger: createLogger((l) => lines.push(l)),
+      checkMs: 10,
+      maxCheckMs: 1000,
+      onSample: () => {
+        if (blocked) return done();
+        if (m.periodMs < 1000) return;
+        // the period is 1 s: block the loop for 600 ms from 20 ms on, ending ~380 ms before the next sample
+        blocked = true;
+        setTimeout(() => {
+          const end = performance.now() + 600;
+          while (performance.now() < end) {
+            // block the loop
+          }
+        }, 20);
+      },
+    });
+    m.start();
+    await finished;
+    m.stop();
+    expect(lines.filter((l) => /\[warn\] event loop blocked for \d+ ms \(at least: 6\d\d ms of work in \d loop turns/.test(l))).toHaveLength(1);
+    expect(m.stalls).toBe(1);
+    expect(m.maxStallMs).toBeGreaterThanOrEqual(100);
   });
 
   it('lengthens its period on a real idle loop (Node counts the loop as idle while it waits)', async () => {

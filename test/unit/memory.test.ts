@@ -19,10 +19,10 @@ describe('idle heap compaction', () => {
     let busy = false;
     let started = 0;
     const compact = vi.fn(() => true);
-    const c = new IdleCompactor({ busy: () => busy, activity: () => started, logger: silentLogger, quietMs: 1000, compact });
+    const c = new IdleCompactor({ busy: () => busy, activity: () => started, logger: silentLogger, quietMs: 1000, startQuietMs: 200, compact });
 
-    c.poke(); // connected
-    vi.advanceTimersByTime(999);
+    c.poke(); // connected: the first compaction comes sooner, before a first build can start
+    vi.advanceTimersByTime(199);
     expect(compact).not.toHaveBeenCalled();
     vi.advanceTimersByTime(1);
     expect(compact).toHaveBeenCalledTimes(1);
@@ -50,10 +50,11 @@ describe('idle heap compaction', () => {
     expect(compact).toHaveBeenCalledTimes(2);
   });
 
-  it('while a command runs, collects once large objects and buffers grew by the bound, never when idle', () => {
-    vi.useFakeTimers();
+  it('while a command runs, measures after each 100 ms of loop work and collects once the garbage grew by the bound', () => {
     let busy = false;
     let bulk = 10;
+    let t = 0;
+    const measured = vi.fn(() => bulk);
     const collect = vi.fn(() => {
       bulk = 12; // what the collection left
       return true;
@@ -62,40 +63,49 @@ describe('idle heap compaction', () => {
       busy: () => busy,
       activity: () => 0,
       logger: silentLogger,
-      bulk: () => bulk,
+      bulk: measured,
       collect,
-      checkMs: 100,
+      checkBusyMs: 100,
       boundBytes: 50,
       minIntervalMs: 250,
-      now: () => Date.now(),
+      now: () => t,
     });
     bulk = 1000;
-    vi.advanceTimersByTime(500); // idle: never
-    expect(collect).not.toHaveBeenCalled();
+    c.sample(500); // idle: never measured
+    expect(measured).not.toHaveBeenCalled();
     busy = true;
+    for (let i = 0; i < 50; i++) c.sample(1); // a quiet step: 50 ms of work, nothing measured yet
+    expect(measured).not.toHaveBeenCalled();
     bulk = 20;
-    vi.advanceTimersByTime(100); // the base
+    c.sample(50); // 100 ms of work: the base
+    expect(measured).toHaveBeenCalledTimes(1);
     bulk = 69;
-    vi.advanceTimersByTime(100);
+    t += 100;
+    c.sample(100);
     expect(collect).not.toHaveBeenCalled();
     bulk = 70;
-    vi.advanceTimersByTime(100);
+    t += 100;
+    c.sample(100);
     expect(collect).toHaveBeenCalledTimes(1);
     bulk = 61; // 49 over what the collection left
-    vi.advanceTimersByTime(300);
+    t += 300;
+    c.sample(100);
     expect(collect).toHaveBeenCalledTimes(1);
     bulk = 62;
-    vi.advanceTimersByTime(100);
+    t += 100;
+    c.sample(100);
     expect(collect).toHaveBeenCalledTimes(2);
     bulk = 100; // over the bound again at once: not within minIntervalMs of the last collection
-    vi.advanceTimersByTime(100);
+    t += 100;
+    c.sample(100);
     expect(collect).toHaveBeenCalledTimes(2);
-    vi.advanceTimersByTime(200);
+    t += 200;
+    c.sample(100);
     expect(collect).toHaveBeenCalledTimes(3);
     expect(c.collections).toBe(3);
     c.stop();
     bulk = 10_000;
-    vi.advanceTimersByTime(1000);
+    c.sample(1000);
     expect(collect).toHaveBeenCalledTimes(3);
   });
 

@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { turbofanDelayFlag } from '../../agent/v8-tuning.js';
+import { memoryReducerFlags, turbofanDelayFlag } from '../../agent/v8-tuning.js';
 
 describe('v8 tuning', () => {
   it('names the flag of each known V8 and none for an unknown one', () => {
@@ -14,5 +14,13 @@ describe('v8 tuning', () => {
     if (flag === undefined) return;
     const out = execFileSync(process.execPath, ['--v8-options'], { encoding: 'utf8' });
     expect(out).toContain(`--${flag.slice(2).split('=')[0]} `);
+  });
+
+  it('leaves small heaps to IdleCompactor on V8 11 and 12 with flags this Node knows', () => {
+    expect(memoryReducerFlags('11.3.244.8-node.33')).toEqual(['--memory-reducer-single-gc', '--no-memory-reducer-for-small-heaps']);
+    expect(memoryReducerFlags('12.4.254.21-node.33')).toEqual(['--memory-reducer-gc-count=0', '--no-memory-reducer-for-small-heaps']);
+    expect(memoryReducerFlags('13.0.1')).toEqual([]);
+    const out = execFileSync(process.execPath, ['--v8-options'], { encoding: 'utf8' });
+    for (const flag of memoryReducerFlags(process.versions.v8)) expect(out).toContain(`--${flag.slice(2).replace(/^no-/, '').split('=')[0]} `);
   });
 });
