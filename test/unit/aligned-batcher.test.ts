@@ -75,6 +75,22 @@ function stored(messages: UpdateItem[][]) {
   return { items, chunks, text: items.map((i) => i.chunk.text).join('') };
 }
 
+/** A batcher with a period of 1 s and a first flush at 250 ms, on fake timers and a clock the test sets. */
+function clockedBatcher() {
+  const messages: UpdateItem[][] = [];
+  const t = fakeTimers();
+  let clock = 0;
+  const b = new AlignedBatcher(
+    (m) => messages.push(m),
+    ALIGNED_MAX_BATCH,
+    1000,
+    t.timers,
+    250,
+    () => clock,
+  );
+  return { messages, t, b, setClock: (ms: number) => (clock = ms) };
+}
+
 describe('AlignedBatcher', () => {
   it('a fast stream of build-log lines: whole master chunks only, nothing for compaction to merge, 8x fewer appends', () => {
     const lines = buildLines(60_000, 80);
@@ -128,28 +144,18 @@ describe('AlignedBatcher', () => {
   });
 
   it('first output after the first timeout; then whole chunks go on the timer and a partly filled chunk waits until its first line is two periods old', () => {
-    const messages: UpdateItem[][] = [];
-    const t = fakeTimers();
-    let clock = 0;
-    const b = new AlignedBatcher(
-      (m) => messages.push(m),
-      ALIGNED_MAX_BATCH,
-      1000,
-      t.timers,
-      250,
-      () => clock,
-    );
+    const { messages, t, b, setClock } = clockedBatcher();
     b.append({ kind: 'text', key: 'stdout', chunk: chunkOf(['first']) });
     expect(t.pending.map((p) => p.ms)).toEqual([250]);
-    clock = 250;
+    setClock(250);
     t.fire();
     expect(messages).toHaveLength(1);
     // 1.5 master chunks arrive within one period, the last line at 1,100 ms (so the partly filled chunk began then)
     const lines = buildLines(1200, 80);
-    clock = 1100;
+    setClock(1100);
     b.append({ kind: 'text', key: 'stdout', chunk: chunkOf(lines) });
     expect(t.pending.map((p) => p.ms)).toEqual([1000]);
-    clock = 1250;
+    setClock(1250);
     t.fire();
     expect(messages).toHaveLength(2);
     const sent = stored([messages[1]!]);
@@ -157,7 +163,7 @@ describe('AlignedBatcher', () => {
     expect(sent.chunks[0]!.bytes).toBeGreaterThan(MASTER_CHUNK_BYTES - 100);
     // the rest waits until its first line (1,100 ms) is two periods old, then goes even though not full
     expect(t.pending.map((p) => p.ms)).toEqual([1850]);
-    clock = 3100;
+    setClock(3100);
     t.fire();
     expect(messages).toHaveLength(3);
     expect(stored(messages).text).toBe(chunkOf(['first', ...lines]).text);
@@ -165,22 +171,12 @@ describe('AlignedBatcher', () => {
   });
 
   it('a partly filled chunk whose time is nearly up goes with the whole ones', () => {
-    const messages: UpdateItem[][] = [];
-    const t = fakeTimers();
-    let clock = 0;
-    const b = new AlignedBatcher(
-      (m) => messages.push(m),
-      ALIGNED_MAX_BATCH,
-      1000,
-      t.timers,
-      250,
-      () => clock,
-    );
+    const { messages, t, b, setClock } = clockedBatcher();
     b.append({ kind: 'text', key: 'stdout', chunk: chunkOf(['first']) });
     t.fire();
     // a chunk and a bit, the bit's first line long before the timer fires (the clock stood still meanwhile)
     b.append({ kind: 'text', key: 'stdout', chunk: chunkOf(buildLines(900, 80)) });
-    clock = 1950;
+    setClock(1950);
     t.fire();
     expect(messages).toHaveLength(2);
     expect(stored([messages[1]!]).chunks).toHaveLength(2);

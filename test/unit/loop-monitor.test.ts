@@ -2,6 +2,39 @@ import { describe, expect, it } from 'vitest';
 import { LoopMonitor } from '../../agent/loop-monitor.js';
 import { createLogger } from '../../agent/log.js';
 
+/**
+ * A monitor on fake clocks whose loop has been quiet for `quietTicks` periods (one loop turn each, no work), so
+ * its period has grown toward maxCheckMs; `period(ms, work, turns)` then ends one period of `ms` in which the
+ * loop did `work` ms of work in `turns` turns.
+ */
+function quietLoop(maxCheckMs: number, quietTicks: number) {
+  const lines: string[] = [];
+  let t = 0;
+  let active = 0;
+  let turns = 0;
+  const m = new LoopMonitor({
+    logger: createLogger((l) => lines.push(l), { debug: true }),
+    now: () => t,
+    activeMs: () => active,
+    loopTurns: () => turns,
+    checkMs: 50,
+    maxCheckMs,
+  });
+  m.start();
+  m.stop();
+  const period = (ms: number, work: number, n: number): void => {
+    t += ms;
+    active += work;
+    turns += n;
+    m.tick();
+  };
+  const idle = (ticks: number): void => {
+    for (let i = 0; i < ticks; i++) period(m.periodMs, 0, 1);
+  };
+  idle(quietTicks);
+  return { m, lines, period, idle };
+}
+
 describe('event loop monitor', () => {
   it('logs a stall of 100 ms or more with its length, and nothing for on-time ticks', () => {
     const lines: string[] = [];
@@ -59,30 +92,9 @@ describe('event loop monitor', () => {
   });
 
   it('says so when a long period held enough work for a stall that ended before the timer ran', () => {
-    const lines: string[] = [];
-    let t = 0;
-    let active = 0;
-    let turns = 0;
-    const m = new LoopMonitor({
-      logger: createLogger((l) => lines.push(l), { debug: true }),
-      now: () => t,
-      activeMs: () => active,
-      loopTurns: () => turns,
-      checkMs: 50,
-      maxCheckMs: 400,
-    });
-    m.start();
-    m.stop();
-    for (let i = 0; i < 3; i++) {
-      t += m.periodMs;
-      turns += 1;
-      m.tick();
-    }
+    const { m, lines, period } = quietLoop(400, 3);
     expect(m.periodMs).toBe(400);
-    t += 405;
-    active += 180;
-    turns += 10; // spread over 10 loop turns: no turn need have held 100 ms
-    m.tick();
+    period(405, 180, 10); // spread over 10 loop turns: no turn need have held 100 ms
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(/\[debug\] event loop busy for 180 ms of the last 405 ms/);
     expect(m.stalls).toBe(0);
@@ -106,46 +118,18 @@ describe('event loop monitor', () => {
   });
 
   it("counts a stall that ended before a long period's due time when the loop turns bound it", () => {
-    const lines: string[] = [];
-    let t = 0;
-    let active = 0;
-    let turns = 0;
-    const m = new LoopMonitor({
-      logger: createLogger((l) => lines.push(l), { debug: true }),
-      now: () => t,
-      activeMs: () => active,
-      loopTurns: () => turns,
-      checkMs: 50,
-      maxCheckMs: 1000,
-    });
-    m.start();
-    m.stop();
-    for (let i = 0; i < 5; i++) {
-      t += m.periodMs;
-      turns += 1;
-      m.tick();
-    }
+    const { m, lines, period, idle } = quietLoop(1000, 5);
     expect(m.periodMs).toBe(1000);
     // 330 ms of work in 2 turns (and the one the last sample ran in): one turn held at least 110 ms
-    t += 1000;
-    active += 330;
-    turns += 2;
-    m.tick();
+    period(1000, 330, 2);
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(/\[warn\] event loop blocked for 110 ms \(at least: 330 ms of work in 3 loop turns within the last 1000 ms\)/);
     expect(m.stalls).toBe(1);
     expect(m.maxStallMs).toBe(110);
     expect(m.periodMs).toBe(50);
     // the same work spread over many turns (a burst of callbacks) is only a busy period
-    for (let i = 0; i < 5; i++) {
-      t += m.periodMs;
-      turns += 1;
-      m.tick();
-    }
-    t += 1000;
-    active += 330;
-    turns += 20;
-    m.tick();
+    idle(5);
+    period(1000, 330, 20);
     expect(lines).toHaveLength(2);
     expect(lines[1]).toMatch(/\[debug\] event loop busy for 330 ms of the last 1000 ms/);
     expect(m.stalls).toBe(1);
