@@ -43,6 +43,10 @@ Options:
   --master-profile DIR    run cProfile in every thread of the master and write, for each run, where its
                           reactor and database threads spent their time to DIR/<build>-<worker>-<n>.txt
                           (profiling slows the master: CPU figures of such a run are not comparable)
+  --settle SECONDS         before each build, let the freshly started worker settle: wait until SECONDS after
+                          it attached, then until it has used no CPU for 1 s (both workers alike; default 0:
+                          the build starts once master and worker have been idle for 0.3 s). The start-up
+                          work a process finishes after attaching then stays out of the build's figures
   --keep                  keep the scratch directory (master, workers, logs)
   -h, --help              show this help`;
 
@@ -60,6 +64,8 @@ interface Options {
   /** --bbagent: sea, bundle or a path. */
   bbagent: string;
   smaps: boolean;
+  /** --settle: seconds after attaching before a build (0: none). */
+  settleS: number;
   /** --master-profile: the directory the master's per-run profiles go to. */
   masterProfile: string | undefined;
 }
@@ -78,6 +84,7 @@ function parseArgs(argv: string[]): Options | 'help' {
     bbagentEnv: {},
     bbagent: 'sea',
     smaps: false,
+    settleS: 0,
     masterProfile: undefined,
   };
   let repeatSet = false;
@@ -132,6 +139,12 @@ function parseArgs(argv: string[]): Options | 'help' {
       case '--smaps':
         opts.smaps = true;
         break;
+      case '--settle': {
+        const v = Number(value());
+        if (!Number.isFinite(v) || v < 0 || v > 600) throw new UsageError(`--settle takes seconds from 0 to 600`);
+        opts.settleS = v;
+        break;
+      }
       case '--master-profile':
         opts.masterProfile = path.resolve(value());
         break;
@@ -264,6 +277,7 @@ async function runSuite(opts: Options, bbagent: BbagentRun, scratch: string, sui
       bbagentEnv: opts.bbagentEnv,
       bbagent,
       smaps: opts.smaps,
+      settleS: opts.settleS,
       ...(opts.masterProfile ? { masterProfile: opts.masterProfile } : {}),
       broken: {},
     };

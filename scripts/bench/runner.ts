@@ -29,6 +29,8 @@ export const PASSWORD = 'bench-pass';
 const ATTACH_TIMEOUT_MS = 30_000;
 /** How long a process's CPU counter must stand still for it to count as idle. */
 const IDLE_QUIET_MS = 300;
+/** --settle: how long the worker must have used no CPU before its build. */
+const SETTLE_QUIET_MS = 1000;
 /** /proc sampling interval while waiting for idle. */
 const IDLE_POLL_MS = 25;
 /** Give up waiting for idle after this long (a busy machine); the sample is taken anyway and noted. */
@@ -97,6 +99,8 @@ export interface BenchEnv {
   bbagent: BbagentRun;
   /** --smaps: break the worker's RSS down by mapping at idle and at its peak (the sampling costs CPU). */
   smaps: boolean;
+  /** --settle: seconds after the worker attached before its build, then 1 s without CPU (0: no settling). */
+  settleS: number;
   /** --master-profile: profile the master's threads in each measured window, into this directory. */
   masterProfile?: string;
   /** bbagent must have negotiated permessage-deflate (the deflate section); checked in its log. */
@@ -140,8 +144,19 @@ async function startWorker(env: BenchEnv, kind: WorkerKind): Promise<RunningWork
   return { pid: w.pid, stop: () => w.stop(), tail: () => lastLines(w.output, 8), running: () => w.running, log: () => w.output };
 }
 
-/** Resolves once none of `pids` has used CPU for IDLE_QUIET_MS; returns false if that took over IDLE_MAX_MS. */
-export async function waitIdle(pids: number[]): Promise<boolean> {
+/**
+ * --settle: a freshly started worker finishes some start-up work after it attached (bbagent: a heap compaction,
+ * opening its artifact cache); this waits until `seconds` after it attached and then until the worker has used
+ * no CPU for SETTLE_QUIET_MS, so that work is not counted in the build's figures.
+ */
+async function settle(pid: number, attachedAt: number, seconds: number): Promise<void> {
+  const left = attachedAt + seconds * 1000 - performance.now();
+  if (left > 0) await sleep(left);
+  await waitIdle([pid], SETTLE_QUIET_MS);
+}
+
+/** Resolves once none of `pids` has used CPU for `quietMs`; returns false if that took over IDLE_MAX_MS. */
+export async function waitIdle(pids: number[], quietMs = IDLE_QUIET_MS): Promise<boolean> {
   const deadline = performance.now() + IDLE_MAX_MS;
   let last = pids.map(ownCpuTicks);
   let quietSince = performance.now();
@@ -152,7 +167,7 @@ export async function waitIdle(pids: number[]): Promise<boolean> {
     if (now.some((v, i) => v !== last[i])) {
       last = now;
       quietSince = t;
-    } else if (t - quietSince >= IDLE_QUIET_MS) return true;
+    } else if (t - quietSince >= quietMs) return true;
     if (t > deadline) return false;
   }
 }
@@ -225,6 +240,7 @@ export async function runOnce(env: BenchEnv, build: BenchBuild, kind: WorkerKind
       env.broken[kind] = reason;
       throw new Error(reason);
     });
+    const attachedAt = performance.now();
     // the CPU counters must be the worker's own process: twistd (python) runs in the buildbot-worker
     // process itself, bbagent in node or its single executable; neither may hand its work to a child
     assertSingleProcess(workerPid, kind === 'ref' ? /^python3/ : env.bbagent.exeName, kind === 'ref' ? 'buildbot-worker' : 'bbagent');
@@ -232,6 +248,7 @@ export async function runOnce(env: BenchEnv, build: BenchBuild, kind: WorkerKind
       throw new Error('bbagent did not negotiate permessage-deflate with the deflate-enabled master');
     }
     build.prepare?.(ctx);
+    if (env.settleS > 0) await settle(workerPid, attachedAt, env.settleS);
     if (!(await waitIdle([env.masterPid, workerPid]))) notes.push('master or worker not idle before the build');
     const exeFile = assertSingleProcess(workerPid, /./, 'worker');
     const idleSmaps = env.smaps ? smapsBreakdown(smapsOf(workerPid), exeFile) : undefined;
