@@ -332,7 +332,8 @@ then checks the data and stops the worker.
 - **other load** (all runs table): CPU used on the machine during a run by anything but the master, the
   worker and its build steps (this benchmark's own process, other programs), as a share of all CPUs. CPU
   times are little affected by it; wall times, throughput and latency are.
-- **Output** is 128-byte distinct lines that compress like a real build log: words of a 64-word build-log
+- **Output** is distinct lines of 128 bytes (the 50 MiB stdout build also of 80 and 40 bytes: \`stdout-50MiB-80B\`,
+  \`stdout-50MiB-40B\`) that compress like a real build log: words of a 64-word build-log
   vocabulary and small numbers in 256 message bodies picked by a minimal-standard LCG (\`awk\`, or
   \`/usr/bin/python3\` for the trickle: ~20 KiB every 100 ms; the verifier generates the same in
   TypeScript). zlib level 1 makes ${(payloadRatio * 100).toFixed(0)}% of it (apt's term.log on this machine:
