@@ -107,6 +107,7 @@ export function startAgent(config: AgentConfig, opts: RunAgentOptions): RunningA
     environ: buildEnviron(process.env),
     protocols: PROTOCOLS,
     onActivity: cacheOpener.openThen(() => compactor.poke()),
+    onCommandStart: () => compactor.commandStarted(),
   };
   hosted = buildWorkers(workerConfigs(config), shared, logger);
   const loopMonitor = new LoopMonitor({ logger, onSample: (busyMs) => compactor.sample(busyMs) });

@@ -45,6 +45,8 @@ export interface SharedParts {
   protocols: Record<WorkerConfig['protocol'], () => Promise<Protocol>>;
   /** Something happened (connected, a command ended): the idle compactor counts from here. */
   onActivity: () => void;
+  /** A command started (the idle compactor's garbage guard). */
+  onCommandStart?: () => void;
 }
 
 /** What `bbagent status` and the metrics see of one worker: its connection and its commands (snapshots). */
@@ -131,6 +133,7 @@ export class HostedWorker {
     if (masters.length > 1)
       logger.info(`masters in order of preference: ${masters.map((m) => `${m.host}:${m.port}`).join(', ')} (failover grace ${config.failoverGrace} s)`);
     const idle = new IdleGate(this.worker.host, () => performance.now(), abortableSleep);
+    this.worker.host.onStart = this.shared.onCommandStart;
     this.worker.host.onIdle = () => {
       this.shared.onActivity();
       idle.commandsEnded();

@@ -4,8 +4,10 @@
 // command running, one full collection in its memory-reducing mode returns the unused heap pages (about
 // 3 MiB after start-up). It runs once per quiet period, never while a command runs, and costs ~15-25 ms of CPU
 // (V8 runs two full collections for it). The first one comes COMPACT_AFTER_START_MS after the first connection,
-// before a fresh worker's first build can begin, rather than inside it; later ones COMPACT_AFTER_QUIET_MS after
-// the last command ended.
+// later ones COMPACT_AFTER_QUIET_MS after the last command ended; one that falls due while a command runs waits
+// for its end. The first one used to come 250 ms after connecting, before a fresh worker's first build could
+// begin: the heap it left then grew again at the first transfer, and a 50 MiB download peaked 10 MiB higher
+// (79-83 MiB against 66-69; scripts/bench/run --protocol pb --only download), so it waits 3 s again.
 //
 // V8's own memory reducer followed the first of these 8 s later with two more full collections (~15-20 ms with
 // their concurrent marking, --trace-gc and --trace-memory-reducer) that found nothing left to give back: inside
@@ -22,6 +24,11 @@
 // it), and collects when that grew by GARBAGE_BOUND_BYTES since the last collection it saw. A step that prints
 // little never gets there: it costs no wake-up and no reading (every 250 ms, as it was, cost a quiet 10 s step
 // 40 wake-ups and 40 reads of /proc/self/stat); one printing at full speed is checked every ~100-200 ms.
+// LoopMonitor samples once a second while the loop was quiet, so a short, fast command (a 50 MiB download is
+// over in 0.4 s) could end before its first sample: its garbage went unbounded (peak RSS 69 -> 79 MiB). So a
+// command's start also arms a guard that samples the loop's work itself after GARBAGE_GUARD_MS, again every
+// GARBAGE_GUARD_MS while the loop works, and backing off (doubling, up to GARBAGE_GUARD_MAX_MS) while it is
+// quiet: a quiet 10 s step costs it 6-7 wake-ups.
 
 import v8 from 'node:v8';
 import vm from 'node:vm';
@@ -29,14 +36,18 @@ import type { Logger } from './log.js';
 
 /** How long the agent must have run no command before the heap is compacted. */
 export const COMPACT_AFTER_QUIET_MS = 3000;
-/** After the first connection: the master's greeting (worker info, builders) is done well within this. */
-export const COMPACT_AFTER_START_MS = 250;
+/** After the first connection (a first build that starts sooner defers it to its end). */
+export const COMPACT_AFTER_START_MS = 3000;
 /** While a command runs: the large objects and buffers are measured after this much of the loop's work (~20 µs each time). */
 export const GARBAGE_CHECK_BUSY_MS = 100;
 /** A full collection when large objects and buffers grew this much since the last one (one costs ~5-10 ms). */
 export const GARBAGE_BOUND_BYTES = 8 * 1024 * 1024;
 /** At most one such collection per this long: a 50 MiB step at full speed then pays for ~5, not ~10. */
 export const GARBAGE_MIN_INTERVAL_MS = 1000;
+/** While a command runs and the loop works: how often the guard samples the loop's work itself. */
+export const GARBAGE_GUARD_MS = 250;
+/** The guard's longest period, while the loop is quiet. */
+export const GARBAGE_GUARD_MAX_MS = 2000;
 
 type GcOptions = { type: 'major'; execution: 'sync'; flavor?: 'last-resort' };
 let gcFunction: ((o?: GcOptions) => void) | null | undefined;
@@ -99,6 +110,10 @@ export interface IdleCompactorOptions {
   boundBytes?: number;
   minIntervalMs?: number;
   now?: () => number;
+  /** Milliseconds the loop has worked since some fixed point (default: Node's event-loop utilisation `active`). */
+  activeMs?: () => number;
+  guardMs?: number;
+  guardMaxMs?: number;
 }
 
 /** Compacts the heap once the agent has been quiet for quietMs after each poke (start-up, a command's end). */
@@ -115,6 +130,9 @@ export class IdleCompactor {
   /** Full collections run to bound garbage while busy (for the debug log and tests). */
   collections = 0;
   private lastCollection = -Infinity;
+  private guard: NodeJS.Timeout | undefined;
+  private guardPeriod = 0;
+  private guardActive = 0;
 
   constructor(private readonly o: IdleCompactorOptions) {}
 
@@ -159,6 +177,39 @@ export class IdleCompactor {
   stop(): void {
     this.stopped = true;
     clearTimeout(this.timer);
+    clearTimeout(this.guard);
+    this.guard = undefined;
+  }
+
+  /** A command started: the guard samples the loop's work until no command runs (see the top of this file). */
+  commandStarted(): void {
+    if (this.stopped) return;
+    this.guardPeriod = this.o.guardMs ?? GARBAGE_GUARD_MS;
+    if (this.guard) return;
+    this.guardActive = this.activeMs();
+    this.armGuard();
+  }
+
+  private activeMs(): number {
+    return (this.o.activeMs ?? (() => performance.eventLoopUtilization().active))();
+  }
+
+  private armGuard(): void {
+    this.guard = setTimeout(() => this.guardFired(), this.guardPeriod);
+    this.guard.unref();
+  }
+
+  private guardFired(): void {
+    this.guard = undefined;
+    if (this.stopped || !this.o.busy()) return;
+    const active = this.activeMs();
+    const work = active - this.guardActive;
+    this.guardActive = active;
+    this.sample(work);
+    // a tenth of the period's time at work: the loop works, sample again soon; else back off
+    const min = this.o.guardMs ?? GARBAGE_GUARD_MS;
+    this.guardPeriod = work >= this.guardPeriod / 10 ? min : Math.min(this.o.guardMaxMs ?? GARBAGE_GUARD_MAX_MS, this.guardPeriod * 2);
+    this.armGuard();
   }
 
   private fire(): void {

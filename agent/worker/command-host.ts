@@ -203,6 +203,8 @@ export class CommandHost {
   readonly counters = new CommandCounters();
   /** Called each time the last running command has ended. */
   onIdle: (() => void) | undefined;
+  /** Called each time a command starts. */
+  onStart: (() => void) | undefined;
 
   constructor(
     table: readonly CommandDefinition[],
@@ -226,6 +228,7 @@ export class CommandHost {
     this.running.set(req.id, cmd);
     this.started++;
     this.counters.commandStarted(req.name);
+    this.onStart?.();
     const workdir = args['workdir'];
     this.where.set(cmd, { builder: req.builder ?? null, workdir: typeof workdir === 'string' ? workdir : null });
     void cmd.done.finally(() => {

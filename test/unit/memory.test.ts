@@ -128,4 +128,54 @@ describe('idle heap compaction', () => {
     }
     expect(bulkBytes()).toBeLessThan(target);
   });
+
+  it("a command's start arms a guard that bounds a short, fast command's garbage before the loop monitor samples, and backs off while the loop is quiet", () => {
+    vi.useFakeTimers();
+    let busy = true;
+    let active = 0;
+    let bulk = 0;
+    const collect = vi.fn(() => {
+      bulk = 0;
+      return true;
+    });
+    const measured = vi.fn(() => bulk);
+    const c = new IdleCompactor({
+      busy: () => busy,
+      activity: () => 0,
+      logger: silentLogger,
+      bulk: measured,
+      collect,
+      checkBusyMs: 100,
+      boundBytes: 50,
+      minIntervalMs: 0,
+      activeMs: () => active,
+      now: () => Date.now(),
+    });
+    // a fast download: the loop works all the time and its buffers pile up; nothing else samples
+    c.commandStarted();
+    active = 200;
+    vi.advanceTimersByTime(250);
+    expect(measured).toHaveBeenCalledTimes(1); // the base
+    bulk = 60;
+    active = 400;
+    vi.advanceTimersByTime(250);
+    expect(collect).toHaveBeenCalledTimes(1);
+    // the loop goes quiet: the guard backs off (500, 1000, 2000, 2000 ms) and measures nothing more
+    const fired = measured.mock.calls.length;
+    vi.advanceTimersByTime(250 + 500 + 1000 + 2000 + 2000);
+    expect(measured).toHaveBeenCalledTimes(fired);
+    expect(vi.getTimerCount()).toBe(1);
+    // another command starts: back to 250 ms at once
+    c.commandStarted();
+    active += 150;
+    vi.advanceTimersByTime(2000);
+    expect(measured.mock.calls.length).toBeGreaterThan(fired);
+    // no command runs: the guard ends
+    busy = false;
+    vi.advanceTimersByTime(2000);
+    expect(vi.getTimerCount()).toBe(0);
+    c.commandStarted();
+    c.stop();
+    expect(vi.getTimerCount()).toBe(0);
+  });
 });
