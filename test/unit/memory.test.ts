@@ -1,6 +1,28 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { bulkBytes, collectGarbage, compactHeap, IdleCompactor } from '../../agent/memory.js';
+import { bulkBytes, collectGarbage, compactHeap, IdleCompactor, type IdleCompactorOptions } from '../../agent/memory.js';
 import { silentLogger } from '../../agent/log.js';
+
+/** An IdleCompactor whose garbage measure and collection are stubs on `s` (a collection leaves `s.left`). */
+function stubbedCompactor(s: { busy: boolean; bulk: number; left: number; t: number; active: number }, extra: Partial<IdleCompactorOptions>) {
+  const measured = vi.fn(() => s.bulk);
+  const collect = vi.fn(() => {
+    s.bulk = s.left;
+    return true;
+  });
+  const c = new IdleCompactor({
+    busy: () => s.busy,
+    activity: () => 0,
+    logger: silentLogger,
+    bulk: measured,
+    collect,
+    checkBusyMs: 100,
+    boundBytes: 50,
+    now: () => s.t,
+    activeMs: () => s.active,
+    ...extra,
+  });
+  return { c, measured, collect };
+}
 
 describe('idle heap compaction', () => {
   afterEach(() => vi.useRealTimers());
@@ -51,60 +73,43 @@ describe('idle heap compaction', () => {
   });
 
   it('while a command runs, measures after each 100 ms of loop work and collects once the garbage grew by the bound', () => {
-    let busy = false;
-    let bulk = 10;
-    let t = 0;
-    const measured = vi.fn(() => bulk);
-    const collect = vi.fn(() => {
-      bulk = 12; // what the collection left
-      return true;
-    });
-    const c = new IdleCompactor({
-      busy: () => busy,
-      activity: () => 0,
-      logger: silentLogger,
-      bulk: measured,
-      collect,
-      checkBusyMs: 100,
-      boundBytes: 50,
-      minIntervalMs: 250,
-      now: () => t,
-    });
-    bulk = 1000;
+    const s = { busy: false, bulk: 10, left: 12, t: 0, active: 0 };
+    const { c, measured, collect } = stubbedCompactor(s, { minIntervalMs: 250 });
+    s.bulk = 1000;
     c.sample(500); // idle: never measured
     expect(measured).not.toHaveBeenCalled();
-    busy = true;
+    s.busy = true;
     for (let i = 0; i < 50; i++) c.sample(1); // a quiet step: 50 ms of work, nothing measured yet
     expect(measured).not.toHaveBeenCalled();
-    bulk = 20;
+    s.bulk = 20;
     c.sample(50); // 100 ms of work: the base
     expect(measured).toHaveBeenCalledTimes(1);
-    bulk = 69;
-    t += 100;
+    s.bulk = 69;
+    s.t += 100;
     c.sample(100);
     expect(collect).not.toHaveBeenCalled();
-    bulk = 70;
-    t += 100;
+    s.bulk = 70;
+    s.t += 100;
     c.sample(100);
     expect(collect).toHaveBeenCalledTimes(1);
-    bulk = 61; // 49 over what the collection left
-    t += 300;
+    s.bulk = 61; // 49 over what the collection left
+    s.t += 300;
     c.sample(100);
     expect(collect).toHaveBeenCalledTimes(1);
-    bulk = 62;
-    t += 100;
+    s.bulk = 62;
+    s.t += 100;
     c.sample(100);
     expect(collect).toHaveBeenCalledTimes(2);
-    bulk = 100; // over the bound again at once: not within minIntervalMs of the last collection
-    t += 100;
+    s.bulk = 100; // over the bound again at once: not within minIntervalMs of the last collection
+    s.t += 100;
     c.sample(100);
     expect(collect).toHaveBeenCalledTimes(2);
-    t += 200;
+    s.t += 200;
     c.sample(100);
     expect(collect).toHaveBeenCalledTimes(3);
     expect(c.collections).toBe(3);
     c.stop();
-    bulk = 10_000;
+    s.bulk = 10_000;
     c.sample(1000);
     expect(collect).toHaveBeenCalledTimes(3);
   });
@@ -131,33 +136,15 @@ describe('idle heap compaction', () => {
 
   it("a command's start arms a guard that bounds a short, fast command's garbage before the loop monitor samples, and backs off while the loop is quiet", () => {
     vi.useFakeTimers();
-    let busy = true;
-    let active = 0;
-    let bulk = 0;
-    const collect = vi.fn(() => {
-      bulk = 0;
-      return true;
-    });
-    const measured = vi.fn(() => bulk);
-    const c = new IdleCompactor({
-      busy: () => busy,
-      activity: () => 0,
-      logger: silentLogger,
-      bulk: measured,
-      collect,
-      checkBusyMs: 100,
-      boundBytes: 50,
-      minIntervalMs: 0,
-      activeMs: () => active,
-      now: () => Date.now(),
-    });
+    const s = { busy: true, bulk: 0, left: 0, t: 0, active: 0 };
+    const { c, measured, collect } = stubbedCompactor(s, { minIntervalMs: 0, now: () => Date.now() });
     // a fast download: the loop works all the time and its buffers pile up; nothing else samples
     c.commandStarted();
-    active = 200;
+    s.active = 200;
     vi.advanceTimersByTime(250);
     expect(measured).toHaveBeenCalledTimes(1); // the base
-    bulk = 60;
-    active = 400;
+    s.bulk = 60;
+    s.active = 400;
     vi.advanceTimersByTime(250);
     expect(collect).toHaveBeenCalledTimes(1);
     // the loop goes quiet: the guard backs off (500, 1000, 2000, 2000 ms) and measures nothing more
@@ -167,11 +154,11 @@ describe('idle heap compaction', () => {
     expect(vi.getTimerCount()).toBe(1);
     // another command starts: back to 250 ms at once
     c.commandStarted();
-    active += 150;
+    s.active += 150;
     vi.advanceTimersByTime(2000);
     expect(measured.mock.calls.length).toBeGreaterThan(fired);
     // no command runs: the guard ends
-    busy = false;
+    s.busy = false;
     vi.advanceTimersByTime(2000);
     expect(vi.getTimerCount()).toBe(0);
     c.commandStarted();
