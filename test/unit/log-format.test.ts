@@ -63,7 +63,7 @@ describe('debug lines can be enabled', () => {
       ['info', 0],
     ] as const) {
       const { lines, log } = logger(level, 'json');
-      const c = new IdleCompactor({ busy: () => false, activity: () => 1, logger: log, quietMs: 1, compact: () => true });
+      const c = new IdleCompactor({ busy: () => false, activity: () => 1, logger: log, quietMs: 1, startQuietMs: 1, compact: () => true });
       c.poke();
       await new Promise((r) => setTimeout(r, 30));
       c.stop();

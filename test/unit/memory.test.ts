@@ -43,7 +43,7 @@ describe('idle heap compaction', () => {
     const compact = vi.fn(() => true);
     const c = new IdleCompactor({ busy: () => busy, activity: () => started, logger: silentLogger, quietMs: 1000, startQuietMs: 200, compact });
 
-    c.poke(); // connected: the first compaction comes sooner, before a first build can start
+    c.poke(); // connected: the first compaction comes after startQuietMs
     vi.advanceTimersByTime(199);
     expect(compact).not.toHaveBeenCalled();
     vi.advanceTimersByTime(1);
