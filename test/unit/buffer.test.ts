@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { fakeTimers } from '../helpers/fake-timers.js';
-import { BufferManager } from '../../agent/output/buffer.js';
+import { BufferManager, joinChunks } from '../../agent/output/buffer.js';
 import type { LineChunk, UpdateItem } from '../../agent/output/types.js';
 
 function lines(n: number, width: number, start = 0): LineChunk {
@@ -63,5 +63,26 @@ describe('BufferManager', () => {
     expect(sent).toHaveLength(1);
     b.append({ kind: 'status', key: 'elapsed', value: 0.5 });
     expect(t.pending).toHaveLength(1);
+  });
+});
+
+describe('joinChunks', () => {
+  it('leaves chunks it did not make alone, and grows the ones it made in place', () => {
+    const a = lines(2, 8);
+    const b = lines(2, 8, 2);
+    const c = lines(1, 8, 4);
+    const before = JSON.stringify([a, b, c]);
+    const ab = joinChunks(a, b);
+    expect(ab).not.toBe(a);
+    expect(JSON.stringify([a, b])).toBe(JSON.stringify(JSON.parse(before).slice(0, 2)));
+    const abc = joinChunks(ab, c);
+    expect(abc).toBe(ab);
+    expect(JSON.stringify(c)).toBe(JSON.stringify(JSON.parse(before)[2]));
+    expect(abc).toEqual(lines(5, 8));
+    // a chunk from elsewhere joined after it is copied again, never changed
+    const d = joinChunks(c, abc);
+    expect(d).not.toBe(c);
+    expect(c).toEqual(lines(1, 8, 4));
+    expect(d.indexes).toEqual([...c.indexes, ...abc.indexes.map((i) => i + c.text.length)]);
   });
 });
