@@ -27,12 +27,18 @@ export class LineBoundaryFinder {
   append(text: string, time: number): LineChunk | null {
     const hadPartial = this.partial !== '';
     const startTime = hadPartial ? this.partialTime : time;
-    let all = hadPartial ? this.partial + text : text;
-    if (this.mayMatch(all)) {
+    let chunk: LineChunk | null;
+    if (this.mayMatch(text) || (hadPartial && this.mayMatch(this.partial))) {
       this.newlineRe.lastIndex = 0;
-      all = all.replace(this.newlineRe, '\n');
+      const all = (this.partial + text).replace(this.newlineRe, '\n');
+      const whole = this.wholeLines('', all, startTime, time);
+      chunk = whole !== undefined ? whole : this.cutLines(all, startTime, time);
+    } else {
+      // searched apart: `partial + text` would be copied into one flat string by the first search of it
+      const head = this.partial;
+      const whole = this.wholeLines(head, text, startTime, time);
+      chunk = whole !== undefined ? whole : this.cutLines(head + text, startTime, time);
     }
-    const chunk = this.wholeLines(all, startTime, time) ?? this.cutLines(all, startTime, time);
     if (chunk !== null || !hadPartial) this.partialTime = time;
     return chunk;
   }
@@ -47,33 +53,40 @@ export class LineBoundaryFinder {
     return this.partial.length;
   }
 
-  private mayMatch(all: string): boolean {
+  private mayMatch(text: string): boolean {
     if (!this.isDefaultRe) return true;
-    for (const c of DEFAULT_RE_CHARS) if (all.includes(c)) return true;
+    for (const c of DEFAULT_RE_CHARS) if (text.includes(c)) return true;
     return false;
   }
 
   /**
-   * The common case, every line (and the partial one) shorter than max_line_length: the lines are one slice
-   * of `all`. Undefined when a line must be cut (cutLines does it).
+   * The common case, every line (and the partial one) shorter than max_line_length: the lines of `head + text`
+   * (`head`, the held partial line, has no newline) are `head` and one slice of `text`. Undefined when a line
+   * must be cut (cutLines does it).
    */
-  private wholeLines(all: string, startTime: number, time: number): LineChunk | null | undefined {
+  private wholeLines(head: string, text: string, startTime: number, time: number): LineChunk | null | undefined {
     const max = Math.max(2, this.maxLineLength);
+    const shift = head.length;
     const indexes: number[] = [];
-    let first = 0;
-    let nl = all.indexOf('\n');
+    let first = 0; // where the current line starts, counted in head + text
+    let nl = text.indexOf('\n');
     while (nl >= 0) {
-      if (nl - first >= max) return undefined;
-      indexes.push(nl);
-      first = nl + 1;
-      nl = all.indexOf('\n', first);
+      if (nl + shift - first >= max) return undefined;
+      indexes.push(nl + shift);
+      first = nl + shift + 1;
+      nl = text.indexOf('\n', nl + 1);
     }
-    if (all.length - first >= max) return undefined;
-    this.partial = first === all.length ? '' : all.slice(first);
-    if (indexes.length === 0) return null;
+    if (shift + text.length - first >= max) return undefined;
+    if (indexes.length === 0) {
+      this.partial = head + text;
+      return null;
+    }
+    const cut = first - shift; // the end of the last whole line in `text`
+    this.partial = cut === text.length ? '' : text.slice(cut);
+    const lines = cut === text.length ? text : text.slice(0, cut);
     const times = new Array<number>(indexes.length).fill(time);
     times[0] = startTime;
-    return { text: first === all.length ? all : all.slice(0, first), indexes, times };
+    return { text: head + lines, indexes, times };
   }
 
   /** Lines of max_line_length or more characters become pieces of max_line_length-1 characters plus '\n'. */
