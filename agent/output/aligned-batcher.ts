@@ -23,7 +23,7 @@
 // where the master's chunks start and how many transactions it runs differ.
 
 import type { LineChunk, UpdateItem } from './types.js';
-import { joinChunks, type MessageSender, realTimers, sameStream, type Timers, withChunk } from './buffer.js';
+import { joinChunks, type MessageSender, realTimers, rebased, sameStream, type Timers, withChunk } from './buffer.js';
 
 /** A master chunk holds at most this many stored bytes, counting each line's channel character and newline. */
 export const MASTER_CHUNK_BYTES = 65536;
@@ -58,7 +58,7 @@ export function sliceLines(chunk: LineChunk, from: number, to: number): LineChun
   const textEnd = chunk.indexes[to - 1]! + 1;
   return {
     text: chunk.text.slice(textStart, textEnd),
-    indexes: chunk.indexes.slice(from, to).map((i) => i - textStart),
+    indexes: rebased(chunk.indexes, from, to, textStart),
     times: chunk.times.slice(from, to),
   };
 }

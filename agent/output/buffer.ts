@@ -31,6 +31,17 @@ function chunkSize(c: LineChunk, lean: boolean): number {
   return c.text.length + (lean ? 0 : 8 * (c.indexes.length + c.times.length));
 }
 
+/**
+ * indexes[from..to) less `by`. A plain loop, not `.map` with a callback: the callback runs once per line, and on a
+ * 2 MiB trickle its ~16,000 calls made it the one function V8 sent to TurboFan, which cost 23-27 ms of compiling
+ * and paged in 5.3 MiB of the compiler's code (--trace-opt; the executable's resident pages before and after).
+ */
+export function rebased(indexes: readonly number[], from: number, to: number, by: number): number[] {
+  const out = new Array<number>(to - from);
+  for (let i = from; i < to; i++) out[i - from] = indexes[i]! - by;
+  return out;
+}
+
 /** The longest run of whole first lines of `chunk` whose size is at most `limit`, and the rest. */
 export function splitHead(chunk: LineChunk, limit: number, lean: boolean): [LineChunk | undefined, LineChunk | undefined] {
   const per = lean ? 0 : 16;
@@ -41,7 +52,7 @@ export function splitHead(chunk: LineChunk, limit: number, lean: boolean): [Line
   const cut = chunk.indexes[k - 1]! + 1;
   return [
     { text: chunk.text.slice(0, cut), indexes: chunk.indexes.slice(0, k), times: chunk.times.slice(0, k) },
-    { text: chunk.text.slice(cut), indexes: chunk.indexes.slice(k).map((i) => i - cut), times: chunk.times.slice(k) },
+    { text: chunk.text.slice(cut), indexes: rebased(chunk.indexes, k, chunk.indexes.length, cut), times: chunk.times.slice(k) },
   ];
 }
 
@@ -93,7 +104,7 @@ export function splitChunk(chunk: LineChunk, limit: number, lean = false): LineC
     const textEnd = chunk.indexes[end - 1]! + 1;
     out.push({
       text: chunk.text.slice(textStart, textEnd),
-      indexes: chunk.indexes.slice(start, end).map((i) => i - textStart),
+      indexes: rebased(chunk.indexes, start, end, textStart),
       times: chunk.times.slice(start, end),
     });
     start = end;

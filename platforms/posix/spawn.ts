@@ -11,6 +11,18 @@ import { readPipe } from './pipe-reader.js';
 import { requireFromDisk, seaNodePtyDir } from '../sea/index.js';
 
 /** Where a name without a slash resolves on PATH, as execvp would find it; undefined when nowhere. */
+/** An absolute directory with no empty, '.' or '..' segment and no trailing slash: path.join would not change it. */
+const NORMAL_DIR = /^(?:\/(?!\.\.?(?:\/|$))[^/]+)+$/;
+
+/**
+ * path.join(dir || '.', file) for a PATH entry and a file name without '/'. A normal directory is joined with a
+ * slash: path.join normalises character by character, and a step's 9 PATH entries made its separator test the
+ * one function of a 50-step build that V8 compiled with TurboFan (--trace-opt), paging in 5.3 MiB of compiler.
+ */
+export function joinPathEntry(dir: string, file: string): string {
+  return file !== '.' && file !== '..' && NORMAL_DIR.test(dir) ? `${dir}/${file}` : path.join(dir || '.', file);
+}
+
 export function resolveExecutable(file: string, envPath: string | undefined): string | undefined {
   const isExec = (p: string): boolean => {
     try {
@@ -25,7 +37,7 @@ export function resolveExecutable(file: string, envPath: string | undefined): st
   };
   if (file.includes('/')) return isExec(file) ? file : undefined;
   for (const dir of (envPath ?? '/usr/local/bin:/usr/bin:/bin').split(':')) {
-    const candidate = path.join(dir || '.', file);
+    const candidate = joinPathEntry(dir, file);
     if (isExec(candidate)) return candidate;
   }
   return undefined;

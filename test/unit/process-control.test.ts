@@ -8,7 +8,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { searchPath } from '../../platforms/common/find-program.js';
 import { posixPlatform } from '../../platforms/posix/platform.js';
-import { resolveExecutable } from '../../platforms/posix/spawn.js';
+import { joinPathEntry, resolveExecutable } from '../../platforms/posix/spawn.js';
 import { win32FindProgram } from '../../platforms/win32/process-control.js';
 
 const posix = process.platform !== 'win32';
@@ -77,6 +77,11 @@ describe.runIf(posix)('resolveExecutable (POSIX spawn)', () => {
     // with a slash: that file only
     expect(resolveExecutable(exe, '')).toBe(exe);
     expect(resolveExecutable(path.join(tmp, 'r0/bin/tool'), dirs.join(':'))).toBeUndefined();
+  });
+
+  it('joins a PATH entry and a name exactly as path.join does, normal or not', () => {
+    const dirs = ['/usr/bin', '/a', '/usr/local/bin/', '', '.', 'rel/dir', '/a//b', '/a/./b', '/a/../b', '/a/.', '/a/..', '/.hidden', '/a/..b', '/a/.b/c', '/'];
+    for (const dir of dirs) for (const f of ['tool', '.tool', '..x', '.', '..']) expect(joinPathEntry(dir, f), `${dir} + ${f}`).toBe(path.join(dir || '.', f));
   });
 });
 
