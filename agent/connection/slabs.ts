@@ -29,7 +29,9 @@ export class SlabPool {
   private readonly slabs = new Set<Buffer>();
   private readonly idle: Buffer[] = [];
   private closed = false;
-  /** Buffers handed out that were not slabs (all busy, or the message larger than a slab). */
+  /** Requests for a buffer (take, tryTake). */
+  requests = 0;
+  /** Requests not served with a slab (all busy, or the message larger than a slab). */
   fallbacks = 0;
 
   constructor(opts: SlabPoolOptions = {}) {
@@ -39,10 +41,14 @@ export class SlabPool {
 
   /** A free slab (made if fewer than maxSlabs exist), or undefined when all are busy or the pool is closed. */
   tryTake(): Buffer | undefined {
+    this.requests++;
     if (this.closed) return undefined;
     const slab = this.idle.pop();
     if (slab) return slab;
-    if (this.slabs.size >= this.maxSlabs) return undefined;
+    if (this.slabs.size >= this.maxSlabs) {
+      this.fallbacks++;
+      return undefined;
+    }
     // not from Node's shared pool: a slab is ours alone
     const made = Buffer.allocUnsafeSlow(this.slabBytes);
     this.slabs.add(made);
@@ -51,9 +57,13 @@ export class SlabPool {
 
   /** A buffer of at least `bytes`: a slab when one is free and large enough, else a fresh one (give() ignores it). */
   take(bytes: number): Buffer {
-    const slab = bytes <= this.slabBytes ? this.tryTake() : undefined;
-    if (slab) return slab;
-    this.fallbacks++;
+    if (bytes > this.slabBytes) {
+      this.requests++;
+      this.fallbacks++;
+    } else {
+      const slab = this.tryTake();
+      if (slab) return slab;
+    }
     return Buffer.allocUnsafeSlow(bytes);
   }
 
