@@ -78,7 +78,7 @@ export class MsgpackSession {
   private ending: SessionEnd | undefined;
   private readonly liveness: Liveness;
   private attachTimer: NodeJS.Timeout | undefined;
-  /** Frames transfer blocks itself (see send); only with the connection's socket. */
+  /** Frames large messages (updates, transfer blocks) itself (see send); only with the connection's socket. */
   private readonly frames: MaskedFrameWriter | undefined;
   /** The connection's reused buffers for large messages (slabs.ts). */
   private readonly slabs = new SlabPool();
