@@ -270,6 +270,25 @@ describe('msgpack session', () => {
       expect(blocks.length).toBeGreaterThan(40);
       expect(Buffer.concat(blocks).equals(content)).toBe(true);
     });
+
+    // Updates go out from the connection's slabs: masked into them by MaskedFrameWriter without deflate, handed
+    // to ws (and its compressor) in them with deflate; either way each text arrives as the command wrote it.
+    it(`sends a fast command's output unchanged through reused buffers (${deflate ? 'with' : 'without'} permessage-deflate)`, async () => {
+      master = new FakeMaster('pw', { deflate });
+      const opts = { host: '127.0.0.1', port: master.port, name: 'w1', password: 'pw', tls: false, handshakeTimeoutMs: 5000, deflate };
+      await connectMsgpack(opts, (ws, socket) => {
+        new MsgpackSession(ws, makeBot(), silentLogger, socket ? { socket, leanUpdates: true } : { leanUpdates: true });
+        return ws;
+      });
+      await new Promise((r) => setTimeout(r, 50));
+      master.autoRespond();
+      master.send('start_command', { command_id: 'o', command_name: 'shell', args: { workdir: os.tmpdir(), command: 'seq 1 400000', logEnviron: false } });
+      await master.waitFor((m) => m['op'] === 'complete' && m['command_id'] === 'o', 20_000);
+      const updates = master.received.filter((m) => m['op'] === 'update' && m['command_id'] === 'o');
+      const stdout = updates.flatMap((m) => (m['args'] as [string, [string]][]).filter(([k]) => k === 'stdout').map(([, v]) => v[0]));
+      expect(stdout.join('')).toBe(Array.from({ length: 400000 }, (_, i) => `${i + 1}\n`).join(''));
+      expect(Math.max(...stdout.map((t) => t.length))).toBeGreaterThan(100_000);
+    });
   }
 });
 

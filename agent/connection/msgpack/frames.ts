@@ -1,13 +1,15 @@
-// Large client messages (transfer blocks) framed here and written on the connection's socket, instead of by ws.
-// A client frame is masked (RFC 6455 5.3), and ws masks a message into a new buffer of its size: one more
-// buffer per block, freed only when V8 next collects (an upload of 16 KiB blocks grew the malloc heap ~20 MiB).
-// Here the frame is masked into a buffer that is reused once the socket has written it. Used only while ws
-// itself writes each frame whole, at once (no permessage-deflate), so frames never interleave.
+// Large client messages (output updates, transfer blocks) framed here and written on the connection's socket,
+// instead of by ws. A client frame is masked (RFC 6455 5.3), and ws masks a message into a new buffer of its
+// size: one more buffer per message, freed only when V8 next collects (an upload of 16 KiB blocks grew the
+// malloc heap ~20 MiB). Here the frame is masked into one of the connection's slabs (slabs.ts), reused once the
+// socket has written it. Used only while ws itself writes each frame whole, at once (no permessage-deflate), so
+// frames never interleave.
 
 import { randomFillSync } from 'node:crypto';
 import type { Writable } from 'node:stream';
+import { SlabPool } from '../slabs.js';
 
-/** Idle frame buffers kept for reuse, at most (bytes). */
+/** Idle frame buffers larger than a slab (transfer blocks of a master's large blocksize) kept for reuse, at most (bytes). */
 const KEEP_BYTES = 2 * 1024 * 1024;
 /** FIN + binary (opcode 2). */
 const FIN_BINARY = 0x82;
@@ -19,7 +21,10 @@ export class MaskedFrameWriter {
   private readonly keys = Buffer.alloc(4096);
   private keyAt = this.keys.length;
 
-  constructor(private readonly socket: Writable) {}
+  constructor(
+    private readonly socket: Writable,
+    private readonly slabs = new SlabPool(),
+  ) {}
 
   /** Writes `payload` as one masked binary frame; `payload` may be reused as soon as this returns. */
   write(payload: Uint8Array): void {
@@ -50,6 +55,7 @@ export class MaskedFrameWriter {
       frame[head + i + 3] = payload[i + 3]! ^ k3;
     }
     for (; i < len; i++) frame[head + i] = payload[i]! ^ key[i & 3]!;
+    // called back once written, or with an error when the socket is destroyed
     this.socket.write(frame.subarray(0, head + len), () => this.give(frame));
   }
 
@@ -65,6 +71,7 @@ export class MaskedFrameWriter {
   }
 
   private take(bytes: number): Buffer {
+    if (bytes <= this.slabs.slabBytes) return this.slabs.take(bytes);
     for (let i = this.idle.length - 1; i >= 0; i--) {
       const b = this.idle[i]!;
       if (b.length >= bytes) {
@@ -77,6 +84,10 @@ export class MaskedFrameWriter {
   }
 
   private give(frame: Buffer): void {
+    if (frame.length <= this.slabs.slabBytes) {
+      this.slabs.give(frame);
+      return;
+    }
     if (this.idleBytes + frame.length > KEEP_BYTES) return;
     this.idle.push(frame);
     this.idleBytes += frame.length;

@@ -16,6 +16,7 @@ import type { SessionEnd, SessionEndCause } from '../protocol.js';
 import { decodeMessage, encodeMessage, encodeMessageInPlace, RefusedMessage, wireFailure, wireUpdateArgs, type Message } from './codec.js';
 import { MaskedFrameWriter } from './frames.js';
 import { InflateError, readInflateNotice } from './inflate.js';
+import { SlabPool } from '../slabs.js';
 
 interface Pending {
   op: string;
@@ -77,8 +78,10 @@ export class MsgpackSession {
   private ending: SessionEnd | undefined;
   private readonly liveness: Liveness;
   private attachTimer: NodeJS.Timeout | undefined;
-  /** Frames transfer blocks itself (see send); only with the connection's socket. */
+  /** Frames large messages (updates, transfer blocks) itself (see send); only with the connection's socket. */
   private readonly frames: MaskedFrameWriter | undefined;
+  /** The connection's reused buffers for large messages (slabs.ts). */
+  private readonly slabs = new SlabPool();
   readonly closed: Promise<SessionEnd & { code: number }>;
 
   constructor(
@@ -101,13 +104,14 @@ export class MsgpackSession {
       logger.info(
         `sending WebSocket pings every ${keepaliveS} seconds (the master must answer within ${livenessTimeoutS(keepaliveS, opts.keepaliveTimeoutS ?? null)} s)`,
       );
-    this.frames = opts.socket ? new MaskedFrameWriter(opts.socket) : undefined;
+    this.frames = opts.socket ? new MaskedFrameWriter(opts.socket, this.slabs) : undefined;
     const alive = (): void => this.liveness.activity();
     if (opts.socket) opts.socket.on('data', alive);
     else ws.on('pong', alive);
     this.closed = new Promise((resolve) => {
       ws.on('close', (code, reason) => {
         this.closedFlag = true;
+        this.slabs.close();
         this.liveness.stop();
         clearTimeout(this.attachTimer);
         for (const p of this.pending.values()) p.reject(new ConnectionLostError());
@@ -174,7 +178,7 @@ export class MsgpackSession {
 
   /**
    * Sends a request to the master; resolves with its result, rejects with RemoteError or ConnectionLostError.
-   * `large`: a transfer block, sent without the encoder's copy where ws frames it at once (see send).
+   * `large`: an output update or a transfer block, sent from a reused buffer (see send).
    */
   request(op: string, fields: Record<string, unknown>, large = false): Promise<unknown> {
     if (this.closedFlag) return Promise.reject(new ConnectionLostError());
@@ -185,14 +189,27 @@ export class MsgpackSession {
   }
 
   /**
-   * A large message (a transfer block) goes through the frame writer while ws writes each frame whole and at
-   * once (no permessage-deflate; ws may then queue a message behind one it compresses): encoded in the encoder's
-   * own buffer and masked into a reused one, without the two copies encodeMessage and ws make of every message.
+   * A large message (an output update, a transfer block) is encoded in the encoder's own buffer and goes out from
+   * one of the connection's slabs, without the buffer per message encodeMessage and ws make. While ws writes
+   * each frame whole and at once (no permessage-deflate; ws may then queue a message behind one it compresses),
+   * the frame writer masks it into a slab. Otherwise ws gets the message in a slab, given back when ws calls
+   * back: after the frame is written, so after permessage-deflate read it (zlib reads its input in the thread
+   * pool until its flush calls back; ws calls back with an error when the socket closed meanwhile).
    */
   private send(msg: Record<string, unknown>, large = false): void {
     if (this.closedFlag) return;
-    if (large && this.frames && this.ws.extensions === '' && this.ws.readyState === this.ws.OPEN) this.frames.write(encodeMessageInPlace(msg));
-    else this.ws.send(encodeMessage(msg), { binary: true });
+    if (!large || this.ws.readyState !== this.ws.OPEN) {
+      this.ws.send(encodeMessage(msg), { binary: true });
+      return;
+    }
+    const bytes = encodeMessageInPlace(msg);
+    if (this.frames && this.ws.extensions === '') {
+      this.frames.write(bytes);
+      return;
+    }
+    const slab = this.slabs.take(bytes.length);
+    slab.set(bytes);
+    this.ws.send(slab.subarray(0, bytes.length), { binary: true }, () => this.slabs.give(slab));
   }
 
   private respond(seq: number, result: unknown, isException = false): void {
@@ -337,7 +354,8 @@ export class MsgpackSession {
     };
     return {
       sendUpdate: (items: UpdateItem[]) => {
-        call('update', { args: wireUpdateArgs(items, this.opts.leanUpdates) }).catch((err: unknown) => {
+        const args = { args: wireUpdateArgs(items, this.opts.leanUpdates), command_id: commandId };
+        this.request('update', args, true).catch((err: unknown) => {
           if (!(err instanceof ConnectionLostError)) this.logger.warn(`master answered update for command ${commandId} with an error: ${errorMessage(err)}`);
         });
       },

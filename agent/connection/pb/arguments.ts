@@ -53,3 +53,15 @@ export function commandArgs(args: Record<string, unknown>): Record<string, unkno
   }
   return out;
 }
+
+/** The keyword arguments of a call as a plain object, or undefined when they are not a dictionary. */
+export function kwargsObject(v: unknown): Record<string, unknown> | undefined {
+  if (isPlainObject(v)) return v;
+  if (v instanceof Map) {
+    // Python 2 peers send byte keys (flavors.Referenceable.remoteMessageReceived decodes them)
+    const out: Record<string, unknown> = {};
+    for (const [k, val] of v) out[Buffer.isBuffer(k) ? k.toString('utf8') : String(k)] = val;
+    return out;
+  }
+  return undefined;
+}

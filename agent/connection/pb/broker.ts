@@ -9,9 +9,11 @@ import type { MessageLimits } from '../limits.js';
 import { atom, chooseDialect, encodeParts, type Sexp } from './banana.js';
 import { BananaDecoder } from './banana-decoder.js';
 import { PyTuple } from '../../py/values.js';
-import { CopiedFailure, CopyableFailure, isPlainObject, jelly, unjelly, type JellyPeer } from './jelly.js';
+import { CopiedFailure, CopyableFailure, jelly, unjelly, type JellyPeer } from './jelly.js';
 import { defaultDescribe, InvalidObjectError, NoSuchMethodError, PbRemoteError, type PythonError } from './errors.js';
+import { kwargsObject } from './arguments.js';
 import { LocalObjects, RemoteReference, type Referenceable, type ReferenceBroker } from './references.js';
+import { SlabText, type SlabPool } from '../slabs.js';
 
 /** pb.Broker.version: both sides send it right after the dialect; any other number ends the connection. */
 export const PB_VERSION = 6;
@@ -23,8 +25,10 @@ interface Pending {
 }
 
 export interface BrokerOptions {
-  /** Writes bytes to the peer. */
-  send: (data: Buffer) => void;
+  /** Writes bytes to the peer; `written` (if given) once the socket is done with them, or dropped them. */
+  send: (data: Buffer, written?: () => void) => void;
+  /** Reused buffers for the text of outgoing calls (output updates); without, each text gets its own buffer. */
+  slabs?: SlabPool;
   /** Ends the connection (the stream can no longer be trusted, or the peer broke the protocol). */
   close: (reason: AgentError) => void;
   logger: Logger;
@@ -309,15 +313,19 @@ export class Broker implements ReferenceBroker {
     if (ref.released) return Promise.reject(new AgentError('E_PB_RELEASED', `cannot call ${method} on a released reference (object ${ref.luid})`));
     let data: Buffer[];
     const reqId = this.requestId + 1;
+    // the texts of the call (an update's output) are written into a slab, given back once the socket wrote them
+    const text = this.opts.slabs && new SlabText(this.opts.slabs);
     try {
       const objectId: Sexp = typeof ref.luid === 'number' ? ref.luid : atom(ref.luid);
-      data = this.encode([atom('message'), reqId, objectId, Buffer.from(method, 'utf8'), 1, this.serialize(new PyTuple(args)), this.serialize(kwargs)]);
+      const call = [atom('message'), reqId, objectId, Buffer.from(method, 'utf8'), 1, this.serialize(new PyTuple(args), text), this.serialize(kwargs, text)];
+      data = this.encode(call);
     } catch (err) {
+      text?.done();
       return Promise.reject(err instanceof Error ? err : new AgentError('E_JELLY', String(err)));
     }
     this.requestId = reqId;
     const p = new Promise<unknown>((resolve, reject) => this.pending.set(reqId, { method, resolve, reject }));
-    this.write(data);
+    this.write(data, text);
     return p;
   }
 
@@ -348,10 +356,12 @@ export class Broker implements ReferenceBroker {
     return encodeParts(sexp, { vocab: this.decoder.dialect === 'pb' });
   }
 
-  private write(data: Buffer | Buffer[]): void {
-    if (this.closedReason || this.fatal) return;
-    if (Buffer.isBuffer(data)) this.opts.send(data);
-    else for (const part of data) this.opts.send(part);
+  /** Writes a message; `text`'s slab goes back once the socket wrote the last part (parts are written in order). */
+  private write(data: Buffer | Buffer[], text?: SlabText): void {
+    const written = text?.usesSlab ? () => text.done() : undefined;
+    const parts = Buffer.isBuffer(data) ? [data] : data;
+    if (this.closedReason || this.fatal || !parts.length) written?.();
+    else parts.forEach((part, i) => this.opts.send(part, i === parts.length - 1 ? written : undefined));
   }
 
   /** Unjellies for this connection; the references to the peer's objects it creates are added to `refs`. */
@@ -364,9 +374,9 @@ export class Broker implements ReferenceBroker {
     }
   }
 
-  /** Jellies a value for this connection (our objects become `[remote, luid]`). */
-  serialize(value: unknown): Sexp {
-    return jelly(value, this);
+  /** Jellies a value for this connection (our objects become `[remote, luid]`); texts into `text`'s slab if given. */
+  serialize(value: unknown, text?: SlabText): Sexp {
+    return text ? jelly(value, this, (s) => text.bytes(s)) : jelly(value, this);
   }
 
   /** Puts one of our objects in the table (or counts one more reference to it); returns its luid. */
@@ -386,15 +396,4 @@ export class Broker implements ReferenceBroker {
       return obj;
     },
   };
-}
-
-function kwargsObject(v: unknown): Record<string, unknown> | undefined {
-  if (isPlainObject(v)) return v;
-  if (v instanceof Map) {
-    // Python 2 peers send byte keys (flavors.Referenceable.remoteMessageReceived decodes them)
-    const out: Record<string, unknown> = {};
-    for (const [k, val] of v) out[Buffer.isBuffer(k) ? k.toString('utf8') : String(k)] = val;
-    return out;
-  }
-  return undefined;
 }

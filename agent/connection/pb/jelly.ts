@@ -161,12 +161,17 @@ function setKey(o: Record<string, unknown>, k: string, v: unknown): void {
   else o[k] = v;
 }
 
+function utf8(text: string): Buffer {
+  return Buffer.from(text, 'utf8');
+}
+
 /**
- * Serializes a value. Throws E_JELLY for what has no jelly form (functions, symbols, cycles, class instances).
+ * Serializes a value. `textBytes` makes the UTF-8 bytes of text (the broker writes them into a reused slab,
+ * slabs.ts); it must write what Buffer.from(text, 'utf8') would. Throws E_JELLY for what has no jelly form (functions, symbols, cycles, class instances).
  * A value repeated inside is sent twice rather than as reference/dereference (equal on arrival; we never send
  * shared mutable structures).
  */
-export function jelly(value: unknown, invoker?: unknown): Sexp {
+export function jelly(value: unknown, invoker?: unknown, textBytes: (text: string) => Buffer = utf8): Sexp {
   const active = new Set<object>();
   const j: Jellier = {
     invoker,
@@ -180,7 +185,7 @@ export function jelly(value: unknown, invoker?: unknown): Sexp {
           return v;
         case 'string':
           // Buffer.from writes U+FFFD for lone surrogates, so the master's strict UTF-8 decode never fails
-          return [A.unicode, Buffer.from(v, 'utf8')];
+          return [A.unicode, textBytes(v)];
         case 'object':
           break;
         default:
