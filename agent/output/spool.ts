@@ -15,8 +15,14 @@ import type { Logger } from '../log.js';
 
 /** gzip level for spooled logs: fast enough to keep up with a process writing at full speed. */
 const SPOOL_GZIP_LEVEL = 3;
-/** Above this much data queued in the compressor, the step is paused until it drains. */
-export const SPOOL_HIGH_WATER = 8 * 1024 * 1024;
+/**
+ * Above this much data queued in the compressor, the step is paused until it drains. Every queued write is a
+ * buffer of its own (a pipe read's text), malloc'd and freed in the order the compressor and the garbage
+ * collector get to them, and glibc's heap keeps what such a backlog fragments: with 8 MiB the 500 MiB budget
+ * build's malloc heap reached 75 MiB and its peak RSS 140 MiB; with 2 MiB 43 and 106 MiB, with the same CPU and
+ * wall time (scripts/bench/run --protocol pb --only budget --smaps). gzip level 3 drains 2 MiB in ~30 ms.
+ */
+export const SPOOL_HIGH_WATER = 2 * 1024 * 1024;
 /**
  * How long closing a spool may take (compressing and writing at most SPOOL_HIGH_WATER of backlog takes well
  * under a second): the step's `complete` waits for it, so a disk that stops answering must not hold it up.
